@@ -1,0 +1,68 @@
+package kps
+
+import (
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// KeyPair is an SSH public key of a project, optionally with a hosted private key.
+type KeyPair struct {
+	ID          int64
+	ProjectID   string
+	Name        string
+	Type        string // "ssh" or "x509"
+	Scope       string // "user" or "domain"
+	UserID      string
+	PublicKey   string // exactly as submitted
+	Fingerprint string
+	Algorithm   string
+	Description string
+	// PrivateKey is the hosted private key sealed by a Sealer; nil when not hosted.
+	PrivateKey []byte
+	Created    time.Time
+	Updated    time.Time
+}
+
+// Key pair types and scopes (§2.1).
+const (
+	TypeSSH     = "ssh"
+	TypeX509    = "x509"
+	ScopeUser   = "user"
+	ScopeDomain = "domain"
+)
+
+var keyPairName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidKeyPairName reports whether name follows the name rule of §1.6.
+func ValidKeyPairName(name string) bool { return keyPairName.MatchString(name) }
+
+// ValidateKeyPairName returns KPS.6004 for an invalid name.
+func ValidateKeyPairName(name string) error {
+	if !ValidKeyPairName(name) {
+		return Errorf(ErrKeyPairName, "Invalid key pair name '%s': 1 to 64 letters, digits, '_' or '-' are allowed.", clip(name))
+	}
+	return nil
+}
+
+// ValidateDescription returns KPS.6016 for a description that is too long or has control
+// characters.
+func ValidateDescription(d string) error {
+	if len([]rune(d)) > 255 || strings.IndexFunc(d, unicode.IsControl) >= 0 {
+		return Errorf(ErrDescription, "Invalid description: up to 255 characters without control characters are allowed.")
+	}
+	return nil
+}
+
+// VisibleTo reports whether the key pair is visible to a user of its project (§1.2).
+func (k *KeyPair) VisibleTo(userID string) bool {
+	return k.Scope == ScopeDomain || k.UserID == userID
+}
+
+// KeyPairPage is a page of a marker-paginated key pair list (§4.2).
+type KeyPairPage struct {
+	Items          []KeyPair
+	NextMarker     *string
+	PreviousMarker *string
+}

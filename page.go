@@ -1,0 +1,52 @@
+package kps
+
+import (
+	"regexp"
+	"strconv"
+)
+
+var decimal = regexp.MustCompile(`^[0-9]{1,10}$`)
+
+// Page is a validated limit/offset pair (kps-v3-api.md §4.1).
+type Page struct {
+	Limit  int
+	Offset int
+}
+
+// ParsePage validates the limit and offset query values; present reports whether each was sent.
+// Only plain decimal digits are accepted, so "-1", "+5", "1.5" and "" fail.
+func ParsePage(limit string, limitSet bool, offset string, offsetSet bool, defaultLimit int) (Page, error) {
+	p := Page{Limit: defaultLimit}
+	if limitSet {
+		n, ok := parseDecimal(limit)
+		if !ok || n < 1 || n > 1000 {
+			return p, Errorf(ErrLimit, "Invalid limit '%s': it must be an integer from 1 to 1000.", clip(limit))
+		}
+		p.Limit = n
+	}
+	if offsetSet {
+		n, ok := parseDecimal(offset)
+		if !ok || n > 2147483647 {
+			return p, Errorf(ErrOffset, "Invalid offset '%s': it must be an integer from 0 to 2147483647.", clip(offset))
+		}
+		p.Offset = n
+	}
+	return p, nil
+}
+
+func parseDecimal(s string) (int, bool) {
+	if !decimal.MatchString(s) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return int(n), err == nil
+}
+
+// clip shortens user input quoted in an error message.
+func clip(s string) string {
+	r := []rune(s)
+	if len(r) > 64 {
+		return string(r[:64]) + "…"
+	}
+	return s
+}

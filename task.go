@@ -1,0 +1,117 @@
+package kps
+
+import (
+	"strconv"
+	"time"
+)
+
+// Operation is what a task does on a host (kps-v3-api.md §3.1).
+type Operation string
+
+const (
+	OpReset   Operation = "RESET"   // bind with the service's own credential
+	OpReplace Operation = "REPLACE" // bind with the caller's credential
+	OpUnbind  Operation = "UNBIND"  // remove the bound key pair
+)
+
+// Phase is where a task stands in its life; with the operation it forms the wire status.
+type Phase string
+
+const (
+	PhaseReady   Phase = "READY"
+	PhaseRunning Phase = "RUNNING"
+	PhaseSuccess Phase = "SUCCESS"
+	PhaseFailed  Phase = "FAILED"
+)
+
+// Status is the wire status of a task, e.g. RUNNING_REPLACE.
+func Status(p Phase, op Operation) string { return string(p) + "_" + string(op) }
+
+// transitions is the whole task state machine (docs/task-state-machine.md). The operation never
+// changes; SUCCESS and FAILED are terminal.
+var transitions = map[Phase][]Phase{
+	PhaseReady:   {PhaseRunning, PhaseFailed},
+	PhaseRunning: {PhaseSuccess, PhaseFailed},
+}
+
+// CanTransition reports whether a task may move from one phase to another. READY → FAILED is
+// the only shortcut: a queued task whose caller credential was lost with a restart fails
+// without running (KPS.6609).
+func CanTransition(from, to Phase) bool {
+	for _, p := range transitions[from] {
+		if p == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Task is one asynchronous operation on one server.
+type Task struct {
+	ID              string
+	ProjectID       string
+	Operation       Operation
+	Phase           Phase
+	ServerID        string
+	ServerName      string
+	KeyPairName     string
+	Port            int // 0: the inventory port
+	DisablePassword bool
+	CallerAuth      bool // REPLACE, or UNBIND with the caller's auth: the credential is held in memory
+	Created         time.Time
+	Updated         time.Time
+	ErrorCode       string
+	ErrorMsg        string
+	LeaseOwner      string
+	LeaseExpires    time.Time
+	Attempt         int // incremented by every claim; fences a worker that lost its lease
+}
+
+// Status returns the wire status, e.g. READY_RESET.
+func (t *Task) Status() string { return Status(t.Phase, t.Operation) }
+
+// TaskTime is the wire form of the creation time: decimal epoch milliseconds (§3.4).
+func (t *Task) TaskTime() string { return strconv.FormatInt(t.Created.UnixMilli(), 10) }
+
+// Active reports whether the task is queued or executing.
+func (t *Task) Active() bool { return t.Phase == PhaseReady || t.Phase == PhaseRunning }
+
+// TaskSubmission is a validated request for a new task; the store applies the synchronous
+// checks of §2.11–2.13 and persists it atomically.
+type TaskSubmission struct {
+	ID              string
+	ProjectID       string
+	UserID          string // caller, for key pair visibility
+	Operation       Operation
+	KeyPairName     string // RESET/REPLACE only
+	ServerID        string
+	Port            int
+	DisablePassword bool
+	CallerAuth      bool
+	Batch           bool // batch associate: the server must not be bound (KPS.6303)
+	MaxQueued       int  // queue capacity (KPS.6502); 0 means unlimited
+}
+
+// TaskOutcome is how a worker ends a task.
+type TaskOutcome struct {
+	Success          bool
+	ErrorCode        string
+	ErrorMsg         string
+	PublicKey        string // the key now installed (bind), for the binding record
+	PasswordDisabled bool   // binding flag after the task
+}
+
+// Binding records that a server carries a key pair (§1.1).
+type Binding struct {
+	ProjectID        string
+	ServerID         string
+	KeyPairName      string
+	PublicKey        string
+	PasswordDisabled bool
+}
+
+// TaskPhases lists the phases a task list returns.
+var (
+	RunningPhases = []Phase{PhaseReady, PhaseRunning}
+	FailedPhases  = []Phase{PhaseFailed}
+)
