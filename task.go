@@ -48,13 +48,16 @@ func CanTransition(from, to Phase) bool {
 
 // Task is one asynchronous operation on one server.
 type Task struct {
-	ID              string
-	ProjectID       string
-	Operation       Operation
-	Phase           Phase
-	ServerID        string
-	ServerName      string
-	KeyPairName     string
+	ID          string
+	ProjectID   string
+	Operation   Operation
+	Phase       Phase
+	ServerID    string
+	ServerName  string
+	KeyPairName string
+	// PublicKey is the key pair's public key taken at submission (RESET/REPLACE) or the bound
+	// key (UNBIND), so the worker needs no visibility-checked key pair lookup.
+	PublicKey       string
 	Port            int // 0: the inventory port
 	DisablePassword bool
 	CallerAuth      bool // REPLACE, or UNBIND with the caller's auth: the credential is held in memory
