@@ -1,0 +1,367 @@
+// Package tasks executes KPS tasks: a bounded pool of workers claims READY tasks from the
+// store under a lease, keeps the lease alive with a heartbeat while the host job runs, and
+// ends every task exactly once through a guarded transition. A sweeper fails tasks whose
+// worker vanished. The state machine is written down in docs/task-state-machine.md.
+package tasks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/openkps/kps"
+)
+
+// Store is what the runner needs from persistence.
+type Store interface {
+	kps.TaskStore
+	Server(ctx context.Context, projectID, id string) (*kps.Server, error)
+	PinHostKey(ctx context.Context, projectID, id, key string) ([]string, error)
+}
+
+// Config tunes the runner; zero values take the defaults.
+type Config struct {
+	Workers     int           // concurrent host jobs, default 16
+	Lease       time.Duration // default 30s; heartbeats renew it every Lease/3
+	TaskTimeout time.Duration // whole task, default 120s (§3.1)
+	Poll        time.Duration // idle polling interval, default 1s (Wake short-circuits it)
+	Retention   time.Duration // SUCCESS tasks kept, default 7 days
+	// SoleInstance fails every RUNNING task at start (nobody else can hold a lease), instead
+	// of waiting for leases to expire. True with the embedded SQLite store.
+	SoleInstance bool
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 16
+	}
+	if c.Lease <= 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.TaskTimeout <= 0 {
+		c.TaskTimeout = 120 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = time.Second
+	}
+	if c.Retention <= 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+}
+
+// Runner is the worker pool. Start it once; Stop it once.
+type Runner struct {
+	store    Store
+	sealer   kps.Sealer
+	executor kps.HostExecutor
+	log      *slog.Logger
+	cfg      Config
+	owner    string
+
+	wake   chan struct{}
+	vault  sync.Map // task ID → kps.Credential of the caller, memory only (§2.11)
+	cancel context.CancelFunc
+	jobs   context.Context // cancelled when Stop gives up waiting
+	abort  context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a runner; owner identifies this process in leases.
+func New(store Store, sealer kps.Sealer, executor kps.HostExecutor, log *slog.Logger, cfg Config) *Runner {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	return &Runner{store: store, sealer: sealer, executor: executor, log: log, cfg: cfg,
+		owner: "kps-" + hex.EncodeToString(b), wake: make(chan struct{}, 1)}
+}
+
+// Hold keeps a caller credential in memory for a task about to be submitted. It is never
+// persisted: after a restart the task fails with KPS.6609 instead.
+func (r *Runner) Hold(taskID string, c kps.Credential) { r.vault.Store(taskID, c) }
+
+// Forget drops a held credential (the submission was refused).
+func (r *Runner) Forget(taskID string) { r.vault.Delete(taskID) }
+
+// Wake tells an idle worker that a task is waiting.
+func (r *Runner) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start recovers tasks left by a previous process and starts the workers and the sweeper.
+func (r *Runner) Start(ctx context.Context) error {
+	n, err := r.store.FailExpiredTasks(ctx, r.cfg.SoleInstance)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		r.log.Warn("tasks interrupted by a restart were failed", "count", n, "code", kps.TaskInterrupted)
+	}
+	loop, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	r.jobs, r.abort = context.WithCancel(context.WithoutCancel(ctx))
+	for range r.cfg.Workers {
+		r.wg.Add(1)
+		go r.work(loop)
+	}
+	r.wg.Add(1)
+	go r.sweep(loop)
+	return nil
+}
+
+// Stop stops claiming, waits for jobs in flight until ctx ends, then interrupts them; each
+// interrupted task ends FAILED with KPS.6609, so nothing is left RUNNING.
+func (r *Runner) Stop(ctx context.Context) {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		r.abort()
+		<-done
+	}
+	r.abort()
+}
+
+func (r *Runner) work(ctx context.Context) {
+	defer r.wg.Done()
+	for ctx.Err() == nil {
+		t, err := r.store.ClaimTask(ctx, r.owner, r.cfg.Lease)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("claiming a task failed", "err", err)
+		}
+		if t == nil {
+			select {
+			case <-ctx.Done():
+			case <-r.wake:
+			case <-time.After(r.cfg.Poll):
+			}
+			continue
+		}
+		r.run(t)
+		r.Wake() // more may be waiting; let a sibling look too
+	}
+}
+
+func (r *Runner) sweep(ctx context.Context) {
+	defer r.wg.Done()
+	tick := time.NewTicker(r.cfg.Lease / 2)
+	defer tick.Stop()
+	lastPurge := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n, err := r.store.FailExpiredTasks(ctx, false); err != nil {
+			r.log.Error("sweeping expired leases failed", "err", err)
+		} else if n > 0 {
+			r.log.Warn("tasks whose worker vanished were failed", "count", n, "code", kps.TaskInterrupted)
+		}
+		if time.Since(lastPurge) > time.Hour {
+			lastPurge = time.Now()
+			if _, err := r.store.PurgeSucceededTasks(ctx, r.cfg.Retention); err != nil {
+				r.log.Error("purging succeeded tasks failed", "err", err)
+			}
+		}
+	}
+}
+
+// run executes one claimed task and ends it. It never returns with the task RUNNING unless
+// the lease was lost, in which case whoever holds the task now ends it.
+func (r *Runner) run(t *kps.Task) {
+	log := r.log.With("task_id", t.ID, "server_id", t.ServerID, "operation", t.Operation)
+	callerCred, held := r.vault.LoadAndDelete(t.ID)
+
+	ctx, cancel := context.WithTimeout(r.jobs, r.cfg.TaskTimeout)
+	defer cancel()
+	hbDone := make(chan struct{})
+	lost := make(chan struct{})
+	go r.heartbeat(ctx, t, cancel, hbDone, lost)
+
+	var outcome kps.TaskOutcome
+	job, binding, err := r.prepare(ctx, t, callerCred, held)
+	if err == nil {
+		var res kps.HostResult
+		res, err = r.executor.Execute(ctx, job)
+		if err == nil {
+			outcome = kps.TaskOutcome{Success: true, PublicKey: t.PublicKey, PasswordDisabled: res.PasswordDisabled}
+			if t.Operation != kps.OpUnbind && binding != nil && binding.PasswordDisabled && !job.DisablePassword {
+				// disable_password=false leaves the daemon as it was, including our own change.
+				outcome.PasswordDisabled = true
+			}
+		}
+	}
+	cancel()
+	<-hbDone
+	select {
+	case <-lost:
+		log.Warn("task lease lost; its outcome is discarded", "err", err)
+		return
+	default:
+	}
+	if err != nil {
+		outcome = failure(err, r.jobs.Err() != nil, job)
+	}
+	// The outcome is recorded even while shutting down: a fresh context, bounded in time.
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	if ferr := r.store.FinishTask(fctx, t, outcome); errors.Is(ferr, kps.ErrLeaseLost) {
+		log.Warn("task lease lost before its outcome was recorded")
+	} else if ferr != nil {
+		log.Error("recording a task outcome failed", "err", ferr)
+	} else if outcome.Success {
+		log.Info("task succeeded")
+	} else {
+		log.Info("task failed", "code", outcome.ErrorCode, "reason", outcome.ErrorMsg)
+	}
+}
+
+func (r *Runner) heartbeat(ctx context.Context, t *kps.Task, cancel context.CancelFunc, done, lost chan struct{}) {
+	defer close(done)
+	tick := time.NewTicker(r.cfg.Lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := r.store.ExtendLease(ctx, t, r.cfg.Lease); errors.Is(err, kps.ErrLeaseLost) {
+			close(lost)
+			cancel()
+			return
+		} else if err != nil && ctx.Err() == nil {
+			r.log.Error("renewing a task lease failed", "task_id", t.ID, "err", err)
+		}
+	}
+}
+
+// failure turns an executor or preparation error into the failed outcome.
+func failure(err error, shuttingDown bool, job kps.HostJob) kps.TaskOutcome {
+	code, msg := kps.ErrorCode(err), kps.ErrorMessage(err)
+	switch {
+	case shuttingDown:
+		code, msg = kps.TaskInterrupted, "Task interrupted by a service shutdown."
+	case errors.Is(err, context.DeadlineExceeded) && code == kps.ErrInternal:
+		code, msg = kps.TaskTimeout, "The task deadline was exceeded on "+hostPort(job)+"."
+	case code == kps.ErrInternal:
+		code, msg = kps.TaskRemoteFailed, "The task failed unexpectedly on "+hostPort(job)+"."
+	}
+	return kps.TaskOutcome{ErrorCode: code, ErrorMsg: msg}
+}
+
+func hostPort(j kps.HostJob) string {
+	if j.Address == "" {
+		return "the server"
+	}
+	return net.JoinHostPort(j.Address, strconv.Itoa(j.Port))
+}
+
+// prepare resolves the server, binding and credential of a task into a host job.
+func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held bool) (kps.HostJob, *kps.Binding, error) {
+	srv, err := r.store.Server(ctx, t.ProjectID, t.ServerID)
+	if err != nil {
+		if kps.ErrorCode(err) == kps.ErrServerNotFound {
+			return kps.HostJob{}, nil, kps.Errorf(kps.TaskRemoteFailed, "Server '%s' is no longer in the inventory.", t.ServerID)
+		}
+		return kps.HostJob{}, nil, err
+	}
+	job := kps.HostJob{
+		TaskID:     t.ID,
+		Operation:  t.Operation,
+		Address:    srv.Address,
+		Port:       srv.Port,
+		User:       srv.User,
+		HostKeys:   srv.HostKeys,
+		SSHDConfig: srv.SSHDConfig,
+	}
+	if t.Port > 0 {
+		job.Port = t.Port
+	}
+	job.PinHostKey = func(ctx context.Context, key string) error {
+		pins, err := r.store.PinHostKey(ctx, t.ProjectID, t.ServerID, key)
+		if err != nil {
+			return err
+		}
+		for _, p := range pins {
+			if sameKey(p, key) {
+				return nil
+			}
+		}
+		return kps.Errorf(kps.TaskHostKeyMismatch, "The host key of %s does not match the key recorded for server '%s'.", hostPort(job), t.ServerID)
+	}
+	switch {
+	case t.CallerAuth && held:
+		job.Login = callerCred.(kps.Credential)
+	case t.CallerAuth:
+		return job, nil, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
+	case srv.Credential == nil:
+		return job, nil, kps.Errorf(kps.ErrNoCredential, "No service credential is stored for server '%s'.", t.ServerID)
+	default:
+		plain, err := r.sealer.Open(srv.Credential, CredentialAAD(t.ProjectID, t.ServerID))
+		if err != nil {
+			return job, nil, err
+		}
+		if err := json.Unmarshal(plain, &job.Login); err != nil {
+			return job, nil, err
+		}
+	}
+	binding, err := r.store.Binding(ctx, t.ProjectID, t.ServerID)
+	if err != nil {
+		return job, nil, err
+	}
+	switch t.Operation {
+	case kps.OpReset, kps.OpReplace:
+		job.InstallKey = t.PublicKey
+		job.DisablePassword = t.DisablePassword
+		if binding != nil {
+			job.RemoveKeys = append(job.RemoveKeys, binding.PublicKey)
+		}
+		if t.Operation == kps.OpReplace && job.Login.Type == kps.CredentialKeyPair {
+			// The replaced key is the one the caller logs in with (§6.3).
+			if s, err := ssh.ParsePrivateKey([]byte(job.Login.Key)); err == nil {
+				job.RemoveKeys = append(job.RemoveKeys, string(ssh.MarshalAuthorizedKey(s.PublicKey())))
+			}
+		}
+	case kps.OpUnbind:
+		if binding == nil {
+			return job, nil, kps.Errorf(kps.ErrServerNotBound, "Server '%s' has no bound key pair.", t.ServerID)
+		}
+		job.RemoveKeys = []string{binding.PublicKey}
+		job.RestorePassword = binding.PasswordDisabled
+	}
+	return job, binding, nil
+}
+
+// CredentialAAD binds a sealed service credential to its server, so sealed values cannot be
+// moved between rows.
+func CredentialAAD(projectID, serverID string) []byte {
+	return []byte("kps/server-credential/v1/" + projectID + "/" + serverID)
+}
+
+// sameKey compares two authorized_keys-style lines by key identity (type and blob).
+func sameKey(a, b string) bool {
+	ka, _, _, _, err1 := ssh.ParseAuthorizedKey([]byte(a))
+	kb, _, _, _, err2 := ssh.ParseAuthorizedKey([]byte(b))
+	return err1 == nil && err2 == nil && ka.Type() == kb.Type() && string(ka.Marshal()) == string(kb.Marshal())
+}
