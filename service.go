@@ -44,6 +44,8 @@ type KeyPairStore interface {
 	// KeyPair returns the key pair if it exists and is visible to userID, else KPS.6201.
 	KeyPair(ctx context.Context, projectID, name, userID string) (*KeyPair, error)
 	ListKeyPairs(ctx context.Context, projectID, userID, marker string, limit int) (*KeyPairPage, error)
+	// UpdateKeyPairDescription sets the description and bumps the update time.
+	UpdateKeyPairDescription(ctx context.Context, projectID, name, userID, description string) error
 	// DeleteKeyPair refuses a bound key pair or one an active task references (KPS.6305).
 	DeleteKeyPair(ctx context.Context, projectID, name, userID string) error
 }
