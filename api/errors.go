@@ -1,0 +1,112 @@
+package api
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/openkps/kps"
+)
+
+// statusOf is the one table that maps a KPS code to its HTTP status (kps-v3-api.md §5,
+// auth.md §11.3). Codes not listed are 400 (validation) unless they are internal.
+var statusOf = map[string]int{
+	kps.ErrContentType:     http.StatusUnsupportedMediaType,
+	kps.ErrTooLarge:        http.StatusRequestEntityTooLarge,
+	kps.ErrUnauthenticated: http.StatusUnauthorized,
+	kps.ErrBadCredentials:  http.StatusUnauthorized,
+	kps.ErrLoginFailed:     http.StatusUnauthorized,
+	kps.ErrScope:           http.StatusUnauthorized,
+	kps.ErrProjectMismatch: http.StatusForbidden,
+	kps.ErrUserMismatch:    http.StatusForbidden,
+	kps.ErrForbidden:       http.StatusForbidden,
+	kps.ErrQuota:           http.StatusForbidden,
+	kps.ErrLockedOut:       http.StatusTooManyRequests,
+	kps.ErrIdentityDown:    http.StatusServiceUnavailable,
+	kps.ErrTokenNotFound:   http.StatusNotFound,
+	kps.ErrKeyPairNotFound: http.StatusNotFound,
+	kps.ErrTaskNotFound:    http.StatusNotFound,
+	kps.ErrFailedNotFound:  http.StatusNotFound,
+	kps.ErrServerNotFound:  http.StatusNotFound,
+	kps.ErrNoRoute:         http.StatusNotFound,
+	kps.ErrMethod:          http.StatusMethodNotAllowed,
+	kps.ErrKeyPairExists:   http.StatusConflict,
+	kps.ErrServerBusy:      http.StatusConflict,
+	kps.ErrServerBound:     http.StatusConflict,
+	kps.ErrServerNotBound:  http.StatusConflict,
+	kps.ErrKeyPairInUse:    http.StatusConflict,
+	kps.ErrServerExists:    http.StatusConflict,
+	kps.ErrInternal:        http.StatusInternalServerError,
+	kps.ErrUnavailable:     http.StatusServiceUnavailable,
+}
+
+// HTTPStatus returns the HTTP status for a KPS code.
+func HTTPStatus(code string) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusBadRequest
+}
+
+// errorBody is the KPS error body; both members are always non-empty (§1.5).
+type errorBody struct {
+	ErrorCode string `json:"error_code"`
+	ErrorMsg  string `json:"error_msg"`
+}
+
+// identityErrorBody carries both the Keystone and the KPS conventions (auth.md §11.1).
+type identityErrorBody struct {
+	Error struct {
+		Code    int    `json:"code"`
+		Title   string `json:"title"`
+		Message string `json:"message"`
+	} `json:"error"`
+	ErrorCode string `json:"error_code"`
+	ErrorMsg  string `json:"error_msg"`
+}
+
+// renderError is the one error renderer. Internal errors are logged with their detail and shown
+// with a generic message.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	code, msg := kps.ErrorCode(err), kps.ErrorMessage(err)
+	status := HTTPStatus(code)
+	if code == kps.ErrInternal {
+		s.log.Error("internal error", "request_id", w.Header().Get("X-Request-Id"), "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	switch status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Keystone uri="`+s.cfg.PublicURL+`"`)
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "5")
+		}
+	}
+	if isIdentityPath(r.URL.Path) {
+		var b identityErrorBody
+		b.Error.Code, b.Error.Title, b.Error.Message = status, http.StatusText(status), msg
+		b.ErrorCode, b.ErrorMsg = code, msg
+		writeJSON(w, status, b)
+		return
+	}
+	writeJSON(w, status, errorBody{ErrorCode: code, ErrorMsg: msg})
+}
+
+// writeJSON renders v with the content type of §1.4.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		slog.Error("encoding a response failed", "err", err)
+		b, status = []byte(`{"error_code":"KPS.6501","error_msg":"Internal error."}`), http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// writeEmpty answers with no body (§1.4 "empty body").
+func writeEmpty(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(status)
+}

@@ -1,0 +1,262 @@
+package api
+
+import (
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/sshkey"
+)
+
+// keyPairCreated is CreateKeypairResp (§2.1).
+type keyPairCreated struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	PublicKey   string `json:"public_key"`
+	PrivateKey  string `json:"private_key,omitempty"`
+	Fingerprint string `json:"fingerprint"`
+	UserID      string `json:"user_id"`
+}
+
+// keyPairItem is the Keypair of a list (§2.2); frozen_state is a string here.
+type keyPairItem struct {
+	Name            string `json:"name"`
+	Type            string `json:"type"`
+	Scope           string `json:"scope"`
+	PublicKey       string `json:"public_key"`
+	Fingerprint     string `json:"fingerprint"`
+	IsKeyProtection bool   `json:"is_key_protection"`
+	FrozenState     string `json:"frozen_state"`
+}
+
+// keyPairDetail is KeypairDetail (§2.3); frozen_state is an integer here.
+type keyPairDetail struct {
+	Name            string `json:"name"`
+	ID              int64  `json:"id"`
+	Type            string `json:"type"`
+	Scope           string `json:"scope"`
+	PublicKey       string `json:"public_key"`
+	Fingerprint     string `json:"fingerprint"`
+	IsKeyProtection bool   `json:"is_key_protection"`
+	Deleted         bool   `json:"deleted"`
+	Description     string `json:"description"`
+	UserID          string `json:"user_id"`
+	CreateTime      int64  `json:"create_time"`
+	UpdateTime      int64  `json:"update_time"`
+	FrozenState     int32  `json:"frozen_state"`
+	Algorithm       string `json:"algorithm"`
+}
+
+type pageInfo struct {
+	NextMarker     *string `json:"next_marker,omitempty"`
+	PreviousMarker *string `json:"previous_marker,omitempty"`
+	CurrentCount   int32   `json:"current_count"`
+}
+
+func (s *Server) createKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	v, err := readBody(r, maxBody)
+	if err != nil {
+		return err
+	}
+	root, err := rootObject(v)
+	if err != nil {
+		return err
+	}
+	o, _, err := root.object("keypair", true)
+	if err != nil {
+		return err
+	}
+	name, _, err := o.str("name", true)
+	if err != nil {
+		return err
+	}
+	if err := kps.ValidateKeyPairName(name); err != nil {
+		return err
+	}
+	k := &kps.KeyPair{ProjectID: p.ProjectID, Name: name, Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: p.UserID}
+	if t, ok, err := o.str("type", false); err != nil {
+		return err
+	} else if ok && t != "" {
+		if t != kps.TypeSSH && t != kps.TypeX509 {
+			return kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.type: 'ssh' or 'x509' is required.")
+		}
+		k.Type = t
+	}
+	if sc, ok, err := o.str("scope", false); err != nil {
+		return err
+	} else if ok && sc != "" {
+		if sc != kps.ScopeUser && sc != kps.ScopeDomain {
+			return kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.scope: 'user' or 'domain' is required.")
+		}
+		k.Scope = sc
+	}
+	if uid, ok, err := o.str("user_id", false); err != nil {
+		return err
+	} else if ok && uid != "" && uid != p.UserID {
+		return kps.Errorf(kps.ErrUserMismatch, "Parameter keypair.user_id must be the caller's user ID.")
+	}
+	if o.present("key_protection") {
+		// Hosted private keys come with the key pair management issue; until then no
+		// encryption backend is offered.
+		return kps.Errorf(kps.ErrEncryption, "Invalid parameter keypair.key_protection: hosting private keys is not enabled on this service.")
+	}
+	pub, _, err := o.str("public_key", false)
+	if err != nil {
+		return err
+	}
+	resp := keyPairCreated{Name: name, Type: k.Type, UserID: p.UserID}
+	switch {
+	case pub != "" && k.Type == kps.TypeX509:
+		if err := fillCertificate(k, pub); err != nil {
+			return err
+		}
+	case pub != "":
+		key, err := sshkey.ParsePublicKey(pub)
+		if err != nil {
+			return err
+		}
+		k.PublicKey, k.Fingerprint, k.Algorithm = pub, key.Fingerprint, key.Algorithm
+	case k.Type == kps.TypeX509:
+		return kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.public_key: generating x509 key pairs is not supported; import a certificate.")
+	default:
+		priv, line, err := sshkey.GenerateRSA(name)
+		if err != nil {
+			return err
+		}
+		key, err := sshkey.ParsePublicKey(line)
+		if err != nil {
+			return err
+		}
+		k.PublicKey, k.Fingerprint, k.Algorithm = line, key.Fingerprint, key.Algorithm
+		resp.PrivateKey = priv
+	}
+	if err := s.store.CreateKeyPair(r.Context(), k, s.cfg.KeyPairQuota); err != nil {
+		return err
+	}
+	resp.PublicKey, resp.Fingerprint = k.PublicKey, k.Fingerprint
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"keypair": resp})
+	return nil
+}
+
+// fillCertificate accepts one PEM X.509 certificate as the public key of an x509 key pair
+// (§1.6): fingerprint is the SHA-1 of its DER encoding.
+func fillCertificate(k *kps.KeyPair, text string) error {
+	bad := kps.Errorf(kps.ErrPublicKey, "Invalid parameter keypair.public_key: one PEM X.509 certificate is required.")
+	if len(text) > 8192 {
+		return bad
+	}
+	block, rest := pem.Decode([]byte(text))
+	if block == nil || block.Type != "CERTIFICATE" || strings.TrimSpace(string(rest)) != "" {
+		return bad
+	}
+	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+		return bad
+	}
+	sum := sha1.Sum(block.Bytes)
+	hexPairs := make([]string, len(sum))
+	for i, b := range sum {
+		hexPairs[i] = fmt.Sprintf("%02x", b)
+	}
+	k.PublicKey, k.Fingerprint, k.Algorithm = text, strings.Join(hexPairs, ":"), "X509"
+	return nil
+}
+
+func (s *Server) listKeyPairs(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q := r.URL.Query()
+	_, hasLimit := q["limit"]
+	page, err := kps.ParsePage(q.Get("limit"), hasLimit, "", false, 50)
+	if err != nil {
+		return err
+	}
+	marker := q.Get("marker")
+	if marker != "" && !kps.ValidKeyPairName(marker) {
+		return kps.Errorf(kps.ErrMarker, "Invalid marker '%s'.", clip(marker))
+	}
+	res, err := s.store.ListKeyPairs(r.Context(), p.ProjectID, p.UserID, marker, page.Limit)
+	if err != nil {
+		return err
+	}
+	type wrapped struct {
+		KeyPair keyPairItem `json:"keypair"`
+	}
+	items := make([]wrapped, 0, len(res.Items))
+	for _, k := range res.Items {
+		items = append(items, wrapped{keyPairItem{Name: k.Name, Type: k.Type, Scope: k.Scope, PublicKey: k.PublicKey,
+			Fingerprint: k.Fingerprint, IsKeyProtection: k.PrivateKey != nil, FrozenState: "0"}})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keypairs": items,
+		"page_info": pageInfo{NextMarker: res.NextMarker, PreviousMarker: res.PreviousMarker, CurrentCount: int32(len(items))}})
+	return nil
+}
+
+// pathKeyPairName validates {keypair_name} (KPS.6004 in the path too, §1.6).
+func pathKeyPairName(r *http.Request) (string, error) {
+	name := r.PathValue("keypair_name")
+	return name, kps.ValidateKeyPairName(name)
+}
+
+func (s *Server) showKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	name, err := pathKeyPairName(r)
+	if err != nil {
+		return err
+	}
+	k, err := s.store.KeyPair(r.Context(), p.ProjectID, name, p.UserID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keypair": keyPairDetail{Name: k.Name, ID: k.ID, Type: k.Type, Scope: k.Scope,
+		PublicKey: k.PublicKey, Fingerprint: k.Fingerprint, IsKeyProtection: k.PrivateKey != nil, Description: k.Description,
+		UserID: k.UserID, CreateTime: k.Created.UnixMilli(), UpdateTime: k.Updated.UnixMilli(), Algorithm: k.Algorithm}})
+	return nil
+}
+
+func (s *Server) updateKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	name, err := pathKeyPairName(r)
+	if err != nil {
+		return err
+	}
+	v, err := readBody(r, maxBody)
+	if err != nil {
+		return err
+	}
+	root, err := rootObject(v)
+	if err != nil {
+		return err
+	}
+	o, _, err := root.object("keypair", true)
+	if err != nil {
+		return err
+	}
+	if !o.present("description") {
+		return o.missing("description")
+	}
+	desc, _, err := o.str("description", false)
+	if err != nil {
+		return err
+	}
+	if err := kps.ValidateDescription(desc); err != nil {
+		return err
+	}
+	if err := s.store.UpdateKeyPairDescription(r.Context(), p.ProjectID, name, p.UserID, desc); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusOK)
+	return nil
+}
+
+func (s *Server) deleteKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	name, err := pathKeyPairName(r)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteKeyPair(r.Context(), p.ProjectID, name, p.UserID); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
