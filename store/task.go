@@ -1,0 +1,496 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/openkps/kps"
+)
+
+// The task state machine (kps.CanTransition) is enforced by guarded statements: every change of
+// phase names the phase it expects in its WHERE clause, and a worker's changes also name the
+// lease (owner and attempt) it holds. A statement that changes no row did not happen.
+
+const (
+	taskColumns = `id, project_id, operation, phase, server_id, server_name, keypair_name, public_key, port,
+    disable_password, caller_auth, created, updated, error_code, error_msg, lease_owner,
+    lease_expires, attempt`
+
+	selectTaskIDExists = `SELECT 1 FROM tasks WHERE id = ?`
+	countReadyTasks    = `SELECT COUNT(*) FROM tasks WHERE phase = 'READY'`
+	insertTask         = `INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name,
+    keypair_name, public_key, port, disable_password, caller_auth, created, updated)
+VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	selectTask = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND id = ?`
+	// §4.1 order; the total rides along on every row. %s: the phase placeholders.
+	listTasks = `SELECT ` + taskColumns + `, COUNT(*) OVER () FROM tasks
+WHERE project_id = ? AND phase IN (%s)
+ORDER BY created DESC, id
+LIMIT ? OFFSET ?`
+	countTasks = `SELECT COUNT(*) FROM tasks WHERE project_id = ? AND phase IN (%s)`
+
+	deleteFailedTask  = `DELETE FROM tasks WHERE project_id = ? AND id = ? AND phase = 'FAILED'`
+	deleteFailedTasks = `DELETE FROM tasks WHERE project_id = ? AND phase = 'FAILED'`
+
+	extendLease = `UPDATE tasks SET lease_expires = ?
+WHERE id = ? AND phase = 'RUNNING' AND lease_owner = ? AND attempt = ?`
+	finishRunningTask = `UPDATE tasks SET phase = ?, error_code = ?, error_msg = ?, updated = ?
+WHERE id = ? AND phase = 'RUNNING' AND lease_owner = ? AND attempt = ?
+RETURNING project_id, operation, server_id, keypair_name`
+	failReadyTask = `UPDATE tasks SET phase = 'FAILED', error_code = ?, error_msg = ?, updated = ?
+WHERE id = ? AND phase = 'READY'`
+	failExpiredTasks = `UPDATE tasks SET phase = 'FAILED', error_code = ?, error_msg = ?, updated = ?
+WHERE phase = 'RUNNING' AND lease_expires < ?`
+	failRunningTasks = `UPDATE tasks SET phase = 'FAILED', error_code = ?, error_msg = ?, updated = ?
+WHERE phase = 'RUNNING'`
+	purgeSucceededTasks = `DELETE FROM tasks WHERE phase = 'SUCCESS' AND created < ?`
+
+	upsertBinding = `INSERT INTO bindings (project_id, server_id, keypair_name, public_key,
+    password_disabled, updated)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (project_id, server_id) DO UPDATE SET keypair_name = excluded.keypair_name,
+    public_key = excluded.public_key, password_disabled = excluded.password_disabled,
+    updated = excluded.updated`
+	deleteBinding = `DELETE FROM bindings WHERE project_id = ? AND server_id = ?`
+	selectBinding = `SELECT project_id, server_id, keypair_name, public_key, password_disabled
+FROM bindings WHERE project_id = ? AND server_id = ?`
+)
+
+// interruptedMessage is the outcome of a task whose worker vanished (§3.1).
+const interruptedMessage = "Task interrupted by a service restart."
+
+// transition asserts the state machine in code: the guarded statements below must only ever
+// encode transitions kps.CanTransition allows.
+func transition(from, to kps.Phase) error {
+	if !kps.CanTransition(from, to) {
+		return fmt.Errorf("task transition %s → %s is not allowed", from, to)
+	}
+	return nil
+}
+
+// SubmitTask runs the synchronous checks of §2.11 (RESET/REPLACE), §2.12 (the same, per batch
+// item) and §2.13 (UNBIND) in the spec's order and persists a READY task, all in one
+// transaction. The server name is copied into the task, so finished tasks keep it after the
+// server is removed.
+func (db *DB) SubmitTask(ctx context.Context, s kps.TaskSubmission) (*kps.Task, error) {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	t, err := submitTask(ctx, tx, s)
+	if err != nil {
+		return nil, err
+	}
+	return t, tx.Commit()
+}
+
+func submitTask(ctx context.Context, tx *Tx, s kps.TaskSubmission) (*kps.Task, error) {
+	t := &kps.Task{
+		ID:              s.ID,
+		ProjectID:       s.ProjectID,
+		Operation:       s.Operation,
+		Phase:           kps.PhaseReady,
+		ServerID:        s.ServerID,
+		Port:            max(s.Port, 0),
+		DisablePassword: s.DisablePassword,
+		CallerAuth:      s.CallerAuth,
+		Created:         tx.now,
+		Updated:         tx.now,
+	}
+	var srv *kps.Server
+	switch s.Operation {
+	case kps.OpReset, kps.OpReplace:
+		k, err := findKeyPair(ctx, tx, s.ProjectID, s.KeyPairName, s.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if k.Type == kps.TypeX509 {
+			return nil, kps.Errorf(kps.ErrX509NotBindable,
+				"Key pair '%s' is an X.509 certificate and cannot be bound to a server.", k.Name)
+		}
+		if srv, err = findServer(ctx, tx, s.ProjectID, s.ServerID); err != nil {
+			return nil, err
+		}
+		if s.Batch && srv.KeyPairName != "" {
+			return nil, kps.Errorf(kps.ErrServerBound, "Server '%s' is already bound to key pair '%s'.",
+				srv.ID, srv.KeyPairName)
+		}
+		if s.Operation == kps.OpReset && len(srv.Credential) == 0 {
+			return nil, kps.Errorf(kps.ErrNoCredential,
+				"Server '%s' has no service credential: give server.auth or store a credential in the inventory.", srv.ID)
+		}
+		t.KeyPairName, t.PublicKey = k.Name, k.PublicKey
+	case kps.OpUnbind:
+		var err error
+		if srv, err = findServer(ctx, tx, s.ProjectID, s.ServerID); err != nil {
+			return nil, err
+		}
+		b, err := findBinding(ctx, tx, s.ProjectID, s.ServerID)
+		if err != nil {
+			return nil, err
+		}
+		if b == nil {
+			return nil, kps.Errorf(kps.ErrServerNotBound, "Server '%s' is not bound to a key pair.", srv.ID)
+		}
+		if !s.CallerAuth && len(srv.Credential) == 0 {
+			return nil, kps.Errorf(kps.ErrNoCredential,
+				"Server '%s' has no service credential: give server.auth or store a credential in the inventory.", srv.ID)
+		}
+		t.KeyPairName, t.PublicKey = b.KeyPairName, b.PublicKey
+	default:
+		return nil, fmt.Errorf("submit task: unknown operation %q", s.Operation)
+	}
+	t.ServerName = srv.Name
+	if t.ServerName == "" {
+		t.ServerName = srv.ID
+	}
+
+	busy, err := tx.exists(ctx, selectServerBusy, s.ProjectID, s.ServerID)
+	if err != nil {
+		return nil, err
+	}
+	if busy {
+		return nil, errServerBusy(s.ServerID)
+	}
+	if s.MaxQueued > 0 {
+		var queued int
+		if err := tx.queryRow(ctx, countReadyTasks).Scan(&queued); err != nil {
+			return nil, err
+		}
+		if queued >= s.MaxQueued {
+			return nil, kps.Errorf(kps.ErrUnavailable, "The task queue is full; retry later.")
+		}
+	}
+	// A reused task ID is a caller bug, not a busy server: tell them apart before the insert,
+	// whose unique violation then can only come from tasks_one_active_per_server.
+	dup, err := tx.exists(ctx, selectTaskIDExists, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	if dup {
+		return nil, fmt.Errorf("submit task: task ID %s already exists", t.ID)
+	}
+	if err := insertReadyTask(ctx, tx, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// insertReadyTask inserts t as READY. The partial unique index tasks_one_active_per_server
+// rejects a second active task for the server even where the check before it raced (an engine
+// with row-level concurrency); that violation is the busy server of §3.1.
+func insertReadyTask(ctx context.Context, tx *Tx, t *kps.Task) error {
+	_, err := tx.exec(ctx, insertTask, t.ID, t.ProjectID, string(t.Operation), t.ServerID, t.ServerName,
+		t.KeyPairName, t.PublicKey, t.Port, t.DisablePassword, t.CallerAuth, millis(t.Created), millis(t.Updated))
+	if tx.eng.isUniqueViolation(err) {
+		return errServerBusy(t.ServerID)
+	}
+	return err
+}
+
+func scanTask(row scanner, extra ...any) (*kps.Task, error) {
+	var (
+		t                              kps.Task
+		op, phase                      string
+		created, updated, leaseExpires int64
+	)
+	dest := append([]any{&t.ID, &t.ProjectID, &op, &phase, &t.ServerID, &t.ServerName, &t.KeyPairName,
+		&t.PublicKey, &t.Port, &t.DisablePassword, &t.CallerAuth, &created, &updated, &t.ErrorCode, &t.ErrorMsg,
+		&t.LeaseOwner, &leaseExpires, &t.Attempt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	t.Operation, t.Phase = kps.Operation(op), kps.Phase(phase)
+	t.Created, t.Updated, t.LeaseExpires = fromMillis(created), fromMillis(updated), fromMillis(leaseExpires)
+	return &t, nil
+}
+
+// Task returns a task of the project in any phase, or KPS.6202.
+func (db *DB) Task(ctx context.Context, projectID, id string) (*kps.Task, error) {
+	t, err := scanTask(db.read.QueryRowContext(ctx, db.bind(selectTask), projectID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, kps.Errorf(kps.ErrTaskNotFound, "Task '%s' does not exist.", id)
+	}
+	return t, err
+}
+
+// ListTasks returns a page of the project's tasks in the given phases (all phases when none
+// are given) in §4.1 order — newest first, ties by ID ascending — and the total. An offset past
+// the end yields no tasks and the real total.
+func (db *DB) ListTasks(ctx context.Context, projectID string, phases []kps.Phase, p kps.Page) ([]kps.Task, int, error) {
+	if len(phases) == 0 {
+		phases = []kps.Phase{kps.PhaseReady, kps.PhaseRunning, kps.PhaseSuccess, kps.PhaseFailed}
+	}
+	args := []any{projectID}
+	for _, ph := range phases {
+		args = append(args, string(ph))
+	}
+	in := placeholders(len(phases))
+
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.query(ctx, fmt.Sprintf(listTasks, in), append(args, p.Limit, p.Offset)...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	tasks, total := []kps.Task{}, 0
+	for rows.Next() {
+		t, err := scanTask(rows, &total)
+		if err != nil {
+			return nil, 0, err
+		}
+		tasks = append(tasks, *t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	if len(tasks) == 0 {
+		// Past the end the window yields no row to carry the total.
+		if err := tx.queryRow(ctx, fmt.Sprintf(countTasks, in), args...).Scan(&total); err != nil {
+			return nil, 0, err
+		}
+	}
+	return tasks, total, nil
+}
+
+// DeleteFailedTask deletes a FAILED task of the project, or fails with KPS.6203 when there is
+// none by that ID in that phase.
+func (db *DB) DeleteFailedTask(ctx context.Context, projectID, id string) error {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	deleted, err := tx.execOne(ctx, deleteFailedTask, projectID, id)
+	if err != nil {
+		return err
+	}
+	if !deleted {
+		return kps.Errorf(kps.ErrFailedNotFound, "Failed task '%s' does not exist.", id)
+	}
+	return tx.Commit()
+}
+
+// DeleteFailedTasks deletes every FAILED task of the project.
+func (db *DB) DeleteFailedTasks(ctx context.Context, projectID string) error {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.exec(ctx, deleteFailedTasks, projectID); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Binding returns the server's binding, or nil when the server is not bound.
+func (db *DB) Binding(ctx context.Context, projectID, serverID string) (*kps.Binding, error) {
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return findBinding(ctx, tx, projectID, serverID)
+}
+
+func findBinding(ctx context.Context, tx *Tx, projectID, serverID string) (*kps.Binding, error) {
+	var b kps.Binding
+	err := tx.queryRow(ctx, selectBinding, projectID, serverID).Scan(&b.ProjectID, &b.ServerID, &b.KeyPairName,
+		&b.PublicKey, &b.PasswordDisabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// ClaimTask moves the oldest READY task (creation time, then insertion order) to RUNNING under
+// a lease held by owner until now+lease, incrementing its attempt; nil when none is READY. One
+// guarded statement in one write transaction: concurrent claimers never get the same task.
+func (db *DB) ClaimTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error) {
+	if err := transition(kps.PhaseReady, kps.PhaseRunning); err != nil {
+		return nil, err
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	t, err := scanTask(tx.queryRow(ctx, tx.eng.claimTask, owner, millis(tx.now.Add(lease)), millis(tx.now)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, tx.Commit()
+}
+
+// ExtendLease renews t's lease to now+lease. It fails with kps.ErrLeaseLost unless t is still
+// RUNNING under the same owner and attempt. An expired lease that nobody has acted on yet can
+// still be renewed: expiry only matters once the sweeper (FailExpiredTasks) fails the task.
+func (db *DB) ExtendLease(ctx context.Context, t *kps.Task, lease time.Duration) error {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	expires := tx.now.Add(lease)
+	held, err := tx.execOne(ctx, extendLease, millis(expires), t.ID, t.LeaseOwner, t.Attempt)
+	if err != nil {
+		return err
+	}
+	if !held {
+		return kps.ErrLeaseLost
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	t.LeaseExpires = expires
+	return nil
+}
+
+// FinishTask ends t — RUNNING under t.LeaseOwner and t.Attempt — as SUCCESS or FAILED, and on
+// success updates the binding in the same transaction: RESET/REPLACE record the key pair,
+// UNBIND removes the record. A worker that lost its lease gets kps.ErrLeaseLost and nothing is
+// written. A failure without a code is recorded as KPS.6610 so that failed tasks always carry
+// one (§3.5 T5).
+func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) error {
+	to, code, msg := kps.PhaseSuccess, "", ""
+	if !o.Success {
+		to, code, msg = kps.PhaseFailed, o.ErrorCode, o.ErrorMsg
+		if code == "" {
+			code = kps.TaskRemoteFailed
+		}
+		if msg == "" {
+			msg = "Task failed."
+		}
+	}
+	if err := transition(kps.PhaseRunning, to); err != nil {
+		return err
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := finishTask(ctx, tx, t, to, code, msg, o); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	t.Phase, t.ErrorCode, t.ErrorMsg, t.Updated = to, code, msg, tx.now
+	return nil
+}
+
+func finishTask(ctx context.Context, tx *Tx, t *kps.Task, to kps.Phase, code, msg string, o kps.TaskOutcome) error {
+	var projectID, op, serverID, keyPairName string
+	err := tx.queryRow(ctx, finishRunningTask, string(to), code, msg, millis(tx.now), t.ID, t.LeaseOwner, t.Attempt).
+		Scan(&projectID, &op, &serverID, &keyPairName)
+	if errors.Is(err, sql.ErrNoRows) {
+		return kps.ErrLeaseLost
+	}
+	if err != nil {
+		return err
+	}
+	if to != kps.PhaseSuccess {
+		return nil
+	}
+	// The operation, server and key pair come from the row, not from the caller's copy.
+	switch kps.Operation(op) {
+	case kps.OpReset, kps.OpReplace:
+		_, err = tx.exec(ctx, upsertBinding, projectID, serverID, keyPairName, o.PublicKey, o.PasswordDisabled,
+			millis(tx.now))
+	case kps.OpUnbind:
+		_, err = tx.exec(ctx, deleteBinding, projectID, serverID)
+	default:
+		err = fmt.Errorf("finish task %s: unknown operation %q", t.ID, op)
+	}
+	return err
+}
+
+// FailReadyTask ends a READY task as FAILED without running it (e.g. a REPLACE whose caller
+// credential was lost with a restart). kps.ErrLeaseLost when the task is no longer READY.
+func (db *DB) FailReadyTask(ctx context.Context, t *kps.Task, code, msg string) error {
+	if err := transition(kps.PhaseReady, kps.PhaseFailed); err != nil {
+		return err
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	failed, err := tx.execOne(ctx, failReadyTask, code, msg, millis(tx.now), t.ID)
+	if err != nil {
+		return err
+	}
+	if !failed {
+		return kps.ErrLeaseLost
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	t.Phase, t.ErrorCode, t.ErrorMsg, t.Updated = kps.PhaseFailed, code, msg, tx.now
+	return nil
+}
+
+// FailExpiredTasks fails with KPS.6609 every RUNNING task whose lease expired before now, or
+// every RUNNING task when all is set (at the start of the sole instance), and returns how many.
+// Their workers, should they still be alive, are fenced: their FinishTask gets ErrLeaseLost.
+func (db *DB) FailExpiredTasks(ctx context.Context, all bool) (int, error) {
+	if err := transition(kps.PhaseRunning, kps.PhaseFailed); err != nil {
+		return 0, err
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var res sql.Result
+	if all {
+		res, err = tx.exec(ctx, failRunningTasks, kps.TaskInterrupted, interruptedMessage, millis(tx.now))
+	} else {
+		res, err = tx.exec(ctx, failExpiredTasks, kps.TaskInterrupted, interruptedMessage, millis(tx.now),
+			millis(tx.now))
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return int(n), tx.Commit()
+}
+
+// PurgeSucceededTasks deletes SUCCESS tasks created before now−olderThan (the retention of
+// §3.1) and returns how many.
+func (db *DB) PurgeSucceededTasks(ctx context.Context, olderThan time.Duration) (int, error) {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	res, err := tx.exec(ctx, purgeSucceededTasks, millis(tx.now.Add(-olderThan)))
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return int(n), tx.Commit()
+}
