@@ -166,3 +166,9 @@ func (u *ServerUpdate) Apply(s *Server) {
 func (u *ServerUpdate) ChangesConnection(s *Server) bool {
 	return (u.Address != nil && *u.Address != s.Address) || (u.Port != nil && *u.Port != s.Port) || (u.User != nil && *u.User != s.User)
 }
+
+// CredentialAAD binds a sealed service credential to its server, so sealed values cannot be
+// moved between rows.
+func CredentialAAD(projectID, serverID string) []byte {
+	return []byte("kps/server-credential/v1/" + projectID + "/" + serverID)
+}

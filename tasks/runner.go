@@ -318,7 +318,7 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held 
 	case srv.Credential == nil:
 		return job, nil, kps.Errorf(kps.ErrNoCredential, "No service credential is stored for server '%s'.", t.ServerID)
 	default:
-		plain, err := r.sealer.Open(srv.Credential, CredentialAAD(t.ProjectID, t.ServerID))
+		plain, err := r.sealer.Open(srv.Credential, kps.CredentialAAD(t.ProjectID, t.ServerID))
 		if err != nil {
 			return job, nil, err
 		}
@@ -351,12 +351,6 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held 
 		job.RestorePassword = binding.PasswordDisabled
 	}
 	return job, binding, nil
-}
-
-// CredentialAAD binds a sealed service credential to its server, so sealed values cannot be
-// moved between rows.
-func CredentialAAD(projectID, serverID string) []byte {
-	return []byte("kps/server-credential/v1/" + projectID + "/" + serverID)
 }
 
 // sameKey compares two authorized_keys-style lines by key identity (type and blob).
