@@ -1,0 +1,591 @@
+// Package sshdtest starts real OpenSSH sshd processes for tests: each Host is its own sshd on
+// a free 127.0.0.1 port with its own login user, home directory, host key and configuration
+// file, so tests of what KPS does on a host run against the real daemon and not a mock.
+//
+// It needs root (to run sshd and create users). Without root or without sshd the test is
+// skipped, unless the environment variable KPS_REQUIRE_SSHD=1 is set (CI sets it), in which
+// case the test fails.
+package sshdtest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Options selects what a test host offers beyond the defaults.
+type Options struct {
+	// Sudo gives the login user password-less sudo (for disable_password tests).
+	Sudo bool
+}
+
+// Host is a running sshd with its login user.
+type Host struct {
+	Address  string // always "127.0.0.1"
+	Port     int
+	User     string // unique, created with useradd, shell /bin/sh
+	Password string // random, set with chpasswd
+	UID, GID int
+	Home     string // owned by User, mode 0755, under a world-traversable directory
+	// HostKey is the host's public key in authorized_keys format ("ssh-ed25519 AAAA...").
+	HostKey string
+	// ConfigPath is the sshd_config this sshd runs with (what the inventory's sshd_config
+	// points to). It begins with "Include <DropInDir>/*.conf".
+	ConfigPath string
+	DropInDir  string
+	PidFile    string
+	LogPath    string // sshd's own log (-e), for assertions and failure reports
+	Dir        string // root of everything this host owns on disk
+
+	hostKey  ssh.PublicKey
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	stopOnce sync.Once
+	stopped  chan struct{} // closed by Stop: login helpers then stop retrying refused dials
+	created  bool          // the user exists because this Host created it
+	reserved int           // socket holding the port for the host's lifetime, 0 when none
+	sudoers  string
+}
+
+// sshdCandidates are where distributions install the daemon; sshd must be started
+// with an absolute path because it re-executes itself (per connection and on SIGHUP).
+var sshdCandidates = []string{"/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd"}
+
+// accounts serialises useradd/userdel/chpasswd of this process: the shadow tools lock
+// /etc/passwd and fail instead of waiting when another one holds the lock. Other processes
+// (other test binaries) are covered by retrying.
+var accounts sync.Mutex
+
+// Start starts a real OpenSSH sshd on a free 127.0.0.1 port with its own login user and home,
+// and stops it (and removes the user) in t.Cleanup.
+func Start(t testing.TB, opt Options) *Host {
+	t.Helper()
+	sshd := requireEnvironment(t)
+
+	dir, err := os.MkdirTemp("", "kps-sshd-")
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	// MkdirTemp makes 0700 directories; the login user must be able to traverse to its home.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	h := &Host{
+		Address:    "127.0.0.1",
+		Dir:        dir,
+		ConfigPath: filepath.Join(dir, "sshd_config"),
+		DropInDir:  filepath.Join(dir, "sshd_config.d"),
+		PidFile:    filepath.Join(dir, "sshd.pid"),
+		LogPath:    filepath.Join(dir, "sshd.log"),
+		stopped:    make(chan struct{}),
+	}
+	t.Cleanup(func() {
+		h.Stop()
+		if h.reserved != 0 {
+			syscall.Close(h.reserved)
+		}
+		if t.Failed() {
+			if log, err := os.ReadFile(h.LogPath); err == nil && len(log) > 0 {
+				t.Logf("sshdtest: sshd log of %s:%d:\n%s", h.Address, h.Port, tail(log, 8192))
+			}
+		}
+		h.removeUser(t)
+		_ = os.RemoveAll(dir)
+	})
+
+	h.createUser(t, opt)
+	h.writeHostKey(t)
+	if err := os.Mkdir(h.DropInDir, 0o755); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	// Privilege separation needs its empty, root-owned chroot directory.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		if h.reserved != 0 {
+			syscall.Close(h.reserved)
+		}
+		fd, port, err := reservePort()
+		if err != nil {
+			t.Fatalf("sshdtest: reserving a port: %v", err)
+		}
+		h.reserved, h.Port = fd, port
+		h.writeConfig(t)
+		if lastErr = h.start(sshd); lastErr == nil {
+			return h
+		}
+		if !errors.Is(lastErr, errBind) {
+			break
+		}
+	}
+	t.Fatalf("sshdtest: starting sshd: %v", lastErr)
+	return nil
+}
+
+// requireEnvironment skips (or, with KPS_REQUIRE_SSHD=1, fails) a test that cannot run a real
+// sshd here, and returns the daemon's path.
+func requireEnvironment(t testing.TB) string {
+	t.Helper()
+	unavailable := func(format string, args ...any) {
+		t.Helper()
+		msg := "sshdtest: " + fmt.Sprintf(format, args...)
+		if os.Getenv("KPS_REQUIRE_SSHD") == "1" {
+			t.Fatal(msg + " (KPS_REQUIRE_SSHD=1 requires a real sshd)")
+		}
+		t.Skip(msg + " (set KPS_REQUIRE_SSHD=1 to make this a failure)")
+	}
+	if os.Geteuid() != 0 {
+		unavailable("root is needed to run sshd and create test users; skipping")
+	}
+	sshd := ""
+	for _, p := range sshdCandidates {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			sshd = p
+			break
+		}
+	}
+	if sshd == "" {
+		unavailable("OpenSSH sshd not found in %s; install openssh-server", strings.Join(sshdCandidates, ", "))
+	}
+	for _, tool := range []string{"useradd", "userdel", "chpasswd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			unavailable("%s not found; the shadow tools (passwd package) are needed", tool)
+		}
+	}
+	return sshd
+}
+
+func (h *Host) createUser(t testing.TB, opt Options) {
+	t.Helper()
+	h.Password = randomString(18)
+	accounts.Lock()
+	defer accounts.Unlock()
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		h.User = "kpst" + randomHex(3)
+		h.Home = filepath.Join(h.Dir, "home-"+h.User)
+		// -M: the home is made below, under the world-traversable host directory.
+		if err = shadowTool(nil, "useradd", "-M", "-d", h.Home, "-s", "/bin/sh", h.User); err == nil {
+			h.created = true
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	if err := shadowTool([]byte(h.User+":"+h.Password+"\n"), "chpasswd"); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	uid, gid, err := lookupIDs(h.User)
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	h.UID, h.GID = uid, gid
+	if err := os.Mkdir(h.Home, 0o755); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	if err := os.Chown(h.Home, uid, gid); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	if err := os.Chmod(h.Home, 0o755); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	if opt.Sudo {
+		h.sudoers = filepath.Join("/etc/sudoers.d", h.User)
+		rule := h.User + " ALL=(ALL) NOPASSWD:ALL\n"
+		if err := os.WriteFile(h.sudoers, []byte(rule), 0o440); err != nil {
+			t.Fatalf("sshdtest: writing %s: %v", h.sudoers, err)
+		}
+	}
+}
+
+// removeUser deletes the user and its sudoers rule; the home goes with the host directory.
+func (h *Host) removeUser(t testing.TB) {
+	if h.sudoers != "" {
+		if err := os.Remove(h.sudoers); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("sshdtest: removing %s: %v", h.sudoers, err)
+		}
+	}
+	if !h.created {
+		return
+	}
+	accounts.Lock()
+	defer accounts.Unlock()
+	// -f: a session the test left open must not keep the account alive.
+	if err := shadowTool(nil, "userdel", "-f", h.User); err != nil {
+		t.Errorf("sshdtest: %v", err)
+	}
+}
+
+// shadowTool runs useradd, userdel or chpasswd, retrying while another process holds the lock
+// of /etc/passwd or /etc/shadow.
+func shadowTool(stdin []byte, name string, args ...string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		cmd := exec.Command(name, args...)
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		msg := strings.TrimSpace(string(out))
+		if !strings.Contains(msg, "lock") || time.Now().After(deadline) {
+			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, msg)
+		}
+		time.Sleep(delay) // back-off while another process holds the lock
+	}
+}
+
+// lookupIDs reads the user's UID and GID as the system resolves them.
+func lookupIDs(user string) (uid, gid int, err error) {
+	out, err := exec.Command("getent", "passwd", user).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("getent passwd %s: %v", user, err)
+	}
+	f := strings.Split(strings.TrimSpace(string(out)), ":")
+	if len(f) < 7 {
+		return 0, 0, fmt.Errorf("getent passwd %s: unexpected output", user)
+	}
+	if uid, err = strconv.Atoi(f[2]); err != nil {
+		return 0, 0, err
+	}
+	gid, err = strconv.Atoi(f[3])
+	return uid, gid, err
+}
+
+func (h *Host) writeHostKey(t testing.TB) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(h.Dir, "ssh_host_ed25519_key"), pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	h.hostKey, err = ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	h.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.hostKey)))
+}
+
+func (h *Host) writeConfig(t testing.TB) {
+	t.Helper()
+	// The Include comes first, as on current distributions, so that the drop-in path of
+	// kps-v3-api.md §6.5 step 2 applies.
+	cfg := fmt.Sprintf(`Include %[1]s/*.conf
+ListenAddress 127.0.0.1
+Port %[2]d
+HostKey %[3]s/ssh_host_ed25519_key
+PidFile %[4]s
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication yes
+PubkeyAuthentication yes
+AuthorizedKeysFile .ssh/authorized_keys
+PermitRootLogin no
+AllowUsers %[5]s
+StrictModes yes
+LogLevel VERBOSE
+LoginGraceTime 30
+MaxStartups 64:30:128
+PrintMotd no
+`, h.DropInDir, h.Port, h.Dir, h.PidFile, h.User)
+	if err := os.WriteFile(h.ConfigPath, []byte(cfg), 0o644); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+}
+
+var errBind = errors.New("port already in use")
+
+// start runs sshd in the foreground (-D) with its log in LogPath (-e) and waits until the port
+// accepts connections.
+func (h *Host) start(sshd string) error {
+	if out, err := exec.Command(sshd, "-t", "-f", h.ConfigPath).CombinedOutput(); err != nil {
+		return fmt.Errorf("sshd -t: %v: %s", err, bytes.TrimSpace(out))
+	}
+	log, err := os.OpenFile(h.LogPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd := exec.Command(sshd, "-D", "-e", "-f", h.ConfigPath)
+	cmd.Stdout, cmd.Stderr = log, log
+	// Its own process group, so that Stop also ends the per-connection children.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(15 * time.Second)
+	addr := net.JoinHostPort(h.Address, strconv.Itoa(h.Port))
+	for {
+		// sshd writes its pid file after it starts listening; wait for both, so that a test
+		// may signal the daemon through the pid file right away.
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			if pid, err := os.ReadFile(h.PidFile); err == nil && strings.TrimSpace(string(pid)) == strconv.Itoa(cmd.Process.Pid) {
+				h.cmd, h.exited = cmd, exited
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			out, _ := os.ReadFile(h.LogPath)
+			if bytes.Contains(out, []byte("Address already in use")) {
+				return errBind
+			}
+			return fmt.Errorf("sshd exited: %s", tail(out, 2048))
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+			return fmt.Errorf("sshd did not accept connections on %s within 15s", addr)
+		}
+	}
+}
+
+// Stop kills sshd and its connection processes now (for "connection refused" tests). It is
+// idempotent and also runs at cleanup.
+func (h *Host) Stop() {
+	h.stopOnce.Do(func() {
+		close(h.stopped)
+		if h.cmd == nil {
+			return
+		}
+		pgid := h.cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-h.exited:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-h.exited
+		}
+		// Connection children that outlived the listener belong to the same group. One that
+		// was forked a moment ago may still hold the listening socket, and the kernel goes
+		// on completing handshakes for it until it dies: wait until connecting is refused.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			c, err := net.DialTimeout("tcp", h.Addr(), time.Second)
+			if err != nil {
+				break
+			}
+			c.Close()
+			time.Sleep(5 * time.Millisecond) // poll interval
+		}
+	})
+}
+
+// Addr is "127.0.0.1:<port>".
+func (h *Host) Addr() string { return net.JoinHostPort(h.Address, strconv.Itoa(h.Port)) }
+
+// PublicHostKey is the host's public key.
+func (h *Host) PublicHostKey() ssh.PublicKey { return h.hostKey }
+
+// Log returns what sshd has logged so far (LogLevel VERBOSE).
+func (h *Host) Log(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(h.LogPath)
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	return string(b)
+}
+
+// AuthorizedKeysPath is ~/.ssh/authorized_keys of the login user.
+func (h *Host) AuthorizedKeysPath() string {
+	return filepath.Join(h.Home, ".ssh", "authorized_keys")
+}
+
+// AuthorizedKeys returns the content of the user's ~/.ssh/authorized_keys and whether it exists.
+func (h *Host) AuthorizedKeys(t testing.TB) (content string, exists bool) {
+	t.Helper()
+	b, err := os.ReadFile(h.AuthorizedKeysPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return "", false
+	}
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	return string(b), true
+}
+
+// WriteAuthorizedKeys writes ~/.ssh/authorized_keys as the user would: ~/.ssh 0700 and the file
+// 0600, both owned by the user.
+func (h *Host) WriteAuthorizedKeys(t testing.TB, content string) {
+	t.Helper()
+	dir := filepath.Join(h.Home, ".ssh")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	file := h.AuthorizedKeysPath()
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	for _, p := range []string{dir, file} {
+		if err := os.Chown(p, h.UID, h.GID); err != nil {
+			t.Fatalf("sshdtest: %v", err)
+		}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	if err := os.Chmod(file, 0o600); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+}
+
+// Dial opens an SSH connection as the login user with the given methods, checking the host
+// key. Refused and reset connections are retried for a few seconds unless the host was
+// stopped: sshd closes its listener, and resets connections it had not yet accepted, while
+// it re-executes itself after SIGHUP.
+func (h *Host) Dial(auth ...ssh.AuthMethod) (*ssh.Client, error) {
+	cfg := &ssh.ClientConfig{
+		User:            h.User,
+		Auth:            auth,
+		HostKeyCallback: ssh.FixedHostKey(h.hostKey),
+		Timeout:         10 * time.Second,
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := ssh.Dial("tcp", h.Addr(), cfg)
+		if err == nil || !transient(err) || time.Now().After(deadline) {
+			return c, err
+		}
+		select {
+		case <-h.stopped:
+			return nil, err
+		case <-time.After(20 * time.Millisecond): // poll interval
+		}
+	}
+}
+
+// rejected reports whether the server refused the credentials. Besides x/crypto's "unable to
+// authenticate", a USERAUTH_FAILURE (type 51) answering keyboard-interactive, which this sshd
+// offers without any device behind it (UsePAM no), surfaces as an unexpected message.
+func rejected(err error) bool {
+	return strings.Contains(err.Error(), "unable to authenticate") || strings.Contains(err.Error(), "unexpected message type 51")
+}
+
+func transient(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)
+}
+
+// PasswordLoginWorks tries a real password login (password method, then keyboard-interactive
+// answering the password prompt) with x/crypto/ssh. It is false when the server rejects the
+// password or the host was stopped; any other failure fails the test, so that "false" never
+// hides a connection problem.
+func (h *Host) PasswordLoginWorks(t testing.TB) bool {
+	t.Helper()
+	answer := func(_, _ string, questions []string, _ []bool) ([]string, error) {
+		a := make([]string, len(questions))
+		for i := range a {
+			a[i] = h.Password
+		}
+		return a, nil
+	}
+	return h.loginWorks(t, ssh.Password(h.Password), ssh.KeyboardInteractive(answer))
+}
+
+// KeyLoginWorks tries a real public key login with signer; see PasswordLoginWorks.
+func (h *Host) KeyLoginWorks(t testing.TB, signer ssh.Signer) bool {
+	t.Helper()
+	return h.loginWorks(t, ssh.PublicKeys(signer))
+}
+
+func (h *Host) loginWorks(t testing.TB, auth ...ssh.AuthMethod) bool {
+	t.Helper()
+	c, err := h.Dial(auth...)
+	if err == nil {
+		c.Close()
+		return true
+	}
+	select {
+	case <-h.stopped:
+		return false
+	default:
+	}
+	if !rejected(err) {
+		t.Errorf("sshdtest: login as %s on %s: %v", h.User, h.Addr(), err)
+	}
+	return false
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// reservePort binds a socket to a free 127.0.0.1 port without listening on it, and the host
+// keeps it until cleanup. sshd, which also sets SO_REUSEADDR, can still bind and listen there,
+// but the kernel hands the port to no other bind(0) meanwhile: without this, parallel hosts
+// got the same port (Linux readily reissues a just-freed port), and a stopped host's port
+// could be taken over instead of refusing connections.
+func reservePort() (fd, port int, err error) {
+	fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		syscall.Close(fd)
+		return 0, 0, err
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return 0, 0, err
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		return 0, 0, err
+	}
+	return fd, sa.(*syscall.SockaddrInet4).Port, nil
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
