@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/docs"
+	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/secrets"
+	"github.com/openkps/kps/sshhost"
+	"github.com/openkps/kps/store"
+	"github.com/openkps/kps/tasks"
+)
+
+// Config is everything `kps serve` can be told; every flag has a KPS_* variable.
+type Config struct {
+	Listen        string
+	DataDir       string
+	Region        string
+	PublicURL     string
+	Workers       int
+	KeyPairQuota  int
+	MaxQueued     int
+	TokenTTL      time.Duration
+	Lease         time.Duration
+	TaskTimeout   time.Duration
+	Shutdown      time.Duration
+	LogLevel      string
+	AdminPassword string // KPS_ADMIN_PASSWORD only: a flag would land in shell history
+	MasterKey     string // KPS_MASTER_KEY only, for the same reason
+}
+
+func (c *Config) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9800", "address to listen on")
+	fs.StringVar(&c.DataDir, "data-dir", "./kps-data", "directory holding the database, master key and admin password file")
+	fs.StringVar(&c.Region, "region", "local-1", "region ID; also the name of each domain's default project")
+	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the service (default http://<listen>)")
+	fs.IntVar(&c.Workers, "workers", 16, "tasks executed concurrently")
+	fs.IntVar(&c.KeyPairQuota, "keypair-quota", 1000, "key pairs per project")
+	fs.IntVar(&c.MaxQueued, "max-queued", 10000, "queued tasks before new ones are refused with 503 (0: no limit)")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "token lifetime (5m to 24h)")
+	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task lease; a worker silent for this long loses its task")
+	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
+	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return fs
+}
+
+func (c *Config) validate() error {
+	if c.TokenTTL < 5*time.Minute || c.TokenTTL > 24*time.Hour {
+		return usageError{fmt.Errorf("--token-ttl must be from 5m to 24h")}
+	}
+	if c.Workers < 1 || c.KeyPairQuota < 1 || c.MaxQueued < 0 {
+		return usageError{fmt.Errorf("--workers and --keypair-quota must be positive, --max-queued not negative")}
+	}
+	if c.Region == "" || strings.ContainsAny(c.Region, " /") {
+		return usageError{fmt.Errorf("--region must be a non-empty name without spaces or slashes")}
+	}
+	return nil
+}
+
+// Main is the running service. Tests start the real thing with Run on port 0 and a temp data
+// directory, and stop it with Close.
+type Main struct {
+	Config Config
+	Log    *slog.Logger
+
+	stdout   io.Writer
+	store    *store.DB
+	runner   *tasks.Runner
+	http     *http.Server
+	listener net.Listener
+	served   chan error
+}
+
+// NewMain returns a service for cfg, logging to stderr.
+func NewMain(cfg Config, stdout, stderr io.Writer) *Main {
+	level := slog.LevelInfo
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	return &Main{Config: cfg, stdout: stdout, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+}
+
+// Run opens the data directory, applies migrations, bootstraps identity on first start,
+// recovers interrupted tasks, starts the workers and serves HTTP in the background.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := &m.Config
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating the data directory: %w", err)
+	}
+	ring, err := keyRing(cfg)
+	if err != nil {
+		return err
+	}
+	sealer := secrets.NewSealer(ring)
+
+	m.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "kps.db"), store.Options{})
+	if err != nil {
+		return err
+	}
+	ids := &iam.Service{Store: m.store, TokenTTL: cfg.TokenTTL}
+	pwFile, err := ids.Bootstrap(ctx, cfg.DataDir, cfg.Region, cfg.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("bootstrapping identity: %w", err)
+	}
+	if pwFile != "" {
+		// Only the path is printed; the password itself never reaches a log.
+		fmt.Fprintf(m.stdout, "kps: created user admin in domain Default; its password is in %s\n", pwFile)
+	}
+
+	m.runner = tasks.New(m.store, sealer, &sshhost.Executor{Logger: m.Log}, m.Log, tasks.Config{
+		Workers: cfg.Workers, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout, SoleInstance: true})
+	if err := m.runner.Start(ctx); err != nil {
+		return fmt.Errorf("starting the task workers: %w", err)
+	}
+
+	m.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + m.listener.Addr().String()
+	}
+	srv := api.New(m.store, identity{ids}, m.runner, sealer, m.Log, api.Config{
+		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
+		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI})
+	m.http = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+	}
+	m.served = make(chan error, 1)
+	go func() { m.served <- m.http.Serve(m.listener) }()
+	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "data_dir", cfg.DataDir, "region", cfg.Region)
+	return nil
+}
+
+// Addr is the address the service listens on.
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Close stops accepting requests, lets running tasks finish within the shutdown grace, and
+// closes the database. Nothing is left RUNNING.
+func (m *Main) Close() error {
+	var errs []error
+	grace := m.Config.Shutdown
+	if grace <= 0 {
+		grace = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if m.http != nil {
+		errs = append(errs, m.http.Shutdown(ctx))
+		if err := <-m.served; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if m.runner != nil {
+		m.runner.Stop(ctx)
+	}
+	if m.store != nil {
+		errs = append(errs, m.store.Close())
+	}
+	m.Log.Info("kps stopped")
+	return errors.Join(errs...)
+}
+
+// keyRing loads the master key from KPS_MASTER_KEY or <data-dir>/master.key (created once).
+func keyRing(cfg *Config) (*secrets.KeyRing, error) {
+	if cfg.MasterKey != "" {
+		return secrets.Parse(cfg.MasterKey)
+	}
+	ring, _, err := secrets.LoadOrCreate(cfg.DataDir)
+	return ring, err
+}
+
+// identity adapts the iam service to the api's Identity seam.
+type identity struct{ *iam.Service }
+
+var _ api.Identity = identity{}
+var _ kps.Store = (*store.DB)(nil)
