@@ -1,0 +1,830 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openkps/kps"
+)
+
+var taskTests = map[string]func(*testing.T, *env){
+	"SubmitBindChecksInOrder":          testSubmitBindChecksInOrder,
+	"SubmitBatchRefusesBoundServer":    testSubmitBatchBound,
+	"SubmitUnbindChecksInOrder":        testSubmitUnbindChecksInOrder,
+	"SubmitRecordsTheTask":             testSubmitRecordsTask,
+	"SubmitQueueCapacityIsServiceWide": testSubmitCapacity,
+	"SubmitConcurrentOneServerOneWins": testSubmitConcurrentOneServer,
+	"SubmitUnknownOperation":           testSubmitUnknownOperation,
+	"SubmitReusedTaskID":               testSubmitReusedTaskID,
+	"ClaimOrderAndLease":               testClaimOrderAndLease,
+	"ClaimConcurrentEachOnce":          testClaimConcurrent,
+	"ExtendLease":                      testExtendLease,
+	"ExpiredLeaseFencesTheWorker":      testExpiredLeaseFencesWorker,
+	"StaleHandlesAreFenced":            testStaleHandlesFenced,
+	"FailExpiredTasksAll":              testFailExpiredAll,
+	"BindingChangesOnlyOnSuccess":      testBindingOnlyOnSuccess,
+	"FailureWithoutCodeGetsOne":        testFailureWithoutCode,
+	"FailReadyTask":                    testFailReadyTask,
+	"GetTask":                          testGetTask,
+	"ListOrderAndTieBreak":             testListOrder,
+	"ListPhasesAndProjects":            testListPhases,
+	"ListPagesAndTotal":                testListPages,
+	"DeleteFailedTask":                 testDeleteFailedTask,
+	"DeleteFailedTasks":                testDeleteFailedTasks,
+	"PurgeSucceededTasks":              testPurgeSucceeded,
+}
+
+// submitErr submits s and returns the error (the task must not be created on error).
+func (e *env) submitErr(s kps.TaskSubmission) error {
+	e.t.Helper()
+	t, err := e.s.SubmitTask(e.ctx, s)
+	if err == nil {
+		return nil
+	}
+	if t != nil {
+		e.t.Fatalf("SubmitTask returned a task with error %v", err)
+	}
+	if _, gerr := e.s.Task(e.ctx, s.ProjectID, s.ID); kps.ErrorCode(gerr) != kps.ErrTaskNotFound {
+		e.t.Fatalf("refused submission %v left a task behind (%v)", err, gerr)
+	}
+	return err
+}
+
+func testSubmitBindChecksInOrder(t *testing.T, e *env) {
+	// Each step removes the obstacle of the previous one; every later obstacle stays in place,
+	// so each code proves it is checked before all the following ones.
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(project, "bobs", kps.ScopeUser, bob)
+	cert := &kps.KeyPair{ProjectID: project, Name: "cert", Type: kps.TypeX509, Scope: kps.ScopeDomain,
+		UserID: alice, PublicKey: "-----BEGIN CERTIFICATE-----", Fingerprint: "f", Algorithm: "X509"}
+	must(t, e.s.CreateKeyPair(e.ctx, cert, 0))
+	e.server(project, "nocred", false) // no service credential
+	e.server(project, "free", false)
+	e.server(project, "other", true)
+	e.submit(resetOf(project, "kp", "other"))    // one queued task
+	e.submit(replaceOf(project, "kp", "nocred")) // makes "nocred" busy, and a second queued task
+	const full = 2
+
+	reset := func(keyPair, server string) kps.TaskSubmission {
+		s := resetOf(project, keyPair, server)
+		s.MaxQueued = full
+		return s
+	}
+	wantCode(t, e.submitErr(reset("missing", "missing")), kps.ErrKeyPairNotFound)
+	// Invisible is missing.
+	wantCode(t, e.submitErr(reset("bobs", "missing")), kps.ErrKeyPairNotFound)
+	wantCode(t, e.submitErr(reset("cert", "missing")), kps.ErrX509NotBindable)
+	wantCode(t, e.submitErr(reset("kp", "missing")), kps.ErrServerNotFound)
+	// RESET on a busy server without a credential: the credential is checked first.
+	wantCode(t, e.submitErr(reset("kp", "nocred")), kps.ErrNoCredential)
+	// REPLACE needs no stored credential; busy comes before the full queue.
+	replace := replaceOf(project, "kp", "nocred")
+	replace.MaxQueued = full
+	wantCode(t, e.submitErr(replace), kps.ErrServerBusy)
+	replace.ServerID = "free"
+	wantCode(t, e.submitErr(replace), kps.ErrUnavailable)
+	replace.MaxQueued = 3
+	got, err := e.s.SubmitTask(e.ctx, replace)
+	must(t, err)
+	if got.Phase != kps.PhaseReady || got.Operation != kps.OpReplace {
+		t.Fatalf("task = %+v", got)
+	}
+}
+
+func testSubmitBatchBound(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(project, "kp2", kps.ScopeDomain, alice)
+	e.server(project, "bound", false)
+	e.bind(project, "kp", "bound", false)
+	e.server(project, "queue", true)
+	e.submit(replaceOf(project, "kp2", "bound")) // busy as well
+	e.submit(resetOf(project, "kp2", "queue"))   // and the queue is full
+
+	// Batch: "already bound" comes before the credential, busy and capacity checks.
+	s := resetOf(project, "kp2", "bound")
+	s.Batch, s.MaxQueued = true, 1
+	wantCode(t, e.submitErr(s), kps.ErrServerBound)
+	// But after the key pair checks.
+	s.KeyPairName = "missing"
+	wantCode(t, e.submitErr(s), kps.ErrKeyPairNotFound)
+	// Outside a batch, binding a bound server again (re-bind) is allowed.
+	rebind := resetOf(project, "kp2", "bound")
+	wantCode(t, e.submitErr(rebind), kps.ErrNoCredential)
+}
+
+func testSubmitUnbindChecksInOrder(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "unbound", false)
+	e.server(project, "bound", false)
+	e.bind(project, "kp", "bound", true)
+	e.server(project, "other", true)
+	e.submit(resetOf(project, "kp", "other")) // the queue holds 1
+
+	unbind := func(server string, callerAuth bool) kps.TaskSubmission {
+		s := unbindOf(project, server, callerAuth)
+		s.MaxQueued = 1
+		return s
+	}
+	wantCode(t, e.submitErr(unbind("missing", false)), kps.ErrServerNotFound)
+	// Not bound comes before the missing credential.
+	wantCode(t, e.submitErr(unbind("unbound", false)), kps.ErrServerNotBound)
+	wantCode(t, e.submitErr(unbind("bound", false)), kps.ErrNoCredential)
+	// With the caller's credential; the queue is full.
+	wantCode(t, e.submitErr(unbind("bound", true)), kps.ErrUnavailable)
+	// Busy before the full queue.
+	e.submit(replaceOf(project, "kp", "bound"))
+	wantCode(t, e.submitErr(unbind("bound", true)), kps.ErrServerBusy)
+}
+
+func testSubmitRecordsTask(t *testing.T, e *env) {
+	k := e.keyPair(project, "kp", kps.ScopeUser, alice)
+	e.server(project, "web-01", true)
+	noName := &kps.Server{ProjectID: project, ID: "web-02", Address: "h", Port: 22, User: "root",
+		SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}
+	must(t, e.s.CreateServer(e.ctx, noName))
+
+	s := resetOf(project, "kp", "web-01")
+	s.Port, s.DisablePassword = 2222, true
+	got := e.submit(s)
+	want := kps.Task{ID: s.ID, ProjectID: project, Operation: kps.OpReset, Phase: kps.PhaseReady,
+		ServerID: "web-01", ServerName: "web-01 (name)", KeyPairName: "kp", PublicKey: k.PublicKey, Port: 2222,
+		DisablePassword: true, Created: Epoch, Updated: Epoch}
+	if *got != want {
+		t.Fatalf("submitted task = %+v\nwant %+v", got, want)
+	}
+	if read := e.task(project, s.ID); *read != want {
+		t.Fatalf("read task = %+v\nwant %+v", read, want)
+	}
+	if got.Status() != "READY_RESET" {
+		t.Fatalf("status %s", got.Status())
+	}
+
+	// Port 0 stays 0 (the worker resolves the inventory port); a server without a name shows its ID.
+	s2 := replaceOf(project, "kp", "web-02")
+	got = e.submit(s2)
+	if got.Port != 0 || got.ServerName != "web-02" || !got.CallerAuth || got.DisablePassword {
+		t.Fatalf("task = %+v", got)
+	}
+
+	// UNBIND names the bound key pair and its public key, whoever submits it.
+	must(t, e.s.FinishTask(e.ctx, e.claim(s.ID), kps.TaskOutcome{Success: true, PublicKey: k.PublicKey}))
+	u := unbindOf(project, "web-01", false)
+	u.UserID = bob // the key pair is alice's user-scope one
+	got = e.submit(u)
+	if got.Operation != kps.OpUnbind || got.KeyPairName != "kp" || got.PublicKey != k.PublicKey || got.CallerAuth {
+		t.Fatalf("unbind task = %+v", got)
+	}
+}
+
+func testSubmitCapacity(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c"} {
+		e.server(project, id, true)
+	}
+	e.server(otherProject, "x", true)
+	x := e.submit(resetOf(otherProject, "kp", "x")) // another project's READY task counts
+	withCap := func(s kps.TaskSubmission, n int) kps.TaskSubmission { s.MaxQueued = n; return s }
+	wantCode(t, e.submitErr(withCap(resetOf(project, "kp", "a"), 1)), kps.ErrUnavailable)
+	e.submit(withCap(resetOf(project, "kp", "a"), 2))
+	wantCode(t, e.submitErr(withCap(resetOf(project, "kp", "b"), 2)), kps.ErrUnavailable)
+	// RUNNING tasks have left the queue.
+	e.claim(x.ID)
+	e.submit(withCap(resetOf(project, "kp", "b"), 2))
+	wantCode(t, e.submitErr(withCap(resetOf(project, "kp", "c"), 2)), kps.ErrUnavailable)
+	// 0 is unlimited.
+	e.submit(withCap(resetOf(project, "kp", "c"), 0))
+}
+
+func testSubmitConcurrentOneServer(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "web-01", true)
+	const n = 16
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			s := resetOf(project, "kp", "web-01")
+			if i%2 == 1 {
+				s = replaceOf(project, "kp", "web-01")
+			}
+			_, errs[i] = e.s.SubmitTask(e.ctx, s)
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+			continue
+		}
+		wantCode(t, err, kps.ErrServerBusy)
+	}
+	if won != 1 {
+		t.Fatalf("%d concurrent submissions for one server succeeded, want exactly 1", won)
+	}
+	_, total, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 10})
+	must(t, err)
+	if total != 1 {
+		t.Fatalf("%d active tasks for one server", total)
+	}
+}
+
+func testSubmitUnknownOperation(t *testing.T, e *env) {
+	e.server(project, "web-01", true)
+	s := unbindOf(project, "web-01", true)
+	s.Operation = "REBOOT"
+	err := e.submitErr(s)
+	if err == nil || kps.ErrorCode(err) != kps.ErrInternal {
+		t.Fatalf("unknown operation: %v, want an internal error", err)
+	}
+}
+
+func testSubmitReusedTaskID(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	e.server(project, "b", true)
+	first := e.submit(resetOf(project, "kp", "a"))
+	s := resetOf(project, "kp", "b")
+	s.ID = first.ID
+	_, err := e.s.SubmitTask(e.ctx, s)
+	if err == nil || kps.ErrorCode(err) != kps.ErrInternal {
+		t.Fatalf("reused task ID: %v, want an internal error (not a busy server)", err)
+	}
+}
+
+func testClaimOrderAndLease(t *testing.T, e *env) {
+	t0, err := e.s.ClaimTask(e.ctx, worker, lease)
+	must(t, err)
+	if t0 != nil {
+		t.Fatalf("claim of an empty queue = %+v", t0)
+	}
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		e.server(project, id, true)
+	}
+	// Same millisecond: insertion order. An earlier clock reading: creation order.
+	first := e.submit(resetOf(project, "kp", "a"))
+	second := e.submit(resetOf(project, "kp", "b"))
+	e.clock.Advance(-time.Second)
+	earliest := e.submit(resetOf(project, "kp", "c"))
+	e.clock.Advance(2 * time.Second)
+	last := e.submit(resetOf(project, "kp", "d"))
+
+	claimed := e.claim(earliest.ID)
+	if claimed.Phase != kps.PhaseRunning || claimed.LeaseOwner != worker || claimed.Attempt != 1 ||
+		!claimed.LeaseExpires.Equal(e.clock.Now().Add(lease)) || !claimed.Updated.Equal(e.clock.Now()) ||
+		!claimed.Created.Equal(earliest.Created) || claimed.KeyPairName != "kp" || claimed.ServerName != "c (name)" {
+		t.Fatalf("claimed task = %+v", claimed)
+	}
+	if read := e.task(project, earliest.ID); *read != *claimed {
+		t.Fatalf("read back %+v, claimed %+v", read, claimed)
+	}
+	e.claim(first.ID)
+	e.claim(second.ID)
+	e.claim(last.ID)
+	none, err := e.s.ClaimTask(e.ctx, worker, lease)
+	must(t, err)
+	if none != nil {
+		t.Fatalf("claimed %s twice", none.ID)
+	}
+}
+
+func testClaimConcurrent(t *testing.T, e *env) {
+	const tasks, workers = 60, 8
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	want := map[string]bool{}
+	for i := range tasks {
+		id := fmt.Sprintf("s%02d", i)
+		e.server(project, id, true)
+		want[e.submit(resetOf(project, "kp", id)).ID] = true
+	}
+	var (
+		mu      sync.Mutex
+		claimed = map[string]string{}
+		wg      sync.WaitGroup
+		errs    = make(chan error, workers)
+	)
+	start := make(chan struct{})
+	for w := range workers {
+		wg.Go(func() {
+			<-start
+			owner := fmt.Sprintf("worker-%d", w)
+			for {
+				task, err := e.s.ClaimTask(e.ctx, owner, lease)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if task == nil {
+					return
+				}
+				if task.LeaseOwner != owner || task.Attempt != 1 {
+					errs <- fmt.Errorf("claimed %+v as %s", task, owner)
+					return
+				}
+				mu.Lock()
+				if prev, dup := claimed[task.ID]; dup {
+					errs <- fmt.Errorf("task %s claimed by %s and %s", task.ID, prev, owner)
+				}
+				claimed[task.ID] = owner
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(claimed) != tasks {
+		t.Fatalf("%d tasks claimed, want %d", len(claimed), tasks)
+	}
+	for id := range want {
+		if _, ok := claimed[id]; !ok {
+			t.Errorf("task %s never claimed", id)
+		}
+	}
+}
+
+func testExtendLease(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	task := e.claim(e.submit(resetOf(project, "kp", "a")).ID)
+	e.clock.Advance(20 * time.Second)
+	must(t, e.s.ExtendLease(e.ctx, task, lease))
+	if !task.LeaseExpires.Equal(e.clock.Now().Add(lease)) {
+		t.Fatalf("lease expires %v, want %v", task.LeaseExpires, e.clock.Now().Add(lease))
+	}
+	e.clock.Advance(20 * time.Second) // 40 s after the claim, 20 s after the renewal
+	n, err := e.s.FailExpiredTasks(e.ctx, false)
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("the sweeper failed %d task(s) with a renewed lease", n)
+	}
+	// Exactly at expiry the lease still holds ("expired before now").
+	e.clock.Advance(10 * time.Second)
+	n, err = e.s.FailExpiredTasks(e.ctx, false)
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("the sweeper failed %d task(s) at the expiry instant", n)
+	}
+	must(t, e.s.FinishTask(e.ctx, task, kps.TaskOutcome{Success: true, PublicKey: "k"}))
+	// A finished task's lease cannot be extended.
+	if err := e.s.ExtendLease(e.ctx, task, lease); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("ExtendLease after finish: %v, want ErrLeaseLost", err)
+	}
+}
+
+func testExpiredLeaseFencesWorker(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	e.server(project, "b", true)
+	slow := e.claim(e.submit(resetOf(project, "kp", "a")).ID)
+	e.clock.Advance(lease / 2)
+	fresh := e.claim(e.submit(resetOf(project, "kp", "b")).ID)
+	e.clock.Advance(lease/2 + time.Millisecond) // slow's lease expired 1 ms ago; fresh's has not
+
+	n, err := e.s.FailExpiredTasks(e.ctx, false)
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("FailExpiredTasks = %d, want 1", n)
+	}
+	failed := e.wantPhase(project, slow.ID, kps.PhaseFailed)
+	if failed.ErrorCode != kps.TaskInterrupted || failed.ErrorMsg != "Task interrupted by a service restart." {
+		t.Fatalf("expired task = %+v", failed)
+	}
+	e.wantPhase(project, fresh.ID, kps.PhaseRunning)
+
+	// The slow worker comes back: its success is never recorded, its heartbeat is refused.
+	if err := e.s.ExtendLease(e.ctx, slow, lease); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("ExtendLease of a swept task: %v, want ErrLeaseLost", err)
+	}
+	err = e.s.FinishTask(e.ctx, slow, kps.TaskOutcome{Success: true, PublicKey: "ssh-ed25519 AAAA"})
+	if !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("FinishTask of a swept task: %v, want ErrLeaseLost", err)
+	}
+	after := e.wantPhase(project, slow.ID, kps.PhaseFailed)
+	if after.ErrorCode != kps.TaskInterrupted {
+		t.Fatalf("the fenced finish changed the task: %+v", after)
+	}
+	if b := e.binding(project, "a"); b != nil {
+		t.Fatalf("the fenced success created a binding: %+v", b)
+	}
+	// The sweep freed the server.
+	e.submit(resetOf(project, "kp", "a"))
+}
+
+func testStaleHandlesFenced(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	task := e.claim(e.submit(resetOf(project, "kp", "a")).ID)
+	otherOwner, oldAttempt, nextAttempt := *task, *task, *task
+	otherOwner.LeaseOwner = "worker-2"
+	oldAttempt.Attempt = 0
+	nextAttempt.Attempt = 2
+	for name, h := range map[string]*kps.Task{"other owner": &otherOwner, "old attempt": &oldAttempt,
+		"other attempt": &nextAttempt} {
+		if err := e.s.ExtendLease(e.ctx, h, lease); !errors.Is(err, kps.ErrLeaseLost) {
+			t.Errorf("%s: ExtendLease = %v, want ErrLeaseLost", name, err)
+		}
+		if err := e.s.FinishTask(e.ctx, h, kps.TaskOutcome{Success: true, PublicKey: "x"}); !errors.Is(err, kps.ErrLeaseLost) {
+			t.Errorf("%s: FinishTask = %v, want ErrLeaseLost", name, err)
+		}
+	}
+	if got := e.wantPhase(project, task.ID, kps.PhaseRunning); got.LeaseOwner != worker || got.Attempt != 1 {
+		t.Fatalf("stale handles changed the task: %+v", got)
+	}
+	if b := e.binding(project, "a"); b != nil {
+		t.Fatalf("a stale handle bound the server: %+v", b)
+	}
+	// The real holder still finishes; a second finish is refused.
+	must(t, e.s.FinishTask(e.ctx, task, kps.TaskOutcome{Success: true, PublicKey: "pk"}))
+	again := *task
+	again.Phase = kps.PhaseRunning
+	if err := e.s.FinishTask(e.ctx, &again, kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"}); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("second FinishTask = %v, want ErrLeaseLost", err)
+	}
+	e.wantPhase(project, task.ID, kps.PhaseSuccess)
+}
+
+func testFailExpiredAll(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	e.server(project, "b", true)
+	e.server(otherProject, "c", true)
+	e.server(project, "d", true)
+	done := e.run(resetOf(project, "kp", "d"), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+	r1 := e.claim(e.submit(resetOf(project, "kp", "a")).ID)
+	r2 := e.claim(e.submit(resetOf(otherProject, "kp", "c")).ID)
+	ready := e.submit(resetOf(project, "kp", "b"))
+
+	n, err := e.s.FailExpiredTasks(e.ctx, false)
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("FailExpiredTasks(false) with live leases = %d", n)
+	}
+	n, err = e.s.FailExpiredTasks(e.ctx, true)
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("FailExpiredTasks(true) = %d, want 2", n)
+	}
+	for _, r := range []*kps.Task{r1, r2} {
+		got := e.wantPhase(r.ProjectID, r.ID, kps.PhaseFailed)
+		if got.ErrorCode != kps.TaskInterrupted || got.ErrorMsg != "Task interrupted by a service restart." {
+			t.Fatalf("task = %+v", got)
+		}
+	}
+	e.wantPhase(project, ready.ID, kps.PhaseReady)
+	e.wantPhase(project, done.ID, kps.PhaseSuccess)
+	n, err = e.s.FailExpiredTasks(e.ctx, true)
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("second FailExpiredTasks(true) = %d", n)
+	}
+}
+
+func testBindingOnlyOnSuccess(t *testing.T, e *env) {
+	k1 := e.keyPair(project, "kp1", kps.ScopeDomain, alice)
+	k2 := e.keyPair(project, "kp2", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+
+	// READY and RUNNING: not yet bound. FAILED: still not.
+	task := e.submit(resetOf(project, "kp1", "a"))
+	if b := e.binding(project, "a"); b != nil {
+		t.Fatalf("bound while READY: %+v", b)
+	}
+	running := e.claim(task.ID)
+	if b := e.binding(project, "a"); b != nil {
+		t.Fatalf("bound while RUNNING: %+v", b)
+	}
+	must(t, e.s.FinishTask(e.ctx, running, kps.TaskOutcome{ErrorCode: kps.TaskAuthFailed,
+		ErrorMsg: "SSH authentication as 'root' on a:22 failed."}))
+	if running.Phase != kps.PhaseFailed || running.ErrorCode != kps.TaskAuthFailed {
+		t.Fatalf("handle after a failed finish: %+v", running)
+	}
+	failed := e.wantPhase(project, task.ID, kps.PhaseFailed)
+	if failed.ErrorCode != kps.TaskAuthFailed || failed.ErrorMsg != "SSH authentication as 'root' on a:22 failed." {
+		t.Fatalf("failed task = %+v", failed)
+	}
+	if b := e.binding(project, "a"); b != nil {
+		t.Fatalf("bound after a failure: %+v", b)
+	}
+
+	// RESET success binds.
+	e.clock.Advance(time.Second)
+	ok := e.run(resetOf(project, "kp1", "a"), kps.TaskOutcome{Success: true, PublicKey: k1.PublicKey, PasswordDisabled: true})
+	if ok.Phase != kps.PhaseSuccess || ok.ErrorCode != "" || !ok.Updated.Equal(e.clock.Now()) {
+		t.Fatalf("handle after success: %+v", ok)
+	}
+	want := kps.Binding{ProjectID: project, ServerID: "a", KeyPairName: "kp1", PublicKey: k1.PublicKey, PasswordDisabled: true}
+	if b := e.binding(project, "a"); b == nil || *b != want {
+		t.Fatalf("binding = %+v, want %+v", b, want)
+	}
+	// REPLACE with another key pair re-binds; a failed one leaves the binding alone.
+	e.run(replaceOf(project, "kp2", "a"), kps.TaskOutcome{ErrorCode: kps.TaskWriteFailed, ErrorMsg: "x"})
+	if b := e.binding(project, "a"); b == nil || *b != want {
+		t.Fatalf("binding after a failed replace = %+v", b)
+	}
+	e.run(replaceOf(project, "kp2", "a"), kps.TaskOutcome{Success: true, PublicKey: k2.PublicKey})
+	want = kps.Binding{ProjectID: project, ServerID: "a", KeyPairName: "kp2", PublicKey: k2.PublicKey}
+	if b := e.binding(project, "a"); b == nil || *b != want {
+		t.Fatalf("binding after replace = %+v, want %+v", b, want)
+	}
+	// A failed UNBIND keeps it, a successful one removes it.
+	e.run(unbindOf(project, "a", false), kps.TaskOutcome{ErrorCode: kps.TaskSSHDConfig, ErrorMsg: "x"})
+	if b := e.binding(project, "a"); b == nil || *b != want {
+		t.Fatalf("binding after a failed unbind = %+v", b)
+	}
+	e.run(unbindOf(project, "a", true), kps.TaskOutcome{Success: true})
+	if b := e.binding(project, "a"); b != nil {
+		t.Fatalf("binding after unbind = %+v", b)
+	}
+	// Bindings are per project.
+	if b := e.binding(otherProject, "a"); b != nil {
+		t.Fatalf("other project's binding = %+v", b)
+	}
+}
+
+func testFailureWithoutCode(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	task := e.run(resetOf(project, "kp", "a"), kps.TaskOutcome{})
+	got := e.wantPhase(project, task.ID, kps.PhaseFailed)
+	if got.ErrorCode == "" || got.ErrorMsg == "" {
+		t.Fatalf("failed task without code or message: %+v", got)
+	}
+}
+
+func testFailReadyTask(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	e.server(project, "b", true)
+	ready := e.submit(replaceOf(project, "kp", "a"))
+	e.clock.Advance(time.Second)
+	must(t, e.s.FailReadyTask(e.ctx, ready, kps.TaskInterrupted, "Task interrupted by a service restart."))
+	if ready.Phase != kps.PhaseFailed || !ready.Updated.Equal(e.clock.Now()) {
+		t.Fatalf("handle = %+v", ready)
+	}
+	got := e.wantPhase(project, ready.ID, kps.PhaseFailed)
+	if got.ErrorCode != kps.TaskInterrupted || got.Attempt != 0 || got.LeaseOwner != "" {
+		t.Fatalf("task = %+v", got)
+	}
+	// Only from READY.
+	if err := e.s.FailReadyTask(e.ctx, got, kps.TaskInterrupted, "x"); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("FailReadyTask of a FAILED task = %v", err)
+	}
+	running := e.claim(e.submit(resetOf(project, "kp", "b")).ID)
+	if err := e.s.FailReadyTask(e.ctx, running, kps.TaskInterrupted, "x"); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("FailReadyTask of a RUNNING task = %v", err)
+	}
+	e.wantPhase(project, running.ID, kps.PhaseRunning)
+	// The server is free again after the READY task failed.
+	e.submit(resetOf(project, "kp", "a"))
+}
+
+func testGetTask(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	task := e.run(resetOf(project, "kp", "a"), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+	got := e.wantPhase(project, task.ID, kps.PhaseSuccess)
+	if got.Status() != "SUCCESS_RESET" {
+		t.Fatalf("status %s", got.Status())
+	}
+	for _, c := range []struct{ project, id string }{
+		{otherProject, task.ID},
+		{project, newTaskID()},
+		{project, "not-a-uuid"},
+		{project, ""},
+	} {
+		_, err := e.s.Task(e.ctx, c.project, c.id)
+		wantCode(t, err, kps.ErrTaskNotFound)
+	}
+}
+
+// ids renders a task list.
+func ids(tasks []kps.Task) []string {
+	out := []string{}
+	for _, t := range tasks {
+		out = append(out, t.ID)
+	}
+	return out
+}
+
+func testListOrder(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	// Three tasks in one millisecond (the clock does not move), then two later ones.
+	var same []string
+	for i := range 5 {
+		id := fmt.Sprintf("s%d", i)
+		e.server(project, id, true)
+		if i == 3 {
+			e.clock.Advance(time.Millisecond)
+		}
+		task := e.submit(resetOf(project, "kp", id))
+		if i < 3 {
+			same = append(same, task.ID)
+		}
+	}
+	all, total, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 1000})
+	must(t, err)
+	if total != 5 || len(all) != 5 {
+		t.Fatalf("total %d, %d tasks", total, len(all))
+	}
+	// Newest first; ties broken by task ID ascending.
+	for i := 1; i < len(all); i++ {
+		a, b := all[i-1], all[i]
+		if a.Created.Before(b.Created) || (a.Created.Equal(b.Created) && a.ID >= b.ID) {
+			t.Fatalf("order broken at %d: %s@%v then %s@%v", i, a.ID, a.Created, b.ID, b.Created)
+		}
+	}
+	sort.Strings(same)
+	if got := ids(all[2:]); !slices.Equal(got, same) {
+		t.Fatalf("same-millisecond tasks in order %v, want ID ascending %v", got, same)
+	}
+	if !all[0].Created.After(all[2].Created) || !all[0].Created.Equal(all[1].Created) {
+		t.Fatalf("timestamps: %v %v %v", all[0].Created, all[1].Created, all[2].Created)
+	}
+	// Pages cut the same order.
+	var paged []string
+	for off := 0; off < 5; off += 2 {
+		page, _, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 2, Offset: off})
+		must(t, err)
+		paged = append(paged, ids(page)...)
+	}
+	if !slices.Equal(paged, ids(all)) {
+		t.Fatalf("paged %v, whole %v", paged, ids(all))
+	}
+}
+
+func testListPhases(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		e.server(project, id, true)
+	}
+	e.server(otherProject, "x", true)
+	failed := e.run(resetOf(project, "kp", "b"), kps.TaskOutcome{ErrorCode: kps.TaskTimeout, ErrorMsg: "slow"})
+	e.clock.Advance(time.Millisecond)
+	e.run(resetOf(project, "kp", "c"), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+	e.clock.Advance(time.Millisecond)
+	running := e.claim(e.submit(resetOf(project, "kp", "d")).ID)
+	e.clock.Advance(time.Millisecond)
+	ready := e.submit(resetOf(project, "kp", "a"))
+	e.submit(resetOf(otherProject, "kp", "x"))
+
+	for _, c := range []struct {
+		phases []kps.Phase
+		want   []string
+	}{
+		{kps.RunningPhases, []string{ready.ID, running.ID}},
+		{kps.FailedPhases, []string{failed.ID}},
+	} {
+		tasks, total, err := e.s.ListTasks(e.ctx, project, c.phases, kps.Page{Limit: 1000})
+		must(t, err)
+		if !slices.Equal(ids(tasks), c.want) || total != len(c.want) {
+			t.Errorf("phases %v: %v total %d, want %v", c.phases, ids(tasks), total, c.want)
+		}
+	}
+	tasks, _, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, kps.Page{Limit: 1})
+	must(t, err)
+	if got := tasks[0]; got.ErrorCode != kps.TaskTimeout || got.ErrorMsg != "slow" || got.ServerName != "b (name)" ||
+		got.KeyPairName != "kp" || got.Operation != kps.OpReset {
+		t.Errorf("failed task in list = %+v", got)
+	}
+	// No phases: everything of the project.
+	_, total, err := e.s.ListTasks(e.ctx, project, nil, kps.Page{Limit: 1000})
+	must(t, err)
+	if total != 4 {
+		t.Errorf("all phases: total %d, want 4", total)
+	}
+}
+
+func testListPages(t *testing.T, e *env) {
+	tasks, total, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, kps.Page{Limit: 10, Offset: 5})
+	must(t, err)
+	if tasks == nil || len(tasks) != 0 || total != 0 {
+		t.Fatalf("empty: %v total %d", tasks, total)
+	}
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	for i := range 5 {
+		id := fmt.Sprintf("s%d", i)
+		e.server(project, id, true)
+		e.clock.Advance(time.Millisecond)
+		e.run(resetOf(project, "kp", id), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down"})
+	}
+	for _, c := range []struct {
+		page kps.Page
+		n    int
+	}{
+		{kps.Page{Limit: 2}, 2},
+		{kps.Page{Limit: 2, Offset: 4}, 1},
+		{kps.Page{Limit: 1000, Offset: 0}, 5},
+		{kps.Page{Limit: 2, Offset: 5}, 0}, // offset = total
+		{kps.Page{Limit: 2, Offset: 6}, 0},
+		{kps.Page{Limit: 1000, Offset: 2147483647}, 0},
+	} {
+		tasks, total, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, c.page)
+		must(t, err)
+		if len(tasks) != c.n || total != 5 || tasks == nil {
+			t.Errorf("page %+v: %d tasks (nil %v), total %d; want %d, total 5", c.page, len(tasks), tasks == nil, total, c.n)
+		}
+	}
+}
+
+func testDeleteFailedTask(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		e.server(project, id, true)
+	}
+	failed := e.run(resetOf(project, "kp", "a"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	succeeded := e.run(resetOf(project, "kp", "b"), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+	running := e.claim(e.submit(resetOf(project, "kp", "d")).ID)
+	ready := e.submit(resetOf(project, "kp", "c"))
+
+	for _, c := range []struct{ project, id string }{
+		{otherProject, failed.ID},
+		{project, succeeded.ID},
+		{project, running.ID},
+		{project, newTaskID()},
+		{project, "malformed"},
+	} {
+		wantCode(t, e.s.DeleteFailedTask(e.ctx, c.project, c.id), kps.ErrFailedNotFound)
+	}
+	ready2, err := e.s.Task(e.ctx, project, ready.ID)
+	must(t, err)
+	wantCode(t, e.s.DeleteFailedTask(e.ctx, project, ready2.ID), kps.ErrFailedNotFound)
+	e.wantPhase(project, ready.ID, kps.PhaseReady)
+
+	must(t, e.s.DeleteFailedTask(e.ctx, project, failed.ID))
+	_, err = e.s.Task(e.ctx, project, failed.ID)
+	wantCode(t, err, kps.ErrTaskNotFound)
+	wantCode(t, e.s.DeleteFailedTask(e.ctx, project, failed.ID), kps.ErrFailedNotFound)
+	e.wantPhase(project, succeeded.ID, kps.PhaseSuccess)
+	e.wantPhase(project, running.ID, kps.PhaseRunning)
+}
+
+func testDeleteFailedTasks(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c"} {
+		e.server(project, id, true)
+	}
+	e.server(otherProject, "x", true)
+	e.run(resetOf(project, "kp", "a"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	e.run(resetOf(project, "kp", "a"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	ok := e.run(resetOf(project, "kp", "b"), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+	foreign := e.run(resetOf(otherProject, "kp", "x"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	ready := e.submit(resetOf(project, "kp", "c"))
+
+	must(t, e.s.DeleteFailedTasks(e.ctx, project))
+	_, total, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, kps.Page{Limit: 10})
+	must(t, err)
+	if total != 0 {
+		t.Fatalf("%d failed tasks left", total)
+	}
+	e.wantPhase(project, ok.ID, kps.PhaseSuccess)
+	e.wantPhase(project, ready.ID, kps.PhaseReady)
+	e.wantPhase(otherProject, foreign.ID, kps.PhaseFailed)
+	// Nothing to delete is fine.
+	must(t, e.s.DeleteFailedTasks(e.ctx, project))
+}
+
+func testPurgeSucceeded(t *testing.T, e *env) {
+	const retention = 7 * 24 * time.Hour
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		e.server(project, id, true)
+	}
+	old := e.run(resetOf(project, "kp", "a"), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+	oldFailed := e.run(resetOf(project, "kp", "b"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	e.clock.Advance(time.Hour)
+	recent := e.run(resetOf(project, "kp", "c"), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+	oldReady := e.submit(resetOf(project, "kp", "d"))
+	e.clock.Advance(retention) // old is retention+1h old, recent exactly retention
+
+	n, err := e.s.PurgeSucceededTasks(e.ctx, retention)
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("purged %d, want 1", n)
+	}
+	_, err = e.s.Task(e.ctx, project, old.ID)
+	wantCode(t, err, kps.ErrTaskNotFound)
+	e.wantPhase(project, recent.ID, kps.PhaseSuccess)
+	e.wantPhase(project, oldFailed.ID, kps.PhaseFailed)
+	e.wantPhase(project, oldReady.ID, kps.PhaseReady)
+	// The binding of a purged task stays.
+	if e.binding(project, "a") == nil {
+		t.Fatal("purging a task removed its binding")
+	}
+}
