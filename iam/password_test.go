@@ -1,0 +1,117 @@
+package iam
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHashPasswordDefaultFormat(t *testing.T) {
+	t.Parallel()
+	h, err := HashPassword("Tr0ub4dor&3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`^\$argon2id\$v=19\$m=65536,t=3,p=4\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
+	if !re.MatchString(h) {
+		t.Fatalf("hash %q is not the RFC 9106 PHC string", h)
+	}
+	ok, rehash, err := VerifyPassword(h, "Tr0ub4dor&3")
+	if err != nil || !ok || rehash {
+		t.Fatalf("VerifyPassword = %v, %v, %v", ok, rehash, err)
+	}
+	if ok, _, _ := VerifyPassword(h, "Tr0ub4dor&4"); ok {
+		t.Fatal("a wrong password verified")
+	}
+}
+
+func TestVerifyPassword(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h, err := cheap.Hash(ctx, "pässwörd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2, _ := cheap.Hash(ctx, "pässwörd"); h2 == h {
+		t.Error("two hashes of one password are equal: the salt is not random")
+	}
+	for _, tt := range []struct {
+		pw     string
+		params Params
+		ok     bool
+		rehash bool
+	}{
+		{"pässwörd", cheap, true, false},
+		{"pässwörd", Params{MemoryKiB: 128, Iterations: 1, Parallelism: 1}, true, true},
+		{"pässwörd", Params{MemoryKiB: 64, Iterations: 2, Parallelism: 1}, true, true},
+		{"pässwörd", Params{MemoryKiB: 32, Iterations: 1, Parallelism: 1}, true, false},
+		{"pässwörd", Params{MemoryKiB: 64, Iterations: 1, Parallelism: 2}, true, false},
+		{"passwörd", cheap, false, false},
+		{"", cheap, false, false},
+		{"pässwörd ", Params{MemoryKiB: 128, Iterations: 1, Parallelism: 1}, false, false},
+	} {
+		ok, rehash, err := tt.params.Verify(ctx, h, tt.pw)
+		if err != nil || ok != tt.ok || rehash != tt.rehash {
+			t.Errorf("Verify(%q) under %+v = %v, %v, %v; want %v, %v", tt.pw, tt.params, ok, rehash, err, tt.ok, tt.rehash)
+		}
+	}
+	// The zero Params are the defaults, so a cheap hash needs a rehash there.
+	if ok, rehash, _ := (Params{}).Verify(ctx, h, "pässwörd"); !ok || !rehash {
+		t.Errorf("default params: ok=%v rehash=%v, want true true", ok, rehash)
+	}
+}
+
+func TestVerifyPasswordRejectsMalformedHashes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	good, _ := cheap.Hash(ctx, "pw")
+	f := strings.Split(good, "$")
+	for _, h := range []string{
+		"",
+		"plaintext",
+		"$2a$12$abcdefghijklmnopqrstuuWcVYqZ.bOjMtfDs2pLoa6E3uiRnlCjW", // bcrypt
+		strings.Replace(good, "argon2id", "argon2i", 1),
+		strings.Replace(good, "v=19", "v=16", 1),
+		strings.Join([]string{"", f[1], f[2], "m=67108864,t=1,p=1", f[4], f[5]}, "$"), // 64 GiB
+		strings.Join([]string{"", f[1], f[2], "m=64,t=0,p=1", f[4], f[5]}, "$"),
+		strings.Join([]string{"", f[1], f[2], "m=64,t=1,p=0", f[4], f[5]}, "$"),
+		strings.Join([]string{"", f[1], f[2], "m=64,t=1,p=1,x=2", f[4], f[5]}, "$"),
+		strings.Join([]string{"", f[1], f[2], "m=064,t=1,p=1", f[4], f[5]}, "$"),
+		strings.Join([]string{"", f[1], f[2], f[3], "!!!", f[5]}, "$"),
+		strings.Join([]string{"", f[1], f[2], f[3], f[4], "short"}, "$"),
+		good + "$extra",
+	} {
+		ok, _, err := cheap.Verify(ctx, h, "pw")
+		if ok || err == nil {
+			t.Errorf("Verify accepted hash %q: ok=%v err=%v", h, ok, err)
+		}
+		if err != nil && h != "" && strings.Contains(err.Error(), h) {
+			t.Errorf("error %q quotes the hash", err)
+		}
+	}
+}
+
+// Not parallel: it holds the process-wide hashing slots.
+func TestHashingIsBounded(t *testing.T) {
+	if cap(hashSlots) < 1 {
+		t.Fatal("no hashing slots")
+	}
+	for range cap(hashSlots) {
+		hashSlots <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := cheap.Hash(ctx, "pw")
+	for range cap(hashSlots) {
+		<-hashSlots
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hashing with every slot taken: %v, want to wait until the deadline", err)
+	}
+	if _, err := cheap.Hash(context.Background(), "pw"); err != nil {
+		t.Fatalf("after the slots are free: %v", err)
+	}
+}

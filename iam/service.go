@@ -1,0 +1,139 @@
+// Package iam authenticates callers of OpenKPS in local identity mode (auth.md): Argon2id
+// passwords, the first-start bootstrap, opaque bearer tokens (issue, re-scope, validate) and the
+// scope checks a token request goes through before a handler runs.
+package iam
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/openkps/kps"
+)
+
+// Service issues and checks tokens against an identity store. Set the exported fields before
+// first use and do not copy it afterwards.
+type Service struct {
+	Store kps.IdentityStore
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// TokenTTL is the lifetime of a new token (auth.md §5.3: 5 min – 24 h); default 24 h.
+	TokenTTL time.Duration
+	// Params are the Argon2id costs of new password hashes; zero means RFC 9106's second set.
+	Params Params
+
+	dummyOnce sync.Once
+	dummy     string
+	dummyErr  error
+}
+
+// Optional store capabilities. kps.IdentityStore does not (yet) offer them; a store that
+// implements one of these interfaces gets the behaviour, and without it iam falls back as
+// documented on each.
+type (
+	// DomainRoleStore returns the implied closure of the roles assigned to the user on the
+	// domain itself (auth.md §3.4). Without it, domain-scoped tokens are refused (KPS.6108)
+	// and principals of identity routes carry no roles.
+	DomainRoleStore interface {
+		DomainRoles(ctx context.Context, userID, domainID string) ([]kps.Role, error)
+	}
+	// RoleIDStore returns the install-time ID of a role for token bodies. Without it the ID
+	// is DerivedRoleID(role).
+	RoleIDStore interface {
+		RoleID(ctx context.Context, r kps.Role) (string, error)
+	}
+	// PasswordHashStore replaces a user's password hash; with it, a successful login whose
+	// stored hash is weaker than Params upgrades the hash (auth.md §12.1).
+	PasswordHashStore interface {
+		UpdatePasswordHash(ctx context.Context, userID, hash string) error
+	}
+)
+
+// DerivedRoleID is a stable 32-hex role ID used when the store cannot name its own.
+func DerivedRoleID(r kps.Role) string {
+	sum := sha256.Sum256([]byte("openkps role " + string(r)))
+	return hex.EncodeToString(sum[:16])
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) ttl() time.Duration {
+	if s.TokenTTL > 0 {
+		return s.TokenTTL
+	}
+	return 24 * time.Hour
+}
+
+// dummyHash is verified when the user is unknown, so that a login costs the same whether
+// the user exists or not (auth.md §5.1 step 3). It uses the configured parameters.
+func (s *Service) dummyHash(ctx context.Context) (string, error) {
+	s.dummyOnce.Do(func() {
+		s.dummy, s.dummyErr = s.Params.Hash(ctx, "openkps dummy password for unknown users")
+	})
+	return s.dummy, s.dummyErr
+}
+
+// Failure is a refused authentication: the KPS error the caller sees and a reason key for the
+// log (auth.md §11.4, §12.5). kps.ErrorCode and kps.ErrorMessage see through it.
+//
+// Reason keys: token-unknown, token-expired, token-revoked (KPS.6102); method-unsupported,
+// password-length, user-unknown, password-wrong, user-disabled, domain-disabled (KPS.6107);
+// scope-unavailable, scope-no-role, domain-scope-unsupported (KPS.6108); project-mismatch,
+// token-not-project-scoped (KPS.6103); no-role (KPS.9006).
+type Failure struct {
+	Reason string
+	Err    *kps.Error
+}
+
+func (f *Failure) Error() string { return f.Err.Error() + " (" + f.Reason + ")" }
+
+// Unwrap exposes the KPS error.
+func (f *Failure) Unwrap() error { return f.Err }
+
+// Exact messages of auth.md §11.3 and §11.4.
+const (
+	msgLoginFailed = "The username or password is wrong."
+	msgScope       = "The user has no access to the requested scope."
+	msgForbidden   = "The user has no permission to perform this operation."
+)
+
+var reasonText = map[string]string{
+	"token-unknown": "the token is not valid",
+	"token-expired": "the token has expired",
+	"token-revoked": "the token has been revoked",
+}
+
+func loginFailed(reason string) error {
+	return &Failure{reason, kps.Errorf(kps.ErrLoginFailed, msgLoginFailed)}
+}
+
+func scopeFailed(reason string) error {
+	return &Failure{reason, kps.Errorf(kps.ErrScope, msgScope)}
+}
+
+func tokenFailed(reason string) error {
+	return &Failure{reason, kps.Errorf(kps.ErrBadCredentials, "Incorrect authentication information: %s.", reasonText[reason])}
+}
+
+// IsFailure reports whether err is a refused authentication (as opposed to an internal error).
+func IsFailure(err error) bool {
+	var f *Failure
+	return errors.As(err, &f)
+}
+
+// TokenFingerprint is how logs refer to a token: the first 12 hex digits of its SHA-256
+// (auth.md §12.5).
+func TokenFingerprint(token string) string { return tokenHash(token)[:12] }
+
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

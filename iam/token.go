@@ -1,0 +1,502 @@
+package iam
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"time"
+
+	"github.com/openkps/kps"
+)
+
+// Authentication methods of POST /v3/auth/tokens.
+const (
+	MethodPassword = "password"
+	MethodToken    = "token"
+)
+
+// ScopeKind is what a token is scoped to.
+type ScopeKind int
+
+const (
+	// ScopeNone asks for the user's default project if they hold a role there, else an
+	// unscoped token.
+	ScopeNone ScopeKind = iota
+	ScopeProject
+	ScopeDomain
+)
+
+// Scope is the decoded auth.scope of a token request.
+type Scope struct {
+	Kind ScopeKind
+	// ProjectID, or ProjectName in the domain given by DomainID/DomainName (the user's own
+	// domain when both are empty). For ScopeDomain, DomainID or DomainName names the domain.
+	ProjectID, ProjectName string
+	DomainID, DomainName   string
+}
+
+// IssueRequest is a decoded token request (see DecodeAuthRequest).
+type IssueRequest struct {
+	Method string // MethodPassword or MethodToken
+	// Password method: UserID, or UserName in the domain UserDomainID or UserDomainName.
+	UserID, UserName             string
+	UserDomainID, UserDomainName string
+	Password                     string
+	// Token method: the token to re-scope (auth.identity.token.id, else the X-Auth-Token
+	// header).
+	Token string
+	Scope Scope
+}
+
+// String hides the password and the token from any accidental formatting.
+func (r IssueRequest) String() string {
+	return fmt.Sprintf("IssueRequest{Method:%s UserID:%s UserName:%s UserDomainID:%s UserDomainName:%s Password:*** Token:*** Scope:%+v}",
+		r.Method, r.UserID, r.UserName, r.UserDomainID, r.UserDomainName, r.Scope)
+}
+
+// GoString hides the secrets from %#v.
+func (r IssueRequest) GoString() string { return r.String() }
+
+// Timestamp marshals as UTC with six fractional digits, "2006-01-02T15:04:05.000000Z".
+type Timestamp struct{ time.Time }
+
+// TimeLayout is the token time format of auth.md §5.1.
+const TimeLayout = "2006-01-02T15:04:05.000000Z"
+
+func (t Timestamp) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(TimeLayout) + `"`), nil
+}
+
+// Ref is an {id, name} pair.
+type Ref struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// TokenUser is the user member of a token body.
+type TokenUser struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Domain Ref    `json:"domain"`
+	// PasswordExpiresAt is always null: passwords do not expire.
+	PasswordExpiresAt *string `json:"password_expires_at"`
+}
+
+// TokenProject is the project member of a project-scoped token body.
+type TokenProject struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Domain Ref    `json:"domain"`
+}
+
+// TokenBody is the "token" object of auth.md §5.1; the api package marshals it as is (under a
+// "token" key, see TokenResponse) and fills Catalog unless ?nocatalog.
+type TokenBody struct {
+	Methods   []string      `json:"methods"`
+	IssuedAt  Timestamp     `json:"issued_at"`
+	ExpiresAt Timestamp     `json:"expires_at"`
+	AuditIDs  []string      `json:"audit_ids"`
+	IsDomain  bool          `json:"is_domain"`
+	User      TokenUser     `json:"user"`
+	Project   *TokenProject `json:"project,omitempty"`
+	Domain    *Ref          `json:"domain,omitempty"`
+	// Roles is absent for an unscoped token.
+	Roles   []Ref `json:"roles,omitempty"`
+	Catalog any   `json:"catalog,omitempty"`
+}
+
+// TokenResponse is the response body of POST /v3/auth/tokens.
+type TokenResponse struct {
+	Token *TokenBody `json:"token"`
+}
+
+// Login decodes the body of POST /v3/auth/tokens and issues the token; headerToken is the
+// X-Auth-Token header, used by the token method when the body names no token. resp is a
+// *TokenResponse.
+func (s *Service) Login(ctx context.Context, body []byte, headerToken string) (token string, resp any, err error) {
+	req, err := DecodeAuthRequest(body)
+	if err != nil {
+		return "", nil, err
+	}
+	if req.Method == MethodToken && req.Token == "" {
+		req.Token = headerToken
+	}
+	token, b, err := s.IssueToken(ctx, req)
+	if err != nil {
+		return "", nil, err
+	}
+	return token, &TokenResponse{Token: b}, nil
+}
+
+// IssueToken authenticates req and issues a token (auth.md §5.1 steps 3–6). The token string
+// is returned once; only its SHA-256 is stored. Lockout (step 2) is the caller's.
+func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token string, body *TokenBody, err error) {
+	now := s.now().UTC().Truncate(time.Millisecond)
+	var (
+		user    *kps.User
+		domain  *kps.Domain
+		expires time.Time
+		audit   = []string{newAuditID()}
+	)
+	switch req.Method {
+	case MethodPassword:
+		if user, domain, err = s.checkPassword(ctx, req); err != nil {
+			return "", nil, err
+		}
+		expires = now.Add(s.ttl())
+	case MethodToken:
+		v, err := s.validate(ctx, req.Token)
+		if err != nil {
+			return "", nil, err
+		}
+		user, domain, expires = v.user, v.domain, v.token.ExpiresAt
+		// Re-scoping never extends a session (§5.3); the audit chain names the source token.
+		if len(v.token.AuditIDs) > 0 {
+			audit = append(audit, v.token.AuditIDs[0])
+		}
+	default:
+		return "", nil, loginFailed("method-unsupported")
+	}
+
+	sc, err := s.resolveScope(ctx, user, domain, req.Scope)
+	if err != nil {
+		return "", nil, err
+	}
+	token = newToken()
+	rec := &kps.Token{
+		Hash:      tokenHash(token),
+		UserID:    user.ID,
+		Methods:   []string{req.Method},
+		AuditIDs:  audit,
+		IssuedAt:  now,
+		ExpiresAt: expires,
+	}
+	body = &TokenBody{
+		Methods:   rec.Methods,
+		IssuedAt:  Timestamp{now},
+		ExpiresAt: Timestamp{expires},
+		AuditIDs:  audit,
+		User:      TokenUser{ID: user.ID, Name: user.Name, Domain: Ref{domain.ID, domain.Name}},
+	}
+	switch {
+	case sc.project != nil:
+		rec.ProjectID = sc.project.ID
+		body.Project = &TokenProject{ID: sc.project.ID, Name: sc.project.Name, Domain: Ref{domain.ID, domain.Name}}
+	case sc.domain != nil:
+		rec.DomainID = sc.domain.ID
+		body.Domain = &Ref{sc.domain.ID, sc.domain.Name}
+	}
+	if sc.project != nil || sc.domain != nil {
+		if body.Roles, err = s.roleRefs(ctx, sc.roles); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := s.Store.CreateToken(ctx, rec); err != nil {
+		return "", nil, fmt.Errorf("iam: store token: %w", err)
+	}
+	return token, body, nil
+}
+
+// checkPassword finds the user and verifies the password; every failure is the same KPS.6107
+// and costs one hash verification (§5.1 step 3).
+func (s *Service) checkPassword(ctx context.Context, req IssueRequest) (*kps.User, *kps.Domain, error) {
+	if len(req.Password) == 0 || len(req.Password) > maxPasswordBytes {
+		return nil, nil, loginFailed("password-length")
+	}
+	user, err := s.findUser(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	hash := ""
+	if user != nil {
+		hash = user.PasswordHash
+	}
+	if _, _, _, perr := parsePHC(hash); perr != nil {
+		// Unknown user, or a user without a usable password: verify the dummy hash anyway.
+		if hash, err = s.dummyHash(ctx); err != nil {
+			return nil, nil, err
+		}
+		user = nil
+	}
+	ok, rehash, err := s.Params.Verify(ctx, hash, req.Password)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case user == nil:
+		return nil, nil, loginFailed("user-unknown")
+	case !ok:
+		return nil, nil, loginFailed("password-wrong")
+	case !user.Enabled:
+		return nil, nil, loginFailed("user-disabled")
+	}
+	domain, err := s.Store.DomainByID(ctx, user.DomainID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if domain == nil || !domain.Enabled {
+		return nil, nil, loginFailed("domain-disabled")
+	}
+	if up, can := s.Store.(PasswordHashStore); can && rehash {
+		// Best effort: the login succeeds with the old hash if the upgrade fails.
+		if h, err := s.Params.Hash(ctx, req.Password); err == nil {
+			_ = up.UpdatePasswordHash(ctx, user.ID, h)
+		}
+	}
+	return user, domain, nil
+}
+
+func (s *Service) findUser(ctx context.Context, req IssueRequest) (*kps.User, error) {
+	if req.UserID != "" {
+		return s.Store.UserByID(ctx, req.UserID)
+	}
+	if req.UserName == "" {
+		return nil, nil
+	}
+	d, err := s.domainByRef(ctx, req.UserDomainID, req.UserDomainName)
+	if d == nil || err != nil {
+		return nil, err
+	}
+	return s.Store.UserByName(ctx, d.ID, req.UserName)
+}
+
+func (s *Service) domainByRef(ctx context.Context, id, name string) (*kps.Domain, error) {
+	switch {
+	case id != "":
+		return s.Store.DomainByID(ctx, id)
+	case name != "":
+		return s.Store.DomainByName(ctx, name)
+	}
+	return nil, nil
+}
+
+type scope struct {
+	project *kps.Project
+	domain  *kps.Domain
+	roles   []kps.Role
+}
+
+// resolveScope applies §5.1 step 5: the scope must exist, be enabled, lie in the user's domain
+// and carry at least one effective role, else KPS.6108.
+func (s *Service) resolveScope(ctx context.Context, user *kps.User, own *kps.Domain, sc Scope) (scope, error) {
+	switch sc.Kind {
+	case ScopeProject:
+		var p *kps.Project
+		var err error
+		if sc.ProjectID != "" {
+			p, err = s.Store.ProjectByID(ctx, sc.ProjectID)
+		} else {
+			d := own
+			if sc.DomainID != "" || sc.DomainName != "" {
+				d, err = s.domainByRef(ctx, sc.DomainID, sc.DomainName)
+			}
+			if err == nil && d != nil {
+				p, err = s.Store.ProjectByName(ctx, d.ID, sc.ProjectName)
+			}
+		}
+		if err != nil {
+			return scope{}, err
+		}
+		return s.projectScope(ctx, user, p)
+	case ScopeDomain:
+		d, err := s.domainByRef(ctx, sc.DomainID, sc.DomainName)
+		if err != nil {
+			return scope{}, err
+		}
+		if d == nil || !d.Enabled || d.ID != user.DomainID {
+			return scope{}, scopeFailed("scope-unavailable")
+		}
+		dr, ok := s.Store.(DomainRoleStore)
+		if !ok {
+			return scope{}, scopeFailed("domain-scope-unsupported")
+		}
+		roles, err := dr.DomainRoles(ctx, user.ID, d.ID)
+		if err != nil {
+			return scope{}, err
+		}
+		if len(roles) == 0 {
+			return scope{}, scopeFailed("scope-no-role")
+		}
+		return scope{domain: d, roles: roles}, nil
+	}
+	// No scope: the default project if it still qualifies, else unscoped (§5.1 step 5).
+	if user.DefaultProjectID == "" {
+		return scope{}, nil
+	}
+	p, err := s.Store.ProjectByID(ctx, user.DefaultProjectID)
+	if err != nil {
+		return scope{}, err
+	}
+	sc2, err := s.projectScope(ctx, user, p)
+	if IsFailure(err) {
+		return scope{}, nil
+	}
+	return sc2, err
+}
+
+func (s *Service) projectScope(ctx context.Context, user *kps.User, p *kps.Project) (scope, error) {
+	if p == nil || !p.Enabled || p.DomainID != user.DomainID {
+		return scope{}, scopeFailed("scope-unavailable")
+	}
+	roles, err := s.Store.EffectiveRoles(ctx, user.ID, p.ID)
+	if err != nil {
+		return scope{}, err
+	}
+	if len(roles) == 0 {
+		return scope{}, scopeFailed("scope-no-role")
+	}
+	return scope{project: p, roles: roles}, nil
+}
+
+func (s *Service) roleRefs(ctx context.Context, roles []kps.Role) ([]Ref, error) {
+	ids, _ := s.Store.(RoleIDStore)
+	refs := make([]Ref, 0, len(roles))
+	for _, r := range roles {
+		id := DerivedRoleID(r)
+		if ids != nil {
+			var err error
+			if id, err = ids.RoleID(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+		refs = append(refs, Ref{ID: id, Name: string(r)})
+	}
+	return refs, nil
+}
+
+// newToken returns "KPT1" + base64url(32 random bytes), 47 characters (auth.md §5.2).
+func newToken() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return "KPT1" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// newAuditID returns 22 characters of base64url from 16 random bytes.
+func newAuditID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// MaxTokenBytes is the longest X-Auth-Token value looked up (auth.md §5.6 step 1).
+const MaxTokenBytes = 8 << 10
+
+type validToken struct {
+	token  *kps.Token
+	user   *kps.User
+	domain *kps.Domain
+}
+
+// validate applies §5.6 steps 1–4.
+func (s *Service) validate(ctx context.Context, token string) (validToken, error) {
+	if token == "" || len(token) > MaxTokenBytes || !printableASCII(token) {
+		return validToken{}, tokenFailed("token-unknown")
+	}
+	t, err := s.Store.TokenByHash(ctx, tokenHash(token))
+	if err != nil {
+		return validToken{}, err
+	}
+	switch {
+	case t == nil:
+		return validToken{}, tokenFailed("token-unknown")
+	case t.Revoked:
+		return validToken{}, tokenFailed("token-revoked")
+	case !s.now().Before(t.ExpiresAt):
+		return validToken{}, tokenFailed("token-expired")
+	}
+	// A token dies with its user, domain or scoped project (§5.3); the store would also revoke
+	// it, but it cannot here (kps.IdentityStore has no revocation yet).
+	u, err := s.Store.UserByID(ctx, t.UserID)
+	if err != nil {
+		return validToken{}, err
+	}
+	if u == nil || !u.Enabled {
+		return validToken{}, tokenFailed("token-revoked")
+	}
+	d, err := s.Store.DomainByID(ctx, u.DomainID)
+	if err != nil {
+		return validToken{}, err
+	}
+	if d == nil || !d.Enabled || (t.DomainID != "" && t.DomainID != d.ID) {
+		return validToken{}, tokenFailed("token-revoked")
+	}
+	if t.ProjectID != "" {
+		p, err := s.Store.ProjectByID(ctx, t.ProjectID)
+		if err != nil {
+			return validToken{}, err
+		}
+		if p == nil || !p.Enabled || p.DomainID != d.ID {
+			return validToken{}, tokenFailed("token-revoked")
+		}
+	}
+	return validToken{t, u, d}, nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// Authenticate checks an X-Auth-Token for a request (auth.md §5.6) that targets
+// targetProjectID, or no project ("") on identity routes, and applies the scope checks of
+// §4.3 rows 3, 4 and 7: a token scoped to another project or to no project is KPS.6103, a
+// user without an effective role on the project KPS.9006. The principal's roles are read live:
+// on the target project, or on the token's domain for identity routes (when the store can say,
+// see DomainRoleStore). The route's minimum role (row 8) is the caller's check.
+func (s *Service) Authenticate(ctx context.Context, token, targetProjectID string) (*kps.Principal, error) {
+	v, err := s.validate(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	p := &kps.Principal{
+		UserID:     v.user.ID,
+		UserName:   v.user.Name,
+		DomainID:   v.domain.ID,
+		DomainName: v.domain.Name,
+		AuthMethod: "token",
+	}
+	if len(v.token.AuditIDs) > 0 {
+		p.TokenAuditID = v.token.AuditIDs[0]
+	}
+	if targetProjectID == "" {
+		if dr, ok := s.Store.(DomainRoleStore); ok {
+			if p.Roles, err = dr.DomainRoles(ctx, v.user.ID, v.domain.ID); err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
+	}
+	switch v.token.ProjectID {
+	case "":
+		return nil, &Failure{"token-not-project-scoped", kps.Errorf(kps.ErrProjectMismatch,
+			"Project mismatch: the request targets project %s but the token is not scoped to a project.", clip(targetProjectID))}
+	case targetProjectID:
+	default:
+		return nil, &Failure{"project-mismatch", kps.Errorf(kps.ErrProjectMismatch,
+			"Project mismatch: the request targets project %s but the credentials are scoped to project %s.",
+			clip(targetProjectID), v.token.ProjectID)}
+	}
+	// validate has checked that the project exists, is enabled and lies in the user's domain.
+	roles, err := s.Store.EffectiveRoles(ctx, v.user.ID, targetProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if len(roles) == 0 {
+		return nil, &Failure{"no-role", kps.Errorf(kps.ErrForbidden, msgForbidden)}
+	}
+	p.ProjectID, p.Roles = targetProjectID, roles
+	return p, nil
+}
+
+// clip shortens request values quoted in messages.
+func clip(v string) string {
+	if len(v) > 64 {
+		return v[:64] + "…"
+	}
+	return v
+}
