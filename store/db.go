@@ -41,6 +41,14 @@ type DB struct {
 var _ kps.Store = (*DB)(nil)
 
 // engine is everything that differs between SQL databases.
+//
+// For the PostgreSQL engine (not written yet): SQLite serialises all writers (one connection,
+// BEGIN IMMEDIATE), so the check-then-write sequences below (busy server, key pair quota, queue
+// capacity, the busy check of UpdateServer/DeleteServer) cannot race. Under PostgreSQL's READ
+// COMMITTED they can; the partial unique index still guarantees one active task per server,
+// but the engine must also lock the server row (SELECT … FOR UPDATE) in SubmitTask,
+// UpdateServer and DeleteServer, and serialise CreateKeyPair per project (e.g.
+// pg_advisory_xact_lock) for the quota to be exact. claimTask needs FOR UPDATE SKIP LOCKED.
 type engine struct {
 	name string
 	// migrations holds NNNN_name.sql files, applied in order.
@@ -70,8 +78,8 @@ func (db *DB) Close() error {
 	return errors.Join(errs...)
 }
 
-// Tx is a transaction with the one "now" every change in it uses.
-type Tx struct {
+// txn is a transaction with the one "now" every change in it uses.
+type txn struct {
 	tx  *sql.Tx
 	eng *engine
 	now time.Time
@@ -79,21 +87,21 @@ type Tx struct {
 
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
 // the write lock is taken up front and never upgraded).
-func (db *DB) beginWrite(ctx context.Context) (*Tx, error) {
+func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{tx: tx, eng: db.eng, now: db.clock()}, nil
+	return &txn{tx: tx, eng: db.eng, now: db.clock()}, nil
 }
 
 // beginRead starts a read-only transaction: several queries see one snapshot.
-func (db *DB) beginRead(ctx context.Context) (*Tx, error) {
+func (db *DB) beginRead(ctx context.Context) (*txn, error) {
 	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{tx: tx, eng: db.eng, now: db.clock()}, nil
+	return &txn{tx: tx, eng: db.eng, now: db.clock()}, nil
 }
 
 // clock returns now truncated to the stored precision, so that what a method returns equals
@@ -101,10 +109,10 @@ func (db *DB) beginRead(ctx context.Context) (*Tx, error) {
 func (db *DB) clock() time.Time { return fromMillis(db.now().UnixMilli()) }
 
 // Commit commits the transaction.
-func (tx *Tx) Commit() error { return tx.tx.Commit() }
+func (tx *txn) Commit() error { return tx.tx.Commit() }
 
 // Rollback aborts the transaction; after Commit it is a no-op.
-func (tx *Tx) Rollback() error { return tx.tx.Rollback() }
+func (tx *txn) Rollback() error { return tx.tx.Rollback() }
 
 // bind rewrites the placeholders of q for the engine.
 func (e *engine) bind(q string) string {
@@ -116,22 +124,22 @@ func (e *engine) bind(q string) string {
 
 func (db *DB) bind(q string) string { return db.eng.bind(q) }
 
-func (tx *Tx) bind(q string) string { return tx.eng.bind(q) }
+func (tx *txn) bind(q string) string { return tx.eng.bind(q) }
 
-func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (tx *txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return tx.tx.ExecContext(ctx, tx.bind(q), args...)
 }
 
-func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+func (tx *txn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	return tx.tx.QueryContext(ctx, tx.bind(q), args...)
 }
 
-func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+func (tx *txn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return tx.tx.QueryRowContext(ctx, tx.bind(q), args...)
 }
 
 // execOne runs a guarded statement and reports whether it changed exactly one row.
-func (tx *Tx) execOne(ctx context.Context, q string, args ...any) (bool, error) {
+func (tx *txn) execOne(ctx context.Context, q string, args ...any) (bool, error) {
 	res, err := tx.exec(ctx, q, args...)
 	if err != nil {
 		return false, err
@@ -144,7 +152,7 @@ func (tx *Tx) execOne(ctx context.Context, q string, args ...any) (bool, error) 
 }
 
 // exists reports whether q returns a row.
-func (tx *Tx) exists(ctx context.Context, q string, args ...any) (bool, error) {
+func (tx *txn) exists(ctx context.Context, q string, args ...any) (bool, error) {
 	var one int
 	err := tx.queryRow(ctx, q, args...).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -60,7 +60,7 @@ func (db *DB) Bootstrap(ctx context.Context, b kps.Bootstrap) (bool, error) {
 	return true, tx.Commit()
 }
 
-func bootstrap(ctx context.Context, tx *Tx, b kps.Bootstrap) (bool, error) {
+func bootstrap(ctx context.Context, tx *txn, b kps.Bootstrap) (bool, error) {
 	var n int
 	if err := tx.queryRow(ctx, countDomains).Scan(&n); err != nil {
 		return false, err

@@ -66,7 +66,7 @@ func (db *DB) CreateKeyPair(ctx context.Context, k *kps.KeyPair, quota int) erro
 	return tx.Commit()
 }
 
-func createKeyPair(ctx context.Context, tx *Tx, k *kps.KeyPair, quota int) error {
+func createKeyPair(ctx context.Context, tx *txn, k *kps.KeyPair, quota int) error {
 	conflict := kps.Errorf(kps.ErrKeyPairExists, "Key pair name '%s' already exists.", k.Name)
 	// Conflict (409) before quota (403): the validation order of §1.4.
 	exists, err := tx.exists(ctx, selectKeyPairExists, k.ProjectID, k.Name)
@@ -122,7 +122,7 @@ func (db *DB) KeyPair(ctx context.Context, projectID, name, userID string) (*kps
 	return findKeyPair(ctx, tx, projectID, name, userID)
 }
 
-func findKeyPair(ctx context.Context, tx *Tx, projectID, name, userID string) (*kps.KeyPair, error) {
+func findKeyPair(ctx context.Context, tx *txn, projectID, name, userID string) (*kps.KeyPair, error) {
 	k, err := scanKeyPair(tx.queryRow(ctx, selectVisibleKeyPair, projectID, userID, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errKeyPairNotFound(name)
@@ -178,7 +178,7 @@ func (db *DB) ListKeyPairs(ctx context.Context, projectID, userID, marker string
 // previousMarker computes §4.2's previous_marker. With s the number of visible names ≤ marker
 // (the page's start index) and p = s − limit: nil when s = 0, "" when p ≤ 0, else L[p−1], which
 // is the (limit+1)-th name counting back from the marker.
-func previousMarker(ctx context.Context, tx *Tx, projectID, userID, marker string, limit int) (*string, error) {
+func previousMarker(ctx context.Context, tx *txn, projectID, userID, marker string, limit int) (*string, error) {
 	rows, err := tx.query(ctx, listKeyPairNamesUpTo, projectID, userID, marker, limit+1)
 	if err != nil {
 		return nil, err
@@ -238,7 +238,7 @@ func (db *DB) DeleteKeyPair(ctx context.Context, projectID, name, userID string)
 	return tx.Commit()
 }
 
-func deleteKeyPairTx(ctx context.Context, tx *Tx, projectID, name, userID string) error {
+func deleteKeyPairTx(ctx context.Context, tx *txn, projectID, name, userID string) error {
 	k, err := findKeyPair(ctx, tx, projectID, name, userID)
 	if err != nil {
 		return err

@@ -97,7 +97,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	return tx.Commit()
 }
 
-func appliedVersions(ctx context.Context, tx *Tx) (map[int]bool, error) {
+func appliedVersions(ctx context.Context, tx *txn) (map[int]bool, error) {
 	rows, err := tx.query(ctx, selectSchemaVersions)
 	if err != nil {
 		return nil, err

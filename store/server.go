@@ -15,7 +15,7 @@ const (
 	// The binding's key pair and flag are read-only members of a server (inventory.md).
 	serverColumns = `s.project_id, s.id, s.name, s.address, s.port, s.login_user, s.host_keys,
     s.sshd_config, s.credential, s.created, s.updated,
-    COALESCE(b.keypair_name, ''), COALESCE(b.password_disabled, 0)`
+    COALESCE(b.keypair_name, ''), COALESCE(b.password_disabled, FALSE)`
 	selectServer = `SELECT ` + serverColumns + `
 FROM servers s LEFT JOIN bindings b ON b.project_id = s.project_id AND b.server_id = s.id
 WHERE s.project_id = ? AND s.id = ?`
@@ -66,7 +66,7 @@ func (db *DB) CreateServer(ctx context.Context, s *kps.Server) error {
 	return tx.Commit()
 }
 
-func createServer(ctx context.Context, tx *Tx, s *kps.Server) error {
+func createServer(ctx context.Context, tx *txn, s *kps.Server) error {
 	now := millis(tx.now)
 	_, err := tx.exec(ctx, insertServer, s.ProjectID, s.ID, s.Name, s.Address, s.Port, s.User,
 		encodeList(s.HostKeys), s.SSHDConfig, s.Credential, now, now)
@@ -91,7 +91,7 @@ func (db *DB) Server(ctx context.Context, projectID, id string) (*kps.Server, er
 	return findServer(ctx, tx, projectID, id)
 }
 
-func findServer(ctx context.Context, tx *Tx, projectID, id string) (*kps.Server, error) {
+func findServer(ctx context.Context, tx *txn, projectID, id string) (*kps.Server, error) {
 	s, err := scanServer(tx.queryRow(ctx, selectServer, projectID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errServerNotFound(id)
@@ -169,7 +169,7 @@ func (db *DB) UpdateServer(ctx context.Context, projectID, id string, u kps.Serv
 	return s, tx.Commit()
 }
 
-func updateServerTx(ctx context.Context, tx *Tx, projectID, id string, u kps.ServerUpdate) (*kps.Server, error) {
+func updateServerTx(ctx context.Context, tx *txn, projectID, id string, u kps.ServerUpdate) (*kps.Server, error) {
 	s, err := findServer(ctx, tx, projectID, id)
 	if err != nil {
 		return nil, err
@@ -209,7 +209,7 @@ func (db *DB) DeleteServer(ctx context.Context, projectID, id string) error {
 	return tx.Commit()
 }
 
-func deleteServerTx(ctx context.Context, tx *Tx, projectID, id string) error {
+func deleteServerTx(ctx context.Context, tx *txn, projectID, id string) error {
 	if _, err := findServer(ctx, tx, projectID, id); err != nil {
 		return err
 	}

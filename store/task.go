@@ -89,7 +89,7 @@ func (db *DB) SubmitTask(ctx context.Context, s kps.TaskSubmission) (*kps.Task, 
 	return t, tx.Commit()
 }
 
-func submitTask(ctx context.Context, tx *Tx, s kps.TaskSubmission) (*kps.Task, error) {
+func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, error) {
 	t := &kps.Task{
 		ID:              s.ID,
 		ProjectID:       s.ProjectID,
@@ -184,7 +184,7 @@ func submitTask(ctx context.Context, tx *Tx, s kps.TaskSubmission) (*kps.Task, e
 // insertReadyTask inserts t as READY. The partial unique index tasks_one_active_per_server
 // rejects a second active task for the server even where the check before it raced (an engine
 // with row-level concurrency); that violation is the busy server of §3.1.
-func insertReadyTask(ctx context.Context, tx *Tx, t *kps.Task) error {
+func insertReadyTask(ctx context.Context, tx *txn, t *kps.Task) error {
 	_, err := tx.exec(ctx, insertTask, t.ID, t.ProjectID, string(t.Operation), t.ServerID, t.ServerName,
 		t.KeyPairName, t.PublicKey, t.Port, t.DisablePassword, t.CallerAuth, millis(t.Created), millis(t.Updated))
 	if tx.eng.isUniqueViolation(err) {
@@ -303,7 +303,7 @@ func (db *DB) Binding(ctx context.Context, projectID, serverID string) (*kps.Bin
 	return findBinding(ctx, tx, projectID, serverID)
 }
 
-func findBinding(ctx context.Context, tx *Tx, projectID, serverID string) (*kps.Binding, error) {
+func findBinding(ctx context.Context, tx *txn, projectID, serverID string) (*kps.Binding, error) {
 	var b kps.Binding
 	err := tx.queryRow(ctx, selectBinding, projectID, serverID).Scan(&b.ProjectID, &b.ServerID, &b.KeyPairName,
 		&b.PublicKey, &b.PasswordDisabled)
@@ -396,7 +396,7 @@ func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) er
 	return nil
 }
 
-func finishTask(ctx context.Context, tx *Tx, t *kps.Task, to kps.Phase, code, msg string, o kps.TaskOutcome) error {
+func finishTask(ctx context.Context, tx *txn, t *kps.Task, to kps.Phase, code, msg string, o kps.TaskOutcome) error {
 	var projectID, op, serverID, keyPairName string
 	err := tx.queryRow(ctx, finishRunningTask, string(to), code, msg, millis(tx.now), t.ID, t.LeaseOwner, t.Attempt).
 		Scan(&projectID, &op, &serverID, &keyPairName)
