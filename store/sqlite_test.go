@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +77,39 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	again := openTest(t, path, nil)
 	if _, err := again.Server(t.Context(), "p", "s1"); err != nil {
 		t.Fatalf("after reopening: %v", err)
+	}
+}
+
+const lockHelperEnv = "KPS_STORE_LOCK_HELPER_DB"
+
+// TestLockHelper is not a test: it is the child process of TestSecondProcessIsRefused.
+func TestLockHelper(t *testing.T) {
+	path := os.Getenv(lockHelperEnv)
+	if path == "" {
+		t.Skip("child process of TestSecondProcessIsRefused")
+	}
+	_, err := OpenSQLite(context.Background(), path, Options{})
+	if err == nil {
+		os.Exit(4)
+	}
+	os.Stderr.WriteString(err.Error())
+	os.Exit(3)
+}
+
+func TestSecondProcessIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kps.db")
+	openTest(t, path, nil)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")
+	cmd.Env = append(os.Environ(), lockHelperEnv+"="+path)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("child: %v (exit 4: it opened the database)", err)
+	}
+	if want := "database " + path + " is in use by another kps process"; stderr.String() != want {
+		t.Fatalf("child's error %q, want %q", stderr.String(), want)
 	}
 }
 
@@ -377,5 +411,39 @@ func TestCopiedFileKeepsTasks(t *testing.T) {
 	n, err := copied.FailExpiredTasks(t.Context(), true)
 	if err != nil || n != 1 {
 		t.Fatalf("FailExpiredTasks(true) on the copy = %d, %v", n, err)
+	}
+}
+
+// BenchmarkTaskLifecycle measures one submit, claim and finish: four fsynced commits with
+// synchronous=FULL.
+func BenchmarkTaskLifecycle(b *testing.B) {
+	db, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "kps.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := b.Context()
+	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: "p", Name: "kp", Type: kps.TypeSSH,
+		Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f", Algorithm: "ED25519"}, 0); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: "s", Name: "s", Address: "h", Port: 22,
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := db.SubmitTask(ctx, kps.TaskSubmission{ID: fmt.Sprintf("%036d", i), ProjectID: "p", UserID: "u",
+			Operation: kps.OpReset, KeyPairName: "kp", ServerID: "s"}); err != nil {
+			b.Fatal(err)
+		}
+		task, err := db.ClaimTask(ctx, "w", time.Minute)
+		if err != nil || task == nil {
+			b.Fatal(task, err)
+		}
+		if err := db.FinishTask(ctx, task, kps.TaskOutcome{Success: true, PublicKey: "pk"}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

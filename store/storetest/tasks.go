@@ -37,6 +37,7 @@ var taskTests = map[string]func(*testing.T, *env){
 	"DeleteFailedTask":                 testDeleteFailedTask,
 	"DeleteFailedTasks":                testDeleteFailedTasks,
 	"PurgeSucceededTasks":              testPurgeSucceeded,
+	"ConcurrentWorkload":               testConcurrentWorkload,
 }
 
 // submitErr submits s and returns the error (the task must not be created on error).
@@ -826,5 +827,105 @@ func testPurgeSucceeded(t *testing.T, e *env) {
 	// The binding of a purged task stays.
 	if e.binding(project, "a") == nil {
 		t.Fatal("purging a task removed its binding")
+	}
+}
+
+// testConcurrentWorkload runs submitters, workers and readers at once: no call may fail (no
+// "database is locked"), and every task ends bound exactly once.
+func testConcurrentWorkload(t *testing.T, e *env) {
+	const servers, workers, readers = 40, 4, 4
+	k := e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	for i := range servers {
+		e.server(project, fmt.Sprintf("s%02d", i), true)
+	}
+	var (
+		wg, readWG sync.WaitGroup
+		errs       = make(chan error, servers+workers+readers)
+		stop       = make(chan struct{})
+		finished   = make(chan struct{}, servers)
+	)
+	for i := range servers {
+		wg.Go(func() {
+			if _, err := e.s.SubmitTask(e.ctx, resetOf(project, "kp", fmt.Sprintf("s%02d", i))); err != nil {
+				errs <- fmt.Errorf("submit: %w", err)
+			}
+		})
+	}
+	for w := range workers {
+		wg.Go(func() {
+			owner := fmt.Sprintf("worker-%d", w)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				task, err := e.s.ClaimTask(e.ctx, owner, lease)
+				if err != nil {
+					errs <- fmt.Errorf("claim: %w", err)
+					return
+				}
+				if task == nil {
+					continue
+				}
+				if err := e.s.ExtendLease(e.ctx, task, lease); err != nil {
+					errs <- fmt.Errorf("extend: %w", err)
+					return
+				}
+				if err := e.s.FinishTask(e.ctx, task, kps.TaskOutcome{Success: true, PublicKey: k.PublicKey}); err != nil {
+					errs <- fmt.Errorf("finish: %w", err)
+					return
+				}
+				finished <- struct{}{}
+			}
+		})
+	}
+	for range readers {
+		readWG.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 100}); err != nil {
+					errs <- fmt.Errorf("list tasks: %w", err)
+					return
+				}
+				if _, _, err := e.s.ListServers(e.ctx, project, kps.Page{Limit: 100}); err != nil {
+					errs <- fmt.Errorf("list servers: %w", err)
+					return
+				}
+			}
+		})
+	}
+	deadline := time.After(time.Minute)
+	for range servers {
+		select {
+		case <-finished:
+		case err := <-errs:
+			close(stop)
+			t.Fatal(err)
+		case <-deadline:
+			close(stop)
+			t.Fatal("the workload did not finish within a minute")
+		}
+	}
+	close(stop)
+	wg.Wait()
+	readWG.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	list, total, err := e.s.ListServers(e.ctx, project, kps.Page{Limit: 100})
+	must(t, err)
+	for _, s := range list {
+		if s.KeyPairName != "kp" {
+			t.Errorf("server %s not bound", s.ID)
+		}
+	}
+	if total != servers {
+		t.Fatalf("%d servers", total)
 	}
 }
