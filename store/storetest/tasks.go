@@ -866,6 +866,7 @@ func testConcurrentWorkload(t *testing.T, e *env) {
 					return
 				}
 				if task == nil {
+					time.Sleep(time.Millisecond) // poll, as a runner does
 					continue
 				}
 				if err := e.s.ExtendLease(e.ctx, task, lease); err != nil {
