@@ -1,0 +1,727 @@
+// Package sshhost performs KPS tasks on a Linux host over SSH (kps-v3-api.md §6): it edits the
+// login user's ~/.ssh/authorized_keys and turns password login off and on again. It
+// implements kps.HostExecutor.
+//
+// One task is one SSH connection and at most three sessions: one reads the state, one writes
+// authorized_keys (only when its content changes), one changes the daemon configuration
+// (only when the job asks for it).
+package sshhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/openkps/kps"
+	"golang.org/x/crypto/ssh"
+)
+
+// DefaultConnectTimeout bounds TCP connect plus SSH handshake (§6.1 step 2).
+const DefaultConnectTimeout = 10 * time.Second
+
+// Executor performs jobs on hosts over SSH. The zero value is ready to use.
+type Executor struct {
+	// ConnectTimeout bounds TCP connect and SSH handshake; DefaultConnectTimeout when zero.
+	ConnectTimeout time.Duration
+	// Logger receives one line per task and per failed step; nil discards. Secrets and file
+	// contents are never logged.
+	Logger *slog.Logger
+}
+
+var _ kps.HostExecutor = (*Executor)(nil)
+
+// maxOutput bounds what a session may print (authorized_keys and sshd_config as hex).
+const maxOutput = 32 << 20
+
+// Execute performs one RESET, REPLACE or UNBIND on the job's host. A failure is a *kps.Error
+// with a task outcome code (KPS.6601–KPS.6610); any other error is internal.
+func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+	t := &task{
+		job:   job,
+		where: net.JoinHostPort(strings.Trim(job.Address, "[]"), strconv.Itoa(job.Port)),
+		log:   e.logger(),
+	}
+	t.log = t.log.With("task_id", job.TaskID, "operation", string(job.Operation), "host", t.where, "user", job.User)
+	start := time.Now()
+	res, err := t.execute(ctx, e.connectTimeout())
+	if err != nil {
+		t.log.Warn("host task failed", "code", kps.ErrorCode(err), "error", err, "sessions", t.sessions, "duration", time.Since(start))
+		return kps.HostResult{}, err
+	}
+	t.log.Info("host task done", "password_disabled", res.PasswordDisabled, "authorized_keys_written", t.wrote, "sessions", t.sessions, "duration", time.Since(start))
+	return res, nil
+}
+
+func (e *Executor) connectTimeout() time.Duration {
+	if e.ConnectTimeout > 0 {
+		return e.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (e *Executor) logger() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// task is one job in progress.
+type task struct {
+	job      kps.HostJob
+	where    string // host:port
+	log      *slog.Logger
+	client   *ssh.Client
+	local    net.Addr // our end of the connection, as the host sees it (for sshd -T -C)
+	sessions int
+	wrote    bool
+}
+
+func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResult, error) {
+	job := t.job
+	var install string
+	switch job.Operation {
+	case kps.OpReset, kps.OpReplace:
+		if job.InstallKey == "" {
+			return kps.HostResult{}, fmt.Errorf("sshhost: %s job without a key to install", job.Operation)
+		}
+		if job.RestorePassword {
+			return kps.HostResult{}, fmt.Errorf("sshhost: %s job asks to restore password login", job.Operation)
+		}
+		install = job.InstallKey
+	case kps.OpUnbind:
+		if job.DisablePassword {
+			return kps.HostResult{}, errors.New("sshhost: UNBIND job asks to disable password login")
+		}
+	default:
+		return kps.HostResult{}, fmt.Errorf("sshhost: unknown operation %q", job.Operation)
+	}
+	// A key the editor cannot read is a bug upstream, found before touching the host.
+	if _, err := editAuthorizedKeys(nil, install, job.RemoveKeys); err != nil {
+		return kps.HostResult{}, fmt.Errorf("sshhost: %w", err)
+	}
+	auth, err := t.authMethods()
+	if err != nil {
+		return kps.HostResult{}, err
+	}
+
+	stop, err := t.dial(ctx, timeout, auth)
+	if err != nil {
+		return kps.HostResult{}, err
+	}
+	defer stop()
+
+	changeConfig := job.DisablePassword || job.RestorePassword
+	var st *hostState
+	for attempt := 0; ; attempt++ {
+		if st, err = t.readState(ctx, changeConfig); err != nil {
+			return kps.HostResult{}, err
+		}
+		content, err := editAuthorizedKeys(st.authorizedKeys, install, job.RemoveKeys)
+		if err != nil {
+			return kps.HostResult{}, fmt.Errorf("sshhost: %w", err)
+		}
+		if st.authorizedKeysExists && bytes.Equal(content, st.authorizedKeys) {
+			break
+		}
+		if !st.authorizedKeysExists && len(content) == 0 {
+			break // unbind on a host without the file: the desired state holds
+		}
+		err = t.writeAuthorizedKeys(ctx, st, content)
+		if errors.Is(err, errChanged) && attempt == 0 {
+			t.log.Info("authorized_keys changed while being edited; editing again")
+			continue
+		}
+		if errors.Is(err, errChanged) {
+			return kps.HostResult{}, t.fail(kps.TaskWriteFailed, stepWrite, "the file kept changing while it was being edited")
+		}
+		if err != nil {
+			return kps.HostResult{}, err
+		}
+		t.wrote = true
+		break
+	}
+
+	switch {
+	case job.DisablePassword:
+		if err := t.disablePassword(ctx, st); err != nil {
+			return kps.HostResult{}, err
+		}
+		return kps.HostResult{PasswordDisabled: true}, nil
+	case job.RestorePassword:
+		if err := t.restorePassword(ctx, st); err != nil {
+			return kps.HostResult{}, err
+		}
+	}
+	return kps.HostResult{PasswordDisabled: false}, nil
+}
+
+// authMethods builds the login methods of §6.1 step 4. A private key that cannot be used is
+// an authentication failure found before connecting.
+func (t *task) authMethods() ([]ssh.AuthMethod, error) {
+	switch t.job.Login.Type {
+	case kps.CredentialPassword:
+		password := t.job.Login.Key
+		rounds := 0
+		answer := func(_, _ string, questions []string, _ []bool) ([]string, error) {
+			// Only the password prompt is ever answered, and only a few times.
+			if rounds++; rounds > 3 {
+				return nil, errors.New("too many keyboard-interactive rounds")
+			}
+			answers := make([]string, len(questions))
+			for i, q := range questions {
+				if !strings.Contains(strings.ToLower(q), "password") {
+					return nil, errors.New("keyboard-interactive prompt other than a password")
+				}
+				answers[i] = password
+			}
+			return answers, nil
+		}
+		return []ssh.AuthMethod{ssh.Password(password), ssh.KeyboardInteractive(answer)}, nil
+	case kps.CredentialKeyPair:
+		signer, err := ssh.ParsePrivateKey([]byte(t.job.Login.Key))
+		if err != nil {
+			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: the private key cannot be used (unparseable or passphrase-protected).", t.job.User, t.where)
+		}
+		return []ssh.AuthMethod{ssh.PublicKeys(signer)}, nil
+	default:
+		return nil, fmt.Errorf("sshhost: unknown credential type %q", t.job.Login.Type)
+	}
+}
+
+// errHostKeyMismatch ends a handshake whose host key is not pinned.
+var errHostKeyMismatch = errors.New("host key mismatch")
+
+// dial connects, checks the host key and authenticates. The returned stop closes the
+// connection; it is also closed as soon as ctx ends, which ends any session in progress.
+func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthMethod) (stop func(), err error) {
+	deadline := time.Now().Add(timeout)
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, "tcp", t.where)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, t.ctxError(ctx, "connecting")
+		}
+		return nil, t.dialError(err, timeout)
+	}
+	closeOnDone := context.AfterFunc(ctx, func() { conn.Close() })
+	stop = func() {
+		closeOnDone()
+		if t.client != nil {
+			t.client.Close()
+		}
+		conn.Close()
+	}
+	_ = conn.SetDeadline(deadline)
+
+	var (
+		hostKeySeen string // presented key once the callback accepted it
+		mismatch    string // presented key when it was refused
+		pinErr      error
+	)
+	pins, algorithms := t.pins()
+	cfg := &ssh.ClientConfig{
+		User:              t.job.User,
+		Auth:              auth,
+		HostKeyAlgorithms: algorithms,
+		ClientVersion:     "SSH-2.0-OpenKPS",
+		// Runs during key exchange, before any credential is sent (§6.1 step 3).
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			presented := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+			if len(pins) > 0 {
+				for _, p := range pins {
+					if bytes.Equal(p.Marshal(), key.Marshal()) {
+						hostKeySeen = presented
+						return nil
+					}
+				}
+				mismatch = key.Type() + " " + ssh.FingerprintSHA256(key)
+				return errHostKeyMismatch
+			}
+			if t.job.PinHostKey == nil {
+				pinErr = errors.New("sshhost: no pinned host key and no PinHostKey to record one")
+				return pinErr
+			}
+			if err := t.job.PinHostKey(ctx, presented); err != nil {
+				pinErr = err
+				return err
+			}
+			hostKeySeen = presented
+			return nil
+		},
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, t.where, cfg)
+	if err != nil {
+		stop()
+		switch {
+		case mismatch != "":
+			return nil, kps.Errorf(kps.TaskHostKeyMismatch, "Host key verification of %s failed: the host presented %s, which is not a pinned host key.", t.where, mismatch)
+		case pinErr != nil:
+			var ke *kps.Error
+			if errors.As(pinErr, &ke) {
+				return nil, ke
+			}
+			return nil, fmt.Errorf("sshhost: recording the host key of %s: %w", t.where, pinErr)
+		case ctx.Err() != nil:
+			return nil, t.ctxError(ctx, "the SSH handshake")
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, kps.Errorf(kps.TaskTimeout, "SSH handshake with %s as '%s' timed out after %s.", t.where, t.job.User, timeout)
+		case hostKeySeen == "":
+			return nil, kps.Errorf(kps.TaskUnreachable, "SSH connection to %s failed before the handshake completed: %s.", t.where, connReason(err))
+		case isAuthFailure(err):
+			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed.", t.job.User, t.where)
+		default:
+			// The host key was accepted, so the connection ended during authentication.
+			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: the connection closed during authentication.", t.job.User, t.where)
+		}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	t.client = ssh.NewClient(c, chans, reqs)
+	t.local = conn.LocalAddr()
+	t.log.Debug("connected", "host_key", hostKeySeen)
+	return stop, nil
+}
+
+// pins parses the pinned host keys and chooses the host key algorithms to ask for: those of
+// the pinned keys (so that a host with several keys presents a pinned one), or, for trust on
+// first use, plain key algorithms only (a certificate is not something to pin).
+func (t *task) pins() ([]ssh.PublicKey, []string) {
+	var keys []ssh.PublicKey
+	var algos []string
+	seen := map[string]bool{}
+	add := func(a ...string) {
+		for _, x := range a {
+			if !seen[x] {
+				seen[x] = true
+				algos = append(algos, x)
+			}
+		}
+	}
+	for _, p := range t.job.HostKeys {
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p))
+		if err != nil {
+			t.log.Warn("ignoring an unparseable pinned host key")
+			continue
+		}
+		keys = append(keys, k)
+		if k.Type() == ssh.KeyAlgoRSA {
+			add(ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
+		} else {
+			add(k.Type())
+		}
+	}
+	if len(t.job.HostKeys) > 0 {
+		if len(algos) == 0 {
+			// Nothing usable is pinned: every presented key will mismatch.
+			add(ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSASHA512)
+		}
+		return keys, algos
+	}
+	add(ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+		ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
+	return nil, algos
+}
+
+// dialError classifies a failed TCP connect (§6.1 step 2).
+func (t *task) dialError(err error, timeout time.Duration) error {
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &dns):
+		return kps.Errorf(kps.TaskUnreachable, "SSH connection to %s failed: the host name cannot be resolved.", t.where)
+	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
+		return kps.Errorf(kps.TaskTimeout, "SSH connection to %s timed out after %s.", t.where, timeout)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return kps.Errorf(kps.TaskUnreachable, "SSH connection to %s was refused.", t.where)
+	default:
+		return kps.Errorf(kps.TaskUnreachable, "SSH connection to %s failed: %s.", t.where, connReason(err))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// connReason names a connection failure without echoing arbitrary error text.
+func connReason(err error) string {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset by peer"
+	case errors.As(err, &errno):
+		return errno.Error()
+	default:
+		return "connection closed by the host"
+	}
+}
+
+// isAuthFailure recognises a rejected credential. x/crypto reports a USERAUTH_FAILURE (type 51)
+// answering keyboard-interactive as an unexpected message when the server offers the method
+// with nothing behind it (sshd without PAM); that is a rejection too.
+func isAuthFailure(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "unable to authenticate") || strings.Contains(s, "unexpected message type 51")
+}
+
+// ctxError is the outcome of a task whose context ended: its deadline (KPS.6602) or a
+// cancellation, which only a shutting-down service does (KPS.6609).
+func (t *task) ctxError(ctx context.Context, during string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return kps.Errorf(kps.TaskTimeout, "The task on %s as '%s' exceeded its deadline during %s.", t.where, t.job.User, during)
+	}
+	return kps.Errorf(kps.TaskInterrupted, "The task on %s as '%s' was interrupted during %s.", t.where, t.job.User, during)
+}
+
+// Steps, as they appear in messages.
+const (
+	stepLocate  = "Reading ~/.ssh/authorized_keys"
+	stepWrite   = "Writing ~/.ssh/authorized_keys"
+	stepDisable = "Disabling SSH password login"
+	stepRestore = "Restoring SSH password login"
+)
+
+// fail builds the one-sentence message of a failed step.
+func (t *task) fail(code, step, reason string) error {
+	return kps.Errorf(code, "%s as '%s' on %s failed: %s.", step, t.job.User, t.where, reason)
+}
+
+// reasons are the failures the scripts recognise, in words.
+var reasons = map[string]string{
+	"no-user":                    "the user is unknown to getent passwd",
+	"no-home":                    "the user has no home directory",
+	"home-writable":              "the home directory is writable by group or others, so sshd (StrictModes) would ignore the key",
+	"ssh-dir-symlink":            "~/.ssh is a symbolic link",
+	"ssh-dir-not-directory":      "~/.ssh is not a directory",
+	"ssh-dir-owner":              "~/.ssh is owned by another user",
+	"ssh-dir-create":             "~/.ssh cannot be created",
+	"ssh-dir-mode":               "the mode of ~/.ssh cannot be set to 0700",
+	"authorized-keys-symlink":    "~/.ssh/authorized_keys is a symbolic link",
+	"authorized-keys-not-file":   "~/.ssh/authorized_keys is not a regular file",
+	"authorized-keys-unreadable": "~/.ssh/authorized_keys cannot be read",
+	"write-temp":                 "the temporary file cannot be written (disk full or read-only?)",
+	"write-incomplete":           "the new content did not arrive intact",
+	"fsync":                      "the temporary file cannot be flushed to disk",
+	"rename":                     "the temporary file cannot be renamed over authorized_keys",
+	"read-back":                  "the file read back differs from what was written",
+	"file-mode":                  "the file does not have mode 0600 after writing",
+	"file-owner":                 "the file is not owned by the user after writing",
+	"no-digest":                  "neither sha256sum nor openssl is installed",
+	"no-privileges":              "root or password-less sudo (sudo -n) is needed to change the SSH daemon configuration",
+	"no-sshd":                    "the sshd binary cannot be found",
+	"sshd-config-symlink":        "the sshd configuration file is a symbolic link",
+	"sshd-config-missing":        "the sshd configuration file does not exist",
+	"sshd-config-unreadable":     "the sshd configuration file cannot be read",
+	"target-symlink":             "the file to write is a symbolic link",
+	"changed":                    "the sshd configuration changed while it was being edited",
+	"write":                      "the configuration file cannot be written; the change was rolled back",
+	"validate":                   "sshd -t rejected the configuration; the change was rolled back",
+	"not-effective":              "sshd -T does not show password authentication off (another setting takes precedence); the change was rolled back",
+	"reload":                     "the SSH daemon could not be reloaded; the change was rolled back",
+}
+
+// errChanged reports that authorized_keys changed between reading and renaming.
+var errChanged = errors.New("authorized_keys changed concurrently")
+
+// run executes a script in a new session with the given arguments and stdin, and returns its
+// standard output. Failures are mapped to task outcomes with step in the message.
+func (t *task) run(ctx context.Context, step, script string, args []string, stdin []byte) ([]byte, error) {
+	sess, err := t.client.NewSession()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])
+		}
+		return nil, t.fail(kps.TaskRemoteFailed, step, "an SSH session cannot be opened")
+	}
+	defer sess.Close()
+	t.sessions++
+	var stdout, stderr limitedBuffer
+	stdout.max, stderr.max = maxOutput, 64<<10
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	sess.Stdin = bytes.NewReader(stdin)
+
+	cmd := "/bin/sh -c " + shellQuote(script) + " kps"
+	for _, a := range args {
+		cmd += " " + shellQuote(a)
+	}
+	start := time.Now()
+	err = sess.Run(cmd)
+	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", stdout.Len())
+	if ctx.Err() != nil {
+		return nil, t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])
+	}
+	if stdout.overflow {
+		return nil, t.fail(kps.TaskRemoteFailed, step, "the host sent more output than expected")
+	}
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	var exit *ssh.ExitError
+	if !errors.As(err, &exit) {
+		return nil, t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")
+	}
+	if exit.ExitStatus() == 3 {
+		if code, reason, ok := failure(stdout.Bytes()); ok {
+			if code == "retry" {
+				return nil, errChanged
+			}
+			if text, known := reasons[reason]; known {
+				t.log.Warn("remote step failed", "step", step, "reason", reason, "stderr", tail(stderr.String(), 1024))
+				return nil, t.fail("KPS."+code, step, text)
+			}
+		}
+	}
+	t.log.Warn("remote step failed", "step", step, "exit_status", exit.ExitStatus(), "stderr", tail(stderr.String(), 1024))
+	return nil, t.fail(kps.TaskRemoteFailed, step, fmt.Sprintf("a remote command exited with status %d", exit.ExitStatus()))
+}
+
+// failure finds the "kps-fail <code> <reason>" line a script prints before exiting with 3.
+func failure(out []byte) (code, reason string, ok bool) {
+	for _, l := range bytes.Split(out, []byte("\n")) {
+		if f := strings.Fields(string(l)); len(f) == 3 && f[0] == "kps-fail" {
+			code, reason, ok = f[1], f[2], true
+		}
+	}
+	if ok && code != "retry" && (len(code) != 4 || strings.Trim(code, "0123456789") != "") {
+		return "", "", false
+	}
+	return code, reason, ok
+}
+
+// hostState is what the read session found.
+type hostState struct {
+	authorizedKeys       []byte
+	authorizedKeysExists bool
+	sshdConfig           []byte
+	sshdConfigMode       string // octal
+	sshdConfigOwner      string // uid:gid
+	version              string
+}
+
+func (t *task) sshdConfigPath() string {
+	if t.job.SSHDConfig != "" {
+		return t.job.SSHDConfig
+	}
+	return kps.DefaultSSHDConfig
+}
+
+// readState runs the read session; with priv it also checks privileges (before anything is
+// changed, §6.5) and reads the daemon configuration.
+func (t *task) readState(ctx context.Context, priv bool) (*hostState, error) {
+	args := []string{t.job.User, "-"}
+	if priv {
+		args = []string{t.job.User, "priv", t.sshdConfigPath(), privReadScript}
+	}
+	out, err := t.run(ctx, stepLocate, readScript, args, nil)
+	if err != nil {
+		if priv {
+			// A privilege or configuration problem belongs to the password step, not to
+			// reading authorized_keys.
+			var ke *kps.Error
+			if errors.As(err, &ke) && (ke.Code == kps.TaskPrivileges || ke.Code == kps.TaskSSHDConfig) {
+				ke.Message = strings.Replace(ke.Message, stepLocate, t.passwordStep(), 1)
+			}
+		}
+		return nil, err
+	}
+	st := &hostState{}
+	sections, fields, err := parseOutput(out)
+	if err != nil {
+		return nil, t.fail(kps.TaskRemoteFailed, stepLocate, "the host's answer cannot be parsed")
+	}
+	st.authorizedKeys, st.authorizedKeysExists = sections["authorized_keys"]
+	if priv {
+		var ok bool
+		if st.sshdConfig, ok = sections["sshd_config"]; !ok {
+			return nil, t.fail(kps.TaskRemoteFailed, t.passwordStep(), "the host's answer cannot be parsed")
+		}
+		st.version = fields["version"]
+		st.sshdConfigMode, st.sshdConfigOwner, ok = parseLS(fields["stat"])
+		if !ok {
+			return nil, t.fail(kps.TaskRemoteFailed, t.passwordStep(), "the mode of the sshd configuration file cannot be read")
+		}
+	}
+	return st, nil
+}
+
+func (t *task) passwordStep() string {
+	if t.job.RestorePassword {
+		return stepRestore
+	}
+	return stepDisable
+}
+
+// writeAuthorizedKeys runs the write session.
+func (t *task) writeAuthorizedKeys(ctx context.Context, st *hostState, content []byte) error {
+	expect := "absent"
+	if st.authorizedKeysExists {
+		expect = sha256Hex(st.authorizedKeys)
+	}
+	_, err := t.run(ctx, stepWrite, writeScript, []string{t.job.User, sha256Hex(content), expect, randomSuffix()}, content)
+	return err
+}
+
+// disablePassword runs the configuration session of §6.5.
+func (t *task) disablePassword(ctx context.Context, st *hostState) error {
+	challenge := needsChallengeResponse(st.version)
+	plan := planDisable(st.sshdConfig, challenge)
+	main := t.sshdConfigPath()
+	var target, expect, mode, owner string
+	var content []byte
+	switch {
+	case plan.DropInDir != "":
+		target, content, expect, mode, owner = plan.DropInDir+"/"+dropInName, dropInContent(challenge), "-", "644", "0:0"
+	case plan.Main != nil:
+		target, content, expect, mode, owner = main, plan.Main, sha256Hex(st.sshdConfig), st.sshdConfigMode, st.sshdConfigOwner
+	default:
+		target = "-" // the main file already carries the KPS block: validate, confirm, reload
+	}
+	t.log.Debug("disabling password login", "drop_in", plan.DropInDir != "", "main_edit", plan.Main != nil)
+	return t.changeConfig(ctx, stepDisable, "disable", target, content, expect, mode, owner, challenge, nil)
+}
+
+// restorePassword runs the configuration session of §6.6: remove the drop-in and undo the main
+// file edit, whichever exists. Finding neither means it is already restored.
+func (t *task) restorePassword(ctx context.Context, st *hostState) error {
+	main := t.sshdConfigPath()
+	restored, changed, err := restoreMain(st.sshdConfig)
+	if err != nil {
+		return t.fail(kps.TaskSSHDConfig, stepRestore, "the sshd configuration has '# BEGIN KPS' without '# END KPS'")
+	}
+	target, expect := "-", "-"
+	var content []byte
+	if changed {
+		target, content, expect = main, restored, sha256Hex(st.sshdConfig)
+	}
+	var dropIns []string
+	for _, d := range dropInDirs(st.sshdConfig) {
+		dropIns = append(dropIns, d+"/"+dropInName)
+	}
+	if !changed && len(dropIns) == 0 {
+		t.log.Info("no KPS change to the sshd configuration found; password login counts as restored")
+		return nil
+	}
+	return t.changeConfig(ctx, stepRestore, "restore", target, content, expect, st.sshdConfigMode, st.sshdConfigOwner, needsChallengeResponse(st.version), dropIns)
+}
+
+func (t *task) changeConfig(ctx context.Context, step, action, target string, content []byte, expect, mode, owner string, challenge bool, remove []string) error {
+	second := "kbd"
+	if challenge {
+		second = "challenge"
+	}
+	addr := "127.0.0.1"
+	if ta, ok := t.local.(*net.TCPAddr); ok {
+		addr = ta.IP.String()
+	}
+	spec := "user=" + t.job.User + ",host=" + addr + ",addr=" + addr
+	args := append([]string{configScript, action, t.sshdConfigPath(), target, sha256Hex(content), expect, mode, owner, randomSuffix(), spec, second}, remove...)
+	_, err := t.run(ctx, step, asRootScript, args, content)
+	return err
+}
+
+// asRootScript runs the script in $1 as root with the remaining arguments.
+var asRootScript = prelude + `me=$(id -u)
+s=$1
+shift
+` + asRoot + `
+`
+
+// parseOutput reads "begin <name>" / hex lines / "end <name>" sections and "<name> <value>"
+// lines.
+func parseOutput(out []byte) (sections map[string][]byte, fields map[string]string, err error) {
+	sections, fields = map[string][]byte{}, map[string]string{}
+	var name string
+	var hexed []byte
+	in := false
+	for _, l := range strings.Split(string(out), "\n") {
+		switch {
+		case in && l == "end "+name:
+			b := make([]byte, hex.DecodedLen(len(hexed)))
+			if _, err := hex.Decode(b, hexed); err != nil {
+				return nil, nil, err
+			}
+			sections[name], in, hexed = b, false, nil
+		case in:
+			for _, f := range strings.Fields(l) {
+				hexed = append(hexed, f...)
+			}
+		case strings.HasPrefix(l, "begin "):
+			name, in = strings.TrimPrefix(l, "begin "), true
+		case l != "":
+			k, v, _ := strings.Cut(l, " ")
+			fields[k] = v
+		}
+	}
+	if in {
+		return nil, nil, errors.New("unterminated section " + name)
+	}
+	return sections, fields, nil
+}
+
+// parseLS reads the mode and owner of "ls -ln" output ("sshd_config -rw-r--r-- 1 0 0 …").
+func parseLS(s string) (mode, owner string, ok bool) {
+	f := strings.Fields(s)
+	if len(f) < 5 || len(f[1]) < 10 {
+		return "", "", false
+	}
+	perm := f[1][1:10]
+	m := 0
+	for i, c := range perm {
+		if c != '-' && c != 'S' && c != 'T' {
+			m |= 1 << (8 - i)
+		}
+	}
+	return strconv.FormatInt(int64(m), 8), f[3] + ":" + f[4], true
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func randomSuffix() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// shellQuote quotes s as one POSIX sh word.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// limitedBuffer keeps at most max bytes and remembers that more came.
+type limitedBuffer struct {
+	bytes.Buffer
+	max      int
+	overflow bool
+}
+
+// Write always reports success: a short write would make the session fail instead of
+// reporting the overflow.
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if b.Len()+n > b.max {
+		b.overflow = true
+		p = p[:max(0, b.max-b.Len())]
+	}
+	b.Buffer.Write(p)
+	return n, nil
+}
