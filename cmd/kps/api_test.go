@@ -111,7 +111,7 @@ func TestBadInput(t *testing.T) {
 func TestKeyPairs(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	imported := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHl5dW1teWtleWtleWtleWtleWtleWtleWtleWtleQ== alice@laptop\n"
+	imported := ed25519Line(t, "alice@laptop") + "\n"
 	out := s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "alice", "public_key": imported}})["keypair"].(map[string]any)
 	if out["public_key"] != imported || out["private_key"] != nil || out["type"] != "ssh" || !strings.Contains(str(out["fingerprint"]), ":") {
 		t.Fatalf("import: %v", out)

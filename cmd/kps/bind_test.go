@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +20,7 @@ func TestBindReplaceUnbind(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	h := sshdtest.Start(t, sshdtest.Options{Sudo: true})
-	unrelated := "# ops keys\ncommand=\"/bin/true\",no-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHl5dW1teWtleWtleWtleWtleWtleWtleWtleWtleQ== other@host\n\nnot a key line"
+	unrelated := "# ops keys\ncommand=\"/bin/true\",no-pty " + ed25519Line(t, "other@host") + "\n\nnot a key line"
 	h.WriteAuthorizedKeys(t, unrelated)
 	s.addHost("web-01", h, nil)
 
@@ -154,4 +156,14 @@ func keyBlob(t testing.TB, line any) string {
 		t.Fatalf("not a key line: %v", line)
 	}
 	return f[1]
+}
+
+// ed25519Line returns a fresh public key as an authorized_keys line.
+func ed25519Line(t testing.TB, comment string) string {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := ssh.NewPublicKey(pub)
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment
 }

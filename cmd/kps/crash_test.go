@@ -28,7 +28,7 @@ func startProcess(t *testing.T, bin, dataDir string) (*service, *exec.Cmd) {
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`kps serving listen=(\S+)`)
+		re := regexp.MustCompile(`msg="kps serving" listen=(\S+)`)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]

@@ -136,7 +136,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + m.listener.Addr().String()
 	}
-	srv := api.New(m.store, identity{ids}, m.runner, sealer, m.Log, api.Config{
+	srv := api.New(m.store, ids, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
 		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI})
 	m.http = &http.Server{
@@ -192,8 +192,8 @@ func keyRing(cfg *Config) (*secrets.KeyRing, error) {
 	return ring, err
 }
 
-// identity adapts the iam service to the api's Identity seam.
-type identity struct{ *iam.Service }
-
-var _ api.Identity = identity{}
-var _ kps.Store = (*store.DB)(nil)
+var (
+	_ api.Identity   = (*iam.Service)(nil)
+	_ api.Dispatcher = (*tasks.Runner)(nil)
+	_ kps.Store      = (*store.DB)(nil)
+)
