@@ -35,6 +35,10 @@ import (
 type Options struct {
 	// Sudo gives the login user password-less sudo (for disable_password tests).
 	Sudo bool
+	// KbdInteractive offers password login only through keyboard-interactive backed by PAM
+	// (UsePAM yes, PasswordAuthentication no), as hosts that leave passwords to PAM do. By
+	// default the host runs without PAM and offers the password method.
+	KbdInteractive bool
 }
 
 // Host is a running sshd with its login user.
@@ -63,6 +67,7 @@ type Host struct {
 	created  bool          // the user exists because this Host created it
 	reserved int           // socket holding the port for the host's lifetime, 0 when none
 	sudoers  string
+	pam      bool
 }
 
 // sshdCandidates are where distributions install the daemon; sshd must be started
@@ -113,6 +118,7 @@ func Start(t testing.TB, opt Options) *Host {
 
 	h.createUser(t, opt)
 	h.writeHostKey(t)
+	h.pam = opt.KbdInteractive
 	if err := os.Mkdir(h.DropInDir, 0o755); err != nil {
 		t.Fatalf("sshdtest: %v", err)
 	}
@@ -300,13 +306,17 @@ func (h *Host) writeConfig(t testing.TB) {
 	t.Helper()
 	// The Include comes first, as on current distributions, so that the drop-in path of
 	// kps-v3-api.md §6.5 step 2 applies.
+	pam, password := "no", "yes"
+	if h.pam {
+		pam, password = "yes", "no"
+	}
 	cfg := fmt.Sprintf(`Include %[1]s/*.conf
 ListenAddress 127.0.0.1
 Port %[2]d
 HostKey %[3]s/ssh_host_ed25519_key
 PidFile %[4]s
-UsePAM no
-PasswordAuthentication yes
+UsePAM %[6]s
+PasswordAuthentication %[7]s
 KbdInteractiveAuthentication yes
 PubkeyAuthentication yes
 AuthorizedKeysFile .ssh/authorized_keys
@@ -317,7 +327,7 @@ LogLevel VERBOSE
 LoginGraceTime 30
 MaxStartups 64:30:128
 PrintMotd no
-`, h.DropInDir, h.Port, h.Dir, h.PidFile, h.User)
+`, h.DropInDir, h.Port, h.Dir, h.PidFile, h.User, pam, password)
 	if err := os.WriteFile(h.ConfigPath, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("sshdtest: %v", err)
 	}

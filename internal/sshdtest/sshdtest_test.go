@@ -174,3 +174,14 @@ func TestHUPReloadKeepsServing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 }
+
+func TestHostWithKbdInteractiveOnly(t *testing.T) {
+	t.Parallel()
+	h := Start(t, Options{KbdInteractive: true})
+	if _, err := h.Dial(ssh.Password(h.Password)); err == nil {
+		t.Fatal("the password method worked although only keyboard-interactive is offered")
+	}
+	if !h.PasswordLoginWorks(t) {
+		t.Fatal("keyboard-interactive password login failed")
+	}
+}
