@@ -1,0 +1,230 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/secrets"
+	"github.com/openkps/kps/store"
+)
+
+// executorFunc performs host jobs in process. It stands in for SSH only where a test needs a
+// job to block, fail or succeed on cue; the store underneath is the real SQLite engine.
+type executorFunc func(ctx context.Context, job kps.HostJob) (kps.HostResult, error)
+
+func (f executorFunc) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+	return f(ctx, job)
+}
+
+type fixture struct {
+	db      *store.DB
+	sealer  *secrets.Sealer
+	project string
+	user    string
+}
+
+// setup opens a real SQLite store with a project, a key pair and two servers.
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "kps.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ring, err := secrets.NewKeyRing(map[uint32][]byte{1: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Bootstrap(ctx, kps.Bootstrap{DomainName: "Default", ProjectName: "local-1", AdminName: "admin", AdminPasswordHash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := db.DomainByName(ctx, "Default")
+	p, _ := db.ProjectByName(ctx, d.ID, "local-1")
+	u, _ := db.UserByName(ctx, d.ID, "admin")
+	f := &fixture{db: db, sealer: secrets.NewSealer(ring), project: p.ID, user: u.ID}
+	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: p.ID, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: u.ID,
+		PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"s1", "s2"} {
+		if err := db.CreateServer(ctx, &kps.Server{ProjectID: p.ID, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// submit queues a REPLACE on server with a caller credential held by r.
+func (f *fixture) submit(t *testing.T, r *Runner, server string) string {
+	t.Helper()
+	id := uuid.NewString()
+	r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
+	if _, err := f.db.SubmitTask(context.Background(), kps.TaskSubmission{ID: id, ProjectID: f.project, UserID: f.user,
+		Operation: kps.OpReplace, KeyPairName: "k", ServerID: server, CallerAuth: true}); err != nil {
+		t.Fatal(err)
+	}
+	r.Wake()
+	return id
+}
+
+// wait polls a task until it is terminal.
+func (f *fixture) wait(t *testing.T, id string) *kps.Task {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		task, err := f.db.Task(context.Background(), f.project, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !task.Active() {
+			return task
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("task %s did not end", id)
+	return nil
+}
+
+func start(t *testing.T, f *fixture, ex kps.HostExecutor, cfg Config) *Runner {
+	t.Helper()
+	r := New(f.db, f.sealer, ex, nil, cfg)
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r.Stop(ctx)
+	})
+	return r
+}
+
+func TestHeartbeatKeepsLongJobs(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	r := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		if job.Login.Key != "pw" || job.InstallKey != "ssh-ed25519 AAAA k" || job.Address != "127.0.0.1" {
+			return kps.HostResult{}, errors.New("job not prepared")
+		}
+		select { // four leases long: only heartbeats keep the task
+		case <-time.After(800 * time.Millisecond):
+			return kps.HostResult{PasswordDisabled: true}, nil
+		case <-ctx.Done():
+			return kps.HostResult{}, ctx.Err()
+		}
+	}), Config{Workers: 1, Lease: 200 * time.Millisecond, Poll: 10 * time.Millisecond})
+	task := f.wait(t, f.submit(t, r, "s1"))
+	if task.Status() != "SUCCESS_REPLACE" {
+		t.Fatalf("status %s (%s %s)", task.Status(), task.ErrorCode, task.ErrorMsg)
+	}
+	b, _ := f.db.Binding(context.Background(), f.project, "s1")
+	if b == nil || b.KeyPairName != "k" || !b.PasswordDisabled {
+		t.Fatalf("binding %+v", b)
+	}
+}
+
+// TestLostLeaseNeverSucceeds: while a job runs, another instance declares the task dead (as a
+// sole instance does at start). The job is cancelled and its success is never recorded.
+func TestLostLeaseNeverSucceeds(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	running := make(chan struct{})
+	var cancelled atomic.Bool
+	r := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		close(running)
+		<-ctx.Done()
+		cancelled.Store(true)
+		return kps.HostResult{}, nil // claims success anyway
+	}), Config{Workers: 1, Lease: 300 * time.Millisecond, Poll: 10 * time.Millisecond})
+	id := f.submit(t, r, "s1")
+	<-running
+	if n, err := f.db.FailExpiredTasks(context.Background(), true); err != nil || n != 1 {
+		t.Fatalf("FailExpiredTasks: %d %v", n, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !cancelled.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !cancelled.Load() {
+		t.Fatal("the job was not cancelled after its lease was lost")
+	}
+	time.Sleep(100 * time.Millisecond) // give a wrong FinishTask the chance to land
+	task := f.wait(t, id)
+	if task.Status() != "FAILED_REPLACE" || task.ErrorCode != kps.TaskInterrupted {
+		t.Fatalf("status %s %s", task.Status(), task.ErrorCode)
+	}
+	if b, _ := f.db.Binding(context.Background(), f.project, "s1"); b != nil {
+		t.Fatalf("a lost lease wrote a binding: %+v", b)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	r := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		if job.Port == 23 { // server s2
+			<-ctx.Done() // outlives the task deadline
+			return kps.HostResult{}, ctx.Err()
+		}
+		return kps.HostResult{}, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as 'root' on 127.0.0.1:22 failed.")
+	}), Config{Workers: 2, TaskTimeout: 300 * time.Millisecond, Poll: 10 * time.Millisecond})
+	auth := f.wait(t, f.submit(t, r, "s1"))
+	if auth.ErrorCode != kps.TaskAuthFailed || auth.ErrorMsg == "" {
+		t.Fatalf("auth failure recorded as %s %q", auth.ErrorCode, auth.ErrorMsg)
+	}
+	timeout := f.wait(t, f.submit(t, r, "s2"))
+	if timeout.ErrorCode != kps.TaskTimeout {
+		t.Fatalf("deadline recorded as %s %q", timeout.ErrorCode, timeout.ErrorMsg)
+	}
+}
+
+// TestCredentialLostWithRestart: a REPLACE queued by another process run has no credential
+// in this one's memory; it fails with KPS.6609 without touching the host.
+func TestCredentialLostWithRestart(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	earlier := New(f.db, f.sealer, nil, nil, Config{})
+	id := f.submit(t, earlier, "s1")
+	var ran atomic.Bool
+	start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		ran.Store(true)
+		return kps.HostResult{}, nil
+	}), Config{Workers: 1, Poll: 10 * time.Millisecond})
+	task := f.wait(t, id)
+	if task.ErrorCode != kps.TaskInterrupted || ran.Load() {
+		t.Fatalf("status %s %s, executor ran: %v", task.Status(), task.ErrorCode, ran.Load())
+	}
+}
+
+// TestStopInterruptsJobs: a job still running when the shutdown grace ends is cancelled and
+// its task ends FAILED with KPS.6609, never left RUNNING.
+func TestStopInterruptsJobs(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	running := make(chan struct{})
+	r := New(f.db, f.sealer, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		close(running)
+		<-ctx.Done()
+		return kps.HostResult{}, ctx.Err()
+	}), nil, Config{Workers: 1, Poll: 10 * time.Millisecond})
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id := f.submit(t, r, "s1")
+	<-running
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	r.Stop(ctx)
+	task, err := f.db.Task(context.Background(), f.project, id)
+	if err != nil || task.Status() != "FAILED_REPLACE" || task.ErrorCode != kps.TaskInterrupted {
+		t.Fatalf("after stop: %+v %v", task, err)
+	}
+}
