@@ -213,7 +213,7 @@ func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthM
 		if ctx.Err() != nil {
 			return nil, t.ctxError(ctx, "connecting")
 		}
-		return nil, t.dialError(err, timeout)
+		return nil, t.dialError(err)
 	}
 	closeOnDone := context.AfterFunc(ctx, func() { conn.Close() })
 	stop = func() {
@@ -266,7 +266,7 @@ func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthM
 		stop()
 		switch {
 		case mismatch != "":
-			return nil, kps.Errorf(kps.TaskHostKeyMismatch, "Host key verification of %s failed: the host presented %s, which is not a pinned host key.", t.where, mismatch)
+			return nil, kps.Errorf(kps.TaskHostKeyMismatch, "Verifying the host key of %s before logging in as '%s' failed: the host presented %s, which is not a pinned host key.", t.where, t.job.User, mismatch)
 		case pinErr != nil:
 			var ke *kps.Error
 			if errors.As(pinErr, &ke) {
@@ -276,9 +276,9 @@ func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthM
 		case ctx.Err() != nil:
 			return nil, t.ctxError(ctx, "the SSH handshake")
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, kps.Errorf(kps.TaskTimeout, "SSH handshake with %s as '%s' timed out after %s.", t.where, t.job.User, timeout)
+			return nil, t.fail(kps.TaskTimeout, stepConnect, fmt.Sprintf("the SSH handshake did not complete within %s", timeout))
 		case hostKeySeen == "":
-			return nil, kps.Errorf(kps.TaskUnreachable, "SSH connection to %s failed before the handshake completed: %s.", t.where, connReason(err))
+			return nil, t.fail(kps.TaskUnreachable, stepConnect, connReason(err)+" before the SSH handshake completed")
 		case isAuthFailure(err):
 			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed.", t.job.User, t.where)
 		default:
@@ -334,17 +334,15 @@ func (t *task) pins() ([]ssh.PublicKey, []string) {
 }
 
 // dialError classifies a failed TCP connect (§6.1 step 2).
-func (t *task) dialError(err error, timeout time.Duration) error {
+func (t *task) dialError(err error) error {
 	var dns *net.DNSError
 	switch {
 	case errors.As(err, &dns):
-		return kps.Errorf(kps.TaskUnreachable, "SSH connection to %s failed: the host name cannot be resolved.", t.where)
+		return t.fail(kps.TaskUnreachable, stepConnect, "the host name cannot be resolved")
 	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
-		return kps.Errorf(kps.TaskTimeout, "SSH connection to %s timed out after %s.", t.where, timeout)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return kps.Errorf(kps.TaskUnreachable, "SSH connection to %s was refused.", t.where)
+		return t.fail(kps.TaskTimeout, stepConnect, "the TCP connection timed out")
 	default:
-		return kps.Errorf(kps.TaskUnreachable, "SSH connection to %s failed: %s.", t.where, connReason(err))
+		return t.fail(kps.TaskUnreachable, stepConnect, connReason(err))
 	}
 }
 
@@ -357,12 +355,14 @@ func isTimeout(err error) bool {
 func connReason(err error) string {
 	var errno syscall.Errno
 	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the connection was refused"
 	case errors.Is(err, syscall.ECONNRESET):
-		return "connection reset by peer"
+		return "the connection was reset by the host"
 	case errors.As(err, &errno):
 		return errno.Error()
 	default:
-		return "connection closed by the host"
+		return "the host closed the connection"
 	}
 }
 
@@ -385,6 +385,8 @@ func (t *task) ctxError(ctx context.Context, during string) error {
 
 // Steps, as they appear in messages.
 const (
+	stepConnect = "Connecting over SSH"
+	stepHome    = "Locating the home directory"
 	stepLocate  = "Reading ~/.ssh/authorized_keys"
 	stepWrite   = "Writing ~/.ssh/authorized_keys"
 	stepDisable = "Disabling SSH password login"
@@ -456,10 +458,10 @@ func (t *task) run(ctx context.Context, step, script string, args []string, stdi
 	}
 	start := time.Now()
 	err = sess.Run(cmd)
-	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", stdout.Len())
 	if ctx.Err() != nil {
 		return nil, t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])
 	}
+	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", stdout.Len())
 	if stdout.overflow {
 		return nil, t.fail(kps.TaskRemoteFailed, step, "the host sent more output than expected")
 	}
@@ -523,15 +525,19 @@ func (t *task) readState(ctx context.Context, priv bool) (*hostState, error) {
 		args = []string{t.job.User, "priv", t.sshdConfigPath(), privReadScript}
 	}
 	out, err := t.run(ctx, stepLocate, readScript, args, nil)
-	if err != nil {
-		if priv {
-			// A privilege or configuration problem belongs to the password step, not to
-			// reading authorized_keys.
-			var ke *kps.Error
-			if errors.As(err, &ke) && (ke.Code == kps.TaskPrivileges || ke.Code == kps.TaskSSHDConfig) {
-				ke.Message = strings.Replace(ke.Message, stepLocate, t.passwordStep(), 1)
-			}
+	var ke *kps.Error
+	if errors.As(err, &ke) {
+		// The read session checks ahead for the later steps; name the step a failure is about.
+		switch ke.Code {
+		case kps.TaskNoUser:
+			ke.Message = strings.Replace(ke.Message, stepLocate, stepHome, 1)
+		case kps.TaskWriteFailed:
+			ke.Message = strings.Replace(ke.Message, stepLocate, stepWrite, 1)
+		case kps.TaskPrivileges, kps.TaskSSHDConfig:
+			ke.Message = strings.Replace(ke.Message, stepLocate, t.passwordStep(), 1)
 		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	st := &hostState{}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -140,8 +141,9 @@ func wantCode(t *testing.T, err error, code string, h *sshdtest.Host) {
 		t.Fatalf("error %v has code %s, want %s", err, got, code)
 	}
 	msg := kps.ErrorMessage(err)
-	if !strings.Contains(msg, h.Addr()) {
-		t.Errorf("message %q does not name %s", msg, h.Addr())
+	t.Logf("%s: %s", code, msg)
+	if !strings.Contains(msg, h.Addr()) || !strings.Contains(msg, "'"+h.User+"'") {
+		t.Errorf("message %q does not name %s and '%s'", msg, h.Addr(), h.User)
 	}
 	if strings.Contains(msg, h.Password) {
 		t.Errorf("message %q contains the password", msg)
@@ -714,10 +716,9 @@ func TestUnsafeLayoutsAreRefused(t *testing.T) {
 	}
 }
 
-func TestDeadlineDuringRemoteStep(t *testing.T) {
+func TestDeadlineDuringHandshake(t *testing.T) {
 	h, e, job, _ := setup(t, sshdtest.Options{})
-	// A deadline that ends while the task is connected surfaces as KPS.6602, not as some
-	// remote failure. The pin callback runs mid-handshake and lets the deadline pass.
+	// The pin callback runs mid-handshake and lets the task deadline pass.
 	job.HostKeys = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
@@ -730,6 +731,134 @@ func TestDeadlineDuringRemoteStep(t *testing.T) {
 	wantCode(t, err, kps.TaskTimeout, h)
 }
 
+func TestDeadlineBetweenRemoteSteps(t *testing.T) {
+	h, e, job, logs := setup(t, sshdtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	e.Logger = slog.New(hookHandler{slogJSON(logs).Handler(), func(r slog.Record) {
+		if r.Message == "remote step" && stepOf(r) == stepLocate {
+			<-ctx.Done()
+		}
+	}})
+	job.InstallKey = newKey(t, "k").public
+	_, err := e.Execute(ctx, job)
+	wantCode(t, err, kps.TaskTimeout, h)
+	if !strings.Contains(kps.ErrorMessage(err), "during writing") {
+		t.Errorf("message %q does not name the write step", kps.ErrorMessage(err))
+	}
+	if _, ok := h.AuthorizedKeys(t); ok {
+		t.Error("authorized_keys written after the deadline")
+	}
+}
+
+// TestScriptsAreValidShell checks the remote scripts with sh -n and, where installed,
+// shellcheck.
+func TestScriptsAreValidShell(t *testing.T) {
+	scripts := map[string]string{"read": readScript, "privRead": privReadScript, "write": writeScript, "config": configScript, "asRoot": asRootScript}
+	dir := t.TempDir()
+	shellcheck, _ := exec.LookPath("shellcheck")
+	for name, s := range scripts {
+		if out, err := exec.Command("/bin/sh", "-n", "-c", s).CombinedOutput(); err != nil {
+			t.Errorf("%s: sh -n: %v\n%s", name, err, out)
+		}
+		if shellcheck == "" {
+			continue
+		}
+		f := filepath.Join(dir, name+".sh")
+		if err := os.WriteFile(f, []byte("#!/bin/sh\n"+s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// SC2016: single-quoted $ is meant literally (awk programs, traps).
+		if out, err := exec.Command(shellcheck, "-s", "sh", "-e", "SC2016", f).CombinedOutput(); err != nil {
+			t.Errorf("%s: shellcheck: %v\n%s", name, err, out)
+		}
+	}
+	if shellcheck == "" {
+		t.Log("shellcheck not installed; checked syntax only")
+	}
+}
+
 func slogJSON(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// hookHandler calls hook for every record before passing it on; the executor logs each
+// remote step right after it ends, which lets a test act between two sessions.
+type hookHandler struct {
+	slog.Handler
+	hook func(slog.Record)
+}
+
+func (h hookHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.hook(r)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h hookHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return hookHandler{h.Handler.WithAttrs(as), h.hook}
+}
+
+func (h hookHandler) WithGroup(name string) slog.Handler {
+	return hookHandler{h.Handler.WithGroup(name), h.hook}
+}
+
+func stepOf(r slog.Record) string {
+	var step string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "step" {
+			step = a.Value.String()
+		}
+		return true
+	})
+	return step
+}
+
+func TestConcurrentChangeIsNotLost(t *testing.T) {
+	h, e, job, logs := setup(t, sshdtest.Options{})
+	key, theirs := newKey(t, "ours"), newKey(t, "theirs")
+	h.WriteAuthorizedKeys(t, "# before\n")
+	reads := 0
+	e.Logger = slog.New(hookHandler{slogJSON(logs).Handler(), func(r slog.Record) {
+		if r.Message == "remote step" && stepOf(r) == stepLocate {
+			if reads++; reads == 1 {
+				// Someone else adds a key between our read and our write.
+				h.WriteAuthorizedKeys(t, "# before\n"+theirs.public+"\n")
+			}
+		}
+	}})
+	job.InstallKey = key.public
+	mustExecute(t, e, job)
+	got, _ := h.AuthorizedKeys(t)
+	if want := "# before\n" + theirs.public + "\n" + normalised(t, key.public) + "\n"; got != want {
+		t.Errorf("authorized_keys = %q, want %q", got, want)
+	}
+	if reads != 2 {
+		t.Errorf("read the file %d times, want 2 (edit again after the concurrent change)", reads)
+	}
+}
+
+func TestKeyboardInteractivePassword(t *testing.T) {
+	h, e, job, _ := setup(t, sshdtest.Options{KbdInteractive: true})
+	key := newKey(t, "k")
+	job.InstallKey = key.public
+	mustExecute(t, e, job)
+	if !h.KeyLoginWorks(t, key.signer) {
+		t.Error("the installed key does not log in")
+	}
+
+	job.Login.Key = "wrong"
+	_, err := execute(t, e, job)
+	wantCode(t, err, kps.TaskAuthFailed, h)
+}
+
+func TestDisablePasswordWithPAMKeyboardInteractive(t *testing.T) {
+	h, e, job, _ := setup(t, sshdtest.Options{Sudo: true, KbdInteractive: true})
+	key := newKey(t, "k")
+	job.InstallKey = key.public
+	job.DisablePassword = true
+	mustExecute(t, e, job)
+	eventually(t, "keyboard-interactive password login refused", func() bool { return !h.PasswordLoginWorks(t) })
+	if !h.KeyLoginWorks(t, key.signer) {
+		t.Error("key login fails after disabling passwords")
+	}
 }

@@ -31,6 +31,7 @@ else
 	ent=$(awk -F: -v u="$user" '$1 == u { print; exit }' /etc/passwd)
 fi
 [ -n "$ent" ] || fail 6608 no-user
+# shellcheck disable=SC2034 # gid is used by the write script
 IFS=: read -r _ _ uid gid _ home _ <<EOF
 $ent
 EOF
@@ -44,7 +45,7 @@ EOF
 case $perms in ?????w*|????????w*) fail 6605 home-writable ;; esac
 ssh=$home/.ssh
 ak=$ssh/authorized_keys
-sshowner=
+sshowner=''
 if [ -L "$ssh" ]; then fail 6605 ssh-dir-symlink; fi
 if [ -e "$ssh" ]; then
 	[ -d "$ssh" ] || fail 6605 ssh-dir-not-directory
@@ -106,7 +107,7 @@ echo "version $v"
 // writeScript replaces authorized_keys atomically with stdin (§6.4 steps 1, 3–6). Arguments:
 // user, sha256 of the new content, sha256 of the content the edit started from ("absent"
 // when there was no file), random suffix for the temporary file.
-var writeScript = prelude + locate + `want=$2 expect=$3 tmp=
+var writeScript = prelude + locate + `want=$2 expect=$3 tmp=''
 [ "$(printf '' | digest)" != no-digest ] || fail 6610 no-digest
 cleanup() { if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi; }
 trap cleanup EXIT
@@ -131,7 +132,7 @@ if [ -e "$ak" ]; then cur=$(digest < "$ak"); else cur=absent; fi
 # Someone else changed the file since it was read: the caller edits it again.
 [ "$cur" = "$expect" ] || fail retry changed
 mv -f -- "$tmp" "$ak" || fail 6605 rename
-tmp=
+tmp=''
 sync -- "$ssh" 2>/dev/null
 if command -v restorecon >/dev/null 2>&1; then
 	restorecon -F -- "$ssh" "$ak" >/dev/null 2>&1 || echo "warn restorecon"
@@ -171,7 +172,7 @@ digest() {
 }
 action=$1 main=$2 target=$3 want=$4 expect=$5 mode=$6 owner=$7 rnd=$8 spec=$9 second=${10}
 shift 10
-tmp= bak= backedup= created= changed=
+tmp='' bak='' backedup='' created='' changed=''
 # On failure the backups were moved back and their directory is empty; should a move back
 # have failed, the backup stays for the operator.
 cleanup() {
@@ -183,7 +184,7 @@ trap 'rollback "$@"; exit 1' HUP INT TERM PIPE
 rollback() {
 	if [ -n "$backedup" ]; then mv -f -- "$bak/target" "$target"
 	elif [ -n "$created" ]; then rm -f -- "$target"; fi
-	backedup= created=
+	backedup='' created=''
 	i=0
 	for f in "$@"; do
 		if [ -e "$bak/removed$i" ]; then mv -f -- "$bak/removed$i" "$f"; fi
@@ -198,7 +199,7 @@ mkdir -m 700 -- "$bak" || fail 6606 write
 if [ "$target" != - ]; then
 	if [ -L "$target" ]; then fail 6606 target-symlink; fi
 	dir=$(dirname -- "$target")
-	if [ ! -d "$dir" ]; then mkdir -p -m 755 -- "$dir" || fail 6606 write; fi
+	if [ ! -d "$dir" ]; then (umask 022 && mkdir -p -- "$dir") || fail 6606 write; fi
 	if [ -e "$target" ]; then cur=$(digest < "$target"); else cur=absent; fi
 	if [ "$expect" != - ] && [ "$cur" != "$expect" ]; then fail 6606 changed; fi
 	tmp=$dir/.$(basename -- "$target").kps-$rnd
@@ -206,7 +207,7 @@ if [ "$target" != - ]; then
 	{ cat > "$tmp"; } 2>/dev/null || fail 6606 write
 	set +C
 	[ "$(digest < "$tmp")" = "$want" ] || fail 6606 write
-	chmod "$mode" "$tmp" && chown "$owner" "$tmp" || fail 6606 write
+	if ! { chmod "$mode" "$tmp" && chown "$owner" "$tmp"; }; then fail 6606 write; fi
 	sync -- "$tmp" 2>/dev/null || dd if="$tmp" of="$tmp" bs=65536 conv=notrunc,fsync 2>/dev/null || fail 6606 write
 	if [ -e "$target" ]; then
 		cp -p -- "$target" "$bak/target" || fail 6606 write
@@ -214,8 +215,8 @@ if [ "$target" != - ]; then
 	else
 		created=1
 	fi
-	mv -f -- "$tmp" "$target" || { backedup= created=; fail 6606 write; }
-	tmp= changed=1
+	mv -f -- "$tmp" "$target" || { backedup='' created=''; fail 6606 write; }
+	tmp='' changed=1
 fi
 i=0
 for f in "$@"; do
@@ -239,6 +240,9 @@ if [ "$action" = disable ]; then
 		printf '%s\n' "$effective" | grep -qx 'challengeresponseauthentication no' || { rollback "$@"; fail 6606 not-effective; }
 	fi
 fi
+# From here on the new configuration is committed: a lost connection must neither roll back
+# a configuration the daemon may already have loaded nor stop the script half-way.
+trap '' HUP INT TERM PIPE
 # Reload without dropping sessions: the systemd unit when it is the daemon of the pid file
 # (or there is no pid file), else SIGHUP to the pid of the pid file.
 pidfile=$(printf '%s\n' "$effective" | sed -n 's/^pidfile //p' | head -n 1)
