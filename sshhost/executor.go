@@ -86,6 +86,8 @@ type task struct {
 	local    net.Addr // our end of the connection, as the host sees it (for sshd -T -C)
 	sessions int
 	wrote    bool
+	// promptRefused says why a keyboard-interactive question went unanswered.
+	promptRefused string
 }
 
 func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResult, error) {
@@ -174,15 +176,20 @@ func (t *task) authMethods() ([]ssh.AuthMethod, error) {
 	case kps.CredentialPassword:
 		password := t.job.Login.Key
 		rounds := 0
-		answer := func(_, _ string, questions []string, _ []bool) ([]string, error) {
-			// Only the password prompt is ever answered, and only a few times.
+		answer := func(_, _ string, questions []string, echos []bool) ([]string, error) {
+			// Only the password prompt is ever answered (§6.1 step 5): a question whose answer
+			// is not echoed, and not the new-password questions of an expired password.
+			// Prompts are localised ("Passwort:"), so the echo flag is what identifies them.
 			if rounds++; rounds > 3 {
-				return nil, errors.New("too many keyboard-interactive rounds")
+				t.promptRefused = "more than three keyboard-interactive rounds"
+				return nil, errors.New(t.promptRefused)
 			}
 			answers := make([]string, len(questions))
 			for i, q := range questions {
-				if !strings.Contains(strings.ToLower(q), "password") {
-					return nil, errors.New("keyboard-interactive prompt other than a password")
+				lq := strings.ToLower(q)
+				if echos[i] || strings.Contains(lq, "new") || strings.Contains(lq, "again") || strings.Contains(lq, "retype") {
+					t.promptRefused = "the host asked a keyboard-interactive question other than the password (an expired password?)"
+					return nil, errors.New(t.promptRefused)
 				}
 				answers[i] = password
 			}
@@ -239,7 +246,9 @@ func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthM
 		// Runs during key exchange, before any credential is sent (§6.1 step 3).
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			presented := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
-			if len(pins) > 0 {
+			// Pinned keys decide even when none of them parses: that is a mismatch, never a
+			// reason to trust on first use.
+			if len(t.job.HostKeys) > 0 {
 				for _, p := range pins {
 					if bytes.Equal(p.Marshal(), key.Marshal()) {
 						hostKeySeen = presented
@@ -279,6 +288,8 @@ func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthM
 			return nil, t.fail(kps.TaskTimeout, stepConnect, fmt.Sprintf("the SSH handshake did not complete within %s", timeout))
 		case hostKeySeen == "":
 			return nil, t.fail(kps.TaskUnreachable, stepConnect, connReason(err)+" before the SSH handshake completed")
+		case t.promptRefused != "":
+			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: %s.", t.job.User, t.where, t.promptRefused)
 		case isAuthFailure(err):
 			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed.", t.job.User, t.where)
 		default:

@@ -643,6 +643,14 @@ func TestHostKeyMismatchSendsNoCredential(t *testing.T) {
 	}
 }
 
+func TestUnparseablePinIsAMismatch(t *testing.T) {
+	h, e, job, _ := setup(t, sshdtest.Options{})
+	job.HostKeys = []string{"not a key"}
+	job.InstallKey = newKey(t, "k").public
+	_, err := execute(t, e, job) // setup's PinHostKey fails the test if trust on first use kicks in
+	wantCode(t, err, kps.TaskHostKeyMismatch, h)
+}
+
 func TestTrustOnFirstUse(t *testing.T) {
 	h, e, job, _ := setup(t, sshdtest.Options{})
 	var pinned []string
@@ -860,5 +868,20 @@ func TestDisablePasswordWithPAMKeyboardInteractive(t *testing.T) {
 	eventually(t, "keyboard-interactive password login refused", func() bool { return !h.PasswordLoginWorks(t) })
 	if !h.KeyLoginWorks(t, key.signer) {
 		t.Error("key login fails after disabling passwords")
+	}
+}
+
+func TestExpiredPasswordIsNotChanged(t *testing.T) {
+	h, e, job, _ := setup(t, sshdtest.Options{KbdInteractive: true})
+	// PAM then asks for a new password during keyboard-interactive; the service must not
+	// answer that (§6.1 step 5).
+	if out, err := exec.Command("chage", "-d", "0", h.User).CombinedOutput(); err != nil {
+		t.Skipf("chage: %v %s", err, out)
+	}
+	job.InstallKey = newKey(t, "k").public
+	_, err := execute(t, e, job)
+	wantCode(t, err, kps.TaskAuthFailed, h)
+	if !strings.Contains(kps.ErrorMessage(err), "other than the password") {
+		t.Errorf("message %q does not say why", kps.ErrorMessage(err))
 	}
 }
