@@ -46,6 +46,9 @@ type KeyPairStore interface {
 	ListKeyPairs(ctx context.Context, projectID, userID, marker string, limit int) (*KeyPairPage, error)
 	// UpdateKeyPairDescription sets the description and bumps the update time.
 	UpdateKeyPairDescription(ctx context.Context, projectID, name, userID, description string) error
+	// SetPrivateKey hosts a sealed private key for a visible key pair (nil clears it) and bumps
+	// the update time; KPS.6201 when the key pair is missing or invisible.
+	SetPrivateKey(ctx context.Context, projectID, name, userID string, sealed []byte) error
 	// DeleteKeyPair refuses a bound key pair or one an active task references (KPS.6305).
 	DeleteKeyPair(ctx context.Context, projectID, name, userID string) error
 }
