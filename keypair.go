@@ -66,3 +66,9 @@ type KeyPairPage struct {
 	NextMarker     *string
 	PreviousMarker *string
 }
+
+// PrivateKeyAAD binds a sealed hosted private key to its key pair, so sealed values cannot be
+// moved between key pairs.
+func PrivateKeyAAD(projectID, name string) []byte {
+	return []byte("kps/keypair-private-key/v1/" + projectID + "/" + name)
+}

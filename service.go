@@ -81,12 +81,21 @@ type TaskStore interface {
 	PurgeSucceededTasks(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
+// SecretStore walks the sealed secrets at rest (hosted private keys, service credentials) so
+// they can move to a new master key.
+type SecretStore interface {
+	// RewrapSecrets calls rewrap for every sealed secret and stores the result when changed
+	// is true; it returns how many were rewritten. A secret changed concurrently is skipped.
+	RewrapSecrets(ctx context.Context, rewrap func(sealed []byte) (out []byte, changed bool, err error)) (int, error)
+}
+
 // Store is everything the service persists.
 type Store interface {
 	IdentityStore
 	ServerStore
 	KeyPairStore
 	TaskStore
+	SecretStore
 	Close() error
 }
 

@@ -111,6 +111,9 @@ type Binding struct {
 	KeyPairName      string
 	PublicKey        string
 	PasswordDisabled bool
+	// PrivateKey is the sealed hosted private key of the bound key pair, nil when it has none:
+	// with it the service can log in without a credential of its own (issue: hosted keys).
+	PrivateKey []byte
 }
 
 // TaskPhases lists the phases a task list returns.

@@ -45,6 +45,7 @@ ORDER BY server_id LIMIT 1`
 WHERE project_id = ? AND keypair_name = ? AND phase IN ('READY', 'RUNNING')`
 	deleteKeyPair            = `DELETE FROM keypairs WHERE id = ?`
 	updateKeyPairDescription = `UPDATE keypairs SET description = ?, updated = ? WHERE id = ?`
+	updateKeyPairPrivateKey  = `UPDATE keypairs SET private_key = ?, updated = ? WHERE id = ?`
 )
 
 func errKeyPairNotFound(name string) error {
@@ -219,6 +220,24 @@ func (db *DB) UpdateKeyPairDescription(ctx context.Context, projectID, name, use
 		return err
 	}
 	if _, err := tx.exec(ctx, updateKeyPairDescription, description, millis(tx.now), k.ID); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// SetPrivateKey hosts a sealed private key for a visible key pair (else KPS.6201), or clears
+// it when sealed is nil, and bumps the update time (§2.7, §2.10).
+func (db *DB) SetPrivateKey(ctx context.Context, projectID, name, userID string, sealed []byte) error {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	k, err := findKeyPair(ctx, tx, projectID, name, userID)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, updateKeyPairPrivateKey, sealed, millis(tx.now), k.ID); err != nil {
 		return err
 	}
 	return tx.Commit()

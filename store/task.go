@@ -56,8 +56,12 @@ ON CONFLICT (project_id, server_id) DO UPDATE SET keypair_name = excluded.keypai
     public_key = excluded.public_key, password_disabled = excluded.password_disabled,
     updated = excluded.updated`
 	deleteBinding = `DELETE FROM bindings WHERE project_id = ? AND server_id = ?`
-	selectBinding = `SELECT project_id, server_id, keypair_name, public_key, password_disabled
-FROM bindings WHERE project_id = ? AND server_id = ?`
+	// The bound key pair's hosted private key rides along: with it the service can log in to
+	// a server that has no service credential.
+	selectBinding = `SELECT b.project_id, b.server_id, b.keypair_name, b.public_key, b.password_disabled,
+    k.private_key
+FROM bindings b LEFT JOIN keypairs k ON k.project_id = b.project_id AND k.name = b.keypair_name
+WHERE b.project_id = ? AND b.server_id = ?`
 )
 
 // interruptedMessage is the outcome of a task whose worker vanished (§3.1).
@@ -121,8 +125,13 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 				srv.ID, srv.KeyPairName)
 		}
 		if s.Operation == kps.OpReset && len(srv.Credential) == 0 {
-			return nil, kps.Errorf(kps.ErrNoCredential,
-				"Server '%s' has no service credential: give server.auth or store a credential in the inventory.", srv.ID)
+			b, err := findBinding(ctx, tx, s.ProjectID, s.ServerID)
+			if err != nil {
+				return nil, err
+			}
+			if b == nil || b.PrivateKey == nil {
+				return nil, errNoCredential(srv.ID)
+			}
 		}
 		t.KeyPairName, t.PublicKey = k.Name, k.PublicKey
 	case kps.OpUnbind:
@@ -137,9 +146,8 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 		if b == nil {
 			return nil, kps.Errorf(kps.ErrServerNotBound, "Server '%s' is not bound to a key pair.", srv.ID)
 		}
-		if !s.CallerAuth && len(srv.Credential) == 0 {
-			return nil, kps.Errorf(kps.ErrNoCredential,
-				"Server '%s' has no service credential: give server.auth or store a credential in the inventory.", srv.ID)
+		if !s.CallerAuth && len(srv.Credential) == 0 && b.PrivateKey == nil {
+			return nil, errNoCredential(srv.ID)
 		}
 		t.KeyPairName, t.PublicKey = b.KeyPairName, b.PublicKey
 	default:
@@ -179,6 +187,13 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 		return nil, err
 	}
 	return t, nil
+}
+
+// errNoCredential is KPS.6021: the task could not log in. A server without a service
+// credential can still be reached with the hosted private key of its bound key pair.
+func errNoCredential(serverID string) error {
+	return kps.Errorf(kps.ErrNoCredential,
+		"Server '%s' has no service credential: give server.auth, store a credential in the inventory, or host the private key of its bound key pair.", serverID)
 }
 
 // insertReadyTask inserts t as READY. The partial unique index tasks_one_active_per_server
@@ -306,7 +321,7 @@ func (db *DB) Binding(ctx context.Context, projectID, serverID string) (*kps.Bin
 func findBinding(ctx context.Context, tx *txn, projectID, serverID string) (*kps.Binding, error) {
 	var b kps.Binding
 	err := tx.queryRow(ctx, selectBinding, projectID, serverID).Scan(&b.ProjectID, &b.ServerID, &b.KeyPairName,
-		&b.PublicKey, &b.PasswordDisabled)
+		&b.PublicKey, &b.PasswordDisabled, &b.PrivateKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

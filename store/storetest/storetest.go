@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		{"Servers", serverTests},
 		{"KeyPairs", keyPairTests},
 		{"Tasks", taskTests},
+		{"Hosting", hostingTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"sync"
@@ -529,22 +530,22 @@ func testBindingOnlyOnSuccess(t *testing.T, e *env) {
 		t.Fatalf("handle after success: %+v", ok)
 	}
 	want := kps.Binding{ProjectID: project, ServerID: "a", KeyPairName: "kp1", PublicKey: k1.PublicKey, PasswordDisabled: true}
-	if b := e.binding(project, "a"); b == nil || *b != want {
+	if b := e.binding(project, "a"); b == nil || !reflect.DeepEqual(*b, want) {
 		t.Fatalf("binding = %+v, want %+v", b, want)
 	}
 	// REPLACE with another key pair re-binds; a failed one leaves the binding alone.
 	e.run(replaceOf(project, "kp2", "a"), kps.TaskOutcome{ErrorCode: kps.TaskWriteFailed, ErrorMsg: "x"})
-	if b := e.binding(project, "a"); b == nil || *b != want {
+	if b := e.binding(project, "a"); b == nil || !reflect.DeepEqual(*b, want) {
 		t.Fatalf("binding after a failed replace = %+v", b)
 	}
 	e.run(replaceOf(project, "kp2", "a"), kps.TaskOutcome{Success: true, PublicKey: k2.PublicKey})
 	want = kps.Binding{ProjectID: project, ServerID: "a", KeyPairName: "kp2", PublicKey: k2.PublicKey}
-	if b := e.binding(project, "a"); b == nil || *b != want {
+	if b := e.binding(project, "a"); b == nil || !reflect.DeepEqual(*b, want) {
 		t.Fatalf("binding after replace = %+v, want %+v", b, want)
 	}
 	// A failed UNBIND keeps it, a successful one removes it.
 	e.run(unbindOf(project, "a", false), kps.TaskOutcome{ErrorCode: kps.TaskSSHDConfig, ErrorMsg: "x"})
-	if b := e.binding(project, "a"); b == nil || *b != want {
+	if b := e.binding(project, "a"); b == nil || !reflect.DeepEqual(*b, want) {
 		t.Fatalf("binding after a failed unbind = %+v", b)
 	}
 	e.run(unbindOf(project, "a", true), kps.TaskOutcome{Success: true})
