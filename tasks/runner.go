@@ -310,14 +310,16 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held 
 		}
 		return kps.Errorf(kps.TaskHostKeyMismatch, "The host key of %s does not match the key recorded for server '%s'.", hostPort(job), t.ServerID)
 	}
+	binding, err := r.store.Binding(ctx, t.ProjectID, t.ServerID)
+	if err != nil {
+		return job, nil, err
+	}
 	switch {
 	case t.CallerAuth && held:
 		job.Login = callerCred.(kps.Credential)
 	case t.CallerAuth:
 		return job, nil, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
-	case srv.Credential == nil:
-		return job, nil, kps.Errorf(kps.ErrNoCredential, "No service credential is stored for server '%s'.", t.ServerID)
-	default:
+	case srv.Credential != nil:
 		plain, err := r.sealer.Open(srv.Credential, kps.CredentialAAD(t.ProjectID, t.ServerID))
 		if err != nil {
 			return job, nil, err
@@ -325,10 +327,15 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held 
 		if err := json.Unmarshal(plain, &job.Login); err != nil {
 			return job, nil, err
 		}
-	}
-	binding, err := r.store.Binding(ctx, t.ProjectID, t.ServerID)
-	if err != nil {
-		return job, nil, err
+	case binding != nil && binding.PrivateKey != nil:
+		// The hosted private key of the bound key pair is on the host: log in with it.
+		plain, err := r.sealer.Open(binding.PrivateKey, kps.PrivateKeyAAD(t.ProjectID, binding.KeyPairName))
+		if err != nil {
+			return job, nil, err
+		}
+		job.Login = kps.Credential{Type: kps.CredentialKeyPair, Key: string(plain)}
+	default:
+		return job, nil, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the service credential was removed.", t.ServerID)
 	}
 	switch t.Operation {
 	case kps.OpReset, kps.OpReplace:
