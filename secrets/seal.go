@@ -147,3 +147,10 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	}
 	return cipher.NewGCM(block)
 }
+
+// Stale reports whether sealed should be re-wrapped: its data key is not wrapped under the
+// wrapper's current master key. A value that does not parse is not stale (Open reports it).
+func (s *Sealer) Stale(sealed []byte) bool {
+	wrapped, _, _, err := split(sealed)
+	return err == nil && !s.wrapper.Current(wrapped)
+}
