@@ -10,7 +10,9 @@ import (
 )
 
 // Error codes of kps-v3-api.md §5 and auth.md §11.3. The HTTP status of each code is decided in
-// one table of the api package.
+// one table of the api package. KPS.6110 and KPS.6111 are defined by this project for the
+// management routes of auth.md §9, for which the specification names no not-found or conflict
+// code.
 const (
 	ErrBadJSON          = "KPS.6001"
 	ErrMissing          = "KPS.6002"
@@ -42,6 +44,8 @@ const (
 	ErrLoginFailed      = "KPS.6107"
 	ErrScope            = "KPS.6108"
 	ErrTokenNotFound    = "KPS.6109"
+	ErrIdentityNotFound = "KPS.6110" // 404: no such domain, project, user, role assignment or access key
+	ErrIdentityConflict = "KPS.6111" // 409: identity name taken, or the default project refuses the change
 	ErrKeyPairNotFound  = "KPS.6201"
 	ErrTaskNotFound     = "KPS.6202"
 	ErrFailedNotFound   = "KPS.6203"

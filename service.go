@@ -6,22 +6,122 @@ import (
 )
 
 // IdentityStore persists the identity model of auth.md §3.
+//
+// Lookups that find nothing return (nil, nil): which KPS code a miss means is the caller's
+// choice (a bad login, a foreign project, …). A change to a missing record is KPS.6110; a name
+// already taken, or a change the default project refuses, is KPS.6111. Validating the members
+// (the Validate methods) is the caller's job; the store keeps the rules that span records:
+// unique names, one undeletable default project per domain, users, projects and role targets
+// never crossing a domain, at most two access keys per user, and the implicit revocations of
+// auth.md §5.5 in the same transaction as the change that causes them. Revoking a temporary
+// credential deletes it.
 type IdentityStore interface {
-	// Bootstrap creates the roles, the operator domain, its default project and the admin user
-	// with a domain-level admin assignment, unless any domain exists; created reports whether
-	// it did.
+	// Bootstrap creates the operator domain, its default project and the admin user with a
+	// domain-level admin assignment, unless any domain exists; created reports whether it did.
 	Bootstrap(ctx context.Context, b Bootstrap) (created bool, err error)
+
+	// CreateDomain inserts d under a new ID, with its default project named region (auth.md
+	// §3.2), which it returns.
+	CreateDomain(ctx context.Context, d *Domain, region string) (*Project, error)
 	DomainByID(ctx context.Context, id string) (*Domain, error)
 	DomainByName(ctx context.Context, name string) (*Domain, error)
+	// ListDomains returns a page of the matching domains ordered by name, and their total; a
+	// zero p.Limit means no limit.
+	ListDomains(ctx context.Context, f DomainFilter, p Page) ([]Domain, int, error)
+	// UpdateDomain applies u. Disabling the domain revokes every token of its users and scopes
+	// and deletes their temporary credentials.
+	UpdateDomain(ctx context.Context, id string, u DomainUpdate) (*Domain, error)
+	// DeleteDomain removes the domain with its projects, users, role assignments and access
+	// keys; their tokens stay, revoked, until DeleteExpiredTokens.
+	DeleteDomain(ctx context.Context, id string) error
+
+	// CreateProject inserts p under a new ID in an existing domain (KPS.6110 otherwise).
+	CreateProject(ctx context.Context, p *Project) error
 	ProjectByID(ctx context.Context, id string) (*Project, error)
 	ProjectByName(ctx context.Context, domainID, name string) (*Project, error)
+	// ListProjects returns a page of the matching projects ordered by name, and their total; a
+	// zero p.Limit means no limit.
+	ListProjects(ctx context.Context, f ProjectFilter, p Page) ([]Project, int, error)
+	// UpdateProject applies u; the default project cannot be renamed. Disabling the project
+	// revokes the tokens scoped to it and deletes the temporary credentials bound to it.
+	UpdateProject(ctx context.Context, id string, u ProjectUpdate) (*Project, error)
+	// DeleteProject removes a project other than the default one, with its role assignments,
+	// revoking as disabling does; users lose it as their default project.
+	DeleteProject(ctx context.Context, id string) error
+
+	// CreateUser inserts u under a new ID in an existing domain; a default project must lie in
+	// that domain (KPS.6003). A password hash counts as set now.
+	CreateUser(ctx context.Context, u *User) error
 	UserByID(ctx context.Context, id string) (*User, error)
 	UserByName(ctx context.Context, domainID, name string) (*User, error)
+	// ListUsers returns a page of the matching users ordered by name, and their total; a zero
+	// p.Limit means no limit.
+	ListUsers(ctx context.Context, f UserFilter, p Page) ([]User, int, error)
+	// UpdateUser applies u. Disabling the user revokes their tokens and deletes their temporary
+	// credentials.
+	UpdateUser(ctx context.Context, id string, u UserUpdate) (*User, error)
+	// DeleteUser removes the user with their role assignments, access keys and temporary
+	// credentials; their tokens stay, revoked, until DeleteExpiredTokens.
+	DeleteUser(ctx context.Context, id string) error
+	// UpdatePasswordHash records a password change: it sets the hash and its change time,
+	// revokes the user's tokens and deletes their temporary credentials.
+	UpdatePasswordHash(ctx context.Context, userID, hash string) error
+	// RehashPassword replaces the hash of an unchanged password with a stronger one (auth.md
+	// §12.1) and revokes nothing. It does nothing unless the stored hash is still oldHash, so a
+	// concurrent password change wins.
+	RehashPassword(ctx context.Context, userID, oldHash, newHash string) error
+
+	// RoleID returns the ID the role was given at install, or "" for an unknown role.
+	RoleID(ctx context.Context, r Role) (string, error)
 	// EffectiveRoles returns the implied closure of the user's roles on the project (direct
-	// and through the project's domain).
+	// and through the project's domain), strongest first.
 	EffectiveRoles(ctx context.Context, userID, projectID string) ([]Role, error)
+	// DomainRoles returns the implied closure of the roles assigned to the user on the domain
+	// itself, strongest first.
+	DomainRoles(ctx context.Context, userID, domainID string) ([]Role, error)
+	// GrantRole records the assignment; granting it again is not an error. A missing user or
+	// target is KPS.6110, a target in another domain than the user's KPS.6003.
+	GrantRole(ctx context.Context, a RoleAssignment) error
+	// RevokeRole removes the assignment (KPS.6110 when there is none); tokens are not revoked,
+	// as roles are evaluated live.
+	RevokeRole(ctx context.Context, a RoleAssignment) error
+	// ListRoleAssignments returns the matching assignments ordered by user, role and target.
+	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]RoleAssignment, error)
+
+	// CreateToken stores the token record (by its hash).
 	CreateToken(ctx context.Context, t *Token) error
+	// TokenByHash returns the token record, expired or revoked ones included.
 	TokenByHash(ctx context.Context, hash string) (*Token, error)
+	// RevokeToken revokes the token, if it exists and is not revoked yet, and deletes the
+	// temporary credentials derived from it.
+	RevokeToken(ctx context.Context, hash string) error
+	// RevokeUserTokens revokes every token of the user and deletes their temporary credentials.
+	RevokeUserTokens(ctx context.Context, userID string) error
+	// DeleteExpiredTokens deletes the tokens that expired more than grace ago (auth.md §5.3).
+	DeleteExpiredTokens(ctx context.Context, grace time.Duration) (int, error)
+
+	// CreateAccessKey stores k for an existing user (KPS.6110 otherwise); a user's third key is
+	// KPS.6003 (auth.md §3.5) and an AK already in use KPS.6111.
+	CreateAccessKey(ctx context.Context, k *AccessKey) error
+	AccessKey(ctx context.Context, access string) (*AccessKey, error)
+	// ListAccessKeys returns the user's access keys, oldest first.
+	ListAccessKeys(ctx context.Context, userID string) ([]AccessKey, error)
+	// UpdateAccessKey applies u to the key (KPS.6110 when there is none).
+	UpdateAccessKey(ctx context.Context, access string, u AccessKeyUpdate) (*AccessKey, error)
+	// DeleteAccessKey removes the key (KPS.6110 when there is none).
+	DeleteAccessKey(ctx context.Context, access string) error
+	// TouchAccessKey records a use of the key now, unless one was recorded less than
+	// AccessKeyTouchInterval ago; a fresh record costs no write.
+	TouchAccessKey(ctx context.Context, access string) error
+
+	// CreateTemporaryCredential stores c for an existing user and, when bound, an existing
+	// project of the user's domain (KPS.6110 otherwise); an AK already in use is KPS.6111.
+	CreateTemporaryCredential(ctx context.Context, c *TemporaryCredential) error
+	// TemporaryCredential returns the credential, expired ones included.
+	TemporaryCredential(ctx context.Context, access string) (*TemporaryCredential, error)
+	// DeleteExpiredTemporaryCredentials deletes the credentials that expired more than grace
+	// ago.
+	DeleteExpiredTemporaryCredentials(ctx context.Context, grace time.Duration) (int, error)
 }
 
 // ServerStore persists the inventory (inventory.md).

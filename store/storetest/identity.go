@@ -158,16 +158,16 @@ func testTokenRoundTrip(t *testing.T, e *env) {
 	}
 	if got.Hash != tok.Hash || got.UserID != u.ID || got.ProjectID != p.ID || got.DomainID != "" ||
 		!slices.Equal(got.Methods, tok.Methods) || !slices.Equal(got.AuditIDs, tok.AuditIDs) ||
-		!got.IssuedAt.Equal(tok.IssuedAt) || !got.ExpiresAt.Equal(tok.ExpiresAt) || got.Revoked {
+		!got.IssuedAt.Equal(tok.IssuedAt) || !got.ExpiresAt.Equal(tok.ExpiresAt) || got.Revoked() {
 		t.Errorf("token = %+v, want %+v", got, tok)
 	}
 
 	revoked := &kps.Token{Hash: "revoked", UserID: u.ID, DomainID: p.DomainID, Methods: []string{"token"},
-		AuditIDs: []string{"x"}, IssuedAt: Epoch, ExpiresAt: Epoch.Add(time.Hour), Revoked: true}
+		AuditIDs: []string{"x"}, IssuedAt: Epoch, ExpiresAt: Epoch.Add(time.Hour), RevokedAt: Epoch}
 	must(t, e.s.CreateToken(e.ctx, revoked))
 	got, err = e.s.TokenByHash(e.ctx, "revoked")
 	must(t, err)
-	if got == nil || !got.Revoked || got.DomainID != p.DomainID || got.ProjectID != "" {
+	if got == nil || !got.RevokedAt.Equal(Epoch) || got.DomainID != p.DomainID || got.ProjectID != "" {
 		t.Errorf("revoked token = %+v (revoked and expired tokens are returned; the caller judges)", got)
 	}
 }

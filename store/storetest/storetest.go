@@ -29,6 +29,7 @@ func Run(t *testing.T, open Opener) {
 		tests map[string]func(*testing.T, *env)
 	}{
 		{"Identity", identityTests},
+		{"IdentityModel", identityModelTests},
 		{"Servers", serverTests},
 		{"KeyPairs", keyPairTests},
 		{"Tasks", taskTests},
