@@ -6,14 +6,48 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/store"
 )
 
-func newBootstrapService(t *testing.T) (*Service, *fakeIdentityStore) {
+// countingStore is the real store, counting Bootstrap calls.
+type countingStore struct {
+	*store.DB
+	bootstraps atomic.Int32
+}
+
+func (c *countingStore) Bootstrap(ctx context.Context, b kps.Bootstrap) (bool, error) {
+	c.bootstraps.Add(1)
+	return c.DB.Bootstrap(ctx, b)
+}
+
+// domains and users count what the store holds.
+func (c *countingStore) domains(t *testing.T) int {
 	t.Helper()
-	f := newFakeIdentityStore()
+	_, n, err := c.ListDomains(context.Background(), kps.DomainFilter{}, kps.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (c *countingStore) users(t *testing.T) int {
+	t.Helper()
+	_, n, err := c.ListUsers(context.Background(), kps.UserFilter{}, kps.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// newBootstrapService returns a service over a fresh store, kept apart from the data
+// directories the tests inspect.
+func newBootstrapService(t *testing.T) (*Service, *countingStore) {
+	t.Helper()
+	f := &countingStore{DB: openStore(t, t.TempDir(), nil)}
 	return &Service{Store: f, Params: cheap}, f
 }
 
@@ -59,13 +93,13 @@ func TestBootstrapGeneratesPasswordOnce(t *testing.T) {
 	}
 
 	// A second start changes nothing: no new password, no new identities, no file rewrite.
-	stores := f.bootstraps
+	stores := f.bootstraps.Load()
 	path2, err := s.Bootstrap(context.Background(), dir, "other-region", "ignored-password")
 	if err != nil || path2 != "" {
 		t.Fatalf("second bootstrap: %q, %v", path2, err)
 	}
-	if f.bootstraps != stores || len(f.domains) != 1 || len(f.users) != 1 {
-		t.Errorf("second bootstrap touched the store: %d calls, %d domains, %d users", f.bootstraps-stores, len(f.domains), len(f.users))
+	if calls := f.bootstraps.Load() - stores; calls != 0 || f.domains(t) != 1 || f.users(t) != 1 {
+		t.Errorf("second bootstrap touched the store: %d calls, %d domains, %d users", calls, f.domains(t), f.users(t))
 	}
 	if b2, _ := os.ReadFile(path); string(b2) != string(b) {
 		t.Error("second bootstrap rewrote the password file")
@@ -100,7 +134,7 @@ func TestBootstrapRefusesWeakPassword(t *testing.T) {
 		} else if pw != "admin" && strings.Contains(err.Error(), pw) {
 			t.Errorf("error %q quotes the password", err)
 		}
-		if len(f.domains) != 0 {
+		if f.domains(t) != 0 {
 			t.Error("the store was bootstrapped")
 		}
 	}
@@ -128,7 +162,7 @@ func TestBootstrapReusesLeftoverPasswordFile(t *testing.T) {
 
 func TestBootstrapConcurrentStarts(t *testing.T) {
 	t.Parallel()
-	f := newFakeIdentityStore()
+	_, f := newBootstrapService(t)
 	dir := t.TempDir()
 	const n = 8
 	paths := make([]string, n)
@@ -150,8 +184,8 @@ func TestBootstrapConcurrentStarts(t *testing.T) {
 			won++
 		}
 	}
-	if won != 1 || len(f.users) != 1 {
-		t.Fatalf("%d starts report a bootstrap, %d users", won, len(f.users))
+	if won != 1 || f.users(t) != 1 {
+		t.Fatalf("%d starts report a bootstrap, %d users", won, f.users(t))
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "admin-password"))
 	if err != nil {
@@ -165,7 +199,7 @@ func TestBootstrapConcurrentStarts(t *testing.T) {
 // racingStore plays another start that bootstraps the store between this start's file write
 // and its own Bootstrap call, with the password it chooses.
 type racingStore struct {
-	*fakeIdentityStore
+	*store.DB
 	otherPassword func() string
 }
 
@@ -176,8 +210,10 @@ func (r racingStore) Bootstrap(ctx context.Context, b kps.Bootstrap) (bool, erro
 	}
 	other := b
 	other.AdminPasswordHash = h
-	r.fakeIdentityStore.Bootstrap(ctx, other)
-	return r.fakeIdentityStore.Bootstrap(ctx, b)
+	if _, err := r.DB.Bootstrap(ctx, other); err != nil {
+		return false, err
+	}
+	return r.DB.Bootstrap(ctx, b)
 }
 
 func TestBootstrapLosingTheRace(t *testing.T) {
@@ -187,7 +223,7 @@ func TestBootstrapLosingTheRace(t *testing.T) {
 	readFile := func() string { b, _ := os.ReadFile(file); return strings.TrimSpace(string(b)) }
 
 	// The other start read the file this one wrote: the file holds the working password.
-	s := &Service{Store: racingStore{newFakeIdentityStore(), readFile}, Params: cheap}
+	s := &Service{Store: racingStore{openStore(t, t.TempDir(), nil), readFile}, Params: cheap}
 	path, err := s.Bootstrap(context.Background(), dir, "my-region-1", "")
 	if err != nil || path != "" {
 		t.Fatalf("Bootstrap = %q, %v", path, err)
@@ -203,7 +239,7 @@ func TestBootstrapLosingTheRace(t *testing.T) {
 	// The other start had its own password: the file this start wrote would mislead.
 	dir = t.TempDir()
 	file = filepath.Join(dir, "admin-password")
-	s = &Service{Store: racingStore{newFakeIdentityStore(), func() string { return "configured-elsewhere" }}, Params: cheap}
+	s = &Service{Store: racingStore{openStore(t, t.TempDir(), nil), func() string { return "configured-elsewhere" }}, Params: cheap}
 	if _, err := s.Bootstrap(context.Background(), dir, "my-region-1", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -30,34 +30,6 @@ type Service struct {
 	dummyErr  error
 }
 
-// Optional store capabilities. kps.IdentityStore does not (yet) offer them; a store that
-// implements one of these interfaces gets the behaviour, and without it iam falls back as
-// documented on each.
-type (
-	// DomainRoleStore returns the implied closure of the roles assigned to the user on the
-	// domain itself (auth.md §3.4). Without it, domain-scoped tokens are refused (KPS.6108)
-	// and principals of identity routes carry no roles.
-	DomainRoleStore interface {
-		DomainRoles(ctx context.Context, userID, domainID string) ([]kps.Role, error)
-	}
-	// RoleIDStore returns the install-time ID of a role for token bodies. Without it the ID
-	// is DerivedRoleID(role).
-	RoleIDStore interface {
-		RoleID(ctx context.Context, r kps.Role) (string, error)
-	}
-	// PasswordHashStore replaces a user's password hash; with it, a successful login whose
-	// stored hash is weaker than Params upgrades the hash (auth.md §12.1).
-	PasswordHashStore interface {
-		UpdatePasswordHash(ctx context.Context, userID, hash string) error
-	}
-)
-
-// DerivedRoleID is a stable 32-hex role ID used when the store cannot name its own.
-func DerivedRoleID(r kps.Role) string {
-	sum := sha256.Sum256([]byte("openkps role " + string(r)))
-	return hex.EncodeToString(sum[:16])
-}
-
 func (s *Service) now() time.Time {
 	if s.Now != nil {
 		return s.Now()
@@ -86,8 +58,8 @@ func (s *Service) dummyHash(ctx context.Context) (string, error) {
 //
 // Reason keys: token-unknown, token-expired, token-revoked (KPS.6102); method-unsupported,
 // password-length, user-unknown, password-wrong, user-disabled, domain-disabled (KPS.6107);
-// scope-unavailable, scope-no-role, domain-scope-unsupported (KPS.6108); project-mismatch,
-// token-not-project-scoped (KPS.6103); no-role (KPS.9006).
+// scope-unavailable, scope-no-role (KPS.6108); project-mismatch, token-not-project-scoped
+// (KPS.6103); no-role (KPS.9006).
 type Failure struct {
 	Reason string
 	Err    *kps.Error

@@ -14,9 +14,8 @@ import (
 	"github.com/openkps/kps/store"
 )
 
-// These tests run the bootstrap, the login and the token checks against the real SQLite store.
-// The fixtures it cannot create through kps.IdentityStore (other users, disabled entities) are
-// covered with the in-memory store of fakestore_test.go.
+// This test runs the first start end to end against the real SQLite store, from outside the
+// package: bootstrap, login, re-scope, checks and expiry.
 
 type testClock struct {
 	mu  sync.Mutex

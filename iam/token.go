@@ -238,10 +238,11 @@ func (s *Service) checkPassword(ctx context.Context, req IssueRequest) (*kps.Use
 	if domain == nil || !domain.Enabled {
 		return nil, nil, loginFailed("domain-disabled")
 	}
-	if up, can := s.Store.(PasswordHashStore); can && rehash {
-		// Best effort: the login succeeds with the old hash if the upgrade fails.
+	if rehash {
+		// Best effort: the login succeeds with the old hash if the upgrade fails. The store
+		// keeps a concurrent password change rather than this hash of the old password.
 		if h, err := s.Params.Hash(ctx, req.Password); err == nil {
-			_ = up.UpdatePasswordHash(ctx, user.ID, h)
+			_ = s.Store.RehashPassword(ctx, user.ID, user.PasswordHash, h)
 		}
 	}
 	return user, domain, nil
@@ -307,11 +308,7 @@ func (s *Service) resolveScope(ctx context.Context, user *kps.User, own *kps.Dom
 		if d == nil || !d.Enabled || d.ID != user.DomainID {
 			return scope{}, scopeFailed("scope-unavailable")
 		}
-		dr, ok := s.Store.(DomainRoleStore)
-		if !ok {
-			return scope{}, scopeFailed("domain-scope-unsupported")
-		}
-		roles, err := dr.DomainRoles(ctx, user.ID, d.ID)
+		roles, err := s.Store.DomainRoles(ctx, user.ID, d.ID)
 		if err != nil {
 			return scope{}, err
 		}
@@ -350,15 +347,11 @@ func (s *Service) projectScope(ctx context.Context, user *kps.User, p *kps.Proje
 }
 
 func (s *Service) roleRefs(ctx context.Context, roles []kps.Role) ([]Ref, error) {
-	ids, _ := s.Store.(RoleIDStore)
 	refs := make([]Ref, 0, len(roles))
 	for _, r := range roles {
-		id := DerivedRoleID(r)
-		if ids != nil {
-			var err error
-			if id, err = ids.RoleID(ctx, r); err != nil {
-				return nil, err
-			}
+		id, err := s.Store.RoleID(ctx, r)
+		if err != nil {
+			return nil, err
 		}
 		refs = append(refs, Ref{ID: id, Name: string(r)})
 	}
@@ -400,37 +393,43 @@ func (s *Service) validate(ctx context.Context, token string) (validToken, error
 	switch {
 	case t == nil:
 		return validToken{}, tokenFailed("token-unknown")
-	case t.Revoked:
+	case t.Revoked():
 		return validToken{}, tokenFailed("token-revoked")
 	case !s.now().Before(t.ExpiresAt):
 		return validToken{}, tokenFailed("token-expired")
 	}
-	// A token dies with its user, domain or scoped project (§5.3); the store would also revoke
-	// it, but it cannot here (kps.IdentityStore has no revocation yet).
-	u, err := s.Store.UserByID(ctx, t.UserID)
+	// A token dies with its user, domain or scoped project (§5.3). The store revokes it when
+	// they are disabled or deleted; this check covers whatever slipped past (step 4).
+	u, d, alive, err := s.tokenHolders(ctx, t)
 	if err != nil {
 		return validToken{}, err
 	}
-	if u == nil || !u.Enabled {
+	if !alive {
+		// Best effort: the refusal stands either way, and the next use repeats the check.
+		_ = s.Store.RevokeToken(ctx, t.Hash)
 		return validToken{}, tokenFailed("token-revoked")
+	}
+	return validToken{t, u, d}, nil
+}
+
+// tokenHolders returns the token's user and domain and whether they, and the scoped project,
+// are still there and enabled.
+func (s *Service) tokenHolders(ctx context.Context, t *kps.Token) (*kps.User, *kps.Domain, bool, error) {
+	u, err := s.Store.UserByID(ctx, t.UserID)
+	if err != nil || u == nil || !u.Enabled {
+		return nil, nil, false, err
 	}
 	d, err := s.Store.DomainByID(ctx, u.DomainID)
-	if err != nil {
-		return validToken{}, err
-	}
-	if d == nil || !d.Enabled || (t.DomainID != "" && t.DomainID != d.ID) {
-		return validToken{}, tokenFailed("token-revoked")
+	if err != nil || d == nil || !d.Enabled || (t.DomainID != "" && t.DomainID != d.ID) {
+		return nil, nil, false, err
 	}
 	if t.ProjectID != "" {
 		p, err := s.Store.ProjectByID(ctx, t.ProjectID)
-		if err != nil {
-			return validToken{}, err
-		}
-		if p == nil || !p.Enabled || p.DomainID != d.ID {
-			return validToken{}, tokenFailed("token-revoked")
+		if err != nil || p == nil || !p.Enabled || p.DomainID != d.ID {
+			return nil, nil, false, err
 		}
 	}
-	return validToken{t, u, d}, nil
+	return u, d, true, nil
 }
 
 func printableASCII(s string) bool {
@@ -446,8 +445,8 @@ func printableASCII(s string) bool {
 // targetProjectID, or no project ("") on identity routes, and applies the scope checks of
 // §4.3 rows 3, 4 and 7: a token scoped to another project or to no project is KPS.6103, a
 // user without an effective role on the project KPS.9006. The principal's roles are read live:
-// on the target project, or on the token's domain for identity routes (when the store can say,
-// see DomainRoleStore). The route's minimum role (row 8) is the caller's check.
+// on the target project, or on the user's domain for identity routes. The route's minimum role
+// (row 8) is the caller's check.
 func (s *Service) Authenticate(ctx context.Context, token, targetProjectID string) (*kps.Principal, error) {
 	v, err := s.validate(ctx, token)
 	if err != nil {
@@ -464,10 +463,8 @@ func (s *Service) Authenticate(ctx context.Context, token, targetProjectID strin
 		p.TokenAuditID = v.token.AuditIDs[0]
 	}
 	if targetProjectID == "" {
-		if dr, ok := s.Store.(DomainRoleStore); ok {
-			if p.Roles, err = dr.DomainRoles(ctx, v.user.ID, v.domain.ID); err != nil {
-				return nil, err
-			}
+		if p.Roles, err = s.Store.DomainRoles(ctx, v.user.ID, v.domain.ID); err != nil {
+			return nil, err
 		}
 		return p, nil
 	}

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -8,94 +9,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openkps/kps"
 )
-
-// cheap keeps the tests fast; the production parameters are covered in password_test.go.
-var cheap = Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}
-
-const (
-	password = "correct horse battery"
-	dAcme    = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	dOther   = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	dOff     = "cccccccccccccccccccccccccccccccc"
-	p1       = "11111111111111111111111111111111" // acme "my-region-1"
-	p2       = "22222222222222222222222222222222" // acme "my-region-1_dev"
-	pOff     = "33333333333333333333333333333333" // acme, disabled
-	pOther   = "44444444444444444444444444444444" // other "my-region-1"
-)
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-type fixture struct {
-	svc   *Service
-	store *fakeIdentityStore
-	clock *clock
-	users map[string]*kps.User // by name
-}
-
-// setup returns a service over a fresh fake store holding:
-//
-//	alice@acme   member on p1, default project p1
-//	bob@acme     admin on the acme domain
-//	carol@acme   disabled, member on p1
-//	dave@off     in the disabled domain "off"
-//	eve@acme     no roles, no default project
-//	frank@acme   member on p1, default project p2 (where he has no role)
-//	mallory@other admin on the other domain
-//	nopass@acme  member on p1, no password
-func setup(t *testing.T, withDomainRoles bool) *fixture {
-	t.Helper()
-	f := newFakeIdentityStore()
-	hash, err := cheap.Hash(context.Background(), password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.domains[dAcme] = &kps.Domain{ID: dAcme, Name: "acme", Enabled: true}
-	f.domains[dOther] = &kps.Domain{ID: dOther, Name: "other", Enabled: true}
-	f.domains[dOff] = &kps.Domain{ID: dOff, Name: "off", Enabled: false}
-	f.projects[p1] = &kps.Project{ID: p1, Name: "my-region-1", DomainID: dAcme, Enabled: true}
-	f.projects[p2] = &kps.Project{ID: p2, Name: "my-region-1_dev", DomainID: dAcme, Enabled: true}
-	f.projects[pOff] = &kps.Project{ID: pOff, Name: "my-region-1_off", DomainID: dAcme, Enabled: false}
-	f.projects[pOther] = &kps.Project{ID: pOther, Name: "my-region-1", DomainID: dOther, Enabled: true}
-	users := map[string]*kps.User{}
-	add := func(name, domain string, enabled bool, def string, roles map[string][]kps.Role) {
-		u := &kps.User{ID: strings.Repeat(name[:1], 32), Name: name, DomainID: domain, Enabled: enabled,
-			PasswordHash: hash, DefaultProjectID: def}
-		f.users[u.ID], users[name] = u, u
-		f.assignments[u.ID] = roles
-	}
-	add("alice", dAcme, true, p1, map[string][]kps.Role{p1: {kps.RoleMember}, pOff: {kps.RoleMember}})
-	add("bob", dAcme, true, "", map[string][]kps.Role{dAcme: {kps.RoleAdmin}})
-	add("carol", dAcme, false, "", map[string][]kps.Role{p1: {kps.RoleMember}})
-	add("dave", dOff, true, "", map[string][]kps.Role{dOff: {kps.RoleAdmin}})
-	add("eve", dAcme, true, "", nil)
-	add("frank", dAcme, true, p2, map[string][]kps.Role{p1: {kps.RoleMember}})
-	add("mallory", dOther, true, "", map[string][]kps.Role{dOther: {kps.RoleAdmin}})
-	add("nopass", dAcme, true, "", map[string][]kps.Role{p1: {kps.RoleMember}})
-	users["nopass"].PasswordHash = ""
-
-	c := &clock{now: time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.UTC)}
-	var store kps.IdentityStore = f
-	if withDomainRoles {
-		store = fakeWithDomainRoles{f}
-	}
-	return &fixture{svc: &Service{Store: store, Now: c.Now, Params: cheap}, store: f, clock: c, users: users}
-}
 
 func byName(user, domain string) IssueRequest {
 	return IssueRequest{Method: MethodPassword, UserName: user, UserDomainName: domain, Password: password}
@@ -135,27 +53,22 @@ var tokenFormat = regexp.MustCompile(`^KPT1[A-Za-z0-9_-]{43}$`)
 
 func TestIssueTokenProjectScopeByID(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, false)
+	fx := setup(t)
 	req := byName("alice", "acme")
-	req.Scope = Scope{Kind: ScopeProject, ProjectID: p1}
+	req.Scope = fx.scope(Scope{Kind: ScopeProject, ProjectID: p1})
 	tok, body := fx.issue(t, req)
 
 	if !tokenFormat.MatchString(tok) {
 		t.Errorf("token %q is not KPT1 + 43 base64url characters", tok)
 	}
-	rec, ok := fx.store.tokens[tokenHash(tok)]
-	if !ok {
-		t.Fatal("the token is not stored under its SHA-256")
-	}
+	rec := fx.token(t, tok)
 	if h, err := hex.DecodeString(rec.Hash); err != nil || len(h) != 32 {
 		t.Errorf("stored hash %q is not hex SHA-256", rec.Hash)
 	}
-	for h, r := range fx.store.tokens {
-		if strings.Contains(h, tok) || strings.Contains(r.Hash, tok[4:]) {
-			t.Error("the token itself is stored")
-		}
+	if fx.filesContain(t, tok[4:]) {
+		t.Error("the token itself is stored")
 	}
-	if rec.UserID != fx.users["alice"].ID || rec.ProjectID != p1 || rec.DomainID != "" ||
+	if rec.UserID != fx.users["alice"].ID || rec.ProjectID != fx.id(p1) || rec.DomainID != "" ||
 		!slices.Equal(rec.Methods, []string{"password"}) || !slices.Equal(rec.AuditIDs, body.AuditIDs) {
 		t.Errorf("stored record %+v", rec)
 	}
@@ -165,15 +78,15 @@ func TestIssueTokenProjectScopeByID(t *testing.T) {
 	if want := fx.clock.Now().Add(24 * time.Hour).Truncate(time.Millisecond); !body.ExpiresAt.Equal(want) || !rec.ExpiresAt.Equal(want) {
 		t.Errorf("expires_at %v, want %v (24 h)", body.ExpiresAt, want)
 	}
-	if body.Project == nil || body.Project.ID != p1 || body.Project.Name != "my-region-1" ||
-		body.Project.Domain != (Ref{dAcme, "acme"}) || body.Domain != nil {
+	if body.Project == nil || body.Project.ID != fx.id(p1) || body.Project.Name != "my-region-1" ||
+		body.Project.Domain != (Ref{fx.id(dAcme), "acme"}) || body.Domain != nil {
 		t.Errorf("project %+v domain %+v", body.Project, body.Domain)
 	}
 	if got := roleNames(body.Roles); !slices.Equal(got, []string{"member", "reader"}) {
 		t.Errorf("roles %v, want member and the implied reader", got)
 	}
-	if body.Roles[0].ID != DerivedRoleID(kps.RoleMember) || len(body.Roles[0].ID) != 32 {
-		t.Errorf("role id %q", body.Roles[0].ID)
+	if id, _ := fx.db.RoleID(context.Background(), kps.RoleMember); body.Roles[0].ID != id || len(id) != 32 {
+		t.Errorf("role id %q, want the store's %q", body.Roles[0].ID, id)
 	}
 
 	b, err := json.Marshal(TokenResponse{body})
@@ -207,34 +120,33 @@ func TestIssueTokenProjectScopeByID(t *testing.T) {
 func TestIssueTokenScopeForms(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name            string
-		user, domain    string
-		scope           Scope
-		wantProject     string
-		wantDomain      string
-		wantRoles       []string
-		withDomainRoles bool
+		name         string
+		user, domain string
+		scope        Scope
+		wantProject  string
+		wantDomain   string
+		wantRoles    []string
 	}{
-		{"project by name and domain name", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainName: "acme"}, p1, "", []string{"member", "reader"}, false},
-		{"project by name and domain id", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainID: dAcme}, p1, "", []string{"member", "reader"}, false},
-		{"project by name in the user's domain", "mallory", "other", Scope{Kind: ScopeProject, ProjectName: "my-region-1"}, pOther, "", []string{"admin", "member", "reader"}, false},
-		{"project through a domain role", "bob", "acme", Scope{Kind: ScopeProject, ProjectID: p2}, p2, "", []string{"admin", "member", "reader"}, false},
-		{"domain by name", "bob", "acme", Scope{Kind: ScopeDomain, DomainName: "acme"}, "", dAcme, []string{"admin", "member", "reader"}, true},
-		{"domain by id", "bob", "acme", Scope{Kind: ScopeDomain, DomainID: dAcme}, "", dAcme, []string{"admin", "member", "reader"}, true},
-		{"none: the default project", "alice", "acme", Scope{}, p1, "", []string{"member", "reader"}, false},
-		{"none: no default project", "bob", "acme", Scope{}, "", "", nil, false},
-		{"none: no role on the default project", "frank", "acme", Scope{}, "", "", nil, false},
-		{"none: no role at all", "eve", "acme", Scope{}, "", "", nil, false},
+		{"project by name and domain name", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainName: "acme"}, p1, "", []string{"member", "reader"}},
+		{"project by name and domain id", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainID: dAcme}, p1, "", []string{"member", "reader"}},
+		{"project by name in the user's domain", "mallory", "other", Scope{Kind: ScopeProject, ProjectName: "my-region-1"}, pOther, "", []string{"admin", "member", "reader"}},
+		{"project through a domain role", "bob", "acme", Scope{Kind: ScopeProject, ProjectID: p2}, p2, "", []string{"admin", "member", "reader"}},
+		{"domain by name", "bob", "acme", Scope{Kind: ScopeDomain, DomainName: "acme"}, "", dAcme, []string{"admin", "member", "reader"}},
+		{"domain by id", "bob", "acme", Scope{Kind: ScopeDomain, DomainID: dAcme}, "", dAcme, []string{"admin", "member", "reader"}},
+		{"none: the default project", "alice", "acme", Scope{}, p1, "", []string{"member", "reader"}},
+		{"none: no default project", "bob", "acme", Scope{}, "", "", nil},
+		{"none: no role on the default project", "frank", "acme", Scope{}, "", "", nil},
+		{"none: no role at all", "eve", "acme", Scope{}, "", "", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fx := setup(t, tt.withDomainRoles)
+			fx := setup(t)
 			req := byName(tt.user, tt.domain)
-			req.Scope = tt.scope
+			req.Scope = fx.scope(tt.scope)
 			tok, body := fx.issue(t, req)
-			rec := fx.store.tokens[tokenHash(tok)]
-			if rec.ProjectID != tt.wantProject || rec.DomainID != tt.wantDomain {
+			rec := fx.token(t, tok)
+			if rec.ProjectID != fx.id(tt.wantProject) || rec.DomainID != fx.id(tt.wantDomain) {
 				t.Errorf("stored scope project %q domain %q, want %q %q", rec.ProjectID, rec.DomainID, tt.wantProject, tt.wantDomain)
 			}
 			if got := roleNames(body.Roles); !slices.Equal(got, tt.wantRoles) {
@@ -249,8 +161,10 @@ func TestIssueTokenScopeForms(t *testing.T) {
 			if hasProject != (tt.wantProject != "") || hasDomain != (tt.wantDomain != "") || hasRoles != (tt.wantRoles != nil) {
 				t.Errorf("body members project=%v domain=%v roles=%v: %s", hasProject, hasDomain, hasRoles, b)
 			}
-			if tt.withDomainRoles && body.Roles[0].ID != "role-id-admin" {
-				t.Errorf("role ID %q does not come from the store", body.Roles[0].ID)
+			if len(body.Roles) > 0 {
+				if id, _ := fx.db.RoleID(context.Background(), kps.Role(body.Roles[0].Name)); body.Roles[0].ID != id {
+					t.Errorf("role ID %q does not come from the store (%q)", body.Roles[0].ID, id)
+				}
 			}
 		})
 	}
@@ -258,23 +172,23 @@ func TestIssueTokenScopeForms(t *testing.T) {
 
 func TestIssueTokenByUserID(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, false)
+	fx := setup(t)
 	tok, body := fx.issue(t, IssueRequest{Method: MethodPassword, UserID: fx.users["alice"].ID, Password: password})
-	if body.User.Name != "alice" || fx.store.tokens[tokenHash(tok)].ProjectID != p1 {
+	if body.User.Name != "alice" || fx.token(t, tok).ProjectID != fx.id(p1) {
 		t.Errorf("body %+v", body)
 	}
 }
 
 func TestIssueTokenLoginFailures(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, false)
+	fx := setup(t)
 	long := strings.Repeat("x", 1025)
 	tests := []struct {
 		name, reason string
 		req          IssueRequest
 	}{
 		{"unknown domain", "user-unknown", byName("alice", "nowhere")},
-		{"unknown domain id", "user-unknown", IssueRequest{Method: MethodPassword, UserName: "alice", UserDomainID: dOther + "x", Password: password}},
+		{"unknown domain id", "user-unknown", IssueRequest{Method: MethodPassword, UserName: "alice", UserDomainID: strings.Repeat("f", 32), Password: password}},
 		{"user in another domain", "user-unknown", byName("alice", "other")},
 		{"unknown user", "user-unknown", byName("zed", "acme")},
 		{"unknown user id", "user-unknown", IssueRequest{Method: MethodPassword, UserID: "nobody", Password: password}},
@@ -299,8 +213,8 @@ func TestIssueTokenLoginFailures(t *testing.T) {
 			}
 		})
 	}
-	if len(fx.store.tokens) != 0 {
-		t.Errorf("%d tokens were stored by failed logins", len(fx.store.tokens))
+	if n := fx.tokenCount(t); n != 0 {
+		t.Errorf("%d tokens were stored by failed logins", n)
 	}
 }
 
@@ -309,7 +223,7 @@ func TestIssueTokenLoginFailures(t *testing.T) {
 // waits (and here runs into its deadline) while one that does not answers at once. Not
 // parallel: it holds the process-wide slots.
 func TestUnknownUserRunsTheDummyHash(t *testing.T) {
-	fx := setup(t, false)
+	fx := setup(t)
 	fx.svc.IssueToken(context.Background(), byName("zed", "acme")) // computes the dummy hash
 	for range cap(hashSlots) {
 		hashSlots <- struct{}{}
@@ -353,35 +267,33 @@ func errorsAs(err error, f **Failure) bool {
 func TestIssueTokenScopeFailures(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name            string
-		user, domain    string
-		scope           Scope
-		withDomainRoles bool
+		name         string
+		user, domain string
+		scope        Scope
 	}{
-		{"unknown project id", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: "ffffffffffffffffffffffffffffffff"}, false},
-		{"project of another domain", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: pOther}, false},
-		{"project name in another domain", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainName: "other"}, false},
-		{"project name in an unknown domain", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainName: "nowhere"}, false},
-		{"unknown project name", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "nope"}, false},
-		{"disabled project", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: pOff}, false},
-		{"no role on the project", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: p2}, false},
-		{"no role anywhere", "eve", "acme", Scope{Kind: ScopeProject, ProjectID: p1}, false},
-		{"foreign domain", "bob", "acme", Scope{Kind: ScopeDomain, DomainName: "other"}, true},
-		{"disabled domain", "bob", "acme", Scope{Kind: ScopeDomain, DomainID: dOff}, true},
-		{"unknown domain", "bob", "acme", Scope{Kind: ScopeDomain, DomainName: "nowhere"}, true},
-		{"no role on the domain", "alice", "acme", Scope{Kind: ScopeDomain, DomainName: "acme"}, true},
-		{"domain scope without store support", "bob", "acme", Scope{Kind: ScopeDomain, DomainName: "acme"}, false},
+		{"unknown project id", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: "ffffffffffffffffffffffffffffffff"}},
+		{"project of another domain", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: pOther}},
+		{"project name in another domain", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainName: "other"}},
+		{"project name in an unknown domain", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "my-region-1", DomainName: "nowhere"}},
+		{"unknown project name", "alice", "acme", Scope{Kind: ScopeProject, ProjectName: "nope"}},
+		{"disabled project", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: pOff}},
+		{"no role on the project", "alice", "acme", Scope{Kind: ScopeProject, ProjectID: p2}},
+		{"no role anywhere", "eve", "acme", Scope{Kind: ScopeProject, ProjectID: p1}},
+		{"foreign domain", "bob", "acme", Scope{Kind: ScopeDomain, DomainName: "other"}},
+		{"disabled domain", "bob", "acme", Scope{Kind: ScopeDomain, DomainID: dOff}},
+		{"unknown domain", "bob", "acme", Scope{Kind: ScopeDomain, DomainName: "nowhere"}},
+		{"no role on the domain", "alice", "acme", Scope{Kind: ScopeDomain, DomainName: "acme"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fx := setup(t, tt.withDomainRoles)
+			fx := setup(t)
 			req := byName(tt.user, tt.domain)
-			req.Scope = tt.scope
+			req.Scope = fx.scope(tt.scope)
 			_, _, err := fx.svc.IssueToken(context.Background(), req)
 			wantCode(t, err, kps.ErrScope, "The user has no access to the requested scope.")
-			if len(fx.store.tokens) != 0 {
-				t.Error("a token was stored")
+			if n := fx.tokenCount(t); n != 0 {
+				t.Errorf("%d tokens were stored", n)
 			}
 		})
 	}
@@ -389,12 +301,12 @@ func TestIssueTokenScopeFailures(t *testing.T) {
 
 func TestRescopeWithToken(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, false)
+	fx := setup(t)
 	ctx := context.Background()
 	tok, first := fx.issue(t, byName("bob", "acme")) // unscoped
 	fx.clock.Add(time.Hour)
 
-	req := IssueRequest{Method: MethodToken, Token: tok, Scope: Scope{Kind: ScopeProject, ProjectID: p2}}
+	req := IssueRequest{Method: MethodToken, Token: tok, Scope: fx.scope(Scope{Kind: ScopeProject, ProjectID: p2})}
 	tok2, body := fx.issue(t, req)
 	if tok2 == tok {
 		t.Fatal("re-scoping returned the same token")
@@ -408,10 +320,10 @@ func TestRescopeWithToken(t *testing.T) {
 	if len(body.AuditIDs) != 2 || body.AuditIDs[1] != first.AuditIDs[0] || body.AuditIDs[0] == first.AuditIDs[0] {
 		t.Errorf("audit_ids %v, want [new, %s]", body.AuditIDs, first.AuditIDs[0])
 	}
-	if !slices.Equal(body.Methods, []string{"token"}) || body.Project == nil || body.Project.ID != p2 {
+	if !slices.Equal(body.Methods, []string{"token"}) || body.Project == nil || body.Project.ID != fx.id(p2) {
 		t.Errorf("body %+v", body)
 	}
-	if p, err := fx.svc.Authenticate(ctx, tok2, p2); err != nil || p.ProjectID != p2 {
+	if p, err := fx.svc.Authenticate(ctx, tok2, fx.id(p2)); err != nil || p.ProjectID != fx.id(p2) {
 		t.Fatalf("the re-scoped token does not work: %v", err)
 	}
 	if _, err := fx.svc.Authenticate(ctx, tok, ""); err != nil {
@@ -422,7 +334,7 @@ func TestRescopeWithToken(t *testing.T) {
 	wantCode(t, err, kps.ErrBadCredentials, "Incorrect authentication information: the token is not valid.")
 	_, _, err = fx.svc.IssueToken(ctx, IssueRequest{Method: MethodToken})
 	wantCode(t, err, kps.ErrBadCredentials, "Incorrect authentication information: the token is not valid.")
-	_, _, err = fx.svc.IssueToken(ctx, IssueRequest{Method: MethodToken, Token: tok, Scope: Scope{Kind: ScopeProject, ProjectID: pOther}})
+	_, _, err = fx.svc.IssueToken(ctx, IssueRequest{Method: MethodToken, Token: tok, Scope: fx.scope(Scope{Kind: ScopeProject, ProjectID: pOther})})
 	wantCode(t, err, kps.ErrScope, "")
 
 	fx.clock.Add(23 * time.Hour)
@@ -432,37 +344,46 @@ func TestRescopeWithToken(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, false)
+	fx := setup(t)
 	ctx := context.Background()
+	alice, proj1 := fx.users["alice"].ID, fx.id(p1)
 	req := byName("alice", "acme")
-	req.Scope = Scope{Kind: ScopeProject, ProjectID: p1}
+	req.Scope = fx.scope(Scope{Kind: ScopeProject, ProjectID: p1})
 	tok, body := fx.issue(t, req)
 
-	p, err := fx.svc.Authenticate(ctx, tok, p1)
+	p, err := fx.svc.Authenticate(ctx, tok, proj1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := kps.Principal{UserID: fx.users["alice"].ID, UserName: "alice", DomainID: dAcme, DomainName: "acme",
-		ProjectID: p1, Roles: []kps.Role{kps.RoleMember, kps.RoleReader}, AuthMethod: "token", TokenAuditID: body.AuditIDs[0]}
+	want := kps.Principal{UserID: alice, UserName: "alice", DomainID: fx.id(dAcme), DomainName: "acme",
+		ProjectID: proj1, Roles: []kps.Role{kps.RoleMember, kps.RoleReader}, AuthMethod: "token", TokenAuditID: body.AuditIDs[0]}
 	if !principalEqual(*p, want) {
 		t.Errorf("principal %+v, want %+v", *p, want)
 	}
 
 	// Roles are live: an assignment made after issuing counts at once, a removed one too.
-	fx.store.change(func() { fx.store.assignments[fx.users["alice"].ID][p1] = []kps.Role{kps.RoleAdmin} })
-	if p, _ := fx.svc.Authenticate(ctx, tok, p1); p == nil || !p.Has(kps.RoleAdmin) {
+	admin := kps.RoleAssignment{UserID: alice, Role: kps.RoleAdmin, ProjectID: proj1}
+	member := kps.RoleAssignment{UserID: alice, Role: kps.RoleMember, ProjectID: proj1}
+	if err := fx.db.GrantRole(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := fx.svc.Authenticate(ctx, tok, proj1); p == nil || !p.Has(kps.RoleAdmin) {
 		t.Errorf("roles are not live: %+v", p)
 	}
-	fx.store.change(func() { delete(fx.store.assignments[fx.users["alice"].ID], p1) })
-	_, err = fx.svc.Authenticate(ctx, tok, p1)
+	for _, a := range []kps.RoleAssignment{admin, member} {
+		if err := fx.db.RevokeRole(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = fx.svc.Authenticate(ctx, tok, proj1)
 	wantCode(t, err, kps.ErrForbidden, "The user has no permission to perform this operation.")
 
-	_, err = fx.svc.Authenticate(ctx, tok, p2)
-	wantCode(t, err, kps.ErrProjectMismatch, "Project mismatch: the request targets project "+p2+" but the credentials are scoped to project "+p1+".")
+	_, err = fx.svc.Authenticate(ctx, tok, fx.id(p2))
+	wantCode(t, err, kps.ErrProjectMismatch, "Project mismatch: the request targets project "+fx.id(p2)+" but the credentials are scoped to project "+proj1+".")
 
-	// Identity routes: no target project, no project check.
+	// Identity routes: no target project, no project check; alice holds no domain role.
 	p, err = fx.svc.Authenticate(ctx, tok, "")
-	if err != nil || p.ProjectID != "" || p.UserID != fx.users["alice"].ID {
+	if err != nil || p.ProjectID != "" || p.UserID != alice || len(p.Roles) != 0 {
 		t.Errorf("identity route: %+v %v", p, err)
 	}
 }
@@ -475,15 +396,15 @@ func principalEqual(a, b kps.Principal) bool {
 
 func TestAuthenticateNotProjectScoped(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, true)
+	fx := setup(t)
 	ctx := context.Background()
 	unscoped, _ := fx.issue(t, byName("bob", "acme"))
 	req := byName("bob", "acme")
 	req.Scope = Scope{Kind: ScopeDomain, DomainName: "acme"}
 	domainScoped, _ := fx.issue(t, req)
 	for _, tok := range []string{unscoped, domainScoped} {
-		_, err := fx.svc.Authenticate(ctx, tok, p1)
-		wantCode(t, err, kps.ErrProjectMismatch, "Project mismatch: the request targets project "+p1+" but the token is not scoped to a project.")
+		_, err := fx.svc.Authenticate(ctx, tok, fx.id(p1))
+		wantCode(t, err, kps.ErrProjectMismatch, "Project mismatch: the request targets project "+fx.id(p1)+" but the token is not scoped to a project.")
 		p, err := fx.svc.Authenticate(ctx, tok, "")
 		if err != nil || !slices.Equal(p.Roles, []kps.Role{kps.RoleAdmin, kps.RoleMember, kps.RoleReader}) {
 			t.Errorf("identity route principal %+v %v, want the domain roles", p, err)
@@ -498,71 +419,143 @@ func TestAuthenticateRejectsTokens(t *testing.T) {
 		revoked  = "Incorrect authentication information: the token has been revoked."
 		expired  = "Incorrect authentication information: the token has expired."
 	)
+	ctx := context.Background()
+	must := func(t *testing.T, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
-		name  string
-		token func(fx *fixture, tok string) string
-		edit  func(fx *fixture, tok string)
+		name    string
+		project string // alice's token is scoped to it; default p1
+		// token replaces alice's token with another string; edit changes the store first.
+		token func(t *testing.T, fx *fixture, tok string) string
+		edit  func(t *testing.T, fx *fixture, tok string)
 		msg   string
 	}{
-		{"empty", func(*fixture, string) string { return "" }, nil, notValid},
-		{"unknown", func(*fixture, string) string { return "KPT1" + strings.Repeat("A", 43) }, nil, notValid},
-		{"over 8 KiB", func(_ *fixture, tok string) string { return tok + strings.Repeat("A", MaxTokenBytes) }, nil, notValid},
-		{"non-printable", func(_ *fixture, tok string) string { return tok[:10] + "\x00" + tok[11:] }, nil, notValid},
-		{"non-ASCII", func(_ *fixture, tok string) string { return tok[:10] + "é" + tok[12:] }, nil, notValid},
-		{"revoked", nil, func(fx *fixture, tok string) { fx.store.tokens[tokenHash(tok)].Revoked = true }, revoked},
-		{"expired", nil, func(fx *fixture, _ string) { fx.clock.Add(24 * time.Hour) }, expired},
-		{"revoked and expired", nil, func(fx *fixture, tok string) {
-			fx.store.tokens[tokenHash(tok)].Revoked = true
+		{name: "empty", token: func(*testing.T, *fixture, string) string { return "" }, msg: notValid},
+		{name: "unknown", token: func(*testing.T, *fixture, string) string { return "KPT1" + strings.Repeat("A", 43) }, msg: notValid},
+		{name: "over 8 KiB", token: func(_ *testing.T, _ *fixture, tok string) string { return tok + strings.Repeat("A", MaxTokenBytes) }, msg: notValid},
+		{name: "non-printable", token: func(_ *testing.T, _ *fixture, tok string) string { return tok[:10] + "\x00" + tok[11:] }, msg: notValid},
+		{name: "non-ASCII", token: func(_ *testing.T, _ *fixture, tok string) string { return tok[:10] + "é" + tok[12:] }, msg: notValid},
+		{name: "revoked", edit: func(t *testing.T, fx *fixture, tok string) { must(t, fx.db.RevokeToken(ctx, tokenHash(tok))) }, msg: revoked},
+		{name: "expired", edit: func(_ *testing.T, fx *fixture, _ string) { fx.clock.Add(24 * time.Hour) }, msg: expired},
+		{name: "revoked and expired", edit: func(t *testing.T, fx *fixture, tok string) {
+			must(t, fx.db.RevokeToken(ctx, tokenHash(tok)))
 			fx.clock.Add(48 * time.Hour)
-		}, revoked},
-		{"user disabled", nil, func(fx *fixture, _ string) { fx.store.users[fx.users["alice"].ID].Enabled = false }, revoked},
-		{"user deleted", nil, func(fx *fixture, _ string) { delete(fx.store.users, fx.users["alice"].ID) }, revoked},
-		{"domain disabled", nil, func(fx *fixture, _ string) { fx.store.domains[dAcme].Enabled = false }, revoked},
-		{"project disabled", nil, func(fx *fixture, _ string) { fx.store.projects[p1].Enabled = false }, revoked},
-		{"project deleted", nil, func(fx *fixture, _ string) { delete(fx.store.projects, p1) }, revoked},
+		}, msg: revoked},
+		{name: "password changed", edit: func(t *testing.T, fx *fixture, _ string) {
+			must(t, fx.db.UpdatePasswordHash(ctx, fx.users["alice"].ID, fx.users["alice"].PasswordHash))
+		}, msg: revoked},
+		{name: "user disabled", edit: func(t *testing.T, fx *fixture, _ string) {
+			_, err := fx.db.UpdateUser(ctx, fx.users["alice"].ID, kps.UserUpdate{Enabled: ptr(false)})
+			must(t, err)
+		}, msg: revoked},
+		{name: "user deleted", edit: func(t *testing.T, fx *fixture, _ string) {
+			must(t, fx.db.DeleteUser(ctx, fx.users["alice"].ID))
+		}, msg: revoked},
+		{name: "domain disabled", edit: func(t *testing.T, fx *fixture, _ string) {
+			_, err := fx.db.UpdateDomain(ctx, fx.id(dAcme), kps.DomainUpdate{Enabled: ptr(false)})
+			must(t, err)
+		}, msg: revoked},
+		{name: "domain deleted", edit: func(t *testing.T, fx *fixture, _ string) {
+			must(t, fx.db.DeleteDomain(ctx, fx.id(dAcme)))
+		}, msg: revoked},
+		{name: "project disabled", edit: func(t *testing.T, fx *fixture, _ string) {
+			_, err := fx.db.UpdateProject(ctx, fx.id(p1), kps.ProjectUpdate{Enabled: ptr(false)})
+			must(t, err)
+		}, msg: revoked},
+		{name: "project deleted", project: p3, edit: func(t *testing.T, fx *fixture, _ string) {
+			must(t, fx.db.DeleteProject(ctx, fx.id(p3)))
+		}, msg: revoked},
+		{name: "stored for a disabled user", token: func(t *testing.T, fx *fixture, _ string) string { return fx.storedToken(t, "carol", p1) }, msg: revoked},
+		{name: "stored for a disabled domain", token: func(t *testing.T, fx *fixture, _ string) string { return fx.storedToken(t, "dave", "") }, msg: revoked},
+		{name: "stored for a disabled project", token: func(t *testing.T, fx *fixture, _ string) string { return fx.storedToken(t, "alice", pOff) }, msg: revoked},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fx := setup(t, false)
+			fx := setup(t)
+			project := cmp.Or(tt.project, p1)
 			req := byName("alice", "acme")
-			req.Scope = Scope{Kind: ScopeProject, ProjectID: p1}
+			req.Scope = fx.scope(Scope{Kind: ScopeProject, ProjectID: project})
 			tok, _ := fx.issue(t, req)
 			if tt.edit != nil {
-				fx.store.change(func() { tt.edit(fx, tok) })
+				tt.edit(t, fx, tok)
 			}
 			if tt.token != nil {
-				tok = tt.token(fx, tok)
+				tok = tt.token(t, fx, tok)
 			}
-			_, err := fx.svc.Authenticate(context.Background(), tok, p1)
+			_, err := fx.svc.Authenticate(ctx, tok, fx.id(project))
 			wantCode(t, err, kps.ErrBadCredentials, tt.msg)
 			if tok != "" && strings.Contains(err.Error(), tok) {
 				t.Error("the error quotes the token")
+			}
+			// A token refused as revoked is revoked in the store (§5.6 step 4: "and revoke it").
+			if tt.msg == revoked {
+				if rec := fx.token(t, tok); !rec.Revoked() {
+					t.Errorf("the refused token is not revoked in the store: %+v", rec)
+				}
 			}
 		})
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestTokenExpiresAtTTL(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, false)
+	fx := setup(t)
 	fx.svc.TokenTTL = 5 * time.Minute
 	tok, body := fx.issue(t, byName("alice", "acme"))
 	if want := fx.clock.Now().Add(5 * time.Minute).Truncate(time.Millisecond); !body.ExpiresAt.Equal(want) {
 		t.Fatalf("expires_at %v, want %v", body.ExpiresAt, want)
 	}
 	fx.clock.Add(5*time.Minute - time.Second)
-	if _, err := fx.svc.Authenticate(context.Background(), tok, p1); err != nil {
+	if _, err := fx.svc.Authenticate(context.Background(), tok, fx.id(p1)); err != nil {
 		t.Fatalf("one second before expiry: %v", err)
 	}
-	fx.clock.now = body.ExpiresAt.Time // now == expires_at is expired (§5.3: valid while now < expires_at)
-	_, err := fx.svc.Authenticate(context.Background(), tok, p1)
+	fx.clock.Set(body.ExpiresAt.Time) // now == expires_at is expired (§5.3: valid while now < expires_at)
+	_, err := fx.svc.Authenticate(context.Background(), tok, fx.id(p1))
 	wantCode(t, err, kps.ErrBadCredentials, "Incorrect authentication information: the token has expired.")
+}
+
+// A login whose stored hash is weaker than the configured parameters upgrades the hash
+// (auth.md §12.1) without counting as a password change: no token is revoked.
+func TestLoginRehashesWeakHash(t *testing.T) {
+	t.Parallel()
+	fx := setup(t)
+	ctx := context.Background()
+	before := fx.users["alice"]
+	tok, _ := fx.issue(t, byName("alice", "acme"))
+
+	fx.svc.Params = Params{MemoryKiB: 2 * cheap.MemoryKiB, Iterations: 1, Parallelism: 1}
+	fx.clock.Add(time.Hour)
+	fx.issue(t, byName("alice", "acme"))
+	after, err := fx.db.UserByID(ctx, before.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.PasswordHash == before.PasswordHash || !strings.Contains(after.PasswordHash, "m=128,") {
+		t.Fatalf("hash %q was not upgraded", after.PasswordHash)
+	}
+	if !after.PasswordChangedAt.Equal(before.PasswordChangedAt) {
+		t.Errorf("password change time moved from %v to %v", before.PasswordChangedAt, after.PasswordChangedAt)
+	}
+	if _, err := fx.svc.Authenticate(ctx, tok, fx.id(p1)); err != nil {
+		t.Errorf("the rehash revoked a token: %v", err)
+	}
+	// The new hash logs in and needs no further upgrade.
+	fx.issue(t, byName("alice", "acme"))
+	if again, _ := fx.db.UserByID(ctx, before.ID); again.PasswordHash != after.PasswordHash {
+		t.Error("a second login rehashed again")
+	}
 }
 
 func TestLogin(t *testing.T) {
 	t.Parallel()
-	fx := setup(t, false)
+	fx := setup(t)
 	ctx := context.Background()
 	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"acme"},"password":"` + password + `"}}},
 		"scope":{"project":{"name":"my-region-1","domain":{"name":"acme"}}}}}`
@@ -576,11 +569,11 @@ func TestLogin(t *testing.T) {
 			Project struct{ ID string } `json:"project"`
 		} `json:"token"`
 	}
-	if json.Unmarshal(b, &m); m.Token.Project.ID != p1 {
+	if json.Unmarshal(b, &m); m.Token.Project.ID != fx.id(p1) {
 		t.Errorf("response %s", b)
 	}
 	// The token method falls back to the X-Auth-Token header.
-	rescope := `{"auth":{"identity":{"methods":["token"],"token":{}},"scope":{"project":{"id":"` + p1 + `"}}}}`
+	rescope := `{"auth":{"identity":{"methods":["token"],"token":{}},"scope":{"project":{"id":"` + fx.id(p1) + `"}}}}`
 	if _, _, err := fx.svc.Login(ctx, []byte(rescope), tok); err != nil {
 		t.Errorf("re-scope with the header token: %v", err)
 	}
