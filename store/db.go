@@ -48,7 +48,8 @@ var _ kps.Store = (*DB)(nil)
 // COMMITTED they can; the partial unique index still guarantees one active task per server,
 // but the engine must also lock the server row (SELECT … FOR UPDATE) in SubmitTask,
 // UpdateServer and DeleteServer, and serialise CreateKeyPair per project (e.g.
-// pg_advisory_xact_lock) for the quota to be exact. claimTask needs FOR UPDATE SKIP LOCKED.
+// pg_advisory_xact_lock) for the quota to be exact, and CreateAccessKey per user (lock the
+// user row) for the two-key limit. claimTask needs FOR UPDATE SKIP LOCKED.
 type engine struct {
 	name string
 	// migrations holds NNNN_name.sql files, applied in order.
