@@ -110,3 +110,5 @@ func writeEmpty(w http.ResponseWriter, status int) {
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(status)
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }

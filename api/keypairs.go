@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/pem"
@@ -66,80 +67,163 @@ func (s *Server) createKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Pr
 	if err != nil {
 		return err
 	}
-	o, _, err := root.object("keypair", true)
+	resp, err := s.addKeyPair(r.Context(), p, root, false)
 	if err != nil {
 		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"keypair": resp})
+	return nil
+}
+
+// addKeyPair validates one CreateKeypairRequestBody (§2.1) and creates the key pair; batch
+// import requires a public key on every item (§2.6).
+func (s *Server) addKeyPair(ctx context.Context, p *kps.Principal, root object, mustImport bool) (*keyPairCreated, error) {
+	o, _, err := root.object("keypair", true)
+	if err != nil {
+		return nil, err
 	}
 	name, _, err := o.str("name", true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := kps.ValidateKeyPairName(name); err != nil {
-		return err
+		return nil, err
 	}
 	k := &kps.KeyPair{ProjectID: p.ProjectID, Name: name, Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: p.UserID}
 	if t, ok, err := o.str("type", false); err != nil {
-		return err
+		return nil, err
 	} else if ok && t != "" {
 		if t != kps.TypeSSH && t != kps.TypeX509 {
-			return kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.type: 'ssh' or 'x509' is required.")
+			return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.type: 'ssh' or 'x509' is required.")
 		}
 		k.Type = t
 	}
 	if sc, ok, err := o.str("scope", false); err != nil {
-		return err
+		return nil, err
 	} else if ok && sc != "" {
 		if sc != kps.ScopeUser && sc != kps.ScopeDomain {
-			return kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.scope: 'user' or 'domain' is required.")
+			return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.scope: 'user' or 'domain' is required.")
 		}
 		k.Scope = sc
 	}
-	if uid, ok, err := o.str("user_id", false); err != nil {
-		return err
-	} else if ok && uid != "" && uid != p.UserID {
-		return kps.Errorf(kps.ErrUserMismatch, "Parameter keypair.user_id must be the caller's user ID.")
-	}
-	if o.present("key_protection") {
-		// Hosted private keys come with the key pair management issue; until then no
-		// encryption backend is offered.
-		return kps.Errorf(kps.ErrEncryption, "Invalid parameter keypair.key_protection: hosting private keys is not enabled on this service.")
-	}
 	pub, _, err := o.str("public_key", false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp := keyPairCreated{Name: name, Type: k.Type, UserID: p.UserID}
+	if mustImport && pub == "" {
+		return nil, o.missing("public_key")
+	}
+	prot, hosted, err := o.object("key_protection", false)
+	if err != nil {
+		return nil, err
+	}
+	var hostedKey string
+	if hosted {
+		if k.Type == kps.TypeX509 {
+			return nil, kps.Errorf(kps.ErrEncryption, "Invalid parameter keypair.key_protection: private keys of x509 key pairs cannot be hosted.")
+		}
+		priv, given, err := prot.str("private_key", false)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case pub != "" && !given:
+			return nil, prot.missing("private_key")
+		case pub == "" && given && priv != "":
+			return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.key_protection.private_key: it must be absent when the key pair is generated.")
+		}
+		if err := s.checkEncryption(prot); err != nil {
+			return nil, err
+		}
+		hostedKey = priv
+	}
+	uid, _, err := o.str("user_id", false)
+	if err != nil {
+		return nil, err
+	}
+
+	resp := &keyPairCreated{Name: name, Type: k.Type, UserID: p.UserID}
 	switch {
 	case pub != "" && k.Type == kps.TypeX509:
 		if err := fillCertificate(k, pub); err != nil {
-			return err
+			return nil, err
 		}
 	case pub != "":
 		key, err := sshkey.ParsePublicKey(pub)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		k.PublicKey, k.Fingerprint, k.Algorithm = pub, key.Fingerprint, key.Algorithm
+		if hosted {
+			if err := matchPrivateKey(hostedKey, key); err != nil {
+				return nil, err
+			}
+		}
 	case k.Type == kps.TypeX509:
-		return kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.public_key: generating x509 key pairs is not supported; import a certificate.")
+		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.public_key: generating x509 key pairs is not supported; import a certificate.")
 	default:
 		priv, line, err := sshkey.GenerateRSA(name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		key, err := sshkey.ParsePublicKey(line)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		k.PublicKey, k.Fingerprint, k.Algorithm = line, key.Fingerprint, key.Algorithm
-		resp.PrivateKey = priv
+		resp.PrivateKey, hostedKey = priv, priv
 	}
-	if err := s.store.CreateKeyPair(r.Context(), k, s.cfg.KeyPairQuota); err != nil {
-		return err
+	if uid != "" && uid != p.UserID {
+		return nil, kps.Errorf(kps.ErrUserMismatch, "Parameter keypair.user_id must be the caller's user ID.")
+	}
+	if hosted {
+		if k.PrivateKey, err = s.sealer.Seal([]byte(hostedKey), kps.PrivateKeyAAD(k.ProjectID, k.Name)); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.store.CreateKeyPair(ctx, k, s.cfg.KeyPairQuota); err != nil {
+		return nil, err
 	}
 	resp.PublicKey, resp.Fingerprint = k.PublicKey, k.Fingerprint
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"keypair": resp})
+	return resp, nil
+}
+
+// checkEncryption validates key_protection.encryption (§2.1): "default" uses the service's key
+// ring; "kms" needs a KMS backend, and none is configured in this deployment (KPS.6017).
+func (s *Server) checkEncryption(prot object) error {
+	enc, _, err := prot.object("encryption", true, kps.ErrEncryption)
+	if err != nil {
+		return err
+	}
+	typ, _, err := enc.str("type", true, kps.ErrEncryption)
+	if err != nil {
+		return err
+	}
+	for _, m := range []string{"kms_key_name", "kms_key_id"} {
+		if _, _, err := enc.str(m, false, kps.ErrEncryption); err != nil {
+			return err
+		}
+	}
+	switch typ {
+	case "default":
+		return nil
+	case "kms":
+		return kps.Errorf(kps.ErrEncryption, "Invalid parameter %s: no KMS is configured for this service; use 'default'.", enc.name("type"))
+	default:
+		return kps.Errorf(kps.ErrEncryption, "Invalid parameter %s: 'default' or 'kms' is required.", enc.name("type"))
+	}
+}
+
+// matchPrivateKey parses a private key (KPS.6010) and checks it belongs to pub.
+func matchPrivateKey(text string, pub *sshkey.PublicKey) error {
+	signer, _, err := sshkey.ParsePrivateKey(text)
+	if err != nil {
+		return err
+	}
+	if !sshkey.Matches(signer, pub) {
+		return kps.Errorf(kps.ErrPrivateKey, "The private key does not match the public key of the key pair.")
+	}
 	return nil
 }
 

@@ -106,6 +106,11 @@ func (s *Server) routes() {
 	route("PUT /v3/{project_id}/keypairs/{keypair_name}", kps.RoleMember, s.updateKeyPair)
 	route("DELETE /v3/{project_id}/keypairs/{keypair_name}", kps.RoleMember, s.deleteKeyPair)
 
+	route("POST /v3/{project_id}/keypairs/batch-import", kps.RoleMember, s.batchImportKeyPairs)
+	route("POST /v3/{project_id}/keypairs/private-key/import", kps.RoleMember, s.importPrivateKey)
+	route("POST /v3/{project_id}/keypairs/private-key/export", kps.RoleMember, s.exportPrivateKey)
+	route("POST /v3/{project_id}/keypairs/private-key/batch-export", kps.RoleMember, s.batchExportPrivateKeys)
+	route("DELETE /v3/{project_id}/keypairs/{keypair_name}/private-key", kps.RoleMember, s.clearPrivateKey)
 	route("POST /v3/{project_id}/keypairs/associate", kps.RoleMember, s.associate)
 	route("POST /v3/{project_id}/keypairs/batch-associate", kps.RoleMember, s.batchAssociate)
 	route("POST /v3/{project_id}/keypairs/disassociate", kps.RoleMember, s.disassociate)

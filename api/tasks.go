@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/google/uuid"
 
@@ -151,7 +150,7 @@ func (s *Server) batchAssociate(w http.ResponseWriter, r *http.Request, p *kps.P
 		if !ok {
 			return kps.Errorf(kps.ErrInvalid, "Invalid parameter batch_keypairs[%d]: an object is required.", i)
 		}
-		if binds[i], err = decodeBind(object{m: m, path: "batch_keypairs[" + strconv.Itoa(i) + "]"}); err != nil {
+		if binds[i], err = decodeBind(object{m: m, path: "batch_keypairs[" + itoa(i) + "]"}); err != nil {
 			return err
 		}
 	}

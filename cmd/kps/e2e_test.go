@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,30 @@ type service struct {
 // setup starts the real service on a free port with a fresh data directory.
 func setup(t testing.TB, mutate ...func(*Config)) *service {
 	t.Helper()
+	return setupLogged(t, io.Discard, mutate...)
+}
+
+// lockedBuffer collects a service's log safely across goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// setupLogged is setup with the service's stdout and log going to out.
+func setupLogged(t testing.TB, out io.Writer, mutate ...func(*Config)) *service {
+	t.Helper()
 	cfg := Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Region: "local-1", Workers: 4,
 		KeyPairQuota: 1000, MaxQueued: 1000, TokenTTL: time.Hour, Lease: 6 * time.Second,
 		TaskTimeout: 60 * time.Second, Shutdown: 5 * time.Second, LogLevel: "error",
@@ -34,7 +59,7 @@ func setup(t testing.TB, mutate ...func(*Config)) *service {
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	m := NewMain(cfg, io.Discard, io.Discard)
+	m := NewMain(cfg, out, out)
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

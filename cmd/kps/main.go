@@ -10,7 +10,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	"github.com/openkps/kps/secrets"
 )
 
 func main() {
@@ -23,15 +26,17 @@ func main() {
 // 2 usage error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: kps <command> [flags]\n\ncommands:\n  serve    run the service (kps serve --help)")
+		fmt.Fprintln(stderr, "usage: kps <command> [flags]\n\ncommands:\n  serve    run the service (kps serve --help)\n  keyring  add a master key version (kps keyring add --help)")
 		return 2
 	}
 	var err error
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stdout, stderr, getenv)
+	case "keyring":
+		err = keyring(args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: kps <command> [flags]\n\ncommands:\n  serve    run the service (kps serve --help)")
+		fmt.Fprintln(stdout, "usage: kps <command> [flags]\n\ncommands:\n  serve    run the service (kps serve --help)\n  keyring  add a master key version (kps keyring add --help)")
 		return 0
 	default:
 		fmt.Fprintf(stderr, "kps: unknown command %q\n", args[0])
@@ -71,6 +76,40 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		m.Close()
 		return err
 	}
-	<-ctx.Done()
-	return m.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return m.Close()
+		case <-hup:
+			if err := m.ReloadKeys(); err != nil {
+				m.Log.Error("reloading the master key ring failed; the old one stays in force", "err", err)
+			}
+		}
+	}
+}
+
+// keyring manages the master key ring of a data directory (docs/keyring.md).
+func keyring(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 || args[0] != "add" {
+		return usageError{fmt.Errorf("usage: kps keyring add [--data-dir DIR]")}
+	}
+	fs := flag.NewFlagSet("keyring add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "./kps-data", "data directory holding master.key")
+	fs.Usage = usageWithEnv(fs, "kps keyring add [flags]")
+	if err := parseWithEnv(fs, args[1:], getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	v, err := secrets.AddVersion(*dataDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kps: master key v%d added to %s.\nSend SIGHUP to the running service (or restart it): new secrets use v%d and existing ones are re-wrapped in the background.\n", v, filepath.Join(*dataDir, secrets.MasterKeyFile), v)
+	return nil
 }

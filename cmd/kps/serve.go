@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/openkps/kps"
@@ -78,12 +79,18 @@ type Main struct {
 	Config Config
 	Log    *slog.Logger
 
-	stdout   io.Writer
-	store    *store.DB
-	runner   *tasks.Runner
-	http     *http.Server
-	listener net.Listener
-	served   chan error
+	stdout  io.Writer
+	keys    *secrets.LiveKeyRing
+	sealer  *secrets.Sealer
+	rewraps sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+	store     *store.DB
+	runner    *tasks.Runner
+	http      *http.Server
+	listener  net.Listener
+	served    chan error
 }
 
 // NewMain returns a service for cfg, logging to stderr.
@@ -107,7 +114,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sealer := secrets.NewSealer(ring)
+	m.keys = secrets.NewLiveKeyRing(ring)
+	m.sealer = secrets.NewSealer(m.keys)
+	sealer := m.sealer
 
 	m.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "kps.db"), store.Options{})
 	if err != nil {
@@ -151,7 +160,46 @@ func (m *Main) Run(ctx context.Context) error {
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.http.Serve(m.listener) }()
 	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "data_dir", cfg.DataDir, "region", cfg.Region)
+	// Secrets sealed under an older master key (a rotation while the service was down) move
+	// to the newest one in the background.
+	m.rewrap()
 	return nil
+}
+
+// ReloadKeys re-reads the master key ring (on SIGHUP) and re-wraps every secret that is not
+// under its newest version, while the service keeps serving (docs/keyring.md).
+func (m *Main) ReloadKeys() error {
+	if m.Config.MasterKey != "" {
+		return fmt.Errorf("the master key comes from KPS_MASTER_KEY: restart with the new value to rotate")
+	}
+	ring, err := secrets.Load(m.Config.DataDir)
+	if err != nil {
+		return err
+	}
+	m.keys.Set(ring)
+	m.Log.Info("master key ring reloaded", "versions", fmt.Sprint(ring.Versions()), "newest", ring.Newest())
+	m.rewrap()
+	return nil
+}
+
+// rewrap starts one background pass over the sealed secrets; Close waits for it.
+func (m *Main) rewrap() {
+	m.rewraps.Add(1)
+	go func() {
+		defer m.rewraps.Done()
+		n, err := m.store.RewrapSecrets(context.Background(), func(sealed []byte) ([]byte, bool, error) {
+			if !m.sealer.Stale(sealed) {
+				return sealed, false, nil
+			}
+			out, err := m.sealer.Rewrap(sealed)
+			return out, err == nil, err
+		})
+		if err != nil {
+			m.Log.Error("re-wrapping secrets under the newest master key failed", "rewrapped", n, "err", err)
+		} else if n > 0 {
+			m.Log.Info("secrets re-wrapped under the newest master key", "count", n)
+		}
+	}()
 }
 
 // Addr is the address the service listens on.
@@ -160,6 +208,11 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 // Close stops accepting requests, lets running tasks finish within the shutdown grace, and
 // closes the database. Nothing is left RUNNING.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
 	var errs []error
 	grace := m.Config.Shutdown
 	if grace <= 0 {
@@ -176,6 +229,7 @@ func (m *Main) Close() error {
 	if m.runner != nil {
 		m.runner.Stop(ctx)
 	}
+	m.rewraps.Wait()
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
 	}
