@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-// sealedColumns are the columns holding sealed secrets: hosted private keys and service
-// credentials. Each query pages by the table's key and updates a row only if the secret is
+// sealedColumns are the columns holding sealed secrets: hosted private keys, service
+// credentials and secret access keys (permanent and temporary). Each query pages by the table's key and updates a row only if the secret is
 // still the one that was read, so a concurrent change is never overwritten.
 var sealedColumns = []struct {
 	scan, update string
@@ -22,6 +22,16 @@ var sealedColumns = []struct {
 		scan: `SELECT project_id || '/' || id, credential FROM servers
 WHERE credential IS NOT NULL AND project_id || '/' || id > ? ORDER BY project_id || '/' || id LIMIT 100`,
 		update: `UPDATE servers SET credential = ? WHERE project_id || '/' || id = ? AND credential = ?`,
+		first:  "",
+	},
+	{
+		scan:   `SELECT access, secret FROM access_keys WHERE access > ? ORDER BY access LIMIT 100`,
+		update: `UPDATE access_keys SET secret = ? WHERE access = ? AND secret = ?`,
+		first:  "",
+	},
+	{
+		scan:   `SELECT access, secret FROM temporary_credentials WHERE access > ? ORDER BY access LIMIT 100`,
+		update: `UPDATE temporary_credentials SET secret = ? WHERE access = ? AND secret = ?`,
 		first:  "",
 	},
 }

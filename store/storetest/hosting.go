@@ -84,6 +84,9 @@ func testRewrapSecrets(t *testing.T, e *env) {
 	e.server(project, "s1", true)
 	e.server(otherProject, "s1", true)
 	e.server(project, "bare", false)
+	_, _, admin := e.bootstrapped()
+	must(t, e.s.CreateAccessKey(e.ctx, &kps.AccessKey{Access: "AKROTATIONTEST000001", UserID: admin.ID,
+		Secret: []byte("v1:sk"), Status: kps.AccessKeyActive}))
 	seen := map[string]int{}
 	rewrap := func(sealed []byte) ([]byte, bool, error) {
 		seen[string(sealed)]++
@@ -94,10 +97,10 @@ func testRewrapSecrets(t *testing.T, e *env) {
 	}
 	n, err := e.s.RewrapSecrets(e.ctx, rewrap)
 	must(t, err)
-	if n != 3 {
-		t.Fatalf("rewrapped %d, want the 3 v1 secrets", n)
+	if n != 4 {
+		t.Fatalf("rewrapped %d, want the 4 v1 secrets", n)
 	}
-	if len(seen) != 4 || seen["sealed:s1"] != 2 {
+	if len(seen) != 5 || seen["sealed:s1"] != 2 {
 		t.Fatalf("secrets visited: %v (every sealed secret once, both servers named s1)", seen)
 	}
 	for _, name := range []string{"k1", "k2", "k3"} {
@@ -106,6 +109,11 @@ func testRewrapSecrets(t *testing.T, e *env) {
 		if string(k.PrivateKey) != "v2:"+name {
 			t.Fatalf("%s: %q", name, k.PrivateKey)
 		}
+	}
+	ak, err := e.s.AccessKey(e.ctx, "AKROTATIONTEST000001")
+	must(t, err)
+	if string(ak.Secret) != "v2:sk" {
+		t.Fatalf("access key secret: %q", ak.Secret)
 	}
 	s, err := e.s.Server(e.ctx, project, "s1")
 	must(t, err)
