@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -69,9 +71,12 @@ func setupLogged(t testing.TB, out io.Writer, mutate ...func(*Config)) *service 
 	return s
 }
 
-func (s *service) login(password string) {
+func (s *service) login(password string) { s.loginAs("admin", password) }
+
+// loginAs replaces the service's token with one of the named user of domain Default.
+func (s *service) loginAs(user, password string) {
 	s.t.Helper()
-	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"` + password + `"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`
+	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"` + user + `","domain":{"name":"Default"},"password":"` + password + `"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`
 	resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
@@ -237,3 +242,29 @@ func closedPort(t testing.TB) int {
 }
 
 func str(v any) string { return fmt.Sprint(v) }
+
+// addUser creates a user of domain Default with a role on the default project and returns a
+// client logged in as that user.
+func (s *service) addUser(name string, role kps.Role) *service {
+	s.t.Helper()
+	ctx := context.Background()
+	st := s.main.store
+	d, err := st.DomainByName(ctx, "Default")
+	if err != nil || d == nil {
+		s.t.Fatalf("domain Default: %v", err)
+	}
+	hash, err := iam.HashPassword(name + "-password")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	u := &kps.User{Name: name, DomainID: d.ID, Enabled: true, PasswordHash: hash}
+	if err := st.CreateUser(ctx, u); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := st.GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: role, ProjectID: s.project}); err != nil {
+		s.t.Fatal(err)
+	}
+	other := &service{t: s.t, base: s.base, main: s.main}
+	other.loginAs(name, name+"-password")
+	return other
+}

@@ -5,18 +5,23 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/openkps/kps"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -401,4 +406,100 @@ func pemBody(p string) string {
 func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestScopeAndRoles: user-scope key pairs are visible to their owner only, domain-scope ones
+// to everyone in the project; names are unique across both; a reader cannot write.
+func TestScopeAndRoles(t *testing.T) {
+	t.Parallel()
+	alice := setup(t)
+	bob := alice.addUser("bob", kps.RoleMember)
+	carol := alice.addUser("carol", kps.RoleReader)
+	_, pub := newEd25519(t, "scope")
+	alice.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "alice-own", "public_key": pub}})
+	alice.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "shared", "public_key": pub, "scope": "domain"}})
+	bob.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "bob-own", "key_protection": protect(nil)}})
+
+	names := func(s *service) string {
+		var out []string
+		for _, it := range s.must(200, "GET", "/keypairs", nil)["keypairs"].([]any) {
+			out = append(out, it.(map[string]any)["keypair"].(map[string]any)["name"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names(alice); got != "alice-own,shared" {
+		t.Fatalf("alice sees %s", got)
+	}
+	if got := names(bob); got != "bob-own,shared" {
+		t.Fatalf("bob sees %s", got)
+	}
+	if got := names(carol); got != "shared" {
+		t.Fatalf("carol sees %s", got)
+	}
+	// Invisible is reported as missing, on every operation.
+	bob.wantError(404, "KPS.6201", "GET", "/keypairs/alice-own", nil)
+	bob.wantError(404, "KPS.6201", "DELETE", "/keypairs/alice-own", nil)
+	bob.wantError(404, "KPS.6201", "PUT", "/keypairs/alice-own", map[string]any{"keypair": map[string]any{"description": "x"}})
+	alice.wantError(404, "KPS.6201", "POST", "/keypairs/private-key/export", map[string]any{"keypair": map[string]any{"name": "bob-own"}})
+	alice.wantError(404, "KPS.6201", "DELETE", "/keypairs/bob-own/private-key", nil)
+	// …but its name is taken.
+	bob.wantError(409, "KPS.6301", "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "alice-own", "public_key": pub}})
+	// The owner is the caller.
+	if d := bob.must(200, "GET", "/keypairs/shared", nil)["keypair"].(map[string]any); d["user_id"] == "" || d["scope"] != "domain" {
+		t.Fatalf("shared detail for bob: %v", d)
+	}
+	// A reader reads but does not write.
+	carol.wantError(403, "KPS.9006", "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "carols", "public_key": pub}})
+	carol.wantError(403, "KPS.9006", "DELETE", "/failed-tasks", nil)
+	carol.wantError(403, "KPS.9006", "POST", "/servers", map[string]any{"server": map[string]any{"address": "h"}})
+	carol.must(200, "GET", "/failed-tasks", nil)
+	// Storing a service credential needs admin (inventory.md).
+	bob.wantError(403, "KPS.9006", "POST", "/servers", map[string]any{"server": map[string]any{"address": "h", "credential": map[string]any{"type": "password", "key": "pw"}}})
+	bob.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "h", "address": "h"}})
+	bob.wantError(403, "KPS.9006", "PUT", "/servers/h", map[string]any{"server": map[string]any{"credential": nil}})
+	alice.must(200, "PUT", "/servers/h", map[string]any{"server": map[string]any{"credential": map[string]any{"type": "password", "key": "pw"}}})
+	if srv := bob.must(200, "GET", "/servers/h", nil)["server"].(map[string]any); srv["has_credential"] != true {
+		t.Fatalf("server: %v", srv)
+	}
+}
+
+// TestX509KeyPairs: a certificate is stored and listed, but never bound over SSH.
+func TestX509KeyPairs(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	certPEM := selfSignedCert(t)
+	out := s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "cert", "type": "x509", "public_key": certPEM}})["keypair"].(map[string]any)
+	if out["type"] != "x509" || out["public_key"] != certPEM || len(strings.Split(out["fingerprint"].(string), ":")) != 20 {
+		t.Fatalf("x509 import: %v", out)
+	}
+	if d := s.must(200, "GET", "/keypairs/cert", nil)["keypair"].(map[string]any); d["algorithm"] != "X509" || d["type"] != "x509" {
+		t.Fatalf("detail: %v", d)
+	}
+	_, pub := newEd25519(t, "not-a-cert")
+	s.wantError(400, "KPS.6009", "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "c2", "type": "x509", "public_key": pub}})
+	s.wantError(400, "KPS.6009", "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "c3", "type": "ssh", "public_key": certPEM}})
+	s.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "srv", "address": "127.0.0.1"}})
+	s.wantError(400, "KPS.6011", "POST", "/keypairs/associate", map[string]any{"keypair_name": "cert",
+		"server": map[string]any{"id": "srv", "auth": map[string]any{"type": "password", "key": "x"}}})
+	s.wantError(400, "KPS.6011", "POST", "/keypairs/batch-associate", map[string]any{"batch_keypairs": []any{map[string]any{"keypair_name": "cert",
+		"server": map[string]any{"id": "srv", "auth": map[string]any{"type": "password", "key": "x"}}}}})
+	s.wantError(400, "KPS.6017", "POST", "/keypairs/private-key/import", map[string]any{"keypair": map[string]any{"name": "cert",
+		"key_protection": protect(map[string]any{"private_key": mustPriv(t)})}})
+}
+
+func mustPriv(t testing.TB) string {
+	priv, _ := newEd25519(t, "x")
+	return priv
+}
+
+func selfSignedCert(t testing.TB) string {
+	t.Helper()
+	_, sk, _ := ed25519.GenerateKey(rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, sk.Public(), sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
