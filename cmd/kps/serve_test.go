@@ -52,7 +52,7 @@ func TestFirstStartAndGracefulStop(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr lockedBuffer
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
