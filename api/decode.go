@@ -54,6 +54,15 @@ type object struct {
 	path string
 }
 
+// readObject reads a request body that must be a JSON object (§1.4).
+func readObject(r *http.Request) (object, error) {
+	v, err := readBody(r, maxBody)
+	if err != nil {
+		return object{}, err
+	}
+	return rootObject(v)
+}
+
 // rootObject returns the body as an object, or KPS.6001 for any other shape.
 func rootObject(v any) (object, error) {
 	m, ok := v.(map[string]any)

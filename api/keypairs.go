@@ -59,11 +59,7 @@ type pageInfo struct {
 }
 
 func (s *Server) createKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return err
 	}
@@ -304,11 +300,7 @@ func (s *Server) updateKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Pr
 	if err != nil {
 		return err
 	}
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return err
 	}

@@ -87,11 +87,7 @@ func keyPairRef(root object) (object, string, error) {
 // importPrivateKey is ImportPrivateKey (§2.7): host (or replace) the private key of an
 // existing key pair.
 func (s *Server) importPrivateKey(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return err
 	}
@@ -162,11 +158,7 @@ func (s *Server) hostedKey(r *http.Request, p *kps.Principal, name string) ([]by
 
 // exportPrivateKey is ExportPrivateKey (§2.8).
 func (s *Server) exportPrivateKey(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return err
 	}

@@ -140,11 +140,7 @@ func decodeCredential(o object) (kps.Credential, error) {
 }
 
 func serverBody(r *http.Request) (object, error) {
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return object{}, err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return object{}, err
 	}

@@ -107,11 +107,7 @@ func bindSubmission(b bindRequest, batch bool) kps.TaskSubmission {
 }
 
 func (s *Server) associate(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return err
 	}
@@ -128,11 +124,7 @@ func (s *Server) associate(w http.ResponseWriter, r *http.Request, p *kps.Princi
 }
 
 func (s *Server) batchAssociate(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return err
 	}
@@ -187,11 +179,7 @@ func (s *Server) batchAssociate(w http.ResponseWriter, r *http.Request, p *kps.P
 }
 
 func (s *Server) disassociate(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	v, err := readBody(r, maxBody)
-	if err != nil {
-		return err
-	}
-	root, err := rootObject(v)
+	root, err := readObject(r)
 	if err != nil {
 		return err
 	}
@@ -242,12 +230,18 @@ type failedTask struct {
 	KeyPairName   string `json:"keypair_name"`
 }
 
-func (s *Server) listRunningTasks(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+// taskPage reads limit/offset and lists the project's tasks in the phases (§4.1).
+func (s *Server) taskPage(r *http.Request, p *kps.Principal, phases []kps.Phase) ([]kps.Task, int32, error) {
 	page, err := pageQuery(r)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	list, total, err := s.store.ListTasks(r.Context(), p.ProjectID, kps.RunningPhases, page)
+	list, total, err := s.store.ListTasks(r.Context(), p.ProjectID, phases, page)
+	return list, int32(total), err
+}
+
+func (s *Server) listRunningTasks(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	list, total, err := s.taskPage(r, p, kps.RunningPhases)
 	if err != nil {
 		return err
 	}
@@ -260,16 +254,12 @@ func (s *Server) listRunningTasks(w http.ResponseWriter, r *http.Request, p *kps
 	writeJSON(w, http.StatusOK, struct {
 		Total int32         `json:"total"`
 		Tasks []runningTask `json:"tasks"`
-	}{int32(total), out})
+	}{total, out})
 	return nil
 }
 
 func (s *Server) listFailedTasks(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	page, err := pageQuery(r)
-	if err != nil {
-		return err
-	}
-	list, total, err := s.store.ListTasks(r.Context(), p.ProjectID, kps.FailedPhases, page)
+	list, total, err := s.taskPage(r, p, kps.FailedPhases)
 	if err != nil {
 		return err
 	}
@@ -283,7 +273,7 @@ func (s *Server) listFailedTasks(w http.ResponseWriter, r *http.Request, p *kps.
 	writeJSON(w, http.StatusOK, struct {
 		Total int32        `json:"total"`
 		Tasks []failedTask `json:"tasks"`
-	}{int32(total), out})
+	}{total, out})
 	return nil
 }
 
