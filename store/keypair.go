@@ -210,24 +210,17 @@ func previousMarker(ctx context.Context, tx *txn, projectID, userID, marker stri
 // UpdateKeyPairDescription sets the description of a visible key pair (else KPS.6201) and
 // bumps its update time (§2.4). Validation is the caller's job.
 func (db *DB) UpdateKeyPairDescription(ctx context.Context, projectID, name, userID, description string) error {
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	k, err := findKeyPair(ctx, tx, projectID, name, userID)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.exec(ctx, updateKeyPairDescription, description, millis(tx.now), k.ID); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return db.updateKeyPair(ctx, projectID, name, userID, updateKeyPairDescription, description)
 }
 
 // SetPrivateKey hosts a sealed private key for a visible key pair (else KPS.6201), or clears
 // it when sealed is nil, and bumps the update time (§2.7, §2.10).
 func (db *DB) SetPrivateKey(ctx context.Context, projectID, name, userID string, sealed []byte) error {
+	return db.updateKeyPair(ctx, projectID, name, userID, updateKeyPairPrivateKey, sealed)
+}
+
+// updateKeyPair sets one column of a visible key pair with query (value, updated, id).
+func (db *DB) updateKeyPair(ctx context.Context, projectID, name, userID, query string, value any) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
@@ -237,7 +230,7 @@ func (db *DB) SetPrivateKey(ctx context.Context, projectID, name, userID string,
 	if err != nil {
 		return err
 	}
-	if _, err := tx.exec(ctx, updateKeyPairPrivateKey, sealed, millis(tx.now), k.ID); err != nil {
+	if _, err := tx.exec(ctx, query, value, millis(tx.now), k.ID); err != nil {
 		return err
 	}
 	return tx.Commit()

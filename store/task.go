@@ -494,18 +494,5 @@ func (db *DB) FailExpiredTasks(ctx context.Context, all bool) (int, error) {
 // PurgeSucceededTasks deletes SUCCESS tasks created before now−olderThan (the retention of
 // §3.1) and returns how many.
 func (db *DB) PurgeSucceededTasks(ctx context.Context, olderThan time.Duration) (int, error) {
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	res, err := tx.exec(ctx, purgeSucceededTasks, millis(tx.now.Add(-olderThan)))
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	return int(n), tx.Commit()
+	return db.deleteBefore(ctx, purgeSucceededTasks, olderThan)
 }
