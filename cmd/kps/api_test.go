@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -145,4 +148,66 @@ func TestKeyPairs(t *testing.T) {
 	}
 	s.must(204, "DELETE", "/keypairs/alice", nil)
 	s.wantError(404, "KPS.6201", "GET", "/keypairs/alice", nil)
+}
+
+// TestInventory covers the server records of inventory.md: defaults, list order and pages,
+// update rules, removal, and that the credential is write-only.
+func TestInventory(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	out := s.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"address": "db.example.com"}})["server"].(map[string]any)
+	if len(str(out["id"])) != 36 || out["name"] != out["id"] || out["port"] != float64(22) || out["user"] != "root" ||
+		out["sshd_config"] != "/etc/ssh/sshd_config" || out["has_credential"] != false || out["keypair_name"] != "" ||
+		len(out["host_keys"].([]any)) != 0 || out["create_time"] != out["update_time"] {
+		t.Fatalf("defaults: %v", out)
+	}
+	hostKey := ed25519Line(t, "host")
+	for _, id := range []string{"web-2", "web-10", "api"} {
+		s.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": id, "address": "2001:db8::1", "port": 2222,
+			"user": "deploy", "host_keys": []string{hostKey}, "credential": map[string]any{"type": "password", "key": "s3cret"}}})
+	}
+	idsOf := func(list map[string]any) []string {
+		ids := []string{}
+		for _, it := range list["servers"].([]any) {
+			m := it.(map[string]any)
+			ids = append(ids, m["id"].(string))
+			if _, leaked := m["credential"]; leaked {
+				t.Fatalf("listed server %v", m)
+			}
+		}
+		return ids
+	}
+	all := idsOf(s.must(200, "GET", "/servers", nil))
+	if !slices.IsSorted(all) || len(all) != 4 || !slices.Contains(all, "web-10") {
+		t.Fatalf("servers not ordered by id: %v", all)
+	}
+	list := s.must(200, "GET", "/servers?limit=2&offset=1", nil)
+	if page := idsOf(list); list["total"] != float64(4) || !slices.Equal(page, all[1:3]) {
+		t.Fatalf("page: %v of %v", page, all)
+	}
+	if raw := fmt.Sprint(s.must(200, "GET", "/servers", nil)); strings.Contains(raw, "s3cret") {
+		t.Fatal("a credential was returned")
+	}
+	// Update: any member but the ID; [] clears the pins, null removes the credential.
+	up := s.must(200, "PUT", "/servers/api", map[string]any{"server": map[string]any{"name": "API", "host_keys": []string{}, "credential": nil, "port": 22}})["server"].(map[string]any)
+	if up["name"] != "API" || len(up["host_keys"].([]any)) != 0 || up["has_credential"] != false || up["port"] != float64(22) || up["address"] != "2001:db8::1" {
+		t.Fatalf("after update: %v", up)
+	}
+	s.wantError(400, "KPS.6003", "PUT", "/servers/api", map[string]any{"server": map[string]any{"id": "other"}})
+	s.wantError(400, "KPS.6015", "PUT", "/servers/api", map[string]any{"server": map[string]any{"port": -1}})
+	s.wantError(404, "KPS.6204", "PUT", "/servers/nope", map[string]any{"server": map[string]any{"name": "x"}})
+	s.must(204, "DELETE", "/servers/api", nil)
+	s.wantError(404, "KPS.6204", "GET", "/servers/api", nil)
+	s.wantError(404, "KPS.6204", "DELETE", "/servers/api", nil)
+
+	// The API description is served.
+	resp, err := http.Get(s.base + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || !strings.HasPrefix(str(doc["openapi"]), "3.") {
+		t.Fatalf("openapi.json: %v %v", err, doc["openapi"])
+	}
 }
