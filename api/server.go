@@ -91,6 +91,7 @@ func (s *Server) routes() {
 	id.HandleFunc("GET /v3/{$}", s.version)
 	id.HandleFunc("POST /v3/auth/tokens", s.issueToken)
 	id.HandleFunc("GET /openapi.json", s.openAPI)
+	s.identityRoutes(id)
 
 	k := s.kpsMux
 	route := func(pattern string, min kps.Role, h handlerFunc) { k.Handle(pattern, s.authorized(min, h)) }

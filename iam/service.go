@@ -24,6 +24,12 @@ type Service struct {
 	TokenTTL time.Duration
 	// Params are the Argon2id costs of new password hashes; zero means RFC 9106's second set.
 	Params Params
+	// Sealer seals and opens secret access keys (AccessKeyAAD) at rest.
+	Sealer kps.Sealer
+	// Region is the region ID: the name of each domain's default project and the catalog region.
+	Region string
+	// PublicURL is the service's public base URL, for catalog entries and links.
+	PublicURL string
 
 	dummyOnce sync.Once
 	dummy     string

@@ -122,7 +122,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ids := &iam.Service{Store: m.store, TokenTTL: cfg.TokenTTL}
+	ids := &iam.Service{Store: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region}
 	pwFile, err := ids.Bootstrap(ctx, cfg.DataDir, cfg.Region, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("bootstrapping identity: %w", err)
@@ -145,6 +145,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + m.listener.Addr().String()
 	}
+	ids.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	srv := api.New(m.store, ids, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
 		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI})
