@@ -334,7 +334,7 @@ func TestKeyRotationAndNoLeak(t *testing.T) {
 	s.call("POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "bad", "public_key": pub, "key_protection": protect(map[string]any{"private_key": gen["private_key"]})}})
 
 	// Rotate: add v2, reload, and wait until every sealed secret is under it.
-	if code := run(t.Context(), []string{"keyring", "add", "--data-dir", dataDir}, io.Discard, io.Discard, func(string) string { return "" }); code != 0 {
+	if code := run(t.Context(), []string{"keyring", "add", "--data-dir", dataDir}, console{nil, io.Discard, io.Discard, func(string) string { return "" }}); code != 0 {
 		t.Fatalf("kps keyring add exited %d", code)
 	}
 	if err := s.main.ReloadKeys(); err != nil {

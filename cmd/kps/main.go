@@ -19,24 +19,41 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	os.Exit(run(ctx, os.Args[1:], console{os.Stdin, os.Stdout, os.Stderr, os.Getenv}))
 }
+
+// console is what a command talks to: the standard streams and the environment.
+type console struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+const usage = `usage: kps <command> [flags]
+
+commands:
+  serve    run the service (kps serve --help)
+  keyring  add a master key version (kps keyring add --help)
+  admin    manage domains, projects, users, roles and access keys of a running service (kps admin help)`
 
 // run dispatches a subcommand and returns the process exit code: 0 success, 1 failure,
 // 2 usage error.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func run(ctx context.Context, args []string, con console) int {
+	stderr := con.stderr
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: kps <command> [flags]\n\ncommands:\n  serve    run the service (kps serve --help)\n  keyring  add a master key version (kps keyring add --help)")
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, args[1:], stdout, stderr, getenv)
+		err = serve(ctx, args[1:], con)
 	case "keyring":
-		err = keyring(args[1:], stdout, stderr, getenv)
+		err = keyring(args[1:], con)
+	case "admin":
+		err = admin(ctx, args[1:], con)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: kps <command> [flags]\n\ncommands:\n  serve    run the service (kps serve --help)\n  keyring  add a master key version (kps keyring add --help)")
+		fmt.Fprintln(con.stdout, usage)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "kps: unknown command %q\n", args[0])
@@ -58,7 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 type usageError struct{ error }
 
 // serve runs the service until ctx ends (SIGINT/SIGTERM), then stops gracefully.
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func serve(ctx context.Context, args []string, con console) error {
+	stdout, stderr, getenv := con.stdout, con.stderr, con.getenv
 	var cfg Config
 	fs := cfg.flags()
 	fs.SetOutput(stderr)
@@ -92,7 +110,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 }
 
 // keyring manages the master key ring of a data directory (docs/keyring.md).
-func keyring(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func keyring(args []string, con console) error {
+	stdout, stderr, getenv := con.stdout, con.stderr, con.getenv
 	if len(args) == 0 || args[0] != "add" {
 		return usageError{fmt.Errorf("usage: kps keyring add [--data-dir DIR]")}
 	}

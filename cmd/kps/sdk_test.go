@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,10 +12,10 @@ import (
 
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/auth/basic"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/config"
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/region"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/sdkerr"
 	kpssdk "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3/model"
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/region"
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/internal/sshdtest"
@@ -33,7 +32,7 @@ func (s *service) accessKey(userName string) (ak, sk string) {
 		s.t.Fatalf("user %s: %v", userName, err)
 	}
 	const upper, alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	ak, sk = randomFrom(upper, 20), randomFrom(alnum, 40)
+	ak, sk = randomString(upper, 20), randomString(alnum, 40)
 	sealed, err := s.main.sealer.Seal([]byte(sk), kps.AccessKeyAAD(ak))
 	if err != nil {
 		s.t.Fatal(err)
@@ -42,15 +41,6 @@ func (s *service) accessKey(userName string) (ak, sk string) {
 		s.t.Fatal(err)
 	}
 	return ak, sk
-}
-
-func randomFrom(alphabet string, n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }
 
 // sdkClient builds the official Huawei Cloud Go SDK client exactly as a user would, changing

@@ -35,10 +35,10 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Fatalf("bad environment value: %v", err)
 	}
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"serve", "--token-ttl", "1s"}, &out, &errOut, func(string) string { return "" }); code != 2 {
+	if code := run(context.Background(), []string{"serve", "--token-ttl", "1s"}, console{nil, &out, &errOut, func(string) string { return "" }}); code != 2 {
 		t.Fatalf("invalid flag value exited %d: %s", code, errOut.String())
 	}
-	if code := run(context.Background(), []string{"frobnicate"}, &out, &errOut, func(string) string { return "" }); code != 2 {
+	if code := run(context.Background(), []string{"frobnicate"}, console{nil, &out, &errOut, func(string) string { return "" }}); code != 2 {
 		t.Fatalf("unknown command exited %d", code)
 	}
 }
