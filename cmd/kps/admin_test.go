@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3/model"
+)
+
+// TestAdminCommands: a newcomer gets a user, a role and an AK/SK without writing JSON, and the
+// AK/SK works with the official SDK.
+func TestAdminCommands(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	admin := func(stdin string, args ...string) (string, string, int) {
+		var out, errOut bytes.Buffer
+		env := map[string]string{"KPS_ENDPOINT": s.base, "KPS_PASSWORD": "admin-password-for-tests"}
+		code := run(context.Background(), append([]string{"admin"}, args...),
+			console{strings.NewReader(stdin), &out, &errOut, func(k string) string { return env[k] }})
+		return out.String(), errOut.String(), code
+	}
+	decode := func(out string) map[string]any {
+		var m map[string]any
+		dec := json.NewDecoder(strings.NewReader(out))
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		return m
+	}
+
+	out, errOut, code := admin("", "project", "create", "local-1_ops", "--description", "ops team")
+	if code != 0 {
+		t.Fatalf("project create: %d %s", code, errOut)
+	}
+	project := decode(out)
+	out, errOut, code = admin("dana-secret-pw-1\n", "user", "create", "dana", "--password-stdin")
+	if code != 0 {
+		t.Fatalf("user create: %d %s", code, errOut)
+	}
+	user := decode(out)
+	if strings.Contains(out, "dana-secret-pw-1") {
+		t.Fatal("the user's password was printed")
+	}
+	if _, errOut, code = admin("", "role", "grant", "--user-id", str(user["id"]), "--role", "member", "--project-id", s.project); code != 0 {
+		t.Fatalf("role grant: %d %s", code, errOut)
+	}
+	if _, errOut, code = admin("", "role", "grant", "--user-id", str(user["id"]), "--role", "reader", "--project-id", str(project["id"])); code != 0 {
+		t.Fatalf("role grant on the new project: %d %s", code, errOut)
+	}
+	out, errOut, code = admin("", "credential", "create", "--user-id", str(user["id"]), "--description", "ci")
+	if code != 0 {
+		t.Fatalf("credential create: %d %s", code, errOut)
+	}
+	m := regexp.MustCompile(`access key \(AK\): ([A-Z0-9]{20})\nsecret key \(SK\): ([A-Za-z0-9]{40})\n`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("credential output %q", out)
+	}
+	// The new user's AK/SK works with the SDK, which discovers the project by region name.
+	c := s.sdkClient(m[1], m[2], "")
+	if _, err := c.CreateKeypair(&model.CreateKeypairRequest{Body: &model.CreateKeypairRequestBody{Keypair: &model.CreateKeypairAction{Name: "danas"}}}); err != nil {
+		t.Fatalf("SDK with the new AK/SK: %v", err)
+	}
+	// The user logs in with the password given on stdin.
+	dana := &service{t: t, base: s.base, main: s.main}
+	dana.loginAs("dana", "dana-secret-pw-1")
+	dana.must(200, "GET", "/keypairs/danas", nil)
+
+	// Errors: usage → 2, API → 1 with the KPS code.
+	if _, _, code := admin("", "role", "grant", "--role", "member"); code != 2 {
+		t.Fatalf("usage error exited %d", code)
+	}
+	if _, errOut, code := admin("", "project", "create", "local-1_ops"); code != 1 || !strings.Contains(errOut, "KPS.") {
+		t.Fatalf("duplicate project: %d %q", code, errOut)
+	}
+	env := map[string]string{"KPS_ENDPOINT": s.base, "KPS_PASSWORD": "wrong"}
+	var errBuf bytes.Buffer
+	if code := run(context.Background(), []string{"admin", "project", "create", "x"}, console{nil, &bytes.Buffer{}, &errBuf, func(k string) string { return env[k] }}); code != 1 || !strings.Contains(errBuf.String(), "KPS.6107") {
+		t.Fatalf("wrong admin password: %d %q", code, errBuf.String())
+	}
+}
