@@ -182,6 +182,14 @@ func (e *External) lookup(ctx context.Context, token string) (*externalToken, er
 	e.mu.Lock()
 	v, shared := e.inflight[key]
 	if !shared {
+		// A call that ended since the first look has filled the cache before leaving inflight.
+		if t, ok := e.cache.get(key, e.now()); ok {
+			e.mu.Unlock()
+			if t == nil {
+				return nil, tokenFailed("token-unknown")
+			}
+			return t, nil
+		}
 		v = &validation{done: make(chan struct{})}
 		e.inflight[key] = v
 	}
