@@ -31,8 +31,9 @@ type IdentityStore interface {
 	// UpdateDomain applies u. Disabling the domain revokes every token of its users and scopes
 	// and deletes their temporary credentials.
 	UpdateDomain(ctx context.Context, id string, u DomainUpdate) (*Domain, error)
-	// DeleteDomain removes the domain with its projects, users, role assignments and access
-	// keys; their tokens stay, revoked, until DeleteExpiredTokens.
+	// DeleteDomain removes the domain with its projects, users, role assignments, access keys
+	// and finished tasks; their tokens stay, revoked, until DeleteExpiredTokens. A project that
+	// still holds key pairs, servers or unfinished tasks refuses it (KPS.6111).
 	DeleteDomain(ctx context.Context, id string) error
 
 	// CreateProject inserts p under a new ID in an existing domain (KPS.6110 otherwise).
@@ -45,8 +46,9 @@ type IdentityStore interface {
 	// UpdateProject applies u; the default project cannot be renamed. Disabling the project
 	// revokes the tokens scoped to it and deletes the temporary credentials bound to it.
 	UpdateProject(ctx context.Context, id string, u ProjectUpdate) (*Project, error)
-	// DeleteProject removes a project other than the default one, with its role assignments,
-	// revoking as disabling does; users lose it as their default project.
+	// DeleteProject removes a project other than the default one, with its role assignments and
+	// finished tasks, revoking as disabling does; users lose it as their default project. A
+	// project that still holds key pairs, servers or unfinished tasks is KPS.6111.
 	DeleteProject(ctx context.Context, id string) error
 
 	// CreateUser inserts u under a new ID in an existing domain; a default project must lie in

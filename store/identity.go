@@ -56,6 +56,18 @@ LIMIT ? OFFSET ?`
 	updateProject      = `UPDATE projects SET name = ?, enabled = ?, description = ? WHERE id = ?`
 	deleteProject      = `DELETE FROM projects WHERE id = ?`
 	deleteProjectsOf   = `DELETE FROM projects WHERE domain_id = ?`
+	// A project that still holds key pairs, servers or unfinished tasks is not deleted: their
+	// sealed secrets would stay behind, out of everybody's reach (docs/decisions.md, "Identity
+	// management"). Finished tasks are history and go with the project.
+	projectInUse = `SELECT 1 WHERE EXISTS (SELECT 1 FROM keypairs WHERE project_id = ?)
+   OR EXISTS (SELECT 1 FROM servers WHERE project_id = ?)
+   OR EXISTS (SELECT 1 FROM tasks WHERE project_id = ? AND phase IN ('READY', 'RUNNING'))`
+	domainInUse = `SELECT 1 FROM projects p WHERE p.domain_id = ?
+  AND (EXISTS (SELECT 1 FROM keypairs k WHERE k.project_id = p.id)
+    OR EXISTS (SELECT 1 FROM servers s WHERE s.project_id = p.id)
+    OR EXISTS (SELECT 1 FROM tasks t WHERE t.project_id = p.id AND t.phase IN ('READY', 'RUNNING')))`
+	deleteProjectTasks = `DELETE FROM tasks WHERE project_id = ?`
+	deleteDomainTasks  = `DELETE FROM tasks WHERE project_id IN (SELECT id FROM projects WHERE domain_id = ?)`
 	// A user's default project may be deleted; the user then has none.
 	clearDefaultProject   = `UPDATE users SET default_project_id = NULL WHERE default_project_id = ?`
 	clearDefaultProjectOf = `UPDATE users SET default_project_id = NULL
@@ -298,16 +310,25 @@ func (db *DB) UpdateDomain(ctx context.Context, id string, u kps.DomainUpdate) (
 	return d, tx.Commit()
 }
 
-// DeleteDomain removes the domain with its projects, users, role assignments, access keys and
-// temporary credentials. Its tokens stay, revoked, so that they are reported as revoked until
-// the expiry housekeeping deletes them.
+// DeleteDomain removes the domain with its projects, users, role assignments, access keys,
+// temporary credentials and finished tasks; a project still holding key pairs, servers or
+// unfinished tasks refuses it (KPS.6111). Its tokens stay, revoked, so that they are reported
+// as revoked until the expiry housekeeping deletes them.
 func (db *DB) DeleteDomain(ctx context.Context, id string) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := findDomain(ctx, tx, id); err != nil {
+	d, err := findDomain(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if inUse, err := tx.exists(ctx, domainInUse, id); err != nil || inUse {
+		if err == nil {
+			err = kps.Errorf(kps.ErrIdentityConflict,
+				"The domain '%s' still has projects holding key pairs, servers or unfinished tasks.", d.Name)
+		}
 		return err
 	}
 	if err := revokeDomain(ctx, tx, id); err != nil {
@@ -315,7 +336,7 @@ func (db *DB) DeleteDomain(ctx context.Context, id string) error {
 	}
 	// Users go first (their default projects point at the projects), and with them, by
 	// ON DELETE CASCADE, their role assignments, access keys and temporary credentials.
-	for _, q := range []string{clearDefaultProjectOf, deleteUsersOf, deleteProjectsOf, deleteDomain} {
+	for _, q := range []string{deleteDomainTasks, clearDefaultProjectOf, deleteUsersOf, deleteProjectsOf, deleteDomain} {
 		if _, err := tx.exec(ctx, q, id); err != nil {
 			return err
 		}
@@ -436,8 +457,9 @@ func (db *DB) UpdateProject(ctx context.Context, id string, u kps.ProjectUpdate)
 }
 
 // DeleteProject removes a project other than its domain's default one (KPS.6111), with its role
-// assignments; it revokes as disabling does, and users whose default project it was have none
-// afterwards.
+// assignments and finished tasks; a project still holding key pairs, servers or unfinished
+// tasks is KPS.6111 too. It revokes as disabling does, and users whose default project it was
+// have none afterwards.
 func (db *DB) DeleteProject(ctx context.Context, id string) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
@@ -452,10 +474,17 @@ func (db *DB) DeleteProject(ctx context.Context, id string) error {
 		return kps.Errorf(kps.ErrIdentityConflict,
 			"The project '%s' is the default project of its domain and cannot be deleted.", p.Name)
 	}
+	if inUse, err := tx.exists(ctx, projectInUse, id, id, id); err != nil || inUse {
+		if err == nil {
+			err = kps.Errorf(kps.ErrIdentityConflict,
+				"The project '%s' still holds key pairs, servers or unfinished tasks.", p.Name)
+		}
+		return err
+	}
 	if err := revokeProject(ctx, tx, id); err != nil {
 		return err
 	}
-	for _, q := range []string{clearDefaultProject, deleteProject} {
+	for _, q := range []string{deleteProjectTasks, clearDefaultProject, deleteProject} {
 		if _, err := tx.exec(ctx, q, id); err != nil {
 			return err
 		}

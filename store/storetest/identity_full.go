@@ -30,6 +30,7 @@ var identityModelTests = map[string]func(*testing.T, *env){
 	"ListProjects":                     testListProjects,
 	"DisableProjectRevokes":            testDisableProjectRevokes,
 	"DeleteProject":                    testDeleteProject,
+	"DeleteProjectInUse":               testDeleteProjectInUse,
 	"CreateUser":                       testCreateUser,
 	"UpdateUser":                       testUpdateUser,
 	"ListUsers":                        testListUsers,
@@ -589,6 +590,22 @@ func testDeleteProject(t *testing.T, e *env) {
 	wantCode(t, e.s.DeleteProject(e.ctx, dev.ID), kps.ErrIdentityNotFound)
 	// The name is free again.
 	e.project(d.ID, region+"_dev")
+}
+
+// testDeleteProjectInUse: a project holding key pairs or servers, and a domain with such a
+// project, are not deleted; once empty they are, finished tasks included.
+func testDeleteProjectInUse(t *testing.T, e *env) {
+	d, _ := e.domain("acme")
+	dev := e.project(d.ID, region+"_dev")
+	e.keyPair(dev.ID, "k1", kps.ScopeUser, alice)
+	wantCode(t, e.s.DeleteProject(e.ctx, dev.ID), kps.ErrIdentityConflict)
+	wantCode(t, e.s.DeleteDomain(e.ctx, d.ID), kps.ErrIdentityConflict)
+	must(t, e.s.DeleteKeyPair(e.ctx, dev.ID, "k1", alice))
+	e.server(dev.ID, "s1", false)
+	wantCode(t, e.s.DeleteProject(e.ctx, dev.ID), kps.ErrIdentityConflict)
+	must(t, e.s.DeleteServer(e.ctx, dev.ID, "s1"))
+	must(t, e.s.DeleteProject(e.ctx, dev.ID))
+	must(t, e.s.DeleteDomain(e.ctx, d.ID))
 }
 
 // Users -----------------------------------------------------------------------------------------
