@@ -30,6 +30,12 @@ type Service struct {
 	Region string
 	// PublicURL is the service's public base URL, for catalog entries and links.
 	PublicURL string
+	// Limiter counts failed authentications and locks (auth.md §12.4); nil means a
+	// MemoryLimiter of this Service.
+	Limiter Limiter
+
+	limiterOnce sync.Once
+	memLimiter  *MemoryLimiter
 
 	dummyOnce sync.Once
 	dummy     string

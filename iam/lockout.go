@@ -1,0 +1,314 @@
+package iam
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openkps/kps"
+)
+
+// Lockout and rate limits of failed authentications (auth.md §12.4, §4.2 step 6). Three kinds
+// of key are counted:
+//
+//   - a login name, (domain, user name) as the request gives it, and the user's ID once the
+//     user is found (so that naming the same user three ways does not triple the attempts):
+//     5 failed logins within 15 minutes lock it for 5 minutes; a correct password resets it;
+//   - an (AK, client IP) pair: 5 signature mismatches within 15 minutes lock the pair for
+//     5 minutes; a verified signature resets it. Keying on the pair keeps a third party who
+//     has seen an AK from locking out its owner, and date or header mistakes do not count;
+//   - a client IP: 30 refused credentials (bad password, unknown or expired token or AK, bad
+//     signature or security token) within a minute lock it for the rest of that minute,
+//     whatever it sends. Malformed requests do not count: they cost no store lookup and guess
+//     nothing.
+//
+// Every lock expires, so nobody can lock a user out for good. A lock is consulted as soon as
+// its key is known and before any store lookup or hash computation.
+//
+// The client IP is the TCP peer as the api package passes it; trusted proxies
+// (auth.trusted_proxies) are not implemented yet. IPv6 peers are counted per /64, the block a
+// single host usually controls.
+
+// LockPolicy says when the failures counted under one key lock it.
+type LockPolicy struct {
+	// Threshold failures within Window of the first one lock the key.
+	Threshold int
+	Window    time.Duration
+	// Lock is how long the key stays locked; zero means until the window ends.
+	Lock time.Duration
+}
+
+// The policies of auth.md §12.4 (auth.lockout.* keeps its defaults: it is not configurable
+// yet).
+var (
+	loginLockPolicy     = LockPolicy{Threshold: 5, Window: 15 * time.Minute, Lock: 5 * time.Minute}
+	signatureLockPolicy = LockPolicy{Threshold: 5, Window: 15 * time.Minute, Lock: 5 * time.Minute}
+	clientIPLockPolicy  = LockPolicy{Threshold: 30, Window: time.Minute}
+)
+
+// Limiter keeps failure counters and locks by key. MemoryLimiter serves a single instance; an
+// implementation over the shared store serves several (auth.md §12.4). Keys are short opaque
+// strings; implementations need not understand them.
+type Limiter interface {
+	// LockedFor returns how much longer the most restrictive of keys stays locked at now;
+	// zero when none is locked. Empty keys are ignored.
+	LockedFor(ctx context.Context, now time.Time, keys ...string) (time.Duration, error)
+	// Fail counts one failure of key at now under p, and locks the key when p says so.
+	Fail(ctx context.Context, now time.Time, p LockPolicy, key string) error
+	// Reset forgets the failures of key after a success at now; a lock in force stays.
+	Reset(ctx context.Context, now time.Time, key string) error
+}
+
+// LockoutError refuses a request whose key is locked: 429 KPS.6105, with the seconds the
+// Retry-After header announces.
+type LockoutError struct {
+	Seconds int
+	Err     *kps.Error
+}
+
+func lockedOut(wait time.Duration) *LockoutError {
+	n := max(1, int(math.Ceil(wait.Seconds())))
+	return &LockoutError{Seconds: n, Err: kps.Errorf(kps.ErrLockedOut,
+		"Too many failed authentication attempts; retry after %d seconds.", n)}
+}
+
+func (e *LockoutError) Error() string { return e.Err.Error() + " (locked-out)" }
+
+// Unwrap exposes the KPS error.
+func (e *LockoutError) Unwrap() error { return e.Err }
+
+// RetryAfter is the value of the Retry-After header.
+func (e *LockoutError) RetryAfter() time.Duration { return time.Duration(e.Seconds) * time.Second }
+
+// lockKey builds a fixed-size key from a kind and request values, which may be long or contain
+// any byte.
+func lockKey(kind string, parts ...string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(strconv.Quote(p))
+		b.WriteByte(' ')
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return kind + ":" + hex.EncodeToString(sum[:16])
+}
+
+// clientKey is the per-IP key; "" (no peer known) counts nothing.
+func clientKey(ip string) string {
+	if ip == "" {
+		return ""
+	}
+	return lockKey("ip", clientBlock(ip))
+}
+
+// clientBlock is what one client is counted as: its IPv4 address or its IPv6 /64.
+func clientBlock(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// signatureKey is the key of an (AK, client IP) pair.
+func signatureKey(ak, ip string) string { return lockKey("aksk", ak, clientBlock(ip)) }
+
+// loginNameKey is the key of the user a login request names, as it names them.
+func loginNameKey(req IssueRequest) string {
+	switch {
+	case req.UserID != "":
+		return userKey(req.UserID)
+	case req.UserDomainID != "":
+		return lockKey("login", "domain-id", req.UserDomainID, req.UserName)
+	default:
+		return lockKey("login", "domain-name", req.UserDomainName, req.UserName)
+	}
+}
+
+// userKey is the key of a user found by a login, however the request named them.
+func userKey(userID string) string { return lockKey("login", "user-id", userID) }
+
+// lockout returns the configured Limiter, or this instance's own in memory.
+func (s *Service) lockout() Limiter {
+	if s.Limiter != nil {
+		return s.Limiter
+	}
+	s.limiterOnce.Do(func() { s.memLimiter = &MemoryLimiter{} })
+	return s.memLimiter
+}
+
+// checkLocked refuses the request when any of keys is locked.
+func (s *Service) checkLocked(ctx context.Context, now time.Time, keys ...string) error {
+	wait, err := s.lockout().LockedFor(ctx, now, keys...)
+	if err != nil {
+		return fmt.Errorf("iam: lockout state: %w", err)
+	}
+	if wait > 0 {
+		return lockedOut(wait)
+	}
+	return nil
+}
+
+// countFailure counts a refusal under key with policy p; an empty key counts nothing.
+func (s *Service) countFailure(ctx context.Context, now time.Time, p LockPolicy, key string) error {
+	if key == "" {
+		return nil
+	}
+	if err := s.lockout().Fail(ctx, now, p, key); err != nil {
+		return fmt.Errorf("iam: counting a failed authentication: %w", err)
+	}
+	return nil
+}
+
+// MemoryLimiter is a Limiter for one instance. Its memory is bounded: expired entries are
+// swept, and when MaxEntries are live a new key evicts an entry that is not locked if it can
+// find one among a few, so a flood of distinct keys forgets half-counted keys before locks.
+// The zero value is ready to use.
+type MemoryLimiter struct {
+	// MaxEntries bounds the number of keys tracked; zero means 100 000.
+	MaxEntries int
+
+	mu      sync.Mutex
+	entries map[string]*lockEntry
+	sweptAt time.Time
+}
+
+type lockEntry struct {
+	failures    int
+	windowEnd   time.Time // failures are counted until then
+	lockedUntil time.Time
+}
+
+func (e *lockEntry) expired(now time.Time) bool {
+	return !now.Before(e.windowEnd) && !now.Before(e.lockedUntil)
+}
+
+const (
+	defaultLimiterEntries = 100_000
+	limiterSweepInterval  = time.Minute
+	limiterEvictSample    = 8
+)
+
+// LockedFor implements Limiter.
+func (m *MemoryLimiter) LockedFor(_ context.Context, now time.Time, keys ...string) (time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var wait time.Duration
+	for _, k := range keys {
+		e := m.entries[k]
+		switch {
+		case e == nil:
+		case e.expired(now):
+			delete(m.entries, k)
+		case now.Before(e.lockedUntil):
+			wait = max(wait, e.lockedUntil.Sub(now))
+		}
+	}
+	return wait, nil
+}
+
+// Fail implements Limiter.
+func (m *MemoryLimiter) Fail(_ context.Context, now time.Time, p LockPolicy, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.sweptAt) >= limiterSweepInterval {
+		m.sweep(now)
+	}
+	e := m.entries[key]
+	if e == nil {
+		m.makeRoom(now)
+		if m.entries == nil {
+			m.entries = make(map[string]*lockEntry)
+		}
+		e = &lockEntry{}
+		m.entries[key] = e
+	}
+	if now.Before(e.lockedUntil) {
+		// A request that passed the check just before the lock: it does not extend it.
+		return nil
+	}
+	if e.expired(now) {
+		*e = lockEntry{windowEnd: now.Add(p.Window)}
+	}
+	e.failures++
+	if e.failures >= p.Threshold {
+		until := e.windowEnd
+		if p.Lock > 0 {
+			until = now.Add(p.Lock)
+		}
+		// Counting starts afresh once the lock is over.
+		*e = lockEntry{windowEnd: until, lockedUntil: until}
+	}
+	return nil
+}
+
+// Reset implements Limiter.
+func (m *MemoryLimiter) Reset(_ context.Context, now time.Time, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.entries[key]; e != nil && !now.Before(e.lockedUntil) {
+		delete(m.entries, key)
+	}
+	return nil
+}
+
+// Len returns the number of keys tracked, expired ones included until the next sweep.
+func (m *MemoryLimiter) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries)
+}
+
+func (m *MemoryLimiter) sweep(now time.Time) {
+	m.sweptAt = now
+	for k, e := range m.entries {
+		if e.expired(now) {
+			delete(m.entries, k)
+		}
+	}
+}
+
+// makeRoom frees an entry when the map is full: expired ones first (a full sweep at most once
+// a second), else an unlocked one among a random sample, else the sampled lock that ends first.
+func (m *MemoryLimiter) makeRoom(now time.Time) {
+	limit := m.MaxEntries
+	if limit <= 0 {
+		limit = defaultLimiterEntries
+	}
+	if len(m.entries) < limit {
+		return
+	}
+	if now.Sub(m.sweptAt) >= time.Second {
+		m.sweep(now)
+	}
+	for len(m.entries) >= limit {
+		var victim string
+		var soonest time.Time
+		n := 0
+		// Map iteration starts at a random entry, which makes this a random sample.
+		for k, e := range m.entries {
+			if !now.Before(e.lockedUntil) {
+				victim = k
+				break
+			}
+			if victim == "" || e.lockedUntil.Before(soonest) {
+				victim, soonest = k, e.lockedUntil
+			}
+			if n++; n == limiterEvictSample {
+				break
+			}
+		}
+		delete(m.entries, victim)
+	}
+}
