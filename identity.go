@@ -377,9 +377,17 @@ type Principal struct {
 	DomainName   string
 	ProjectID    string
 	Roles        []Role
-	AuthMethod   string
-	TokenAuditID string
+	AuthMethod   string // AuthToken, AuthAKSK or AuthAKSKTemporary
+	TokenAuditID string // token requests
+	AccessKey    string // the AK of AK/SK requests
 }
+
+// Authentication methods of a Principal (auth.md §4.5).
+const (
+	AuthToken         = "token"
+	AuthAKSK          = "aksk"
+	AuthAKSKTemporary = "aksk-temporary"
+)
 
 // Has reports whether the principal holds role r (directly or implied).
 func (p *Principal) Has(r Role) bool {
