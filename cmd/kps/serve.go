@@ -41,6 +41,14 @@ type Config struct {
 	LogLevel      string
 	AdminPassword string // KPS_ADMIN_PASSWORD only: a flag would land in shell history
 	MasterKey     string // KPS_MASTER_KEY only, for the same reason
+
+	// External identity mode (auth.md §10): "" or "local", or "external" with the rest.
+	IdentityMode        string
+	IdentityURL         string
+	IdentityCacheTTL    time.Duration
+	IdentityTimeout     time.Duration
+	IdentityRoleMap     string
+	IdentityDefaultRole string
 }
 
 func (c *Config) flags() *flag.FlagSet {
@@ -57,6 +65,12 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
 	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.IdentityMode, "identity-mode", "local", "local (this service issues tokens) or external (tokens of the Keystone/IAM at --identity-url)")
+	fs.StringVar(&c.IdentityURL, "identity-url", "", "external mode: base URL of the identity service's v3 API, e.g. https://iam.example.com/v3")
+	fs.DurationVar(&c.IdentityCacheTTL, "identity-cache-ttl", iam.DefaultExternalCacheTTL, "external mode: how long a validated token is trusted before it is checked again (0: every request)")
+	fs.DurationVar(&c.IdentityTimeout, "identity-timeout", iam.DefaultExternalTimeout, "external mode: deadline of one token validation call")
+	fs.StringVar(&c.IdentityRoleMap, "identity-role-map", iam.DefaultRoleMap, "external mode: external role names mapped to admin, member or reader")
+	fs.StringVar(&c.IdentityDefaultRole, "identity-default-role", "none", "external mode: role of a token without a mapped role: none, reader, member or admin")
 	return fs
 }
 
@@ -70,7 +84,57 @@ func (c *Config) validate() error {
 	if c.Region == "" || strings.ContainsAny(c.Region, " /") {
 		return usageError{fmt.Errorf("--region must be a non-empty name without spaces or slashes")}
 	}
+	if _, err := c.externalIdentity(nil); err != nil {
+		return usageError{err}
+	}
 	return nil
+}
+
+// external reports whether tokens come from an external identity service.
+func (c *Config) external() bool { return c.IdentityMode == "external" }
+
+// externalIdentity returns the token validator of external identity mode, or nil in local
+// mode; the error names the flag that is wrong.
+func (c *Config) externalIdentity(log *slog.Logger) (*iam.External, error) {
+	switch c.IdentityMode {
+	case "", "local":
+		if c.IdentityURL != "" {
+			return nil, fmt.Errorf("--identity-url needs --identity-mode external")
+		}
+		return nil, nil
+	case "external":
+	default:
+		return nil, fmt.Errorf("--identity-mode must be local or external")
+	}
+	if c.IdentityURL == "" {
+		return nil, fmt.Errorf("--identity-mode external needs --identity-url")
+	}
+	if err := iam.ValidateExternalURL(c.IdentityURL); err != nil {
+		return nil, fmt.Errorf("--identity-url: %w", err)
+	}
+	if c.IdentityCacheTTL < 0 || c.IdentityCacheTTL > 24*time.Hour {
+		return nil, fmt.Errorf("--identity-cache-ttl must be from 0 to 24h")
+	}
+	if c.IdentityTimeout <= 0 || c.IdentityTimeout > time.Minute {
+		return nil, fmt.Errorf("--identity-timeout must be positive and at most 1m")
+	}
+	roleMap, err := iam.ParseRoleMap(c.IdentityRoleMap)
+	if err != nil {
+		return nil, fmt.Errorf("--identity-role-map: %w", err)
+	}
+	def := kps.Role(c.IdentityDefaultRole)
+	switch {
+	case def == "none" || def == "":
+		def = ""
+	case !def.Valid():
+		return nil, fmt.Errorf("--identity-default-role must be none, reader, member or admin")
+	}
+	ttl := c.IdentityCacheTTL
+	if ttl == 0 {
+		ttl = -1 // iam.External reads 0 as its default
+	}
+	return &iam.External{URL: c.IdentityURL, Timeout: c.IdentityTimeout, CacheTTL: ttl,
+		RoleMap: roleMap, DefaultRole: def, Log: log}, nil
 }
 
 // Main is the running service. Tests start the real thing with Run on port 0 and a temp data
@@ -127,9 +191,19 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bootstrapping identity: %w", err)
 	}
-	if pwFile != "" {
+	// In external mode nobody logs in here (auth.md §10.2): the local admin only waits for a
+	// switch back to local mode, so announcing it would mislead.
+	if pwFile != "" && !cfg.external() {
 		// Only the path is printed; the password itself never reaches a log.
 		fmt.Fprintf(m.stdout, "kps: created user admin in domain Default; its password is in %s\n", pwFile)
+	}
+	var identity api.Identity = ids
+	if cfg.external() {
+		ext, err := cfg.externalIdentity(m.Log)
+		if err != nil {
+			return usageError{err}
+		}
+		identity = ext
 	}
 
 	m.runner = tasks.New(m.store, sealer, &sshhost.Executor{Logger: m.Log}, m.Log, tasks.Config{
@@ -146,7 +220,7 @@ func (m *Main) Run(ctx context.Context) error {
 		cfg.PublicURL = "http://" + m.listener.Addr().String()
 	}
 	ids.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	srv := api.New(m.store, ids, m.runner, sealer, m.Log, api.Config{
+	srv := api.New(m.store, identity, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
 		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI})
 	m.http = &http.Server{
@@ -161,6 +235,10 @@ func (m *Main) Run(ctx context.Context) error {
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.http.Serve(m.listener) }()
 	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "data_dir", cfg.DataDir, "region", cfg.Region)
+	if cfg.external() {
+		m.Log.Info("external identity mode: tokens are validated by the identity service", "identity_url", cfg.IdentityURL,
+			"cache_ttl", cfg.IdentityCacheTTL, "role_map", cfg.IdentityRoleMap, "default_role", cfg.IdentityDefaultRole)
+	}
 	// Secrets sealed under an older master key (a rotation while the service was down) move
 	// to the newest one in the background.
 	m.rewrap()
@@ -249,6 +327,7 @@ func keyRing(cfg *Config) (*secrets.KeyRing, error) {
 
 var (
 	_ api.Identity   = (*iam.Service)(nil)
+	_ api.Identity   = (*iam.External)(nil)
 	_ api.Dispatcher = (*tasks.Runner)(nil)
 	_ kps.Store      = (*store.DB)(nil)
 )
