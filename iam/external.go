@@ -140,7 +140,7 @@ func (e *External) Authenticate(ctx context.Context, token, targetProjectID stri
 		UserName:     t.userName,
 		DomainID:     t.domainID,
 		DomainName:   t.domainName,
-		AuthMethod:   "token",
+		AuthMethod:   kps.AuthToken,
 		TokenAuditID: t.auditID,
 	}
 	if targetProjectID == "" {
