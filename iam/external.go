@@ -119,6 +119,13 @@ func (e *External) Login(ctx context.Context, body []byte, headerToken string) (
 	return "", nil, kps.Errorf(kps.ErrNoRoute, "The API path /v3/auth/tokens is not served in external identity mode; get tokens from the identity service.")
 }
 
+// AuthenticateSignature refuses every AK/SK request with 401 KPS.6102 access-key-invalid:
+// access keys bound to external users (auth.md §10.2) are not implemented yet, and a local
+// user's key would act for an identity the external service does not know.
+func (e *External) AuthenticateSignature(ctx context.Context, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
+	return nil, SignatureFailure(ReasonAccessKeyInvalid)
+}
+
 // Authenticate checks an X-Auth-Token with the external identity service (auth.md §10.1) for a
 // request that targets targetProjectID, or no project ("") on identity routes, and applies the
 // scope checks of §4.3 rows 3, 4 and 7 against the token's own scope and roles: the project

@@ -2,6 +2,7 @@ package iam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -300,5 +301,16 @@ func TestValidateExternalURL(t *testing.T) {
 		if err := ValidateExternalURL(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestExternalRefusesSignatures(t *testing.T) {
+	t.Parallel()
+	e := &External{URL: "http://127.0.0.1:1/v3"}
+	r := httptest.NewRequest("GET", "/v3/p1/keypairs", nil)
+	_, err := e.AuthenticateSignature(context.Background(), r, nil, "p1", "192.0.2.1")
+	wantCode(t, err, kps.ErrBadCredentials, "Incorrect authentication information: the access key is unknown or inactive.")
+	if f := (*Failure)(nil); !errors.As(err, &f) || f.Reason != ReasonAccessKeyInvalid {
+		t.Fatalf("reason of %v", err)
 	}
 }
