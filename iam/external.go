@@ -248,7 +248,7 @@ func (e *External) validate(ctx context.Context, token string) (*externalToken, 
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusUnauthorized:
 		e.cache.put(key, nil, e.now().Add(externalNegativeTTL))
-		e.Log.Info("token refused by the identity service", "token", fp, "status", resp.StatusCode)
+		e.Log.Debug("token refused by the identity service", "token", fp, "status", resp.StatusCode)
 		return nil, tokenFailed("token-unknown")
 	case resp.StatusCode != http.StatusOK:
 		// 5xx is an outage by the spec; anything else unexpected (a redirect, 403, 400) is
