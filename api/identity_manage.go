@@ -1,0 +1,321 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/openkps/kps"
+)
+
+// The management routes of auth.md §9: users, projects, role assignments and domains. Bodies
+// are Keystone's; who may do what is the manager's decision.
+
+// createUser is POST /v3/users: 201 {"user": …}, never with the password.
+func (a *identityAPI) createUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	o, err := readIdentityObject(r)
+	if err != nil {
+		return err
+	}
+	b, err := member(o, "user")
+	if err != nil {
+		return err
+	}
+	var u kps.User
+	if u.Name, err = requiredString(b, "name"); err != nil {
+		return err
+	}
+	domainID, err := optString(b, "domain_id")
+	if err != nil {
+		return err
+	}
+	password, err := optString(b, "password")
+	if err != nil {
+		return err
+	}
+	enabled, err := optBool(b, "enabled")
+	if err != nil {
+		return err
+	}
+	description, err := optString(b, "description")
+	if err != nil {
+		return err
+	}
+	defaultProject, err := optString(b, "default_project_id")
+	if err != nil {
+		return err
+	}
+	u.DomainID, u.Enabled = deref(domainID, ""), deref(enabled, true)
+	u.Description, u.DefaultProjectID = deref(description, ""), deref(defaultProject, "")
+	if err := a.m.CreateUser(r.Context(), p, &u, deref(password, "")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"user": a.user(u)})
+	return nil
+}
+
+// updateUser is PATCH /v3/users/{user_id}: name, enabled, description, default_project_id (""
+// removes it) and password.
+func (a *identityAPI) updateUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	o, err := readIdentityObject(r)
+	if err != nil {
+		return err
+	}
+	b, err := member(o, "user")
+	if err != nil {
+		return err
+	}
+	var uu kps.UserUpdate
+	if uu.Name, err = optString(b, "name"); err != nil {
+		return err
+	}
+	if uu.Enabled, err = optBool(b, "enabled"); err != nil {
+		return err
+	}
+	if uu.Description, err = optString(b, "description"); err != nil {
+		return err
+	}
+	if uu.DefaultProjectID, err = optString(b, "default_project_id"); err != nil {
+		return err
+	}
+	password, err := optString(b, "password")
+	if err != nil {
+		return err
+	}
+	u, err := a.m.UpdateUser(r.Context(), p, r.PathValue("user_id"), uu, password)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": a.user(*u)})
+	return nil
+}
+
+// deleteUser is DELETE /v3/users/{user_id}: 204.
+func (a *identityAPI) deleteUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.m.DeleteUser(r.Context(), p, r.PathValue("user_id")); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
+
+// changePassword is POST /v3/users/{user_id}/password: 204; every token of the user dies.
+func (a *identityAPI) changePassword(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	o, err := readIdentityObject(r)
+	if err != nil {
+		return err
+	}
+	b, err := member(o, "user")
+	if err != nil {
+		return err
+	}
+	original, err := requiredString(b, "original_password")
+	if err != nil {
+		return err
+	}
+	password, err := requiredString(b, "password")
+	if err != nil {
+		return err
+	}
+	if err := a.m.ChangePassword(r.Context(), p, r.PathValue("user_id"), original, password); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
+
+// createProject is POST /v3/projects: 201 {"project": …}. parent_id, when given, must be the
+// domain (a project's parent is its domain); is_domain must be false.
+func (a *identityAPI) createProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	o, err := readIdentityObject(r)
+	if err != nil {
+		return err
+	}
+	b, err := member(o, "project")
+	if err != nil {
+		return err
+	}
+	var pr kps.Project
+	if pr.Name, err = requiredString(b, "name"); err != nil {
+		return err
+	}
+	domainID, err := optString(b, "domain_id")
+	if err != nil {
+		return err
+	}
+	parentID, err := optString(b, "parent_id")
+	if err != nil {
+		return err
+	}
+	switch {
+	case parentID != nil && domainID == nil:
+		domainID = parentID
+	case parentID != nil && *parentID != *domainID:
+		return kps.InvalidParameter(b.name("parent_id"))
+	}
+	if isDomain, err := optBool(b, "is_domain"); err != nil {
+		return err
+	} else if deref(isDomain, false) {
+		return kps.InvalidParameter(b.name("is_domain"))
+	}
+	enabled, err := optBool(b, "enabled")
+	if err != nil {
+		return err
+	}
+	description, err := optString(b, "description")
+	if err != nil {
+		return err
+	}
+	pr.DomainID, pr.Enabled, pr.Description = deref(domainID, ""), deref(enabled, true), deref(description, "")
+	if err := a.m.CreateProject(r.Context(), p, &pr); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"project": a.project(pr)})
+	return nil
+}
+
+// updateProject is PATCH /v3/projects/{project}: name, enabled and description.
+func (a *identityAPI) updateProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	o, err := readIdentityObject(r)
+	if err != nil {
+		return err
+	}
+	b, err := member(o, "project")
+	if err != nil {
+		return err
+	}
+	var u kps.ProjectUpdate
+	if u.Name, err = optString(b, "name"); err != nil {
+		return err
+	}
+	if u.Enabled, err = optBool(b, "enabled"); err != nil {
+		return err
+	}
+	if u.Description, err = optString(b, "description"); err != nil {
+		return err
+	}
+	pr, err := a.m.UpdateProject(r.Context(), p, r.PathValue("project"), u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"project": a.project(*pr)})
+	return nil
+}
+
+// deleteProject is DELETE /v3/projects/{project}: 204.
+func (a *identityAPI) deleteProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.m.DeleteProject(r.Context(), p, r.PathValue("project")); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
+
+// assignment is the role assignment named by a role route's path; {role_id} may hold the
+// role's ID or its name.
+func assignment(r *http.Request) kps.RoleAssignment {
+	return kps.RoleAssignment{UserID: r.PathValue("user_id"), Role: kps.Role(r.PathValue("role_id")),
+		ProjectID: r.PathValue("project"), DomainID: r.PathValue("domain_id")}
+}
+
+// grantProjectRole is PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}: 204.
+func (a *identityAPI) grantProjectRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	return a.grant(w, r, p)
+}
+
+// revokeProjectRole is DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}: 204.
+func (a *identityAPI) revokeProjectRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	return a.revoke(w, r, p)
+}
+
+// grantDomainRole is PUT /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}: 204.
+func (a *identityAPI) grantDomainRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	return a.grant(w, r, p)
+}
+
+// revokeDomainRole is DELETE /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}: 204.
+func (a *identityAPI) revokeDomainRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	return a.revoke(w, r, p)
+}
+
+func (a *identityAPI) grant(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.m.GrantRole(r.Context(), p, assignment(r)); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
+
+func (a *identityAPI) revoke(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.m.RevokeRole(r.Context(), p, assignment(r)); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
+
+// createDomain is POST /v3/domains: 201 {"domain": …}; the domain comes with its default
+// project named after the region (auth.md §3.2).
+func (a *identityAPI) createDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	o, err := readIdentityObject(r)
+	if err != nil {
+		return err
+	}
+	b, err := member(o, "domain")
+	if err != nil {
+		return err
+	}
+	var d kps.Domain
+	if d.Name, err = requiredString(b, "name"); err != nil {
+		return err
+	}
+	enabled, err := optBool(b, "enabled")
+	if err != nil {
+		return err
+	}
+	description, err := optString(b, "description")
+	if err != nil {
+		return err
+	}
+	d.Enabled, d.Description = deref(enabled, true), deref(description, "")
+	if _, err := a.m.CreateDomain(r.Context(), p, &d); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"domain": a.domain(d)})
+	return nil
+}
+
+// updateDomain is PATCH /v3/domains/{domain_id}: name, enabled and description.
+func (a *identityAPI) updateDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	o, err := readIdentityObject(r)
+	if err != nil {
+		return err
+	}
+	b, err := member(o, "domain")
+	if err != nil {
+		return err
+	}
+	var u kps.DomainUpdate
+	if u.Name, err = optString(b, "name"); err != nil {
+		return err
+	}
+	if u.Enabled, err = optBool(b, "enabled"); err != nil {
+		return err
+	}
+	if u.Description, err = optString(b, "description"); err != nil {
+		return err
+	}
+	d, err := a.m.UpdateDomain(r.Context(), p, r.PathValue("domain_id"), u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"domain": a.domain(*d)})
+	return nil
+}
+
+// deleteDomain is DELETE /v3/domains/{domain_id}: 204, for a disabled domain.
+func (a *identityAPI) deleteDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.m.DeleteDomain(r.Context(), p, r.PathValue("domain_id")); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}

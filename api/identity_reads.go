@@ -1,0 +1,201 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/openkps/kps"
+)
+
+// checkToken is GET and HEAD /v3/auth/tokens (auth.md §5.4): 200 with the body of the token in
+// X-Subject-Token (HEAD: headers only), 404 KPS.6109 for a token that is unknown, expired,
+// revoked or not the caller's to see.
+func (a *identityAPI) checkToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	subject := r.Header.Get("X-Subject-Token")
+	if subject == "" {
+		return kps.MissingParameter("X-Subject-Token")
+	}
+	// allow_expired is accepted and ignored: expired tokens are never returned (§5.4).
+	_, nocatalog := r.URL.Query()["nocatalog"]
+	body, err := a.m.SubjectToken(r.Context(), p, subject, !nocatalog)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("X-Subject-Token", subject)
+	writeSecret(w, http.StatusOK, body)
+	return nil
+}
+
+// revokeToken is DELETE /v3/auth/tokens (auth.md §5.5): 204.
+func (a *identityAPI) revokeToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	subject := r.Header.Get("X-Subject-Token")
+	if subject == "" {
+		return kps.MissingParameter("X-Subject-Token")
+	}
+	if err := a.m.RevokeSubjectToken(r.Context(), p, subject); err != nil {
+		return err
+	}
+	writeEmpty(w, http.StatusNoContent)
+	return nil
+}
+
+// Most a page may hold, as Huawei's KeystoneListProjects allows.
+const maxPerPage = 5000
+
+// listProjects is GET /v3/projects (auth.md §8.2), the Huawei SDK's project discovery: the
+// visible projects filtered by name, domain_id, enabled, parent_id and is_domain, all of them
+// unless page or per_page is given.
+func (a *identityAPI) listProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q := r.URL.Query()
+	var f kps.ProjectFilter
+	none := false // a filter that nothing can match
+	if v, ok := q["name"]; ok {
+		f.Name = &v[0]
+	}
+	if v, ok := q["domain_id"]; ok {
+		f.DomainID = &v[0]
+	}
+	if v, ok := q["parent_id"]; ok {
+		// A project's parent is its domain (auth.md §3.1).
+		if f.DomainID != nil && *f.DomainID != v[0] {
+			none = true
+		}
+		f.DomainID = &v[0]
+	}
+	if v, ok := q["enabled"]; ok {
+		b, err := queryBool("enabled", v[0])
+		if err != nil {
+			return err
+		}
+		f.Enabled = &b
+	}
+	if v, ok := q["is_domain"]; ok {
+		b, err := queryBool("is_domain", v[0])
+		if err != nil {
+			return err
+		}
+		none = none || b
+	}
+	page, perPage, paged, err := queryPage(q)
+	if err != nil {
+		return err
+	}
+	var pg kps.Page
+	if paged {
+		pg = kps.Page{Limit: perPage, Offset: (page - 1) * perPage}
+	}
+	items, total := []kps.Project{}, 0
+	if !none {
+		if items, total, err = a.m.VisibleProjects(r.Context(), p, f, pg); err != nil {
+			return err
+		}
+	}
+	links := listLinks{Self: a.selfURL(r)}
+	if paged {
+		if page > 1 {
+			links.Previous = a.pageURL(r, page-1)
+		}
+		if pg.Offset+len(items) < total {
+			links.Next = a.pageURL(r, page+1)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": links})
+	return nil
+}
+
+// queryBool reads a boolean query parameter: true or false in any letter case.
+func queryBool(name, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, kps.InvalidParameter(name)
+}
+
+// queryPage reads page (from 1) and per_page (1–5000, default 5000); paged reports whether
+// either was given.
+func queryPage(q url.Values) (page, perPage int, paged bool, err error) {
+	page, perPage = 1, maxPerPage
+	for _, x := range []struct {
+		name string
+		v    *int
+		max  int
+	}{{"page", &page, 1 << 20}, {"per_page", &perPage, maxPerPage}} {
+		vs, ok := q[x.name]
+		if !ok {
+			continue
+		}
+		paged = true
+		n, err := strconv.Atoi(vs[0])
+		if err != nil || n < 1 || n > x.max || strings.TrimLeft(vs[0], "0123456789") != "" {
+			return 0, 0, false, kps.InvalidParameter(x.name)
+		}
+		*x.v = n
+	}
+	return page, perPage, paged, nil
+}
+
+// showProject is GET /v3/projects/{project}: 200, or 403 KPS.9006 for an invisible or unknown
+// project alike (auth.md §8.2).
+func (a *identityAPI) showProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	proj, err := a.m.VisibleProject(r.Context(), p, r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"project": a.project(*proj)})
+	return nil
+}
+
+// listAuthProjects is GET /v3/auth/projects (auth.md §8.3): the projects the caller may scope a
+// token to.
+func (a *identityAPI) listAuthProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	return a.writeUserProjects(w, r, p, "")
+}
+
+// listUserProjects is GET /v3/users/{user_id}/projects (auth.md §8.3).
+func (a *identityAPI) listUserProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	return a.writeUserProjects(w, r, p, r.PathValue("user_id"))
+}
+
+func (a *identityAPI) writeUserProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal, userID string) error {
+	items, err := a.m.UserProjects(r.Context(), p, userID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": listLinks{Self: a.selfURL(r)}})
+	return nil
+}
+
+// listAuthDomains is GET /v3/auth/domains (auth.md §8.3): exactly the caller's domain.
+func (a *identityAPI) listAuthDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	d, err := a.m.OwnDomain(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"domains": []domainView{a.domain(*d)}, "links": listLinks{Self: a.selfURL(r)}})
+	return nil
+}
+
+// showCatalog is GET /v3/auth/catalog (auth.md §8.3, §8.4).
+func (a *identityAPI) showCatalog(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	writeJSON(w, http.StatusOK, map[string]any{"catalog": a.m.Catalog(), "links": listLinks{Self: a.selfURL(r)}})
+	return nil
+}
+
+// listRoles is GET /v3/roles (auth.md §9): the three fixed roles, weakest first.
+func (a *identityAPI) listRoles(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	ids, err := a.m.RoleIDs(r.Context())
+	if err != nil {
+		return err
+	}
+	roles := make([]roleView, 0, len(kps.Roles))
+	for _, role := range kps.Roles {
+		roles = append(roles, roleView{ID: ids[role], Name: string(role), Links: a.link("/v3/roles/", ids[role])})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"roles": roles, "links": listLinks{Self: a.selfURL(r)}})
+	return nil
+}
