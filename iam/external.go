@@ -59,6 +59,10 @@ type External struct {
 	Now func() time.Time
 	// Log receives the failures of the identity service (tokens by fingerprint only).
 	Log *slog.Logger
+	// Limiter counts refused credentials per client IP (auth.md §12.4); nil means a
+	// MemoryLimiter of this External. A locked client's tokens are not sent to the identity
+	// service.
+	Limiter Limiter
 
 	initOnce sync.Once
 	cache    *tokenCache
@@ -103,6 +107,9 @@ func (e *External) init() {
 		if e.Log == nil {
 			e.Log = slog.New(slog.DiscardHandler)
 		}
+		if e.Limiter == nil {
+			e.Limiter = &MemoryLimiter{}
+		}
 	})
 }
 
@@ -115,7 +122,7 @@ func (e *External) now() time.Time {
 
 // Login answers POST /v3/auth/tokens: tokens come from the external service, so the route is
 // not served here (auth.md §10.2).
-func (e *External) Login(ctx context.Context, body []byte, headerToken string) (string, any, error) {
+func (e *External) Login(ctx context.Context, body []byte, headerToken, clientIP string) (string, any, error) {
 	return "", nil, kps.Errorf(kps.ErrNoRoute, "The API path /v3/auth/tokens is not served in external identity mode; get tokens from the identity service.")
 }
 
@@ -123,22 +130,39 @@ func (e *External) Login(ctx context.Context, body []byte, headerToken string) (
 // access keys bound to external users (auth.md §10.2) are not implemented yet, and a local
 // user's key would act for an identity the external service does not know.
 func (e *External) AuthenticateSignature(ctx context.Context, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
-	return nil, SignatureFailure(ReasonAccessKeyInvalid)
+	e.init()
+	now, ipKey := e.now(), clientKey(clientIP)
+	if err := e.checkLocked(ctx, now, ipKey); err != nil {
+		return nil, err
+	}
+	return nil, e.refuse(ctx, now, SignatureFailure(ReasonAccessKeyInvalid), ipKey)
 }
 
 // Authenticate checks an X-Auth-Token with the external identity service (auth.md §10.1) for a
 // request that targets targetProjectID, or no project ("") on identity routes, and applies the
 // scope checks of §4.3 rows 3, 4 and 7 against the token's own scope and roles: the project
-// need not exist locally. The route's minimum role (row 8) is the caller's check.
+// need not exist locally. The route's minimum role (row 8) is the caller's check. clientIP is
+// the TCP peer: a locked one is 429 KPS.6105 before any call, and a refused token counts
+// against it (§12.4).
 //
 // An identity service that cannot answer yields 503 KPS.6106, never 401.
-func (e *External) Authenticate(ctx context.Context, token, targetProjectID string) (*kps.Principal, error) {
+func (e *External) Authenticate(ctx context.Context, token, targetProjectID, clientIP string) (*kps.Principal, error) {
 	e.init()
-	// Such a value cannot be a token, and must not reach an outgoing header (§5.6 step 1).
-	if token == "" || len(token) > MaxTokenBytes || !printableASCII(token) {
-		return nil, tokenFailed("token-unknown")
+	now, ipKey := e.now(), clientKey(clientIP)
+	if err := e.checkLocked(ctx, now, ipKey); err != nil {
+		return nil, err
 	}
-	t, err := e.lookup(ctx, token)
+	var t *externalToken
+	var err error
+	if token == "" || len(token) > MaxTokenBytes || !printableASCII(token) {
+		// Such a value cannot be a token, and must not reach an outgoing header (§5.6 step 1).
+		err = tokenFailed("token-unknown")
+	} else {
+		t, err = e.lookup(ctx, token)
+	}
+	if IsFailure(err) {
+		return nil, e.refuse(ctx, now, err, ipKey)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +308,32 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// checkLocked refuses the request when any of keys is locked (§4.2 step 6).
+func (e *External) checkLocked(ctx context.Context, now time.Time, keys ...string) error {
+	wait, err := e.Limiter.LockedFor(ctx, now, keys...)
+	if err != nil {
+		return fmt.Errorf("iam: lockout state: %w", err)
+	}
+	if wait > 0 {
+		return lockedOut(wait)
+	}
+	return nil
+}
+
+// refuse counts the refusal err under each non-empty key and returns err, or the internal
+// error of a limiter that could not count (it must not silently stop counting).
+func (e *External) refuse(ctx context.Context, now time.Time, err error, keys ...string) error {
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if ferr := e.Limiter.Fail(ctx, now, lockPolicyOf(k), k); ferr != nil {
+			return fmt.Errorf("iam: counting a failed authentication: %w", ferr)
+		}
+	}
+	return err
 }
 
 // unavailable logs an identity-service failure and returns the 503 the caller sees. It is not a

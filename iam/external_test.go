@@ -17,6 +17,9 @@ import (
 	"github.com/openkps/kps"
 )
 
+// ip is the client of the requests in these tests.
+const ip = "192.0.2.1"
+
 func TestTokenCacheExpiryAndLRUBound(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -234,7 +237,7 @@ func TestExternalIdentityServiceFaults(t *testing.T) {
 			e := &External{URL: srv.URL + "/v3/", Timeout: 200 * time.Millisecond}
 			for range 2 {
 				start := time.Now()
-				_, err := e.Authenticate(context.Background(), "tok-1", "p1")
+				_, err := e.Authenticate(context.Background(), "tok-1", "p1", ip)
 				wantCode(t, err, kps.ErrIdentityDown, "The identity service is unavailable; retry later.")
 				if IsFailure(err) {
 					t.Fatal("an outage must not count as refused credentials")
@@ -262,7 +265,7 @@ func TestExternalConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	e := &External{URL: "http://" + addr + "/v3"}
-	_, err = e.Authenticate(context.Background(), "tok-1", "")
+	_, err = e.Authenticate(context.Background(), "tok-1", "", ip)
 	wantCode(t, err, kps.ErrIdentityDown, "")
 }
 
@@ -275,7 +278,7 @@ func TestExternalRefusesWithoutAsking(t *testing.T) {
 	t.Cleanup(srv.Close)
 	e := &External{URL: srv.URL + "/v3"}
 	for _, tok := range []string{"", "a\r\nX-Evil: 1", "tok\x00", "é", strings.Repeat("a", MaxTokenBytes+1)} {
-		_, err := e.Authenticate(context.Background(), tok, "p1")
+		_, err := e.Authenticate(context.Background(), tok, "p1", ip)
 		wantCode(t, err, kps.ErrBadCredentials, "Incorrect authentication information: the token is not valid.")
 	}
 	if calls.Load() != 0 {
@@ -286,7 +289,7 @@ func TestExternalRefusesWithoutAsking(t *testing.T) {
 func TestExternalLoginIsNotServed(t *testing.T) {
 	t.Parallel()
 	e := &External{URL: "http://127.0.0.1:1/v3"}
-	_, _, err := e.Login(context.Background(), []byte(`{}`), "")
+	_, _, err := e.Login(context.Background(), []byte(`{}`), "", ip)
 	wantCode(t, err, kps.ErrNoRoute, "")
 }
 
