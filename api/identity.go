@@ -19,6 +19,9 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		var resp any
 		token, resp, err = s.identity.Login(r.Context(), body, r.Header.Get("X-Auth-Token"))
 		if err == nil {
+			if omitter, ok := resp.(interface{ OmitCatalog() }); ok && hasQuery(r, "nocatalog") {
+				omitter.OmitCatalog()
+			}
 			w.Header().Set("X-Subject-Token", token)
 			w.Header().Set("Cache-Control", "no-store")
 			writeJSON(w, http.StatusCreated, resp)

@@ -18,8 +18,7 @@ func (a *identityAPI) checkToken(w http.ResponseWriter, r *http.Request, p *kps.
 		return kps.MissingParameter("X-Subject-Token")
 	}
 	// allow_expired is accepted and ignored: expired tokens are never returned (§5.4).
-	_, nocatalog := r.URL.Query()["nocatalog"]
-	body, err := a.m.SubjectToken(r.Context(), p, subject, !nocatalog)
+	body, err := a.m.SubjectToken(r.Context(), p, subject, !hasQuery(r, "nocatalog"))
 	if err != nil {
 		return err
 	}

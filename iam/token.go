@@ -191,6 +191,8 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 		if body.Roles, err = s.roleRefs(ctx, sc.roles); err != nil {
 			return "", nil, err
 		}
+		// Unscoped tokens carry no catalog (§5.1); the api drops it for ?nocatalog.
+		body.Catalog = s.Catalog()
 	}
 	if err := s.Store.CreateToken(ctx, rec); err != nil {
 		return "", nil, fmt.Errorf("iam: store token: %w", err)
