@@ -119,6 +119,11 @@ func TestExternalIdentityMode(t *testing.T) {
 	if code, out := kps2.raw("POST", "/v3/auth/tokens", login, nil); code != 404 || out["error_code"] != "KPS.6205" {
 		t.Fatalf("login on the external-mode service: %d %v", code, out)
 	}
+	for _, path := range []string{"/v3/auth/catalog", "/v3/projects"} {
+		if code, out := kps2.raw("GET", path, nil, map[string]string{"X-Auth-Token": kps2.token, "X-Subject-Token": kps2.token}); code != 404 || out["error_code"] != "KPS.6205" {
+			t.Fatalf("GET %s on the external-mode service: %d %v", path, code, out)
+		}
+	}
 
 	// Keystone goes away: a token the second service has not seen is 503 with Retry-After, the
 	// cached ones keep working within the TTL.
