@@ -2,9 +2,12 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/openkps/kps"
 )
@@ -80,6 +83,11 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Keystone uri="`+s.cfg.PublicURL+`"`)
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		// A lockout knows when it ends (auth.md §12.4); anything else suggests 5 seconds.
+		var ra interface{ RetryAfter() time.Duration }
+		if errors.As(err, &ra) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(ra.RetryAfter().Seconds()))))
+		}
 		if w.Header().Get("Retry-After") == "" {
 			w.Header().Set("Retry-After", "5")
 		}

@@ -4,24 +4,37 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/iam"
 )
 
-// Identity authenticates callers and issues tokens (implemented by the iam package).
+// Identity authenticates callers and issues tokens (implemented by the iam package). clientIP
+// is the TCP peer of the request, which the lockout of auth.md §12.4 counts failures against;
+// a locked client or credential is refused with 429 KPS.6105 by an error that has a
+// RetryAfter() time.Duration method.
 type Identity interface {
-	// Login handles the body of POST /v3/auth/tokens; subjectToken is the X-Auth-Token header
+	// Login handles the body of POST /v3/auth/tokens; headerToken is the X-Auth-Token header
 	// (token method). It returns the new token and the response body.
-	Login(ctx context.Context, body []byte, headerToken string) (token string, resp any, err error)
-	// Authenticate validates a token for a request that targets projectID.
-	Authenticate(ctx context.Context, token, projectID string) (*kps.Principal, error)
+	Login(ctx context.Context, body []byte, headerToken, clientIP string) (token string, resp any, err error)
+	// Authenticate validates a token for a request that targets projectID ("" on identity
+	// routes).
+	Authenticate(ctx context.Context, token, projectID, clientIP string) (*kps.Principal, error)
+	// AuthenticateSignature verifies an AK/SK request (auth.md §6.3) that targets projectID
+	// ("" on identity routes); body is the request body, read in full within the route's
+	// limit, and r.Body must not be read.
+	AuthenticateSignature(ctx context.Context, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error)
 }
 
 // Dispatcher hands tasks to the workers (implemented by the tasks package).
@@ -126,7 +139,9 @@ func (s *Server) routes() {
 // identity and the KPS routes (auth.md §1.3).
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Request-Id", newRequestID())
+		id := newRequestID()
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -173,6 +188,26 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
+// requestIDKey carries the request ID to code that has the request but not its response, such
+// as the log of a refused authentication.
+type requestIDKey struct{}
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey{}).(string)
+	return id
+}
+
+// clientIP is the TCP peer of r, the address the lockout counts against (auth.md §12.4).
+// X-Forwarded-For is not read: trusted proxies (auth.trusted_proxies) are not supported yet, and
+// behind a proxy every client counts as the proxy.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // handlerFunc is a KPS handler: it receives the authenticated principal and returns an error
 // for the one renderer.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p *kps.Principal) error
@@ -194,27 +229,121 @@ func (s *Server) authorized(min kps.Role, h handlerFunc) http.Handler {
 	})
 }
 
+// authenticate runs the request pipeline of auth.md §4.2–4.3 for the route r matched: it
+// detects the credential, verifies it for the target project (the path project on KPS routes,
+// none on identity routes, where X-Project-Id is ignored) and applies the scope checks that
+// only the router can (rows 1, 2 for tokens and 6). An AK/SK request's body is read here,
+// within the route's limit (413 before the signature is checked), and put back on r.Body for
+// the handler. Every refusal is logged at INFO without secrets (§12.5).
 func (s *Server) authenticate(r *http.Request) (*kps.Principal, error) {
-	project := r.PathValue("project_id")
-	authz := r.Header.Get("Authorization")
-	token := r.Header.Get("X-Auth-Token")
-	signed := strings.HasPrefix(authz, "SDK-HMAC-SHA256 ")
-	switch {
-	case signed && token != "":
-		return nil, kps.Errorf(kps.ErrBadCredentials, "Incorrect authentication information: both X-Auth-Token and an AK/SK signature were sent.")
-	case signed:
-		// AK/SK verification arrives with the identity issue; until then signatures are refused.
-		return nil, kps.Errorf(kps.ErrBadCredentials, "Incorrect authentication information: the signing algorithm is not supported.")
-	case token == "":
-		return nil, kps.Errorf(kps.ErrUnauthenticated, "Authentication required: send X-Auth-Token or an AK/SK signature.")
-	}
-	p, err := s.identity.Authenticate(r.Context(), token, project)
-	// 401 is decided before any 403; among the 403s the header mismatch (auth.md §4.3 row 1)
-	// comes first.
-	if hp := r.Header.Get("X-Project-Id"); hp != "" && hp != project && (err == nil || kps.ErrorCode(err) == kps.ErrProjectMismatch || kps.ErrorCode(err) == kps.ErrForbidden) {
-		return nil, kps.Errorf(kps.ErrProjectMismatch, "Project mismatch: X-Project-Id %s differs from the project %s in the path.", clip(hp), clip(project))
+	p, err := s.verifyCredentials(r)
+	if err != nil {
+		s.logRefusal(r, err)
 	}
 	return p, err
+}
+
+func (s *Server) verifyCredentials(r *http.Request) (*kps.Principal, error) {
+	identityRoute := isIdentityPath(r.URL.Path)
+	project := r.PathValue("project_id")
+	token := r.Header.Get("X-Auth-Token")
+	signed := iam.IsSignatureScheme(r.Header.Get("Authorization"))
+	var p *kps.Principal
+	var err error
+	switch {
+	case signed && token != "":
+		return nil, iam.SignatureFailure(iam.ReasonConflictingCredentials)
+	case signed:
+		limit := int64(maxBody)
+		if identityRoute {
+			limit = maxIdentityBody
+		}
+		body, rerr := readSignedBody(r, limit)
+		if rerr != nil {
+			return nil, rerr
+		}
+		p, err = s.identity.AuthenticateSignature(r.Context(), r, body, project, clientIP(r))
+	case token == "":
+		return nil, kps.Errorf(kps.ErrUnauthenticated, "Authentication required: send X-Auth-Token or an AK/SK signature.")
+	default:
+		p, err = s.identity.Authenticate(r.Context(), token, project, clientIP(r))
+	}
+	// 401 is decided before any 403; among the 403s the header mismatch (auth.md §4.3 row 1)
+	// comes first.
+	if hp := r.Header.Get("X-Project-Id"); !identityRoute && hp != "" && hp != project && (err == nil || kps.ErrorCode(err) == kps.ErrProjectMismatch || kps.ErrorCode(err) == kps.ErrForbidden) {
+		return nil, kps.Errorf(kps.ErrProjectMismatch, "Project mismatch: X-Project-Id %s differs from the project %s in the path.", clip(hp), clip(project))
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Row 2, for tokens: the signature check has applied it already.
+	if hd := r.Header.Get("X-Domain-Id"); hd != "" && hd != p.DomainID {
+		return nil, kps.Errorf(kps.ErrProjectMismatch, "Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))
+	}
+	// Row 6: every KPS route has a path project, so this only guards the routing table.
+	if !identityRoute && project == "" {
+		return nil, kps.Errorf(kps.ErrProjectMismatch, "Project mismatch: the request does not name a project.")
+	}
+	return p, nil
+}
+
+// readSignedBody reads the whole body of an AK/SK request, which the signature covers, and
+// puts the bytes back on r.Body for the handler. Too large is 413 KPS.6020 (auth.md §6.3
+// step 3), decided before the signature.
+func readSignedBody(r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, kps.Errorf(kps.ErrTooLarge, "The request body is too large.")
+	case err != nil:
+		return nil, kps.Errorf(kps.ErrBadJSON, "The request body could not be read.")
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
+}
+
+// refusalCodes are the codes of an authentication or authorization refusal, which are logged;
+// anything else (a body too large, an internal error) is not a refusal.
+var refusalCodes = map[string]bool{
+	kps.ErrUnauthenticated: true, kps.ErrBadCredentials: true, kps.ErrProjectMismatch: true,
+	kps.ErrLockedOut: true, kps.ErrLoginFailed: true, kps.ErrScope: true, kps.ErrForbidden: true,
+}
+
+// logRefusal logs a refused request at INFO with what diagnoses it and nothing that
+// authenticates (auth.md §12.5): the reason key, the AK or the token's fingerprint, the client
+// IP; never the signature, a secret key or a token.
+func (s *Server) logRefusal(r *http.Request, err error) {
+	code := kps.ErrorCode(err)
+	if !refusalCodes[code] {
+		return
+	}
+	attrs := []any{"request_id", requestID(r), "method", r.Method, "path", r.URL.Path,
+		"code", code, "reason", refusalReason(err), "client_ip", clientIP(r)}
+	if a, perr := iam.ParseAuthorization(r.Header.Get("Authorization")); perr == nil {
+		attrs = append(attrs, "access_key", a.AccessKey)
+	}
+	if t := r.Header.Get("X-Auth-Token"); t != "" {
+		attrs = append(attrs, "token", iam.TokenFingerprint(t))
+	}
+	s.log.Info("authentication refused", attrs...)
+}
+
+// refusalReason is the reason key of a refusal (auth.md §11.4, iam.Failure).
+func refusalReason(err error) string {
+	var f *iam.Failure
+	var l *iam.LockoutError
+	switch code := kps.ErrorCode(err); {
+	case errors.As(err, &f):
+		return f.Reason
+	case errors.As(err, &l):
+		return "locked-out"
+	case code == kps.ErrUnauthenticated:
+		return "no-credentials"
+	case code == kps.ErrProjectMismatch:
+		return "header-mismatch"
+	}
+	return "refused"
 }
 
 // clip shortens request values quoted in messages.

@@ -160,15 +160,32 @@ func (s *Service) checkLocked(ctx context.Context, now time.Time, keys ...string
 	return nil
 }
 
-// countFailure counts a refusal under key with policy p; an empty key counts nothing.
-func (s *Service) countFailure(ctx context.Context, now time.Time, p LockPolicy, key string) error {
-	if key == "" {
-		return nil
+// refuse counts the refusal err under each of keys, with the policy of the key's kind, and
+// returns err. Empty keys count nothing. When a count cannot be recorded the request fails
+// with that internal error instead: a limiter that silently stopped counting would let
+// guessing go on unchecked.
+func (s *Service) refuse(ctx context.Context, now time.Time, err error, keys ...string) error {
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if ferr := s.lockout().Fail(ctx, now, lockPolicyOf(k), k); ferr != nil {
+			return fmt.Errorf("iam: counting a failed authentication: %w", ferr)
+		}
 	}
-	if err := s.lockout().Fail(ctx, now, p, key); err != nil {
-		return fmt.Errorf("iam: counting a failed authentication: %w", err)
+	return err
+}
+
+// lockPolicyOf is the policy of a key made by clientKey, signatureKey, loginNameKey or userKey.
+func lockPolicyOf(key string) LockPolicy {
+	kind, _, _ := strings.Cut(key, ":")
+	switch kind {
+	case "ip":
+		return clientIPLockPolicy
+	case "aksk":
+		return signatureLockPolicy
 	}
-	return nil
+	return loginLockPolicy
 }
 
 // MemoryLimiter is a Limiter for one instance. Its memory is bounded: expired entries are

@@ -80,14 +80,14 @@ func TestWithSQLiteStore(t *testing.T) {
 		t.Fatalf("scope by name: %v", err)
 	}
 
-	p, err := svc.Authenticate(ctx, tok, project)
+	p, err := svc.Authenticate(ctx, tok, project, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.UserName != "admin" || p.ProjectID != project || !p.Has(kps.RoleAdmin) || p.TokenAuditID != body.AuditIDs[0] {
 		t.Errorf("principal %+v", p)
 	}
-	_, err = svc.Authenticate(ctx, tok, strings.Repeat("0", 32))
+	_, err = svc.Authenticate(ctx, tok, strings.Repeat("0", 32), "")
 	if kps.ErrorCode(err) != kps.ErrProjectMismatch {
 		t.Errorf("other project: %v", err)
 	}
@@ -117,7 +117,7 @@ func TestWithSQLiteStore(t *testing.T) {
 
 	c.add(24 * time.Hour)
 	for _, tk := range []string{tok, tok2} {
-		_, err = svc.Authenticate(ctx, tk, project)
+		_, err = svc.Authenticate(ctx, tk, project, "")
 		if kps.ErrorMessage(err) != "Incorrect authentication information: the token has expired." {
 			t.Errorf("after 24 h: %v", err)
 		}

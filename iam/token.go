@@ -47,12 +47,14 @@ type IssueRequest struct {
 	// header).
 	Token string
 	Scope Scope
+	// ClientIP is the TCP peer, for the lockout of auth.md §12.4; "" counts nothing per IP.
+	ClientIP string
 }
 
 // String hides the password and the token from any accidental formatting.
 func (r IssueRequest) String() string {
-	return fmt.Sprintf("IssueRequest{Method:%s UserID:%s UserName:%s UserDomainID:%s UserDomainName:%s Password:*** Token:*** Scope:%+v}",
-		r.Method, r.UserID, r.UserName, r.UserDomainID, r.UserDomainName, r.Scope)
+	return fmt.Sprintf("IssueRequest{Method:%s UserID:%s UserName:%s UserDomainID:%s UserDomainName:%s Password:*** Token:*** Scope:%+v ClientIP:%s}",
+		r.Method, r.UserID, r.UserName, r.UserDomainID, r.UserDomainName, r.Scope, r.ClientIP)
 }
 
 // GoString hides the secrets from %#v.
@@ -112,16 +114,25 @@ type TokenResponse struct {
 }
 
 // Login decodes the body of POST /v3/auth/tokens and issues the token; headerToken is the
-// X-Auth-Token header, used by the token method when the body names no token. resp is a
-// *TokenResponse.
-func (s *Service) Login(ctx context.Context, body []byte, headerToken string) (token string, resp any, err error) {
+// X-Auth-Token header, used by the token method when the body names no token; clientIP is the
+// TCP peer, for the lockout (auth.md §12.4). resp is a *TokenResponse.
+func (s *Service) Login(ctx context.Context, body []byte, headerToken, clientIP string) (token string, resp any, err error) {
 	req, err := DecodeAuthRequest(body)
+	if IsFailure(err) {
+		// An unsupported method or an over-long password is a failed login from this client.
+		now, ipKey := s.now(), clientKey(clientIP)
+		if lerr := s.checkLocked(ctx, now, ipKey); lerr != nil {
+			return "", nil, lerr
+		}
+		return "", nil, s.refuse(ctx, now, err, ipKey)
+	}
 	if err != nil {
 		return "", nil, err
 	}
 	if req.Method == MethodToken && req.Token == "" {
 		req.Token = headerToken
 	}
+	req.ClientIP = clientIP
 	token, b, err := s.IssueToken(ctx, req)
 	if err != nil {
 		return "", nil, err
@@ -129,8 +140,9 @@ func (s *Service) Login(ctx context.Context, body []byte, headerToken string) (t
 	return token, &TokenResponse{Token: b}, nil
 }
 
-// IssueToken authenticates req and issues a token (auth.md §5.1 steps 3–6). The token string
-// is returned once; only its SHA-256 is stored. Lockout (step 2) is the caller's.
+// IssueToken authenticates req and issues a token (auth.md §5.1 steps 2–6). The token string
+// is returned once; only its SHA-256 is stored. A locked client IP or login name is 429
+// KPS.6105 before any lookup or hash (§12.4); every failed login counts against both.
 func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token string, body *TokenBody, err error) {
 	now := s.now().UTC().Truncate(time.Millisecond)
 	var (
@@ -138,15 +150,22 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 		domain  *kps.Domain
 		expires time.Time
 		audit   = []string{newAuditID()}
+		ipKey   = clientKey(req.ClientIP)
 	)
 	switch req.Method {
 	case MethodPassword:
-		if user, domain, err = s.checkPassword(ctx, req); err != nil {
+		if user, domain, err = s.checkPassword(ctx, req, now, ipKey); err != nil {
 			return "", nil, err
 		}
 		expires = now.Add(s.ttl())
 	case MethodToken:
+		if err := s.checkLocked(ctx, now, ipKey); err != nil {
+			return "", nil, err
+		}
 		v, err := s.validate(ctx, req.Token)
+		if IsFailure(err) {
+			return "", nil, s.refuse(ctx, now, err, ipKey)
+		}
 		if err != nil {
 			return "", nil, err
 		}
@@ -156,7 +175,7 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 			audit = append(audit, v.token.AuditIDs[0])
 		}
 	default:
-		return "", nil, loginFailed("method-unsupported")
+		return "", nil, s.refuse(ctx, now, loginFailed("method-unsupported"), ipKey)
 	}
 
 	sc, err := s.resolveScope(ctx, user, domain, req.Scope)
@@ -200,15 +219,31 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 	return token, body, nil
 }
 
-// checkPassword finds the user and verifies the password; every failure is the same KPS.6107
-// and costs one hash verification (§5.1 step 3).
-func (s *Service) checkPassword(ctx context.Context, req IssueRequest) (*kps.User, *kps.Domain, error) {
+// checkPassword finds the user and verifies the password; every failure is the same KPS.6107,
+// costs one hash verification (§5.1 step 3) and counts against the client IP, the login name as
+// the request gives it and, once found, the user (§12.4). Each of them is checked for a lock
+// before the hash; a correct password resets the name and the user.
+func (s *Service) checkPassword(ctx context.Context, req IssueRequest, now time.Time, ipKey string) (*kps.User, *kps.Domain, error) {
+	nameKey := loginNameKey(req)
+	if err := s.checkLocked(ctx, now, ipKey, nameKey); err != nil {
+		return nil, nil, err
+	}
+	var idKey string // the found user's key, when it differs from nameKey
+	failed := func(reason string) error {
+		return s.refuse(ctx, now, loginFailed(reason), ipKey, nameKey, idKey)
+	}
 	if len(req.Password) == 0 || len(req.Password) > maxPasswordBytes {
-		return nil, nil, loginFailed("password-length")
+		return nil, nil, failed("password-length")
 	}
 	user, err := s.findUser(ctx, req)
 	if err != nil {
 		return nil, nil, err
+	}
+	if user != nil && userKey(user.ID) != nameKey {
+		idKey = userKey(user.ID)
+		if err := s.checkLocked(ctx, now, idKey); err != nil {
+			return nil, nil, err
+		}
 	}
 	hash := ""
 	if user != nil {
@@ -227,18 +262,26 @@ func (s *Service) checkPassword(ctx context.Context, req IssueRequest) (*kps.Use
 	}
 	switch {
 	case user == nil:
-		return nil, nil, loginFailed("user-unknown")
+		return nil, nil, failed("user-unknown")
 	case !ok:
-		return nil, nil, loginFailed("password-wrong")
+		return nil, nil, failed("password-wrong")
 	case !user.Enabled:
-		return nil, nil, loginFailed("user-disabled")
+		return nil, nil, failed("user-disabled")
 	}
 	domain, err := s.Store.DomainByID(ctx, user.DomainID)
 	if err != nil {
 		return nil, nil, err
 	}
 	if domain == nil || !domain.Enabled {
-		return nil, nil, loginFailed("domain-disabled")
+		return nil, nil, failed("domain-disabled")
+	}
+	for _, k := range []string{nameKey, idKey} {
+		if k == "" {
+			continue
+		}
+		if err := s.lockout().Reset(ctx, now, k); err != nil {
+			return nil, nil, fmt.Errorf("iam: lockout state: %w", err)
+		}
 	}
 	if rehash {
 		// Best effort: the login succeeds with the old hash if the upgrade fails. The store
@@ -448,9 +491,17 @@ func printableASCII(s string) bool {
 // §4.3 rows 3, 4 and 7: a token scoped to another project or to no project is KPS.6103, a
 // user without an effective role on the project KPS.9006. The principal's roles are read live:
 // on the target project, or on the user's domain for identity routes. The route's minimum role
-// (row 8) is the caller's check.
-func (s *Service) Authenticate(ctx context.Context, token, targetProjectID string) (*kps.Principal, error) {
+// (row 8) is the caller's check. clientIP is the TCP peer: a locked one is 429 KPS.6105
+// before any lookup, and a refused token counts against it (§12.4).
+func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clientIP string) (*kps.Principal, error) {
+	now, ipKey := s.now(), clientKey(clientIP)
+	if err := s.checkLocked(ctx, now, ipKey); err != nil {
+		return nil, err
+	}
 	v, err := s.validate(ctx, token)
+	if IsFailure(err) {
+		return nil, s.refuse(ctx, now, err, ipKey)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +510,7 @@ func (s *Service) Authenticate(ctx context.Context, token, targetProjectID strin
 		UserName:   v.user.Name,
 		DomainID:   v.domain.ID,
 		DomainName: v.domain.Name,
-		AuthMethod: "token",
+		AuthMethod: kps.AuthToken,
 	}
 	if len(v.token.AuditIDs) > 0 {
 		p.TokenAuditID = v.token.AuditIDs[0]

@@ -323,10 +323,10 @@ func TestRescopeWithToken(t *testing.T) {
 	if !slices.Equal(body.Methods, []string{"token"}) || body.Project == nil || body.Project.ID != fx.id(p2) {
 		t.Errorf("body %+v", body)
 	}
-	if p, err := fx.svc.Authenticate(ctx, tok2, fx.id(p2)); err != nil || p.ProjectID != fx.id(p2) {
+	if p, err := fx.svc.Authenticate(ctx, tok2, fx.id(p2), ""); err != nil || p.ProjectID != fx.id(p2) {
 		t.Fatalf("the re-scoped token does not work: %v", err)
 	}
-	if _, err := fx.svc.Authenticate(ctx, tok, ""); err != nil {
+	if _, err := fx.svc.Authenticate(ctx, tok, "", ""); err != nil {
 		t.Errorf("re-scoping affected the source token: %v", err)
 	}
 
@@ -351,7 +351,7 @@ func TestAuthenticate(t *testing.T) {
 	req.Scope = fx.scope(Scope{Kind: ScopeProject, ProjectID: p1})
 	tok, body := fx.issue(t, req)
 
-	p, err := fx.svc.Authenticate(ctx, tok, proj1)
+	p, err := fx.svc.Authenticate(ctx, tok, proj1, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func TestAuthenticate(t *testing.T) {
 	if err := fx.db.GrantRole(ctx, admin); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := fx.svc.Authenticate(ctx, tok, proj1); p == nil || !p.Has(kps.RoleAdmin) {
+	if p, _ := fx.svc.Authenticate(ctx, tok, proj1, ""); p == nil || !p.Has(kps.RoleAdmin) {
 		t.Errorf("roles are not live: %+v", p)
 	}
 	for _, a := range []kps.RoleAssignment{admin, member} {
@@ -375,14 +375,14 @@ func TestAuthenticate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = fx.svc.Authenticate(ctx, tok, proj1)
+	_, err = fx.svc.Authenticate(ctx, tok, proj1, "")
 	wantCode(t, err, kps.ErrForbidden, "The user has no permission to perform this operation.")
 
-	_, err = fx.svc.Authenticate(ctx, tok, fx.id(p2))
+	_, err = fx.svc.Authenticate(ctx, tok, fx.id(p2), "")
 	wantCode(t, err, kps.ErrProjectMismatch, "Project mismatch: the request targets project "+fx.id(p2)+" but the credentials are scoped to project "+proj1+".")
 
 	// Identity routes: no target project, no project check; alice holds no domain role.
-	p, err = fx.svc.Authenticate(ctx, tok, "")
+	p, err = fx.svc.Authenticate(ctx, tok, "", "")
 	if err != nil || p.ProjectID != "" || p.UserID != alice || len(p.Roles) != 0 {
 		t.Errorf("identity route: %+v %v", p, err)
 	}
@@ -403,9 +403,9 @@ func TestAuthenticateNotProjectScoped(t *testing.T) {
 	req.Scope = Scope{Kind: ScopeDomain, DomainName: "acme"}
 	domainScoped, _ := fx.issue(t, req)
 	for _, tok := range []string{unscoped, domainScoped} {
-		_, err := fx.svc.Authenticate(ctx, tok, fx.id(p1))
+		_, err := fx.svc.Authenticate(ctx, tok, fx.id(p1), "")
 		wantCode(t, err, kps.ErrProjectMismatch, "Project mismatch: the request targets project "+fx.id(p1)+" but the token is not scoped to a project.")
-		p, err := fx.svc.Authenticate(ctx, tok, "")
+		p, err := fx.svc.Authenticate(ctx, tok, "", "")
 		if err != nil || !slices.Equal(p.Roles, []kps.Role{kps.RoleAdmin, kps.RoleMember, kps.RoleReader}) {
 			t.Errorf("identity route principal %+v %v, want the domain roles", p, err)
 		}
@@ -487,7 +487,7 @@ func TestAuthenticateRejectsTokens(t *testing.T) {
 			if tt.token != nil {
 				tok = tt.token(t, fx, tok)
 			}
-			_, err := fx.svc.Authenticate(ctx, tok, fx.id(project))
+			_, err := fx.svc.Authenticate(ctx, tok, fx.id(project), "")
 			wantCode(t, err, kps.ErrBadCredentials, tt.msg)
 			if tok != "" && strings.Contains(err.Error(), tok) {
 				t.Error("the error quotes the token")
@@ -513,11 +513,11 @@ func TestTokenExpiresAtTTL(t *testing.T) {
 		t.Fatalf("expires_at %v, want %v", body.ExpiresAt, want)
 	}
 	fx.clock.Add(5*time.Minute - time.Second)
-	if _, err := fx.svc.Authenticate(context.Background(), tok, fx.id(p1)); err != nil {
+	if _, err := fx.svc.Authenticate(context.Background(), tok, fx.id(p1), ""); err != nil {
 		t.Fatalf("one second before expiry: %v", err)
 	}
 	fx.clock.Set(body.ExpiresAt.Time) // now == expires_at is expired (§5.3: valid while now < expires_at)
-	_, err := fx.svc.Authenticate(context.Background(), tok, fx.id(p1))
+	_, err := fx.svc.Authenticate(context.Background(), tok, fx.id(p1), "")
 	wantCode(t, err, kps.ErrBadCredentials, "Incorrect authentication information: the token has expired.")
 }
 
@@ -543,7 +543,7 @@ func TestLoginRehashesWeakHash(t *testing.T) {
 	if !after.PasswordChangedAt.Equal(before.PasswordChangedAt) {
 		t.Errorf("password change time moved from %v to %v", before.PasswordChangedAt, after.PasswordChangedAt)
 	}
-	if _, err := fx.svc.Authenticate(ctx, tok, fx.id(p1)); err != nil {
+	if _, err := fx.svc.Authenticate(ctx, tok, fx.id(p1), ""); err != nil {
 		t.Errorf("the rehash revoked a token: %v", err)
 	}
 	// The new hash logs in and needs no further upgrade.
@@ -559,7 +559,7 @@ func TestLogin(t *testing.T) {
 	ctx := context.Background()
 	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"acme"},"password":"` + password + `"}}},
 		"scope":{"project":{"name":"my-region-1","domain":{"name":"acme"}}}}}`
-	tok, resp, err := fx.svc.Login(ctx, []byte(body), "")
+	tok, resp, err := fx.svc.Login(ctx, []byte(body), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,10 +574,10 @@ func TestLogin(t *testing.T) {
 	}
 	// The token method falls back to the X-Auth-Token header.
 	rescope := `{"auth":{"identity":{"methods":["token"],"token":{}},"scope":{"project":{"id":"` + fx.id(p1) + `"}}}}`
-	if _, _, err := fx.svc.Login(ctx, []byte(rescope), tok); err != nil {
+	if _, _, err := fx.svc.Login(ctx, []byte(rescope), tok, ""); err != nil {
 		t.Errorf("re-scope with the header token: %v", err)
 	}
-	_, resp, err = fx.svc.Login(ctx, []byte(`{"auth":{"identity":{"methods":["password","totp"]}}}`), "")
+	_, resp, err = fx.svc.Login(ctx, []byte(`{"auth":{"identity":{"methods":["password","totp"]}}}`), "", "")
 	wantCode(t, err, kps.ErrLoginFailed, "The username or password is wrong.")
 	if resp != nil {
 		t.Error("a failed login returned a response")
