@@ -130,7 +130,7 @@ func (s *service) raw(method, path string, body any, headers map[string]string) 
 		s.t.Errorf("%s %s: X-Request-Id %q", method, path, resp.Header.Get("X-Request-Id"))
 	}
 	var out map[string]any
-	if len(raw) > 0 {
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &out); err != nil {
 			s.t.Fatalf("%s %s: %d non-JSON body %q", method, path, resp.StatusCode, raw)
 		}

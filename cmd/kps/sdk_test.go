@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -226,7 +225,7 @@ func waitSDKTask(t *testing.T, c *kpssdk.KpsClient, id string) string {
 		if err != nil {
 			t.Fatalf("ListKeypairTask: %v", err)
 		}
-		st := fmt.Sprint(*r.TaskStatus)
+		st := r.TaskStatus.Value()
 		if strings.HasPrefix(st, "SUCCESS_") || strings.HasPrefix(st, "FAILED_") {
 			return st
 		}
