@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -177,7 +178,7 @@ func (e *External) Authenticate(ctx context.Context, token, targetProjectID, cli
 	if targetProjectID == "" {
 		// Identity routes act on the domain: only a domain-scoped token's roles are roles there.
 		if t.scopeDomainID != "" && t.scopeDomainID == t.domainID {
-			p.Roles = t.roles
+			p.Roles = slices.Clone(t.roles)
 		}
 		return p, nil
 	}
@@ -196,7 +197,8 @@ func (e *External) Authenticate(ctx context.Context, token, targetProjectID, cli
 	if len(t.roles) == 0 {
 		return nil, &Failure{"no-role", kps.Errorf(kps.ErrForbidden, msgForbidden)}
 	}
-	p.ProjectID, p.Roles = targetProjectID, t.roles
+	// The cached roles are shared; each principal gets its own copy.
+	p.ProjectID, p.Roles = targetProjectID, slices.Clone(t.roles)
 	return p, nil
 }
 
