@@ -218,7 +218,9 @@ func (s *Server) authorized(min kps.Role, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.authenticate(r)
 		if err == nil && !p.Has(min) {
-			err = kps.Errorf(kps.ErrForbidden, "The user has no permission to perform this operation.")
+			// Row 8 of auth.md §4.3, logged like the refusals of authenticate.
+			err = &iam.Failure{Reason: "role-too-low", Err: kps.Errorf(kps.ErrForbidden, "The user has no permission to perform this operation.")}
+			s.logRefusal(r, err)
 		}
 		if err == nil {
 			err = h(w, r, p)

@@ -45,8 +45,7 @@ func (fx *signingFixture) newPair(t *testing.T) (ak, sk string, sealed []byte) {
 	t.Helper()
 	fx.n++
 	ak = fmt.Sprintf("AKTEST%014d", fx.n)
-	sk = fmt.Sprintf("sk%038d", fx.n) + ""
-	sk = "Sk" + sk[2:]
+	sk = fmt.Sprintf("Sk%038d", fx.n)
 	sealed, err := fx.svc.Sealer.Seal([]byte(sk), kps.AccessKeyAAD(ak))
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +98,9 @@ func (fx *signingFixture) request(t *testing.T, method, path string, body []byte
 }
 
 // kpsPath is a KPS path under the (symbolic) project.
-func (fx *signingFixture) kpsPath(project string) string { return "/v3/" + fx.id(project) + "/keypairs" }
+func (fx *signingFixture) kpsPath(project string) string {
+	return "/v3/" + fx.id(project) + "/keypairs"
+}
 
 func (fx *signingFixture) authenticate(r *http.Request, body []byte, project, ip string) (*kps.Principal, error) {
 	return fx.svc.AuthenticateSignature(context.Background(), r, body, fx.id(project), ip)

@@ -190,13 +190,17 @@ func TestAKSKOperations(t *testing.T) {
 // A reader's access key can read and cannot write (auth.md §3.3); a disabled user's key is dead.
 func TestAKSKRoles(t *testing.T) {
 	t.Parallel()
-	s := setup(t)
+	log := &lockedBuffer{}
+	s := setupLogged(t, log, func(c *Config) { c.LogLevel = "info" })
 	s.addUser("rita", kps.RoleReader)
 	ak, sk := s.accessKey("rita")
 	s.signed(ak, sk, signedRequest{method: "GET", path: "/keypairs"}).want(t, 200, "", "")
 	s.signed(ak, sk, signedRequest{method: "GET", path: "/failed-tasks"}).want(t, 200, "", "")
 	s.signed(ak, sk, signedRequest{method: "POST", path: "/keypairs", body: []byte(`{"keypair":{"name":"nope"}}`)}).
 		want(t, 403, "KPS.9006", msgNoPermission)
+	if !strings.Contains(log.String(), "reason=role-too-low client_ip=127.0.0.1 access_key="+ak) {
+		t.Errorf("the role refusal is not logged: %s", log.String())
+	}
 
 	ctx := context.Background()
 	d, _ := s.main.store.DomainByName(ctx, "Default")
