@@ -1,0 +1,495 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/iam"
+)
+
+// The identity and management routes (auth.md §5.4–5.5, §8, §9) against the real `kps serve`:
+// tokens, AK/SK signatures and security tokens on real connections.
+
+var (
+	hex32       = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	akPattern   = regexp.MustCompile(`^[A-Z0-9]{20}$`)
+	skPattern   = regexp.MustCompile(`^[A-Za-z0-9]{40}$`)
+	stPattern   = regexp.MustCompile(`^ST1[A-Za-z0-9_-]{64}$`)
+	timePattern = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$`)
+)
+
+// transcript keeps every response body and header of a test, so that it can tell where a
+// secret appeared.
+type transcript struct {
+	mu        sync.Mutex
+	responses []string
+}
+
+func (tr *transcript) add(r string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.responses = append(tr.responses, r)
+}
+
+// count returns how many responses contain s.
+func (tr *transcript) count(s string) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	n := 0
+	for _, r := range tr.responses {
+		if strings.Contains(r, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// idClient calls the identity API with one credential: a token, or an AK/SK (with a security
+// token for a temporary credential) that signs every request as the Huawei Go SDK does.
+type idClient struct {
+	t              *testing.T
+	base           string
+	token          string
+	ak, sk, stoken string
+	tr             *transcript
+}
+
+type idResponse struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func newTranscript() *transcript { return &transcript{} }
+
+// as returns a client with the service's current token.
+func as(t *testing.T, s *service, tr *transcript) *idClient {
+	return &idClient{t: t, base: s.base, token: s.token, tr: tr}
+}
+
+// withKey returns a client of the same service that signs with ak/sk (and sends the security
+// token st when not empty).
+func (c *idClient) withKey(ak, sk, st string) *idClient {
+	return &idClient{t: c.t, base: c.base, ak: ak, sk: sk, stoken: st, tr: c.tr}
+}
+
+func (c *idClient) do(method, path string, body any, headers ...string) idResponse {
+	c.t.Helper()
+	var raw []byte
+	switch b := body.(type) {
+	case nil:
+	case string:
+		raw = []byte(b)
+	default:
+		raw, _ = json.Marshal(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(raw))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	switch {
+	case c.ak != "":
+		if c.stoken != "" {
+			req.Header.Set("X-Security-Token", c.stoken)
+		}
+		if err := iam.Sign(req, raw, c.ak, c.sk, time.Now()); err != nil {
+			c.t.Fatal(err)
+		}
+	case c.token != "":
+		req.Header.Set("X-Auth-Token", c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := idResponse{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	var hdr strings.Builder
+	resp.Header.Write(&hdr)
+	c.tr.add(hdr.String() + "\n" + out.raw)
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out.body); err != nil {
+			c.t.Fatalf("%s %s: %d non-JSON body %q", method, path, resp.StatusCode, b)
+		}
+	}
+	id := resp.Header.Get("X-Request-Id")
+	if !hex32.MatchString(id) {
+		c.t.Errorf("%s %s: X-Request-Id %q", method, path, id)
+	}
+	// Every identity route answers with the trace ID the Huawei SDK quotes (auth.md §8), except
+	// the routing errors, which no route answers.
+	if got := resp.Header.Get("X-IAM-Trace-Id"); got != id && resp.StatusCode != 404 && resp.StatusCode != 405 {
+		c.t.Errorf("%s %s: X-IAM-Trace-Id %q, X-Request-Id %q", method, path, got, id)
+	}
+	if resp.StatusCode >= 400 && method != "HEAD" {
+		e, _ := out.body["error"].(map[string]any)
+		if code, _ := out.body["error_code"].(string); !strings.HasPrefix(code, "KPS.") || out.body["error_msg"] == "" ||
+			e == nil || e["code"] != float64(resp.StatusCode) || e["message"] != out.body["error_msg"] {
+			c.t.Errorf("%s %s: identity error body %s", method, path, b)
+		}
+	}
+	return out
+}
+
+// want asserts the status and returns the body.
+func (c *idClient) want(status int, method, path string, body any, headers ...string) map[string]any {
+	c.t.Helper()
+	r := c.do(method, path, body, headers...)
+	if r.status != status {
+		c.t.Fatalf("%s %s: %d %s, want %d", method, path, r.status, r.raw, status)
+	}
+	return r.body
+}
+
+// wantErr asserts an error status and KPS code.
+func (c *idClient) wantErr(status int, code, method, path string, body any, headers ...string) {
+	c.t.Helper()
+	r := c.do(method, path, body, headers...)
+	if r.status != status || r.body["error_code"] != code {
+		c.t.Fatalf("%s %s: %d %s, want %d %s", method, path, r.status, r.raw, status, code)
+	}
+}
+
+// login issues a token by password; scope is the JSON of auth.scope, or "" for none.
+func (c *idClient) login(domain, user, password, scope string) (*idClient, map[string]any) {
+	c.t.Helper()
+	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":` + jsonText(user) +
+		`,"domain":{"name":` + jsonText(domain) + `},"password":` + jsonText(password) + `}}}`
+	if scope != "" {
+		body += `,"scope":` + scope
+	}
+	body += `}}`
+	anon := &idClient{t: c.t, base: c.base, tr: c.tr}
+	req, _ := http.NewRequest("POST", c.base+"/v3/auth/tokens", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	c.tr.add(string(raw))
+	if resp.StatusCode != 201 {
+		c.t.Fatalf("login %s/%s: %d %s", domain, user, resp.StatusCode, raw)
+	}
+	var out map[string]any
+	json.Unmarshal(raw, &out)
+	anon.token = resp.Header.Get("X-Subject-Token")
+	return anon, out["token"].(map[string]any)
+}
+
+func projectScope(name, domain string) string {
+	return `{"project":{"name":` + jsonText(name) + `,"domain":{"name":` + jsonText(domain) + `}}}`
+}
+
+func obj(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func list(v any) []any {
+	a, _ := v.([]any)
+	return a
+}
+
+// wantProject checks the shape and types of a project object (auth.md §8.2).
+func wantProject(t *testing.T, v any, name, domainID string) map[string]any {
+	t.Helper()
+	p := obj(v)
+	if !hex32.MatchString(str(p["id"])) || p["name"] != name || p["domain_id"] != domainID || p["parent_id"] != domainID ||
+		p["is_domain"] != false || p["enabled"] != true || p["description"] != "" ||
+		!strings.HasSuffix(str(obj(p["links"])["self"]), "/v3/projects/"+str(p["id"])) {
+		t.Fatalf("project %v, want %s in domain %s", p, name, domainID)
+	}
+	return p
+}
+
+// wantListLinks checks the links of a list: self, and previous/next null (§8.2).
+func wantListLinks(t *testing.T, body map[string]any, self string) {
+	t.Helper()
+	l := obj(body["links"])
+	if v, ok := l["previous"]; !ok || v != nil {
+		t.Errorf("links.previous = %v", l)
+	}
+	if v, ok := l["next"]; !ok || v != nil {
+		t.Errorf("links.next = %v", l)
+	}
+	if !strings.HasSuffix(str(l["self"]), self) || !strings.HasPrefix(str(l["self"]), "http://") {
+		t.Errorf("links.self = %v, want …%s", l["self"], self)
+	}
+}
+
+func (s *service) defaultDomainID(t *testing.T) string {
+	t.Helper()
+	return str(obj(list(as(t, s, newTranscript()).want(200, "GET", "/v3/auth/domains", nil)["domains"])[0])["id"])
+}
+
+// TestIdentityTokens: validation (GET/HEAD) and revocation (DELETE) of X-Subject-Token, the
+// catalog in token bodies, and a revoked token's end on KPS routes (auth.md §5.4, §5.5, §8.4).
+func TestIdentityTokens(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tr := newTranscript()
+	admin := as(t, s, tr)
+	alice := as(t, s.addUser("alice", kps.RoleMember), tr)
+
+	// The login itself carries the catalog; nocatalog drops it; an unscoped token has none.
+	_, body := admin.login("Default", "admin", "admin-password-for-tests", projectScope("local-1", "Default"))
+	wantCatalog(t, body["catalog"], s.base)
+	resp, err := http.Post(s.base+"/v3/auth/tokens?nocatalog", "application/json", strings.NewReader(
+		`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"admin-password-for-tests"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nocat map[string]any
+	json.NewDecoder(resp.Body).Decode(&nocat)
+	resp.Body.Close()
+	if _, ok := obj(nocat["token"])["catalog"]; ok || obj(nocat["token"])["project"] == nil {
+		t.Errorf("?nocatalog token %v", nocat)
+	}
+
+	// Own token: 200, the subject echoed, never cached, live roles and the catalog.
+	r := admin.do("GET", "/v3/auth/tokens", nil, "X-Subject-Token", admin.token)
+	if r.status != 200 || r.header.Get("X-Subject-Token") != admin.token || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("validate own token: %d %v %s", r.status, r.header, r.raw)
+	}
+	tok := obj(r.body["token"])
+	if obj(tok["user"])["name"] != "admin" || obj(tok["project"])["id"] != s.project || len(list(tok["roles"])) != 3 ||
+		!timePattern.MatchString(str(tok["expires_at"])) || len(list(tok["audit_ids"])) != 1 || tok["is_domain"] != false {
+		t.Fatalf("token body %v", tok)
+	}
+	wantCatalog(t, tok["catalog"], s.base)
+	tok = obj(admin.want(200, "GET", "/v3/auth/tokens?nocatalog=1", nil, "X-Subject-Token", admin.token)["token"])
+	if _, ok := tok["catalog"]; ok {
+		t.Errorf("?nocatalog: %v", tok)
+	}
+	if r := admin.do("HEAD", "/v3/auth/tokens", nil, "X-Subject-Token", admin.token); r.status != 200 || r.raw != "" ||
+		r.header.Get("X-Subject-Token") != admin.token {
+		t.Fatalf("HEAD: %d %q", r.status, r.raw)
+	}
+
+	// The domain admin may look at alice's token; alice may not look at the admin's: the same
+	// 404 as an unknown token. A missing header is a missing parameter.
+	if tok := obj(admin.want(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)["token"]); obj(tok["user"])["name"] != "alice" ||
+		len(list(tok["roles"])) != 2 {
+		t.Fatalf("alice's token seen by the admin: %v", tok)
+	}
+	alice.wantErr(404, "KPS.6109", "GET", "/v3/auth/tokens", nil, "X-Subject-Token", admin.token)
+	alice.wantErr(404, "KPS.6109", "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", admin.token)
+	alice.wantErr(404, "KPS.6109", "GET", "/v3/auth/tokens", nil, "X-Subject-Token", "KPT1"+strings.Repeat("x", 43))
+	if r := alice.do("HEAD", "/v3/auth/tokens", nil, "X-Subject-Token", "nonsense"); r.status != 404 || r.raw != "" {
+		t.Fatalf("HEAD unknown: %d %q", r.status, r.raw)
+	}
+	alice.wantErr(400, "KPS.6002", "GET", "/v3/auth/tokens", nil)
+	(&idClient{t: t, base: s.base, tr: tr}).wantErr(401, "KPS.6101", "GET", "/v3/auth/tokens", nil, "X-Subject-Token", admin.token)
+
+	// Alice revokes her own token with itself: 204; it is dead everywhere.
+	alice.want(204, "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)
+	if code, out := s.raw("GET", "/v3/"+s.project+"/keypairs", nil, map[string]string{"X-Auth-Token": alice.token}); code != 401 || out["error_code"] != "KPS.6102" {
+		t.Fatalf("revoked token on a KPS route: %d %v", code, out)
+	}
+	admin.wantErr(404, "KPS.6109", "GET", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)
+	admin.wantErr(404, "KPS.6109", "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)
+
+	// The admin revokes another user's token.
+	bob := as(t, s.addUser("bob", kps.RoleReader), tr)
+	admin.want(204, "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", bob.token)
+	bob.wantErr(401, "KPS.6102", "GET", "/v3/auth/projects", nil)
+}
+
+// wantCatalog checks the catalog of auth.md §8.4: identity, compute and kps, each with one
+// public endpoint in the region, stable 32-hex IDs.
+func wantCatalog(t *testing.T, v any, base string) {
+	t.Helper()
+	want := map[string][2]string{"identity": {"keystone", base + "/v3"}, "compute": {"nova", base + "/compute/v2.1"}, "kps": {"kps", base}}
+	services := list(v)
+	if len(services) != 3 {
+		t.Fatalf("catalog %v", v)
+	}
+	ids := map[string]bool{}
+	for _, sv := range services {
+		m := obj(sv)
+		w, ok := want[str(m["type"])]
+		eps := list(m["endpoints"])
+		if !ok || m["name"] != w[0] || !hex32.MatchString(str(m["id"])) || len(eps) != 1 {
+			t.Fatalf("catalog service %v", m)
+		}
+		ep := obj(eps[0])
+		if ep["interface"] != "public" || ep["region"] != "local-1" || ep["region_id"] != "local-1" || ep["url"] != w[1] ||
+			!hex32.MatchString(str(ep["id"])) {
+			t.Fatalf("catalog endpoint %v", ep)
+		}
+		ids[str(m["id"])], ids[str(ep["id"])] = true, true
+	}
+	if len(ids) != 6 {
+		t.Errorf("catalog IDs are not distinct: %v", v)
+	}
+}
+
+// TestIdentityReads: project discovery as the Huawei SDK does it, filters, pages, visibility
+// across users and domains, and the other reads of auth.md §8.3.
+func TestIdentityReads(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tr := newTranscript()
+	admin := as(t, s, tr)
+	alice := as(t, s.addUser("alice", kps.RoleMember), tr)
+	defaultDomain := s.defaultDomainID(t)
+
+	// The SDK's discovery call: exactly one project, the region's.
+	for _, c := range []*idClient{admin, alice} {
+		out := c.want(200, "GET", "/v3/projects?name=local-1", nil)
+		ps := list(out["projects"])
+		if len(ps) != 1 {
+			t.Fatalf("GET /v3/projects?name=local-1: %v", out)
+		}
+		if wantProject(t, ps[0], "local-1", defaultDomain)["id"] != s.project {
+			t.Fatalf("discovered %v, want %s", ps[0], s.project)
+		}
+		wantListLinks(t, out, "/v3/projects?name=local-1")
+	}
+
+	// A second project: the domain admin sees it, alice (no role there) does not.
+	dev := admin.want(201, "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "local-1_dev"}})
+	devID := str(wantProject(t, dev["project"], "local-1_dev", defaultDomain)["id"])
+	if n := len(list(admin.want(200, "GET", "/v3/projects", nil)["projects"])); n != 2 {
+		t.Fatalf("admin sees %d projects", n)
+	}
+	if ps := list(alice.want(200, "GET", "/v3/projects", nil)["projects"]); len(ps) != 1 || obj(ps[0])["id"] != s.project {
+		t.Fatalf("alice sees %v", ps)
+	}
+	wantProject(t, alice.want(200, "GET", "/v3/projects/"+s.project, nil)["project"], "local-1", defaultDomain)
+	wantProject(t, admin.want(200, "GET", "/v3/projects/"+devID, nil)["project"], "local-1_dev", defaultDomain)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/projects/"+devID, nil)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/projects/0123456789abcdef0123456789abcdef", nil)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/projects/not-even-an-id", nil)
+
+	// Filters (AND); a foreign domain is an empty list, not an error.
+	for q, n := range map[string]int{
+		"enabled=true": 2, "enabled=FALSE": 0, "is_domain=false": 2, "is_domain=true": 0,
+		"domain_id=" + defaultDomain: 2, "domain_id=0123456789abcdef0123456789abcdef": 0, "parent_id=" + defaultDomain: 2,
+		"name=local-1_dev&domain_id=" + defaultDomain: 1, "name=nope": 0, "name=local-1&parent_id=x&domain_id=y": 0,
+	} {
+		out := admin.want(200, "GET", "/v3/projects?"+q, nil)
+		if got := len(list(out["projects"])); got != n {
+			t.Errorf("?%s: %d projects, want %d", q, got, n)
+		}
+	}
+	admin.wantErr(400, "KPS.6003", "GET", "/v3/projects?enabled=yes", nil)
+	admin.wantErr(400, "KPS.6003", "GET", "/v3/projects?per_page=0", nil)
+	admin.wantErr(400, "KPS.6003", "GET", "/v3/projects?page=-1", nil)
+	// Pages: next until the last page, then null.
+	p1 := admin.want(200, "GET", "/v3/projects?per_page=1", nil)
+	if len(list(p1["projects"])) != 1 || obj(p1["links"])["next"] == nil || obj(p1["links"])["previous"] != nil {
+		t.Fatalf("page 1: %v", p1)
+	}
+	p2 := admin.want(200, "GET", "/v3/projects?per_page=1&page=2", nil)
+	if len(list(p2["projects"])) != 1 || obj(p2["links"])["next"] != nil || obj(p2["links"])["previous"] == nil ||
+		obj(list(p1["projects"])[0])["id"] == obj(list(p2["projects"])[0])["id"] {
+		t.Fatalf("page 2: %v", p2)
+	}
+
+	// /v3/auth/projects and /v3/users/{id}/projects: what the user may scope to.
+	aliceID := str(obj(obj(alice.want(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)["token"])["user"])["id"])
+	for _, out := range []map[string]any{
+		alice.want(200, "GET", "/v3/auth/projects", nil),
+		alice.want(200, "GET", "/v3/users/"+aliceID+"/projects", nil),
+		admin.want(200, "GET", "/v3/users/"+aliceID+"/projects", nil),
+	} {
+		if ps := list(out["projects"]); len(ps) != 1 || obj(ps[0])["id"] != s.project {
+			t.Fatalf("projects of alice: %v", out)
+		}
+		wantListLinks(t, out, "/projects")
+	}
+	if n := len(list(admin.want(200, "GET", "/v3/auth/projects", nil)["projects"])); n != 2 {
+		t.Errorf("admin may scope to %d projects", n)
+	}
+	adminID := str(obj(obj(admin.want(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", admin.token)["token"])["user"])["id"])
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/users/"+adminID+"/projects", nil)
+	admin.wantErr(404, "KPS.6110", "GET", "/v3/users/0123456789abcdef0123456789abcdef/projects", nil)
+
+	// /v3/auth/domains: exactly the caller's domain. /v3/auth/catalog. /v3/roles.
+	out := alice.want(200, "GET", "/v3/auth/domains", nil)
+	if ds := list(out["domains"]); len(ds) != 1 || obj(ds[0])["name"] != "Default" || obj(ds[0])["enabled"] != true ||
+		obj(ds[0])["description"] != "" || !strings.HasSuffix(str(obj(obj(ds[0])["links"])["self"]), "/v3/domains/"+defaultDomain) {
+		t.Fatalf("auth/domains %v", out)
+	}
+	wantListLinks(t, out, "/v3/auth/domains")
+	out = alice.want(200, "GET", "/v3/auth/catalog", nil)
+	wantCatalog(t, out["catalog"], s.base)
+	wantListLinks(t, out, "/v3/auth/catalog")
+	// The Terraform provider sends X-Project-Id on this call; identity routes ignore it.
+	alice.want(200, "GET", "/v3/auth/catalog", nil, "X-Project-Id", "0123456789abcdef0123456789abcdef")
+	out = alice.want(200, "GET", "/v3/roles", nil)
+	var names []string
+	for _, r := range list(out["roles"]) {
+		if !hex32.MatchString(str(obj(r)["id"])) {
+			t.Errorf("role %v", r)
+		}
+		names = append(names, str(obj(r)["name"]))
+	}
+	if strings.Join(names, ",") != "reader,member,admin" {
+		t.Fatalf("roles %v", out)
+	}
+
+	// Another domain sees nothing of Default, and Default's projects are foreign to it.
+	acmeDomain := createDomainAdmin(t, admin, "acme", "bob")
+	bob, _ := admin.login("acme", "bob", "bob-password-1", projectScope("local-1", "acme"))
+	ps := list(bob.want(200, "GET", "/v3/projects?name=local-1", nil)["projects"])
+	if len(ps) != 1 || obj(ps[0])["id"] == s.project {
+		t.Fatalf("bob discovers %v", ps)
+	}
+	wantProject(t, ps[0], "local-1", acmeDomain)
+	bob.wantErr(403, "KPS.9006", "GET", "/v3/projects/"+s.project, nil)
+	if n := len(list(bob.want(200, "GET", "/v3/projects?domain_id="+defaultDomain, nil)["projects"])); n != 0 {
+		t.Errorf("bob lists %d projects of Default", n)
+	}
+	// A user of that domain without any role: an unscoped token that sees no project.
+	carolID := str(obj(bob.want(201, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "carol", "password": "carol-password-1"}})["user"])["id"])
+	carol, body := admin.login("acme", "carol", "carol-password-1", "")
+	if body["project"] != nil || body["catalog"] != nil || body["roles"] != nil {
+		t.Fatalf("carol's unscoped token %v", body)
+	}
+	for _, path := range []string{"/v3/projects", "/v3/auth/projects", "/v3/users/" + carolID + "/projects"} {
+		if ps := list(carol.want(200, "GET", path, nil)["projects"]); len(ps) != 0 {
+			t.Errorf("carol: %s = %v", path, ps)
+		}
+	}
+	carol.wantErr(403, "KPS.9006", "GET", "/v3/projects/"+s.project, nil)
+	if ds := list(carol.want(200, "GET", "/v3/auth/domains", nil)["domains"]); len(ds) != 1 || obj(ds[0])["name"] != "acme" {
+		t.Errorf("carol's domains %v", ds)
+	}
+}
+
+// createDomainAdmin creates a domain as the operator admin with a user holding the admin role
+// on it (password <user>-password-1) and returns the domain's ID.
+func createDomainAdmin(t *testing.T, operator *idClient, domain, user string) string {
+	t.Helper()
+	d := obj(operator.want(201, "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": domain, "description": "d"}})["domain"])
+	if !hex32.MatchString(str(d["id"])) || d["name"] != domain || d["enabled"] != true || d["description"] != "d" {
+		t.Fatalf("domain %v", d)
+	}
+	u := obj(operator.want(201, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": user, "domain_id": d["id"],
+		"password": user + "-password-1"}})["user"])
+	if u["domain_id"] != d["id"] {
+		t.Fatalf("user %v", u)
+	}
+	operator.want(204, "PUT", "/v3/domains/"+str(d["id"])+"/users/"+str(u["id"])+"/roles/admin", nil)
+	return str(d["id"])
+}
