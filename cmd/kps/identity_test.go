@@ -493,3 +493,218 @@ func createDomainAdmin(t *testing.T, operator *idClient, domain, user string) st
 	operator.want(204, "PUT", "/v3/domains/"+str(d["id"])+"/users/"+str(u["id"])+"/roles/admin", nil)
 	return str(d["id"])
 }
+
+// TestIdentityCredentials: permanent access keys (auth.md §3.5, §9): the SK shown once and
+// never again, at most two per user, an inactive key refused, who manages whose keys, and the
+// SDK's project discovery signed with a key created here.
+func TestIdentityCredentials(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tr := newTranscript()
+	admin := as(t, s, tr)
+	alice := as(t, s.addUser("alice", kps.RoleMember), tr)
+	rita := as(t, s.addUser("rita", kps.RoleReader), tr)
+	userID := func(c *idClient) string {
+		return str(obj(obj(c.want(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", c.token)["token"])["user"])["id"])
+	}
+	aliceID, adminID := userID(alice), userID(admin)
+
+	r := alice.do("POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{"description": "ci"}})
+	if r.status != 201 || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("create: %d %v %s", r.status, r.header, r.raw)
+	}
+	c := obj(r.body["credential"])
+	ak, sk := str(c["access"]), str(c["secret"])
+	if !akPattern.MatchString(ak) || !skPattern.MatchString(sk) || c["user_id"] != aliceID || c["status"] != "active" ||
+		c["description"] != "ci" || !timePattern.MatchString(str(c["create_time"])) || len(c) != 6 {
+		t.Fatalf("credential %v", c)
+	}
+
+	// The SDK's discovery call, signed with the new key: exactly the region's project.
+	key := alice.withKey(ak, sk, "")
+	out := key.want(200, "GET", "/v3/projects?name=local-1", nil)
+	if ps := list(out["projects"]); len(ps) != 1 || obj(ps[0])["id"] != s.project {
+		t.Fatalf("signed discovery %v", out)
+	}
+	key.want(200, "GET", "/v3/auth/catalog", nil)
+
+	// Lists and reads never show the SK; the last use is recorded.
+	out = alice.want(200, "GET", "/v3.0/OS-CREDENTIAL/credentials", nil)
+	if ks := list(out["credentials"]); len(ks) != 1 || obj(ks[0])["access"] != ak || obj(ks[0])["secret"] != nil ||
+		!timePattern.MatchString(str(obj(ks[0])["last_use_time"])) || obj(ks[0])["status"] != "active" {
+		t.Fatalf("list %v", out)
+	}
+	if got := obj(admin.want(200, "GET", "/v3.0/OS-CREDENTIAL/credentials/"+ak, nil)["credential"]); got["access"] != ak ||
+		got["user_id"] != aliceID || got["secret"] != nil {
+		t.Fatalf("show %v", got)
+	}
+
+	// Two keys per user; the third is 400 KPS.6003, whoever asks.
+	second := obj(alice.want(201, "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{"user_id": aliceID}})["credential"])
+	alice.wantErr(400, "KPS.6003", "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{"user_id": aliceID}})
+	if ks := list(admin.want(200, "GET", "/v3.0/OS-CREDENTIAL/credentials?user_id="+aliceID, nil)["credentials"]); len(ks) != 2 {
+		t.Fatalf("alice's keys seen by the admin: %v", ks)
+	}
+
+	// An inactive key is refused (401), an active one works again.
+	got := obj(alice.want(200, "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+ak, map[string]any{"credential": map[string]any{"status": "inactive"}})["credential"])
+	if got["status"] != "inactive" || got["description"] != "ci" || got["secret"] != nil {
+		t.Fatalf("deactivated %v", got)
+	}
+	key.wantErr(401, "KPS.6102", "GET", "/v3/projects?name=local-1", nil)
+	alice.wantErr(400, "KPS.6003", "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+ak, map[string]any{"credential": map[string]any{"status": "paused"}})
+	alice.wantErr(400, "KPS.6002", "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+ak, map[string]any{})
+	alice.wantErr(400, "KPS.6003", "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+ak, map[string]any{"credential": map[string]any{"status": 1}})
+	alice.wantErr(400, "KPS.6001", "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+ak, "[]")
+	alice.want(200, "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+ak, map[string]any{"credential": map[string]any{"status": "active"}})
+	key.want(200, "GET", "/v3/projects?name=local-1", nil)
+
+	// Who manages whose keys: a reader cannot create one, but may list its own (none); a
+	// member cannot touch the admin's keys; the admin manages alice's.
+	rita.wantErr(403, "KPS.9006", "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{}})
+	if ks := list(rita.want(200, "GET", "/v3.0/OS-CREDENTIAL/credentials", nil)["credentials"]); len(ks) != 0 {
+		t.Errorf("rita's keys %v", ks)
+	}
+	adminKey := obj(admin.want(201, "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{}})["credential"])
+	alice.wantErr(403, "KPS.9006", "GET", "/v3.0/OS-CREDENTIAL/credentials?user_id="+adminID, nil)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3.0/OS-CREDENTIAL/credentials/"+str(adminKey["access"]), nil)
+	alice.wantErr(403, "KPS.9006", "DELETE", "/v3.0/OS-CREDENTIAL/credentials/"+str(adminKey["access"]), nil)
+	alice.wantErr(403, "KPS.9006", "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{"user_id": adminID}})
+	admin.want(204, "DELETE", "/v3.0/OS-CREDENTIAL/credentials/"+str(second["access"]), nil)
+	admin.wantErr(404, "KPS.6110", "DELETE", "/v3.0/OS-CREDENTIAL/credentials/"+str(second["access"]), nil)
+	admin.wantErr(404, "KPS.6110", "GET", "/v3.0/OS-CREDENTIAL/credentials?user_id=0123456789abcdef0123456789abcdef", nil)
+	// A key of another domain looks missing to this domain's admin.
+	createDomainAdmin(t, admin, "acme", "bob")
+	bob, _ := admin.login("acme", "bob", "bob-password-1", "")
+	bobKey := obj(bob.want(201, "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{}})["credential"])
+	// (Any admin of Default is the operator admin, who administers every domain; the admin of
+	// a third domain is not.)
+	createDomainAdmin(t, admin, "zeta", "zed")
+	domainAdmin, _ := admin.login("zeta", "zed", "zed-password-1", "")
+	domainAdmin.wantErr(404, "KPS.6110", "GET", "/v3.0/OS-CREDENTIAL/credentials/"+str(bobKey["access"]), nil)
+	domainAdmin.wantErr(404, "KPS.6110", "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+str(bobKey["access"]), map[string]any{"credential": map[string]any{"status": "inactive"}})
+	bob.withKey(str(bobKey["access"]), str(bobKey["secret"]), "").want(200, "GET", "/v3/auth/domains", nil)
+
+	// The SKs appeared in their creation responses only.
+	for _, secret := range []string{sk, str(second["secret"]), str(adminKey["secret"]), str(bobKey["secret"])} {
+		if n := tr.count(secret); n != 1 {
+			t.Errorf("an SK appears in %d responses, want 1 (its creation)", n)
+		}
+	}
+}
+
+// TestIdentityTemporaryCredentials: POST /v3.0/OS-CREDENTIAL/securitytokens (auth.md §3.6): the
+// shape, the duration rules, the binding to the source token's project and life, and who may
+// derive from which token.
+func TestIdentityTemporaryCredentials(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tr := newTranscript()
+	admin := as(t, s, tr)
+	alice := as(t, s.addUser("alice", kps.RoleMember), tr)
+	body := func(token map[string]any) map[string]any {
+		return map[string]any{"auth": map[string]any{"identity": map[string]any{"methods": []string{"token"}, "token": token}}}
+	}
+
+	before := time.Now()
+	r := alice.do("POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(map[string]any{"duration_seconds": 900}))
+	if r.status != 201 || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("securitytokens: %d %s", r.status, r.raw)
+	}
+	c := obj(r.body["credential"])
+	ak, sk, st := str(c["access"]), str(c["secret"]), str(c["securitytoken"])
+	if !akPattern.MatchString(ak) || !skPattern.MatchString(sk) || !stPattern.MatchString(st) || len(c) != 4 {
+		t.Fatalf("temporary credential %v", c)
+	}
+	expires, err := time.Parse("2006-01-02T15:04:05.000000Z", str(c["expires_at"]))
+	if err != nil || expires.Before(before.Add(15*time.Minute-time.Second)) || expires.After(time.Now().Add(15*time.Minute+time.Second)) {
+		t.Fatalf("expires_at %v (%v)", c["expires_at"], err)
+	}
+
+	// It signs like a key, with its security token, for its token's project only.
+	temp := alice.withKey(ak, sk, st)
+	temp.want(200, "GET", "/v3/projects?name=local-1", nil)
+	if code, out := signedKPS(t, s, temp, "GET", "/v3/"+s.project+"/keypairs"); code != 200 {
+		t.Fatalf("temporary credential on its project: %d %v", code, out)
+	}
+	dev := obj(admin.want(201, "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "local-1_dev"}})["project"])
+	admin.want(204, "PUT", "/v3/projects/"+str(dev["id"])+"/users/"+str(obj(obj(admin.want(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)["token"])["user"])["id"])+"/roles/member", nil)
+	if code, out := signedKPS(t, s, temp, "GET", "/v3/"+str(dev["id"])+"/keypairs"); code != 403 || out["error_code"] != "KPS.6103" {
+		t.Fatalf("temporary credential on another project: %d %v", code, out)
+	}
+	alice.withKey(ak, sk, "").wantErr(401, "KPS.6102", "GET", "/v3/auth/catalog", nil)
+	// A temporary credential mints nothing: neither another one nor a permanent key.
+	temp.wantErr(403, "KPS.9006", "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(nil))
+	temp.wantErr(403, "KPS.9006", "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{}})
+
+	// Durations: 900–86400 seconds, a numeric string accepted, never past the source token
+	// (one hour in these tests).
+	c = obj(alice.want(201, "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(map[string]any{"duration_seconds": "86400", "id": alice.token}))["credential"])
+	tokenExpires, _ := time.Parse("2006-01-02T15:04:05.000000Z", str(obj(obj(alice.want(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)["token"]))["expires_at"]))
+	if str(c["expires_at"]) != tokenExpires.UTC().Format("2006-01-02T15:04:05.000000Z") {
+		t.Errorf("expires_at %v, want the token's %v", c["expires_at"], tokenExpires)
+	}
+	defaultTTL := obj(alice.want(201, "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(nil))["credential"])
+	if e, _ := time.Parse("2006-01-02T15:04:05.000000Z", str(defaultTTL["expires_at"])); e.After(time.Now().Add(15*time.Minute + time.Second)) {
+		t.Errorf("default duration: %v", defaultTTL["expires_at"])
+	}
+	for _, bad := range []any{899, 86401, "15m", 900.5, true, "", -900} {
+		alice.wantErr(400, "KPS.6003", "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(map[string]any{"duration_seconds": bad}))
+	}
+	alice.wantErr(400, "KPS.6003", "POST", "/v3.0/OS-CREDENTIAL/securitytokens",
+		map[string]any{"auth": map[string]any{"identity": map[string]any{"methods": []string{"password"}}}})
+	alice.wantErr(400, "KPS.6002", "POST", "/v3.0/OS-CREDENTIAL/securitytokens", map[string]any{"auth": map[string]any{"identity": map[string]any{}}})
+	alice.wantErr(400, "KPS.6002", "POST", "/v3.0/OS-CREDENTIAL/securitytokens", map[string]any{})
+	// Someone else's token: only an admin of its domain may derive from it.
+	alice.wantErr(403, "KPS.9006", "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(map[string]any{"id": admin.token}))
+	alice.wantErr(403, "KPS.9006", "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(map[string]any{"id": "KPT1nonsense"}))
+	forAlice := obj(admin.want(201, "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(map[string]any{"id": alice.token}))["credential"])
+	aliceAgain := alice.withKey(str(forAlice["access"]), str(forAlice["secret"]), str(forAlice["securitytoken"]))
+	if tok := aliceAgain.want(200, "GET", "/v3/auth/domains", nil); len(list(tok["domains"])) != 1 {
+		t.Fatalf("derived for alice: %v", tok)
+	}
+
+	// From a permanent key: unbound, usable on any of the user's projects.
+	perm := obj(alice.want(201, "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{}})["credential"])
+	fromKey := obj(alice.withKey(str(perm["access"]), str(perm["secret"]), "").want(201, "POST", "/v3.0/OS-CREDENTIAL/securitytokens", body(nil))["credential"])
+	unbound := alice.withKey(str(fromKey["access"]), str(fromKey["secret"]), str(fromKey["securitytoken"]))
+	if code, out := signedKPS(t, s, unbound, "GET", "/v3/"+str(dev["id"])+"/keypairs"); code != 200 {
+		t.Fatalf("unbound temporary credential: %d %v", code, out)
+	}
+
+	// Revoking the source token ends the credentials derived from it.
+	alice.want(204, "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", alice.token)
+	temp.wantErr(401, "KPS.6102", "GET", "/v3/auth/catalog", nil)
+	aliceAgain.wantErr(401, "KPS.6102", "GET", "/v3/auth/catalog", nil)
+	unbound.want(200, "GET", "/v3/auth/catalog", nil)
+
+	// SKs and security tokens appeared once each, in their creation.
+	for _, secret := range []string{sk, st, str(forAlice["secret"]), str(forAlice["securitytoken"]), str(fromKey["secret"])} {
+		if n := tr.count(secret); n != 1 {
+			t.Errorf("a secret appears in %d responses, want 1", n)
+		}
+	}
+}
+
+// signedKPS sends a KPS request signed with the client's key and the path project in
+// X-Project-Id, as the Go SDK does.
+func signedKPS(t *testing.T, s *service, c *idClient, method, path string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, s.base+path, nil)
+	req.Header.Set("X-Project-Id", strings.Split(strings.TrimPrefix(path, "/v3/"), "/")[0])
+	if c.stoken != "" {
+		req.Header.Set("X-Security-Token", c.stoken)
+	}
+	if err := iam.Sign(req, nil, c.ak, c.sk, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
