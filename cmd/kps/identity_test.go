@@ -708,3 +708,214 @@ func signedKPS(t *testing.T, s *service, c *idClient, method, path string) (int,
 	json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out
 }
+
+// TestIdentityUsers: users and passwords (auth.md §9, §12.1): the shape without the password,
+// the policy, member versus domain admin versus the admin of another domain, the self-service
+// password change that ends every token, disabling and deleting.
+func TestIdentityUsers(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tr := newTranscript()
+	admin := as(t, s, tr)
+	alice := as(t, s.addUser("alice", kps.RoleMember), tr)
+	defaultDomain := s.defaultDomainID(t)
+	const davePassword, daveNew, daveByAdmin = "dave-first-password", "dave-second-password", "dave-third-password"
+
+	u := obj(admin.want(201, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "dave", "password": davePassword,
+		"description": "Dave", "default_project_id": s.project}})["user"])
+	daveID := str(u["id"])
+	if !hex32.MatchString(daveID) || u["name"] != "dave" || u["domain_id"] != defaultDomain || u["enabled"] != true ||
+		u["description"] != "Dave" || u["default_project_id"] != s.project || u["password"] != nil ||
+		!strings.HasSuffix(str(obj(u["links"])["self"]), "/v3/users/"+daveID) {
+		t.Fatalf("user %v", u)
+	}
+	if _, ok := u["password_expires_at"]; !ok {
+		t.Errorf("password_expires_at missing: %v", u)
+	}
+	admin.wantErr(409, "KPS.6111", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "dave"}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "eve", "password": "short"}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "evelyn12", "password": "evelyn12"}})
+	admin.wantErr(400, "KPS.6002", "POST", "/v3/users", map[string]any{"user": map[string]any{"password": "long enough"}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "eve", "enabled": "yes"}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "eve", "default_project_id": "0123456789abcdef0123456789abcdef"}})
+	admin.wantErr(415, "KPS.6019", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "eve"}}, "Content-Type", "text/plain")
+	admin.wantErr(413, "KPS.6020", "POST", "/v3/users", `{"user":{"name":"eve","description":"`+strings.Repeat("x", 64<<10)+`"}}`)
+	alice.wantErr(403, "KPS.9006", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "eve"}})
+
+	// Dave has no role yet; the admin grants one by name and one by role ID.
+	roleIDs := map[string]string{}
+	for _, r := range list(admin.want(200, "GET", "/v3/roles", nil)["roles"]) {
+		roleIDs[str(obj(r)["name"])] = str(obj(r)["id"])
+	}
+	admin.want(204, "PUT", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/member", nil)
+	admin.want(204, "PUT", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/"+roleIDs["reader"], nil)
+	admin.want(204, "PUT", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/member", nil) // again: no error
+	admin.wantErr(404, "KPS.6110", "PUT", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/superuser", nil)
+	admin.wantErr(404, "KPS.6110", "PUT", "/v3/projects/0123456789abcdef0123456789abcdef/users/"+daveID+"/roles/member", nil)
+	admin.wantErr(404, "KPS.6110", "PUT", "/v3/projects/"+s.project+"/users/0123456789abcdef0123456789abcdef/roles/member", nil)
+	alice.wantErr(403, "KPS.9006", "PUT", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/admin", nil)
+	dave, body := admin.login("Default", "dave", davePassword, "")
+	if obj(body["project"])["id"] != s.project || len(list(body["roles"])) != 2 {
+		t.Fatalf("dave's token (default project): %v", body)
+	}
+	admin.want(204, "DELETE", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/"+roleIDs["reader"], nil)
+	admin.wantErr(404, "KPS.6110", "DELETE", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/reader", nil)
+
+	// Self-service password change: only one's own, with the original, under the policy; it
+	// ends every token of the user.
+	path := "/v3/users/" + daveID + "/password"
+	dave.wantErr(401, "KPS.6107", "POST", path, map[string]any{"user": map[string]any{"original_password": "not-the-password", "password": daveNew}})
+	dave.wantErr(400, "KPS.6003", "POST", path, map[string]any{"user": map[string]any{"original_password": davePassword, "password": "dave"}})
+	dave.wantErr(400, "KPS.6003", "POST", path, map[string]any{"user": map[string]any{"original_password": davePassword, "password": "short"}})
+	dave.wantErr(400, "KPS.6002", "POST", path, map[string]any{"user": map[string]any{"password": daveNew}})
+	alice.wantErr(403, "KPS.9006", "POST", path, map[string]any{"user": map[string]any{"original_password": davePassword, "password": daveNew}})
+	admin.wantErr(403, "KPS.9006", "POST", path, map[string]any{"user": map[string]any{"original_password": davePassword, "password": daveNew}})
+	second, _ := admin.login("Default", "dave", davePassword, "")
+	dave.want(204, "POST", path, map[string]any{"user": map[string]any{"original_password": davePassword, "password": daveNew}})
+	dave.wantErr(401, "KPS.6102", "GET", "/v3/auth/projects", nil)
+	second.wantErr(401, "KPS.6102", "GET", "/v3/auth/projects", nil)
+	if code, _ := s.raw("GET", "/v3/"+s.project+"/keypairs", nil, map[string]string{"X-Auth-Token": second.token}); code != 401 {
+		t.Errorf("a token after the password change on a KPS route: %d", code)
+	}
+	wantLoginRefused(t, s, "dave", davePassword)
+	dave, _ = admin.login("Default", "dave", daveNew, "")
+
+	// The admin changes users: PATCH answers without the password; a new password and
+	// disabling end the user's tokens; nobody disables or deletes themselves.
+	u = obj(admin.want(200, "PATCH", "/v3/users/"+daveID, map[string]any{"user": map[string]any{"description": "D.", "password": daveByAdmin}})["user"])
+	if u["description"] != "D." || u["name"] != "dave" || u["password"] != nil {
+		t.Fatalf("patched %v", u)
+	}
+	dave.wantErr(401, "KPS.6102", "GET", "/v3/auth/projects", nil)
+	dave, _ = admin.login("Default", "dave", daveByAdmin, "")
+	admin.wantErr(400, "KPS.6003", "PATCH", "/v3/users/"+daveID, map[string]any{"user": map[string]any{"password": "dave"}})
+	admin.wantErr(409, "KPS.6111", "PATCH", "/v3/users/"+daveID, map[string]any{"user": map[string]any{"name": "alice"}})
+	alice.wantErr(403, "KPS.9006", "PATCH", "/v3/users/"+daveID, map[string]any{"user": map[string]any{"enabled": false}})
+	u = obj(admin.want(200, "PATCH", "/v3/users/"+daveID, map[string]any{"user": map[string]any{"enabled": false, "default_project_id": ""}})["user"])
+	if u["enabled"] != false || u["default_project_id"] != nil {
+		t.Fatalf("disabled %v", u)
+	}
+	dave.wantErr(401, "KPS.6102", "GET", "/v3/auth/projects", nil)
+	wantLoginRefused(t, s, "dave", daveByAdmin)
+	adminID := str(obj(obj(admin.want(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", admin.token)["token"])["user"])["id"])
+	admin.wantErr(409, "KPS.6111", "PATCH", "/v3/users/"+adminID, map[string]any{"user": map[string]any{"enabled": false}})
+	admin.wantErr(409, "KPS.6111", "DELETE", "/v3/users/"+adminID, nil)
+
+	// The admin of another domain cannot see Default's users; a member of it is refused.
+	createDomainAdmin(t, admin, "acme", "bob")
+	bob, _ := admin.login("acme", "bob", "bob-password-1", "")
+	bob.wantErr(404, "KPS.6110", "PATCH", "/v3/users/"+daveID, map[string]any{"user": map[string]any{"enabled": true}})
+	bob.wantErr(404, "KPS.6110", "DELETE", "/v3/users/"+daveID, nil)
+	bob.wantErr(403, "KPS.9006", "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "x", "domain_id": defaultDomain}})
+	bob.wantErr(404, "KPS.6110", "PUT", "/v3/projects/"+s.project+"/users/"+daveID+"/roles/member", nil)
+	// Users never get roles across domains.
+	carol := obj(bob.want(201, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "carol"}})["user"])
+	admin.wantErr(400, "KPS.6003", "PUT", "/v3/projects/"+s.project+"/users/"+str(carol["id"])+"/roles/member", nil)
+
+	admin.want(204, "DELETE", "/v3/users/"+daveID, nil)
+	admin.wantErr(404, "KPS.6110", "DELETE", "/v3/users/"+daveID, nil)
+	alice.wantErr(403, "KPS.9006", "DELETE", "/v3/users/"+daveID, nil)
+
+	// No password ever came back.
+	for _, pw := range []string{davePassword, daveNew, daveByAdmin, "bob-password-1"} {
+		if n := tr.count(pw); n != 0 {
+			t.Errorf("a password appears in %d responses", n)
+		}
+	}
+}
+
+// wantLoginRefused asserts that a password login of domain Default fails with 401 KPS.6107.
+func wantLoginRefused(t *testing.T, s *service, user, password string) {
+	t.Helper()
+	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":` + jsonText(user) +
+		`,"domain":{"name":"Default"},"password":` + jsonText(password) + `}}}}}`
+	code, out := s.raw("POST", "/v3/auth/tokens", body, nil)
+	if code != 401 || out["error_code"] != "KPS.6107" {
+		t.Fatalf("login of %s: %d %v, want 401 KPS.6107", user, code, out)
+	}
+}
+
+// TestIdentityProjectsAndDomains: project and domain management (auth.md §3.2, §3.7, §9): the
+// protected default project, a project that still holds key pairs, operator-only domains and
+// the protected operator domain.
+func TestIdentityProjectsAndDomains(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tr := newTranscript()
+	admin := as(t, s, tr)
+	alice := as(t, s.addUser("alice", kps.RoleMember), tr)
+	defaultDomain := s.defaultDomainID(t)
+
+	// Projects: create (parent_id is the domain), conflicts, the default project protected.
+	p := wantProject(t, admin.want(201, "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "local-1_dev",
+		"parent_id": defaultDomain}})["project"], "local-1_dev", defaultDomain)
+	dev := str(p["id"])
+	admin.wantErr(409, "KPS.6111", "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "local-1_dev"}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "x", "is_domain": true}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "x", "domain_id": defaultDomain, "parent_id": dev}})
+	admin.wantErr(400, "KPS.6003", "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": strings.Repeat("n", 65)}})
+	admin.wantErr(400, "KPS.6001", "POST", "/v3/projects", `{"project":`)
+	alice.wantErr(403, "KPS.9006", "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "local-1_mine"}})
+	p = obj(admin.want(200, "PATCH", "/v3/projects/"+dev, map[string]any{"project": map[string]any{"name": "local-1_test", "description": "t"}})["project"])
+	if p["name"] != "local-1_test" || p["description"] != "t" || p["enabled"] != true {
+		t.Fatalf("patched %v", p)
+	}
+	admin.wantErr(409, "KPS.6111", "PATCH", "/v3/projects/"+s.project, map[string]any{"project": map[string]any{"name": "renamed"}})
+	admin.wantErr(409, "KPS.6111", "DELETE", "/v3/projects/"+s.project, nil)
+	alice.wantErr(403, "KPS.9006", "PATCH", "/v3/projects/"+dev, map[string]any{"project": map[string]any{"enabled": false}})
+	alice.wantErr(403, "KPS.9006", "DELETE", "/v3/projects/"+dev, nil)
+	admin.wantErr(404, "KPS.6110", "DELETE", "/v3/projects/0123456789abcdef0123456789abcdef", nil)
+
+	// A project holding a key pair is not deleted; once empty it is.
+	onDev := &service{t: t, base: s.base, main: s.main}
+	onDev.loginScoped("admin", "admin-password-for-tests", dev)
+	onDev.project = dev
+	onDev.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "kp-dev"}})
+	admin.wantErr(409, "KPS.6111", "DELETE", "/v3/projects/"+dev, nil)
+	onDev.must(204, "DELETE", "/keypairs/kp-dev", nil)
+	// Disabling ends the tokens scoped to it.
+	admin.want(200, "PATCH", "/v3/projects/"+dev, map[string]any{"project": map[string]any{"enabled": false}})
+	if code, _ := onDev.call("GET", "/keypairs", nil); code != 401 {
+		t.Errorf("a token of a disabled project: %d", code)
+	}
+	admin.want(204, "DELETE", "/v3/projects/"+dev, nil)
+	admin.wantErr(404, "KPS.6110", "DELETE", "/v3/projects/"+dev, nil)
+
+	// Domains: the operator admin only.
+	alice.wantErr(403, "KPS.9006", "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": "x"}})
+	acme := createDomainAdmin(t, admin, "acme", "bob")
+	bob, body := admin.login("acme", "bob", "bob-password-1", projectScope("local-1", "acme"))
+	acmeProject := str(obj(body["project"])["id"])
+	bob.wantErr(403, "KPS.9006", "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": "x"}})
+	bob.wantErr(403, "KPS.9006", "PATCH", "/v3/domains/"+acme, map[string]any{"domain": map[string]any{"description": "mine"}})
+	admin.wantErr(409, "KPS.6111", "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": "acme"}})
+	admin.wantErr(409, "KPS.6111", "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": "Default"}})
+	admin.wantErr(400, "KPS.6002", "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": ""}})
+	// The domain admin manages the projects of its own domain, and only those.
+	wantProject(t, bob.want(201, "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "local-1_acme"}})["project"], "local-1_acme", acme)
+	bob.wantErr(403, "KPS.9006", "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "x", "domain_id": defaultDomain}})
+	bob.wantErr(404, "KPS.6110", "PATCH", "/v3/projects/"+s.project, map[string]any{"project": map[string]any{"description": "x"}})
+	// The operator domain keeps its name and stays enabled.
+	admin.wantErr(409, "KPS.6111", "PATCH", "/v3/domains/"+defaultDomain, map[string]any{"domain": map[string]any{"enabled": false}})
+	admin.wantErr(409, "KPS.6111", "PATCH", "/v3/domains/"+defaultDomain, map[string]any{"domain": map[string]any{"name": "Operators"}})
+	admin.wantErr(409, "KPS.6111", "DELETE", "/v3/domains/"+defaultDomain, nil)
+	d := obj(admin.want(200, "PATCH", "/v3/domains/"+defaultDomain, map[string]any{"domain": map[string]any{"description": "operators"}})["domain"])
+	if d["description"] != "operators" || d["name"] != "Default" || d["enabled"] != true {
+		t.Fatalf("patched Default %v", d)
+	}
+	// Another domain: deleted only once disabled; disabling ends its tokens.
+	admin.wantErr(409, "KPS.6111", "DELETE", "/v3/domains/"+acme, nil)
+	d = obj(admin.want(200, "PATCH", "/v3/domains/"+acme, map[string]any{"domain": map[string]any{"enabled": false, "name": "acme-old"}})["domain"])
+	if d["enabled"] != false || d["name"] != "acme-old" {
+		t.Fatalf("disabled %v", d)
+	}
+	bob.wantErr(401, "KPS.6102", "GET", "/v3/auth/projects", nil)
+	if code, _ := s.raw("GET", "/v3/"+acmeProject+"/keypairs", nil, map[string]string{"X-Auth-Token": bob.token}); code != 401 {
+		t.Errorf("a token of a disabled domain on a KPS route: %d", code)
+	}
+	admin.want(204, "DELETE", "/v3/domains/"+acme, nil)
+	admin.wantErr(404, "KPS.6110", "DELETE", "/v3/domains/"+acme, nil)
+	admin.wantErr(404, "KPS.6110", "PATCH", "/v3/domains/"+acme, map[string]any{"domain": map[string]any{"enabled": true}})
+	// The name is free again.
+	createDomainAdmin(t, admin, "acme", "bob")
+}
