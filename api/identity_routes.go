@@ -104,12 +104,9 @@ func (s *Server) identityRoutes(mux *http.ServeMux) {
 	route("POST /v3.0/OS-CREDENTIAL/securitytokens", a.createSecurityToken)
 }
 
-// authenticated authenticates an identity request (the route's own rules are the manager's)
-// and answers with X-IAM-Trace-Id, which the Huawei SDK quotes in its IAM error messages
-// (auth.md §8).
+// authenticated authenticates an identity request; the route's own rules are the manager's.
 func (a *identityAPI) authenticated(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-IAM-Trace-Id", w.Header().Get("X-Request-Id"))
 		p, err := a.authenticate(r)
 		if err == nil {
 			err = h(w, r, p)

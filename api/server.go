@@ -154,6 +154,8 @@ func (s *Server) Handler() http.Handler {
 		mux := s.kpsMux
 		if isIdentityPath(r.URL.Path) {
 			mux = s.identityMux
+			// The Huawei SDK quotes this header in its IAM error messages (auth.md §8).
+			w.Header().Set("X-IAM-Trace-Id", id)
 		}
 		h, pattern := mux.Handler(r)
 		if pattern == "" {

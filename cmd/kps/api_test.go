@@ -40,6 +40,17 @@ func TestAuthAndRouting(t *testing.T) {
 			t.Errorf("%s %s %v: %d %v, want %d %s", c.method, c.path, c.headers, got, body, c.status, c.code)
 		}
 	}
+	// Identity routes, errors included, carry X-IAM-Trace-Id = X-Request-Id (auth.md §8).
+	for _, path := range []string{"/v3", "/v3/auth/nothing"} {
+		resp, err := http.Get(s.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if id := resp.Header.Get("X-IAM-Trace-Id"); len(id) != 32 || id != resp.Header.Get("X-Request-Id") {
+			t.Errorf("%s: X-IAM-Trace-Id %q, X-Request-Id %q", path, id, resp.Header.Get("X-Request-Id"))
+		}
+	}
 	// Identity errors carry both conventions.
 	got, body := s.raw("POST", "/v3/auth/tokens", `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"wrong"}}}}}`, nil)
 	if got != 401 || body["error_code"] != "KPS.6107" || body["error"] == nil {
