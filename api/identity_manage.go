@@ -178,18 +178,8 @@ func (a *identityAPI) updateProject(w http.ResponseWriter, r *http.Request, p *k
 	if err != nil {
 		return err
 	}
-	b, err := member(o, "project")
-	if err != nil {
-		return err
-	}
 	var u kps.ProjectUpdate
-	if u.Name, err = optString(b, "name"); err != nil {
-		return err
-	}
-	if u.Enabled, err = optBool(b, "enabled"); err != nil {
-		return err
-	}
-	if u.Description, err = optString(b, "description"); err != nil {
+	if u.Name, u.Enabled, u.Description, err = patchMembers(o, "project"); err != nil {
 		return err
 	}
 	pr, err := a.m.UpdateProject(r.Context(), p, r.PathValue("project"), u)
@@ -198,6 +188,23 @@ func (a *identityAPI) updateProject(w http.ResponseWriter, r *http.Request, p *k
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"project": a.project(*pr)})
 	return nil
+}
+
+// patchMembers reads the name, enabled and description a PATCH of a project or domain may
+// change; absent members stay nil.
+func patchMembers(o object, kind string) (name *string, enabled *bool, description *string, err error) {
+	b, err := member(o, kind)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if name, err = optString(b, "name"); err != nil {
+		return nil, nil, nil, err
+	}
+	if enabled, err = optBool(b, "enabled"); err != nil {
+		return nil, nil, nil, err
+	}
+	description, err = optString(b, "description")
+	return name, enabled, description, err
 }
 
 // deleteProject is DELETE /v3/projects/{project}: 204.
@@ -289,18 +296,8 @@ func (a *identityAPI) updateDomain(w http.ResponseWriter, r *http.Request, p *kp
 	if err != nil {
 		return err
 	}
-	b, err := member(o, "domain")
-	if err != nil {
-		return err
-	}
 	var u kps.DomainUpdate
-	if u.Name, err = optString(b, "name"); err != nil {
-		return err
-	}
-	if u.Enabled, err = optBool(b, "enabled"); err != nil {
-		return err
-	}
-	if u.Description, err = optString(b, "description"); err != nil {
+	if u.Name, u.Enabled, u.Description, err = patchMembers(o, "domain"); err != nil {
 		return err
 	}
 	d, err := a.m.UpdateDomain(r.Context(), p, r.PathValue("domain_id"), u)
