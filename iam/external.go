@@ -182,15 +182,8 @@ func (e *External) Authenticate(ctx context.Context, token, targetProjectID, cli
 		}
 		return p, nil
 	}
-	switch t.projectID {
-	case "":
-		return nil, &Failure{"token-not-project-scoped", kps.Errorf(kps.ErrProjectMismatch,
-			"Project mismatch: the request targets project %s but the token is not scoped to a project.", clip(targetProjectID))}
-	case targetProjectID:
-	default:
-		return nil, &Failure{"project-mismatch", kps.Errorf(kps.ErrProjectMismatch,
-			"Project mismatch: the request targets project %s but the credentials are scoped to project %s.",
-			clip(targetProjectID), clip(t.projectID))}
+	if err := checkTokenScope(t.projectID, targetProjectID); err != nil {
+		return nil, err
 	}
 	// The token scope stands in for row 7's existence check (§10.1); the roles are those the
 	// identity service put in the token, mapped.

@@ -521,15 +521,8 @@ func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clie
 		}
 		return p, nil
 	}
-	switch v.token.ProjectID {
-	case "":
-		return nil, &Failure{"token-not-project-scoped", kps.Errorf(kps.ErrProjectMismatch,
-			"Project mismatch: the request targets project %s but the token is not scoped to a project.", clip(targetProjectID))}
-	case targetProjectID:
-	default:
-		return nil, &Failure{"project-mismatch", kps.Errorf(kps.ErrProjectMismatch,
-			"Project mismatch: the request targets project %s but the credentials are scoped to project %s.",
-			clip(targetProjectID), v.token.ProjectID)}
+	if err := checkTokenScope(v.token.ProjectID, targetProjectID); err != nil {
+		return nil, err
 	}
 	// validate has checked that the project exists, is enabled and lies in the user's domain.
 	roles, err := s.Store.EffectiveRoles(ctx, v.user.ID, targetProjectID)
@@ -549,4 +542,20 @@ func clip(v string) string {
 		return v[:64] + "…"
 	}
 	return v
+}
+
+// checkTokenScope is auth.md §4.3 rows 3 and 4 for a token scoped to tokenProject (""
+// when not scoped to a project), with the exact messages of §5.6.
+func checkTokenScope(tokenProject, targetProjectID string) error {
+	switch tokenProject {
+	case targetProjectID:
+		return nil
+	case "":
+		return &Failure{"token-not-project-scoped", kps.Errorf(kps.ErrProjectMismatch,
+			"Project mismatch: the request targets project %s but the token is not scoped to a project.", clip(targetProjectID))}
+	default:
+		return &Failure{"project-mismatch", kps.Errorf(kps.ErrProjectMismatch,
+			"Project mismatch: the request targets project %s but the credentials are scoped to project %s.",
+			clip(targetProjectID), clip(tokenProject))}
+	}
 }
