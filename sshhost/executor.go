@@ -160,13 +160,48 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 		if err := t.disablePassword(ctx, st); err != nil {
 			return kps.HostResult{}, err
 		}
+		if err := t.awaitDaemon(ctx, stepDisable); err != nil {
+			return kps.HostResult{}, err
+		}
 		return kps.HostResult{PasswordDisabled: true}, nil
 	case job.RestorePassword:
 		if err := t.restorePassword(ctx, st); err != nil {
 			return kps.HostResult{}, err
 		}
+		if err := t.awaitDaemon(ctx, stepRestore); err != nil {
+			return kps.HostResult{}, err
+		}
 	}
 	return kps.HostResult{PasswordDisabled: false}, nil
+}
+
+// daemonBackTimeout bounds the wait for sshd to listen again after a reload.
+const daemonBackTimeout = 10 * time.Second
+
+// awaitDaemon waits until the SSH daemon accepts connections again after a reload: OpenSSH
+// re-executes itself on SIGHUP and closes its listener meanwhile, so the next task (or the
+// user's next login) would otherwise be refused. A daemon that does not come back is reported,
+// since the host may now be unreachable over SSH.
+func (t *task) awaitDaemon(ctx context.Context, step string) error {
+	deadline := time.Now().Add(daemonBackTimeout)
+	for {
+		d := net.Dialer{Timeout: time.Second}
+		conn, err := d.DialContext(ctx, "tcp", t.where)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return t.ctxError(ctx, "waiting for the SSH daemon after the reload")
+		}
+		if time.Now().After(deadline) {
+			return t.fail(kps.TaskSSHDConfig, step, "the SSH daemon did not accept connections within 10s of the reload")
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // authMethods builds the login methods of §6.1 step 4. A private key that cannot be used is

@@ -31,7 +31,7 @@ type testKey struct {
 	private string // OpenSSH PEM
 }
 
-func newKey(t *testing.T, comment string) testKey {
+func newKey(t testing.TB, comment string) testKey {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
