@@ -36,6 +36,11 @@ func readRaw(r *http.Request, limit int64) ([]byte, error) {
 	if err := checkJSONContentType(r); err != nil {
 		return nil, err
 	}
+	return readLimited(r, limit)
+}
+
+// readLimited reads a request body of at most limit bytes; a larger one is 413 KPS.6020.
+func readLimited(r *http.Request, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	var tooLarge *http.MaxBytesError
 	switch {

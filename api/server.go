@@ -295,13 +295,9 @@ func (s *Server) verifyCredentials(r *http.Request) (*kps.Principal, error) {
 // puts the bytes back on r.Body for the handler. Too large is 413 KPS.6020 (auth.md §6.3
 // step 3), decided before the signature.
 func readSignedBody(r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, kps.Errorf(kps.ErrTooLarge, "The request body is too large.")
-	case err != nil:
-		return nil, kps.Errorf(kps.ErrBadJSON, "The request body could not be read.")
+	body, err := readLimited(r, limit)
+	if err != nil {
+		return nil, err
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil
