@@ -213,11 +213,16 @@ func (db *DB) CreateAccessKey(ctx context.Context, k *kps.AccessKey) error {
 		return err
 	}
 	defer tx.Rollback()
+	// PostgreSQL: the user's row lock queues concurrent creations for the user.
+	if err := tx.lock(ctx, lockUser, k.UserID); err != nil {
+		return err
+	}
 	if _, err := findUser(ctx, tx, k.UserID); err != nil {
 		return err
 	}
-	// Counted in the write transaction, which SQLite serialises with every other writer, so two
-	// concurrent creations cannot both see one key; the trigger of 0002_identity is the backstop.
+	// Counted in the write transaction, which SQLite serialises with every other writer (and
+	// PostgreSQL after the user lock), so two concurrent creations cannot both see one key; the
+	// trigger of 0002_identity is the backstop.
 	var n int
 	if err := tx.queryRow(ctx, countAccessKeys, k.UserID).Scan(&n); err != nil {
 		return err

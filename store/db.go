@@ -3,8 +3,9 @@
 // placeholders and portable constructs; what differs between engines (how to open, how a unique
 // violation looks, the few statements that cannot be portable, the migrations) lives in an
 // engine value, so that PostgreSQL can be added as a second engine without a second code path.
-// SQLite (modernc.org/sqlite, pure Go) is the engine today; the conformance suite in
-// store/storetest is what every engine must pass.
+// SQLite (modernc.org/sqlite, pure Go) is the embedded engine; the conformance suite in
+// store/storetest is what every engine must pass; PostgreSQL (pgx through database/sql) is the
+// second engine, for several replicas on one database.
 package store
 
 import (
@@ -28,7 +29,7 @@ type Options struct {
 // DB is the persistence engine; it implements kps.Store.
 type DB struct {
 	// write serialises writers. For SQLite it is a single connection whose transactions start
-	// with BEGIN IMMEDIATE; for PostgreSQL it would be the one pool.
+	// with BEGIN IMMEDIATE; for PostgreSQL it is the one pool, also used for reads.
 	write *sql.DB
 	// read serves reads; for SQLite, query-only connections that WAL lets run beside the writer.
 	read *sql.DB
@@ -42,14 +43,12 @@ var _ kps.Store = (*DB)(nil)
 
 // engine is everything that differs between SQL databases.
 //
-// For the PostgreSQL engine (not written yet): SQLite serialises all writers (one connection,
-// BEGIN IMMEDIATE), so the check-then-write sequences below (busy server, key pair quota, queue
-// capacity, the busy check of UpdateServer/DeleteServer) cannot race. Under PostgreSQL's READ
-// COMMITTED they can; the partial unique index still guarantees one active task per server,
-// but the engine must also lock the server row (SELECT … FOR UPDATE) in SubmitTask,
-// UpdateServer and DeleteServer, and serialise CreateKeyPair per project (e.g.
-// pg_advisory_xact_lock) for the quota to be exact, and CreateAccessKey per user (lock the
-// user row) for the two-key limit. claimTask needs FOR UPDATE SKIP LOCKED.
+// SQLite serialises all writers (one connection, BEGIN IMMEDIATE), so the check-then-write
+// sequences of the store (busy server, key pair quota, queue capacity, the busy check of
+// UpdateServer/DeleteServer, the access key limit, the first bootstrap) cannot race. Under
+// PostgreSQL's READ COMMITTED they can: the engine's locks (row locks and transaction-scoped
+// advisory locks, see postgres.go) serialise exactly those sequences, and SQLite has none. The
+// partial unique index still guarantees one active task per server on both.
 type engine struct {
 	name string
 	// migrations holds NNNN_name.sql files, applied in order.
@@ -61,12 +60,42 @@ type engine struct {
 	// claimTask moves the oldest READY task to RUNNING and returns it (args: owner,
 	// lease_expires, updated). Engine-specific: see the constants.
 	claimTask string
+	// locks holds the statement that takes each lock; a lock the engine does not need (all of
+	// them for SQLite, whose writer holds the database lock) is absent.
+	locks map[lock]string
+	// schemaMigrations creates the table of applied versions.
+	schemaMigrations string
+	// readTx are the options of read transactions: one snapshot for all their queries.
+	readTx *sql.TxOptions
 }
+
+// lock names a lock a write transaction takes before a check-then-write sequence.
+type lock int
+
+const (
+	// lockMigrations serialises replicas migrating one database at start (no args).
+	lockMigrations lock = iota
+	// lockBootstrap serialises the first-start bootstrap of replicas (no args).
+	lockBootstrap
+	// lockServer locks a server row: task submission, update and deletion (project, id).
+	lockServer
+	// lockKeyPairUse keeps a key pair from being deleted while a task is submitted with it
+	// (project, name).
+	lockKeyPairUse
+	// lockKeyPairDelete locks a key pair row for its deletion (project, name).
+	lockKeyPairDelete
+	// lockKeyPairQuota serialises key pair creation per project for the quota (project).
+	lockKeyPairQuota
+	// lockTaskQueue serialises submissions that check the queue capacity (no args).
+	lockTaskQueue
+	// lockUser locks a user row: the access key limit (user).
+	lockUser
+)
 
 // Close releases the database and its lock.
 func (db *DB) Close() error {
 	var errs []error
-	if db.read != nil {
+	if db.read != nil && db.read != db.write {
 		errs = append(errs, db.read.Close())
 	}
 	if db.write != nil {
@@ -98,7 +127,7 @@ func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
 
 // beginRead starts a read-only transaction: several queries see one snapshot.
 func (db *DB) beginRead(ctx context.Context) (*txn, error) {
-	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := db.read.BeginTx(ctx, db.eng.readTx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
@@ -137,6 +166,19 @@ func (tx *txn) query(ctx context.Context, q string, args ...any) (*sql.Rows, err
 
 func (tx *txn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return tx.tx.QueryRowContext(ctx, tx.bind(q), args...)
+}
+
+// lock takes the engine's lock l for the rest of the transaction; a no-op when the engine
+// needs none.
+func (tx *txn) lock(ctx context.Context, l lock, args ...any) error {
+	q, ok := tx.eng.locks[l]
+	if !ok {
+		return nil
+	}
+	if _, err := tx.exec(ctx, q, args...); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	return nil
 }
 
 // execOne runs a guarded statement and reports whether it changed exactly one row.

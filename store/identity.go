@@ -129,6 +129,10 @@ func (db *DB) Bootstrap(ctx context.Context, b kps.Bootstrap) (bool, error) {
 }
 
 func bootstrap(ctx context.Context, tx *txn, b kps.Bootstrap) (bool, error) {
+	// Replicas starting together: one bootstraps, the others then see its domain.
+	if err := tx.lock(ctx, lockBootstrap); err != nil {
+		return false, err
+	}
 	var n int
 	if err := tx.queryRow(ctx, countDomains).Scan(&n); err != nil {
 		return false, err

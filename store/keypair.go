@@ -69,6 +69,11 @@ func (db *DB) CreateKeyPair(ctx context.Context, k *kps.KeyPair, quota int) erro
 
 func createKeyPair(ctx context.Context, tx *txn, k *kps.KeyPair, quota int) error {
 	conflict := kps.Errorf(kps.ErrKeyPairExists, "Key pair name '%s' already exists.", k.Name)
+	if quota > 0 {
+		if err := tx.lock(ctx, lockKeyPairQuota, k.ProjectID); err != nil {
+			return err
+		}
+	}
 	// Conflict (409) before quota (403): the validation order of §1.4.
 	exists, err := tx.exists(ctx, selectKeyPairExists, k.ProjectID, k.Name)
 	if err != nil {
@@ -251,6 +256,9 @@ func (db *DB) DeleteKeyPair(ctx context.Context, projectID, name, userID string)
 }
 
 func deleteKeyPairTx(ctx context.Context, tx *txn, projectID, name, userID string) error {
+	if err := tx.lock(ctx, lockKeyPairDelete, projectID, name); err != nil {
+		return err
+	}
 	k, err := findKeyPair(ctx, tx, projectID, name, userID)
 	if err != nil {
 		return err

@@ -67,7 +67,12 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	defer tx.Rollback()
 
-	if _, err := tx.exec(ctx, createSchemaMigrations); err != nil {
+	// Several replicas may start at once: the first migrates, the others wait here and then
+	// find every version applied.
+	if err := tx.lock(ctx, lockMigrations); err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, db.eng.schemaMigrations); err != nil {
 		return err
 	}
 	applied, err := appliedVersions(ctx, tx)

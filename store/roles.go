@@ -29,7 +29,7 @@ FROM role_assignments a JOIN roles r ON r.id = a.role_id
 WHERE a.user_id = COALESCE(?, a.user_id)
   AND COALESCE(a.project_id, '') = COALESCE(?, a.project_id, '')
   AND COALESCE(a.domain_id, '') = COALESCE(?, a.domain_id, '')
-ORDER BY a.user_id, r.name, a.project_id, a.domain_id`
+ORDER BY a.user_id, r.name, COALESCE(a.project_id, ''), COALESCE(a.domain_id, '')`
 )
 
 // RoleID returns the ID the role was given at install (auth.md §3.1), or "" for an unknown role.

@@ -170,6 +170,9 @@ func (db *DB) UpdateServer(ctx context.Context, projectID, id string, u kps.Serv
 }
 
 func updateServerTx(ctx context.Context, tx *txn, projectID, id string, u kps.ServerUpdate) (*kps.Server, error) {
+	if err := tx.lock(ctx, lockServer, projectID, id); err != nil {
+		return nil, err
+	}
 	s, err := findServer(ctx, tx, projectID, id)
 	if err != nil {
 		return nil, err
@@ -210,6 +213,9 @@ func (db *DB) DeleteServer(ctx context.Context, projectID, id string) error {
 }
 
 func deleteServerTx(ctx context.Context, tx *txn, projectID, id string) error {
+	if err := tx.lock(ctx, lockServer, projectID, id); err != nil {
+		return err
+	}
 	if _, err := findServer(ctx, tx, projectID, id); err != nil {
 		return err
 	}

@@ -77,6 +77,8 @@ func sqliteEngine() *engine {
 		migrations:        sub,
 		isUniqueViolation: sqliteIsUniqueViolation,
 		claimTask:         sqliteClaimTask,
+		schemaMigrations:  createSchemaMigrations,
+		readTx:            &sql.TxOptions{ReadOnly: true},
 	}
 }
 

@@ -106,9 +106,17 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 		Created:         tx.now,
 		Updated:         tx.now,
 	}
+	// Engines with row-level concurrency: the server's row stays as read (no concurrent update
+	// or delete) until the task is in, and so does the key pair's.
+	if err := tx.lock(ctx, lockServer, s.ProjectID, s.ServerID); err != nil {
+		return nil, err
+	}
 	var srv *kps.Server
 	switch s.Operation {
 	case kps.OpReset, kps.OpReplace:
+		if err := tx.lock(ctx, lockKeyPairUse, s.ProjectID, s.KeyPairName); err != nil {
+			return nil, err
+		}
 		k, err := findKeyPair(ctx, tx, s.ProjectID, s.KeyPairName, s.UserID)
 		if err != nil {
 			return nil, err
@@ -166,6 +174,9 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 		return nil, errServerBusy(s.ServerID)
 	}
 	if s.MaxQueued > 0 {
+		if err := tx.lock(ctx, lockTaskQueue); err != nil {
+			return nil, err
+		}
 		var queued int
 		if err := tx.queryRow(ctx, countReadyTasks).Scan(&queued); err != nil {
 			return nil, err

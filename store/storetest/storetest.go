@@ -1,5 +1,5 @@
-// Package storetest is the conformance suite every kps.Store engine must pass (SQLite today,
-// PostgreSQL later): one behaviour, checked the same way against each engine.
+// Package storetest is the conformance suite every kps.Store engine must pass (SQLite and
+// PostgreSQL): one behaviour, checked the same way against each engine.
 package storetest
 
 import (

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	// The database/sql driver "pgx": the domain code stays on database/sql for both engines.
+	_ "github.com/jackc/pgx/v5/stdlib"
+)
+
+//go:embed migrations/postgres/*.sql
+var postgresMigrations embed.FS
+
+// postgresClaimTask is the claim statement for PostgreSQL. Under READ COMMITTED two replicas'
+// subqueries could pick the same READY row, and the loser's UPDATE would then re-check
+// "phase = 'READY'" and change nothing, leaving its worker idle while tasks wait. FOR UPDATE
+// SKIP LOCKED makes every claimer take the oldest row that nobody else is claiming right now.
+const postgresClaimTask = `
+UPDATE tasks
+SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
+WHERE seq = (SELECT seq FROM tasks WHERE phase = 'READY' ORDER BY created, seq LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+  AND phase = 'READY'
+RETURNING ` + taskColumns
+
+// postgresSchemaMigrations differs from SQLite's only in BIGINT: "applied" holds epoch
+// milliseconds, which overflow PostgreSQL's 32-bit INTEGER.
+const postgresSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL,
+    applied BIGINT NOT NULL
+)`
+
+// postgresAdvisoryLock takes a transaction-scoped advisory lock named by the text after it.
+// The key includes current_schema(): stores in different schemas of one database (the
+// conformance suite) do not wait for each other, replicas on one schema do.
+const postgresAdvisoryLock = `SELECT pg_advisory_xact_lock(hashtextextended('kps:' || current_schema() || ':' || `
+
+// postgresLocks are the locks that SQLite's single writer makes unnecessary. Row locks are taken
+// before the checks they protect: under READ COMMITTED every later statement of the transaction
+// then sees what the previous holder committed.
+var postgresLocks = map[lock]string{
+	lockMigrations: postgresAdvisoryLock + `'migrations', 0))`,
+	lockBootstrap:  postgresAdvisoryLock + `'bootstrap', 0))`,
+	// FOR UPDATE, not FOR NO KEY UPDATE: DeleteServer deletes the row it locked.
+	lockServer:        `SELECT 1 FROM servers WHERE project_id = ? AND id = ? FOR UPDATE`,
+	lockKeyPairUse:    `SELECT 1 FROM keypairs WHERE project_id = ? AND name = ? FOR SHARE`,
+	lockKeyPairDelete: `SELECT 1 FROM keypairs WHERE project_id = ? AND name = ? FOR UPDATE`,
+	// The quota counts rows that do not exist yet: no row to lock, so an advisory lock per
+	// project.
+	lockKeyPairQuota: postgresAdvisoryLock + `'keypairs:' || CAST(? AS TEXT), 0))`,
+	lockTaskQueue:    postgresAdvisoryLock + `'task-queue', 0))`,
+	lockUser:         `SELECT 1 FROM users WHERE id = ? FOR UPDATE`,
+}
+
+func postgresEngine() *engine {
+	sub, err := fs.Sub(postgresMigrations, "migrations/postgres")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return &engine{
+		name:              "postgres",
+		migrations:        sub,
+		rebind:            postgresRebind,
+		isUniqueViolation: postgresIsUniqueViolation,
+		claimTask:         postgresClaimTask,
+		locks:             postgresLocks,
+		schemaMigrations:  postgresSchemaMigrations,
+		// REPEATABLE READ: a page and its total (or a page and its markers) come from one
+		// snapshot, as they do under SQLite's read transactions.
+		readTx: &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
+	}
+}
+
+// postgresUniqueViolation is SQLSTATE unique_violation.
+const postgresUniqueViolation = "23505"
+
+func postgresIsUniqueViolation(err error) bool {
+	var e *pgconn.PgError
+	return errors.As(err, &e) && e.Code == postgresUniqueViolation
+}
+
+// postgresRebind turns the "?" placeholders of the store's SQL into $1, $2, …; a "?" inside a
+// string literal, a quoted identifier or a comment stays.
+func postgresRebind(q string) string {
+	if !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case c == '\'' || c == '"':
+			end := strings.IndexByte(q[i+1:], c)
+			if end < 0 {
+				b.WriteString(q[i:])
+				return b.String()
+			}
+			b.WriteString(q[i : i+end+2])
+			i += end + 1
+		case c == '-' && i+1 < len(q) && q[i+1] == '-':
+			end := strings.IndexByte(q[i:], '\n')
+			if end < 0 {
+				b.WriteString(q[i:])
+				return b.String()
+			}
+			b.WriteString(q[i : i+end])
+			i += end - 1
+		case c == '?':
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// postgresMaxConns bounds each replica's pool: several replicas share the server's
+// max_connections.
+const postgresMaxConns = 16
+
+// OpenPostgres connects to the PostgreSQL database at url (postgres://user:pass@host:port/db?…,
+// any parameter pgx accepts, e.g. search_path), applies the pending migrations under an
+// advisory lock, so that several replicas may start at once, and returns the store. Any number
+// of processes may open the same database.
+func OpenPostgres(ctx context.Context, url string, opt Options) (*DB, error) {
+	db := &DB{eng: postgresEngine(), now: opt.Now}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	var err error
+	db.write, err = sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db.write.SetMaxOpenConns(postgresMaxConns)
+	db.write.SetMaxIdleConns(postgresMaxConns)
+	db.write.SetConnMaxIdleTime(5 * time.Minute)
+	// Reads and writes share the pool: PostgreSQL's MVCC needs no split.
+	db.read = db.write
+	if err := db.write.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	return db, nil
+}
+
+// Ping reports whether the database answers (the readiness check of a replica).
+func (db *DB) Ping(ctx context.Context) error { return db.write.PingContext(ctx) }

@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/store/storetest"
+)
+
+// postgresURL returns KPS_TEST_POSTGRES (a postgres:// URL of a server the test may create
+// schemas in) or skips the test. .ci/run starts a throwaway server and sets it.
+func postgresURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("KPS_TEST_POSTGRES")
+	if u == "" {
+		t.Skip("KPS_TEST_POSTGRES is not set")
+	}
+	return u
+}
+
+// postgresSchema creates an empty schema of its own for the test, dropped at the end, and
+// returns the URL that makes it the connection's search_path.
+func postgresSchema(t testing.TB) string {
+	t.Helper()
+	base := postgresURL(t)
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	var b [8]byte
+	rand.Read(b[:])
+	schema := "kps_test_" + hex.EncodeToString(b[:])
+	if _, err := admin.ExecContext(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func openPostgresTest(t testing.TB, dsn string, now func() time.Time) *DB {
+	t.Helper()
+	db, err := OpenPostgres(context.Background(), dsn, Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+func TestPostgresConformance(t *testing.T) {
+	postgresURL(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) kps.Store {
+		return openPostgresTest(t, postgresSchema(t), now)
+	})
+}
+
+func TestPostgresRebind(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"SELECT 1", "SELECT 1"},
+		{"SELECT ? , ?", "SELECT $1 , $2"},
+		{"SELECT '?', ? -- why?\nFROM t WHERE a = ?", "SELECT '?', $1 -- why?\nFROM t WHERE a = $2"},
+		{`SELECT "a?b", 'it''s?', ?`, `SELECT "a?b", 'it''s?', $1`},
+		{"SELECT COALESCE(a, ''), ?", "SELECT COALESCE(a, ''), $1"},
+	} {
+		if got := postgresRebind(c.in); got != c.want {
+			t.Errorf("postgresRebind(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// TestPostgresReplicasMigrateAtOnce opens several stores on one empty schema at the same time:
+// the advisory lock lets one migrate and the others find the schema current.
+func TestPostgresReplicasMigrateAtOnce(t *testing.T) {
+	dsn := postgresSchema(t)
+	const replicas = 4
+	var wg sync.WaitGroup
+	errs := make([]error, replicas)
+	dbs := make([]*DB, replicas)
+	for i := range replicas {
+		wg.Go(func() {
+			dbs[i], errs[i] = OpenPostgres(t.Context(), dsn, Options{})
+		})
+	}
+	wg.Wait()
+	for i, db := range dbs {
+		if errs[i] != nil {
+			t.Fatalf("replica %d: %v", i, errs[i])
+		}
+		defer db.Close()
+	}
+	var n int
+	if err := dbs[0].write.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := loadMigrations(dbs[0].eng.migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ms) {
+		t.Fatalf("%d versions recorded, want %d", n, len(ms))
+	}
+	// The roles of 0002 exist once, whoever migrated.
+	if err := dbs[1].write.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM roles").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("%d roles, want 3", n)
+	}
+}
+
+// TestPostgresConcurrentClaims has several stores ("replicas") claim from one queue at once:
+// every task is claimed exactly once and no claimer comes back empty while tasks wait.
+func TestPostgresConcurrentClaims(t *testing.T) {
+	dsn := postgresSchema(t)
+	const replicas, tasks = 3, 60
+	dbs := make([]*DB, replicas)
+	for i := range dbs {
+		dbs[i] = openPostgresTest(t, dsn, nil)
+	}
+	servers := make([]string, tasks)
+	for i := range servers {
+		servers[i] = fmt.Sprintf("s%03d", i)
+	}
+	fixture(t, dbs[0], servers...)
+	for i, s := range servers {
+		submitReset(t, dbs[i%replicas], fmt.Sprintf("00000000-0000-4000-8000-%012d", i), s)
+	}
+
+	var mu sync.Mutex
+	claimed := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range replicas * 4 {
+		db := dbs[i%replicas]
+		wg.Go(func() {
+			for {
+				task, err := db.ClaimTask(t.Context(), fmt.Sprintf("w%d", i), time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if task == nil {
+					return
+				}
+				mu.Lock()
+				claimed[task.ID]++
+				mu.Unlock()
+				if err := db.FinishTask(t.Context(), task, kps.TaskOutcome{Success: true, PublicKey: task.PublicKey}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(claimed) != tasks {
+		t.Fatalf("%d tasks claimed, want %d", len(claimed), tasks)
+	}
+	for id, n := range claimed {
+		if n != 1 {
+			t.Errorf("task %s claimed %d times", id, n)
+		}
+	}
+}
+
+// TestPostgresConcurrentChecks races the check-then-write sequences that SQLite's single writer
+// serialises and PostgreSQL serialises with locks: the key pair quota, the access key limit and
+// one active task per server.
+func TestPostgresConcurrentChecks(t *testing.T) {
+	dsn := postgresSchema(t)
+	a, b := openPostgresTest(t, dsn, nil), openPostgresTest(t, dsn, nil)
+	ctx := t.Context()
+
+	const quota = 5
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		db := []*DB{a, b}[i%2]
+		wg.Go(func() {
+			errs[i] = db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: "p", Name: fmt.Sprintf("k%02d", i),
+				Type: kps.TypeSSH, Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA",
+				Fingerprint: "f", Algorithm: "ED25519"}, quota)
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, err := range errs {
+		var e *kps.Error
+		switch {
+		case err == nil:
+			created++
+		case errors.As(err, &e) && e.Code == kps.ErrQuota:
+		default:
+			t.Fatalf("create key pair: %v", err)
+		}
+	}
+	if created != quota {
+		t.Fatalf("%d key pairs created with a quota of %d", created, quota)
+	}
+
+	if err := a.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: "s", Name: "s", Address: "h", Port: 22,
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range errs {
+		db := []*DB{a, b}[i%2]
+		wg.Go(func() {
+			_, errs[i] = db.SubmitTask(ctx, kps.TaskSubmission{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i),
+				ProjectID: "p", UserID: "u", Operation: kps.OpReset, KeyPairName: "k00", ServerID: "s"})
+		})
+	}
+	wg.Wait()
+	accepted := 0
+	for _, err := range errs {
+		var e *kps.Error
+		switch {
+		case err == nil:
+			accepted++
+		case errors.As(err, &e) && e.Code == kps.ErrServerBusy:
+		default:
+			t.Fatalf("submit: %v", err)
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d tasks accepted for one server", accepted)
+	}
+}
