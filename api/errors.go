@@ -92,6 +92,14 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 			w.Header().Set("Retry-After", "5")
 		}
 	}
+	var nf *novaFault
+	if isNovaPath(r.URL.Path) {
+		if errors.As(err, &nf) {
+			status, code, msg = nf.status, "", nf.msg
+		}
+		writeJSON(w, status, novaErrorBody(status, code, msg))
+		return
+	}
 	if isIdentityPath(r.URL.Path) {
 		var b identityErrorBody
 		b.Error.Code, b.Error.Title, b.Error.Message = status, http.StatusText(status), msg

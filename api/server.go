@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	id.HandleFunc("POST /v3/auth/tokens", s.issueToken)
 	id.HandleFunc("GET /openapi.json", s.openAPI)
 	s.identityRoutes(id)
+	s.novaRoutes(id)
 
 	k := s.kpsMux
 	route := func(pattern string, min kps.Role, h handlerFunc) { k.Handle(pattern, s.authorized(min, h)) }
@@ -248,7 +249,8 @@ func (s *Server) authenticate(r *http.Request) (*kps.Principal, error) {
 }
 
 func (s *Server) verifyCredentials(r *http.Request) (*kps.Principal, error) {
-	identityRoute := isIdentityPath(r.URL.Path)
+	// Nova routes (api/nova.go) live on the identity mux but act on a project like KPS routes.
+	identityRoute := isIdentityPath(r.URL.Path) && !isNovaPath(r.URL.Path)
 	project := r.PathValue("project_id")
 	token := r.Header.Get("X-Auth-Token")
 	signed := iam.IsSignatureScheme(r.Header.Get("Authorization"))

@@ -1,0 +1,732 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/sshkey"
+)
+
+// The OpenStack Compute ("Nova") compatible key pair API (nova-keypairs.md): the os-keypairs
+// routes on the one key pair store, mounted under /compute (§0) and at Huawei's root paths.
+
+const (
+	novaMaxBody      = 114688 // Nova's default request body limit (§2.2)
+	novaMaxLimit     = 1000   // max_limit of §5.1.4
+	novaUserKeyPairs = 100    // Nova's per-user key pair limit (§11)
+	novaMaxVersion   = 92     // 2.92, the advertised maximum microversion (§4.1, Q1)
+)
+
+// Trees of the Nova API: the legacy v2 trees have no microversions (§4.6).
+var novaTrees = []struct {
+	prefix string
+	legacy bool
+}{{"/compute/v2.1", false}, {"/compute/v2", true}, {"/v2.1", false}, {"/v2", true}}
+
+// isNovaPath reports whether p belongs to the Nova API, whose errors have Nova's shape.
+func isNovaPath(p string) bool {
+	if p == "/compute" || strings.HasPrefix(p, "/compute/") {
+		return true
+	}
+	for _, t := range novaTrees[2:] {
+		if strings.HasPrefix(p, t.prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// novaRoutes registers the Nova API on mux (the identity mux: none of these paths is under /v3).
+// Each tree is one handler that routes by its own rule (§2.1): the project-less and the project
+// forms of os-keypairs overlap on a ServeMux.
+func (s *Server) novaRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /compute", s.novaVersions)
+	mux.HandleFunc("GET /compute/{$}", s.novaVersions)
+	mux.HandleFunc("GET /compute/v2", func(w http.ResponseWriter, r *http.Request) { s.novaVersion(w, true) })
+	mux.HandleFunc("GET /compute/v2.1", func(w http.ResponseWriter, r *http.Request) { s.novaVersion(w, false) })
+	for _, t := range novaTrees {
+		mux.Handle(t.prefix+"/", s.novaTree(t.prefix, t.legacy))
+	}
+}
+
+// novaFault is an error with Nova's status and message and no KPS code.
+type novaFault struct {
+	status int
+	msg    string
+}
+
+func (e *novaFault) Error() string { return e.msg }
+
+func novaErrorf(status int, format string, args ...any) error {
+	return &novaFault{status, fmt.Sprintf(format, args...)}
+}
+
+// novaFaultNames are the fault names of §13.2 (401 is Keystone's "error", auth.md §11.1).
+var novaFaultNames = map[int]string{
+	400: "badRequest", 401: "error", 403: "forbidden", 404: "itemNotFound", 405: "badMethod",
+	406: "computeFault", 409: "conflictingRequest", 413: "overLimit", 415: "badMediaType",
+	429: "overLimit", 500: "computeFault", 503: "serviceUnavailable",
+}
+
+// novaErrorBody is the Nova error body: one top-level key, the fault name (§13.1).
+func novaErrorBody(status int, code, msg string) map[string]any {
+	name := novaFaultNames[status]
+	if name == "" {
+		name = "computeFault"
+	}
+	fault := map[string]any{"code": status, "message": msg}
+	if status == http.StatusUnauthorized {
+		fault["title"] = http.StatusText(status)
+	}
+	if code != "" {
+		fault["error_code"] = code
+	}
+	return map[string]any{name: fault}
+}
+
+// novaVersionDoc is a version entry of §3.
+type novaVersionDoc struct {
+	ID         string              `json:"id"`
+	Status     string              `json:"status"`
+	Version    string              `json:"version"`
+	MinVersion string              `json:"min_version"`
+	Updated    string              `json:"updated"`
+	Links      []map[string]string `json:"links"`
+	MediaTypes []map[string]string `json:"media-types,omitempty"`
+}
+
+// novaBase is <base> of §3.3: the public URL followed by /compute.
+func (s *Server) novaBase() string { return s.cfg.PublicURL + "/compute" }
+
+func (s *Server) novaVersionEntry(legacy, full bool) novaVersionDoc {
+	d := novaVersionDoc{ID: "v2.1", Status: "CURRENT", Version: "2." + strconv.Itoa(novaMaxVersion), MinVersion: "2.1",
+		Updated: "2013-07-23T11:33:21Z", Links: []map[string]string{{"rel": "self", "href": s.novaBase() + "/v2.1/"}}}
+	media := "application/vnd.openstack.compute+json;version=2.1"
+	if legacy {
+		d = novaVersionDoc{ID: "v2.0", Status: "DEPRECATED", Updated: "2011-01-21T11:33:21Z",
+			Links: []map[string]string{{"rel": "self", "href": s.novaBase() + "/v2/"}}}
+		media = "application/vnd.openstack.compute+json;version=2"
+	}
+	if full {
+		d.Links = append(d.Links, map[string]string{"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"})
+		d.MediaTypes = []map[string]string{{"base": "application/json", "type": media}}
+	}
+	return d
+}
+
+// novaVersions is GET /compute/ (§3.1).
+func (s *Server) novaVersions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"versions": []novaVersionDoc{s.novaVersionEntry(true, false), s.novaVersionEntry(false, false)}})
+}
+
+// novaVersion is GET /compute/v2[.1][/] (§3.2).
+func (s *Server) novaVersion(w http.ResponseWriter, legacy bool) {
+	writeJSON(w, http.StatusOK, map[string]any{"version": s.novaVersionEntry(legacy, true)})
+}
+
+// novaRequest is what the router of a tree learned about a request.
+type novaRequest struct {
+	tree    string // path prefix, e.g. /compute/v2.1
+	legacy  bool
+	project string // {project_id} when the path has one
+	name    string // {keypair_name}, percent-decoded; "" on the collection
+	p       *kps.Principal
+	minor   int // resolved microversion 2.<minor>; 1 on legacy trees
+}
+
+func (n *novaRequest) atLeast(minor int) bool { return !n.legacy && n.minor >= minor }
+
+// novaTree serves every path under prefix/ (§2.1).
+func (s *Server) novaTree(prefix string, legacy bool) http.Handler {
+	compute := strings.HasPrefix(prefix, "/compute/")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rid := "req-" + uuid.NewString()
+		w.Header().Set("X-Openstack-Request-Id", rid)
+		w.Header().Set("X-Compute-Request-Id", rid)
+		n := &novaRequest{tree: prefix, legacy: legacy}
+		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), prefix+"/")
+		if !ok {
+			s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
+			return
+		}
+		segs := strings.Split(rest, "/")
+		var tail []string
+		switch {
+		case rest == "" || (len(segs) <= 2 && segs[0] != "os-keypairs" && (len(segs) == 1 || segs[1] == "")):
+			// The version document, also at /v2.1/{project_id}[/] (§2.1).
+			if !compute {
+				s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
+				return
+			}
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", "GET, HEAD")
+				s.renderError(w, r, novaErrorf(405, "The method specified is not allowed for this resource."))
+				return
+			}
+			s.novaVersion(w, legacy)
+			return
+		case segs[0] == "os-keypairs":
+			tail = segs[1:]
+		case len(segs) >= 2 && segs[1] == "os-keypairs":
+			n.project, _ = url.PathUnescape(segs[0])
+			tail = segs[2:]
+		default:
+			s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
+			return
+		}
+		allow := "GET, POST"
+		switch {
+		case len(tail) == 0 || (len(tail) == 1 && tail[0] == ""):
+		case len(tail) == 1:
+			name, err := url.PathUnescape(tail[0])
+			if err != nil {
+				s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
+				return
+			}
+			n.name, allow = name, "GET, DELETE"
+		default:
+			s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
+			return
+		}
+		var h func(http.ResponseWriter, *http.Request, *novaRequest) error
+		min := kps.RoleReader
+		switch {
+		case n.name == "" && r.Method == http.MethodGet:
+			h = s.novaList
+		case n.name == "" && r.Method == http.MethodPost:
+			h, min = s.novaCreate, kps.RoleMember
+		case n.name != "" && r.Method == http.MethodGet:
+			h = s.novaShow
+		case n.name != "" && r.Method == http.MethodDelete:
+			h, min = s.novaDelete, kps.RoleMember
+		default:
+			w.Header().Set("Allow", allow)
+			s.renderError(w, r, novaErrorf(405, "The method specified is not allowed for this resource."))
+			return
+		}
+		err := s.novaAuthenticate(r, n)
+		if err == nil && !n.p.Has(min) {
+			err = &iam.Failure{Reason: "role-too-low", Err: kps.Errorf(kps.ErrForbidden, "The user has no permission to perform this operation.")}
+			s.logRefusal(r, err)
+		}
+		if err == nil && !legacy {
+			err = s.novaMicroversion(w, r, n)
+		}
+		if err == nil {
+			err = h(w, r, n)
+		}
+		if err != nil {
+			s.renderError(w, r, err)
+		}
+	})
+}
+
+// novaProbeProject is a target project that cannot exist (project IDs are 32 hex characters): a
+// token checked against it reveals its own project in the row-3 refusal.
+const novaProbeProject = "nova-scope-probe"
+
+// novaAuthenticate authenticates a Nova request for its target project (auth.md §4.3: the path
+// project, else X-Project-Id, else the token's project). Row 3's mismatch between the path
+// project and the token's project is answered with Nova's 400 badRequest instead of KPS.6103
+// (auth.md §4.3, the note on the Nova routes; checklist N-45).
+func (s *Server) novaAuthenticate(r *http.Request, n *novaRequest) error {
+	target := n.project
+	if target == "" {
+		target = r.Header.Get("X-Project-Id")
+	}
+	token := r.Header.Get("X-Auth-Token")
+	if target == "" && token != "" && !iam.IsSignatureScheme(r.Header.Get("Authorization")) {
+		// The project-less form (the catalog URL has no project id): the token's own scope.
+		_, err := s.identity.Authenticate(r.Context(), token, novaProbeProject, clientIP(r))
+		if project, ok := tokenProjectFromMismatch(err); ok {
+			target = project
+		}
+	}
+	r.SetPathValue("project_id", target)
+	p, err := s.authenticate(r)
+	if err != nil {
+		var f *iam.Failure
+		if n.project != "" && errors.As(err, &f) && f.Reason == "project-mismatch" && kps.ErrorCode(err) == kps.ErrProjectMismatch {
+			if tokenProject, ok := tokenProjectFromMismatch(err); ok {
+				return novaErrorf(400, "Malformed request URL: URL's project_id '%s' doesn't match Context's project_id '%s'", clip(n.project), tokenProject)
+			}
+		}
+		return err
+	}
+	n.p = p
+	return nil
+}
+
+// tokenProjectFromMismatch returns the credential's project named by a row-3 refusal
+// ("… but the credentials are scoped to project <id>.", iam.checkTokenScope).
+func tokenProjectFromMismatch(err error) (string, bool) {
+	var f *iam.Failure
+	if err == nil || !errors.As(err, &f) || f.Reason != "project-mismatch" {
+		return "", false
+	}
+	_, after, ok := strings.Cut(kps.ErrorMessage(err), "scoped to project ")
+	project := strings.TrimSuffix(after, ".")
+	return project, ok && project != ""
+}
+
+var novaVersionFormat = regexp.MustCompile(`^([1-9][0-9]*)\.([1-9][0-9]*|0)$`)
+
+// novaMicroversion resolves the request's microversion (§4.2) and echoes it (§4.4).
+func (s *Server) novaMicroversion(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
+	v := "2.1"
+	found := false
+	for _, h := range r.Header.Values("OpenStack-API-Version") {
+		for _, pair := range strings.Split(h, ",") {
+			f := strings.Fields(pair)
+			if len(f) == 2 && strings.EqualFold(f[0], "compute") {
+				v, found = f[1], true
+			}
+		}
+	}
+	if !found {
+		if hs := r.Header.Values("X-OpenStack-Nova-API-Version"); len(hs) > 0 {
+			parts := strings.Split(strings.Join(hs, ","), ",")
+			v = strings.TrimSpace(parts[len(parts)-1])
+		}
+	}
+	if v == "latest" {
+		v = "2." + strconv.Itoa(novaMaxVersion)
+	}
+	m := novaVersionFormat.FindStringSubmatch(v)
+	if m == nil {
+		return novaErrorf(400, "API Version String %s is of invalid format. Must be of format MajorNum.MinorNum.", clip(v))
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, err := strconv.Atoi(m[2])
+	setVersionHeaders := func() {
+		w.Header().Set("X-OpenStack-Nova-API-Version", v)
+		w.Header().Set("OpenStack-API-Version", "compute "+v)
+		w.Header().Add("Vary", "OpenStack-API-Version")
+		w.Header().Add("Vary", "X-OpenStack-Nova-API-Version")
+	}
+	if err != nil || major != 2 || minor < 1 || minor > novaMaxVersion {
+		setVersionHeaders()
+		return novaErrorf(406, "Version %s is not supported by the API. Minimum is 2.1 and maximum is 2.%d.", v, novaMaxVersion)
+	}
+	n.minor = minor
+	setVersionHeaders()
+	return nil
+}
+
+// novaTargetUser is the user whose key pairs a request acts on (§10): the caller, or from 2.10
+// the user_id query parameter, which needs the admin role unless it names the caller.
+func novaTargetUser(n *novaRequest, q url.Values, action string) (string, error) {
+	if !n.atLeast(10) || len(q["user_id"]) == 0 || q["user_id"][0] == "" {
+		return n.p.UserID, nil
+	}
+	return novaAuthorizeUser(n, q["user_id"][0], action)
+}
+
+func novaAuthorizeUser(n *novaRequest, user, action string) (string, error) {
+	if user != n.p.UserID && !n.p.Has(kps.RoleAdmin) {
+		return "", novaErrorf(403, "Policy doesn't allow os_compute_api:os-keypairs:%s to be performed.", action)
+	}
+	return user, nil
+}
+
+// novaCheckQuery refuses unknown query parameters from 2.75 (§4.1).
+func novaCheckQuery(n *novaRequest, q url.Values, allowed ...string) error {
+	if !n.atLeast(75) {
+		return nil
+	}
+	for k := range q {
+		if !contains(allowed, k) {
+			return novaErrorf(400, "Invalid input for query parameters %s. Value: %s. Additional properties are not allowed ('%s' was unexpected)", clip(k), clip(q.Get(k)), clip(k))
+		}
+	}
+	return nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// novaListEntry is a list element (§5.1.2); type only from 2.2.
+type novaListEntry struct {
+	Name        string `json:"name"`
+	PublicKey   string `json:"public_key"`
+	Fingerprint string `json:"fingerprint"`
+	Type        string `json:"type,omitempty"`
+}
+
+var digitsOnly = regexp.MustCompile(`^[0-9]+$`)
+
+// novaList is GET …/os-keypairs (§5.1).
+func (s *Server) novaList(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
+	q := r.URL.Query()
+	if err := novaCheckQuery(n, q, "user_id", "limit", "marker"); err != nil {
+		return err
+	}
+	user, err := novaTargetUser(n, q, "index")
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var items []kps.KeyPair
+	paged := n.atLeast(35)
+	limit := novaMaxLimit
+	if paged {
+		if ls := q["limit"]; len(ls) > 0 {
+			l := ls[len(ls)-1]
+			if !digitsOnly.MatchString(l) {
+				return novaErrorf(400, "Invalid input for query parameters limit. Value: %s. '%s' does not match '^[0-9]*$'", clip(l), clip(l))
+			}
+			if v, err := strconv.Atoi(l); err == nil && v < novaMaxLimit {
+				limit = v
+			}
+		}
+		marker := ""
+		if ms := q["marker"]; len(ms) > 0 {
+			marker = ms[len(ms)-1]
+			if _, err := s.store.KeyPair(ctx, n.p.ProjectID, marker, user); err != nil {
+				if kps.ErrorCode(err) == kps.ErrKeyPairNotFound {
+					return novaErrorf(400, "Marker %s could not be found.", clip(marker))
+				}
+				return err
+			}
+		}
+		page, err := s.store.ListKeyPairs(ctx, n.p.ProjectID, user, marker, limit)
+		if err != nil {
+			return err
+		}
+		items = page.Items
+	} else if items, err = s.allKeyPairs(ctx, n.p.ProjectID, user); err != nil {
+		return err
+	}
+	type wrapped struct {
+		KeyPair novaListEntry `json:"keypair"`
+	}
+	out := make([]wrapped, 0, len(items))
+	for _, k := range items {
+		e := novaListEntry{Name: k.Name, PublicKey: k.PublicKey, Fingerprint: k.Fingerprint}
+		if n.atLeast(2) {
+			e.Type = k.Type
+		}
+		out = append(out, wrapped{e})
+	}
+	body := map[string]any{"keypairs": out}
+	if paged && limit > 0 && len(items) == limit {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("marker", items[len(items)-1].Name)
+		href := s.cfg.PublicURL + n.tree
+		if n.project != "" {
+			href += "/" + url.PathEscape(n.project)
+		}
+		body["keypairs_links"] = []map[string]string{{"rel": "next", "href": href + "/os-keypairs?" + next.Encode()}}
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// allKeyPairs returns every key pair of user's view in the project, in name order.
+func (s *Server) allKeyPairs(ctx context.Context, project, user string) ([]kps.KeyPair, error) {
+	var all []kps.KeyPair
+	marker := ""
+	for {
+		page, err := s.store.ListKeyPairs(ctx, project, user, marker, novaMaxLimit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Items...)
+		if page.NextMarker == nil {
+			return all, nil
+		}
+		marker = *page.NextMarker
+	}
+}
+
+var (
+	novaName    = regexp.MustCompile(`^[_\- a-zA-Z0-9]+$`)
+	novaName292 = regexp.MustCompile(`^[_\-@. a-zA-Z0-9]+$`)
+)
+
+// novaCreateBody is the validated create body (§5.2.1).
+type novaCreateBody struct {
+	name, publicKey, typ, userID string
+	hasKey                       bool
+}
+
+// readNovaCreate reads and validates the create body (§2.2, §5.2.1, §7).
+func readNovaCreate(r *http.Request, n *novaRequest) (*novaCreateBody, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && mt != "text/plain") {
+			return nil, novaErrorf(415, "Unsupported Content-Type")
+		}
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, novaMaxBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, novaErrorf(413, "Request is too large.")
+	} else if err != nil {
+		return nil, novaErrorf(400, "Malformed request body")
+	}
+	v, err := parseJSON(raw)
+	if err != nil {
+		return nil, novaErrorf(400, "Malformed request body")
+	}
+	root, ok := v.(map[string]any)
+	if !ok {
+		return nil, novaErrorf(400, "Invalid input for field/attribute body. Value: %s. It is not of type 'object'", clip(string(raw)))
+	}
+	kp, ok := root["keypair"].(map[string]any)
+	if _, present := root["keypair"]; !present {
+		return nil, novaErrorf(400, "Invalid input for field/attribute body. 'keypair' is a required property")
+	}
+	if !ok {
+		return nil, novaErrorf(400, "Invalid input for field/attribute keypair. It is not of type 'object'")
+	}
+	if !n.legacy {
+		for k := range root {
+			if k != "keypair" {
+				return nil, novaErrorf(400, "Invalid input for field/attribute body. Additional properties are not allowed ('%s' was unexpected)", clip(k))
+			}
+		}
+	}
+	allowed := []string{"name", "public_key"}
+	if n.atLeast(2) {
+		allowed = append(allowed, "type")
+	}
+	if n.atLeast(10) {
+		allowed = append(allowed, "user_id")
+	}
+	b := &novaCreateBody{typ: kps.TypeSSH}
+	for k, v := range kp {
+		if !contains(allowed, k) {
+			if n.legacy {
+				continue
+			}
+			return nil, novaErrorf(400, "Invalid input for field/attribute keypair. Additional properties are not allowed ('%s' was unexpected)", clip(k))
+		}
+		s, isStr := v.(string)
+		if !isStr {
+			return nil, novaErrorf(400, "Invalid input for field/attribute %s. Value: %v. It is not of type 'string'", k, v)
+		}
+		switch k {
+		case "name":
+			b.name = s
+		case "public_key":
+			b.publicKey, b.hasKey = s, true
+		case "type":
+			if s != kps.TypeSSH && s != kps.TypeX509 {
+				return nil, novaErrorf(400, "Invalid input for field/attribute type. Value: %s. '%s' is not one of ['ssh', 'x509']", clip(s), clip(s))
+			}
+			b.typ = s
+		case "user_id":
+			b.userID = s
+		}
+	}
+	if _, ok := kp["name"]; !ok {
+		return nil, novaErrorf(400, "Invalid input for field/attribute keypair. 'name' is a required property")
+	}
+	if n.legacy {
+		b.name = strings.TrimSpace(b.name)
+	}
+	rule := novaName
+	if n.atLeast(92) {
+		rule = novaName292
+	}
+	switch {
+	case b.name == "" || len(b.name) > 255:
+		return nil, novaErrorf(400, "Invalid input for field/attribute name. Value: %s. It must be 1 to 255 characters long", clip(b.name))
+	case !n.legacy && (!rule.MatchString(b.name) || strings.TrimSpace(b.name) != b.name):
+		return nil, novaErrorf(400, "Invalid input for field/attribute name. Value: %s. It contains characters that are not allowed or leading/trailing whitespace", clip(b.name))
+	case !kps.ValidKeyPairName(b.name):
+		// The store rule (§7.1, D1): the name must be addressable through the v3 API too.
+		return nil, novaErrorf(400, "Invalid input for field/attribute name. Value: %s. It must be 1 to 64 characters of letters, digits, '_' and '-'", clip(b.name))
+	}
+	if n.atLeast(92) && !b.hasKey {
+		return nil, novaErrorf(400, "Invalid input for field/attribute keypair. 'public_key' is a required property")
+	}
+	return b, nil
+}
+
+// novaCreated is the create response (§5.2.3).
+type novaCreated struct {
+	Name        string `json:"name"`
+	Type        string `json:"type,omitempty"`
+	PublicKey   string `json:"public_key"`
+	Fingerprint string `json:"fingerprint"`
+	UserID      string `json:"user_id"`
+	PrivateKey  string `json:"private_key,omitempty"`
+}
+
+// novaCreate is POST …/os-keypairs (§5.2), in the order of §5.2.2.
+func (s *Server) novaCreate(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
+	b, err := readNovaCreate(r, n)
+	if err != nil {
+		return err
+	}
+	user := n.p.UserID
+	if b.userID != "" {
+		if user, err = novaAuthorizeUser(n, b.userID, "create"); err != nil {
+			return err
+		}
+	}
+	ctx := r.Context()
+	if err := s.novaCheckUserQuota(ctx, n.p.ProjectID, user); err != nil {
+		return err
+	}
+	k := &kps.KeyPair{ProjectID: n.p.ProjectID, Name: b.name, Type: b.typ, Scope: kps.ScopeUser, UserID: user}
+	var private string
+	switch {
+	case b.hasKey && b.typ == kps.TypeX509:
+		if err := fillCertificate(k, b.publicKey); err != nil {
+			return novaErrorf(400, "Keypair data is invalid: failed to generate X509 fingerprint. Error message: %s", kps.ErrorMessage(err))
+		}
+	case b.hasKey:
+		key, err := sshkey.ParsePublicKey(b.publicKey)
+		if err != nil {
+			return novaErrorf(400, "Keypair data is invalid: failed to generate fingerprint")
+		}
+		k.PublicKey, k.Fingerprint, k.Algorithm = b.publicKey, key.Fingerprint, key.Algorithm
+	case b.typ == kps.TypeX509:
+		g, err := sshkey.GenerateX509(user)
+		if err != nil {
+			return err
+		}
+		k.PublicKey, k.Fingerprint, k.Algorithm, private = g.CertificatePEM, g.Fingerprint, "X509", g.PKCS12
+	default:
+		priv, line, err := sshkey.GenerateRSA(b.name)
+		if err != nil {
+			return err
+		}
+		key, err := sshkey.ParsePublicKey(line)
+		if err != nil {
+			return err
+		}
+		k.PublicKey, k.Fingerprint, k.Algorithm, private = line, key.Fingerprint, key.Algorithm, priv
+	}
+	if err := s.store.CreateKeyPair(ctx, k, s.cfg.KeyPairQuota); err != nil {
+		switch kps.ErrorCode(err) {
+		case kps.ErrKeyPairExists:
+			return novaErrorf(409, "Key pair '%s' already exists.", b.name)
+		case kps.ErrQuota:
+			return novaErrorf(403, "Quota exceeded, too many key pairs.")
+		}
+		return err
+	}
+	resp := novaCreated{Name: k.Name, PublicKey: k.PublicKey, Fingerprint: k.Fingerprint, UserID: user, PrivateKey: private}
+	status := http.StatusOK
+	if n.atLeast(2) {
+		resp.Type, status = k.Type, http.StatusCreated
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, map[string]any{"keypair": resp})
+	return nil
+}
+
+// novaCheckUserQuota applies Nova's per-user limit (§11) before the key material is looked at
+// (N-31). The store enforces the project quota race-safely on insert; this count is not atomic
+// with the insert, so concurrent creates can pass the per-user limit by a few.
+func (s *Server) novaCheckUserQuota(ctx context.Context, project, user string) error {
+	all, err := s.allKeyPairs(ctx, project, user)
+	if err != nil {
+		return err
+	}
+	owned := 0
+	for _, k := range all {
+		if k.UserID == user {
+			owned++
+		}
+	}
+	if owned >= novaUserKeyPairs || len(all) >= s.cfg.KeyPairQuota {
+		return novaErrorf(403, "Quota exceeded, too many key pairs.")
+	}
+	return nil
+}
+
+// novaShown is the show response (§5.3): nine members, ten with type.
+type novaShown struct {
+	ID          int64   `json:"id"`
+	Name        string  `json:"name"`
+	Type        string  `json:"type,omitempty"`
+	PublicKey   string  `json:"public_key"`
+	Fingerprint string  `json:"fingerprint"`
+	UserID      string  `json:"user_id"`
+	CreatedAt   string  `json:"created_at"`
+	UpdatedAt   *string `json:"updated_at"`
+	Deleted     bool    `json:"deleted"`
+	DeletedAt   *string `json:"deleted_at"`
+}
+
+// novaKeyPair looks up a key pair of the target user's view, with Nova's not-found message.
+func (s *Server) novaKeyPair(ctx context.Context, n *novaRequest, user string) (*kps.KeyPair, error) {
+	k, err := s.store.KeyPair(ctx, n.p.ProjectID, n.name, user)
+	if kps.ErrorCode(err) == kps.ErrKeyPairNotFound {
+		return nil, novaErrorf(404, "Keypair %s not found for user %s", clip(n.name), user)
+	}
+	return k, err
+}
+
+// novaShow is GET …/os-keypairs/{keypair_name} (§5.3).
+func (s *Server) novaShow(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
+	q := r.URL.Query()
+	if err := novaCheckQuery(n, q, "user_id"); err != nil {
+		return err
+	}
+	user, err := novaTargetUser(n, q, "show")
+	if err != nil {
+		return err
+	}
+	k, err := s.novaKeyPair(r.Context(), n, user)
+	if err != nil {
+		return err
+	}
+	out := novaShown{ID: k.ID, Name: k.Name, PublicKey: k.PublicKey, Fingerprint: k.Fingerprint, UserID: k.UserID,
+		CreatedAt: k.Created.UTC().Format("2006-01-02T15:04:05.000000")}
+	if n.atLeast(2) {
+		out.Type = k.Type
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keypair": out})
+	return nil
+}
+
+// novaDelete is DELETE …/os-keypairs/{keypair_name} (§5.4).
+func (s *Server) novaDelete(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
+	q := r.URL.Query()
+	if err := novaCheckQuery(n, q, "user_id"); err != nil {
+		return err
+	}
+	user, err := novaTargetUser(n, q, "delete")
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteKeyPair(r.Context(), n.p.ProjectID, n.name, user); err != nil {
+		if kps.ErrorCode(err) == kps.ErrKeyPairNotFound {
+			return novaErrorf(404, "Keypair %s not found for user %s", clip(n.name), user)
+		}
+		return err
+	}
+	if n.atLeast(2) {
+		writeEmpty(w, http.StatusNoContent)
+	} else {
+		writeEmpty(w, http.StatusAccepted)
+	}
+	return nil
+}

@@ -1,0 +1,608 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/openkps/kps"
+)
+
+// Test vectors of nova-keypairs.md §8.
+const (
+	novaEd25519    = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPzaC/C1JE11Iv1b5MOIdBAJSeu74GaAWZoNDaBM7Tbd vector-ed25519"
+	novaEd25519FP  = "2d:5b:b2:1a:24:23:f3:f8:cd:d4:15:1b:0c:b0:ba:5a"
+	novaP256       = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBLyVh8E90JGbB46mooQXh6yXu4QCPrBI6Ffr2MokFAigBoLDmgk7eAf3CRFPbZRZS1xlmuCYc0uhCMOzVn15qB4= vector-p256"
+	novaP256FP     = "ba:11:07:a2:38:cf:49:37:ad:76:dd:cc:3e:5b:70:00"
+	novaCertFP     = "9c:bc:22:f4:4a:92:d9:57:75:42:b4:28:6a:9f:38:80:91:a8:b0:0b"
+	novaCertVector = `-----BEGIN CERTIFICATE-----
+MIIBgTCCASegAwIBAgIUA26jB9of7Z4g32Ip0Cm2GLbNVNYwCgYIKoZIzj0EAwIw
+FjEUMBIGA1UEAwwLdmVjdG9yLXg1MDkwHhcNMjYxMTI3MTQxODMyWhcNMzYxMTI0
+MTQxODMyWjAWMRQwEgYDVQQDDAt2ZWN0b3IteDUwOTBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABKHx3fm/eVNT3krPQBaBP1ubA76AWAzBbqcqjqOJTGaqnS4D/OfU
+t1wQPLDOK9IgzWnbE91MFwWRxGfWeNi4iQyjUzBRMB0GA1UdDgQWBBSghXSXNmfv
+umxo7t6ib0/JRo03ATAfBgNVHSMEGDAWgBSghXSXNmfvumxo7t6ib0/JRo03ATAP
+BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCiv32GCWriEUlsqLa1
+TehJE/6TDfEIlwIyC95UgSflwwIgTYR3BJAW9rOLQlTXKrYbpk49ChKn5nJ7bYPH
+nwHn3lY=
+-----END CERTIFICATE-----
+`
+)
+
+var (
+	md5FP  = regexp.MustCompile(`^([0-9a-f]{2}:){15}[0-9a-f]{2}$`)
+	sha1FP = regexp.MustCompile(`^([0-9a-f]{2}:){19}[0-9a-f]{2}$`)
+)
+
+// novaResponse is one answer of the Nova API.
+type novaResponse struct {
+	status int
+	header http.Header
+	raw    []byte
+	body   map[string]any
+}
+
+// nova sends a request to the Nova API with the service's token; version "" sends no
+// microversion header.
+func (s *service) nova(method, path, version string, body any, headers ...string) novaResponse {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, s.base+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.token != "" {
+		req.Header.Set("X-Auth-Token", s.token)
+	}
+	if version != "" {
+		req.Header.Set("X-OpenStack-Nova-API-Version", version)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := novaResponse{status: resp.StatusCode, header: resp.Header}
+	out.raw, _ = io.ReadAll(resp.Body)
+	if len(out.raw) > 0 {
+		if err := json.Unmarshal(out.raw, &out.body); err != nil {
+			s.t.Fatalf("%s %s: non-JSON body %q", method, path, out.raw)
+		}
+	}
+	if resp.StatusCode >= 400 && len(out.body) != 1 {
+		s.t.Errorf("%s %s: error body %s has not exactly one fault key", method, path, out.raw)
+	}
+	return out
+}
+
+// want asserts the status (and, for errors, the fault name) of a Nova answer.
+func (r novaResponse) want(t *testing.T, status int, fault string) novaResponse {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
+	}
+	if fault != "" {
+		if _, ok := r.body[fault]; !ok {
+			t.Fatalf("body %s, want fault %s", r.raw, fault)
+		}
+	}
+	return r
+}
+
+func (r novaResponse) keypair() map[string]any { return obj(r.body["keypair"]) }
+
+func keys(m map[string]any) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ",")
+}
+
+func newRSAPublicKey(t testing.TB, bits int, comment string) string {
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ssh.NewPublicKey(&k.PublicKey)
+	return strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(pub)), "\n") + " " + comment + "\n"
+}
+
+func newP384PublicKey(t testing.TB) string {
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ssh.NewPublicKey(&k.PublicKey)
+	return string(ssh.MarshalAuthorizedKey(pub))
+}
+
+func kp(m map[string]any) map[string]any { return map[string]any{"keypair": m} }
+
+// TestNovaConformance runs the conformance checklist of nova-keypairs.md §18 that applies.
+func TestNovaConformance(t *testing.T) {
+	s := setup(t)
+	P := "/compute/v2.1/" + s.project + "/os-keypairs"
+	member := s.addUser("nova-member", kps.RoleMember)
+
+	t.Run("versions", func(t *testing.T) { // N-01..N-03
+		anon := &service{t: t, base: s.base}
+		v := anon.nova("GET", "/compute/", "", nil).want(t, 200, "")
+		vs := list(v.body["versions"])
+		if len(vs) != 2 || obj(vs[1])["id"] != "v2.1" || obj(vs[1])["version"] != "2.92" || obj(vs[1])["min_version"] != "2.1" || obj(vs[1])["status"] != "CURRENT" {
+			t.Errorf("versions %s", v.raw)
+		}
+		for _, p := range []string{"/compute/v2.1/", "/compute/v2.1"} {
+			d := obj(anon.nova("GET", p, "", nil).want(t, 200, "").body["version"])
+			if d["id"] != "v2.1" || obj(list(d["links"])[0])["href"] != s.base+"/compute/v2.1/" || d["media-types"] == nil {
+				t.Errorf("%s: %v", p, d)
+			}
+		}
+		d := obj(anon.nova("GET", "/compute/v2/", "", nil).want(t, 200, "").body["version"])
+		if d["id"] != "v2.0" || d["version"] != "" || d["min_version"] != "" {
+			t.Errorf("v2: %v", d)
+		}
+	})
+
+	t.Run("tempest-2.1", func(t *testing.T) { // T-01..T-07, T-21..T-30
+		var names []string
+		for i, pub := range []string{"", newP384PublicKey(t), ""} {
+			name := "tempest-KeyPairsV2TestJSON-keypair-" + strconv.Itoa(i)
+			body := map[string]any{"name": name}
+			if pub != "" {
+				body["public_key"] = pub
+			}
+			r := s.nova("POST", P, "", kp(body)).want(t, 200, "")
+			want := "fingerprint,name,private_key,public_key,user_id"
+			if pub != "" {
+				want = "fingerprint,name,public_key,user_id"
+			}
+			if got := keys(r.keypair()); got != want {
+				t.Errorf("create members %s, want %s", got, want)
+			}
+			if r.header.Get("X-OpenStack-Nova-API-Version") != "2.1" {
+				t.Errorf("version header %q", r.header.Get("X-OpenStack-Nova-API-Version"))
+			}
+			if !strings.HasPrefix(r.header.Get("X-Openstack-Request-Id"), "req-") || r.header.Get("X-Compute-Request-Id") != r.header.Get("X-Openstack-Request-Id") {
+				t.Errorf("request ids %v", r.header)
+			}
+			names = append(names, name)
+		}
+		l := s.nova("GET", P, "", nil).want(t, 200, "")
+		if _, ok := l.body["keypairs_links"]; ok || len(list(l.body["keypairs"])) != 3 {
+			t.Errorf("list %s", l.raw)
+		}
+		for _, e := range list(l.body["keypairs"]) {
+			if got := keys(obj(obj(e)["keypair"])); got != "fingerprint,name,public_key" {
+				t.Errorf("list members %s", got)
+			}
+		}
+		show := s.nova("GET", P+"/"+names[0], "", nil).want(t, 200, "").keypair()
+		if got := keys(show); got != "created_at,deleted,deleted_at,fingerprint,id,name,public_key,updated_at,user_id" {
+			t.Errorf("show members %s", got)
+		}
+		if _, ok := show["id"].(float64); !ok || show["deleted"] != false || show["updated_at"] != nil ||
+			!regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$`).MatchString(str(show["created_at"])) {
+			t.Errorf("show %v", show)
+		}
+		for _, n := range names {
+			r := s.nova("DELETE", P+"/"+n, "", nil).want(t, 202, "")
+			if len(r.raw) != 0 {
+				t.Errorf("delete body %q", r.raw)
+			}
+		}
+		// Negative cases.
+		s.nova("POST", P, "", kp(map[string]any{"name": "bad1", "public_key": "ssh-rsa JUNK nova@ubuntu"})).want(t, 400, "badRequest")
+		s.nova("DELETE", P+"/tempest-keypair-non-existent-1", "", nil).want(t, 404, "itemNotFound")
+		s.nova("POST", P, "", kp(map[string]any{"name": "bad2", "public_key": " "})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", kp(map[string]any{"name": "bad3", "public_key": "ssh-rsa " + strings.Repeat("A", 2048) + " openstack@ubuntu"})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", kp(map[string]any{"name": "dup"})).want(t, 200, "")
+		s.nova("POST", P, "", kp(map[string]any{"name": "dup"})).want(t, 409, "conflictingRequest")
+		s.nova("DELETE", P+"/dup", "", nil).want(t, 202, "")
+		s.nova("POST", P, "", kp(map[string]any{"name": ""})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", kp(map[string]any{"name": "keypair-" + strings.Repeat("0", 252)})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", kp(map[string]any{"name": `key_/.\@:`})).want(t, 400, "badRequest")
+	})
+
+	t.Run("tempest-2.2", func(t *testing.T) { // T-08..T-20, N-13..N-19
+		r := s.nova("POST", P, "2.2", kp(map[string]any{"name": "v22-ssh"})).want(t, 201, "")
+		if r.keypair()["type"] != "ssh" {
+			t.Errorf("type %v", r.keypair()["type"])
+		}
+		x := s.nova("POST", P, "2.2", kp(map[string]any{"name": "v22-x509", "type": "x509"})).want(t, 201, "").keypair()
+		if x["type"] != "x509" || x["private_key"] == nil || !sha1FP.MatchString(str(x["fingerprint"])) || !strings.HasPrefix(str(x["public_key"]), "-----BEGIN CERTIFICATE-----") {
+			t.Errorf("x509 %v", x)
+		}
+		if got := s.nova("GET", P+"/v22-x509", "2.2", nil).want(t, 200, "").keypair(); got["type"] != "x509" || len(got) != 10 {
+			t.Errorf("show x509 %v", got)
+		}
+		for _, e := range list(s.nova("GET", P, "2.2", nil).want(t, 200, "").body["keypairs"]) {
+			k := obj(obj(e)["keypair"])
+			if (k["name"] == "v22-x509") != (k["type"] == "x509") {
+				t.Errorf("list entry %v", k)
+			}
+		}
+		s.nova("DELETE", P+"/v22-x509", "2.2", nil).want(t, 204, "")
+		s.nova("DELETE", P+"/v22-ssh", "2.2", nil).want(t, 204, "")
+
+		s.nova("POST", P, "", kp(map[string]any{"name": "n13", "type": "ssh"})).want(t, 400, "badRequest")
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "n14", "user_id": s.project})).want(t, 400, "badRequest")
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "n15", "type": "rsa"})).want(t, 400, "badRequest")
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "n16", "type": "x509", "public_key": novaEd25519})).want(t, 400, "badRequest")
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "n16b", "public_key": novaCertVector})).want(t, 400, "badRequest")
+		for _, c := range []struct{ name, typ, key, fp string }{
+			{"n17", "x509", novaCertVector, novaCertFP}, {"n18", "ssh", novaEd25519 + "\n", novaEd25519FP}, {"n19", "ssh", novaP256, novaP256FP},
+		} {
+			got := s.nova("POST", P, "2.2", kp(map[string]any{"name": c.name, "type": c.typ, "public_key": c.key})).want(t, 201, "").keypair()
+			if got["fingerprint"] != c.fp || got["public_key"] != c.key {
+				t.Errorf("%s: %v", c.name, got)
+			}
+			s.nova("DELETE", P+"/"+c.name, "2.2", nil).want(t, 204, "")
+		}
+	})
+
+	t.Run("microversions", func(t *testing.T) { // N-04..N-10, N-42, N-43
+		r := s.nova("GET", P, "2.10", nil).want(t, 200, "")
+		if r.header.Get("X-OpenStack-Nova-API-Version") != "2.10" || r.header.Get("OpenStack-API-Version") != "compute 2.10" ||
+			!strings.Contains(strings.Join(r.header.Values("Vary"), ","), "OpenStack-API-Version") || !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "X-OpenStack-Nova-API-Version") {
+			t.Errorf("headers %v", r.header)
+		}
+		for _, n := range []string{"pa", "pb"} {
+			s.nova("POST", P, "2.2", kp(map[string]any{"name": n, "public_key": novaP256})).want(t, 201, "")
+		}
+		r = s.nova("GET", P+"?limit=1", "2.2", nil, "OpenStack-API-Version", "compute 2.35").want(t, 200, "")
+		if len(list(r.body["keypairs"])) != 1 || r.header.Get("X-OpenStack-Nova-API-Version") != "2.35" {
+			t.Errorf("precedence: %s", r.raw)
+		}
+		s.nova("POST", P, "", kp(map[string]any{"name": "n06"}), "OpenStack-API-Version", "volume 3.0").want(t, 200, "")
+		s.nova("DELETE", P+"/n06", "", nil).want(t, 202, "")
+		if r := s.nova("GET", P, "latest", nil).want(t, 200, ""); r.header.Get("X-OpenStack-Nova-API-Version") != "2.92" {
+			t.Errorf("latest: %v", r.header)
+		}
+		r = s.nova("GET", P, "2.93", nil).want(t, 406, "computeFault")
+		if !strings.Contains(string(r.raw), "2.1") || !strings.Contains(string(r.raw), "2.92") || r.header.Get("X-OpenStack-Nova-API-Version") != "2.93" {
+			t.Errorf("406: %s %v", r.raw, r.header)
+		}
+		s.nova("GET", P, "2.0", nil).want(t, 406, "computeFault")
+		for _, v := range []string{"2", "2.01", "abc", "Latest", "v2.10"} {
+			s.nova("GET", P, v, nil).want(t, 400, "badRequest")
+		}
+		if n := len(list(s.nova("GET", P+"?limit=1", "2.34", nil).want(t, 200, "").body["keypairs"])); n != 2 {
+			t.Errorf("limit before 2.35: %d entries", n)
+		}
+		s.nova("GET", P+"?foo=1", "2.74", nil).want(t, 200, "")
+		s.nova("GET", P+"/pa?foo=1", "2.74", nil).want(t, 200, "")
+		s.nova("GET", P+"?foo=1", "2.75", nil).want(t, 400, "badRequest")
+		s.nova("GET", P+"/pa?foo=1", "2.75", nil).want(t, 400, "badRequest")
+		s.nova("DELETE", P+"/pa?foo=1", "2.75", nil).want(t, 400, "badRequest")
+		s.nova("DELETE", P+"/pa?foo=1", "2.74", nil).want(t, 204, "")
+		s.nova("DELETE", P+"/pb", "2.2", nil).want(t, 204, "")
+	})
+
+	t.Run("legacy", func(t *testing.T) { // N-11, N-12, N-21
+		L := "/compute/v2/" + s.project + "/os-keypairs"
+		r := s.nova("POST", L, "2.10", kp(map[string]any{"name": "k", "type": "x509", "user_id": "x"})).want(t, 200, "")
+		if _, ok := r.keypair()["type"]; ok || r.keypair()["user_id"] == "x" || r.header.Get("X-OpenStack-Nova-API-Version") != "" {
+			t.Errorf("legacy create %s %v", r.raw, r.header)
+		}
+		s.nova("DELETE", L+"/k", "", nil).want(t, 202, "")
+		if got := s.nova("POST", L, "", kp(map[string]any{"name": "  test  "})).want(t, 200, "").keypair(); got["name"] != "test" {
+			t.Errorf("stripped name %v", got["name"])
+		}
+		s.nova("DELETE", "/v2/"+s.project+"/os-keypairs/test", "", nil).want(t, 202, "")
+		s.nova("POST", P, "", kp(map[string]any{"name": "  test  "})).want(t, 400, "badRequest") // N-20
+	})
+
+	t.Run("validation", func(t *testing.T) { // N-22..N-29, N-58
+		s.nova("POST", P, "2.91", kp(map[string]any{"name": "my-key@ my.host"})).want(t, 400, "badRequest")
+		s.nova("POST", P, "2.92", kp(map[string]any{"name": "my-key@ my.host", "public_key": novaP256})).want(t, 400, "badRequest")
+		s.nova("POST", P, "2.92", kp(map[string]any{"name": "gen292"})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", kp(map[string]any{"name": strings.Repeat("a", 64), "public_key": novaP256})).want(t, 200, "")
+		s.nova("DELETE", P+"/"+strings.Repeat("a", 64), "", nil).want(t, 202, "")
+		s.nova("POST", P, "", kp(map[string]any{"name": strings.Repeat("a", 65), "public_key": novaP256})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", map[string]any{"alpha": map[string]any{"name": "x"}}).want(t, 400, "badRequest")
+		s.nova("POST", P, "", `{"keypair":`).want(t, 400, "badRequest")
+		s.nova("POST", P, "2.10", kp(map[string]any{"name": "n28", "foo": 1})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", kp(map[string]any{"name": "n29"}), "Content-Type", "application/xml").want(t, 415, "badMediaType")
+		s.nova("POST", P, "", kp(map[string]any{"name": "n29t", "public_key": novaP256}), "Content-Type", "text/plain").want(t, 200, "")
+		s.nova("DELETE", P+"/n29t", "", nil).want(t, 202, "")
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "n58", "public_key": newRSAPublicKey(t, 1024, "short")})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", strings.Repeat(" ", 114689)).want(t, 413, "overLimit")
+		s.nova("PUT", P, "", nil).want(t, 405, "badMethod")
+		s.nova("GET", "/compute/v2.1/"+s.project+"/os-nothing", "", nil).want(t, 404, "itemNotFound")
+	})
+
+	t.Run("users", func(t *testing.T) { // T-31..T-35, N-32..N-36, G-09..G-12
+		uid := obj(member.nova("POST", P, "2.10", kp(map[string]any{"name": "mine", "public_key": novaP256})).want(t, 201, "").keypair())["user_id"]
+		if uid == nil || uid == "" {
+			t.Fatal("no user_id")
+		}
+		u := str(uid)
+		got := s.nova("POST", P, "2.10", kp(map[string]any{"name": "for-member", "type": "ssh", "user_id": u})).want(t, 201, "").keypair()
+		if got["user_id"] != u {
+			t.Errorf("admin create for member: %v", got)
+		}
+		if got := s.nova("GET", P+"/for-member?user_id="+u, "2.10", nil).want(t, 200, "").keypair(); got["user_id"] != u {
+			t.Errorf("show: %v", got)
+		}
+		s.nova("POST", P, "2.10", kp(map[string]any{"name": "admins-own", "public_key": novaP256})).want(t, 201, "")
+		names := func(r novaResponse) string {
+			var ns []string
+			for _, e := range list(r.body["keypairs"]) {
+				ns = append(ns, str(obj(obj(e)["keypair"])["name"]))
+			}
+			return strings.Join(ns, ",")
+		}
+		if got := names(s.nova("GET", P+"?user_id="+u, "2.10", nil).want(t, 200, "")); got != "for-member,mine" {
+			t.Errorf("admin list of member: %s", got)
+		}
+		if got := names(s.nova("GET", P+"?user_id="+u, "2.9", nil).want(t, 200, "")); got != "admins-own" {
+			t.Errorf("user_id below 2.10: %s", got)
+		}
+		member.nova("POST", P, "2.10", kp(map[string]any{"name": "x", "user_id": "someone-else"})).want(t, 403, "forbidden")
+		if got := names(member.nova("GET", P+"?user_id="+u, "2.10", nil).want(t, 200, "")); got != "for-member,mine" {
+			t.Errorf("self user_id: %s", got)
+		}
+		member.nova("GET", P+"/admins-own?user_id=someone-else", "2.10", nil).want(t, 403, "forbidden")
+		if r := s.nova("GET", P+"/nosuch", "", nil).want(t, 404, "itemNotFound"); !strings.Contains(string(r.raw), "nosuch") {
+			t.Errorf("not found message %s", r.raw)
+		}
+		s.nova("DELETE", P+"/for-member?user_id="+u, "2.10", nil).want(t, 204, "")
+		s.nova("DELETE", P+"/mine?user_id="+u, "2.10", nil).want(t, 204, "")
+		s.nova("DELETE", P+"/admins-own", "2.10", nil).want(t, 204, "")
+		// N-57: names are unique per project across users.
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "shared-1", "public_key": novaP256})).want(t, 201, "")
+		member.nova("POST", P, "2.2", kp(map[string]any{"name": "shared-1", "public_key": novaP256})).want(t, 409, "conflictingRequest")
+		member.nova("GET", P+"/shared-1", "2.2", nil).want(t, 404, "itemNotFound")
+		s.nova("DELETE", P+"/shared-1", "2.2", nil).want(t, 204, "")
+	})
+
+	t.Run("paging", func(t *testing.T) { // N-37..N-41, N-44
+		for _, n := range []string{"b", "a", "c"} {
+			s.nova("POST", P, "2.2", kp(map[string]any{"name": n, "public_key": novaP256})).want(t, 201, "")
+		}
+		if got := s.nova("GET", P+"/%61", "", nil).want(t, 200, "").keypair()["name"]; got != "a" {
+			t.Errorf("decoded name %v", got)
+		}
+		r := s.nova("GET", P, "", nil).want(t, 200, "")
+		var order []string
+		for _, e := range list(r.body["keypairs"]) {
+			order = append(order, str(obj(obj(e)["keypair"])["name"]))
+		}
+		if strings.Join(order, ",") != "a,b,c" {
+			t.Errorf("order %v", order)
+		}
+		r = s.nova("GET", P+"?limit=2", "2.35", nil).want(t, 200, "")
+		links := list(r.body["keypairs_links"])
+		if len(list(r.body["keypairs"])) != 2 || len(links) != 1 || !strings.HasSuffix(str(obj(links[0])["href"]), "os-keypairs?limit=2&marker=b") {
+			t.Errorf("page 1 %s", r.raw)
+		}
+		r = s.nova("GET", P+"?limit=2&marker=b", "2.35", nil).want(t, 200, "")
+		if _, ok := r.body["keypairs_links"]; ok || len(list(r.body["keypairs"])) != 1 {
+			t.Errorf("page 2 %s", r.raw)
+		}
+		s.nova("GET", P+"?marker=zzz", "2.35", nil).want(t, 400, "badRequest")
+		s.nova("GET", P+"?limit=abc", "2.35", nil).want(t, 400, "badRequest")
+		s.nova("GET", P+"?limit=-1", "2.35", nil).want(t, 400, "badRequest")
+		// N-46: the project-less form and the Huawei-style root paths show the same content.
+		for _, p := range []string{"/compute/v2.1/os-keypairs", "/v2.1/" + s.project + "/os-keypairs", "/v2.1/os-keypairs"} {
+			if got := s.nova("GET", p, "", nil).want(t, 200, ""); len(list(got.body["keypairs"])) != 3 {
+				t.Errorf("%s: %s", p, got.raw)
+			}
+		}
+		for _, n := range []string{"a", "b", "c"} {
+			s.nova("DELETE", P+"/"+n, "2.2", nil).want(t, 204, "")
+		}
+	})
+
+	t.Run("auth", func(t *testing.T) { // N-45, N-48
+		s.nova("GET", "/compute/v2.1/0123456789abcdef0123456789abcdef/os-keypairs", "", nil).want(t, 400, "badRequest")
+		anon := &service{t: t, base: s.base}
+		r := anon.nova("GET", P, "", nil).want(t, 401, "error")
+		if r.header.Get("WWW-Authenticate") == "" || obj(r.body["error"])["code"] != float64(401) {
+			t.Errorf("401: %s %v", r.raw, r.header)
+		}
+	})
+
+	t.Run("one-store", func(t *testing.T) { // N-49..N-52, N-54, N-55, N-59
+		s.must(200, "POST", "/keypairs", kp(map[string]any{"name": "from-v3", "public_key": novaP256}))
+		v3 := obj(s.must(200, "GET", "/keypairs/from-v3", nil)["keypair"])
+		n := s.nova("GET", P+"/from-v3", "2.2", nil).want(t, 200, "").keypair()
+		for _, f := range []string{"id", "fingerprint", "public_key", "type"} {
+			if str(n[f]) != str(v3[f]) {
+				t.Errorf("%s: nova %v, v3 %v", f, n[f], v3[f])
+			}
+		}
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "from-v3"})).want(t, 409, "conflictingRequest")
+		s.nova("DELETE", P+"/from-v3", "2.2", nil).want(t, 204, "")
+		s.wantError(404, kps.ErrKeyPairNotFound, "GET", "/keypairs/from-v3", nil)
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "from-v3"})).want(t, 201, "")
+		d := obj(s.must(200, "GET", "/keypairs/from-v3", nil)["keypair"])
+		if d["scope"] != "user" || d["is_key_protection"] != false {
+			t.Errorf("v3 view of a Nova key pair: %v", d)
+		}
+		s.nova("DELETE", P+"/from-v3", "2.2", nil).want(t, 204, "")
+		verbatim := strings.Replace(novaEd25519, " vector", "  vector", 1) + "\n"
+		if got := s.nova("POST", P, "2.2", kp(map[string]any{"name": "verbatim", "public_key": verbatim})).want(t, 201, "").keypair(); got["public_key"] != verbatim {
+			t.Errorf("create %q", got["public_key"])
+		}
+		if got := s.nova("GET", P+"/verbatim", "2.2", nil).want(t, 200, "").keypair(); got["public_key"] != verbatim {
+			t.Errorf("show %q", got["public_key"])
+		}
+		s.nova("DELETE", P+"/verbatim", "2.2", nil).want(t, 204, "")
+	})
+
+	t.Run("concurrent-duplicate", func(t *testing.T) { // N-53
+		var wg sync.WaitGroup
+		codes := make([]int, 2)
+		for i := range codes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i] = s.nova("POST", P, "2.2", kp(map[string]any{"name": "race", "public_key": novaP256})).status
+			}()
+		}
+		wg.Wait()
+		if codes[0]+codes[1] != 201+409 {
+			t.Errorf("codes %v", codes)
+		}
+		s.nova("DELETE", P+"/race", "2.2", nil).want(t, 204, "")
+	})
+}
+
+// TestNovaQuota checks Nova's per-user limit and its place before the key check (N-30, N-31).
+func TestNovaQuota(t *testing.T) {
+	s := setup(t)
+	P := "/compute/v2.1/os-keypairs"
+	for i := 0; i < 100; i++ {
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "q" + strconv.Itoa(i), "public_key": novaP256})).want(t, 201, "")
+	}
+	r := s.nova("POST", P, "2.2", kp(map[string]any{"name": "q100", "public_key": novaP256})).want(t, 403, "forbidden")
+	if !strings.Contains(string(r.raw), "Quota exceeded") {
+		t.Errorf("quota message %s", r.raw)
+	}
+	s.nova("POST", P, "2.2", kp(map[string]any{"name": "q101", "public_key": "ssh-rsa JUNK"})).want(t, 403, "forbidden")
+}
+
+// TestNovaGophercloud drives the Nova API with gophercloud, authenticated through the service's
+// own Keystone-style token and catalog.
+func TestNovaGophercloud(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	provider, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+		IdentityEndpoint: s.base + "/v3", Username: "admin", Password: "admin-password-for-tests",
+		DomainName: "Default", TenantName: "local-1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := openstack.NewComputeV2(provider, gophercloud.EndpointOpts{Region: "local-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.Endpoint != s.base+"/compute/v2.1/" {
+		t.Errorf("compute endpoint %q", client.Endpoint)
+	}
+	for _, mv := range []string{"", "2.2", "2.10", "2.35", "2.92"} {
+		t.Run("microversion-"+mv, func(t *testing.T) {
+			client.Microversion = mv
+			suffix := strings.ReplaceAll(mv, ".", "-")
+			// Generate (not available from 2.92).
+			gen, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "gen" + suffix}).Extract()
+			if mv == "2.92" {
+				if !gophercloud.ResponseCodeIs(err, http.StatusBadRequest) {
+					t.Fatalf("generate at 2.92: %v", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := ssh.ParsePrivateKey([]byte(gen.PrivateKey)); err != nil || !md5FP.MatchString(gen.Fingerprint) || !strings.Contains(gen.PrivateKey, "BEGIN RSA PRIVATE KEY") {
+					t.Errorf("generated key pair %+v: %v", gen, err)
+				}
+			}
+			// Import (G-06: the key comes back byte-identical, trailing newline included).
+			pub := newRSAPublicKey(t, 2048, "gophercloud")
+			imp, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "imp" + suffix, PublicKey: pub}).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if imp.PublicKey != pub || imp.PrivateKey != "" || imp.UserID == "" {
+				t.Errorf("imported %+v", imp)
+			}
+			got, err := keypairs.Get(ctx, client, "imp"+suffix, nil).Extract()
+			if err != nil || got.PublicKey != pub || got.Fingerprint != imp.Fingerprint || got.UserID != imp.UserID {
+				t.Errorf("get %+v: %v", got, err)
+			}
+			if mv != "" && got.Type != "ssh" {
+				t.Errorf("type %q", got.Type)
+			}
+			pages, err := keypairs.List(client, nil).AllPages(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, err := keypairs.ExtractKeyPairs(pages)
+			if err != nil || !hasKeyPair(all, "imp"+suffix) {
+				t.Errorf("list %+v: %v", all, err)
+			}
+			if mv == "2.35" || mv == "2.92" {
+				// Pagination through gophercloud's client: a full page links to the next.
+				var body struct {
+					KeyPairs []map[string]keypairs.KeyPair `json:"keypairs"`
+					Links    []struct{ Href string }       `json:"keypairs_links"`
+				}
+				if _, err := client.Get(ctx, client.ServiceURL("os-keypairs")+"?limit=1", &body, nil); err != nil {
+					t.Fatal(err)
+				}
+				if len(body.KeyPairs) != 1 || len(body.Links) != 1 || !strings.Contains(body.Links[0].Href, "marker=") {
+					t.Errorf("page %+v", body)
+				}
+				var next struct {
+					KeyPairs []map[string]keypairs.KeyPair `json:"keypairs"`
+				}
+				if _, err := client.Get(ctx, body.Links[0].Href, &next, nil); err != nil || len(next.KeyPairs) != len(all)-1 {
+					t.Errorf("next page %+v: %v", next, err)
+				}
+			}
+			if mv != "2.92" {
+				if err := keypairs.Delete(ctx, client, "gen"+suffix, nil).ExtractErr(); err != nil {
+					t.Error(err)
+				}
+			}
+			if err := keypairs.Delete(ctx, client, "imp"+suffix, nil).ExtractErr(); err != nil {
+				t.Error(err)
+			}
+			if _, err := keypairs.Get(ctx, client, "imp"+suffix, nil).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+				t.Errorf("get after delete: %v", err)
+			}
+		})
+	}
+	// An x509 key pair generated by the service (T-17).
+	client.Microversion = "2.2"
+	x, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "x509", Type: "x509"}).Extract()
+	if err != nil || x.Type != "x509" || x.PrivateKey == "" || !sha1FP.MatchString(x.Fingerprint) {
+		t.Errorf("x509 %+v: %v", x, err)
+	}
+}
+
+func hasKeyPair(all []keypairs.KeyPair, name string) bool {
+	for _, k := range all {
+		if k.Name == name {
+			return true
+		}
+	}
+	return false
+}
