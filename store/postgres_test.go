@@ -2,62 +2,16 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/store/storetest"
 )
-
-// postgresURL returns KPS_TEST_POSTGRES (a postgres:// URL of a server the test may create
-// schemas in) or skips the test. .ci/run starts a throwaway server and sets it.
-func postgresURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("KPS_TEST_POSTGRES")
-	if u == "" {
-		t.Skip("KPS_TEST_POSTGRES is not set")
-	}
-	return u
-}
-
-// postgresSchema creates an empty schema of its own for the test, dropped at the end, and
-// returns the URL that makes it the connection's search_path.
-func postgresSchema(t testing.TB) string {
-	t.Helper()
-	base := postgresURL(t)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "kps_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 func openPostgresTest(t testing.TB, dsn string, now func() time.Time) *DB {
 	t.Helper()
@@ -74,9 +28,9 @@ func openPostgresTest(t testing.TB, dsn string, now func() time.Time) *DB {
 }
 
 func TestPostgresConformance(t *testing.T) {
-	postgresURL(t)
+	pgtest.URL(t)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) kps.Store {
-		return openPostgresTest(t, postgresSchema(t), now)
+		return openPostgresTest(t, pgtest.Schema(t), now)
 	})
 }
 
@@ -97,7 +51,7 @@ func TestPostgresRebind(t *testing.T) {
 // TestPostgresReplicasMigrateAtOnce opens several stores on one empty schema at the same time:
 // the advisory lock lets one migrate and the others find the schema current.
 func TestPostgresReplicasMigrateAtOnce(t *testing.T) {
-	dsn := postgresSchema(t)
+	dsn := pgtest.Schema(t)
 	const replicas = 4
 	var wg sync.WaitGroup
 	errs := make([]error, replicas)
@@ -137,7 +91,7 @@ func TestPostgresReplicasMigrateAtOnce(t *testing.T) {
 // TestPostgresConcurrentClaims has several stores ("replicas") claim from one queue at once:
 // every task is claimed exactly once and no claimer comes back empty while tasks wait.
 func TestPostgresConcurrentClaims(t *testing.T) {
-	dsn := postgresSchema(t)
+	dsn := pgtest.Schema(t)
 	const replicas, tasks = 3, 60
 	dbs := make([]*DB, replicas)
 	for i := range dbs {
@@ -191,7 +145,7 @@ func TestPostgresConcurrentClaims(t *testing.T) {
 // serialises and PostgreSQL serialises with locks: the key pair quota, the access key limit and
 // one active task per server.
 func TestPostgresConcurrentChecks(t *testing.T) {
-	dsn := postgresSchema(t)
+	dsn := pgtest.Schema(t)
 	a, b := openPostgresTest(t, dsn, nil), openPostgresTest(t, dsn, nil)
 	ctx := t.Context()
 
