@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -62,12 +61,13 @@ func InvalidParameter(member string) *Error {
 }
 
 // validateIdentityName applies the name rule of auth.md §3.1: 1–64 characters; control
-// characters are refused as well.
+// characters and bidirectional overrides (which make a name display as another) are refused
+// as well.
 func validateIdentityName(member, name string) error {
 	if name == "" {
 		return MissingParameter(member)
 	}
-	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 || strings.IndexFunc(name, isControlOrBidi) >= 0 {
 		return InvalidParameter(member)
 	}
 	return nil

@@ -47,9 +47,9 @@ func ValidateKeyPairName(name string) error {
 }
 
 // ValidateDescription returns KPS.6016 for a description that is too long or has control
-// characters.
+// characters or bidirectional overrides.
 func ValidateDescription(d string) error {
-	if len([]rune(d)) > 255 || strings.IndexFunc(d, unicode.IsControl) >= 0 {
+	if len([]rune(d)) > 255 || strings.IndexFunc(d, isControlOrBidi) >= 0 {
 		return Errorf(ErrDescription, "Invalid description: up to 255 characters without control characters are allowed.")
 	}
 	return nil
@@ -72,3 +72,8 @@ type KeyPairPage struct {
 func PrivateKeyAAD(projectID, name string) []byte {
 	return []byte("kps/keypair-private-key/v1/" + projectID + "/" + name)
 }
+
+// isControlOrBidi reports control characters and the bidirectional formatting characters
+// (U+202A–U+202E, U+2066–U+2069, marks) that let text display differently from what it is
+// ("Trojan Source", CVE-2021-42574).
+func isControlOrBidi(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }

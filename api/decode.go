@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/strictjson"
 )
 
 // maxBody is the request body limit of §1.4.
@@ -43,6 +44,9 @@ func parseJSON(raw []byte) (any, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
+	}
+	if name, dup := strictjson.DuplicateKey(raw); dup {
+		return nil, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON: member '%s' appears twice in one object.", clip(name))
 	}
 	return v, nil
 }
@@ -165,7 +169,8 @@ func (o object) integer(member string, code ...string) (int64, bool, error) {
 	i, err := n.Int64()
 	if err != nil {
 		f, ferr := n.Float64()
-		if ferr != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt64 {
+		// float64(math.MaxInt64) is 2^63, itself out of range: converting it is undefined.
+		if ferr != nil || f != math.Trunc(f) || f >= math.MaxInt64 || f < math.MinInt64 {
 			return 0, false, o.wrongType(member, "an integer", code...)
 		}
 		i = int64(f)

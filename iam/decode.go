@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/strictjson"
 )
 
 // Request limits of auth.md §5.1.
@@ -26,6 +27,11 @@ func DecodeAuthRequest(body []byte) (IssueRequest, error) {
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return req, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
+	}
+	// encoding/json keeps the last of duplicate members; a filter in front that reads the
+	// first would judge another login than the one served.
+	if _, dup := strictjson.DuplicateKey(body); dup {
 		return req, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
 	}
 	root := object{path: "", m: top}
