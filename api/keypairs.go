@@ -157,7 +157,14 @@ func (s *Server) addKeyPair(ctx context.Context, p *kps.Principal, root object, 
 			}
 		}
 	case k.Type == kps.TypeX509:
-		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.public_key: generating x509 key pairs is not supported; import a certificate.")
+		// A self-signed client certificate; the private key is returned once, as a PKCS#12
+		// archive with an empty password (nova-keypairs.md §9.2), and never hosted.
+		g, err := sshkey.GenerateX509(p.UserID)
+		if err != nil {
+			return nil, err
+		}
+		k.PublicKey, k.Fingerprint, k.Algorithm = g.CertificatePEM, g.Fingerprint, "X509"
+		resp.PrivateKey = g.PKCS12
 	default:
 		priv, line, err := sshkey.GenerateRSA(name)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"golang.org/x/crypto/ssh"
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/openkps/kps"
 )
@@ -605,4 +607,29 @@ func hasKeyPair(all []keypairs.KeyPair, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestKPSGenerateX509: the v3 API generates x509 key pairs like the Nova API (§9.2), and the
+// Nova API shows them.
+func TestKPSGenerateX509(t *testing.T) {
+	s := setup(t)
+	out := obj(s.must(200, "POST", "/keypairs", kp(map[string]any{"name": "gen-cert", "type": "x509"}))["keypair"])
+	if out["type"] != "x509" || !strings.HasPrefix(str(out["public_key"]), "-----BEGIN CERTIFICATE-----") || !sha1FP.MatchString(str(out["fingerprint"])) {
+		t.Fatalf("generated x509: %v", out)
+	}
+	p12, err := base64.StdEncoding.DecodeString(str(out["private_key"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cert, err := pkcs12.Decode(p12, ""); err != nil || cert.Subject.CommonName != str(out["user_id"]) {
+		t.Fatalf("PKCS#12: %v", err)
+	}
+	d := obj(s.must(200, "GET", "/keypairs/gen-cert", nil)["keypair"])
+	if d["algorithm"] != "X509" || d["is_key_protection"] != false || d["fingerprint"] != out["fingerprint"] {
+		t.Errorf("detail %v", d)
+	}
+	n := s.nova("GET", "/compute/v2.1/os-keypairs/gen-cert", "2.2", nil).want(t, 200, "").keypair()
+	if n["type"] != "x509" || n["fingerprint"] != out["fingerprint"] {
+		t.Errorf("Nova view %v", n)
+	}
 }
