@@ -34,10 +34,18 @@ const usage = `usage: kps <command> [flags]
 commands:
   serve    run the service (kps serve --help)
   keyring  add a master key version (kps keyring add --help)
-  admin    manage domains, projects, users, roles and access keys of a running service (kps admin help)`
+  admin    manage domains, projects, users, roles and access keys of a running service (kps admin help)
 
-// run dispatches a subcommand and returns the process exit code: 0 success, 1 failure,
-// 2 usage error.
+client commands (kps <command> --help; docs/cli.md):
+  login       log in and remember the session in a profile
+  configure   store an access key (AK/SK) profile
+  keypair     create, import, list, bind and manage SSH key pairs
+  task        show, list, retry and delete tasks
+  server      the inventory of servers the service manages
+  completion  shell completion for bash, zsh or fish`
+
+// run dispatches a subcommand and returns the process exit code: 0 success, 1 failure (an API
+// error prints its KPS code and message), 2 usage error, 3 partial failure of batch work.
 func run(ctx context.Context, args []string, con console) int {
 	stderr := con.stderr
 	if len(args) == 0 {
@@ -56,6 +64,10 @@ func run(ctx context.Context, args []string, con console) int {
 		fmt.Fprintln(con.stdout, usage)
 		return 0
 	default:
+		if cmd := cliCommandNamed(args[0]); cmd != nil {
+			err = runCLI(ctx, cmd, args[1:], con)
+			break
+		}
 		fmt.Fprintf(stderr, "kps: unknown command %q\n", args[0])
 		return 2
 	}
@@ -65,6 +77,9 @@ func run(ctx context.Context, args []string, con console) int {
 	case errors.As(err, new(usageError)):
 		fmt.Fprintln(stderr, "kps:", err)
 		return 2
+	case errors.As(err, new(partialError)):
+		fmt.Fprintln(stderr, "kps:", err)
+		return 3
 	case err != nil:
 		fmt.Fprintln(stderr, "kps:", err)
 		return 1
