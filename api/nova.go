@@ -48,17 +48,93 @@ func isNovaPath(p string) bool {
 	return false
 }
 
-// novaRoutes registers the Nova API on mux (the identity mux: none of these paths is under /v3).
-// Each tree is one handler that routes by its own rule (§2.1): the project-less and the project
-// forms of os-keypairs overlap on a ServeMux.
+// novaKeyPairRoutes are the os-keypairs routes (§0, §2.1): under /compute in both forms, and
+// Huawei's root paths with a project id. The project-less and the project forms overlap on one
+// ServeMux (…/os-keypairs/os-keypairs matches both), so they go on two muxes, chosen by the
+// segment after the version.
+var novaKeyPairRoutes = []string{
+	"GET /compute/v2.1/{project_id}/os-keypairs",
+	"POST /compute/v2.1/{project_id}/os-keypairs",
+	"GET /compute/v2.1/{project_id}/os-keypairs/{keypair_name}",
+	"DELETE /compute/v2.1/{project_id}/os-keypairs/{keypair_name}",
+	"GET /compute/v2.1/os-keypairs",
+	"POST /compute/v2.1/os-keypairs",
+	"GET /compute/v2.1/os-keypairs/{keypair_name}",
+	"DELETE /compute/v2.1/os-keypairs/{keypair_name}",
+	"GET /compute/v2/{project_id}/os-keypairs",
+	"POST /compute/v2/{project_id}/os-keypairs",
+	"GET /compute/v2/{project_id}/os-keypairs/{keypair_name}",
+	"DELETE /compute/v2/{project_id}/os-keypairs/{keypair_name}",
+	"GET /compute/v2/os-keypairs",
+	"POST /compute/v2/os-keypairs",
+	"GET /compute/v2/os-keypairs/{keypair_name}",
+	"DELETE /compute/v2/os-keypairs/{keypair_name}",
+	"GET /v2.1/{project_id}/os-keypairs",
+	"POST /v2.1/{project_id}/os-keypairs",
+	"GET /v2.1/{project_id}/os-keypairs/{keypair_name}",
+	"DELETE /v2.1/{project_id}/os-keypairs/{keypair_name}",
+	"GET /v2/{project_id}/os-keypairs",
+	"POST /v2/{project_id}/os-keypairs",
+	"GET /v2/{project_id}/os-keypairs/{keypair_name}",
+	"DELETE /v2/{project_id}/os-keypairs/{keypair_name}",
+}
+
+// novaRoutes registers the Nova API on mux (the identity mux: none of these paths is under /v3):
+// the version documents (§3, no authentication), and one handler per tree that serves the key
+// pair routes from its two muxes.
 func (s *Server) novaRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /compute", s.novaVersions)
 	mux.HandleFunc("GET /compute/{$}", s.novaVersions)
-	mux.HandleFunc("GET /compute/v2", func(w http.ResponseWriter, r *http.Request) { s.novaVersion(w, true) })
-	mux.HandleFunc("GET /compute/v2.1", func(w http.ResponseWriter, r *http.Request) { s.novaVersion(w, false) })
-	for _, t := range novaTrees {
-		mux.Handle(t.prefix+"/", s.novaTree(t.prefix, t.legacy))
+	v20 := func(w http.ResponseWriter, r *http.Request) { s.novaVersion(w, true) }
+	v21 := func(w http.ResponseWriter, r *http.Request) { s.novaVersion(w, false) }
+	mux.HandleFunc("GET /compute/v2", v20)
+	mux.HandleFunc("GET /compute/v2/{$}", v20)
+	mux.HandleFunc("GET /compute/v2.1", v21)
+	mux.HandleFunc("GET /compute/v2.1/{$}", v21)
+
+	withProject, projectless := http.NewServeMux(), http.NewServeMux()
+	// Clients normally strip the project id before discovery; the document is served anyway
+	// (on the project mux: /compute/v2.1/os-keypairs is never a project id).
+	withProject.HandleFunc("GET /compute/v2.1/{project_id}", v21)
+	withProject.HandleFunc("GET /compute/v2.1/{project_id}/{$}", v21)
+	for _, route := range novaKeyPairRoutes {
+		method, path, _ := strings.Cut(route, " ")
+		tree := novaTreeOf(path)
+		m := projectless
+		if strings.Contains(path, "{project_id}") {
+			m = withProject
+		}
+		item := strings.HasSuffix(path, "{keypair_name}")
+		var h func(http.ResponseWriter, *http.Request, *novaRequest) error
+		min := kps.RoleReader
+		switch {
+		case method == http.MethodGet && !item:
+			h = s.novaList
+		case method == http.MethodPost:
+			h, min = s.novaCreate, kps.RoleMember
+		case method == http.MethodGet:
+			h = s.novaShow
+		default:
+			h, min = s.novaDelete, kps.RoleMember
+		}
+		m.Handle(route, s.novaHandler(tree.prefix, tree.legacy, min, h))
 	}
+	for _, t := range novaTrees {
+		mux.Handle(t.prefix+"/", s.novaTree(t.prefix, withProject, projectless))
+	}
+}
+
+// novaTreeOf is the tree a route path belongs to.
+func novaTreeOf(path string) (t struct {
+	prefix string
+	legacy bool
+}) {
+	for _, c := range novaTrees {
+		if strings.HasPrefix(path, c.prefix+"/") && len(c.prefix) > len(t.prefix) {
+			t = c
+		}
+	}
+	return t
 }
 
 // novaFault is an error with Nova's status and message and no KPS code.
@@ -148,74 +224,50 @@ type novaRequest struct {
 
 func (n *novaRequest) atLeast(minor int) bool { return !n.legacy && n.minor >= minor }
 
-// novaTree serves every path under prefix/ (§2.1).
-func (s *Server) novaTree(prefix string, legacy bool) http.Handler {
-	compute := strings.HasPrefix(prefix, "/compute/")
+// novaTree serves every other path under prefix/: the key pair routes of the tree's two muxes
+// (a trailing slash on the collection is the collection, §2.1), and Nova's 404 and 405.
+func (s *Server) novaTree(prefix string, withProject, projectless *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rid := "req-" + uuid.NewString()
-		w.Header().Set("X-Openstack-Request-Id", rid)
-		w.Header().Set("X-Compute-Request-Id", rid)
-		n := &novaRequest{tree: prefix, legacy: legacy}
-		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), prefix+"/")
-		if !ok {
-			s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
+		m := withProject
+		if strings.HasPrefix(r.URL.Path, prefix+"/os-keypairs") {
+			m = projectless
+		}
+		if strings.HasSuffix(r.URL.Path, "/os-keypairs/") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = strings.TrimSuffix(r.URL.Path, "/")
+			r2.URL.RawPath = strings.TrimSuffix(r.URL.RawPath, "/")
+			r = r2
+		}
+		h, pattern := m.Handler(r)
+		if pattern != "" {
+			m.ServeHTTP(w, r)
 			return
 		}
-		segs := strings.Split(rest, "/")
-		var tail []string
-		switch {
-		case rest == "" || (len(segs) <= 2 && segs[0] != "os-keypairs" && (len(segs) == 1 || segs[1] == "")):
-			// The version document, also at /v2.1/{project_id}[/] (§2.1).
-			if !compute {
-				s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
-				return
-			}
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				w.Header().Set("Allow", "GET, HEAD")
-				s.renderError(w, r, novaErrorf(405, "The method specified is not allowed for this resource."))
-				return
-			}
-			s.novaVersion(w, legacy)
-			return
-		case segs[0] == "os-keypairs":
-			tail = segs[1:]
-		case len(segs) >= 2 && segs[1] == "os-keypairs":
-			n.project, _ = url.PathUnescape(segs[0])
-			tail = segs[2:]
-		default:
-			s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
-			return
-		}
-		allow := "GET, POST"
-		switch {
-		case len(tail) == 0 || (len(tail) == 1 && tail[0] == ""):
-		case len(tail) == 1:
-			name, err := url.PathUnescape(tail[0])
-			if err != nil {
-				s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
-				return
-			}
-			n.name, allow = name, "GET, DELETE"
-		default:
-			s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
-			return
-		}
-		var h func(http.ResponseWriter, *http.Request, *novaRequest) error
-		min := kps.RoleReader
-		switch {
-		case n.name == "" && r.Method == http.MethodGet:
-			h = s.novaList
-		case n.name == "" && r.Method == http.MethodPost:
-			h, min = s.novaCreate, kps.RoleMember
-		case n.name != "" && r.Method == http.MethodGet:
-			h = s.novaShow
-		case n.name != "" && r.Method == http.MethodDelete:
-			h, min = s.novaDelete, kps.RoleMember
-		default:
-			w.Header().Set("Allow", allow)
+		setNovaRequestID(w)
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
 			s.renderError(w, r, novaErrorf(405, "The method specified is not allowed for this resource."))
 			return
 		}
+		s.renderError(w, r, novaErrorf(404, "The resource could not be found."))
+	})
+}
+
+// setNovaRequestID sets the request id headers of §2.2.
+func setNovaRequestID(w http.ResponseWriter) {
+	rid := "req-" + uuid.NewString()
+	w.Header().Set("X-Openstack-Request-Id", rid)
+	w.Header().Set("X-Compute-Request-Id", rid)
+}
+
+// novaHandler runs a key pair operation: authentication for the target project, the
+// operation's minimum role, the microversion (not on legacy trees), then h.
+func (s *Server) novaHandler(prefix string, legacy bool, min kps.Role, h func(http.ResponseWriter, *http.Request, *novaRequest) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setNovaRequestID(w)
+		n := &novaRequest{tree: prefix, legacy: legacy, project: r.PathValue("project_id"), name: r.PathValue("keypair_name")}
 		err := s.novaAuthenticate(r, n)
 		if err == nil && !n.p.Has(min) {
 			err = &iam.Failure{Reason: "role-too-low", Err: kps.Errorf(kps.ErrForbidden, "The user has no permission to perform this operation.")}

@@ -345,6 +345,11 @@ func TestNovaConformance(t *testing.T) {
 		s.nova("POST", P, "", strings.Repeat(" ", 114689)).want(t, 413, "overLimit")
 		s.nova("PUT", P, "", nil).want(t, 405, "badMethod")
 		s.nova("GET", "/compute/v2.1/"+s.project+"/os-nothing", "", nil).want(t, 404, "itemNotFound")
+		s.nova("PUT", P+"/x", "", nil).want(t, 405, "badMethod")
+		s.nova("GET", "/v2.1/os-keypairs", "", nil).want(t, 404, "itemNotFound")
+		if v := s.nova("GET", "/compute/v2.1/"+s.project, "", nil).want(t, 200, ""); obj(v.body["version"])["id"] != "v2.1" {
+			t.Errorf("version document with project: %s", v.raw)
+		}
 	})
 
 	t.Run("users", func(t *testing.T) { // T-31..T-35, N-32..N-36, G-09..G-12
@@ -420,7 +425,7 @@ func TestNovaConformance(t *testing.T) {
 		s.nova("GET", P+"?limit=abc", "2.35", nil).want(t, 400, "badRequest")
 		s.nova("GET", P+"?limit=-1", "2.35", nil).want(t, 400, "badRequest")
 		// N-46: the project-less form and the Huawei-style root paths show the same content.
-		for _, p := range []string{"/compute/v2.1/os-keypairs", "/v2.1/" + s.project + "/os-keypairs", "/v2.1/os-keypairs"} {
+		for _, p := range []string{"/compute/v2.1/os-keypairs", "/v2.1/" + s.project + "/os-keypairs", "/compute/v2.1/os-keypairs/", "/v2/" + s.project + "/os-keypairs"} {
 			if got := s.nova("GET", p, "", nil).want(t, 200, ""); len(list(got.body["keypairs"])) != 3 {
 				t.Errorf("%s: %s", p, got.raw)
 			}
