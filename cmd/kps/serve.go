@@ -49,6 +49,12 @@ type Config struct {
 	IdentityTimeout     time.Duration
 	IdentityRoleMap     string
 	IdentityDefaultRole string
+
+	// ReadHeaderTimeout and ReadTimeout bound how long a client may take to send its headers
+	// and its whole request, which cuts slowloris-style clients; zero means 10s and 30s.
+	// Tests shorten them; they are not flags.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
 }
 
 func (c *Config) flags() *flag.FlagSet {
@@ -225,8 +231,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI})
 	m.http = &http.Server{
 		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, 10*time.Second),
+		ReadTimeout:       orDefault(cfg.ReadTimeout, 30*time.Second),
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -279,6 +285,14 @@ func (m *Main) rewrap() {
 			m.Log.Info("secrets re-wrapped under the newest master key", "count", n)
 		}
 	}()
+}
+
+// orDefault is d, or def when d is not positive.
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Addr is the address the service listens on.
