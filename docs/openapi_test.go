@@ -137,8 +137,9 @@ func resolves(root any, ref string) bool {
 var routePattern = regexp.MustCompile(`"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[^"\s]*)"`)
 
 // routeFiles are the files of package api that register routes: the KPS and inventory routes
-// in server.go, the identity and management routes in identity_routes.go.
-var routeFiles = []string{"../api/server.go", "../api/identity_routes.go"}
+// in server.go, the identity and management routes in identity_routes.go, the Nova-compatible
+// routes in nova.go.
+var routeFiles = []string{"../api/server.go", "../api/identity_routes.go", "../api/nova.go"}
 
 // serverRoutes returns the routes registered in routeFiles as "METHOD /path" in OpenAPI form.
 func serverRoutes(t *testing.T) []string {
