@@ -104,6 +104,9 @@ func (s *Server) routes() {
 	id.HandleFunc("GET /v3/{$}", s.version)
 	id.HandleFunc("POST /v3/auth/tokens", s.issueToken)
 	id.HandleFunc("GET /openapi.json", s.openAPI)
+	// Load balancer checks (docs/deployment.md): liveness, and readiness that follows the database.
+	id.HandleFunc("GET /healthz", s.healthz)
+	id.HandleFunc("GET /readyz", s.readyz)
 	s.identityRoutes(id)
 	s.novaRoutes(id)
 

@@ -108,6 +108,11 @@ func (db *DB) Close() error {
 	return errors.Join(errs...)
 }
 
+// Ping reports whether the database answers: the readiness check of a replica. It goes through
+// the read pool, so that SQLite's single writer connection, busy with a write, does not make
+// the service look down.
+func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
+
 // txn is a transaction with the one "now" every change in it uses.
 type txn struct {
 	tx  *sql.Tx

@@ -160,6 +160,3 @@ func OpenPostgres(ctx context.Context, url string, opt Options) (*DB, error) {
 	}
 	return db, nil
 }
-
-// Ping reports whether the database answers (the readiness check of a replica).
-func (db *DB) Ping(ctx context.Context) error { return db.write.PingContext(ctx) }

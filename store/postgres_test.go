@@ -161,12 +161,12 @@ func TestPostgresConcurrentChecks(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	created := 0
-	for _, err := range errs {
+	created, name := 0, ""
+	for i, err := range errs {
 		var e *kps.Error
 		switch {
 		case err == nil:
-			created++
+			created, name = created+1, fmt.Sprintf("k%02d", i)
 		case errors.As(err, &e) && e.Code == kps.ErrQuota:
 		default:
 			t.Fatalf("create key pair: %v", err)
@@ -184,7 +184,7 @@ func TestPostgresConcurrentChecks(t *testing.T) {
 		db := []*DB{a, b}[i%2]
 		wg.Go(func() {
 			_, errs[i] = db.SubmitTask(ctx, kps.TaskSubmission{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i),
-				ProjectID: "p", UserID: "u", Operation: kps.OpReset, KeyPairName: "k00", ServerID: "s"})
+				ProjectID: "p", UserID: "u", Operation: kps.OpReset, KeyPairName: name, ServerID: "s"})
 		})
 	}
 	wg.Wait()

@@ -29,6 +29,7 @@ import (
 type Config struct {
 	Listen        string
 	DataDir       string
+	Database      string // a postgres:// URL that replicas share; "" is the SQLite file <data-dir>/kps.db
 	Region        string
 	PublicURL     string
 	Workers       int
@@ -61,6 +62,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9800", "address to listen on")
 	fs.StringVar(&c.DataDir, "data-dir", "./kps-data", "directory holding the database, master key and admin password file")
+	fs.StringVar(&c.Database, "database", "", "postgres://user:password@host:port/db URL of a PostgreSQL database that replicas share (default: the SQLite file kps.db in --data-dir)")
 	fs.StringVar(&c.Region, "region", "local-1", "region ID; also the name of each domain's default project")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the service (default http://<listen>)")
 	fs.IntVar(&c.Workers, "workers", 16, "tasks executed concurrently")
@@ -93,7 +95,23 @@ func (c *Config) validate() error {
 	if _, err := c.externalIdentity(nil); err != nil {
 		return usageError{err}
 	}
+	if c.Database != "" && !c.postgres() {
+		return usageError{fmt.Errorf("--database must be a postgres:// or postgresql:// URL (or empty for the embedded SQLite file)")}
+	}
 	return nil
+}
+
+// postgres reports whether the store is a PostgreSQL database that replicas may share.
+func (c *Config) postgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
+// openStore opens the configured database and applies its migrations.
+func openStore(ctx context.Context, c *Config) (*store.DB, error) {
+	if c.postgres() {
+		return store.OpenPostgres(ctx, c.Database, store.Options{})
+	}
+	return store.OpenSQLite(ctx, filepath.Join(c.DataDir, "kps.db"), store.Options{})
 }
 
 // external reports whether tokens come from an external identity service.
@@ -188,7 +206,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.sealer = secrets.NewSealer(m.keys)
 	sealer := m.sealer
 
-	m.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "kps.db"), store.Options{})
+	m.store, err = openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -213,7 +231,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.runner = tasks.New(m.store, sealer, &sshhost.Executor{Logger: m.Log}, m.Log, tasks.Config{
-		Workers: cfg.Workers, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout, SoleInstance: true})
+		Workers: cfg.Workers, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
+		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
+		// failed at start, by the sweeper of any replica.
+		SoleInstance: !cfg.postgres()})
 	if err := m.runner.Start(ctx); err != nil {
 		return fmt.Errorf("starting the task workers: %w", err)
 	}
@@ -240,7 +261,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.http.Serve(m.listener) }()
-	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "data_dir", cfg.DataDir, "region", cfg.Region)
+	engine := "sqlite" // the URL is not logged: it may carry a password
+	if cfg.postgres() {
+		engine = "postgres"
+	}
+	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "data_dir", cfg.DataDir, "database", engine,
+		"region", cfg.Region)
 	if cfg.external() {
 		m.Log.Info("external identity mode: tokens are validated by the identity service", "identity_url", cfg.IdentityURL,
 			"cache_ttl", cfg.IdentityCacheTTL, "role_map", cfg.IdentityRoleMap, "default_role", cfg.IdentityDefaultRole)
