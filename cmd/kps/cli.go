@@ -99,7 +99,11 @@ func runCLI(ctx context.Context, root *cliCommand, args []string, con console) e
 	default:
 		return usageError{fmt.Errorf("--output must be table, json or yaml, not %q", c.output)}
 	}
-	return runLeaf(ctx, fs.Args())
+	err := runLeaf(ctx, fs.Args())
+	if code := kpsCode(err); code == "KPS.6101" || code == "KPS.6102" {
+		return fmt.Errorf("%w (log in again: `kps login --profile %s`)", err, c.profile)
+	}
+	return err
 }
 
 func isHelp(a string) bool { return a == "help" || a == "-h" || a == "--help" || a == "-help" }

@@ -177,6 +177,13 @@ func loginSetup(akOnly bool) func(fs *flag.FlagSet, c *cliContext) func(context.
 					return err
 				}
 			} else {
+				// Logging in again reuses the profile's user and domain.
+				user = firstOf(user, old.User)
+				domainGiven := false
+				fs.Visit(func(f *flag.Flag) { domainGiven = domainGiven || f.Name == "domain" })
+				if !domainGiven && c.con.getenv("KPS_DOMAIN") == "" && old.Domain != "" {
+					domain = old.Domain
+				}
 				if user == "" {
 					return usageError{errors.New("--user is required (or --access-key)")}
 				}
@@ -184,7 +191,7 @@ func loginSetup(akOnly bool) func(fs *flag.FlagSet, c *cliContext) func(context.
 				if err != nil {
 					return err
 				}
-				project = firstOf(project, "local-1")
+				project = firstOf(project, old.Project, "local-1")
 				cl, projectID, err := api.Login(ctx, p.Endpoint, domain, user, pw, project)
 				if err != nil {
 					return err

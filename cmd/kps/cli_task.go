@@ -326,7 +326,11 @@ func submitUnbind(ctx context.Context, cl *api.Client, base, server string, auth
 	return o, err
 }
 
+// kpsCode is the KPS code an error carries ("" when none).
 func kpsCode(err error) string {
+	if err == nil {
+		return ""
+	}
 	code, _, _ := strings.Cut(err.Error(), ":")
 	if strings.HasPrefix(code, "KPS.") {
 		return code

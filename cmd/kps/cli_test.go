@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,6 +106,14 @@ func TestCLILoginAndProfiles(t *testing.T) {
 	if p.Token == "" || p.ProjectID != s.project || p.User != "admin" {
 		t.Fatalf("profile %+v", p)
 	}
+	// Logging in again reuses the profile's user; a revoked token says to log in again.
+	tm.must(0, "admin-password-for-tests\n", "login", "--password-stdin")
+	p = decodeJSON[profile](t, string(must(os.ReadFile(path))))
+	s.raw("DELETE", "/v3/auth/tokens", nil, map[string]string{"X-Auth-Token": s.token, "X-Subject-Token": p.Token})
+	if r := tm.must(1, "", "keypair", "list"); !strings.Contains(r.stderr, "KPS.") || !strings.Contains(r.stderr, "kps login") {
+		t.Fatalf("revoked token: %s", r.stderr)
+	}
+	tm.login()
 	// KPS_PASSWORD works too, and --profile keeps profiles apart.
 	tm.env["KPS_PASSWORD"] = "admin-password-for-tests"
 	tm.must(0, "", "login", "--user", "admin", "--profile", "second")
@@ -480,6 +489,11 @@ func TestCLIHelpCompletionDocs(t *testing.T) {
 		}
 	}
 	tm.must(2, "", "completion", "tcsh")
+	script := filepath.Join(t.TempDir(), "kps.bash")
+	os.WriteFile(script, []byte(tm.must(0, "", "completion", "bash").stdout), 0o644)
+	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n: %v %s", err, out)
+	}
 
 	want := cliDocs()
 	path := filepath.Join("..", "..", "docs", "cli.md")
@@ -490,5 +504,35 @@ func TestCLIHelpCompletionDocs(t *testing.T) {
 	}
 	if got, err := os.ReadFile(path); err != nil || string(got) != want {
 		t.Fatalf("docs/cli.md is out of date (%v): go test ./cmd/kps -run TestCLIHelpCompletionDocs -update", err)
+	}
+}
+
+// TestCLIRetryReplace retries a failed REPLACE: the caller's credential must be given again.
+func TestCLIRetryReplace(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tm := newTerminal(t, s)
+	tm.login()
+	h := sshdtest.Start(t, sshdtest.Options{})
+	tm.must(0, "", "server", "add", "r-1", "--address", h.Address, "--port", fmt.Sprint(closedPort(t)), "--user", h.User, "--sshd-config", h.ConfigPath)
+	tm.must(0, "", "keypair", "create", "rk", "--out", filepath.Join(t.TempDir(), "rk.pem"))
+	r := tm.must(1, h.Password, "keypair", "bind", "rk", "--servers", "r-1", "--auth-password-stdin", "-o", "json")
+	o := decodeJSON[[]outcome](t, r.stdout)
+	if len(o) != 1 || o[0].Status != "FAILED_REPLACE" || o[0].ErrorCode == "" {
+		t.Fatalf("bind: %+v", o)
+	}
+	if r := tm.must(2, "", "task", "retry", o[0].TaskID); !strings.Contains(r.stderr, "REPLACE") {
+		t.Fatalf("retry without credential: %s", r.stderr)
+	}
+	tm.must(0, "", "server", "update", "r-1", "--port", fmt.Sprint(h.Port))
+	r = tm.must(0, h.Password, "task", "retry", o[0].TaskID, "--auth-password-stdin")
+	if !strings.Contains(r.stdout, "SUCCESS_REPLACE") {
+		t.Fatalf("retry: %s", r.stdout)
+	}
+	if srv := s.must(200, "GET", "/servers/r-1", nil)["server"].(map[string]any); srv["keypair_name"] != "rk" {
+		t.Fatalf("server after the retry: %v", srv)
+	}
+	if r := tm.must(0, "", "task", "list-failed", "-o", "json"); r.stdout != "[]\n" {
+		t.Fatalf("failed list: %s", r.stdout)
 	}
 }
