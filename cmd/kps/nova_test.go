@@ -11,12 +11,15 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -636,5 +639,103 @@ func TestKPSGenerateX509(t *testing.T) {
 	n := s.nova("GET", "/compute/v2.1/os-keypairs/gen-cert", "2.2", nil).want(t, 200, "").keypair()
 	if n["type"] != "x509" || n["fingerprint"] != out["fingerprint"] {
 		t.Errorf("Nova view %v", n)
+	}
+}
+
+// TestNovaOpenStackClient runs the real OpenStack command-line client (Debian's
+// python3-openstackclient, installed by .ci/run) against the service: keypair create (generated
+// locally by the client and imported), create --public-key, list, show and delete at compute
+// API versions 2.2, 2.35 and 2.92, authenticated from the auth URL alone through the catalog.
+func TestNovaOpenStackClient(t *testing.T) {
+	bin, err := exec.LookPath("openstack")
+	if err != nil {
+		if os.Getenv("KPS_REQUIRE_OSC") == "1" {
+			t.Fatal("KPS_REQUIRE_OSC=1 but the openstack command (python3-openstackclient) is not installed")
+		}
+		t.Skip("SKIP: the openstack command (python3-openstackclient) is not installed; .ci/run installs it")
+	}
+	s := setup(t)
+	dir := t.TempDir()
+	osc := func(version string, args ...string) (string, error) {
+		full := append([]string{"--os-auth-url", s.base + "/v3", "--os-identity-api-version", "3",
+			"--os-username", "admin", "--os-password", "admin-password-for-tests", "--os-user-domain-name", "Default",
+			"--os-project-name", "local-1", "--os-project-domain-name", "Default", "--os-region-name", "local-1",
+			"--os-compute-api-version", version}, args...)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, full...)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "OS_CLOUD=", "OS_AUTH_URL=")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	mustOSC := func(t *testing.T, version string, args ...string) string {
+		t.Helper()
+		out, err := osc(version, args...)
+		if err != nil {
+			t.Fatalf("openstack --os-compute-api-version %s %s: %v\n%s", version, strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	jsonOf := func(t *testing.T, out string) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatalf("not JSON: %q", out)
+		}
+		return m
+	}
+	pubFile := dir + "/id_rsa.pub"
+	pub := newRSAPublicKey(t, 2048, "osc")
+	if err := os.WriteFile(pubFile, []byte(pub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, ed := newEd25519(t, "osc-ed25519")
+	if err := os.WriteFile(dir+"/id_ed25519.pub", []byte(ed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"2.2", "2.35", "2.92"} {
+		t.Run(v, func(t *testing.T) {
+			gen, imp := "osc-gen-"+strings.ReplaceAll(v, ".", "-"), "osc-imp-"+strings.ReplaceAll(v, ".", "-")
+			// Without --public-key, newer clients generate an Ed25519 key themselves and import
+			// it; Debian's (6.0) asks the service to generate one, which 2.92 no longer allows.
+			if out, err := osc(v, "keypair", "create", "--private-key", dir+"/"+gen, gen, "-f", "json"); err == nil {
+				if created := jsonOf(t, out); created["name"] != gen || !md5FP.MatchString(str(created["fingerprint"])) {
+					t.Errorf("create: %v", created)
+				}
+			} else if v != "2.92" || !strings.Contains(out, "400") {
+				t.Fatalf("keypair create %s: %v\n%s", gen, err, out)
+			} else {
+				mustOSC(t, v, "keypair", "create", "--public-key", dir+"/id_ed25519.pub", gen)
+			}
+			created := jsonOf(t, mustOSC(t, v, "keypair", "create", "--public-key", pubFile, imp, "-f", "json"))
+			if created["name"] != imp {
+				t.Errorf("import: %v", created)
+			}
+			if got := s.nova("GET", "/compute/v2.1/os-keypairs/"+imp, v, nil).want(t, 200, "").keypair(); got["public_key"] != pub {
+				t.Errorf("imported key %q, want %q", got["public_key"], pub)
+			}
+			var listed []map[string]any
+			if err := json.Unmarshal([]byte(mustOSC(t, v, "keypair", "list", "-f", "json")), &listed); err != nil {
+				t.Fatal(err)
+			}
+			names := map[string]bool{}
+			for _, e := range listed {
+				names[str(e["Name"])] = true
+			}
+			if !names[gen] || !names[imp] {
+				t.Errorf("list: %v", listed)
+			}
+			shown := jsonOf(t, mustOSC(t, v, "keypair", "show", imp, "-f", "json"))
+			if shown["name"] != imp || shown["type"] != "ssh" {
+				t.Errorf("show: %v", shown)
+			}
+			if out, err := osc(v, "keypair", "create", "--public-key", pubFile, imp); err == nil {
+				t.Errorf("duplicate create succeeded: %s", out)
+			}
+			mustOSC(t, v, "keypair", "delete", gen, imp)
+			if out, err := osc(v, "keypair", "show", imp); err == nil {
+				t.Errorf("show after delete succeeded: %s", out)
+			}
+		})
 	}
 }
