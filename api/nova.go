@@ -204,11 +204,13 @@ func (s *Server) novaVersionEntry(legacy, full bool) novaVersionDoc {
 
 // novaVersions is GET /compute/ (§3.1).
 func (s *Server) novaVersions(w http.ResponseWriter, r *http.Request) {
+	setNovaRequestID(w)
 	writeJSON(w, http.StatusOK, map[string]any{"versions": []novaVersionDoc{s.novaVersionEntry(true, false), s.novaVersionEntry(false, false)}})
 }
 
 // novaVersion is GET /compute/v2[.1][/] (§3.2).
 func (s *Server) novaVersion(w http.ResponseWriter, legacy bool) {
+	setNovaRequestID(w)
 	writeJSON(w, http.StatusOK, map[string]any{"version": s.novaVersionEntry(legacy, true)})
 }
 
