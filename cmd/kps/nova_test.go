@@ -739,3 +739,36 @@ func TestNovaOpenStackClient(t *testing.T) {
 		})
 	}
 }
+
+// TestNovaCrossProject: key pairs stay in the project that created them (N-47, deviation D3),
+// and a path project other than the token's is Nova's 400 (N-45).
+func TestNovaCrossProject(t *testing.T) {
+	s := setup(t)
+	a := s.addUser("cross", kps.RoleMember)
+	ctx := t.Context()
+	d, _ := s.main.store.DomainByName(ctx, "Default")
+	other := &kps.Project{Name: "local-1_nova", DomainID: d.ID, Enabled: true}
+	if err := s.main.store.CreateProject(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := s.main.store.UserByName(ctx, d.ID, "cross")
+	if err := s.main.store.GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: kps.RoleMember, ProjectID: other.ID}); err != nil {
+		t.Fatal(err)
+	}
+	a.nova("POST", "/compute/v2.1/"+a.project+"/os-keypairs", "2.2", kp(map[string]any{"name": "K", "public_key": novaP256})).want(t, 201, "")
+	b := &service{t: t, base: s.base, main: s.main}
+	b.loginScoped("cross", "cross-password", other.ID)
+	B := "/compute/v2.1/" + other.ID + "/os-keypairs"
+	if got := b.nova("GET", B, "2.2", nil).want(t, 200, ""); len(list(got.body["keypairs"])) != 0 {
+		t.Errorf("project B lists %s", got.raw)
+	}
+	b.nova("GET", B+"/K", "2.2", nil).want(t, 404, "itemNotFound")
+	b.nova("GET", "/compute/v2.1/os-keypairs/K", "2.2", nil).want(t, 404, "itemNotFound")
+	r := b.nova("GET", "/compute/v2.1/"+a.project+"/os-keypairs", "2.2", nil).want(t, 400, "badRequest")
+	if msg := string(r.raw); !strings.Contains(msg, a.project) || !strings.Contains(msg, other.ID) {
+		t.Errorf("mismatch message names both projects: %s", msg)
+	}
+	if r.header.Get("X-OpenStack-Nova-API-Version") != "" && r.header.Get("X-OpenStack-Nova-API-Version") != "2.2" {
+		t.Errorf("version header %q", r.header.Get("X-OpenStack-Nova-API-Version"))
+	}
+}
