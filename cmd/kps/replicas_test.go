@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openkps/kps/internal/pgtest"
+	"github.com/openkps/kps/internal/sshdtest"
+)
+
+// startReplica runs the built binary as one `kps serve` replica on the PostgreSQL dsn, sharing
+// dataDir (and so the master key) with the other replicas.
+func startReplica(t *testing.T, bin, dataDir, dsn string) (string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--workers", "4", "--lease", "3s")
+	cmd.Env = append(os.Environ(), "KPS_DATA_DIR="+dataDir, "KPS_DATABASE="+dsn,
+		"KPS_ADMIN_PASSWORD=replica-test-password", "KPS_LOG_LEVEL=info")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		re := regexp.MustCompile(`msg="kps serving" listen=(\S+)`)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return "http://" + a, cmd
+	case <-time.After(30 * time.Second):
+		t.Fatal("kps serve did not start")
+	}
+	return "", nil
+}
+
+// balancer spreads requests over the live replicas, as a load balancer would, and drops a
+// replica it has killed.
+type balancer struct {
+	mu    sync.Mutex
+	live  []string
+	next  int
+	token string
+	proj  string
+}
+
+func (b *balancer) pick() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.next++
+	return b.live[b.next%len(b.live)]
+}
+
+func (b *balancer) drop(base string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.live = slices.DeleteFunc(b.live, func(s string) bool { return s == base })
+}
+
+// do sends a request to a live replica, retrying on another one when the connection fails (the
+// replica just died).
+func (b *balancer) do(method, path string, body any) (int, map[string]any, error) {
+	var last error
+	for range 5 {
+		var rd *strings.Reader
+		if body != nil {
+			j, _ := json.Marshal(body)
+			rd = strings.NewReader(string(j))
+		} else {
+			rd = strings.NewReader("")
+		}
+		req, _ := http.NewRequest(method, b.pick()+"/v3/"+b.proj+path, rd)
+		req.Header.Set("X-Auth-Token", b.token)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			last = err
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		return resp.StatusCode, out, nil
+	}
+	return 0, nil, last
+}
+
+// TestReplicasSurviveSIGKILL is the multi-replica test of issue 5: three `kps serve` processes on
+// one PostgreSQL, requests spread over them, a few hundred RESET tasks against real sshd hosts,
+// one replica killed with SIGKILL mid-run. Every task ends SUCCESS or FAILED, none stays READY
+// or RUNNING, the replicas that remain agree on the failed tasks, and every host ends with the
+// key installed exactly once.
+func TestReplicasSurviveSIGKILL(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "kps")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dataDir := t.TempDir()
+	// The first replica migrates and bootstraps; the others join it.
+	first, _ := startReplica(t, bin, dataDir, dsn)
+	second, victim := startReplica(t, bin, dataDir, dsn)
+	third, _ := startReplica(t, bin, dataDir, dsn)
+	admin := &service{t: t, base: first}
+	admin.login("replica-test-password")
+	lb := &balancer{live: []string{first, second, third}, token: admin.token, proj: admin.project}
+
+	const hosts, perHost = 8, 25
+	hs := make([]*sshdtest.Host, hosts)
+	for i := range hs {
+		hs[i] = sshdtest.Start(t, sshdtest.Options{})
+		admin.addHost(fmt.Sprintf("h%d", i), hs[i], map[string]any{"credential": map[string]any{"type": "password", "key": hs[i].Password}})
+	}
+	kp := admin.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "ops"}})["keypair"].(map[string]any)
+
+	var (
+		mu     sync.Mutex
+		final  = map[string]string{} // task ID → final status
+		done   int
+		killed = make(chan struct{})
+	)
+	var wg sync.WaitGroup
+	for i := range hosts {
+		wg.Go(func() {
+			for range perHost {
+				code, out, err := lb.do("POST", "/keypairs/associate", map[string]any{"keypair_name": "ops",
+					"server": map[string]any{"id": fmt.Sprintf("h%d", i)}})
+				if err != nil || code != 200 {
+					t.Errorf("associate h%d: %d %v %v", i, code, out, err)
+					return
+				}
+				id := out["task_id"].(string)
+				deadline := time.Now().Add(60 * time.Second)
+				for {
+					code, out, err := lb.do("GET", "/tasks/"+id, nil)
+					if err != nil || code != 200 {
+						t.Errorf("task %s: %d %v %v", id, code, out, err)
+						return
+					}
+					st := out["task_status"].(string)
+					if strings.HasPrefix(st, "SUCCESS_") || strings.HasPrefix(st, "FAILED_") {
+						mu.Lock()
+						final[id] = st
+						done++
+						if done == hosts*perHost/3 {
+							close(killed)
+						}
+						mu.Unlock()
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("task %s stuck in %s", id, st)
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	<-killed
+	victim.Process.Signal(syscall.SIGKILL)
+	victim.Wait()
+	lb.drop(second)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	succeeded, failed := 0, map[string]bool{}
+	for id, st := range final {
+		if strings.HasPrefix(st, "SUCCESS_") {
+			succeeded++
+		} else {
+			failed[id] = true
+		}
+	}
+	if len(final) != hosts*perHost {
+		t.Fatalf("%d tasks ended, want %d", len(final), hosts*perHost)
+	}
+	t.Logf("%d tasks: %d succeeded, %d failed (the killed replica's)", len(final), succeeded, len(failed))
+
+	// Nothing is left READY or RUNNING, and every remaining replica lists the same failed tasks
+	// with the same outcome as the task itself.
+	for _, base := range []string{first, third} {
+		s := &service{t: t, base: base, token: admin.token, project: admin.project}
+		if out := s.must(200, "GET", "/running-tasks", nil); out["total"] != float64(0) {
+			t.Fatalf("%s: tasks left running: %v", base, out)
+		}
+		list := s.must(200, "GET", "/failed-tasks?limit=1000", nil)
+		got := map[string]bool{}
+		for _, it := range list["tasks"].([]any) {
+			id := it.(map[string]any)["task_id"].(string)
+			if got[id] {
+				t.Fatalf("%s lists failed task %s twice", base, id)
+			}
+			got[id] = true
+		}
+		for id := range failed {
+			if !got[id] {
+				t.Errorf("%s does not list failed task %s", base, id)
+			}
+		}
+		if len(got) != len(failed) {
+			t.Errorf("%s lists %d failed tasks, want %d", base, len(got), len(failed))
+		}
+	}
+	// Each host ran its tasks one after another: the idempotent edit left one copy of the key.
+	for i, h := range hs {
+		if content, _ := h.AuthorizedKeys(t); strings.Count(content, keyBlob(t, kp["public_key"])) != 1 {
+			t.Errorf("host h%d authorized_keys: %q", i, content)
+		}
+	}
+}
