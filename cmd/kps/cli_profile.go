@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/openkps/kps/api"
 )
@@ -112,9 +113,10 @@ func writePrivateFile(path string, data []byte) error {
 
 func loginCommand() *cliCommand {
 	return &cliCommand{name: "login", short: "log in and remember the session in a profile",
-		long: "With a user and password (from a prompt without echo, --password-stdin or KPS_PASSWORD) the\n" +
-			"token is cached in the profile. With --access-key the profile holds the access key and its\n" +
-			"secret (read with --secret-key-stdin or from KPS_SECRET_KEY) and every request is signed.\n" +
+		long: "With a user and password (from a prompt without echo, --password-stdin, --password-file\n" +
+			"or KPS_PASSWORD) the token is cached in the profile. With --access-key the profile holds the\n" +
+			"access key and its secret (read with --secret-key-stdin or from KPS_SECRET_KEY) and every\n" +
+			"request is signed. Logging in again reuses the profile's endpoint, user and project.\n" +
 			"Profiles are files of mode 0600 under $KPS_CONFIG_DIR, $XDG_CONFIG_HOME/kps or ~/.config/kps.",
 		examples: []string{
 			"kps login --endpoint https://kps.example.net --domain Default --user alice",
@@ -137,13 +139,14 @@ func configureCommand() *cliCommand {
 // loginSetup is `kps login` and, with akOnly, `kps configure`.
 func loginSetup(akOnly bool) func(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
 	return func(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
-		var domain, user, project, accessKey string
+		var domain, user, project, accessKey, pwFile string
 		var pwStdin, skStdin bool
 		if !akOnly {
 			fs.StringVar(&domain, "domain", "Default", "domain of the user")
 			fs.StringVar(&user, "user", "", "user name")
 			fs.StringVar(&project, "project", "", "project name to scope the token to (default: the service's region project, local-1)")
 			fs.BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input")
+			fs.StringVar(&pwFile, "password-file", "", "read the password from this file")
 		}
 		fs.StringVar(&accessKey, "access-key", "", "access key ID (AK): sign requests instead of logging in")
 		fs.BoolVar(&skStdin, "secret-key-stdin", false, "read the secret key (SK) from standard input")
@@ -187,8 +190,14 @@ func loginSetup(akOnly bool) func(fs *flag.FlagSet, c *cliContext) func(context.
 				if user == "" {
 					return usageError{errors.New("--user is required (or --access-key)")}
 				}
-				pw, err := readSecret(c.con, pwStdin, "KPS_PASSWORD", "Password for "+user+": ")
-				if err != nil {
+				var pw string
+				if pwFile != "" {
+					b, err := os.ReadFile(pwFile)
+					if err != nil {
+						return err
+					}
+					pw = strings.TrimRight(string(b), "\r\n")
+				} else if pw, err = readSecret(c.con, pwStdin, "KPS_PASSWORD", "Password for "+user+": "); err != nil {
 					return err
 				}
 				project = firstOf(project, old.Project, "local-1")

@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 
 	"github.com/openkps/kps/internal/sshdtest"
@@ -113,7 +115,9 @@ func TestCLILoginAndProfiles(t *testing.T) {
 	if r := tm.must(1, "", "keypair", "list"); !strings.Contains(r.stderr, "KPS.") || !strings.Contains(r.stderr, "kps login") {
 		t.Fatalf("revoked token: %s", r.stderr)
 	}
-	tm.login()
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("admin-password-for-tests\n"), 0o600)
+	tm.must(0, "", "login", "--password-file", pwFile)
 	// KPS_PASSWORD works too, and --profile keeps profiles apart.
 	tm.env["KPS_PASSWORD"] = "admin-password-for-tests"
 	tm.must(0, "", "login", "--user", "admin", "--profile", "second")
@@ -361,6 +365,44 @@ func TestCLIFleetBindAndRetry(t *testing.T) {
 	if r := tm.must(0, "", "task", "list-failed"); strings.Count(r.stdout, "\n") != 1 {
 		t.Fatalf("after clear: %s", r.stdout)
 	}
+
+	// On a terminal the progress is a bar redrawn in place.
+	master, tty := openPTY(t)
+	var screen bytes.Buffer
+	read := make(chan struct{})
+	go func() { io.Copy(&screen, master); close(read) }()
+	var out bytes.Buffer
+	con := console{stdin: strings.NewReader(""), stdout: &out, stderr: tty, getenv: func(k string) string { return tm.env[k] }}
+	if code := run(context.Background(), []string{"keypair", "bind", "fleet", "--servers", "good-1,good-2"}, con); code != 0 {
+		t.Fatalf("bind on a terminal: exit %d: %s", code, out.String())
+	}
+	tty.Close()
+	<-read
+	if !strings.Contains(screen.String(), "\r[") || !strings.Contains(screen.String(), "] 2/2") || strings.Contains(screen.String(), "good-1: SUCCESS") {
+		t.Fatalf("terminal progress: %q", screen.String())
+	}
+}
+
+// openPTY opens a pseudo-terminal pair: what is written to tty can be read from master.
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master, tty
 }
 
 func TestCLIServers(t *testing.T) {
@@ -534,5 +576,19 @@ func TestCLIRetryReplace(t *testing.T) {
 	}
 	if r := tm.must(0, "", "task", "list-failed", "-o", "json"); r.stdout != "[]\n" {
 		t.Fatalf("failed list: %s", r.stdout)
+	}
+	// A failed UNBIND is retried as an UNBIND, with the credential given again.
+	tm.must(0, "", "server", "update", "r-1", "--port", fmt.Sprint(closedPort(t)))
+	r = tm.must(1, h.Password, "keypair", "unbind", "--servers", "r-1", "--auth-password-stdin", "-o", "json")
+	o = decodeJSON[[]outcome](t, r.stdout)
+	if len(o) != 1 || o[0].Status != "FAILED_UNBIND" {
+		t.Fatalf("unbind: %+v", o)
+	}
+	tm.must(0, "", "server", "update", "r-1", "--port", fmt.Sprint(h.Port))
+	if r := tm.must(0, h.Password, "task", "retry", o[0].TaskID, "--auth-password-stdin"); !strings.Contains(r.stdout, "SUCCESS_UNBIND") {
+		t.Fatalf("retry unbind: %s", r.stdout)
+	}
+	if srv := s.must(200, "GET", "/servers/r-1", nil)["server"].(map[string]any); srv["keypair_name"] != "" {
+		t.Fatalf("server after the unbind: %v", srv)
 	}
 }
