@@ -685,6 +685,17 @@ func (s *Server) novaCreate(w http.ResponseWriter, r *http.Request, n *novaReque
 		}
 		return err
 	}
+	// Re-checked after the insert, so that concurrent creates never both pass the per-user
+	// limit (§11): the one that finds itself over it takes its key pair back.
+	if owned, err := s.novaOwnedKeyPairs(ctx, n.p.ProjectID, user); err != nil || owned > novaUserKeyPairs {
+		if derr := s.store.DeleteKeyPair(ctx, k.ProjectID, k.Name, user); derr != nil {
+			s.log.Error("taking back a key pair over the per-user limit failed", "request_id", requestID(r), "keypair", k.Name, "err", derr)
+		}
+		if err != nil {
+			return err
+		}
+		return novaErrorf(403, "Quota exceeded, too many key pairs.")
+	}
 	resp := novaCreated{Name: k.Name, PublicKey: k.PublicKey, Fingerprint: k.Fingerprint, UserID: user, PrivateKey: private}
 	status := http.StatusOK
 	if n.atLeast(2) {
@@ -696,23 +707,33 @@ func (s *Server) novaCreate(w http.ResponseWriter, r *http.Request, n *novaReque
 }
 
 // novaCheckUserQuota applies Nova's per-user limit (§11) before the key material is looked at
-// (N-31). The store enforces the project quota race-safely on insert; this count is not atomic
-// with the insert, so concurrent creates can pass the per-user limit by a few.
+// (N-31); novaCreate checks again after the insert. The store enforces the project quota on
+// insert; the visible key pairs already at the quota are refused here, before the key check.
 func (s *Server) novaCheckUserQuota(ctx context.Context, project, user string) error {
 	all, err := s.allKeyPairs(ctx, project, user)
 	if err != nil {
 		return err
 	}
+	if ownedBy(all, user) >= novaUserKeyPairs || len(all) >= s.cfg.KeyPairQuota {
+		return novaErrorf(403, "Quota exceeded, too many key pairs.")
+	}
+	return nil
+}
+
+// novaOwnedKeyPairs counts the key pairs user owns in the project.
+func (s *Server) novaOwnedKeyPairs(ctx context.Context, project, user string) (int, error) {
+	all, err := s.allKeyPairs(ctx, project, user)
+	return ownedBy(all, user), err
+}
+
+func ownedBy(all []kps.KeyPair, user string) int {
 	owned := 0
 	for _, k := range all {
 		if k.UserID == user {
 			owned++
 		}
 	}
-	if owned >= novaUserKeyPairs || len(all) >= s.cfg.KeyPairQuota {
-		return novaErrorf(403, "Quota exceeded, too many key pairs.")
-	}
-	return nil
+	return owned
 }
 
 // novaShown is the show response (§5.3): nine members, ten with type.

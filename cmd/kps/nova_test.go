@@ -772,3 +772,26 @@ func TestNovaCrossProject(t *testing.T) {
 		t.Errorf("version header %q", r.header.Get("X-OpenStack-Nova-API-Version"))
 	}
 }
+
+// TestNovaQuotaConcurrent: concurrent creates never pass the per-user limit together (§11).
+func TestNovaQuotaConcurrent(t *testing.T) {
+	s := setup(t)
+	P := "/compute/v2.1/os-keypairs"
+	for i := 0; i < 95; i++ {
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "q" + strconv.Itoa(i), "public_key": novaP256})).want(t, 201, "")
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if st := s.nova("POST", P, "2.2", kp(map[string]any{"name": "c" + strconv.Itoa(i), "public_key": novaP256})).status; st != 201 && st != 403 {
+				t.Errorf("status %d", st)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(list(s.nova("GET", P, "2.2", nil).want(t, 200, "").body["keypairs"])); n > 100 {
+		t.Errorf("%d key pairs, limit 100", n)
+	}
+}
