@@ -304,8 +304,19 @@ func (s *Server) novaAuthenticate(r *http.Request, n *novaRequest) error {
 	if target == "" && token != "" && !iam.IsSignatureScheme(r.Header.Get("Authorization")) {
 		// The project-less form (the catalog URL has no project id): the token's own scope.
 		_, err := s.identity.Authenticate(r.Context(), token, novaProbeProject, clientIP(r))
-		if project, ok := tokenProjectFromMismatch(err); ok {
+		project, ok := tokenProjectFromMismatch(err)
+		var f *iam.Failure
+		switch {
+		case ok:
 			target = project
+		case errors.As(err, &f) && f.Reason == "token-not-project-scoped":
+			err = &iam.Failure{Reason: f.Reason, Err: kps.Errorf(kps.ErrProjectMismatch, "Project mismatch: the request does not name a project and the token is not scoped to one.")}
+			s.logRefusal(r, err)
+			return err
+		case err != nil:
+			// Refused already (and counted once by the lockout): not checked a second time.
+			s.logRefusal(r, err)
+			return err
 		}
 	}
 	r.SetPathValue("project_id", target)

@@ -441,6 +441,8 @@ func TestNovaConformance(t *testing.T) {
 	t.Run("auth", func(t *testing.T) { // N-45, N-48
 		s.nova("GET", "/compute/v2.1/0123456789abcdef0123456789abcdef/os-keypairs", "", nil).want(t, 400, "badRequest")
 		anon := &service{t: t, base: s.base}
+		bad := &service{t: t, base: s.base, token: "not-a-token"}
+		bad.nova("GET", "/compute/v2.1/os-keypairs", "", nil).want(t, 401, "error")
 		r := anon.nova("GET", P, "", nil).want(t, 401, "error")
 		if r.header.Get("WWW-Authenticate") == "" || obj(r.body["error"])["code"] != float64(401) {
 			t.Errorf("401: %s %v", r.raw, r.header)
