@@ -28,6 +28,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/sshdtest"
 )
 
 // Test vectors of nova-keypairs.md §8.
@@ -796,4 +797,20 @@ func TestNovaQuotaConcurrent(t *testing.T) {
 	if n := len(list(s.nova("GET", P, "2.2", nil).want(t, 200, "").body["keypairs"])); n > 100 {
 		t.Errorf("%d key pairs, limit 100", n)
 	}
+}
+
+// TestNovaDeleteBound: a key pair bound to a server through the KPS API cannot be deleted
+// through the Nova API (N-56, deviation D5).
+func TestNovaDeleteBound(t *testing.T) {
+	s := setup(t)
+	h := sshdtest.Start(t, sshdtest.Options{})
+	s.addHost("app-01", h, nil)
+	s.nova("POST", "/compute/v2.1/os-keypairs", "2.2", kp(map[string]any{"name": "bound", "public_key": novaP256})).want(t, 201, "")
+	id := s.must(200, "POST", "/keypairs/associate", map[string]any{"keypair_name": "bound",
+		"server": map[string]any{"id": "app-01", "auth": map[string]any{"type": "password", "key": h.Password}}})["task_id"].(string)
+	if st := s.waitTask(id); !strings.HasPrefix(st, "SUCCESS_") {
+		t.Fatalf("bind %s: %v", st, s.failedTask(id))
+	}
+	s.nova("DELETE", "/compute/v2.1/os-keypairs/bound", "2.2", nil).want(t, 409, "conflictingRequest")
+	s.nova("GET", "/compute/v2.1/os-keypairs/bound", "2.2", nil).want(t, 200, "")
 }
