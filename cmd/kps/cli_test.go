@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
@@ -118,6 +119,35 @@ func TestCLILoginAndProfiles(t *testing.T) {
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("admin-password-for-tests\n"), 0o600)
 	tm.must(0, "", "login", "--password-file", pwFile)
+	// On a terminal the password is prompted for without echo.
+	master, tty := openPTY(t)
+	var screen lockedBuffer
+	drained := make(chan struct{})
+	go func() { io.Copy(&screen, master); close(drained) }()
+	var prompt lockedBuffer
+	done := make(chan int)
+	go func() {
+		con := console{stdin: tty, stdout: io.Discard, stderr: &prompt, getenv: func(k string) string { return tm.env[k] }}
+		done <- run(context.Background(), []string{"login", "--user", "admin"}, con)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err == nil && st.Lflag&unix.ECHO == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("echo was never turned off")
+		}
+	}
+	master.Write([]byte("admin-password-for-tests\n"))
+	if code := <-done; code != 0 || !strings.Contains(prompt.String(), "Password for admin: ") {
+		t.Fatalf("prompted login: exit %d, stderr %q", code, prompt.String())
+	}
+	tty.Close() // the copier ends once the terminal has shown everything
+	<-drained
+	if strings.Contains(screen.String(), "admin-password") {
+		t.Fatalf("the password was echoed: %q", screen.String())
+	}
 	// KPS_PASSWORD works too, and --profile keeps profiles apart.
 	tm.env["KPS_PASSWORD"] = "admin-password-for-tests"
 	tm.must(0, "", "login", "--user", "admin", "--profile", "second")
