@@ -728,6 +728,13 @@ func TestNovaOpenStackClient(t *testing.T) {
 			if !names[gen] || !names[imp] {
 				t.Errorf("list: %v", listed)
 			}
+			if v == "2.35" {
+				// O-11: pages of one entry, which the client follows through keypairs_links.
+				var paged []map[string]any
+				if err := json.Unmarshal([]byte(mustOSC(t, v, "keypair", "list", "--limit", "1", "-f", "json")), &paged); err != nil || len(paged) != len(listed) {
+					t.Errorf("list --limit 1: %v %v", paged, err)
+				}
+			}
 			shown := jsonOf(t, mustOSC(t, v, "keypair", "show", imp, "-f", "json"))
 			if shown["name"] != imp || shown["type"] != "ssh" {
 				t.Errorf("show: %v", shown)
