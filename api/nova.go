@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,11 +30,14 @@ const (
 	novaMaxVersion   = 92     // 2.92, the advertised maximum microversion (§4.1, Q1)
 )
 
-// Trees of the Nova API: the legacy v2 trees have no microversions (§4.6).
-var novaTrees = []struct {
+// novaTree is a tree of the Nova API: a path prefix, and whether it is legacy v2 (no
+// microversions, §4.6).
+type novaTree struct {
 	prefix string
 	legacy bool
-}{{"/compute/v2.1", false}, {"/compute/v2", true}, {"/v2.1", false}, {"/v2", true}}
+}
+
+var novaTrees = []novaTree{{"/compute/v2.1", false}, {"/compute/v2", true}, {"/v2.1", false}, {"/v2", true}}
 
 // isNovaPath reports whether p belongs to the Nova API, whose errors have Nova's shape.
 func isNovaPath(p string) bool {
@@ -120,15 +124,12 @@ func (s *Server) novaRoutes(mux *http.ServeMux) {
 		m.Handle(route, s.novaHandler(tree.prefix, tree.legacy, min, h))
 	}
 	for _, t := range novaTrees {
-		mux.Handle(t.prefix+"/", s.novaTree(t.prefix, withProject, projectless))
+		mux.Handle(t.prefix+"/", s.novaTreeHandler(t.prefix, withProject, projectless))
 	}
 }
 
 // novaTreeOf is the tree a route path belongs to.
-func novaTreeOf(path string) (t struct {
-	prefix string
-	legacy bool
-}) {
+func novaTreeOf(path string) (t novaTree) {
 	for _, c := range novaTrees {
 		if strings.HasPrefix(path, c.prefix+"/") && len(c.prefix) > len(t.prefix) {
 			t = c
@@ -226,9 +227,9 @@ type novaRequest struct {
 
 func (n *novaRequest) atLeast(minor int) bool { return !n.legacy && n.minor >= minor }
 
-// novaTree serves every other path under prefix/: the key pair routes of the tree's two muxes
+// novaTreeHandler serves every other path under prefix/: the key pair routes of the tree's two muxes
 // (a trailing slash on the collection is the collection, §2.1), and Nova's 404 and 405.
-func (s *Server) novaTree(prefix string, withProject, projectless *http.ServeMux) http.Handler {
+func (s *Server) novaTreeHandler(prefix string, withProject, projectless *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := withProject
 		if strings.HasPrefix(r.URL.Path, prefix+"/os-keypairs") {
@@ -412,20 +413,11 @@ func novaCheckQuery(n *novaRequest, q url.Values, allowed ...string) error {
 		return nil
 	}
 	for k := range q {
-		if !contains(allowed, k) {
+		if !slices.Contains(allowed, k) {
 			return novaErrorf(400, "Invalid input for query parameters %s. Value: %s. Additional properties are not allowed ('%s' was unexpected)", clip(k), clip(q.Get(k)), clip(k))
 		}
 	}
 	return nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // novaListEntry is a list element (§5.1.2); type only from 2.2.
@@ -582,7 +574,7 @@ func readNovaCreate(r *http.Request, n *novaRequest) (*novaCreateBody, error) {
 	}
 	b := &novaCreateBody{typ: kps.TypeSSH}
 	for k, v := range kp {
-		if !contains(allowed, k) {
+		if !slices.Contains(allowed, k) {
 			if n.legacy {
 				continue
 			}
