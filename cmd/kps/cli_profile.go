@@ -159,6 +159,12 @@ func loginSetup(akOnly bool) func(fs *flag.FlagSet, c *cliContext) func(context.
 				return err
 			}
 			p := profile{Endpoint: firstOf(c.endpoint, old.Endpoint, "http://127.0.0.1:9800"), ProjectID: firstOf(c.projectID, old.ProjectID)}
+			given := map[string]bool{} // on the command line or from the environment
+			fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+			if !akOnly && user != "" && accessKey == c.con.getenv("KPS_ACCESS_KEY") {
+				// KPS_ACCESS_KEY in the environment does not turn `kps login --user` into AK/SK.
+				accessKey = ""
+			}
 			if akOnly && accessKey == "" {
 				return usageError{errors.New("--access-key is required")}
 			}
@@ -182,9 +188,7 @@ func loginSetup(akOnly bool) func(fs *flag.FlagSet, c *cliContext) func(context.
 			} else {
 				// Logging in again reuses the profile's user and domain.
 				user = firstOf(user, old.User)
-				domainGiven := false
-				fs.Visit(func(f *flag.Flag) { domainGiven = domainGiven || f.Name == "domain" })
-				if !domainGiven && c.con.getenv("KPS_DOMAIN") == "" && old.Domain != "" {
+				if !given["domain"] && c.con.getenv("KPS_DOMAIN") == "" && old.Domain != "" {
 					domain = old.Domain
 				}
 				if user == "" {

@@ -179,6 +179,11 @@ func TestCLILoginAndProfiles(t *testing.T) {
 	if list := decodeJSON[[]map[string]any](t, r.stdout); len(list) != 1 || list[0]["name"] != "signed" {
 		t.Fatalf("list: %v", list)
 	}
+	// With the AK in the environment, login --user still logs in with the password.
+	env.must(0, "admin-password-for-tests\n", "login", "--user", "admin", "--password-stdin")
+	if p := decodeJSON[profile](t, string(must(os.ReadFile(filepath.Join(env.env["KPS_CONFIG_DIR"], "profiles", "default.json"))))); p.Token == "" || p.AccessKey != "" {
+		t.Fatalf("profile %+v", p)
+	}
 	env.env["KPS_SECRET_KEY"] = "nope"
 	env.must(1, "", "keypair", "list")
 }
