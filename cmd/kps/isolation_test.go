@@ -209,7 +209,46 @@ func TestIsolation(t *testing.T) {
 		t.Errorf("sibling lists the owner's key pair: %s", out)
 	}
 
+	// Identity routes: another domain's projects are invisible, and nobody but the owner (or
+	// an admin) reads, changes or deletes the owner's access key.
+	for _, x := range []*tenant{sibling, neighbour, stranger} {
+		auth := map[string]string{"X-Auth-Token": x.token}
+		for _, c := range []call{
+			{"GET", "/v3.0/OS-CREDENTIAL/credentials/" + owner.ak, nil},
+			{"PUT", "/v3.0/OS-CREDENTIAL/credentials/" + owner.ak, map[string]any{"credential": map[string]any{"status": "inactive"}}},
+			{"DELETE", "/v3.0/OS-CREDENTIAL/credentials/" + owner.ak, nil},
+		} {
+			if got, body := x.raw(c.method, c.path, c.body, auth); got != 403 && got != 404 {
+				t.Errorf("%s: %s %s: %d %v", x.name, c.method, c.path, got, body)
+			}
+		}
+		if out := jsonText(x.raw2(t, "GET", "/v3.0/OS-CREDENTIAL/credentials", auth)); strings.Contains(out, owner.ak) {
+			t.Errorf("%s lists the owner's access key: %s", x.name, out)
+		}
+	}
+	for _, pid := range []string{s.project, second.ID} {
+		if got, body := stranger.raw("GET", "/v3/projects/"+pid, nil, map[string]string{"X-Auth-Token": stranger.token}); got != 403 {
+			t.Errorf("stranger reads project %s: %d %v", pid, got, body)
+		}
+	}
+	if out := jsonText(stranger.raw2(t, "GET", "/v3/projects", map[string]string{"X-Auth-Token": stranger.token})); strings.Contains(out, s.project) || strings.Contains(out, second.ID) {
+		t.Errorf("stranger lists another domain's projects: %s", out)
+	}
+	if got, code := signedCall(t, owner.service, owner.ak, owner.sk, "GET", "/keypairs", nil); got != 200 {
+		t.Errorf("the owner's access key stopped working: %d %s", got, code)
+	}
+
 	if after := snapshot(); after != before {
 		t.Errorf("the owner's state changed:\nbefore %s\nafter  %s", before, after)
 	}
+}
+
+// raw2 is raw for a call that must succeed; it returns the body.
+func (s *service) raw2(t *testing.T, method, path string, headers map[string]string) map[string]any {
+	t.Helper()
+	got, body := s.raw(method, path, nil, headers)
+	if got != 200 {
+		t.Fatalf("%s %s: %d %v", method, path, got, body)
+	}
+	return body
 }
