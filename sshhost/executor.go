@@ -175,14 +175,31 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 	return kps.HostResult{PasswordDisabled: false}, nil
 }
 
-// daemonBackTimeout bounds the wait for sshd to listen again after a reload.
-const daemonBackTimeout = 10 * time.Second
+// daemonBackTimeout bounds the wait for sshd to listen again after a reload; restartGrace
+// bounds the wait for it to start restarting.
+const (
+	daemonBackTimeout = 10 * time.Second
+	restartGrace      = 2 * time.Second
+)
 
 // awaitDaemon waits until the SSH daemon accepts connections again after a reload: OpenSSH
 // re-executes itself on SIGHUP and closes its listener meanwhile, so the next task (or the
 // user's next login) would otherwise be refused. A daemon that does not come back is reported,
 // since the host may now be unreachable over SSH.
 func (t *task) awaitDaemon(ctx context.Context, step string) error {
+	// First see the restart happen: right after `kill -HUP` the old listener may still accept
+	// for a moment, until sshd handles the signal. A daemon that reloads without closing its
+	// listener (socket activation) is given restartGrace and then taken as restarted.
+	down := time.Now().Add(restartGrace)
+	for time.Now().Before(down) && ctx.Err() == nil {
+		d := net.Dialer{Timeout: 200 * time.Millisecond}
+		conn, err := d.DialContext(ctx, "tcp", t.where)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		time.Sleep(5 * time.Millisecond)
+	}
 	deadline := time.Now().Add(daemonBackTimeout)
 	for {
 		d := net.Dialer{Timeout: time.Second}
