@@ -225,6 +225,27 @@ func (c *cliContext) client() (*api.Client, string, error) {
 }
 
 // emit writes v as JSON or YAML, or calls table for the readable form.
+// showResource is a show command: GET the one named resource and print its member (e.g.
+// "keypair") as a detail table, or as JSON/YAML.
+func (c *cliContext) showResource(what, member string, path func(base, id string) string) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		id, err := exactlyOne(args, what)
+		if err != nil {
+			return err
+		}
+		cl, base, err := c.client()
+		if err != nil {
+			return err
+		}
+		var resp map[string]map[string]any
+		if err := cl.Do(ctx, "GET", path(base, id), nil, &resp); err != nil {
+			return err
+		}
+		obj := resp[member]
+		return c.emit(obj, func(w io.Writer) { detailTable(w, obj) })
+	}
+}
+
 func (c *cliContext) emit(v any, table func(w io.Writer)) error {
 	out := c.con.stdout
 	switch c.output {

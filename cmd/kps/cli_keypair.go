@@ -252,23 +252,7 @@ func keypairList(fs *flag.FlagSet, c *cliContext) func(context.Context, []string
 }
 
 func keypairShow(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
-	return func(ctx context.Context, args []string) error {
-		name, err := exactlyOne(args, "key pair name")
-		if err != nil {
-			return err
-		}
-		cl, base, err := c.client()
-		if err != nil {
-			return err
-		}
-		var resp struct {
-			KeyPair map[string]any `json:"keypair"`
-		}
-		if err := cl.Do(ctx, "GET", keyPairPath(base, name), nil, &resp); err != nil {
-			return err
-		}
-		return c.emit(resp.KeyPair, func(w io.Writer) { detailTable(w, resp.KeyPair) })
-	}
+	return c.showResource("key pair name", "keypair", keyPairPath)
 }
 
 func keypairUpdate(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {

@@ -178,23 +178,7 @@ func serverList0(fs *flag.FlagSet, c *cliContext) func(context.Context, []string
 }
 
 func serverShow(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
-	return func(ctx context.Context, args []string) error {
-		id, err := exactlyOne(args, "server ID")
-		if err != nil {
-			return err
-		}
-		cl, base, err := c.client()
-		if err != nil {
-			return err
-		}
-		var resp struct {
-			Server map[string]any `json:"server"`
-		}
-		if err := cl.Do(ctx, "GET", serverPath(base, id), nil, &resp); err != nil {
-			return err
-		}
-		return c.emit(resp.Server, func(w io.Writer) { detailTable(w, resp.Server) })
-	}
+	return c.showResource("server ID", "server", serverPath)
 }
 
 func serverUpdate(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
