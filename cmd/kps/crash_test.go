@@ -14,12 +14,13 @@ import (
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
-// startProcess runs the built binary as `kps serve` on dataDir and returns the service and
-// the process.
-func startProcess(t *testing.T, bin, dataDir string) (*service, *exec.Cmd) {
+// startBinary runs the built binary as `kps serve` on a free loopback port with the extra
+// environment and flags, waits until it serves, and returns its base URL and the process
+// (killed at cleanup).
+func startBinary(t *testing.T, bin string, env []string, flags ...string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--workers", "1", "--lease", "5s")
-	cmd.Env = append(os.Environ(), "KPS_DATA_DIR="+dataDir, "KPS_ADMIN_PASSWORD=crash-test-password", "KPS_LOG_LEVEL=info")
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, flags...)...)
+	cmd.Env = append(append(os.Environ(), "KPS_LOG_LEVEL=info"), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -37,13 +38,21 @@ func startProcess(t *testing.T, bin, dataDir string) (*service, *exec.Cmd) {
 	}()
 	select {
 	case a := <-addr:
-		s := &service{t: t, base: "http://" + a}
-		s.login("crash-test-password")
-		return s, cmd
+		return "http://" + a, cmd
 	case <-time.After(30 * time.Second):
 		t.Fatal("kps serve did not start")
 	}
-	return nil, nil
+	return "", nil
+}
+
+// startProcess runs `kps serve` with one worker on dataDir and logs in as its admin.
+func startProcess(t *testing.T, bin, dataDir string) (*service, *exec.Cmd) {
+	t.Helper()
+	base, cmd := startBinary(t, bin, []string{"KPS_DATA_DIR=" + dataDir, "KPS_ADMIN_PASSWORD=crash-test-password"},
+		"--workers", "1", "--lease", "5s")
+	s := &service{t: t, base: base}
+	s.login("crash-test-password")
+	return s, cmd
 }
 
 // TestCrashRecovery kills a serving process with SIGKILL mid-task and restarts it: the task

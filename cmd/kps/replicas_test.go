@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -24,31 +21,8 @@ import (
 // dataDir (and so the master key) with the other replicas.
 func startReplica(t *testing.T, bin, dataDir, dsn string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--workers", "4", "--lease", "3s")
-	cmd.Env = append(os.Environ(), "KPS_DATA_DIR="+dataDir, "KPS_DATABASE="+dsn,
-		"KPS_ADMIN_PASSWORD=replica-test-password", "KPS_LOG_LEVEL=info")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`msg="kps serving" listen=(\S+)`)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		return "http://" + a, cmd
-	case <-time.After(30 * time.Second):
-		t.Fatal("kps serve did not start")
-	}
-	return "", nil
+	return startBinary(t, bin, []string{"KPS_DATA_DIR=" + dataDir, "KPS_DATABASE=" + dsn,
+		"KPS_ADMIN_PASSWORD=replica-test-password"}, "--workers", "4", "--lease", "3s")
 }
 
 // balancer spreads requests over the live replicas, as a load balancer would, and drops a
