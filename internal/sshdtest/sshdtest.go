@@ -4,7 +4,8 @@
 //
 // It needs root (to run sshd and create users). Without root or without sshd the test is
 // skipped, unless the environment variable KPS_REQUIRE_SSHD=1 is set (CI sets it), in which
-// case the test fails.
+// case the test fails. New and Close start and stop a host outside of a test (the benchmark
+// harness, bench/, starts hundreds of them).
 package sshdtest
 
 import (
@@ -83,15 +84,36 @@ var accounts sync.Mutex
 // and stops it (and removes the user) in t.Cleanup.
 func Start(t testing.TB, opt Options) *Host {
 	t.Helper()
-	sshd := requireEnvironment(t)
-
-	dir, err := os.MkdirTemp("", "kps-sshd-")
+	requireEnvironment(t)
+	h, err := New(opt)
 	if err != nil {
 		t.Fatalf("sshdtest: %v", err)
 	}
-	// MkdirTemp makes 0700 directories; the login user must be able to traverse to its home.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+	t.Cleanup(func() {
+		h.Stop()
+		if t.Failed() {
+			if log, err := os.ReadFile(h.LogPath); err == nil && len(log) > 0 {
+				t.Logf("sshdtest: sshd log of %s:%d:\n%s", h.Address, h.Port, tail(log, 8192))
+			}
+		}
+		if err := h.Close(); err != nil {
+			t.Errorf("sshdtest: %v", err)
+		}
+	})
+	return h
+}
+
+// New starts a host outside of a test (the benchmark harness uses it); Close stops it and
+// removes its user and files. It needs what Start needs; Available says whether that is here.
+// On error nothing is left behind.
+func New(opt Options) (_ *Host, err error) {
+	sshd, err := Available()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "kps-sshd-")
+	if err != nil {
+		return nil, err
 	}
 	h := &Host{
 		Address:    "127.0.0.1",
@@ -102,29 +124,28 @@ func Start(t testing.TB, opt Options) *Host {
 		LogPath:    filepath.Join(dir, "sshd.log"),
 		stopped:    make(chan struct{}),
 	}
-	t.Cleanup(func() {
-		h.Stop()
-		if h.reserved != 0 {
-			syscall.Close(h.reserved)
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, h.Close())
 		}
-		if t.Failed() {
-			if log, err := os.ReadFile(h.LogPath); err == nil && len(log) > 0 {
-				t.Logf("sshdtest: sshd log of %s:%d:\n%s", h.Address, h.Port, tail(log, 8192))
-			}
-		}
-		h.removeUser(t)
-		_ = os.RemoveAll(dir)
-	})
-
-	h.createUser(t, opt)
-	h.writeHostKey(t)
+	}()
+	// MkdirTemp makes 0700 directories; the login user must be able to traverse to its home.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := h.createUser(opt); err != nil {
+		return nil, err
+	}
+	if err := h.writeHostKey(); err != nil {
+		return nil, err
+	}
 	h.pam = opt.KbdInteractive
 	if err := os.Mkdir(h.DropInDir, 0o755); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return nil, err
 	}
 	// Privilege separation needs its empty, root-owned chroot directory.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return nil, err
 	}
 
 	var lastErr error
@@ -134,35 +155,53 @@ func Start(t testing.TB, opt Options) *Host {
 		}
 		fd, port, err := reservePort()
 		if err != nil {
-			t.Fatalf("sshdtest: reserving a port: %v", err)
+			return nil, fmt.Errorf("reserving a port: %v", err)
 		}
 		h.reserved, h.Port = fd, port
-		h.writeConfig(t)
+		if err := h.writeConfig(); err != nil {
+			return nil, err
+		}
 		if lastErr = h.start(sshd); lastErr == nil {
-			return h
+			return h, nil
 		}
 		if !errors.Is(lastErr, errBind) {
 			break
 		}
 	}
-	t.Fatalf("sshdtest: starting sshd: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("starting sshd: %w", lastErr)
+}
+
+// Close stops sshd (Stop) and removes the login user, its sudoers rule and the host's files.
+func (h *Host) Close() error {
+	h.Stop()
+	if h.reserved != 0 {
+		syscall.Close(h.reserved)
+		h.reserved = 0
+	}
+	err := h.removeUser()
+	return errors.Join(err, os.RemoveAll(h.Dir))
 }
 
 // requireEnvironment skips (or, with KPS_REQUIRE_SSHD=1, fails) a test that cannot run a real
-// sshd here, and returns the daemon's path.
-func requireEnvironment(t testing.TB) string {
+// sshd here.
+func requireEnvironment(t testing.TB) {
 	t.Helper()
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		msg := "sshdtest: " + fmt.Sprintf(format, args...)
-		if os.Getenv("KPS_REQUIRE_SSHD") == "1" {
-			t.Fatal(msg + " (KPS_REQUIRE_SSHD=1 requires a real sshd)")
-		}
-		t.Skip(msg + " (set KPS_REQUIRE_SSHD=1 to make this a failure)")
+	_, err := Available()
+	if err == nil {
+		return
 	}
+	msg := "sshdtest: " + err.Error()
+	if os.Getenv("KPS_REQUIRE_SSHD") == "1" {
+		t.Fatal(msg + " (KPS_REQUIRE_SSHD=1 requires a real sshd)")
+	}
+	t.Skip(msg + " (set KPS_REQUIRE_SSHD=1 to make this a failure)")
+}
+
+// Available returns the path of the sshd binary, or an error saying why test hosts cannot run
+// here (not root, no OpenSSH server, no shadow tools).
+func Available() (string, error) {
 	if os.Geteuid() != 0 {
-		unavailable("root is needed to run sshd and create test users; skipping")
+		return "", errors.New("root is needed to run sshd and create test users; skipping")
 	}
 	sshd := ""
 	for _, p := range sshdCandidates {
@@ -172,18 +211,17 @@ func requireEnvironment(t testing.TB) string {
 		}
 	}
 	if sshd == "" {
-		unavailable("OpenSSH sshd not found in %s; install openssh-server", strings.Join(sshdCandidates, ", "))
+		return "", fmt.Errorf("OpenSSH sshd not found in %s; install openssh-server", strings.Join(sshdCandidates, ", "))
 	}
 	for _, tool := range []string{"useradd", "userdel", "chpasswd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			unavailable("%s not found; the shadow tools (passwd package) are needed", tool)
+			return "", fmt.Errorf("%s not found; the shadow tools (passwd package) are needed", tool)
 		}
 	}
-	return sshd
+	return sshd, nil
 }
 
-func (h *Host) createUser(t testing.TB, opt Options) {
-	t.Helper()
+func (h *Host) createUser(opt Options) error {
 	h.Password = randomString(18)
 	accounts.Lock()
 	defer accounts.Unlock()
@@ -198,50 +236,55 @@ func (h *Host) createUser(t testing.TB, opt Options) {
 		}
 	}
 	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	if err := shadowTool([]byte(h.User+":"+h.Password+"\n"), "chpasswd"); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	uid, gid, err := lookupIDs(h.User)
 	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	h.UID, h.GID = uid, gid
 	if err := os.Mkdir(h.Home, 0o755); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	if err := os.Chown(h.Home, uid, gid); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	if err := os.Chmod(h.Home, 0o755); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	if opt.Sudo {
 		h.sudoers = filepath.Join("/etc/sudoers.d", h.User)
 		rule := h.User + " ALL=(ALL) NOPASSWD:ALL\n"
 		if err := os.WriteFile(h.sudoers, []byte(rule), 0o440); err != nil {
-			t.Fatalf("sshdtest: writing %s: %v", h.sudoers, err)
+			return fmt.Errorf("writing %s: %v", h.sudoers, err)
 		}
 	}
+	return nil
 }
 
 // removeUser deletes the user and its sudoers rule; the home goes with the host directory.
-func (h *Host) removeUser(t testing.TB) {
+func (h *Host) removeUser() error {
+	var errs []error
 	if h.sudoers != "" {
 		if err := os.Remove(h.sudoers); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("sshdtest: removing %s: %v", h.sudoers, err)
+			errs = append(errs, fmt.Errorf("removing %s: %v", h.sudoers, err))
 		}
+		h.sudoers = ""
 	}
 	if !h.created {
-		return
+		return errors.Join(errs...)
 	}
 	accounts.Lock()
 	defer accounts.Unlock()
 	// -f: a session the test left open must not keep the account alive.
 	if err := shadowTool(nil, "userdel", "-f", h.User); err != nil {
-		t.Errorf("sshdtest: %v", err)
+		errs = append(errs, err)
 	}
+	h.created = false
+	return errors.Join(errs...)
 }
 
 // shadowTool runs useradd, userdel or chpasswd, retrying while another process holds the lock
@@ -282,28 +325,27 @@ func lookupIDs(user string) (uid, gid int, err error) {
 	return uid, gid, err
 }
 
-func (h *Host) writeHostKey(t testing.TB) {
-	t.Helper()
+func (h *Host) writeHostKey() error {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	block, err := ssh.MarshalPrivateKey(priv, "")
 	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(h.Dir, "ssh_host_ed25519_key"), pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	h.hostKey, err = ssh.NewPublicKey(pub)
 	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	h.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.hostKey)))
+	return nil
 }
 
-func (h *Host) writeConfig(t testing.TB) {
-	t.Helper()
+func (h *Host) writeConfig() error {
 	// The Include comes first, as on current distributions, so that the drop-in path of
 	// kps-v3-api.md §6.5 step 2 applies.
 	pam, password := "no", "yes"
@@ -328,9 +370,7 @@ LoginGraceTime 30
 MaxStartups 64:30:128
 PrintMotd no
 `, h.DropInDir, h.Port, h.Dir, h.PidFile, h.User, pam, password)
-	if err := os.WriteFile(h.ConfigPath, []byte(cfg), 0o644); err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
+	return os.WriteFile(h.ConfigPath, []byte(cfg), 0o644)
 }
 
 var errBind = errors.New("port already in use")
@@ -458,25 +498,30 @@ func (h *Host) AuthorizedKeys(t testing.TB) (content string, exists bool) {
 // 0600, both owned by the user.
 func (h *Host) WriteAuthorizedKeys(t testing.TB, content string) {
 	t.Helper()
+	if err := h.SetAuthorizedKeys(content); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+}
+
+// SetAuthorizedKeys is WriteAuthorizedKeys outside of a test.
+func (h *Host) SetAuthorizedKeys(content string) error {
 	dir := filepath.Join(h.Home, ".ssh")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	file := h.AuthorizedKeysPath()
 	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
 	for _, p := range []string{dir, file} {
 		if err := os.Chown(p, h.UID, h.GID); err != nil {
-			t.Fatalf("sshdtest: %v", err)
+			return err
 		}
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return err
 	}
-	if err := os.Chmod(file, 0o600); err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
+	return os.Chmod(file, 0o600)
 }
 
 // Dial opens an SSH connection as the login user with the given methods, checking the host
