@@ -32,18 +32,12 @@ import (
 // Every lock expires, so nobody can lock a user out for good. A lock is consulted as soon as
 // its key is known and before any store lookup or hash computation.
 //
-// The client IP is the TCP peer as the api package passes it; trusted proxies
-// (auth.trusted_proxies) are not implemented yet. IPv6 peers are counted per /64, the block a
-// single host usually controls.
+// The client IP is the one the api package passes: the TCP peer, or the address a trusted proxy
+// forwarded (api.Config.TrustedProxies). IPv6 peers are counted per /64, the block a single
+// host usually controls.
 
 // LockPolicy says when the failures counted under one key lock it.
-type LockPolicy struct {
-	// Threshold failures within Window of the first one lock the key.
-	Threshold int
-	Window    time.Duration
-	// Lock is how long the key stays locked; zero means until the window ends.
-	Lock time.Duration
-}
+type LockPolicy = kps.LockPolicy
 
 // The policies of auth.md §12.4 (auth.lockout.* keeps its defaults: it is not configurable
 // yet).
@@ -53,18 +47,10 @@ var (
 	clientIPLockPolicy  = LockPolicy{Threshold: 30, Window: time.Minute}
 )
 
-// Limiter keeps failure counters and locks by key. MemoryLimiter serves a single instance; an
-// implementation over the shared store serves several (auth.md §12.4). Keys are short opaque
-// strings; implementations need not understand them.
-type Limiter interface {
-	// LockedFor returns how much longer the most restrictive of keys stays locked at now;
-	// zero when none is locked. Empty keys are ignored.
-	LockedFor(ctx context.Context, now time.Time, keys ...string) (time.Duration, error)
-	// Fail counts one failure of key at now under p, and locks the key when p says so.
-	Fail(ctx context.Context, now time.Time, p LockPolicy, key string) error
-	// Reset forgets the failures of key after a success at now; a lock in force stays.
-	Reset(ctx context.Context, now time.Time, key string) error
-}
+// Limiter keeps failure counters and locks by key. MemoryLimiter serves a single instance;
+// the store's limiter (store.DB.Lockouts) serves several replicas on one database
+// (auth.md §12.4).
+type Limiter = kps.Limiter
 
 // LockoutError refuses a request whose key is locked: 429 KPS.6105, with the seconds the
 // Retry-After header announces.
@@ -197,18 +183,8 @@ type MemoryLimiter struct {
 	MaxEntries int
 
 	mu      sync.Mutex
-	entries map[string]*lockEntry
+	entries map[string]*kps.LockState
 	sweptAt time.Time
-}
-
-type lockEntry struct {
-	failures    int
-	windowEnd   time.Time // failures are counted until then
-	lockedUntil time.Time
-}
-
-func (e *lockEntry) expired(now time.Time) bool {
-	return !now.Before(e.windowEnd) && !now.Before(e.lockedUntil)
 }
 
 const (
@@ -226,10 +202,10 @@ func (m *MemoryLimiter) LockedFor(_ context.Context, now time.Time, keys ...stri
 		e := m.entries[k]
 		switch {
 		case e == nil:
-		case e.expired(now):
+		case e.Expired(now):
 			delete(m.entries, k)
-		case now.Before(e.lockedUntil):
-			wait = max(wait, e.lockedUntil.Sub(now))
+		case e.Locked(now):
+			wait = max(wait, e.LockedUntil.Sub(now))
 		}
 	}
 	return wait, nil
@@ -246,27 +222,12 @@ func (m *MemoryLimiter) Fail(_ context.Context, now time.Time, p LockPolicy, key
 	if e == nil {
 		m.makeRoom(now)
 		if m.entries == nil {
-			m.entries = make(map[string]*lockEntry)
+			m.entries = make(map[string]*kps.LockState)
 		}
-		e = &lockEntry{}
+		e = &kps.LockState{}
 		m.entries[key] = e
 	}
-	if now.Before(e.lockedUntil) {
-		// A request that passed the check just before the lock: it does not extend it.
-		return nil
-	}
-	if e.expired(now) {
-		*e = lockEntry{windowEnd: now.Add(p.Window)}
-	}
-	e.failures++
-	if e.failures >= p.Threshold {
-		until := e.windowEnd
-		if p.Lock > 0 {
-			until = now.Add(p.Lock)
-		}
-		// Counting starts afresh once the lock is over.
-		*e = lockEntry{windowEnd: until, lockedUntil: until}
-	}
+	*e = e.Fail(now, p)
 	return nil
 }
 
@@ -274,7 +235,7 @@ func (m *MemoryLimiter) Fail(_ context.Context, now time.Time, p LockPolicy, key
 func (m *MemoryLimiter) Reset(_ context.Context, now time.Time, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e := m.entries[key]; e != nil && !now.Before(e.lockedUntil) {
+	if e := m.entries[key]; e != nil && !e.Locked(now) {
 		delete(m.entries, key)
 	}
 	return nil
@@ -290,7 +251,7 @@ func (m *MemoryLimiter) Len() int {
 func (m *MemoryLimiter) sweep(now time.Time) {
 	m.sweptAt = now
 	for k, e := range m.entries {
-		if e.expired(now) {
+		if e.Expired(now) {
 			delete(m.entries, k)
 		}
 	}
@@ -315,12 +276,12 @@ func (m *MemoryLimiter) makeRoom(now time.Time) {
 		n := 0
 		// Map iteration starts at a random entry, which makes this a random sample.
 		for k, e := range m.entries {
-			if !now.Before(e.lockedUntil) {
+			if !e.Locked(now) {
 				victim = k
 				break
 			}
-			if victim == "" || e.lockedUntil.Before(soonest) {
-				victim, soonest = k, e.lockedUntil
+			if victim == "" || e.LockedUntil.Before(soonest) {
+				victim, soonest = k, e.LockedUntil
 			}
 			if n++; n == limiterEvictSample {
 				break
