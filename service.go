@@ -166,8 +166,9 @@ type TaskStore interface {
 	DeleteFailedTasks(ctx context.Context, projectID string) error
 	Binding(ctx context.Context, projectID, serverID string) (*Binding, error)
 
-	// ClaimTask moves the oldest READY task to RUNNING under a lease held by owner; nil when
-	// there is none.
+	// ClaimTask moves the oldest READY task that owner may claim to RUNNING under a lease held
+	// by owner; nil when there is none. A task needing the caller's credential is claimed only
+	// by its holder while the holder is alive (ReplicaStore), by anyone once it is not.
 	ClaimTask(ctx context.Context, owner string, lease time.Duration) (*Task, error)
 	// ExtendLease renews a running task's lease; ErrLeaseLost when owner no longer holds it.
 	ExtendLease(ctx context.Context, t *Task, lease time.Duration) error
@@ -181,6 +182,17 @@ type TaskStore interface {
 	FailExpiredTasks(ctx context.Context, all bool) (int, error)
 	// PurgeSucceededTasks deletes SUCCESS tasks older than the retention.
 	PurgeSucceededTasks(ctx context.Context, olderThan time.Duration) (int, error)
+}
+
+// ReplicaStore records which service processes (replicas) are alive on a shared store, by
+// heartbeat, so that a task whose caller credential one replica holds in memory waits for that
+// replica, and is failed by any other once it has died.
+type ReplicaStore interface {
+	// HeartbeatReplica records that replica id is alive until now+ttl.
+	HeartbeatReplica(ctx context.Context, id string, ttl time.Duration) error
+	// RemoveReplica records that replica id is gone (it stopped, or all is set: every replica
+	// is gone, at the start of a sole instance).
+	RemoveReplica(ctx context.Context, id string, all bool) error
 }
 
 // SecretStore walks the sealed secrets at rest (hosted private keys, service credentials) so
@@ -197,7 +209,11 @@ type Store interface {
 	ServerStore
 	KeyPairStore
 	TaskStore
+	ReplicaStore
 	SecretStore
+	// Lockouts is the failure counting of auth.md §12.4 kept in the store, shared by every
+	// process that uses it.
+	Lockouts() Limiter
 	Close() error
 }
 

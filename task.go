@@ -61,13 +61,16 @@ type Task struct {
 	Port            int // 0: the inventory port
 	DisablePassword bool
 	CallerAuth      bool // REPLACE, or UNBIND with the caller's auth: the credential is held in memory
-	Created         time.Time
-	Updated         time.Time
-	ErrorCode       string
-	ErrorMsg        string
-	LeaseOwner      string
-	LeaseExpires    time.Time
-	Attempt         int // incremented by every claim; fences a worker that lost its lease
+	// Holder is the replica whose memory holds the caller's credential (CallerAuth); only it
+	// claims the task while it is alive.
+	Holder       string
+	Created      time.Time
+	Updated      time.Time
+	ErrorCode    string
+	ErrorMsg     string
+	LeaseOwner   string
+	LeaseExpires time.Time
+	Attempt      int // incremented by every claim; fences a worker that lost its lease
 }
 
 // Status returns the wire status, e.g. READY_RESET.
@@ -91,8 +94,9 @@ type TaskSubmission struct {
 	Port            int
 	DisablePassword bool
 	CallerAuth      bool
-	Batch           bool // batch associate: the server must not be bound (KPS.6303)
-	MaxQueued       int  // queue capacity (KPS.6502); 0 means unlimited
+	Holder          string // the replica holding the caller's credential in memory (CallerAuth)
+	Batch           bool   // batch associate: the server must not be bound (KPS.6303)
+	MaxQueued       int    // queue capacity (KPS.6502); 0 means unlimited
 }
 
 // TaskOutcome is how a worker ends a task.

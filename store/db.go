@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/openkps/kps"
@@ -37,6 +38,9 @@ type DB struct {
 	now  func() time.Time
 	// release frees the process-level lock on the database (SQLite: the flock on <path>.lock).
 	release func() error
+
+	lockoutsOnce sync.Once
+	lockouts     *lockouts
 }
 
 var _ kps.Store = (*DB)(nil)
@@ -57,8 +61,8 @@ type engine struct {
 	rebind func(query string) string
 	// isUniqueViolation reports whether err is a unique or primary key violation.
 	isUniqueViolation func(err error) bool
-	// claimTask moves the oldest READY task to RUNNING and returns it (args: owner,
-	// lease_expires, updated). Engine-specific: see the constants.
+	// claimTask moves the oldest claimable READY task to RUNNING and returns it (args: owner,
+	// lease_expires, updated, owner, now). Engine-specific: see the constants.
 	claimTask string
 	// locks holds the statement that takes each lock; a lock the engine does not need (all of
 	// them for SQLite, whose writer holds the database lock) is absent.
@@ -90,6 +94,8 @@ const (
 	lockTaskQueue
 	// lockUser locks a user row: the access key limit (user).
 	lockUser
+	// lockLockout locks a lockout counter row for its read-modify-write (key).
+	lockLockout
 )
 
 // Close releases the database and its lock.

@@ -5,69 +5,112 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/internal/pgtest"
 )
 
-// Seeding statements for the list benchmarks: n tasks over 100 projects ("p0"…"p99"), one in
-// ten FAILED, the rest SUCCESS. Engine-specific because each generates rows its own way.
+// The list benchmarks compare one request — the failed tasks of project "p7", limit 1000, at
+// offset 0 and at a deep offset — in a table of 1,000 tasks and in a table of 1,000,000 tasks
+// over 100 projects. Project p7 has exactly 1,000 FAILED tasks in both tables, so both answers
+// are the same size (1,000 rows, total 1,000); only the rest of the table differs. Figures and
+// plans: docs/query-plans.md.
+//
+// Seeding generates the rows inside the database (one statement, no round trip per row), with
+// g running from start to stop by step; arguments: start, stop, step, failedEvery. Task g
+// belongs to project "p" || (g % 100) and is FAILED when (g / 100) % failedEvery = 0.
 const (
 	seedTasksPostgres = `INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name,
     keypair_name, public_key, created, updated, error_code, error_msg)
-SELECT md5(g::text), 'p' || (g % 100), 'RESET', CASE WHEN (g / 100) % 10 = 0 THEN 'FAILED' ELSE 'SUCCESS' END,
+SELECT md5(g::text), 'p' || (g % 100), 'RESET', CASE WHEN (g / 100) % $4 = 0 THEN 'FAILED' ELSE 'SUCCESS' END,
     's' || g, 's' || g, 'kp', 'ssh-ed25519 AAAA', 1700000000000 + g, 1700000000000 + g, 'KPS.6601', 'x'
-FROM generate_series(1, $1) g`
-	seedTasksSQLite = `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ?)
+FROM generate_series($1::bigint, $2::bigint, $3::bigint) g`
+	seedTasksSQLite = `WITH RECURSIVE g(n) AS (SELECT ?1 UNION ALL SELECT n + ?3 FROM g WHERE n + ?3 <= ?2)
 INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name, keypair_name,
     public_key, created, updated, error_code, error_msg)
-SELECT printf('%032d', n), 'p' || (n % 100), 'RESET', CASE WHEN (n / 100) % 10 = 0 THEN 'FAILED' ELSE 'SUCCESS' END,
+SELECT printf('%032d', n), 'p' || (n % 100), 'RESET', CASE WHEN (n / 100) % ?4 = 0 THEN 'FAILED' ELSE 'SUCCESS' END,
     's' || n, 's' || n, 'kp', 'ssh-ed25519 AAAA', 1700000000000 + n, 1700000000000 + n, 'KPS.6601', 'x'
 FROM g`
 )
 
-// benchmarkListFailed lists one project's failed tasks (limit 1000, §4.1 order) with n tasks in
-// the table. The figures and the plans are in docs/query-plans.md.
-func benchmarkListFailed(b *testing.B, db *DB, seed string, n int) {
+// listTable is one table size of the benchmark and how its rows are generated.
+type listTable struct {
+	name                           string
+	start, stop, step, failedEvery int
+}
+
+var listTables = []listTable{
+	// 1,000 tasks, all of them p7's and FAILED: g = 7, 107, …, 99 907.
+	{"tasks=1000", 7, 7 + 100*999, 100, 1},
+	// 1,000,000 tasks, 10,000 per project, one in ten FAILED: p7 has 1,000 FAILED of 10,000.
+	{"tasks=1000000", 1, 1_000_000, 1, 10},
+}
+
+// listFailedProject and listFailedCount are the project every benchmark lists and the number
+// of its failed tasks, the same in both tables.
+const (
+	listFailedProject = "p7"
+	listFailedCount   = 1000
+	listDeepOffset    = 990
+)
+
+// seedListTable fills the tasks table of db and analyses it, once per table size.
+func seedListTable(b *testing.B, db *DB, seed string, tb listTable) {
 	ctx := context.Background()
-	if _, err := db.write.ExecContext(ctx, seed, n); err != nil {
+	start := time.Now()
+	if _, err := db.write.ExecContext(ctx, seed, tb.start, tb.stop, tb.step, tb.failedEvery); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := db.write.ExecContext(ctx, "ANALYZE"); err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	for b.Loop() {
-		tasks, total, err := db.ListTasks(ctx, "p7", kps.FailedPhases, kps.Page{Limit: 1000})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if total != n/1000 || len(tasks) != min(total, 1000) {
-			b.Fatalf("%d tasks of %d", len(tasks), total)
-		}
+	var n int
+	if err := db.write.QueryRowContext(ctx, "SELECT COUNT(*) FROM tasks").Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: %d rows seeded in %s", tb.name, n, time.Since(start).Round(time.Millisecond))
+}
+
+// benchmarkListFailed runs the same request at offset 0 and at a deep offset.
+func benchmarkListFailed(b *testing.B, db *DB) {
+	for _, offset := range []int{0, listDeepOffset} {
+		b.Run(fmt.Sprintf("offset=%d", offset), func(b *testing.B) {
+			ctx := context.Background()
+			for b.Loop() {
+				tasks, total, err := db.ListTasks(ctx, listFailedProject, kps.FailedPhases,
+					kps.Page{Limit: 1000, Offset: offset})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if total != listFailedCount || len(tasks) != listFailedCount-offset {
+					b.Fatalf("%d tasks of %d", len(tasks), total)
+				}
+			}
+		})
 	}
 }
 
-var listSizes = []int{1_000, 1_000_000}
-
 func BenchmarkListFailedTasksSQLite(b *testing.B) {
-	for _, n := range listSizes {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
+	for _, tb := range listTables {
+		b.Run(tb.name, func(b *testing.B) {
 			db, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "kps.db"), Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			benchmarkListFailed(b, db, seedTasksSQLite, n)
+			seedListTable(b, db, seedTasksSQLite, tb)
+			benchmarkListFailed(b, db)
 		})
 	}
 }
 
 func BenchmarkListFailedTasksPostgres(b *testing.B) {
-	for _, n := range listSizes {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
+	for _, tb := range listTables {
+		b.Run(tb.name, func(b *testing.B) {
 			db := openPostgresTest(b, pgtest.Schema(b), nil)
-			benchmarkListFailed(b, db, seedTasksPostgres, n)
+			seedListTable(b, db, seedTasksPostgres, tb)
+			benchmarkListFailed(b, db)
 		})
 	}
 }

@@ -26,8 +26,8 @@ var postgresMigrations embed.FS
 const postgresClaimTask = `
 UPDATE tasks
 SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
-WHERE seq = (SELECT seq FROM tasks WHERE phase = 'READY' ORDER BY created, seq LIMIT 1
-             FOR UPDATE SKIP LOCKED)
+WHERE seq = (SELECT seq FROM tasks WHERE phase = 'READY' AND ` + claimable + `
+             ORDER BY created, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
   AND phase = 'READY'
 RETURNING ` + taskColumns
 
@@ -59,6 +59,7 @@ var postgresLocks = map[lock]string{
 	lockKeyPairQuota: postgresAdvisoryLock + `'keypairs:' || CAST(? AS TEXT), 0))`,
 	lockTaskQueue:    postgresAdvisoryLock + `'task-queue', 0))`,
 	lockUser:         `SELECT 1 FROM users WHERE id = ? FOR UPDATE`,
+	lockLockout:      `SELECT 1 FROM lockouts WHERE lock_key = ? FOR UPDATE`,
 }
 
 func postgresEngine() *engine {

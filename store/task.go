@@ -16,21 +16,25 @@ import (
 
 const (
 	taskColumns = `id, project_id, operation, phase, server_id, server_name, keypair_name, public_key, port,
-    disable_password, caller_auth, created, updated, error_code, error_msg, lease_owner,
+    disable_password, caller_auth, holder, created, updated, error_code, error_msg, lease_owner,
     lease_expires, attempt`
 
 	selectTaskIDExists = `SELECT 1 FROM tasks WHERE id = ?`
 	countReadyTasks    = `SELECT COUNT(*) FROM tasks WHERE phase = 'READY'`
 	insertTask         = `INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name,
-    keypair_name, public_key, port, disable_password, caller_auth, created, updated)
-VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+    keypair_name, public_key, port, disable_password, caller_auth, holder, created, updated)
+VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	selectTask = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND id = ?`
-	// §4.1 order; the total rides along on every row. %s: the phase placeholders.
-	listTasks = `SELECT ` + taskColumns + `, COUNT(*) OVER () FROM tasks
-WHERE project_id = ? AND phase IN (%s)
-ORDER BY created DESC, id
-LIMIT ? OFFSET ?`
+	// §4.1 order. The page's rows are chosen from the index tasks_by_project_phase alone
+	// (a covering scan: it holds the sort keys and seq, which SQLite keeps as the rowid and
+	// PostgreSQL INCLUDEs), and only the rows on the page are read from the table: skipping an
+	// offset or counting the total reads no task row. %s: the phase placeholders.
+	// docs/query-plans.md has the plans.
+	listTasks = `SELECT ` + taskColumns + ` FROM tasks
+WHERE seq IN (SELECT seq FROM tasks WHERE project_id = ? AND phase IN (%s)
+              ORDER BY created DESC, id LIMIT ? OFFSET ?)
+ORDER BY created DESC, id`
 	countTasks = `SELECT COUNT(*) FROM tasks WHERE project_id = ? AND phase IN (%s)`
 
 	deleteFailedTask  = `DELETE FROM tasks WHERE project_id = ? AND id = ? AND phase = 'FAILED'`
@@ -48,6 +52,13 @@ WHERE phase = 'RUNNING' AND lease_expires < ?`
 	failRunningTasks = `UPDATE tasks SET phase = 'FAILED', error_code = ?, error_msg = ?, updated = ?
 WHERE phase = 'RUNNING'`
 	purgeSucceededTasks = `DELETE FROM tasks WHERE phase = 'SUCCESS' AND created < ?`
+
+	// claimable is the claim rule every engine's claim statement applies to a READY task
+	// (args: owner, now): a task without the caller's credential is anyone's; one with it is
+	// its holder's, or anyone's once the holder has no fresh heartbeat (it died, and the
+	// credential with it).
+	claimable = `(NOT caller_auth OR holder = ?
+      OR NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = tasks.holder AND r.expires >= ?))`
 
 	upsertBinding = `INSERT INTO bindings (project_id, server_id, keypair_name, public_key,
     password_disabled, updated)
@@ -161,6 +172,9 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 	default:
 		return nil, fmt.Errorf("submit task: unknown operation %q", s.Operation)
 	}
+	if s.CallerAuth {
+		t.Holder = s.Holder
+	}
 	t.ServerName = srv.Name
 	if t.ServerName == "" {
 		t.ServerName = srv.ID
@@ -212,7 +226,7 @@ func errNoCredential(serverID string) error {
 // with row-level concurrency); that violation is the busy server of §3.1.
 func insertReadyTask(ctx context.Context, tx *txn, t *kps.Task) error {
 	_, err := tx.exec(ctx, insertTask, t.ID, t.ProjectID, string(t.Operation), t.ServerID, t.ServerName,
-		t.KeyPairName, t.PublicKey, t.Port, t.DisablePassword, t.CallerAuth, millis(t.Created), millis(t.Updated))
+		t.KeyPairName, t.PublicKey, t.Port, t.DisablePassword, t.CallerAuth, t.Holder, millis(t.Created), millis(t.Updated))
 	if tx.eng.isUniqueViolation(err) {
 		return errServerBusy(t.ServerID)
 	}
@@ -226,7 +240,7 @@ func scanTask(row scanner, extra ...any) (*kps.Task, error) {
 		created, updated, leaseExpires int64
 	)
 	dest := append([]any{&t.ID, &t.ProjectID, &op, &phase, &t.ServerID, &t.ServerName, &t.KeyPairName,
-		&t.PublicKey, &t.Port, &t.DisablePassword, &t.CallerAuth, &created, &updated, &t.ErrorCode, &t.ErrorMsg,
+		&t.PublicKey, &t.Port, &t.DisablePassword, &t.CallerAuth, &t.Holder, &created, &updated, &t.ErrorCode, &t.ErrorMsg,
 		&t.LeaseOwner, &leaseExpires, &t.Attempt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
@@ -263,14 +277,22 @@ func (db *DB) ListTasks(ctx context.Context, projectID string, phases []kps.Phas
 		return nil, 0, err
 	}
 	defer tx.Rollback()
+	// One snapshot for the total and the page.
+	var total int
+	if err := tx.queryRow(ctx, fmt.Sprintf(countTasks, in), args...).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	tasks := []kps.Task{}
+	if p.Offset >= total {
+		return tasks, total, nil
+	}
 	rows, err := tx.query(ctx, fmt.Sprintf(listTasks, in), append(args, p.Limit, p.Offset)...)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer rows.Close()
-	tasks, total := []kps.Task{}, 0
 	for rows.Next() {
-		t, err := scanTask(rows, &total)
+		t, err := scanTask(rows)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -278,12 +300,6 @@ func (db *DB) ListTasks(ctx context.Context, projectID string, phases []kps.Phas
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, err
-	}
-	if len(tasks) == 0 {
-		// Past the end the window yields no row to carry the total.
-		if err := tx.queryRow(ctx, fmt.Sprintf(countTasks, in), args...).Scan(&total); err != nil {
-			return nil, 0, err
-		}
 	}
 	return tasks, total, nil
 }
@@ -342,9 +358,12 @@ func findBinding(ctx context.Context, tx *txn, projectID, serverID string) (*kps
 	return &b, nil
 }
 
-// ClaimTask moves the oldest READY task (creation time, then insertion order) to RUNNING under
-// a lease held by owner until now+lease, incrementing its attempt; nil when none is READY. One
-// guarded statement in one write transaction: concurrent claimers never get the same task.
+// ClaimTask moves the oldest READY task (creation time, then insertion order) that owner may
+// claim to RUNNING under a lease held by owner until now+lease, incrementing its attempt; nil
+// when there is none. owner is the claiming replica's ID: a task needing the caller's
+// credential is skipped while another replica holds it and that replica's heartbeat is fresh
+// (HeartbeatReplica); once the holder is gone, anyone claims it (and fails it with KPS.6609).
+// One guarded statement in one write transaction: concurrent claimers never get the same task.
 func (db *DB) ClaimTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error) {
 	if err := transition(kps.PhaseReady, kps.PhaseRunning); err != nil {
 		return nil, err
@@ -354,7 +373,8 @@ func (db *DB) ClaimTask(ctx context.Context, owner string, lease time.Duration) 
 		return nil, err
 	}
 	defer tx.Rollback()
-	t, err := scanTask(tx.queryRow(ctx, tx.eng.claimTask, owner, millis(tx.now.Add(lease)), millis(tx.now)))
+	t, err := scanTask(tx.queryRow(ctx, tx.eng.claimTask, owner, millis(tx.now.Add(lease)), millis(tx.now),
+		owner, millis(tx.now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"KeyPairs", keyPairTests},
 		{"Tasks", taskTests},
 		{"Hosting", hostingTests},
+		{"Replicas", replicaTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
