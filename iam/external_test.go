@@ -198,10 +198,10 @@ func TestExternalIdentityServiceFaults(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 	}{
-		{"500", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }},
-		{"502", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad gateway", 502) }},
-		{"503", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) }},
-		{"403", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "policy", 403) }},
+		{"500", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) }},
+		{"502", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad gateway", http.StatusBadGateway) }},
+		{"503", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) }},
+		{"403", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "policy", http.StatusForbidden) }},
 		{"redirect", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://elsewhere.invalid/v3/auth/tokens", http.StatusFound)
 		}},

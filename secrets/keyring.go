@@ -295,10 +295,14 @@ func AddVersion(dataDir string) (uint32, error) {
 		return 0, err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
-		if _, err = tmp.WriteString(text); err == nil {
-			err = tmp.Sync()
-		}
+	// One err for the whole sequence: the first failure of chmod, write or sync is the one
+	// returned.
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.WriteString(text)
+	}
+	if err == nil {
+		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr

@@ -62,7 +62,7 @@ func admin(ctx context.Context, args []string, con console) error {
 		return nil
 	}
 	if len(rest) < 2 {
-		return usageError{errors.New(adminUsage)}
+		return usageError{errors.New(strings.TrimRight(adminUsage, "\n"))}
 	}
 	password := con.getenv("KPS_PASSWORD")
 	if *pwFile != "" {
