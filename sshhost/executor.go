@@ -2,9 +2,11 @@
 // login user's ~/.ssh/authorized_keys and turns password login off and on again. It
 // implements kps.HostExecutor.
 //
-// One task is one SSH connection and at most three sessions: one reads the state, one writes
-// authorized_keys (only when its content changes), one changes the daemon configuration
-// (only when the job asks for it).
+// One task is one SSH connection and at most four sessions: one reads the state, two write
+// authorized_keys (only when its content changes: stage the new file, then rename it into
+// place), one changes the daemon configuration (only when the job asks for it). When the
+// connection is lost while authorized_keys is being written, a second connection settles
+// what the host holds (see writeAuthorizedKeys).
 package sshhost
 
 import (
@@ -55,6 +57,7 @@ func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult
 	t.log = t.log.With("task_id", job.TaskID, "operation", string(job.Operation), "host", t.where, "user", job.User)
 	start := time.Now()
 	res, err := t.execute(ctx, e.connectTimeout())
+	t.close()
 	if err != nil {
 		t.log.Warn("host task failed", "code", kps.ErrorCode(err), "error", err, "sessions", t.sessions, "duration", time.Since(start))
 		return kps.HostResult{}, err
@@ -82,6 +85,9 @@ type task struct {
 	job      kps.HostJob
 	where    string // host:port
 	log      *slog.Logger
+	timeout  time.Duration // connect and handshake
+	auth     []ssh.AuthMethod
+	closers  []func() // of every connection made, in order
 	client   *ssh.Client
 	local    net.Addr // our end of the connection, as the host sees it (for sshd -T -C)
 	sessions int
@@ -113,16 +119,14 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 	if _, err := editAuthorizedKeys(nil, install, job.RemoveKeys); err != nil {
 		return kps.HostResult{}, fmt.Errorf("sshhost: %w", err)
 	}
-	auth, err := t.authMethods()
-	if err != nil {
+	var err error
+	if t.auth, err = t.authMethods(); err != nil {
 		return kps.HostResult{}, err
 	}
-
-	stop, err := t.dial(ctx, timeout, auth)
-	if err != nil {
+	t.timeout = timeout
+	if err := t.dial(ctx); err != nil {
 		return kps.HostResult{}, err
 	}
-	defer stop()
 
 	changeConfig := job.DisablePassword || job.RestorePassword
 	var st *hostState
@@ -262,23 +266,35 @@ func (t *task) authMethods() ([]ssh.AuthMethod, error) {
 // errHostKeyMismatch ends a handshake whose host key is not pinned.
 var errHostKeyMismatch = errors.New("host key mismatch")
 
-// dial connects, checks the host key and authenticates. The returned stop closes the
-// connection; it is also closed as soon as ctx ends, which ends any session in progress.
-func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthMethod) (stop func(), err error) {
+// close closes every connection the task made.
+func (t *task) close() {
+	for _, c := range t.closers {
+		c()
+	}
+	t.closers = nil
+}
+
+// dial connects, checks the host key and authenticates, and makes the connection the task's
+// client. The connection is closed by close, and as soon as ctx ends, which ends any session
+// in progress. A host key accepted on first use is required from then on: a second
+// connection of the same task checks it as strictly as a pinned one.
+func (t *task) dial(ctx context.Context) (err error) {
+	timeout := t.timeout
 	deadline := time.Now().Add(timeout)
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, "tcp", t.where)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, t.ctxError(ctx, "connecting")
+			return t.ctxError(ctx, "connecting")
 		}
-		return nil, t.dialError(err)
+		return t.dialError(err)
 	}
 	closeOnDone := context.AfterFunc(ctx, func() { conn.Close() })
-	stop = func() {
+	var client *ssh.Client
+	stop := func() {
 		closeOnDone()
-		if t.client != nil {
-			t.client.Close()
+		if client != nil {
+			client.Close()
 		}
 		conn.Close()
 	}
@@ -292,7 +308,7 @@ func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthM
 	pins, algorithms := t.pins()
 	cfg := &ssh.ClientConfig{
 		User:              t.job.User,
-		Auth:              auth,
+		Auth:              t.auth,
 		HostKeyAlgorithms: algorithms,
 		ClientVersion:     "SSH-2.0-OpenKPS",
 		// Runs during key exchange, before any credential is sent (§6.1 step 3).
@@ -327,33 +343,38 @@ func (t *task) dial(ctx context.Context, timeout time.Duration, auth []ssh.AuthM
 		stop()
 		switch {
 		case mismatch != "":
-			return nil, kps.Errorf(kps.TaskHostKeyMismatch, "Verifying the host key of %s before logging in as '%s' failed: the host presented %s, which is not a pinned host key.", t.where, t.job.User, mismatch)
+			return kps.Errorf(kps.TaskHostKeyMismatch, "Verifying the host key of %s before logging in as '%s' failed: the host presented %s, which is not a pinned host key.", t.where, t.job.User, mismatch)
 		case pinErr != nil:
 			var ke *kps.Error
 			if errors.As(pinErr, &ke) {
-				return nil, ke
+				return ke
 			}
-			return nil, fmt.Errorf("sshhost: recording the host key of %s: %w", t.where, pinErr)
+			return fmt.Errorf("sshhost: recording the host key of %s: %w", t.where, pinErr)
 		case ctx.Err() != nil:
-			return nil, t.ctxError(ctx, "the SSH handshake")
+			return t.ctxError(ctx, "the SSH handshake")
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, t.fail(kps.TaskTimeout, stepConnect, fmt.Sprintf("the SSH handshake did not complete within %s", timeout))
+			return t.fail(kps.TaskTimeout, stepConnect, fmt.Sprintf("the SSH handshake did not complete within %s", timeout))
 		case hostKeySeen == "":
-			return nil, t.fail(kps.TaskUnreachable, stepConnect, connReason(err)+" before the SSH handshake completed")
+			return t.fail(kps.TaskUnreachable, stepConnect, connReason(err)+" before the SSH handshake completed")
 		case t.promptRefused != "":
-			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: %s.", t.job.User, t.where, t.promptRefused)
+			return kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: %s.", t.job.User, t.where, t.promptRefused)
 		case isAuthFailure(err):
-			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed.", t.job.User, t.where)
+			return kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed.", t.job.User, t.where)
 		default:
 			// The host key was accepted, so the connection ended during authentication.
-			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: the connection closed during authentication.", t.job.User, t.where)
+			return kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: the connection closed during authentication.", t.job.User, t.where)
 		}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	t.client = ssh.NewClient(c, chans, reqs)
+	client = ssh.NewClient(c, chans, reqs)
+	t.closers = append(t.closers, stop)
+	t.client = client
 	t.local = conn.LocalAddr()
+	if len(t.job.HostKeys) == 0 {
+		t.job.HostKeys = []string{hostKeySeen}
+	}
 	t.log.Debug("connected", "host_key", hostKeySeen)
-	return stop, nil
+	return nil
 }
 
 // pins parses the pinned host keys and chooses the host key algorithms to ask for: those of
@@ -487,6 +508,7 @@ var reasons = map[string]string{
 	"sshd-config-symlink":        "the sshd configuration file is a symbolic link",
 	"sshd-config-missing":        "the sshd configuration file does not exist",
 	"sshd-config-unreadable":     "the sshd configuration file cannot be read",
+	"staged-missing":             "the staged temporary file is gone",
 	"target-symlink":             "the file to write is a symbolic link",
 	"changed":                    "the sshd configuration changed while it was being edited",
 	"write":                      "the configuration file cannot be written; the change was rolled back",
@@ -504,9 +526,9 @@ func (t *task) run(ctx context.Context, step, script string, args []string, stdi
 	sess, err := t.client.NewSession()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])
+			return nil, &lostError{t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])}
 		}
-		return nil, t.fail(kps.TaskRemoteFailed, step, "an SSH session cannot be opened")
+		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "an SSH session cannot be opened")}
 	}
 	defer sess.Close()
 	t.sessions++
@@ -522,7 +544,7 @@ func (t *task) run(ctx context.Context, step, script string, args []string, stdi
 	start := time.Now()
 	err = sess.Run(cmd)
 	if ctx.Err() != nil {
-		return nil, t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])
+		return nil, &lostError{t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])}
 	}
 	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", stdout.Len())
 	if stdout.overflow {
@@ -533,7 +555,7 @@ func (t *task) run(ctx context.Context, step, script string, args []string, stdi
 	}
 	var exit *ssh.ExitError
 	if !errors.As(err, &exit) {
-		return nil, t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")
+		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")}
 	}
 	if exit.ExitStatus() == 3 {
 		if code, reason, ok := failure(stdout.Bytes()); ok {
@@ -547,8 +569,17 @@ func (t *task) run(ctx context.Context, step, script string, args []string, stdi
 		}
 	}
 	t.log.Warn("remote step failed", "step", step, "exit_status", exit.ExitStatus(), "stderr", tail(stderr.String(), 1024))
-	return nil, t.fail(kps.TaskRemoteFailed, step, fmt.Sprintf("a remote command exited with status %d", exit.ExitStatus()))
+	// The script did not say what it had done (killed, or an unforeseen failure).
+	return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, fmt.Sprintf("a remote command exited with status %d", exit.ExitStatus()))}
 }
+
+// lostError is the failure of a session whose script may or may not have done its work: the
+// connection or the task's context ended before an exit status arrived, or the script ended
+// without saying why. err is the failure to report when that cannot be settled.
+type lostError struct{ err error }
+
+func (e *lostError) Error() string { return e.err.Error() }
+func (e *lostError) Unwrap() error { return e.err }
 
 // failure finds the "kps-fail <code> <reason>" line a script prints before exiting with 3.
 func failure(out []byte) (code, reason string, ok bool) {
@@ -630,14 +661,82 @@ func (t *task) passwordStep() string {
 	return stepDisable
 }
 
-// writeAuthorizedKeys runs the write session.
+// settleTimeout bounds the check of a write whose connection was lost after the task's
+// context ended (deadline or shutdown): connecting again and reading the file.
+const settleTimeout = 10 * time.Second
+
+// writeAuthorizedKeys replaces authorized_keys with content in two sessions: stage the new
+// file, then rename it into place. When either session's outcome is unknown (the connection
+// was lost, or the context ended, before its exit status arrived), the task connects again
+// and settles it with verifyScript: the staged file is removed, so a rename still pending
+// on the host can no longer happen, and the file then read is the outcome. It holds the new
+// content: the write succeeded. It holds the old content: the write failed, with KPS.6605.
+// No connection can be made: the outcome stays unknown and the task fails with the code of
+// the failed connection.
 func (t *task) writeAuthorizedKeys(ctx context.Context, st *hostState, content []byte) error {
 	expect := "absent"
 	if st.authorizedKeysExists {
 		expect = sha256Hex(st.authorizedKeys)
 	}
-	_, err := t.run(ctx, stepWrite, writeScript, []string{t.job.User, sha256Hex(content), expect, randomSuffix()}, content)
-	return err
+	suffix, want := randomSuffix(), sha256Hex(content)
+	_, err := t.run(ctx, stepWrite, stageScript, []string{t.job.User, want, suffix}, content)
+	if err == nil {
+		_, err = t.run(ctx, stepWrite, commitScript, []string{t.job.User, want, expect, suffix}, nil)
+	}
+	var lost *lostError
+	if !errors.As(err, &lost) {
+		return err
+	}
+	return t.settleWrite(ctx, st, content, suffix, lost.err)
+}
+
+// settleWrite finds out over a new connection what a write whose outcome is unknown did.
+func (t *task) settleWrite(ctx context.Context, st *hostState, content []byte, suffix string, cause error) error {
+	t.log.Warn("the outcome of writing authorized_keys is unknown; connecting again to check the file", "code", kps.ErrorCode(cause), "error", cause)
+	sctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+	}
+	unknown := func(err error) error {
+		return kps.Errorf(kps.ErrorCode(err), "%s as '%s' on %s failed: the connection was lost during the write, and checking the file over a new connection failed (%s); authorized_keys holds either the old or the new content, never a mix.",
+			stepWrite, t.job.User, t.where, strings.TrimSuffix(kps.ErrorMessage(err), "."))
+	}
+	if err := t.dial(sctx); err != nil {
+		return unknown(err)
+	}
+	out, err := t.run(sctx, stepWrite, verifyScript, []string{t.job.User, suffix}, nil)
+	if err != nil {
+		return unknown(err)
+	}
+	sections, fields, err := parseOutput(out)
+	if err != nil {
+		return unknown(t.fail(kps.TaskRemoteFailed, stepWrite, "the host's answer cannot be parsed"))
+	}
+	got, exists := sections["authorized_keys"]
+	switch {
+	case exists && bytes.Equal(got, content):
+		t.log.Info("checked over a new connection: authorized_keys holds the new content")
+		if !strings.HasPrefix(fields["mode"], "-rw-------") {
+			return t.fail(kps.TaskWriteFailed, stepWrite, reasons["file-mode"])
+		}
+		if fields["owner"] != fields["uid"] {
+			return t.fail(kps.TaskWriteFailed, stepWrite, reasons["file-owner"])
+		}
+		if ctx.Err() != nil && (t.job.DisablePassword || t.job.RestorePassword) {
+			return cause // the key is in place; the daemon configuration was not reached
+		}
+		return nil
+	case exists == st.authorizedKeysExists && bytes.Equal(got, st.authorizedKeys):
+		t.log.Info("checked over a new connection: authorized_keys is unchanged")
+		if ctx.Err() != nil {
+			return cause // the deadline or the shutdown is what ended the task
+		}
+		return t.fail(kps.TaskWriteFailed, stepWrite, "the connection was lost during the write; checked over a new connection, the file is unchanged")
+	default:
+		return t.fail(kps.TaskWriteFailed, stepWrite, "the connection was lost during the write, and the file changed meanwhile (edited by someone else?)")
+	}
 }
 
 // disablePassword runs the configuration session of §6.5.

@@ -18,15 +18,27 @@ import (
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
-// cutProxy relays TCP connections to a target and cuts each one after limit bytes have passed
-// (both directions counted); a negative limit never cuts. Odd limits reset the connection,
-// even ones close it cleanly, so both kinds of loss are exercised.
+// cutProxy relays TCP connections to a target. The next connection is cut after limit bytes
+// have passed (both directions counted); a negative limit never cuts, and the limit applies
+// to one connection only (a passing fault), unless down is set: then every connection after
+// the cut one is closed at once (the host stays unreachable). Odd limits reset the
+// connection, even ones close it cleanly, so both kinds of loss are exercised.
 type cutProxy struct {
 	ln     net.Listener
 	target string
 	limit  atomic.Int64
+	down   atomic.Bool
+	cut    atomic.Bool  // a connection was cut since limit was set
 	last   atomic.Int64 // bytes relayed by the last connection that ended
+	conns  atomic.Int64 // connections accepted
 	wg     sync.WaitGroup
+}
+
+// arm makes the next connection be cut after n bytes.
+func (p *cutProxy) arm(n int64, down bool) {
+	p.cut.Store(false)
+	p.down.Store(down)
+	p.limit.Store(n)
 }
 
 func startCutProxy(t *testing.T, target string) *cutProxy {
@@ -62,7 +74,13 @@ func startCutProxy(t *testing.T, target string) *cutProxy {
 func (p *cutProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 
 func (p *cutProxy) relay(down *net.TCPConn) {
-	limit := p.limit.Load()
+	p.conns.Add(1)
+	if p.down.Load() && p.cut.Load() {
+		down.SetLinger(0)
+		down.Close()
+		return
+	}
+	limit := p.limit.Swap(-1)
 	upc, err := net.Dial("tcp", p.target)
 	if err != nil {
 		down.Close()
@@ -91,6 +109,7 @@ func (p *cutProxy) relay(down *net.TCPConn) {
 				if limit >= 0 {
 					after := total.Add(int64(n))
 					if after > limit {
+						p.cut.Store(true)
 						if allowed := int64(n) - (after - limit); allowed > 0 {
 							dst.Write(buf[:allowed])
 						}
@@ -147,10 +166,13 @@ func quiesce(t *testing.T, h *sshdtest.Host) {
 }
 
 // TestNetworkFaultsMidTask cuts the SSH connection of a REPLACE job after N bytes, for N
-// spread over the whole conversation (handshake, authentication, the read session, the write
-// session and the exit status). After every cut authorized_keys is exactly the old or exactly
-// the new content, with mode 0600 and the user as owner, no temporary file is left behind, and
-// the job either succeeded (then the file is new) or failed with a task outcome code.
+// spread over the whole conversation (handshake, authentication, the read session, the two
+// write sessions and the exit status). After every cut authorized_keys is exactly the old or
+// exactly the new content, with mode 0600 and the user as owner, no temporary file is left
+// behind, and the job succeeded exactly when the file holds the new content; otherwise it
+// failed with a task outcome code and a message. A cut during the write is settled over a
+// second connection (the proxy lets it through); for a few N in the write the host then
+// stays unreachable, and the job fails saying the outcome is unknown.
 func TestNetworkFaultsMidTask(t *testing.T) {
 	h, e, job, _ := setup(t, sshdtest.Options{})
 	oldKey, newKey, other := newKey(t, "old@kps"), newKey(t, "new@kps"), newKey(t, "unrelated")
@@ -179,29 +201,49 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 		t.Fatalf("a whole job relayed only %d bytes", full)
 	}
 
-	// N from 0 through the version exchange, 32 points spread over the whole conversation, 32
-	// more over its last 40% (the read and write sessions and the exit status), and one past
-	// the end (no cut at all).
-	var limits []int64
-	for n := int64(0); n <= 64; n += 16 {
-		limits = append(limits, n)
+	// N from 0 through the version exchange, points spread over the whole conversation, more
+	// over its last 40% (the read and write sessions and the exit status) and its last 400
+	// bytes (the commit's answer, where the rename is done but not yet confirmed), and one
+	// past the end (no cut at all); then a few in the write with the host unreachable after.
+	// Each cut costs about a second (a real sshd login and its clean-up): the default run
+	// takes 25 points, KPS_FAULT_CUTS=all about a hundred.
+	spread, write, end, down := int64(6), int64(8), int64(6), int64(2)
+	if os.Getenv("KPS_FAULT_CUTS") == "all" {
+		spread, write, end, down = 24, 32, 24, 6
 	}
-	for i := int64(1); i <= 32; i++ {
-		limits = append(limits, 64+(full-64)*i/32-int64(i%3))
+	type fault struct {
+		n    int64
+		down bool
 	}
-	for i := int64(0); i < 32; i++ {
-		limits = append(limits, full*6/10+full*4/10*i/32+int64(i%5))
+	var faults []fault
+	for n := int64(0); n <= 64; n += 32 {
+		faults = append(faults, fault{n: n})
 	}
-	limits = append(limits, full+1000)
+	for i := int64(1); i <= spread; i++ {
+		faults = append(faults, fault{n: 64 + (full-64)*i/spread - i%3})
+	}
+	for i := int64(0); i < write; i++ {
+		faults = append(faults, fault{n: full*6/10 + full*4/10*i/write + i%5})
+	}
+	for i := int64(1); i <= end; i++ {
+		faults = append(faults, fault{n: full - 400*i/end})
+	}
+	faults = append(faults, fault{n: full + 1000})
+	for i := int64(0); i < down; i++ {
+		faults = append(faults, fault{n: full*75/100 + full*25/100*i/down, down: true})
+	}
 
 	codes := map[string]int{}
-	for _, n := range limits {
+	for _, f := range faults {
+		n := f.n
 		h.WriteAuthorizedKeys(t, old)
-		proxy.limit.Store(n)
+		proxy.arm(n, f.down)
+		before := proxy.conns.Load()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		_, err := e.Execute(ctx, job)
 		cancel()
 		quiesce(t, h)
+		reconnected := proxy.conns.Load()-before > 1
 
 		got, exists := h.AuthorizedKeys(t)
 		switch {
@@ -211,14 +253,20 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 			t.Errorf("cut at %d: authorized_keys is neither old nor new:\n%s", n, got)
 		case err == nil && got != want:
 			t.Errorf("cut at %d: the job succeeded but the file is the old one", n)
+		case err != nil && got == want && !f.down:
+			t.Errorf("cut at %d: the new content is in place but the job failed: %v", n, err)
 		}
 		if fi, serr := os.Stat(h.AuthorizedKeysPath()); serr == nil {
 			if fi.Mode().Perm() != 0o600 {
 				t.Errorf("cut at %d: mode %v", n, fi.Mode())
 			}
 		}
-		if left, _ := filepath.Glob(filepath.Join(h.Home, ".ssh", ".authorized_keys.kps-*")); len(left) > 0 {
+		if left, _ := filepath.Glob(filepath.Join(h.Home, ".ssh", ".authorized_keys.kps-*")); len(left) > 0 && !f.down {
 			t.Errorf("cut at %d: temporary files left behind: %v", n, left)
+		} else if len(left) > 0 {
+			for _, l := range left {
+				os.Remove(l) // the host stayed unreachable: nobody could clean up
+			}
 		}
 		outcome := "success"
 		if err != nil {
@@ -226,11 +274,20 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 			if !strings.HasPrefix(outcome, "KPS.66") || kps.ErrorMessage(err) == "" {
 				t.Errorf("cut at %d: error %v (code %s) is not a task outcome", n, err, outcome)
 			}
+			if f.down && reconnected && !strings.Contains(kps.ErrorMessage(err), "either the old or the new content") {
+				t.Errorf("cut at %d with the host down: the message %q does not say the outcome is unknown", n, kps.ErrorMessage(err))
+			}
 		}
 		if got == want {
 			outcome += "/new"
 		} else {
 			outcome += "/old"
+		}
+		if reconnected {
+			outcome += "/settled"
+			if f.down {
+				outcome = strings.Replace(outcome, "settled", "unreachable", 1)
+			}
 		}
 		codes[outcome]++
 	}
@@ -239,11 +296,11 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 		summary = append(summary, fmt.Sprintf("%s×%d", k, v))
 	}
 	sort.Strings(summary)
-	t.Logf("%d cuts over a %d-byte conversation: %s", len(limits), full, strings.Join(summary, " "))
+	t.Logf("%d cuts over a %d-byte conversation: %s", len(faults), full, strings.Join(summary, " "))
 	if codes["success/new"] == 0 {
 		t.Error("no run succeeded, not even the one past the end")
 	}
-	if codes["success/old"] > 0 {
-		t.Error("a job succeeded without writing")
+	if codes["success/new/settled"] == 0 || codes["KPS.6605/old/settled"] == 0 {
+		t.Error("no cut during the write was settled both ways (new content: success; old: KPS.6605)")
 	}
 }

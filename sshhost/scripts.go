@@ -31,7 +31,7 @@ else
 	ent=$(awk -F: -v u="$user" '$1 == u { print; exit }' /etc/passwd)
 fi
 [ -n "$ent" ] || fail 6608 no-user
-# shellcheck disable=SC2034 # gid is used by the write script
+# shellcheck disable=SC2034 # gid is used by the stage script
 IFS=: read -r _ _ uid gid _ home _ <<EOF
 $ent
 EOF
@@ -104,10 +104,21 @@ v=$({ sshd -V 2>&1; ssh -V 2>&1; } | sed -n 's/.*\(OpenSSH_[0-9][0-9]*\.[0-9][0-
 echo "version $v"
 `
 
-// writeScript replaces authorized_keys atomically with stdin (§6.4 steps 1, 3–6). Arguments:
-// user, sha256 of the new content, sha256 of the content the edit started from ("absent"
-// when there was no file), random suffix for the temporary file.
-var writeScript = prelude + locate + `want=$2 expect=$3 tmp=''
+// Writing authorized_keys takes two sessions, so that a lost connection never leaves its
+// outcome unknown for good (§6.4 steps 1, 3–6):
+//
+//   - stageScript writes the new content to the temporary file and flushes it;
+//   - commitScript renames that file over authorized_keys and checks the result.
+//
+// Only commitScript changes authorized_keys, and only by renaming the staged file. When the
+// connection is lost during either, the executor connects again and runs verifyScript,
+// which first removes the staged file (so that a commit still under way can no longer rename
+// it) and then reads authorized_keys: what it reads is the final outcome.
+
+// stageScript writes stdin to ~/.ssh/.authorized_keys.kps-<suffix> and leaves it there for
+// commitScript; it removes the file on any failure, including a connection lost before
+// "staged" is reported. Arguments: user, sha256 of the new content, random suffix.
+var stageScript = prelude + locate + `want=$2 tmp=''
 [ "$(printf '' | digest)" != no-digest ] || fail 6610 no-digest
 cleanup() { if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi; }
 trap cleanup EXIT
@@ -120,13 +131,27 @@ if [ "$me" = 0 ] && [ "$sshowner" != "$uid" ]; then
 	chown "$uid:$gid" "$ssh" || fail 6605 ssh-dir-owner
 fi
 chmod 700 "$ssh" || fail 6605 ssh-dir-mode
-tmp=$ssh/.authorized_keys.kps-$4
+tmp=$ssh/.authorized_keys.kps-$3
 set -C
 { cat > "$tmp"; } 2>/dev/null || fail 6605 write-temp
 set +C
 chmod 600 "$tmp" || fail 6605 write-temp
 [ "$(digest < "$tmp")" = "$want" ] || fail 6605 write-incomplete
 sync -- "$tmp" 2>/dev/null || dd if="$tmp" of="$tmp" bs=65536 conv=notrunc,fsync 2>/dev/null || fail 6605 fsync
+# Nobody reads "staged" once the connection is gone: then the file is removed on exit.
+echo "staged" || exit 1
+tmp=''
+`
+
+// commitScript renames the staged file over authorized_keys unless authorized_keys changed
+// since it was read, then reads it back. Arguments: user, sha256 of the new content, sha256
+// of the content the edit started from ("absent" when there was no file), random suffix.
+var commitScript = prelude + locate + `want=$2 expect=$3 tmp=$ssh/.authorized_keys.kps-$4
+cleanup() { if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi; }
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM PIPE
+{ [ -f "$tmp" ] && [ ! -L "$tmp" ]; } || fail 6605 staged-missing
+[ "$(digest < "$tmp")" = "$want" ] || fail 6605 write-incomplete
 if [ -L "$ak" ]; then fail 6605 authorized-keys-symlink; fi
 if [ -e "$ak" ]; then cur=$(digest < "$ak"); else cur=absent; fi
 # Someone else changed the file since it was read: the caller edits it again.
@@ -144,6 +169,30 @@ $(ls -ln -- "$ak")
 EOF
 case $perms in -rw-------*) ;; *) fail 6605 file-mode ;; esac
 [ "$owner" = "$uid" ] || fail 6605 file-owner
+echo "done"
+`
+
+// verifyScript settles a write whose connection was lost: it removes the staged file, so that
+// a commit still running on the host can no longer rename it, then prints authorized_keys (as
+// readScript does) with its mode, its owner and the user's UID. Arguments: user, random suffix.
+var verifyScript = prelude + locate + `rm -f -- "$ssh/.authorized_keys.kps-$2" || fail 6605 write-temp
+if [ -e "$ak" ]; then
+	[ -r "$ak" ] || fail 6605 authorized-keys-unreadable
+	if command -v restorecon >/dev/null 2>&1; then
+		restorecon -F -- "$ssh" "$ak" >/dev/null 2>&1 || echo "warn restorecon"
+	fi
+	echo "begin authorized_keys"
+	od -An -v -tx1 < "$ak" || fail 6605 authorized-keys-unreadable
+	echo "end authorized_keys"
+	read -r perms _ owner _ <<EOF
+$(ls -ln -- "$ak")
+EOF
+	echo "mode $perms"
+	echo "owner $owner"
+	echo "uid $uid"
+else
+	echo "absent authorized_keys"
+fi
 echo "done"
 `
 
