@@ -165,6 +165,10 @@ type TaskStore interface {
 	DeleteFailedTask(ctx context.Context, projectID, id string) error
 	DeleteFailedTasks(ctx context.Context, projectID string) error
 	Binding(ctx context.Context, projectID, serverID string) (*Binding, error)
+	// UnconfirmedKeys lists the public keys that RESET/REPLACE tasks of a server ran to install
+	// since its last successful task and that ended FAILED: a task interrupted after its write
+	// (a crash, a lost lease, a deadline) may have left its key on the host, unrecorded.
+	UnconfirmedKeys(ctx context.Context, projectID, serverID string) ([]string, error)
 
 	// ClaimTask moves the oldest READY task that owner may claim to RUNNING under a lease held
 	// by owner; nil when there is none. A task needing the caller's credential is claimed only

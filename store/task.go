@@ -73,6 +73,14 @@ ON CONFLICT (project_id, server_id) DO UPDATE SET keypair_name = excluded.keypai
     k.private_key
 FROM bindings b LEFT JOIN keypairs k ON k.project_id = b.project_id AND k.name = b.keypair_name
 WHERE b.project_id = ? AND b.server_id = ?`
+	// selectUnconfirmedKeys: binds that ran (attempt > 0) and failed after the server's last
+	// success. Once SUCCESS tasks are purged, older failures count too, which only means that
+	// keys long gone are asked to be removed again.
+	selectUnconfirmedKeys = `SELECT DISTINCT public_key FROM tasks
+WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('RESET', 'REPLACE')
+    AND attempt > 0 AND seq > COALESCE((SELECT MAX(seq) FROM tasks
+        WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS'), 0)
+ORDER BY public_key`
 )
 
 // interruptedMessage is the outcome of a task whose worker vanished (§3.1).
@@ -343,6 +351,30 @@ func (db *DB) Binding(ctx context.Context, projectID, serverID string) (*kps.Bin
 	}
 	defer tx.Rollback()
 	return findBinding(ctx, tx, projectID, serverID)
+}
+
+// UnconfirmedKeys lists the keys failed binds of the server may have left on the host since
+// its last successful task.
+func (db *DB) UnconfirmedKeys(ctx context.Context, projectID, serverID string) ([]string, error) {
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.query(ctx, selectUnconfirmedKeys, projectID, serverID, projectID, serverID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
 }
 
 func findBinding(ctx context.Context, tx *txn, projectID, serverID string) (*kps.Binding, error) {

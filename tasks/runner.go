@@ -337,8 +337,16 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held 
 	default:
 		return job, nil, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the service credential was removed.", t.ServerID)
 	}
+	// A bind that failed after its write (interrupted by a crash, say) may have left its key on
+	// the host without a binding to say so; every later task removes such keys too, so that
+	// the host ends with exactly the keys its last successful task implies.
+	unconfirmed, err := r.store.UnconfirmedKeys(ctx, t.ProjectID, t.ServerID)
+	if err != nil {
+		return job, nil, err
+	}
 	switch t.Operation {
 	case kps.OpReset, kps.OpReplace:
+		job.RemoveKeys = append(job.RemoveKeys, unconfirmed...)
 		job.InstallKey = t.PublicKey
 		job.DisablePassword = t.DisablePassword
 		if binding != nil {
@@ -354,7 +362,7 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held 
 		if binding == nil {
 			return job, nil, kps.Errorf(kps.ErrServerNotBound, "Server '%s' has no bound key pair.", t.ServerID)
 		}
-		job.RemoveKeys = []string{binding.PublicKey}
+		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
 		job.RestorePassword = binding.PasswordDisabled
 	}
 	return job, binding, nil

@@ -29,6 +29,7 @@ var taskTests = map[string]func(*testing.T, *env){
 	"StaleHandlesAreFenced":            testStaleHandlesFenced,
 	"FailExpiredTasksAll":              testFailExpiredAll,
 	"BindingChangesOnlyOnSuccess":      testBindingOnlyOnSuccess,
+	"UnconfirmedKeysOfFailedBinds":     testUnconfirmedKeys,
 	"FailureWithoutCodeGetsOne":        testFailureWithoutCode,
 	"FailReadyTask":                    testFailReadyTask,
 	"GetTask":                          testGetTask,
@@ -928,4 +929,42 @@ func testConcurrentWorkload(t *testing.T, e *env) {
 	if total != servers {
 		t.Fatalf("%d servers", total)
 	}
+}
+
+// testUnconfirmedKeys: the keys of binds that ran and failed since the server's last success,
+// which a task interrupted after its write may have left on the host.
+func testUnconfirmedKeys(t *testing.T, e *env) {
+	k1 := e.keyPair(project, "kp1", kps.ScopeDomain, alice)
+	k2 := e.keyPair(project, "kp2", kps.ScopeDomain, alice)
+	k3 := e.keyPair(project, "kp3", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	e.server(project, "b", true)
+	unconfirmed := func(projectID, server string, want ...string) {
+		t.Helper()
+		got, err := e.s.UnconfirmedKeys(e.ctx, projectID, server)
+		must(t, err)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("UnconfirmedKeys(%s) = %q, want %q", server, got, want)
+		}
+	}
+	unconfirmed(project, "a")
+	interrupted := kps.TaskOutcome{ErrorCode: kps.TaskInterrupted, ErrorMsg: "x"}
+	e.run(resetOf(project, "kp1", "a"), interrupted)
+	e.run(replaceOf(project, "kp2", "a"), kps.TaskOutcome{ErrorCode: kps.TaskWriteFailed, ErrorMsg: "x"})
+	e.run(replaceOf(project, "kp2", "a"), interrupted)
+	// A task failed before it ran (attempt 0) never touched the host.
+	ready := e.submit(resetOf(project, "kp3", "a"))
+	must(t, e.s.FailReadyTask(e.ctx, ready, kps.TaskInterrupted, "x"))
+	unconfirmed(project, "a", k1.PublicKey, k2.PublicKey)
+	unconfirmed(project, "b")
+	unconfirmed(otherProject, "a")
+
+	// A success settles the host: earlier failures no longer count, later ones do.
+	e.run(resetOf(project, "kp3", "a"), kps.TaskOutcome{Success: true, PublicKey: k3.PublicKey})
+	unconfirmed(project, "a")
+	e.run(resetOf(project, "kp1", "a"), interrupted)
+	unconfirmed(project, "a", k1.PublicKey)
+	e.run(unbindOf(project, "a", false), kps.TaskOutcome{Success: true})
+	unconfirmed(project, "a")
 }
