@@ -40,6 +40,9 @@ type Options struct {
 	// (UsePAM yes, PasswordAuthentication no), as hosts that leave passwords to PAM do. By
 	// default the host runs without PAM and offers the password method.
 	KbdInteractive bool
+	// Config is appended to the generated sshd_config, e.g. a ForceCommand that records
+	// sessions. sshd keeps the first value of a keyword, so it cannot override the lines above.
+	Config string
 }
 
 // Host is a running sshd with its login user.
@@ -69,6 +72,7 @@ type Host struct {
 	reserved int           // socket holding the port for the host's lifetime, 0 when none
 	sudoers  string
 	pam      bool
+	extra    string
 }
 
 // sshdCandidates are where distributions install the daemon; sshd must be started
@@ -140,6 +144,7 @@ func New(opt Options) (_ *Host, err error) {
 		return nil, err
 	}
 	h.pam = opt.KbdInteractive
+	h.extra = opt.Config
 	if err := os.Mkdir(h.DropInDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -369,7 +374,7 @@ LogLevel VERBOSE
 LoginGraceTime 30
 MaxStartups 64:30:128
 PrintMotd no
-`, h.DropInDir, h.Port, h.Dir, h.PidFile, h.User, pam, password)
+`, h.DropInDir, h.Port, h.Dir, h.PidFile, h.User, pam, password) + h.extra
 	return os.WriteFile(h.ConfigPath, []byte(cfg), 0o644)
 }
 

@@ -1,0 +1,717 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	_ "modernc.org/sqlite"
+
+	"github.com/openkps/kps/internal/sshdtest"
+)
+
+// The crash rounds of issue 9 item 1: the built `kps serve` binary, real sshd hosts and a few
+// faulty ones, a load of bind and unbind tasks through the API, SIGKILL at a random moment,
+// restart, and the invariants checked after every round:
+//
+//   - every task accepted with 200 is in the database, and after recovery every task ends
+//     SUCCESS or FAILED with a KPS code, once: a status seen terminal never changes again;
+//     nothing stays READY or RUNNING;
+//   - on a healthy host a task only fails because it was interrupted (KPS.6609); on a faulty
+//     host it fails with the fault's code;
+//   - no host ever ran two tasks at once: each host's sshd runs every command through a
+//     ForceCommand wrapper that appends "start"/"end" with the SSH connection to a log on the
+//     host (one task is one SSH connection), and no two connections' spans may intersect;
+//   - every authorized_keys is exactly the unrelated lines it started with, byte for byte,
+//     plus the key of the last successful bind (once), or nothing after an unbind;
+//   - the server's binding is the one the last successful task implies;
+//   - the failed-task list, paged, holds every FAILED task once with its code, and its total
+//     is their number.
+//
+// The default run is short; `make chaos` sets KPS_CHAOS_ROUNDS, KPS_CHAOS_TASKS and
+// KPS_CHAOS_HOSTS for the long one.
+
+// sessionWrapper is the ForceCommand of the chaos hosts. It runs the command as sshd would and
+// records the session's span in ~/.sessions.log, keyed by the client port and the sshd process
+// that serves the connection, so that a reused port is not mistaken for the same connection.
+const sessionWrapper = `#!/bin/sh
+set -- $SSH_CONNECTION
+conn="$2/$(awk '/^PPid:/ { print $2 }' /proc/$PPID/status)"
+echo "start $conn" >> "$HOME/.sessions.log"
+/bin/sh -c "$SSH_ORIGINAL_COMMAND"
+rc=$?
+echo "end $conn" >> "$HOME/.sessions.log"
+exit $rc
+`
+
+type chaosSettings struct {
+	rounds, tasks, hosts int
+	roundMax             time.Duration // longest load phase before the kill
+	taskTimeout          time.Duration
+}
+
+func chaosFromEnv(t *testing.T) chaosSettings {
+	c := chaosSettings{rounds: 4, tasks: 400, hosts: 6, roundMax: 5 * time.Second, taskTimeout: 8 * time.Second}
+	for name, p := range map[string]*int{"KPS_CHAOS_ROUNDS": &c.rounds, "KPS_CHAOS_TASKS": &c.tasks, "KPS_CHAOS_HOSTS": &c.hosts} {
+		if v := os.Getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				t.Fatalf("%s=%q: want a positive number", name, v)
+			}
+			*p = n
+		}
+	}
+	if c.rounds > 4 || c.hosts > 6 {
+		c.roundMax, c.taskTimeout = 10*time.Second, 15*time.Second
+	}
+	return c
+}
+
+type chaosHost struct {
+	id        string
+	kind      string // "ok", "closed", "stall" or "badpw"
+	h         *sshdtest.Host
+	password  string // what the test hands the service as the login password
+	unrelated string // authorized_keys before the first task, to be kept byte for byte
+}
+
+type chaosTask struct {
+	id, server, op, keypair string
+	order                   int64 // registration order; per server it is creation order
+	final                   string
+	code                    string
+}
+
+type chaosRun struct {
+	t        *testing.T
+	cfg      chaosSettings
+	bin      string
+	dataDir  string
+	base     string
+	cmd      *exec.Cmd
+	token    string
+	project  string
+	client   *http.Client
+	hosts    []*chaosHost
+	keypairs map[string]string // name → public key
+
+	mu      sync.Mutex
+	tasks   map[string]*chaosTask
+	order   atomic.Int64
+	quota   atomic.Int64
+	refused map[string]int // KPS code → count of refused submissions
+	// figures for the report
+	kills, adopted, restarts int
+}
+
+func TestChaosCrashRounds(t *testing.T) {
+	cfg := chaosFromEnv(t)
+	if testing.Short() && os.Getenv("KPS_CHAOS_ROUNDS") == "" {
+		t.Skip("crash rounds skipped in -short")
+	}
+	t.Parallel()
+	c := &chaosRun{t: t, cfg: cfg, dataDir: t.TempDir(), tasks: map[string]*chaosTask{},
+		keypairs: map[string]string{}, refused: map[string]int{},
+		client: &http.Client{Timeout: 20 * time.Second}}
+	c.bin = filepath.Join(t.TempDir(), "kps")
+	if out, err := exec.Command("go", "build", "-o", c.bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// The hosts' users must reach the wrapper: t.TempDir's parents are private.
+	dir, err := os.MkdirTemp("", "kps-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	wrapper := filepath.Join(dir, "session-wrapper")
+	if err := os.WriteFile(wrapper, []byte(sessionWrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.start()
+
+	// The service logs in to half of the healthy hosts with a key of its own (service
+	// credential of type keypair), to the others with the password.
+	svcPub, svcPriv := chaosServiceKey(t)
+	var hostsWG sync.WaitGroup
+	hs := make([]*sshdtest.Host, cfg.hosts+1)
+	for i := range hs {
+		hostsWG.Go(func() { hs[i] = sshdtest.Start(t, sshdtest.Options{Config: "ForceCommand " + wrapper + "\n"}) })
+	}
+	hostsWG.Wait()
+	for i, h := range hs[:cfg.hosts] {
+		ch := &chaosHost{id: fmt.Sprintf("h%02d", i), kind: "ok", h: h, password: h.Password}
+		ch.unrelated = "# keys managed by hand\n" +
+			"no-port-forwarding,no-X11-forwarding " + svcPub + " kps-service@chaos\n" +
+			"\n" + "this line is not a key, and stays\n" +
+			"command=\"/bin/true\" " + ed25519Line(t, "other@chaos") + "\n"
+		h.WriteAuthorizedKeys(t, ch.unrelated)
+		cred := map[string]any{"type": "password", "key": h.Password}
+		if i%2 == 1 {
+			cred = map[string]any{"type": "keypair", "key": svcPriv}
+		}
+		c.addServer(ch, map[string]any{"address": h.Address, "port": h.Port, "user": h.User, "credential": cred})
+	}
+	// Faulty hosts: nobody listens, a listener that never speaks, a real sshd that refuses the
+	// password the service has.
+	bad := hs[cfg.hosts]
+	c.addServer(&chaosHost{id: "closed", kind: "closed", password: "x"}, map[string]any{"address": "127.0.0.1", "port": closedPort(t), "credential": map[string]any{"type": "password", "key": "x"}})
+	c.addServer(&chaosHost{id: "stall", kind: "stall", password: "x"}, map[string]any{"address": "127.0.0.1", "port": silentListener(t), "credential": map[string]any{"type": "password", "key": "x"}})
+	c.addServer(&chaosHost{id: "badpw", kind: "badpw", h: bad, password: "wrong-" + bad.Password}, map[string]any{"address": bad.Address, "port": bad.Port, "user": bad.User, "credential": map[string]any{"type": "password", "key": "wrong-" + bad.Password}})
+	for i := range 6 {
+		name := fmt.Sprintf("kp%d", i)
+		_, out, err := c.do("POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": name}})
+		if err != nil || out["keypair"] == nil {
+			t.Fatalf("creating key pair %s: %v %v", name, out, err)
+		}
+		c.keypairs[name] = out["keypair"].(map[string]any)["public_key"].(string)
+	}
+
+	c.quota.Store(int64(cfg.tasks))
+	perRound := int64(cfg.tasks / cfg.rounds)
+	for round := 1; round <= cfg.rounds; round++ {
+		left := c.quota.Load() - (int64(cfg.rounds-round) * perRound)
+		c.load(round, left)
+		c.reconcile()
+		c.start()
+		c.drain()
+		c.check(fmt.Sprintf("round %d", round))
+		if t.Failed() {
+			return
+		}
+	}
+	// Settle: one more bind on every healthy host must leave exactly the unrelated lines and its
+	// key, whatever interrupted tasks left behind.
+	var settle sync.WaitGroup
+	for _, ch := range c.hosts[:cfg.hosts] {
+		settle.Go(func() {
+			code, out, err := c.do("POST", "/keypairs/associate", map[string]any{"keypair_name": "kp0", "server": map[string]any{"id": ch.id}})
+			if err != nil || code != 200 {
+				t.Errorf("settling %s: %d %v %v", ch.id, code, out, err)
+				return
+			}
+			c.register(out["task_id"].(string), ch.id, "RESET", "kp0")
+		})
+	}
+	settle.Wait()
+	c.drain()
+	c.check("after the settling binds")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byStatus := map[string]int{}
+	for _, tk := range c.tasks {
+		byStatus[tk.final+" "+tk.code]++
+	}
+	t.Logf("chaos: %d rounds, %d hosts (+3 faulty), %d tasks, %d SIGKILLs, %d tasks found only in the database after a kill, refused submissions %v, outcomes %v",
+		cfg.rounds, cfg.hosts, len(c.tasks), c.kills, c.adopted, c.refused, byStatus)
+}
+
+// chaosServiceKey makes the key the service logs in with on half the hosts.
+func chaosServiceKey(t *testing.T) (pub, priv string) {
+	p, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := ssh.NewPublicKey(p)
+	block, err := ssh.MarshalPrivateKey(k, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))), string(pem.EncodeToMemory(block))
+}
+
+// start runs the binary on the data directory and logs in.
+func (c *chaosRun) start() {
+	c.t.Helper()
+	c.base, c.cmd = startBinary(c.t, c.bin, []string{"KPS_DATA_DIR=" + c.dataDir, "KPS_ADMIN_PASSWORD=chaos-test-password"},
+		"--workers", "4", "--lease", "5s", "--task-timeout", c.cfg.taskTimeout.String())
+	s := &service{t: c.t, base: c.base}
+	s.login("chaos-test-password")
+	c.token, c.project = s.token, s.project
+	c.restarts++
+}
+
+func (c *chaosRun) addServer(ch *chaosHost, fields map[string]any) {
+	c.t.Helper()
+	srv := map[string]any{"id": ch.id, "name": ch.id}
+	if ch.h != nil {
+		srv["sshd_config"] = ch.h.ConfigPath
+	}
+	for k, v := range fields {
+		srv[k] = v
+	}
+	if code, out, err := c.do("POST", "/servers", map[string]any{"server": srv}); err != nil || code != 201 {
+		c.t.Fatalf("adding server %s: %d %v %v", ch.id, code, out, err)
+	}
+	c.hosts = append(c.hosts, ch)
+}
+
+// do sends one request to the current process; an error means the process is gone.
+func (c *chaosRun) do(method, path string, body any) (int, map[string]any, error) {
+	var rd *bytes.Reader
+	if body != nil {
+		j, _ := json.Marshal(body)
+		rd = bytes.NewReader(j)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, c.base+"/v3/"+c.project+path, rd)
+	req.Header.Set("X-Auth-Token", c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil && resp.StatusCode != 204 {
+		return 0, nil, err
+	}
+	if resp.StatusCode >= 500 && resp.StatusCode != 503 {
+		c.t.Errorf("%s %s: %d %v", method, path, resp.StatusCode, out)
+	}
+	return resp.StatusCode, out, nil
+}
+
+func (c *chaosRun) register(id, server, op, keypair string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.tasks[id]; ok {
+		c.t.Errorf("task ID %s returned twice", id)
+		return
+	}
+	c.tasks[id] = &chaosTask{id: id, server: server, op: op, keypair: keypair, order: c.order.Add(1)}
+}
+
+func (c *chaosRun) refuse(code string) {
+	c.mu.Lock()
+	c.refused[code]++
+	c.mu.Unlock()
+}
+
+// load submits tasks from one goroutine per host until the process is killed at a random
+// moment or the round's quota is spent, then kills it.
+func (c *chaosRun) load(round int, quota int64) {
+	var roundQuota atomic.Int64
+	roundQuota.Store(quota)
+	dead := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, ch := range c.hosts {
+		wg.Go(func() {
+			rng := mrand.New(mrand.NewPCG(uint64(round), uint64(i)))
+			for roundQuota.Add(-1) >= 0 {
+				c.quota.Add(-1)
+				if !c.submit(rng, ch, dead) {
+					return
+				}
+			}
+		})
+	}
+	killAt := time.Duration(300+mrand.IntN(int(c.cfg.roundMax.Milliseconds())-300)) * time.Millisecond
+	allDone := make(chan struct{})
+	go func() { wg.Wait(); close(allDone) }()
+	select {
+	case <-time.After(killAt):
+	case <-allDone:
+	}
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+	close(dead)
+	c.kills++
+	wg.Wait()
+}
+
+// submit sends one random bind or unbind for ch and follows the task until it ends or the
+// process dies; false means the process died.
+func (c *chaosRun) submit(rng *mrand.Rand, ch *chaosHost, dead chan struct{}) bool {
+	kp := fmt.Sprintf("kp%d", rng.IntN(len(c.keypairs)))
+	auth := map[string]any{"type": "password", "key": ch.password}
+	var ids []string
+	r := rng.Float64()
+	var code int
+	var out map[string]any
+	var err error
+	switch {
+	case r < 0.35:
+		code, out, err = c.do("POST", "/keypairs/associate", map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id}})
+		if code == 200 {
+			c.register(out["task_id"].(string), ch.id, "RESET", kp)
+		}
+	case r < 0.55:
+		code, out, err = c.do("POST", "/keypairs/associate", map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id, "auth": auth}})
+		if code == 200 {
+			c.register(out["task_id"].(string), ch.id, "REPLACE", kp)
+		}
+	case r < 0.7:
+		other := c.hosts[rng.IntN(len(c.hosts))]
+		items := []any{map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id}}}
+		if other != ch {
+			items = append(items, map[string]any{"keypair_name": kp, "server": map[string]any{"id": other.id, "auth": map[string]any{"type": "password", "key": other.password}}})
+		}
+		code, out, err = c.do("POST", "/keypairs/batch-associate", map[string]any{"batch_keypairs": items})
+		if code == 200 {
+			for j, it := range out["tasks"].([]any) {
+				m := it.(map[string]any)
+				if m["status"] == "SUCCESS" {
+					op, server := "RESET", ch.id
+					if j == 1 {
+						op, server = "REPLACE", other.id
+					}
+					c.register(m["task_id"].(string), server, op, kp)
+					if server == ch.id {
+						ids = append(ids, m["task_id"].(string))
+					}
+				} else {
+					c.refuse(str(m["error_code"]))
+				}
+			}
+			code = 0 // handled
+		}
+	default:
+		body := map[string]any{"server": map[string]any{"id": ch.id}}
+		if rng.IntN(3) == 0 {
+			body["server"].(map[string]any)["auth"] = auth
+		}
+		code, out, err = c.do("POST", "/keypairs/disassociate", body)
+		if code == 200 {
+			op := "UNBIND"
+			c.register(out["task_id"].(string), ch.id, op, "")
+		}
+	}
+	if err != nil {
+		return false
+	}
+	switch {
+	case code == 200:
+		ids = append(ids, out["task_id"].(string))
+	case code == 0:
+	case code == 409 || code == 503:
+		c.refuse(str(out["error_code"]))
+		time.Sleep(20 * time.Millisecond) // the host is busy; let its task move
+	default:
+		c.t.Errorf("submitting for %s: %d %v", ch.id, code, out)
+		return false
+	}
+	for _, id := range ids {
+		for {
+			select {
+			case <-dead:
+				return false
+			default:
+			}
+			code, out, err := c.do("GET", "/tasks/"+id, nil)
+			if err != nil {
+				return false
+			}
+			if code != 200 {
+				c.t.Errorf("task %s: %d %v", id, code, out)
+				return false
+			}
+			if st := out["task_status"].(string); strings.HasPrefix(st, "SUCCESS_") || strings.HasPrefix(st, "FAILED_") {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	return true
+}
+
+// reconcile reads the database of the killed process: every task accepted with 200 must be
+// there, and a task whose submission the kill interrupted (no answer reached the client) is
+// adopted, so that the checks know every task.
+func (c *chaosRun) reconcile() {
+	c.t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(c.dataDir, "kps.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT id, server_id, operation, keypair_name FROM tasks WHERE project_id = ? ORDER BY seq`, c.project)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	for rows.Next() {
+		var id, server, op, kp string
+		if err := rows.Scan(&id, &server, &op, &kp); err != nil {
+			c.t.Fatal(err)
+		}
+		seen[id] = true
+		c.mu.Lock()
+		_, known := c.tasks[id]
+		c.mu.Unlock()
+		if !known {
+			if op == "UNBIND" {
+				kp = ""
+			}
+			c.register(id, server, op, kp)
+			c.mu.Lock()
+			c.adopted++
+			c.mu.Unlock()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.tasks {
+		if !seen[id] {
+			c.t.Errorf("task %s was accepted with 200 but is not in the database after SIGKILL", id)
+		}
+	}
+}
+
+// drain waits until every task has ended.
+func (c *chaosRun) drain() {
+	c.t.Helper()
+	deadline := time.Now().Add(c.cfg.taskTimeout*4 + 30*time.Second)
+	for {
+		code, out, err := c.do("GET", "/running-tasks?limit=1", nil)
+		if err != nil || code != 200 {
+			c.t.Fatalf("running tasks: %d %v %v", code, out, err)
+		}
+		if out["total"] == float64(0) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("tasks still READY or RUNNING after recovery: %v", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var chaosCode = regexp.MustCompile(`^KPS\.\d{4}$`)
+
+// check verifies the invariants on the idle, restarted service.
+func (c *chaosRun) check(when string) {
+	t := c.t
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	// The failed-task list, paged, against the task records.
+	listed := map[string]map[string]any{}
+	total := -1
+	for offset := 0; ; offset += 50 {
+		code, out, err := c.do("GET", fmt.Sprintf("/failed-tasks?limit=50&offset=%d", offset), nil)
+		if err != nil || code != 200 {
+			t.Fatalf("%s: failed tasks: %d %v %v", when, code, out, err)
+		}
+		n := int(out["total"].(float64))
+		if total >= 0 && n != total {
+			t.Errorf("%s: failed-task total changed from %d to %d while paging an idle service", when, total, n)
+		}
+		total = n
+		items := out["tasks"].([]any)
+		for _, it := range items {
+			m := it.(map[string]any)
+			id := m["task_id"].(string)
+			if listed[id] != nil {
+				t.Errorf("%s: failed task %s listed twice", when, id)
+			}
+			listed[id] = m
+		}
+		if len(items) < 50 {
+			break
+		}
+	}
+	if total != len(listed) {
+		t.Errorf("%s: failed-task total %d, %d listed", when, total, len(listed))
+	}
+
+	failed := 0
+	for _, tk := range c.tasks {
+		code, out, err := c.do("GET", "/tasks/"+tk.id, nil)
+		if err != nil || code != 200 {
+			t.Fatalf("%s: task %s: %d %v %v", when, tk.id, code, out, err)
+		}
+		st := out["task_status"].(string)
+		if out["server_id"] != tk.server || !strings.HasSuffix(st, "_"+tk.op) {
+			t.Errorf("%s: task %s is %v, registered as %s on %s", when, tk.id, out, tk.op, tk.server)
+		}
+		phase := strings.TrimSuffix(st, "_"+tk.op)
+		if phase != "SUCCESS" && phase != "FAILED" {
+			t.Errorf("%s: task %s is %s after recovery", when, tk.id, st)
+			continue
+		}
+		code2 := ""
+		if phase == "FAILED" {
+			failed++
+			m := listed[tk.id]
+			if m == nil {
+				t.Errorf("%s: failed task %s is not in the failed-task list", when, tk.id)
+				continue
+			}
+			code2, _ = m["task_error_code"].(string)
+			if !chaosCode.MatchString(code2) || m["task_error_msg"] == "" || m["operate_type"] != "FAILED_"+tk.op || m["server_id"] != tk.server {
+				t.Errorf("%s: failed task entry %v", when, m)
+			}
+		}
+		if tk.final != "" && (tk.final != st || tk.code != code2) {
+			t.Errorf("%s: task %s ended %s %s, and now is %s %s", when, tk.id, tk.final, tk.code, st, code2)
+		}
+		tk.final, tk.code = st, code2
+	}
+	if failed != len(listed) {
+		t.Errorf("%s: %d tasks FAILED, the failed-task list holds %d", when, failed, len(listed))
+	}
+
+	byServer := map[string][]*chaosTask{}
+	for _, tk := range c.tasks {
+		byServer[tk.server] = append(byServer[tk.server], tk)
+	}
+	for _, ch := range c.hosts {
+		ts := byServer[ch.id]
+		slices.SortFunc(ts, func(a, b *chaosTask) int { return int(a.order - b.order) })
+		var last *chaosTask
+		for _, tk := range ts {
+			switch {
+			case strings.HasPrefix(tk.final, "SUCCESS_"):
+				if ch.kind != "ok" {
+					t.Errorf("%s: task %s on faulty host %s succeeded", when, tk.id, ch.id)
+				}
+				last = tk
+			case tk.code == "KPS.6609":
+			case ch.kind == "ok":
+				t.Errorf("%s: task %s on healthy host %s failed with %s: %v", when, tk.id, ch.id, tk.code, listed[tk.id])
+			case !slices.Contains(map[string][]string{"closed": {"KPS.6601"}, "stall": {"KPS.6602"}, "badpw": {"KPS.6603"}}[ch.kind], tk.code):
+				t.Errorf("%s: task %s on %s failed with %s: %v", when, tk.id, ch.id, tk.code, listed[tk.id])
+			}
+		}
+		if ch.kind != "ok" {
+			continue
+		}
+		// The last successful task decides the file. A task interrupted after it (KPS.6609) may
+		// or may not have written: then the key lines may be any of the keys in play, each once.
+		want, bound := ch.unrelated, ""
+		lastIdx := slices.Index(ts, last)
+		allowed := map[string]bool{}
+		if last != nil && last.op != "UNBIND" {
+			want += strings.TrimSpace(c.keypairs[last.keypair]) + "\n"
+			bound = last.keypair
+			allowed[strings.TrimSpace(c.keypairs[last.keypair])] = true
+		}
+		unsettled := false
+		for _, tk := range ts[lastIdx+1:] {
+			unsettled = true
+			if tk.op != "UNBIND" {
+				allowed[strings.TrimSpace(c.keypairs[tk.keypair])] = true
+			}
+		}
+		got, _ := ch.h.AuthorizedKeys(t)
+		ok := got == want
+		if !ok && unsettled && strings.HasPrefix(got, ch.unrelated) {
+			ok = true
+			seen := map[string]bool{}
+			for _, l := range strings.Split(strings.TrimSuffix(got[len(ch.unrelated):], "\n"), "\n") {
+				if l == "" && len(got) == len(ch.unrelated) {
+					break
+				}
+				if !allowed[l] || seen[l] {
+					ok = false
+				}
+				seen[l] = true
+			}
+		}
+		if !ok {
+			var hist []string
+			for _, tk := range ts {
+				hist = append(hist, fmt.Sprintf("%s %s %s %s", tk.op, tk.keypair, tk.final, tk.code))
+			}
+			t.Errorf("%s: %s authorized_keys after tasks %q:\n got %q\nwant %q", when, ch.id, hist, got, want)
+		}
+		code, out, err := c.do("GET", "/servers/"+ch.id, nil)
+		if err != nil || code != 200 {
+			t.Fatalf("%s: server %s: %d %v %v", when, ch.id, code, out, err)
+		}
+		if kp := out["server"].(map[string]any)["keypair_name"]; kp != bound {
+			t.Errorf("%s: server %s is bound to %q, the last successful task implies %q", when, ch.id, kp, bound)
+		}
+		c.checkOverlap(when, ch, ts)
+	}
+}
+
+// checkOverlap reads the host's session log: the span of a connection runs from its first
+// session's start to its last session's end, and no two spans may intersect.
+func (c *chaosRun) checkOverlap(when string, ch *chaosHost, ts []*chaosTask) {
+	t := c.t
+	b, err := os.ReadFile(filepath.Join(ch.h.Home, ".sessions.log"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	type span struct{ first, last int }
+	spans := map[string]*span{}
+	open := map[string]int{}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		s := spans[f[1]]
+		if s == nil {
+			s = &span{first: i, last: -1}
+			spans[f[1]] = s
+		}
+		switch f[0] {
+		case "start":
+			open[f[1]]++
+			s.last = -1
+		case "end":
+			open[f[1]]--
+			if open[f[1]] == 0 {
+				s.last = i
+			}
+		}
+	}
+	conns := make([]*span, 0, len(spans))
+	for k, s := range spans {
+		if s.last < 0 {
+			t.Errorf("%s: %s: a session of connection %s never ended", when, ch.id, k)
+			s.last = len(lines)
+		}
+		conns = append(conns, s)
+	}
+	slices.SortFunc(conns, func(a, b *span) int { return a.first - b.first })
+	for i := 1; i < len(conns); i++ {
+		if conns[i].first < conns[i-1].last {
+			t.Errorf("%s: %s ran two tasks at once: connection spans lines %d–%d and %d–%d of its session log overlap",
+				when, ch.id, conns[i-1].first+1, conns[i-1].last+1, conns[i].first+1, conns[i].last+1)
+		}
+	}
+	succeeded := 0
+	for _, tk := range ts {
+		if strings.HasPrefix(tk.final, "SUCCESS_") {
+			succeeded++
+		}
+	}
+	// The recorder must see at least every task that did its work on the host.
+	if len(spans) < succeeded {
+		t.Errorf("%s: %s: %d connections in the session log, %d successful tasks", when, ch.id, len(spans), succeeded)
+	}
+}
