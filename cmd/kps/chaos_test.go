@@ -245,7 +245,7 @@ func chaosServiceKey(t *testing.T) (pub, priv string) {
 func (c *chaosRun) start() {
 	c.t.Helper()
 	c.base, c.cmd = startBinary(c.t, c.bin, []string{"KPS_DATA_DIR=" + c.dataDir, "KPS_ADMIN_PASSWORD=chaos-test-password"},
-		"--workers", "4", "--lease", "5s", "--task-timeout", c.cfg.taskTimeout.String())
+		"--workers", "8", "--lease", "5s", "--task-timeout", c.cfg.taskTimeout.String())
 	s := &service{t: c.t, base: c.base}
 	s.login("chaos-test-password")
 	c.token, c.project = s.token, s.project
@@ -330,7 +330,8 @@ func (c *chaosRun) load(round int, quota int64) {
 			}
 		})
 	}
-	killAt := time.Duration(300+mrand.IntN(int(c.cfg.roundMax.Milliseconds())-300)) * time.Millisecond
+	// At a random moment in the last two thirds of the load phase.
+	killAt := c.cfg.roundMax/3 + time.Duration(mrand.Int64N(int64(c.cfg.roundMax*2/3)))
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
 	select {
