@@ -162,6 +162,15 @@ type TaskStore interface {
 	SubmitTask(ctx context.Context, s TaskSubmission) (*Task, error)
 	Task(ctx context.Context, projectID, id string) (*Task, error)
 	ListTasks(ctx context.Context, projectID string, phases []Phase, p Page) ([]Task, int, error)
+	// ScanTasks is ListTasks for the list routes: it passes each task of the page to fn as a
+	// TaskRow and returns the total and the project's task version as of the read (see
+	// TaskVersion): the rows reflect at least every change that version counts.
+	ScanTasks(ctx context.Context, projectID string, phases []Phase, p Page, fn func(*TaskRow) error) (total int, version int64, err error)
+	// TaskVersion returns the version of the project's tasks: it grows with every committed
+	// change to them (a task created, changing phase, swept or deleted) as seen by every
+	// replica, so a page rendered at one version is current as long as the version is. A lease
+	// renewal is not a change: no list shows the lease.
+	TaskVersion(ctx context.Context, projectID string) (int64, error)
 	DeleteFailedTask(ctx context.Context, projectID, id string) error
 	DeleteFailedTasks(ctx context.Context, projectID string) error
 	Binding(ctx context.Context, projectID, serverID string) (*Binding, error)

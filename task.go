@@ -82,6 +82,15 @@ func (t *Task) TaskTime() string { return strconv.FormatInt(t.Created.UnixMilli(
 // Active reports whether the task is queued or executing.
 func (t *Task) Active() bool { return t.Phase == PhaseReady || t.Phase == PhaseRunning }
 
+// TaskRow is one task as the running and failed task lists show it (§2.15, §2.16), read
+// straight from the database for the lists' hot path. Created is the creation time as decimal
+// epoch milliseconds (the wire's task_time). The slices belong to the store and are valid only
+// during the callback that receives the row.
+type TaskRow struct {
+	ID, Operation, Phase, Created                          []byte
+	ServerID, ServerName, KeyPairName, ErrorCode, ErrorMsg []byte
+}
+
 // TaskSubmission is a validated request for a new task; the store applies the synchronous
 // checks of §2.11–2.13 and persists it atomically.
 type TaskSubmission struct {

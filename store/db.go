@@ -41,6 +41,9 @@ type DB struct {
 
 	lockoutsOnce sync.Once
 	lockouts     *lockouts
+	// versions holds the task versions in this process where it is the database's only writer
+	// (SQLite); nil where they live in the database (PostgreSQL). See taskversion.go.
+	versions *taskVersions
 }
 
 var _ kps.Store = (*DB)(nil)
@@ -124,6 +127,10 @@ type txn struct {
 	tx  *sql.Tx
 	eng *engine
 	now time.Time
+	// versions and changed: the projects whose task versions Commit bumps in this process
+	// (taskChanged).
+	versions *taskVersions
+	changed  []string
 }
 
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
@@ -133,7 +140,7 @@ func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &txn{tx: tx, eng: db.eng, now: db.clock()}, nil
+	return &txn{tx: tx, eng: db.eng, now: db.clock(), versions: db.versions}, nil
 }
 
 // beginRead starts a read-only transaction: several queries see one snapshot.
@@ -149,8 +156,14 @@ func (db *DB) beginRead(ctx context.Context) (*txn, error) {
 // what a later read returns.
 func (db *DB) clock() time.Time { return fromMillis(db.now().UnixMilli()) }
 
-// Commit commits the transaction.
-func (tx *txn) Commit() error { return tx.tx.Commit() }
+// Commit commits the transaction, then bumps the in-process task versions it changed: after
+// the commit, so that a reader who sees the new version also sees the change. A failed commit
+// bumps them too; a needless bump costs a cache miss, a missing one a stale page.
+func (tx *txn) Commit() error {
+	err := tx.tx.Commit()
+	tx.versions.bump(tx.changed)
+	return err
+}
 
 // Rollback aborts the transaction; after Commit it is a no-op.
 func (tx *txn) Rollback() error { return tx.tx.Rollback() }

@@ -67,7 +67,8 @@ LIMIT ? OFFSET ?`
     OR EXISTS (SELECT 1 FROM servers s WHERE s.project_id = p.id)
     OR EXISTS (SELECT 1 FROM tasks t WHERE t.project_id = p.id AND t.phase IN ('READY', 'RUNNING')))`
 	deleteProjectTasks = `DELETE FROM tasks WHERE project_id = ?`
-	deleteDomainTasks  = `DELETE FROM tasks WHERE project_id IN (SELECT id FROM projects WHERE domain_id = ?)`
+	deleteDomainTasks  = `DELETE FROM tasks WHERE project_id IN (SELECT id FROM projects WHERE domain_id = ?)
+RETURNING project_id`
 	// A user's default project may be deleted; the user then has none.
 	clearDefaultProject   = `UPDATE users SET default_project_id = NULL WHERE default_project_id = ?`
 	clearDefaultProjectOf = `UPDATE users SET default_project_id = NULL
@@ -340,7 +341,18 @@ func (db *DB) DeleteDomain(ctx context.Context, id string) error {
 	}
 	// Users go first (their default projects point at the projects), and with them, by
 	// ON DELETE CASCADE, their role assignments, access keys and temporary credentials.
-	for _, q := range []string{deleteDomainTasks, clearDefaultProjectOf, deleteUsersOf, deleteProjectsOf, deleteDomain} {
+	rows, err := tx.query(ctx, deleteDomainTasks, id)
+	if err != nil {
+		return err
+	}
+	changed, _, err := projectsOf(rows)
+	if err != nil {
+		return err
+	}
+	if err := tx.taskChanged(ctx, changed...); err != nil {
+		return err
+	}
+	for _, q := range []string{clearDefaultProjectOf, deleteUsersOf, deleteProjectsOf, deleteDomain} {
 		if _, err := tx.exec(ctx, q, id); err != nil {
 			return err
 		}
@@ -492,6 +504,9 @@ func (db *DB) DeleteProject(ctx context.Context, id string) error {
 		if _, err := tx.exec(ctx, q, id); err != nil {
 			return err
 		}
+	}
+	if err := tx.taskChanged(ctx, id); err != nil {
+		return err
 	}
 	return tx.Commit()
 }

@@ -114,7 +114,7 @@ func OpenSQLite(ctx context.Context, path string, opt Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("lock database %s: %w", path, err)
 	}
-	db := &DB{eng: sqliteEngine(), now: opt.Now, release: release}
+	db := &DB{eng: sqliteEngine(), now: opt.Now, release: release, versions: newTaskVersions()}
 	if db.now == nil {
 		db.now = time.Now
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/openkps/kps"
@@ -36,6 +37,18 @@ WHERE seq IN (SELECT seq FROM tasks WHERE project_id = ? AND phase IN (%s)
               ORDER BY created DESC, id LIMIT ? OFFSET ?)
 ORDER BY created DESC, id`
 	countTasks = `SELECT COUNT(*) FROM tasks WHERE project_id = ? AND phase IN (%s)`
+	// scanTasks is the list routes' query: the total and the page in one statement, only the
+	// columns they show. The count reads only the index tasks_by_project_phase; the page's IDs
+	// come from the same index in §4.1 order, so an offset skips index entries, not rows; only
+	// the page's rows are then read, by ID. The LEFT JOINs keep one row carrying the total
+	// (with NULL columns) when the page is empty. %s: the phase placeholders, twice.
+	scanTasks = `SELECT c.total, t.id, t.operation, t.phase, t.created, t.server_id, t.server_name,
+    t.keypair_name, t.error_code, t.error_msg
+FROM (SELECT COUNT(*) AS total FROM tasks WHERE project_id = ? AND phase IN (%[1]s)) c
+LEFT JOIN (SELECT id FROM tasks WHERE project_id = ? AND phase IN (%[1]s)
+           ORDER BY created DESC, id LIMIT ? OFFSET ?) p ON TRUE
+LEFT JOIN tasks t ON t.id = p.id
+ORDER BY t.created DESC, t.id`
 
 	deleteFailedTask  = `DELETE FROM tasks WHERE project_id = ? AND id = ? AND phase = 'FAILED'`
 	deleteFailedTasks = `DELETE FROM tasks WHERE project_id = ? AND phase = 'FAILED'`
@@ -45,13 +58,19 @@ WHERE id = ? AND phase = 'RUNNING' AND lease_owner = ? AND attempt = ?`
 	finishRunningTask = `UPDATE tasks SET phase = ?, error_code = ?, error_msg = ?, updated = ?
 WHERE id = ? AND phase = 'RUNNING' AND lease_owner = ? AND attempt = ?
 RETURNING project_id, operation, server_id, keypair_name`
+	// The statements that change tasks of several projects, or of a project the caller did not
+	// name, return the projects: their task versions change with them (taskversion.go).
 	failReadyTask = `UPDATE tasks SET phase = 'FAILED', error_code = ?, error_msg = ?, updated = ?
-WHERE id = ? AND phase = 'READY'`
+WHERE id = ? AND phase = 'READY'
+RETURNING project_id`
 	failExpiredTasks = `UPDATE tasks SET phase = 'FAILED', error_code = ?, error_msg = ?, updated = ?
-WHERE phase = 'RUNNING' AND lease_expires < ?`
+WHERE phase = 'RUNNING' AND lease_expires < ?
+RETURNING project_id`
 	failRunningTasks = `UPDATE tasks SET phase = 'FAILED', error_code = ?, error_msg = ?, updated = ?
-WHERE phase = 'RUNNING'`
-	purgeSucceededTasks = `DELETE FROM tasks WHERE phase = 'SUCCESS' AND created < ?`
+WHERE phase = 'RUNNING'
+RETURNING project_id`
+	purgeSucceededTasks = `DELETE FROM tasks WHERE phase = 'SUCCESS' AND created < ?
+RETURNING project_id`
 
 	// claimable is the claim rule every engine's claim statement applies to a READY task
 	// (args: owner, now): a task without the caller's credential is anyone's; one with it is
@@ -107,6 +126,9 @@ func (db *DB) SubmitTask(ctx context.Context, s kps.TaskSubmission) (*kps.Task, 
 	defer tx.Rollback()
 	t, err := submitTask(ctx, tx, s)
 	if err != nil {
+		return nil, err
+	}
+	if err := tx.taskChanged(ctx, t.ProjectID); err != nil {
 		return nil, err
 	}
 	return t, tx.Commit()
@@ -312,6 +334,73 @@ func (db *DB) ListTasks(ctx context.Context, projectID string, phases []kps.Phas
 	return tasks, total, nil
 }
 
+// ScanTasks implements kps.TaskStore: ListTasks for the list routes, without the columns they
+// do not show, with the page and the total from one statement and the rows handed to fn as the
+// driver returns them (sql.RawBytes: no copy into strings, no mapping).
+func (db *DB) ScanTasks(ctx context.Context, projectID string, phases []kps.Phase, p kps.Page, fn func(*kps.TaskRow) error) (int, int64, error) {
+	var version int64
+	if db.eng.name == "sqlite" {
+		// Read before the snapshot (which SQLite takes at the first read): every change this
+		// version counts is committed, so the page shows it.
+		version = db.versions.get(projectID)
+	}
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	if db.eng.name != "sqlite" {
+		// The first statement takes the snapshot: the version is the one of exactly this page.
+		if version, err = queryTaskVersion(tx.queryRow(ctx, selectTaskVersion, projectID)); err != nil {
+			return 0, 0, err
+		}
+	}
+	args := make([]any, 0, 2*len(phases)+4)
+	args = append(args, projectID)
+	for _, ph := range phases {
+		args = append(args, string(ph))
+	}
+	args = append(args, args...)
+	args = append(args, p.Limit, p.Offset)
+	in := placeholders(len(phases))
+	rows, err := tx.query(ctx, fmt.Sprintf(scanTasks, in), args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	var (
+		row   kps.TaskRow
+		count sql.RawBytes
+		total = -1
+	)
+	dest := []any{&count, (*sql.RawBytes)(&row.ID), (*sql.RawBytes)(&row.Operation), (*sql.RawBytes)(&row.Phase),
+		(*sql.RawBytes)(&row.Created), (*sql.RawBytes)(&row.ServerID), (*sql.RawBytes)(&row.ServerName),
+		(*sql.RawBytes)(&row.KeyPairName), (*sql.RawBytes)(&row.ErrorCode), (*sql.RawBytes)(&row.ErrorMsg)}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return 0, 0, err
+		}
+		if total < 0 {
+			if total, err = strconv.Atoi(string(count)); err != nil {
+				return 0, 0, fmt.Errorf("scan tasks: total %q: %w", count, err)
+			}
+		}
+		if row.ID == nil {
+			break // the empty page's row, which only carries the total
+		}
+		if err := fn(&row); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, err
+	}
+	if total < 0 {
+		return 0, 0, errors.New("scan tasks: no total")
+	}
+	return total, version, nil
+}
+
 // DeleteFailedTask deletes a FAILED task of the project, or fails with KPS.6203 when there is
 // none by that ID in that phase.
 func (db *DB) DeleteFailedTask(ctx context.Context, projectID, id string) error {
@@ -327,6 +416,9 @@ func (db *DB) DeleteFailedTask(ctx context.Context, projectID, id string) error 
 	if !deleted {
 		return kps.Errorf(kps.ErrFailedNotFound, "Failed task '%s' does not exist.", id)
 	}
+	if err := tx.taskChanged(ctx, projectID); err != nil {
+		return err
+	}
 	return tx.Commit()
 }
 
@@ -337,7 +429,14 @@ func (db *DB) DeleteFailedTasks(ctx context.Context, projectID string) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.exec(ctx, deleteFailedTasks, projectID); err != nil {
+	res, err := tx.exec(ctx, deleteFailedTasks, projectID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // nothing deleted: the lists are as they were
+	}
+	if err := tx.taskChanged(ctx, projectID); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -413,6 +512,10 @@ func (db *DB) ClaimTask(ctx context.Context, owner string, lease time.Duration) 
 	if err != nil {
 		return nil, err
 	}
+	// READY_x became RUNNING_x: the running list changed.
+	if err := tx.taskChanged(ctx, t.ProjectID); err != nil {
+		return nil, err
+	}
 	return t, tx.Commit()
 }
 
@@ -484,6 +587,9 @@ func finishTask(ctx context.Context, tx *txn, t *kps.Task, to kps.Phase, code, m
 	if err != nil {
 		return err
 	}
+	if err := tx.taskChanged(ctx, projectID); err != nil {
+		return err
+	}
 	if to != kps.PhaseSuccess {
 		return nil
 	}
@@ -511,12 +617,16 @@ func (db *DB) FailReadyTask(ctx context.Context, t *kps.Task, code, msg string) 
 		return err
 	}
 	defer tx.Rollback()
-	failed, err := tx.execOne(ctx, failReadyTask, code, msg, millis(tx.now), t.ID)
+	var projectID string
+	err = tx.queryRow(ctx, failReadyTask, code, msg, millis(tx.now), t.ID).Scan(&projectID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return kps.ErrLeaseLost
+	}
 	if err != nil {
 		return err
 	}
-	if !failed {
-		return kps.ErrLeaseLost
+	if err := tx.taskChanged(ctx, projectID); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
@@ -537,25 +647,44 @@ func (db *DB) FailExpiredTasks(ctx context.Context, all bool) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback()
-	var res sql.Result
+	var rows *sql.Rows
 	if all {
-		res, err = tx.exec(ctx, failRunningTasks, kps.TaskInterrupted, interruptedMessage, millis(tx.now))
+		rows, err = tx.query(ctx, failRunningTasks, kps.TaskInterrupted, interruptedMessage, millis(tx.now))
 	} else {
-		res, err = tx.exec(ctx, failExpiredTasks, kps.TaskInterrupted, interruptedMessage, millis(tx.now),
+		rows, err = tx.query(ctx, failExpiredTasks, kps.TaskInterrupted, interruptedMessage, millis(tx.now),
 			millis(tx.now))
 	}
 	if err != nil {
 		return 0, err
 	}
-	n, err := res.RowsAffected()
+	return changeTasks(ctx, tx, rows)
+}
+
+// changeTasks finishes a transaction whose statement changed tasks of any number of projects
+// and returned their project_id (rows): it bumps their versions, commits and returns how many
+// tasks changed.
+func changeTasks(ctx context.Context, tx *txn, rows *sql.Rows) (int, error) {
+	projects, n, err := projectsOf(rows)
 	if err != nil {
 		return 0, err
 	}
-	return int(n), tx.Commit()
+	if err := tx.taskChanged(ctx, projects...); err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }
 
 // PurgeSucceededTasks deletes SUCCESS tasks created before now−olderThan (the retention of
 // §3.1) and returns how many.
 func (db *DB) PurgeSucceededTasks(ctx context.Context, olderThan time.Duration) (int, error) {
-	return db.deleteBefore(ctx, purgeSucceededTasks, olderThan)
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.query(ctx, purgeSucceededTasks, millis(tx.now.Add(-olderThan)))
+	if err != nil {
+		return 0, err
+	}
+	return changeTasks(ctx, tx, rows)
 }

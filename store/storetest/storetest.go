@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"Servers", serverTests},
 		{"KeyPairs", keyPairTests},
 		{"Tasks", taskTests},
+		{"TaskVersions", taskVersionTests},
 		{"Hosting", hostingTests},
 		{"Replicas", replicaTests},
 	}

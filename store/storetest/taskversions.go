@@ -1,0 +1,270 @@
+package storetest
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/openkps/kps"
+)
+
+// The task lists' hot path: ScanTasks shows what ListTasks shows, and TaskVersion moves with
+// every change a list could show — the API serves cached pages for as long as it does not.
+var taskVersionTests = map[string]func(*testing.T, *env){
+	"ScanMatchesList":              testScanMatchesList,
+	"ScanKeepsBytes":               testScanKeepsBytes,
+	"VersionMovesWithEveryChange":  testVersionMovesWithEveryChange,
+	"VersionMovesWithProjectsGone": testVersionMovesWithProjectsGone,
+	"ScanVersionIsTheCurrentOne":   testScanVersionIsCurrent,
+}
+
+// scanned is one page as ScanTasks returns it, the rows copied out of the callback.
+type scanned struct {
+	rows    []map[string]string
+	total   int
+	version int64
+}
+
+func (e *env) scan(projectID string, phases []kps.Phase, p kps.Page) scanned {
+	e.t.Helper()
+	var out scanned
+	var err error
+	out.total, out.version, err = e.s.ScanTasks(e.ctx, projectID, phases, p, func(r *kps.TaskRow) error {
+		out.rows = append(out.rows, map[string]string{"id": string(r.ID), "operation": string(r.Operation),
+			"phase": string(r.Phase), "created": string(r.Created), "server_id": string(r.ServerID),
+			"server_name": string(r.ServerName), "keypair_name": string(r.KeyPairName),
+			"error_code": string(r.ErrorCode), "error_msg": string(r.ErrorMsg)})
+		return nil
+	})
+	must(e.t, err)
+	return out
+}
+
+func (e *env) version(projectID string) int64 {
+	e.t.Helper()
+	v, err := e.s.TaskVersion(e.ctx, projectID)
+	must(e.t, err)
+	return v
+}
+
+// testScanMatchesList compares ScanTasks with ListTasks on every page shape of §4.1, for both
+// lists, with tasks created in the same millisecond (the ID tie-break) and across several.
+func testScanMatchesList(t *testing.T, e *env) {
+	if s := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10}); len(s.rows) != 0 || s.total != 0 {
+		t.Fatalf("empty project: %+v", s)
+	}
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	// Another project's tasks never show.
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	e.server(otherProject, "x", true)
+	e.run(resetOf(otherProject, "kp", "x"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	// Claims take the oldest READY task, so the tasks left READY come last.
+	for i := range 12 {
+		id := fmt.Sprintf("s%02d", i)
+		e.server(project, id, true)
+		if i%3 == 0 {
+			e.clock.Advance(time.Millisecond)
+		}
+		switch {
+		case i >= 9:
+			e.submit(resetOf(project, "kp", id))
+		case i%3 == 2:
+			e.claim(e.submit(replaceOf(project, "kp", id)).ID)
+		default:
+			e.run(resetOf(project, "kp", id), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down " + id})
+		}
+	}
+
+	for _, phases := range [][]kps.Phase{kps.FailedPhases, kps.RunningPhases} {
+		for _, p := range []kps.Page{{Limit: 1000}, {Limit: 1}, {Limit: 2, Offset: 1}, {Limit: 4, Offset: 3},
+			{Limit: 5, Offset: 5}, {Limit: 5, Offset: 6}, {Limit: 1000, Offset: 2147483647}} {
+			list, total, err := e.s.ListTasks(e.ctx, project, phases, p)
+			must(t, err)
+			s := e.scan(project, phases, p)
+			if s.total != total || len(s.rows) != len(list) {
+				t.Fatalf("%v %+v: scan %d rows of %d, list %d of %d", phases, p, len(s.rows), s.total, len(list), total)
+			}
+			for i, task := range list {
+				want := map[string]string{"id": task.ID, "operation": string(task.Operation), "phase": string(task.Phase),
+					"created": task.TaskTime(), "server_id": task.ServerID, "server_name": task.ServerName,
+					"keypair_name": task.KeyPairName, "error_code": task.ErrorCode, "error_msg": task.ErrorMsg}
+				if fmt.Sprint(s.rows[i]) != fmt.Sprint(want) {
+					t.Fatalf("%v %+v row %d: scan %v, list %v", phases, p, i, s.rows[i], want)
+				}
+			}
+		}
+	}
+	if s := e.scan(project, kps.FailedPhases, kps.Page{Limit: 1000}); s.total != 6 {
+		t.Fatalf("failed total %d, want 6", s.total)
+	}
+}
+
+// testScanKeepsBytes: names and messages come back byte for byte, whatever they hold.
+func testScanKeepsBytes(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	s := &kps.Server{ProjectID: project, ID: "odd", Name: `<b>"&'\` + "\u2028 naïve \t", Address: "192.0.2.10",
+		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}
+	must(t, e.s.CreateServer(e.ctx, s))
+	msg := "line 1\nline 2 \x01 «»"
+	e.run(resetOf(project, "kp", "odd"), kps.TaskOutcome{ErrorCode: kps.TaskRemoteFailed, ErrorMsg: msg})
+	got := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10})
+	if len(got.rows) != 1 || got.rows[0]["server_name"] != s.Name || got.rows[0]["error_msg"] != msg {
+		t.Fatalf("rows %q", got.rows)
+	}
+	if _, err := strconv.ParseInt(got.rows[0]["created"], 10, 64); err != nil {
+		t.Fatalf("created %q", got.rows[0]["created"])
+	}
+}
+
+// testVersionMovesWithEveryChange makes each kind of change to the project's tasks and checks
+// that the project's version grew and another project's did not; a lease renewal and a refused
+// submission change nothing a list shows and leave it alone.
+func testVersionMovesWithEveryChange(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	e.server(otherProject, "x", true)
+	e.run(resetOf(otherProject, "kp", "x"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	for _, id := range []string{"a", "b", "c", "d", "e", "f"} {
+		e.server(project, id, true)
+	}
+
+	step := func(what string, moves bool, change func()) {
+		t.Helper()
+		before, other := e.version(project), e.version(otherProject)
+		change()
+		after := e.version(project)
+		if moves && after <= before {
+			t.Fatalf("%s: version %d → %d, want it to grow", what, before, after)
+		}
+		if !moves && after != before {
+			t.Fatalf("%s: version %d → %d, want it unchanged", what, before, after)
+		}
+		if got := e.version(otherProject); got != other {
+			t.Fatalf("%s: the other project's version moved %d → %d", what, other, got)
+		}
+	}
+	var ready, running *kps.Task
+	step("submit", true, func() { ready = e.submit(resetOf(project, "kp", "a")) })
+	step("refused submit", false, func() {
+		if err := e.submitErr(resetOf(project, "kp", "a")); kps.ErrorCode(err) != kps.ErrServerBusy {
+			t.Fatalf("second task for a busy server: %v", err)
+		}
+	})
+	step("claim", true, func() { running = e.claim(ready.ID) })
+	step("lease renewal", false, func() { must(t, e.s.ExtendLease(e.ctx, running, lease)) })
+	step("finish failed", true, func() {
+		must(t, e.s.FinishTask(e.ctx, running, kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"}))
+	})
+	step("finish succeeded", true, func() {
+		t := e.claim(e.submit(resetOf(project, "kp", "b")).ID)
+		before := e.version(project)
+		must(e.t, e.s.FinishTask(e.ctx, t, kps.TaskOutcome{Success: true, PublicKey: "pk"}))
+		if e.version(project) <= before {
+			e.t.Fatal("finishing a task as SUCCESS did not move the version")
+		}
+	})
+	step("fail ready", true, func() {
+		r := e.submit(replaceOf(project, "kp", "c"))
+		before := e.version(project)
+		must(t, e.s.FailReadyTask(e.ctx, r, kps.TaskInterrupted, "lost"))
+		if e.version(project) <= before {
+			t.Fatal("FailReadyTask did not move the version")
+		}
+	})
+	step("sweep an expired lease", true, func() {
+		e.claim(e.submit(resetOf(project, "kp", "d")).ID)
+		e.clock.Advance(lease + time.Second)
+		before := e.version(project)
+		n, err := e.s.FailExpiredTasks(e.ctx, false)
+		must(t, err)
+		if n != 1 || e.version(project) <= before {
+			t.Fatalf("sweeper failed %d tasks; version %d → %d", n, before, e.version(project))
+		}
+	})
+	step("sweep with nothing expired", false, func() {
+		n, err := e.s.FailExpiredTasks(e.ctx, false)
+		must(t, err)
+		if n != 0 {
+			t.Fatalf("sweeper failed %d tasks", n)
+		}
+	})
+	step("fail every running task at start", true, func() {
+		e.claim(e.submit(resetOf(project, "kp", "e")).ID)
+		before := e.version(project)
+		n, err := e.s.FailExpiredTasks(e.ctx, true)
+		must(t, err)
+		if n != 1 || e.version(project) <= before {
+			t.Fatalf("start sweep failed %d tasks; version %d → %d", n, before, e.version(project))
+		}
+	})
+	failed := e.scan(project, kps.FailedPhases, kps.Page{Limit: 1000})
+	if failed.total != 4 {
+		t.Fatalf("%d failed tasks, want 4", failed.total)
+	}
+	step("delete a failed task", true, func() { must(t, e.s.DeleteFailedTask(e.ctx, project, failed.rows[0]["id"])) })
+	step("delete a missing failed task", false, func() {
+		wantCode(t, e.s.DeleteFailedTask(e.ctx, project, failed.rows[0]["id"]), kps.ErrFailedNotFound)
+	})
+	step("delete all failed tasks", true, func() { must(t, e.s.DeleteFailedTasks(e.ctx, project)) })
+	step("delete all failed tasks again", false, func() { must(t, e.s.DeleteFailedTasks(e.ctx, project)) })
+	step("purge succeeded tasks", true, func() {
+		e.clock.Advance(8 * 24 * time.Hour)
+		n, err := e.s.PurgeSucceededTasks(e.ctx, 7*24*time.Hour)
+		must(t, err)
+		if n != 1 {
+			t.Fatalf("purged %d, want 1", n)
+		}
+	})
+	step("purge with nothing to purge", false, func() {
+		_, err := e.s.PurgeSucceededTasks(e.ctx, 7*24*time.Hour)
+		must(t, err)
+	})
+}
+
+// testVersionMovesWithProjectsGone: deleting a project, or a domain, deletes its finished tasks;
+// their lists changed too.
+func testVersionMovesWithProjectsGone(t *testing.T, e *env) {
+	d, _ := e.domain("gone")
+	withTasks := func(p string) {
+		e.keyPair(p, "kp", kps.ScopeDomain, alice)
+		e.server(p, "s", true)
+		e.run(resetOf(p, "kp", "s"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+		must(t, e.s.DeleteServer(e.ctx, p, "s"))
+		must(t, e.s.DeleteKeyPair(e.ctx, p, "kp", alice))
+	}
+	p1, p2 := e.project(d.ID, "one"), e.project(d.ID, "two")
+	withTasks(p1.ID)
+	withTasks(p2.ID)
+	v1, v2 := e.version(p1.ID), e.version(p2.ID)
+	must(t, e.s.DeleteProject(e.ctx, p1.ID))
+	if e.version(p1.ID) <= v1 || e.version(p2.ID) != v2 {
+		t.Fatalf("delete project: versions %d → %d and %d → %d", v1, e.version(p1.ID), v2, e.version(p2.ID))
+	}
+	if s := e.scan(p1.ID, kps.FailedPhases, kps.Page{Limit: 10}); s.total != 0 {
+		t.Fatalf("deleted project still lists %d failed tasks", s.total)
+	}
+	_, err := e.s.UpdateDomain(e.ctx, d.ID, kps.DomainUpdate{Enabled: ptr(false)})
+	must(t, err)
+	must(t, e.s.DeleteDomain(e.ctx, d.ID))
+	if e.version(p2.ID) <= v2 {
+		t.Fatalf("delete domain: version %d → %d", v2, e.version(p2.ID))
+	}
+}
+
+// testScanVersionIsCurrent: the version ScanTasks returns is the project's version when nothing
+// changes in between, and a page read after a change carries a newer version and shows it.
+func testScanVersionIsCurrent(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	first := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10})
+	if first.version != e.version(project) {
+		t.Fatalf("scan version %d, TaskVersion %d", first.version, e.version(project))
+	}
+	e.run(resetOf(project, "kp", "a"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
+	second := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10})
+	if second.version <= first.version || second.total != 1 || second.version != e.version(project) {
+		t.Fatalf("after a failure: version %d → %d (now %d), total %d", first.version, second.version,
+			e.version(project), second.total)
+	}
+}
