@@ -51,6 +51,9 @@ type Config struct {
 	KeyPairQuota int // key pairs per project, default 1000
 	MaxQueued    int // READY tasks service-wide before 503 KPS.6502; 0 means unlimited
 	OpenAPI      []byte
+	// TaskListCacheBytes bounds the rendered running/failed task list pages kept (api/cache.go):
+	// 0 means DefaultTaskListCacheBytes, a negative value keeps none.
+	TaskListCacheBytes int64
 }
 
 // Server is the HTTP API. Build it with New and serve Handler().
@@ -61,6 +64,7 @@ type Server struct {
 	sealer   kps.Sealer
 	log      *slog.Logger
 	cfg      Config
+	pages    *pageCache
 
 	kpsMux      *http.ServeMux
 	identityMux *http.ServeMux
@@ -75,7 +79,7 @@ func New(store kps.Store, identity Identity, tasks Dispatcher, sealer kps.Sealer
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{store: store, identity: identity, tasks: tasks, sealer: sealer, log: log, cfg: cfg,
-		kpsMux: http.NewServeMux(), identityMux: http.NewServeMux()}
+		pages: newPageCache(cfg.TaskListCacheBytes), kpsMux: http.NewServeMux(), identityMux: http.NewServeMux()}
 	s.routes()
 	return s
 }

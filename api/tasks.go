@@ -1,7 +1,10 @@
 package api
 
 import (
+	"context"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -209,6 +212,9 @@ func (s *Server) showTask(w http.ResponseWriter, r *http.Request, p *kps.Princip
 	return nil
 }
 
+// runningTask and failedTask are the items of the two lists (RunningTasks, and FailedTasks of
+// the seed page with the field order of Huawei's example). The lists are rendered by
+// appendTaskList; these types are the reference its tests compare it with, byte for byte.
 type runningTask struct {
 	TaskID      string `json:"task_id"`
 	OperateType string `json:"operate_type"`
@@ -218,7 +224,6 @@ type runningTask struct {
 	KeyPairName string `json:"keypair_name"`
 }
 
-// failedTask is FailedTasks of the seed page, with the field order of Huawei's example.
 type failedTask struct {
 	TaskID        string `json:"task_id"`
 	OperateType   string `json:"operate_type"`
@@ -230,52 +235,176 @@ type failedTask struct {
 	KeyPairName   string `json:"keypair_name"`
 }
 
-// taskPage reads limit/offset and lists the project's tasks in the phases (§4.1).
-func (s *Server) taskPage(r *http.Request, p *kps.Principal, phases []kps.Phase) ([]kps.Task, int32, error) {
-	page, err := pageQuery(r)
-	if err != nil {
-		return nil, 0, err
-	}
-	list, total, err := s.store.ListTasks(r.Context(), p.ProjectID, phases, page)
-	return list, int32(total), err
-}
-
 func (s *Server) listRunningTasks(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	list, total, err := s.taskPage(r, p, kps.RunningPhases)
-	if err != nil {
-		return err
-	}
-	out := make([]runningTask, 0, len(list))
-	for i := range list {
-		t := &list[i]
-		out = append(out, runningTask{TaskID: t.ID, OperateType: t.Status(), TaskTime: t.TaskTime(),
-			ServerName: serverName(t), ServerID: t.ServerID, KeyPairName: t.KeyPairName})
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Total int32         `json:"total"`
-		Tasks []runningTask `json:"tasks"`
-	}{total, out})
-	return nil
+	return s.serveTaskList(w, r, p, false)
 }
 
 func (s *Server) listFailedTasks(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	list, total, err := s.taskPage(r, p, kps.FailedPhases)
+	return s.serveTaskList(w, r, p, true)
+}
+
+// serveTaskList answers ListRunningTask or ListFailedTask (§2.15, §2.16, paging §4.1) from the
+// page cache when the page it holds is as new as the project's tasks, else renders it.
+func (s *Server) serveTaskList(w http.ResponseWriter, r *http.Request, p *kps.Principal, failed bool) error {
+	page, err := pageQuery(r)
 	if err != nil {
 		return err
 	}
-	out := make([]failedTask, 0, len(list))
-	for i := range list {
-		t := &list[i]
-		out = append(out, failedTask{TaskID: t.ID, OperateType: t.Status(), TaskTime: t.TaskTime(),
-			TaskErrorCode: t.ErrorCode, TaskErrorMsg: t.ErrorMsg, ServerName: serverName(t),
-			ServerID: t.ServerID, KeyPairName: t.KeyPairName})
+	key := taskListKey{project: p.ProjectID, failed: failed, limit: page.Limit, offset: page.Offset}
+	var version int64
+	if s.pages != nil {
+		if version, err = s.store.TaskVersion(r.Context(), p.ProjectID); err != nil {
+			return err
+		}
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Total int32        `json:"total"`
-		Tasks []failedTask `json:"tasks"`
-	}{total, out})
+	body, err := s.pages.page(key, version, func() ([]byte, int64, error) {
+		return s.renderTaskList(r.Context(), key)
+	})
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
 	return nil
 }
+
+// jsonContentType is writeJSON's Content-Type, shared rather than rebuilt per response.
+var jsonContentType = []string{"application/json;charset=UTF-8"}
+
+// taskListHeaderRoom is reserved in front of a rendered list for `{"total":N,"tasks":[`,
+// which can only be written once the rows have brought the total.
+const taskListHeaderRoom = len(`{"total":-2147483648,"tasks":[`)
+
+// renderTaskList reads a page and renders it as json.Marshal renders
+// struct{Total int32 `json:"total"`; Tasks []failedTask `json:"tasks"`} (or []runningTask),
+// straight from the rows the store hands over. It returns the task version the page was read at.
+func (s *Server) renderTaskList(ctx context.Context, key taskListKey) ([]byte, int64, error) {
+	phases := kps.RunningPhases
+	if key.failed {
+		phases = kps.FailedPhases
+	}
+	buf := make([]byte, taskListHeaderRoom, taskListHeaderRoom+64+min(key.limit, 1000)*320)
+	n := 0
+	total, version, err := s.store.ScanTasks(ctx, key.project, phases, kps.Page{Limit: key.limit, Offset: key.offset},
+		func(t *kps.TaskRow) error {
+			if n > 0 {
+				buf = append(buf, ',')
+			}
+			n++
+			buf = appendTaskItem(buf, t, key.failed)
+			return nil
+		})
+	if err != nil {
+		return nil, 0, err
+	}
+	buf = append(buf, "]}"...)
+	var head [taskListHeaderRoom]byte
+	h := append(head[:0], `{"total":`...)
+	h = strconv.AppendInt(h, int64(int32(total)), 10)
+	h = append(h, `,"tasks":[`...)
+	start := taskListHeaderRoom - len(h)
+	copy(buf[start:], h)
+	return buf[start:], version, nil
+}
+
+// appendTaskItem appends one item of a list: the members of failedTask or runningTask, in
+// their order.
+func appendTaskItem(b []byte, t *kps.TaskRow, failed bool) []byte {
+	b = append(b, `{"task_id":"`...)
+	b = appendJSONStringBody(b, t.ID)
+	// operate_type is kps.Status: phase and operation (both plain ASCII words, by the
+	// schema's CHECK constraints) joined by "_".
+	b = append(b, `","operate_type":"`...)
+	b = appendJSONStringBody(b, t.Phase)
+	b = append(b, '_')
+	b = appendJSONStringBody(b, t.Operation)
+	b = append(b, `","task_time":"`...)
+	b = appendJSONStringBody(b, t.Created)
+	if failed {
+		b = append(b, `","task_error_code":"`...)
+		b = appendJSONStringBody(b, t.ErrorCode)
+		b = append(b, `","task_error_msg":"`...)
+		b = appendJSONStringBody(b, t.ErrorMsg)
+	}
+	// server_name as serverName: the server ID when the name is empty.
+	name := t.ServerName
+	if len(name) == 0 {
+		name = t.ServerID
+	}
+	b = append(b, `","server_name":"`...)
+	b = appendJSONStringBody(b, name)
+	b = append(b, `","server_id":"`...)
+	b = appendJSONStringBody(b, t.ServerID)
+	b = append(b, `","keypair_name":"`...)
+	b = appendJSONStringBody(b, t.KeyPairName)
+	return append(b, `"}`...)
+}
+
+// appendJSONStringBody appends s as the inside of a JSON string exactly as encoding/json
+// writes it (Marshal, so with HTML escaping): <, > and & as \u003c, \u003e, \u0026; the short
+// escapes \b \f \n \r \t; other control bytes as \u00XX; invalid UTF-8 as \ufffd; U+2028 and
+// U+2029 escaped. FuzzAppendJSONString holds it to json.Marshal.
+func appendJSONStringBody(b []byte, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if jsonSafe[c] {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(b, s[start:]...)
+}
+
+// jsonSafe marks the ASCII bytes encoding/json copies as they are (its htmlSafeSet): every
+// printable byte and DEL, except ", \\, <, > and &.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 func serverName(t *kps.Task) string {
 	if t.ServerName == "" {
