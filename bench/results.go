@@ -71,8 +71,8 @@ type ScaleRow struct {
 // MemoryRow is the resident memory of kps serve (part 4), in MiB.
 type MemoryRow struct {
 	Engine    string `json:"engine"`
-	IdleRSS   Stat   `json:"idle_rss_mib"`  // started on an existing data directory, nobody logged in yet
-	LoginRSS  Stat   `json:"login_rss_mib"` // 2 s after one password login (Argon2id)
+	IdleRSS   Stat   `json:"idle_rss_mib"`      // started on an existing data directory, nobody logged in yet
+	LoginRSS  Stat   `json:"login_rss_mib"`     // 2 s after one password login (Argon2id)
 	BusyRSS   Stat   `json:"busy_peak_rss_mib"` // largest VmRSS sampled while the tasks ran
 	BusyHWM   Stat   `json:"busy_hwm_mib"`      // VmHWM after they ended
 	Tasks     int    `json:"tasks"`
