@@ -26,7 +26,7 @@ import (
 const (
 	novaMaxBody      = 114688 // Nova's default request body limit (§2.2)
 	novaMaxLimit     = 1000   // max_limit of §5.1.4
-	novaUserKeyPairs = 100    // Nova's per-user key pair limit (§11)
+	novaUserKeyPairs = 100    // Nova's default per-user key pair limit (§11)
 	novaMaxVersion   = 92     // 2.92, the advertised maximum microversion (§4.1, Q1)
 )
 
@@ -184,8 +184,9 @@ type novaVersionDoc struct {
 	MediaTypes []map[string]string `json:"media-types,omitempty"`
 }
 
-// novaBase is <base> of §3.3: the public URL followed by /compute.
-func (s *Server) novaBase() string { return s.cfg.PublicURL + "/compute" }
+// novaBase is <base> of §3.3: the configured compute link prefix, by default the public URL
+// followed by /compute, never the request's Host.
+func (s *Server) novaBase() string { return s.cfg.ComputeLinkPrefix }
 
 func (s *Server) novaVersionEntry(legacy, full bool) novaVersionDoc {
 	d := novaVersionDoc{ID: "v2.1", Status: "CURRENT", Version: "2." + strconv.Itoa(novaMaxVersion), MinVersion: "2.1",
@@ -490,7 +491,8 @@ func (s *Server) novaList(w http.ResponseWriter, r *http.Request, n *novaRequest
 			next[k] = v
 		}
 		next.Set("marker", items[len(items)-1].Name)
-		href := s.cfg.PublicURL + n.tree
+		// <base>/v2.1 whatever tree was asked (§5.1.4): only /v2.1 trees page.
+		href := s.novaBase() + "/v2.1"
 		if n.project != "" {
 			href += "/" + url.PathEscape(n.project)
 		}
@@ -690,7 +692,7 @@ func (s *Server) novaCreate(w http.ResponseWriter, r *http.Request, n *novaReque
 	}
 	// Re-checked after the insert, so that concurrent creates never both pass the per-user
 	// limit (§11): the one that finds itself over it takes its key pair back.
-	if owned, err := s.novaOwnedKeyPairs(ctx, n.p.ProjectID, user); err != nil || owned > novaUserKeyPairs {
+	if owned, err := s.novaOwnedKeyPairs(ctx, n.p.ProjectID, user); err != nil || s.novaOverUserLimit(owned-1) {
 		if derr := s.store.DeleteKeyPair(ctx, k.ProjectID, k.Name, user); derr != nil {
 			s.log.Error("taking back a key pair over the per-user limit failed", "request_id", requestID(r), "keypair", k.Name, "err", derr)
 		}
@@ -717,10 +719,17 @@ func (s *Server) novaCheckUserQuota(ctx context.Context, project, user string) e
 	if err != nil {
 		return err
 	}
-	if ownedBy(all, user) >= novaUserKeyPairs || len(all) >= s.cfg.KeyPairQuota {
+	if s.novaOverUserLimit(ownedBy(all, user)) || len(all) >= s.cfg.KeyPairQuota {
 		return novaErrorf(403, "Quota exceeded, too many key pairs.")
 	}
 	return nil
+}
+
+// novaOverUserLimit reports whether a user who owns owned key pairs may not create another:
+// the limit is the configured per-user limit; negative means none, 0 forbids every create.
+func (s *Server) novaOverUserLimit(owned int) bool {
+	limit := *s.cfg.KeyPairsPerUser
+	return limit >= 0 && owned >= limit
 }
 
 // novaOwnedKeyPairs counts the key pairs user owns in the project.

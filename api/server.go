@@ -54,6 +54,13 @@ type Config struct {
 	// TaskListCacheBytes bounds the rendered running/failed task list pages kept (api/cache.go):
 	// 0 means DefaultTaskListCacheBytes, a negative value keeps none.
 	TaskListCacheBytes int64
+
+	// ComputeLinkPrefix is <base> of the Nova API's links (nova-keypairs.md §3.3, Nova's
+	// compute_link_prefix): scheme, host and path prefix; default PublicURL + "/compute".
+	ComputeLinkPrefix string
+	// KeyPairsPerUser is Nova's per-user key pair limit (nova-keypairs.md §11): nil means
+	// Nova's default of 100, a negative value no limit, 0 no creation through the Nova API.
+	KeyPairsPerUser *int
 }
 
 // Server is the HTTP API. Build it with New and serve Handler().
@@ -74,6 +81,14 @@ type Server struct {
 func New(store kps.Store, identity Identity, tasks Dispatcher, sealer kps.Sealer, log *slog.Logger, cfg Config) *Server {
 	if cfg.KeyPairQuota <= 0 {
 		cfg.KeyPairQuota = 1000
+	}
+	if cfg.ComputeLinkPrefix == "" {
+		cfg.ComputeLinkPrefix = cfg.PublicURL + "/compute"
+	}
+	cfg.ComputeLinkPrefix = strings.TrimSuffix(cfg.ComputeLinkPrefix, "/")
+	if cfg.KeyPairsPerUser == nil {
+		perUser := novaUserKeyPairs
+		cfg.KeyPairsPerUser = &perUser
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

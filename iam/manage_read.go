@@ -146,9 +146,13 @@ type CatalogEndpoint struct {
 // and instances without being stored, which is what "generated once, stored" asks for.
 func (s *Service) Catalog() any {
 	base := strings.TrimSuffix(s.PublicURL, "/")
+	compute := strings.TrimSuffix(s.ComputeURL, "/")
+	if compute == "" {
+		compute = base + "/compute/v2.1"
+	}
 	services := []struct{ typ, name, url string }{
 		{"identity", "keystone", base + "/v3"},
-		{"compute", "nova", base + "/compute/v2.1"},
+		{"compute", "nova", compute},
 		{"kps", "kps", base},
 	}
 	out := make([]CatalogService, 0, len(services))

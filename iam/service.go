@@ -30,6 +30,9 @@ type Service struct {
 	Region string
 	// PublicURL is the service's public base URL, for catalog entries and links.
 	PublicURL string
+	// ComputeURL is the catalog URL of the Nova-compatible API (auth.md §8.4,
+	// identity.catalog.compute_url); default PublicURL + "/compute/v2.1".
+	ComputeURL string
 	// Limiter counts failed authentications and locks (auth.md §12.4); nil means a
 	// MemoryLimiter of this Service.
 	Limiter Limiter

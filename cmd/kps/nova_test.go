@@ -496,18 +496,169 @@ func TestNovaConformance(t *testing.T) {
 	})
 }
 
-// TestNovaQuota checks Nova's per-user limit and its place before the key check (N-30, N-31).
+// TestNovaQuota: Nova's per-user limit (§11, --keypair-user-quota; N-30, N-31) counts the
+// key pairs the target user owns in the project whichever API created them, is checked before
+// the key material, and is 403 forbidden; the project quota (--keypair-quota) is the same 403.
 func TestNovaQuota(t *testing.T) {
-	s := setup(t)
-	P := "/compute/v2.1/os-keypairs"
-	for i := 0; i < 100; i++ {
-		s.nova("POST", P, "2.2", kp(map[string]any{"name": "q" + strconv.Itoa(i), "public_key": novaP256})).want(t, 201, "")
+	perUser := func(n int) func(*Config) { return func(c *Config) { c.KeyPairUserQuota = &n } }
+	for _, c := range []struct {
+		name   string
+		config func(*Config)
+		want   int  // creates that pass before the 403
+		full   bool // the project quota is what refuses
+	}{
+		{"default-100", func(*Config) {}, 100, false},
+		{"user-quota-3", perUser(3), 3, false},
+		{"user-quota-0", perUser(0), 0, false},
+		{"unlimited-project-102", func(c *Config) { perUser(-1)(c); c.KeyPairQuota = 102 }, 102, true},
+		{"project-2-before-user-3", func(c *Config) { perUser(3)(c); c.KeyPairQuota = 2 }, 2, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := setup(t, c.config)
+			s.addUser("quota-member", kps.RoleMember)
+			P := "/compute/v2.1/os-keypairs"
+			for i := 0; i < c.want; i++ {
+				body := kp(map[string]any{"name": "q" + strconv.Itoa(i), "public_key": novaP256})
+				if i == 0 && c.want > 1 {
+					// A key pair made through the v3 API counts as well.
+					s.must(200, "POST", "/keypairs", body)
+					continue
+				}
+				s.nova("POST", P, "2.2", body).want(t, 201, "")
+			}
+			r := s.nova("POST", P, "2.2", kp(map[string]any{"name": "over", "public_key": novaP256})).want(t, 403, "forbidden")
+			if !strings.Contains(string(r.raw), "Quota exceeded, too many key pairs.") || r.header.Get("X-OpenStack-Nova-API-Version") != "2.2" {
+				t.Errorf("quota answer %s %v", r.raw, r.header)
+			}
+			// N-31: the quota is checked before the key material.
+			s.nova("POST", P, "", kp(map[string]any{"name": "junk", "public_key": "ssh-rsa JUNK"})).want(t, 403, "forbidden")
+			s.nova("GET", P+"/over", "2.2", nil).want(t, 404, "itemNotFound")
+			if c.want == 0 {
+				return
+			}
+			// The limit is the owner's: the admin creating for the member (2.10) is counted
+			// against the member, whose own limit is not reached (unless the project's is).
+			got := s.nova("POST", P, "2.10", kp(map[string]any{"name": "for-member", "public_key": novaP256, "user_id": s.userIDOf("quota-member")}))
+			if c.full {
+				got.want(t, 403, "forbidden")
+				return
+			}
+			got.want(t, 201, "")
+			// Deleting one frees a place.
+			s.nova("DELETE", P+"/q1", "2.2", nil).want(t, 204, "")
+			s.nova("POST", P, "2.2", kp(map[string]any{"name": "again", "public_key": novaP256})).want(t, 201, "")
+			s.nova("POST", P, "2.2", kp(map[string]any{"name": "again2", "public_key": novaP256})).want(t, 403, "forbidden")
+		})
 	}
-	r := s.nova("POST", P, "2.2", kp(map[string]any{"name": "q100", "public_key": novaP256})).want(t, 403, "forbidden")
-	if !strings.Contains(string(r.raw), "Quota exceeded") {
-		t.Errorf("quota message %s", r.raw)
+}
+
+// userIDOf is the ID of a user of domain Default.
+func (s *service) userIDOf(name string) string {
+	s.t.Helper()
+	ctx := context.Background()
+	d, _ := s.main.store.DomainByName(ctx, "Default")
+	u, err := s.main.store.UserByName(ctx, d.ID, name)
+	if err != nil || u == nil {
+		s.t.Fatalf("user %s: %v", name, err)
 	}
-	s.nova("POST", P, "2.2", kp(map[string]any{"name": "q101", "public_key": "ssh-rsa JUNK"})).want(t, 403, "forbidden")
+	return u.ID
+}
+
+// TestNovaLinkPrefix: --compute-link-prefix is <base> of every Nova link (§3.3) — version
+// documents and keypairs_links on every tree — and, with /v2.1, the catalog's compute URL
+// (auth.md §8.4); without it both follow the public URL (TestNovaConformance, wantCatalog).
+func TestNovaLinkPrefix(t *testing.T) {
+	const prefix = "https://gw.example.net/nova"
+	s := setup(t, func(c *Config) { c.ComputeLinkPrefix = prefix + "/" })
+	anon := &service{t: t, base: s.base}
+	hrefs := func(v any) (out []string) {
+		for _, l := range list(v) {
+			out = append(out, str(obj(l)["href"]))
+		}
+		return out
+	}
+	vs := list(anon.nova("GET", "/compute/", "", nil).want(t, 200, "").body["versions"])
+	if got := append(hrefs(obj(vs[0])["links"]), hrefs(obj(vs[1])["links"])...); strings.Join(got, " ") != prefix+"/v2/ "+prefix+"/v2.1/" {
+		t.Errorf("version list links %v", got)
+	}
+	for p, want := range map[string]string{"/compute/v2.1": prefix + "/v2.1/", "/compute/v2/": prefix + "/v2/", "/compute/v2.1/" + s.project: prefix + "/v2.1/"} {
+		if got := hrefs(obj(anon.nova("GET", p, "", nil).want(t, 200, "").body["version"])["links"]); len(got) != 2 || got[0] != want {
+			t.Errorf("%s: links %v", p, got)
+		}
+	}
+	for _, n := range []string{"a", "b"} {
+		s.nova("POST", "/compute/v2.1/os-keypairs", "2.2", kp(map[string]any{"name": n, "public_key": novaP256})).want(t, 201, "")
+	}
+	for path, want := range map[string]string{
+		"/compute/v2.1/os-keypairs":                   prefix + "/v2.1/os-keypairs?limit=1&marker=a",
+		"/compute/v2.1/" + s.project + "/os-keypairs": prefix + "/v2.1/" + s.project + "/os-keypairs?limit=1&marker=a",
+		"/v2.1/" + s.project + "/os-keypairs":         prefix + "/v2.1/" + s.project + "/os-keypairs?limit=1&marker=a",
+	} {
+		if got := hrefs(s.nova("GET", path+"?limit=1", "2.35", nil).want(t, 200, "").body["keypairs_links"]); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: keypairs_links %v, want %s", path, got, want)
+		}
+	}
+	req, _ := http.NewRequest("GET", s.base+"/v3/auth/catalog", nil)
+	req.Header.Set("X-Auth-Token", s.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var catalog struct {
+		Catalog []struct {
+			Type      string
+			Endpoints []struct{ URL string }
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&catalog); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, sv := range catalog.Catalog {
+		if sv.Type == "compute" {
+			found = len(sv.Endpoints) == 1 && sv.Endpoints[0].URL == prefix+"/v2.1"
+		}
+	}
+	if !found {
+		t.Errorf("catalog %+v: compute URL is not %s/v2.1", catalog, prefix)
+	}
+}
+
+// TestNovaServeFlags: the Nova flags and their KPS_* variables, and what validation refuses.
+func TestNovaServeFlags(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		env     map[string]string
+		ok      bool
+		prefix  string
+		perUser int
+	}{
+		{nil, nil, true, "", 100},
+		{[]string{"--keypair-user-quota", "-1", "--compute-link-prefix", "https://gw.example.net/nova"}, nil, true, "https://gw.example.net/nova", -1},
+		{nil, map[string]string{"KPS_KEYPAIR_USER_QUOTA": "0", "KPS_COMPUTE_LINK_PREFIX": "http://10.0.0.1:8774"}, true, "http://10.0.0.1:8774", 0},
+		{[]string{"--keypair-user-quota", "-2"}, nil, false, "", 0},
+		{[]string{"--compute-link-prefix", "gw.example.net/nova"}, nil, false, "", 0},
+		{[]string{"--compute-link-prefix", "ftp://gw.example.net"}, nil, false, "", 0},
+		{[]string{"--compute-link-prefix", "https://gw.example.net/nova?x=1"}, nil, false, "", 0},
+		{[]string{"--compute-link-prefix", "https://user:pw@gw.example.net"}, nil, false, "", 0},
+	} {
+		var cfg Config
+		fs := cfg.flags()
+		fs.SetOutput(io.Discard)
+		err := parseWithEnv(fs, c.args, func(k string) string { return c.env[k] })
+		if err == nil {
+			cfg.Region = "local-1"
+			err = cfg.validate()
+		}
+		if (err == nil) != c.ok {
+			t.Errorf("%v %v: %v", c.args, c.env, err)
+			continue
+		}
+		if c.ok && (cfg.ComputeLinkPrefix != c.prefix || *cfg.KeyPairUserQuota != c.perUser) {
+			t.Errorf("%v %v: prefix %q, per-user %d", c.args, c.env, cfg.ComputeLinkPrefix, *cfg.KeyPairUserQuota)
+		}
+	}
 }
 
 // TestNovaGophercloud drives the Nova API with gophercloud, authenticated through the service's

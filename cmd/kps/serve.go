@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,13 @@ type Config struct {
 	AdminPassword string // KPS_ADMIN_PASSWORD only: a flag would land in shell history
 	MasterKey     string // KPS_MASTER_KEY only, for the same reason
 
+	// KeyPairUserQuota is Nova's per-user key pair limit (nova-keypairs.md §11): -1 none, 0 no
+	// Nova creates; nil (a Config not built from flags) is Nova's default, 100.
+	KeyPairUserQuota *int
+	// ComputeLinkPrefix is <base> of the Nova API's links and, followed by /v2.1, its catalog
+	// URL (nova-keypairs.md §3.3, auth.md §8.4); "" is <public-url>/compute.
+	ComputeLinkPrefix string
+
 	// External identity mode (auth.md §10): "" or "local", or "external" with the rest.
 	IdentityMode        string
 	IdentityURL         string
@@ -67,6 +75,9 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the service (default http://<listen>)")
 	fs.IntVar(&c.Workers, "workers", 16, "tasks executed concurrently")
 	fs.IntVar(&c.KeyPairQuota, "keypair-quota", 1000, "key pairs per project")
+	c.KeyPairUserQuota = new(int)
+	fs.IntVar(c.KeyPairUserQuota, "keypair-user-quota", 100, "key pairs one user may own in a project, checked on OpenStack (Nova API) creates (-1: no limit, 0: none)")
+	fs.StringVar(&c.ComputeLinkPrefix, "compute-link-prefix", "", "public base URL of the OpenStack compute API, used in its links and in the catalog (default <public-url>/compute)")
 	fs.IntVar(&c.MaxQueued, "max-queued", 10000, "queued tasks before new ones are refused with 503 (0: no limit)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "token lifetime (5m to 24h)")
 	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task lease; a worker silent for this long loses its task")
@@ -89,6 +100,12 @@ func (c *Config) validate() error {
 	if c.Workers < 1 || c.KeyPairQuota < 1 || c.MaxQueued < 0 {
 		return usageError{fmt.Errorf("--workers and --keypair-quota must be positive, --max-queued not negative")}
 	}
+	if c.KeyPairUserQuota != nil && *c.KeyPairUserQuota < -1 {
+		return usageError{fmt.Errorf("--keypair-user-quota must be -1 (no limit) or more")}
+	}
+	if err := validLinkPrefix(c.ComputeLinkPrefix); err != nil {
+		return usageError{fmt.Errorf("--compute-link-prefix: %w", err)}
+	}
 	if c.Region == "" || strings.ContainsAny(c.Region, " /") {
 		return usageError{fmt.Errorf("--region must be a non-empty name without spaces or slashes")}
 	}
@@ -97,6 +114,18 @@ func (c *Config) validate() error {
 	}
 	if c.Database != "" && !c.postgres() {
 		return usageError{fmt.Errorf("--database must be a postgres:// or postgresql:// URL (or empty for the embedded SQLite file)")}
+	}
+	return nil
+}
+
+// validLinkPrefix accepts "" or an absolute http(s) URL without query or fragment.
+func validLinkPrefix(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q is not an http or https URL without query, fragment or user", v)
 	}
 	return nil
 }
@@ -247,9 +276,15 @@ func (m *Main) Run(ctx context.Context) error {
 		cfg.PublicURL = "http://" + m.listener.Addr().String()
 	}
 	ids.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	computeBase := strings.TrimSuffix(cfg.ComputeLinkPrefix, "/")
+	if computeBase == "" {
+		computeBase = ids.PublicURL + "/compute"
+	}
+	ids.ComputeURL = computeBase + "/v2.1"
 	srv := api.New(m.store, identity, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
-		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI})
+		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI,
+		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota})
 	m.http = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, 10*time.Second),
