@@ -198,3 +198,98 @@ func (a *identityAPI) listRoles(w http.ResponseWriter, r *http.Request, p *kps.P
 	writeJSON(w, http.StatusOK, map[string]any{"roles": roles, "links": listLinks{Self: a.selfURL(r)}})
 	return nil
 }
+
+// listUsers is GET /v3/users (Keystone's list_users, which OpenStack clients call to resolve a
+// user name, e.g. `openstack keypair list --user`): filters name, domain_id and enabled (other
+// parameters are ignored, as Keystone ignores them), page and per_page as for projects.
+func (a *identityAPI) listUsers(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q := r.URL.Query()
+	var f kps.UserFilter
+	if v, ok := q["name"]; ok {
+		f.Name = &v[0]
+	}
+	if v, ok := q["domain_id"]; ok {
+		f.DomainID = &v[0]
+	}
+	if v, ok := q["enabled"]; ok {
+		b, err := queryBool("enabled", v[0])
+		if err != nil {
+			return err
+		}
+		f.Enabled = &b
+	}
+	page, perPage, paged, err := queryPage(q)
+	if err != nil {
+		return err
+	}
+	var pg kps.Page
+	if paged {
+		pg = kps.Page{Limit: perPage, Offset: (page - 1) * perPage}
+	}
+	items, total, err := a.m.VisibleUsers(r.Context(), p, f, pg)
+	if err != nil {
+		return err
+	}
+	links := listLinks{Self: a.selfURL(r)}
+	if paged {
+		if page > 1 {
+			links.Previous = a.pageURL(r, page-1)
+		}
+		if pg.Offset+len(items) < total {
+			links.Next = a.pageURL(r, page+1)
+		}
+	}
+	users := make([]userView, 0, len(items))
+	for _, u := range items {
+		users = append(users, a.user(u))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": users, "links": links})
+	return nil
+}
+
+// showUser is GET /v3/users/{user_id}: oneself, or a user the caller administers.
+func (a *identityAPI) showUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	u, err := a.m.VisibleUser(r.Context(), p, r.PathValue("user_id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": a.user(*u)})
+	return nil
+}
+
+// listDomains is GET /v3/domains, filtered by name and enabled: the caller's own domain, every
+// domain for the operator admin (OpenStack clients resolve --user-domain names with it).
+func (a *identityAPI) listDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q := r.URL.Query()
+	var f kps.DomainFilter
+	if v, ok := q["name"]; ok {
+		f.Name = &v[0]
+	}
+	if v, ok := q["enabled"]; ok {
+		b, err := queryBool("enabled", v[0])
+		if err != nil {
+			return err
+		}
+		f.Enabled = &b
+	}
+	items, err := a.m.VisibleDomains(r.Context(), p, f)
+	if err != nil {
+		return err
+	}
+	domains := make([]domainView, 0, len(items))
+	for _, d := range items {
+		domains = append(domains, a.domain(d))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"domains": domains, "links": listLinks{Self: a.selfURL(r)}})
+	return nil
+}
+
+// showDomain is GET /v3/domains/{domain_id}: the caller's own domain, any for the operator.
+func (a *identityAPI) showDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	d, err := a.m.VisibleDomain(r.Context(), p, r.PathValue("domain_id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"domain": a.domain(*d)})
+	return nil
+}

@@ -22,6 +22,10 @@ type identityManager interface {
 	VisibleProject(ctx context.Context, p *kps.Principal, id string) (*kps.Project, error)
 	UserProjects(ctx context.Context, p *kps.Principal, userID string) ([]kps.Project, error)
 	OwnDomain(ctx context.Context, p *kps.Principal) (*kps.Domain, error)
+	VisibleUsers(ctx context.Context, p *kps.Principal, f kps.UserFilter, pg kps.Page) ([]kps.User, int, error)
+	VisibleUser(ctx context.Context, p *kps.Principal, id string) (*kps.User, error)
+	VisibleDomains(ctx context.Context, p *kps.Principal, f kps.DomainFilter) ([]kps.Domain, error)
+	VisibleDomain(ctx context.Context, p *kps.Principal, id string) (*kps.Domain, error)
 	RoleIDs(ctx context.Context) (map[kps.Role]string, error)
 
 	CreateCredential(ctx context.Context, p *kps.Principal, userID, description string) (*kps.AccessKey, string, error)
@@ -84,12 +88,16 @@ func (s *Server) identityRoutes(mux *http.ServeMux) {
 	route("PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}", a.grantProjectRole)
 	route("DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}", a.revokeProjectRole)
 
+	route("GET /v3/users", a.listUsers)
+	route("GET /v3/users/{user_id}", a.showUser)
 	route("POST /v3/users", a.createUser)
 	route("PATCH /v3/users/{user_id}", a.updateUser)
 	route("DELETE /v3/users/{user_id}", a.deleteUser)
 	route("POST /v3/users/{user_id}/password", a.changePassword)
 	route("GET /v3/users/{user_id}/projects", a.listUserProjects)
 
+	route("GET /v3/domains", a.listDomains)
+	route("GET /v3/domains/{domain_id}", a.showDomain)
 	route("POST /v3/domains", a.createDomain)
 	route("PATCH /v3/domains/{domain_id}", a.updateDomain)
 	route("DELETE /v3/domains/{domain_id}", a.deleteDomain)

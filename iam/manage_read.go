@@ -79,6 +79,81 @@ func (s *Service) UserProjects(ctx context.Context, p *kps.Principal, userID str
 	return projects, err
 }
 
+// VisibleUsers lists the users of GET /v3/users (Keystone's list_users; auth.md §3.3: reading
+// users is administration): a domain admin sees the users of their own domain, and with a
+// domain filter those of a domain they administer (the operator admin: any); a filter naming
+// another domain yields an empty list, as for projects (§8.2). Anybody else is refused with
+// 403 KPS.9006.
+func (s *Service) VisibleUsers(ctx context.Context, p *kps.Principal, f kps.UserFilter, pg kps.Page) ([]kps.User, int, error) {
+	a, err := s.authority(ctx, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !a.administers(p.DomainID) {
+		return nil, 0, forbidden()
+	}
+	if f.DomainID == nil {
+		f.DomainID = &p.DomainID
+	}
+	if !a.administers(*f.DomainID) {
+		return []kps.User{}, 0, nil
+	}
+	return s.Store.ListUsers(ctx, f, pg)
+}
+
+// VisibleUser returns a user for GET /v3/users/{user_id}: oneself, or a user of a domain the
+// caller administers. Anything else is missing (404 KPS.6110) to an administrator and
+// forbidden (403 KPS.9006) to anybody else, so user IDs cannot be probed.
+func (s *Service) VisibleUser(ctx context.Context, p *kps.Principal, id string) (*kps.User, error) {
+	if id == p.UserID {
+		u, err := s.Store.UserByID(ctx, id)
+		if err == nil && u == nil {
+			err = forbidden() // deleted a moment after its credential was checked
+		}
+		return u, err
+	}
+	u, _, err := s.administeredUser(ctx, p, id)
+	return u, err
+}
+
+// VisibleDomains lists the domains of GET /v3/domains, filtered by name and enabled: the
+// caller's own domain (every user may read it, §3.3), and every domain for the operator admin.
+func (s *Service) VisibleDomains(ctx context.Context, p *kps.Principal, f kps.DomainFilter) ([]kps.Domain, error) {
+	a, err := s.authority(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	all, _, err := s.Store.ListDomains(ctx, f, kps.Page{})
+	if err != nil || a.operator {
+		return all, err
+	}
+	out := []kps.Domain{}
+	for _, d := range all {
+		if d.ID == p.DomainID {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// VisibleDomain returns a domain for GET /v3/domains/{domain_id}: the caller's own, or any for
+// the operator admin. Anything else is missing to an administrator and forbidden to anybody
+// else, like other records of other domains.
+func (s *Service) VisibleDomain(ctx context.Context, p *kps.Principal, id string) (*kps.Domain, error) {
+	a, err := s.authority(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if id != p.DomainID && !a.operator {
+		return nil, a.hidden(notFound("domain", id))
+	}
+	d, err := s.Store.DomainByID(ctx, id)
+	if err == nil && d == nil {
+		err = a.hidden(notFound("domain", id))
+	}
+	return d, err
+}
+
 // OwnDomain returns the caller's domain (GET /v3/auth/domains, §8.3).
 func (s *Service) OwnDomain(ctx context.Context, p *kps.Principal) (*kps.Domain, error) {
 	d, err := s.Store.DomainByID(ctx, p.DomainID)

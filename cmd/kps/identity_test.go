@@ -919,3 +919,118 @@ func TestIdentityProjectsAndDomains(t *testing.T) {
 	// The name is free again.
 	createDomainAdmin(t, admin, "acme", "bob")
 }
+
+// TestIdentityUserAndDomainReads: GET /v3/users[/{id}] and GET /v3/domains[/{id}], the reads
+// OpenStack clients resolve --user, --user-domain and --project with (Keystone's list_users,
+// get_user, list_domains, get_domain): filters, pages, and who sees what (auth.md §3.3).
+func TestIdentityUserAndDomainReads(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tr := newTranscript()
+	admin := as(t, s, tr)
+	alice := as(t, s.addUser("alice", kps.RoleMember), tr)
+	defaultDomain := s.defaultDomainID(t)
+	aliceID, adminID := s.userIDOf("alice"), s.userIDOf("admin")
+	acme := createDomainAdmin(t, admin, "acme", "bob")
+	bob, _ := admin.login("acme", "bob", "bob-password-1", "")
+	const unknown = "0123456789abcdef0123456789abcdef"
+
+	names := func(body map[string]any, member string) string {
+		var ns []string
+		for _, v := range list(body[member]) {
+			ns = append(ns, str(obj(v)["name"]))
+		}
+		return strings.Join(ns, ",")
+	}
+	// Users: domain admins list their domain's users, with Keystone's filters; other query
+	// parameters (OSC 6 sends tenant_id for `keypair list --project`) are ignored.
+	for query, want := range map[string]string{
+		"":                              "admin,alice",
+		"?name=alice":                   "alice",
+		"?name=nobody":                  "",
+		"?tenant_id=" + s.project:       "admin,alice",
+		"?domain_id=" + defaultDomain:   "admin,alice",
+		"?domain_id=" + acme:            "bob", // the operator admin administers every domain
+		"?enabled=true&name=admin":      "admin",
+		"?enabled=FALSE":                "",
+		"?domain_id=" + unknown:         "",
+		"?name=alice&domain_id=" + acme: "",
+		"?per_page=1&page=2":            "alice",
+	} {
+		body := admin.want(200, "GET", "/v3/users"+query, nil)
+		if got := names(body, "users"); got != want {
+			t.Errorf("GET /v3/users%s: %q, want %q", query, got, want)
+		}
+		if !strings.Contains(query, "page") {
+			wantListLinks(t, body, "/v3/users"+query)
+		}
+	}
+	paged := obj(admin.want(200, "GET", "/v3/users?per_page=1", nil)["links"])
+	if paged["previous"] != nil || !strings.Contains(str(paged["next"]), "page=2") {
+		t.Errorf("first page links %v", paged)
+	}
+	u := obj(list(admin.want(200, "GET", "/v3/users?name=alice", nil)["users"])[0])
+	if u["id"] != aliceID || u["domain_id"] != defaultDomain || u["enabled"] != true || u["password"] != nil ||
+		!strings.HasSuffix(str(obj(u["links"])["self"]), "/v3/users/"+aliceID) {
+		t.Errorf("listed user %v", u)
+	}
+	if got := names(bob.want(200, "GET", "/v3/users", nil), "users"); got != "bob" {
+		t.Errorf("acme's admin lists %q", got)
+	}
+	if got := names(bob.want(200, "GET", "/v3/users?domain_id="+defaultDomain, nil), "users"); got != "" {
+		t.Errorf("acme's admin lists Default's users: %q", got)
+	}
+	admin.wantErr(400, "KPS.6003", "GET", "/v3/users?enabled=maybe", nil)
+	admin.wantErr(400, "KPS.6003", "GET", "/v3/users?per_page=0", nil)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/users", nil)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/users?name=alice", nil)
+
+	// One user: oneself, or a user the caller administers; the rest cannot be probed.
+	if got := obj(alice.want(200, "GET", "/v3/users/"+aliceID, nil)["user"]); got["name"] != "alice" || got["password"] != nil {
+		t.Errorf("own user %v", got)
+	}
+	if got := obj(admin.want(200, "GET", "/v3/users/"+aliceID, nil)["user"]); got["id"] != aliceID {
+		t.Errorf("admin reads alice: %v", got)
+	}
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/users/"+adminID, nil)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/users/"+unknown, nil)
+	admin.wantErr(404, "KPS.6110", "GET", "/v3/users/"+unknown, nil)
+	bob.wantErr(404, "KPS.6110", "GET", "/v3/users/"+aliceID, nil)
+	ak, sk := s.accessKey("alice")
+	if got := obj(alice.withKey(ak, sk, "").want(200, "GET", "/v3/users/"+aliceID, nil)["user"]); got["id"] != aliceID {
+		t.Errorf("alice by AK/SK: %v", got)
+	}
+
+	// Domains: everybody reads their own; the operator admin reads every domain.
+	for _, c := range []struct {
+		who         *idClient
+		query, want string
+	}{
+		{alice, "", "Default"},
+		{alice, "?name=Default", "Default"},
+		{alice, "?name=acme", ""},
+		{admin, "", "Default,acme"},
+		{admin, "?name=acme", "acme"},
+		{admin, "?enabled=false", ""},
+		{bob, "", "acme"},
+	} {
+		body := c.who.want(200, "GET", "/v3/domains"+c.query, nil)
+		if got := names(body, "domains"); got != c.want {
+			t.Errorf("GET /v3/domains%s: %q, want %q", c.query, got, c.want)
+		}
+		wantListLinks(t, body, "/v3/domains"+c.query)
+	}
+	admin.wantErr(400, "KPS.6003", "GET", "/v3/domains?enabled=maybe", nil)
+	if d := obj(alice.want(200, "GET", "/v3/domains/"+defaultDomain, nil)["domain"]); d["name"] != "Default" || d["enabled"] != true ||
+		!strings.HasSuffix(str(obj(d["links"])["self"]), "/v3/domains/"+defaultDomain) {
+		t.Errorf("own domain %v", d)
+	}
+	if d := obj(admin.want(200, "GET", "/v3/domains/"+acme, nil)["domain"]); d["name"] != "acme" {
+		t.Errorf("operator reads acme: %v", d)
+	}
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/domains/"+acme, nil)
+	alice.wantErr(403, "KPS.9006", "GET", "/v3/domains/"+unknown, nil)
+	bob.wantErr(404, "KPS.6110", "GET", "/v3/domains/"+defaultDomain, nil)
+	admin.wantErr(404, "KPS.6110", "GET", "/v3/domains/"+unknown, nil)
+	admin.wantErr(404, "KPS.6110", "GET", "/v3/domains/Default", nil) // names are not IDs
+}
