@@ -43,6 +43,8 @@ type Service struct {
 	dummyOnce sync.Once
 	dummy     string
 	dummyErr  error
+
+	validations validationCache
 }
 
 func (s *Service) now() time.Time {

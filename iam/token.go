@@ -492,18 +492,39 @@ func printableASCII(s string) bool {
 // user without an effective role on the project KPS.9006. The principal's roles are read live:
 // on the target project, or on the user's domain for identity routes. The route's minimum role
 // (row 8) is the caller's check. clientIP is the TCP peer: a locked one is 429 KPS.6105
-// before any lookup, and a refused token counts against it (§12.4).
+// before any lookup, and a refused token counts against it (§12.4). Successful validations
+// are remembered while the store says nothing was written since (validationCache).
 func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clientIP string) (*kps.Principal, error) {
 	now, ipKey := s.now(), clientKey(clientIP)
 	if err := s.checkLocked(ctx, now, ipKey); err != nil {
 		return nil, err
 	}
+	// The version is read before the validation's reads: a write committed meanwhile moves
+	// it, and the entry put below is never used.
+	version, cacheable := s.writeVersion()
+	var key validationKey
+	if cacheable {
+		key = validationKey{tokenHash: tokenHash(token), project: targetProjectID}
+		if p, ok := s.validations.get(key, version, now); ok {
+			return p, nil
+		}
+	}
+	p, expires, err := s.authenticateToken(ctx, now, ipKey, token, targetProjectID)
+	if err == nil && cacheable {
+		s.validations.put(key, version, expires, p)
+	}
+	return p, err
+}
+
+// authenticateToken is Authenticate past the lockout check, reading everything from the store;
+// it returns the token's expiry with the principal.
+func (s *Service) authenticateToken(ctx context.Context, now time.Time, ipKey, token, targetProjectID string) (*kps.Principal, time.Time, error) {
 	v, err := s.validate(ctx, token)
 	if IsFailure(err) {
-		return nil, s.refuse(ctx, now, err, ipKey)
+		return nil, time.Time{}, s.refuse(ctx, now, err, ipKey)
 	}
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	p := &kps.Principal{
 		UserID:     v.user.ID,
@@ -517,23 +538,23 @@ func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clie
 	}
 	if targetProjectID == "" {
 		if p.Roles, err = s.Store.DomainRoles(ctx, v.user.ID, v.domain.ID); err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
-		return p, nil
+		return p, v.token.ExpiresAt, nil
 	}
 	if err := checkTokenScope(v.token.ProjectID, targetProjectID); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	// validate has checked that the project exists, is enabled and lies in the user's domain.
 	roles, err := s.Store.EffectiveRoles(ctx, v.user.ID, targetProjectID)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if len(roles) == 0 {
-		return nil, &Failure{"no-role", kps.Errorf(kps.ErrForbidden, msgForbidden)}
+		return nil, time.Time{}, &Failure{"no-role", kps.Errorf(kps.ErrForbidden, msgForbidden)}
 	}
 	p.ProjectID, p.Roles = targetProjectID, roles
-	return p, nil
+	return p, v.token.ExpiresAt, nil
 }
 
 // clip shortens request values quoted in messages.

@@ -32,9 +32,11 @@ ON CONFLICT (project_id) DO UPDATE SET version = task_versions.version + 1`
 )
 
 // taskVersions are the in-process versions (SQLite). The zero version of a project is 0; the
-// map only grows with the projects whose tasks changed since the process started.
+// map only grows with the projects whose tasks changed since the process started. writes
+// counts every committed write transaction (WriteVersion).
 type taskVersions struct {
-	m sync.Map // project ID → *atomic.Int64
+	m      sync.Map // project ID → *atomic.Int64
+	writes atomic.Int64
 }
 
 func newTaskVersions() *taskVersions { return &taskVersions{} }
@@ -49,12 +51,14 @@ func (v *taskVersions) get(projectID string) int64 {
 	return 0
 }
 
-// bump increments the versions of the projects; nil-safe, as a store opened without in-process
-// versions (PostgreSQL) has none.
+// bump counts a committed write transaction and increments the versions of the projects
+// whose tasks it changed; nil-safe, as a store opened without in-process versions
+// (PostgreSQL) has none.
 func (v *taskVersions) bump(projects []string) {
 	if v == nil {
 		return
 	}
+	v.writes.Add(1)
 	for _, p := range projects {
 		c, ok := v.m.Load(p)
 		if !ok {
@@ -117,4 +121,16 @@ func projectsOf(rows *sql.Rows) (projects []string, n int, err error) {
 		}
 	}
 	return projects, n, rows.Err()
+}
+
+// WriteVersion returns the number of write transactions this process has committed and
+// whether that number moves with every change to the database, which holds only where this
+// process is its only writer (SQLite; not PostgreSQL, where replicas write too). Whatever was
+// read from the database is still current while it has not moved: iam caches token
+// validations on it.
+func (db *DB) WriteVersion() (int64, bool) {
+	if db.eng.name != "sqlite" || db.versions == nil {
+		return 0, false
+	}
+	return db.versions.writes.Load(), true
 }
