@@ -15,7 +15,7 @@ import (
 
 // TestHarness runs every part of the harness on a tiny scale (two hosts, one run, small
 // tables) and checks what it measured and wrote. Ansible and wrk take part when installed;
-// the test never installs them.
+// the test never installs them. The parts run side by side, sharing one kps binary.
 func TestHarness(t *testing.T) {
 	if _, err := sshdtest.Available(); err != nil {
 		if os.Getenv("KPS_REQUIRE_SSHD") == "1" {
@@ -31,83 +31,126 @@ func TestHarness(t *testing.T) {
 	_, errWrk := exec.LookPath("wrk")
 	ansible, wrk := errAnsible == nil && errSshpass == nil, errWrk == nil
 
-	out := t.TempDir()
-	cfg := defaultConfig()
-	cfg.Hosts, cfg.Runs, cfg.Engines, cfg.Out = []int{2}, 1, []string{"sqlite"}, out
-	cfg.FailedTasks, cfg.ScaleSizes, cfg.MemoryTasks = 120, []int{100, 2000}, 6
-	cfg.Conns, cfg.Duration, cfg.Settle = []int{4}, time.Second, 100*time.Millisecond
-	cfg.NoInstall, cfg.Log = true, testLog{t}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := run(ctx, cfg, "all", []string{"-n", "2", "all"}); err != nil {
-		t.Fatal(err)
-	}
-
-	res, err := loadResults(out)
+	bin := filepath.Join(t.TempDir(), "kps")
+	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tools := map[string]int{}
-	for _, r := range res.Fleet {
-		tools[r.Tool]++
-		if r.Hosts != 2 || r.Failed != 0 || r.Wall.Runs != 1 || r.Wall.Median <= 0 {
-			t.Errorf("fleet row %+v", r)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kps")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	harness := func(t *testing.T, part string) (*Results, string) {
+		out := t.TempDir()
+		cfg := defaultConfig()
+		cfg.Hosts, cfg.Runs, cfg.Engines, cfg.Out, cfg.KPS = []int{2}, 1, []string{"sqlite"}, out, bin
+		cfg.FailedTasks, cfg.ScaleSizes, cfg.MemoryTasks = 120, []int{100, 2000}, 6
+		cfg.Conns, cfg.Duration, cfg.Settle = []int{4}, time.Second, 100*time.Millisecond
+		cfg.NoInstall, cfg.Log = true, testLog{t}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := run(ctx, cfg, part, []string{"-n", "2", part}); err != nil {
+			t.Fatal(err)
 		}
-		if r.Tool == "OpenKPS" && r.CPU.Median <= 0 {
-			t.Errorf("no CPU time of kps serve: %+v", r)
-		}
-	}
-	if tools["floor"] != 2 || tools["OpenKPS"] != 2 || (ansible && tools["Ansible"] != 2) || (!ansible && tools["Ansible"] != 0) {
-		t.Errorf("fleet rows by tool %v (Ansible installed: %v)", tools, ansible)
-	}
-	if !wrk && len(res.Query) != 0 || wrk && len(res.Query) != 6 {
-		t.Errorf("%d query rows (wrk installed: %v)", len(res.Query), wrk)
-	}
-	for _, r := range res.Query {
-		if r.RPS.Median <= 0 || r.P50.Median <= 0 || r.P99.Median < r.P50.Median || r.Errors != 0 || r.Bytes == 0 {
-			t.Errorf("query row %+v", r)
-		}
-	}
-	if len(res.Scale) != 2 {
-		t.Fatalf("scale rows %+v", res.Scale)
-	}
-	for _, r := range res.Scale {
-		if r.First.Median <= 0 || r.Seq.Median <= 0 || (wrk && r.RPS.Median <= 0) {
-			t.Errorf("scale row %+v", r)
-		}
-	}
-	if len(res.Memory) != 1 {
-		t.Fatalf("memory rows %+v", res.Memory)
-	}
-	if m := res.Memory[0]; m.IdleRSS.Median <= 1 || m.BusyHWM.Median < m.IdleRSS.Median || m.Failed != 0 || m.Tasks != 6 {
-		t.Errorf("memory row %+v", m)
-	}
-
-	report, err := os.ReadFile(filepath.Join(out, "BENCHMARKS.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"## 1. Fleet bind", "| 2 | password | OpenKPS |", "| 2 | key | floor |", "## 3. Scale",
-		"| sqlite | 2000 |", "## 4. Memory", "go run ./bench -n 2 all", "| openssh | OpenSSH_"} {
-		if !strings.Contains(string(report), want) {
-			t.Errorf("BENCHMARKS.md lacks %q:\n%s", want, report)
-		}
-	}
-	charts := []string{"fleet.png", "scale.png"}
-	if wrk {
-		charts = append(charts, "query.png")
-	}
-	for _, name := range charts {
-		f, err := os.Open(filepath.Join(out, "bench", name))
+		res, err := loadResults(out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil || img.Bounds().Dx() != chartW {
+		report, err := os.ReadFile(filepath.Join(out, "BENCHMARKS.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(report), "go run ./bench -n 2 "+part) || !strings.Contains(string(report), "| openssh | OpenSSH_") {
+			t.Errorf("BENCHMARKS.md lacks the command or the versions:\n%s", report)
+		}
+		return res, string(report)
+	}
+	chart := func(t *testing.T, res *Results, name string) {
+		t.Helper()
+		dir := t.TempDir()
+		if err := writeReport(dir, res); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(filepath.Join(dir, "bench", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if img, err := png.Decode(f); err != nil || img.Bounds().Dx() != chartW {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+
+	t.Run("fleet", func(t *testing.T) {
+		t.Parallel()
+		res, report := harness(t, "fleet")
+		tools := map[string]int{}
+		for _, r := range res.Fleet {
+			tools[r.Tool]++
+			if r.Hosts != 2 || r.Failed != 0 || r.Wall.Runs != 1 || r.Wall.Median <= 0 {
+				t.Errorf("fleet row %+v", r)
+			}
+			if r.Tool == "OpenKPS" && r.CPU.Median <= 0 {
+				t.Errorf("no CPU time of kps serve: %+v", r)
+			}
+		}
+		if tools["floor"] != 2 || tools["OpenKPS"] != 2 || (ansible && tools["Ansible"] != 2) || (!ansible && tools["Ansible"] != 0) {
+			t.Errorf("fleet rows by tool %v (Ansible installed: %v)", tools, ansible)
+		}
+		for _, want := range []string{"## 1. Fleet bind", "| 2 | password | OpenKPS |", "| 2 | key | floor |"} {
+			if !strings.Contains(report, want) {
+				t.Errorf("BENCHMARKS.md lacks %q:\n%s", want, report)
+			}
+		}
+		chart(t, res, "fleet.png")
+	})
+	t.Run("query and scale", func(t *testing.T) {
+		t.Parallel()
+		res, report := harness(t, "query")
+		if !wrk && len(res.Query) != 0 || wrk && len(res.Query) != 6 {
+			t.Errorf("%d query rows (wrk installed: %v)", len(res.Query), wrk)
+		}
+		for _, r := range res.Query {
+			if r.RPS.Median <= 0 || r.P50.Median <= 0 || r.P99.Median < r.P50.Median || r.Errors != 0 || r.Bytes == 0 {
+				t.Errorf("query row %+v", r)
+			}
+		}
+		if wrk {
+			if !strings.Contains(report, "| sqlite | 1000 | 0 | 4 |") {
+				t.Errorf("BENCHMARKS.md lacks the query table:\n%s", report)
+			}
+			chart(t, res, "query.png")
+		}
+		res, report = harness(t, "scale")
+		if len(res.Scale) != 2 {
+			t.Fatalf("scale rows %+v", res.Scale)
+		}
+		for _, r := range res.Scale {
+			if r.First.Median <= 0 || r.Seq.Median <= 0 || (wrk && r.RPS.Median <= 0) {
+				t.Errorf("scale row %+v", r)
+			}
+		}
+		if !strings.Contains(report, "| sqlite | 2000 |") {
+			t.Errorf("BENCHMARKS.md lacks the scale table:\n%s", report)
+		}
+		chart(t, res, "scale.png")
+	})
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		res, report := harness(t, "memory")
+		if len(res.Memory) != 2 || res.Memory[0].Limit != "" || res.Memory[1].Limit != "64MiB" {
+			t.Fatalf("memory rows %+v", res.Memory)
+		}
+		for _, m := range res.Memory {
+			if m.IdleRSS.Median <= 1 || m.BusyHWM.Median < m.IdleRSS.Median || m.LoginRSS.Median <= 1 || m.Failed != 0 || m.Tasks != 6 {
+				t.Errorf("memory row %+v", m)
+			}
+		}
+		if !strings.Contains(report, "| sqlite | 64MiB |") {
+			t.Errorf("BENCHMARKS.md lacks the memory table:\n%s", report)
+		}
+	})
 }
 
 type testLog struct{ t *testing.T }

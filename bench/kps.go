@@ -34,7 +34,7 @@ type service struct {
 // startService runs `kps serve` on a free loopback port with dataDir (and database, when not
 // empty), waits until it serves and logs in as its admin. Its log goes to dataDir/serve.log.
 func startService(ctx context.Context, bin, dataDir, database string, workers int) (*service, error) {
-	s, err := launchService(ctx, bin, dataDir, database, workers)
+	s, err := launchService(ctx, bin, dataDir, database, workers, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -45,8 +45,8 @@ func startService(ctx context.Context, bin, dataDir, database string, workers in
 	return s, nil
 }
 
-// launchService is startService without the login.
-func launchService(ctx context.Context, bin, dataDir, database string, workers int) (*service, error) {
+// launchService is startService without the login; env is added to the service's environment.
+func launchService(ctx context.Context, bin, dataDir, database string, workers int, env []string) (*service, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func launchService(ctx context.Context, bin, dataDir, database string, workers i
 		args = append(args, "--database", database)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KPS_ADMIN_PASSWORD="+adminPassword)
+	cmd.Env = append(append(os.Environ(), "KPS_ADMIN_PASSWORD="+adminPassword), env...)
 	logFile, err := os.OpenFile(filepath.Join(dataDir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err

@@ -39,6 +39,8 @@ type Config struct {
 	FailedTasks   int      // failed tasks seeded for part 2
 	ScaleSizes    []int    // table sizes of part 3
 	MemoryTasks   int      // tasks queued during the memory measurement (part 4)
+	MemoryRuns    int      // runs of the memory part; 0: Runs
+	MemoryLimit   string   // GOMEMLIMIT of a second memory row ("": none)
 	Conns         []int    // wrk connections
 	Duration      time.Duration
 	Settle        time.Duration // wait before reading idle memory
@@ -54,7 +56,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{Hosts: []int{50, 200}, Runs: 3, Engines: []string{"sqlite", "postgres"}, Out: "docs",
 		FloorParallel: 32, Forks: 50, Workers: 16, FailedTasks: 100_000, ScaleSizes: []int{1_000, 1_000_000},
-		MemoryTasks: 1_000, Conns: []int{16, 64}, Duration: 5 * time.Second, Settle: 2 * time.Second, Log: os.Stderr}
+		MemoryTasks: 1_000, MemoryLimit: "64MiB", Conns: []int{16, 64}, Duration: 5 * time.Second, Settle: 2 * time.Second, Log: os.Stderr}
 }
 
 const usage = `usage: go run ./bench [flags] fleet|query|scale|memory|all|report
@@ -84,6 +86,8 @@ func main() {
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "kps serve --workers")
 	fs.IntVar(&cfg.FailedTasks, "failed-tasks", cfg.FailedTasks, "failed tasks seeded for the query part")
 	fs.IntVar(&cfg.MemoryTasks, "memory-tasks", cfg.MemoryTasks, "tasks queued during the memory part")
+	fs.IntVar(&cfg.MemoryRuns, "memory-runs", 0, "runs of the memory part (default: -runs)")
+	fs.StringVar(&cfg.MemoryLimit, "memory-limit", cfg.MemoryLimit, "also measure memory with this GOMEMLIMIT for kps serve (empty: do not)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "wrk duration of each measurement")
 	fs.BoolVar(&cfg.SkipAnsible, "skip-ansible", false, "do not run (or install) Ansible")
 	fs.BoolVar(&cfg.SkipWrk, "skip-wrk", false, "do not run (or install) wrk")

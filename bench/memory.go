@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/openkps/kps/internal/sshdtest"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,32 +24,57 @@ func (b *bench) memory(ctx context.Context) ([]MemoryRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	row := MemoryRow{Engine: "sqlite", Tasks: b.cfg.MemoryTasks, HostsUsed: len(hosts)}
+	var rows []MemoryRow
+	for _, limit := range []string{"", b.cfg.MemoryLimit} {
+		if limit == "" && len(rows) > 0 {
+			break
+		}
+		row, err := b.memoryRows(ctx, hosts, limit)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// memoryRows measures one configuration: limit is kps serve's GOMEMLIMIT ("" for none).
+func (b *bench) memoryRows(ctx context.Context, hosts []*sshdtest.Host, limit string) (MemoryRow, error) {
+	row := MemoryRow{Engine: "sqlite", Limit: limit, Tasks: b.cfg.MemoryTasks, HostsUsed: len(hosts)}
+	var env []string
+	if limit != "" {
+		env = []string{"GOMEMLIMIT=" + limit}
+	}
+	runs := b.cfg.MemoryRuns
+	if runs < 1 {
+		runs = b.cfg.Runs
+	}
 	var idle, login, busy, hwm, wall []float64
-	for run := range b.cfg.Runs {
+	for run := range runs {
 		// The first start bootstraps the identity store (hashing the admin password); the
 		// measured process starts on that data directory, as a service usually does.
 		dir := b.scratch("kps-memory")
-		svc, err := launchService(ctx, b.kps, dir, "", b.cfg.Workers)
+		svc, err := launchService(ctx, b.kps, dir, "", b.cfg.Workers, env)
 		if err != nil {
-			return nil, err
+			return row, err
 		}
 		svc.Stop()
-		if svc, err = launchService(ctx, b.kps, dir, "", b.cfg.Workers); err != nil {
-			return nil, err
+		if svc, err = launchService(ctx, b.kps, dir, "", b.cfg.Workers, env); err != nil {
+			return row, err
 		}
-		r, failed, err := b.memoryRun(ctx, svc, run)
+		b.seq++
+		r, failed, err := b.memoryRun(ctx, svc, b.seq)
 		svc.Stop()
 		if err != nil {
-			return nil, err
+			return row, err
 		}
 		idle, login, busy, hwm, wall = append(idle, r[0]), append(login, r[4]), append(busy, r[1]), append(hwm, r[2]), append(wall, r[3])
 		row.Failed += failed
-		b.logf("memory run %d: idle %.1f MiB, after a login %.1f MiB, busy peak %.1f MiB, HWM %.1f MiB, %d tasks in %.1fs (%d failed)",
-			run+1, r[0], r[4], r[1], r[2], b.cfg.MemoryTasks, r[3], failed)
+		b.logf("memory run %d (GOMEMLIMIT=%s): idle %.1f MiB, after a login %.1f MiB, busy peak %.1f MiB, HWM %.1f MiB, %d tasks in %.1fs (%d failed)",
+			run+1, limit, r[0], r[4], r[1], r[2], b.cfg.MemoryTasks, r[3], failed)
 	}
 	row.IdleRSS, row.LoginRSS, row.BusyRSS, row.BusyHWM, row.Wall = stat(idle), stat(login), stat(busy), stat(hwm), stat(wall)
-	return []MemoryRow{row}, nil
+	return row, nil
 }
 
 // memoryRun returns idle RSS, busy peak RSS, VmHWM (MiB), the tasks' wall time (s) and the

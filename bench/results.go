@@ -71,10 +71,11 @@ type ScaleRow struct {
 // MemoryRow is the resident memory of kps serve (part 4), in MiB.
 type MemoryRow struct {
 	Engine    string `json:"engine"`
-	IdleRSS   Stat   `json:"idle_rss_mib"`      // started on an existing data directory, nobody logged in yet
-	LoginRSS  Stat   `json:"login_rss_mib"`     // 2 s after one password login (Argon2id)
-	BusyRSS   Stat   `json:"busy_peak_rss_mib"` // largest VmRSS sampled while the tasks ran
-	BusyHWM   Stat   `json:"busy_hwm_mib"`      // VmHWM after they ended
+	Limit     string `json:"gomemlimit,omitempty"` // GOMEMLIMIT of kps serve; "" the Go default (none)
+	IdleRSS   Stat   `json:"idle_rss_mib"`         // started on an existing data directory, nobody logged in yet
+	LoginRSS  Stat   `json:"login_rss_mib"`        // 2 s after one password login (Argon2id)
+	BusyRSS   Stat   `json:"busy_peak_rss_mib"`    // largest VmRSS sampled while the tasks ran
+	BusyHWM   Stat   `json:"busy_hwm_mib"`         // VmHWM after they ended
 	Tasks     int    `json:"tasks"`
 	Failed    int    `json:"failed_tasks"`
 	Wall      Stat   `json:"wall_s"`
