@@ -27,6 +27,8 @@ type bench struct {
 	pg      *postgres
 	pgError error
 	seq     int
+	// checkpoint receives the fleet rows measured so far after each (size, auth) group.
+	checkpoint func([]FleetRow) error
 }
 
 func newBench(ctx context.Context, cfg Config) (*bench, error) {

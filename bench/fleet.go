@@ -87,6 +87,11 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 				rows = append(rows, FleetRow{Hosts: n, Auth: auth, Tool: "Ansible", Wall: stat(ans.wall), CPU: stat(ans.cpu),
 					Failed: failed["Ansible"], Method: fmt.Sprintf("ansible.posix.authorized_key, forks=%d, pipelining", b.cfg.Forks)})
 			}
+			if b.checkpoint != nil {
+				if err := b.checkpoint(rows); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	return rows, nil

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -166,12 +167,31 @@ func run(ctx context.Context, cfg Config, part string, args []string) error {
 		if cfg.Note != "" {
 			res.Note = cfg.Note
 		}
+		save := func() error {
+			if err := res.save(cfg.Out); err != nil {
+				return err
+			}
+			return writeReport(cfg.Out, res)
+		}
 		for _, p := range todo {
 			started := time.Now()
 			b.logf("== part %s", p)
+			key, when := p, fmt.Sprintf("run %s, load %s", started.UTC().Format("2006-01-02 15:04Z"), b.machine()["load at start"])
+			if p == "fleet" {
+				key = fmt.Sprintf("fleet N=%s", strings.Trim(strings.Join(strings.Fields(fmt.Sprint(cfg.Hosts)), ","), "[]"))
+			}
 			switch p {
 			case "fleet":
-				res.Fleet, err = b.fleet(ctx)
+				// Rows of other fleet sizes are kept, so that sizes can be measured one at a
+				// time; each finished (size, auth) group is saved at once.
+				kept := slices.DeleteFunc(slices.Clone(res.Fleet), func(r FleetRow) bool { return slices.Contains(cfg.Hosts, r.Hosts) })
+				b.checkpoint = func(rows []FleetRow) error {
+					res.Fleet = append(slices.Clone(kept), rows...)
+					slices.SortStableFunc(res.Fleet, func(a, b FleetRow) int { return a.Hosts - b.Hosts })
+					res.addCommand(p, key, command(args), when+" (partial)")
+					return save()
+				}
+				_, err = b.fleet(ctx)
 			case "query":
 				res.Query, err = b.query(ctx)
 			case "scale":
@@ -182,14 +202,13 @@ func run(ctx context.Context, cfg Config, part string, args []string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			res.Commands[p] = command(args)
-			res.Ran[p] = time.Now().UTC().Format(time.RFC3339)
+			if p != "fleet" {
+				res.Commands[p] = nil
+			}
+			res.addCommand(p, key, command(args), when)
 			b.logf("== part %s done in %s", p, time.Since(started).Round(time.Second))
 			// Written after every part: a later part that fails keeps the earlier figures.
-			if err := res.save(cfg.Out); err != nil {
-				return err
-			}
-			if err := writeReport(cfg.Out, res); err != nil {
+			if err := save(); err != nil {
 				return err
 			}
 		}

@@ -44,8 +44,8 @@ func writeReport(out string, res *Results) error {
 	}
 	p("\n## Commands\n\n```sh\nmake bench                 # go run ./bench all: the four parts below, then this file\n")
 	for _, part := range []string{"fleet", "query", "scale", "memory"} {
-		if c := res.Commands[part]; c != "" {
-			p("%-26s # %s, run %s\n", c, part, res.Ran[part])
+		for _, c := range res.Commands[part] {
+			p("%s\n", c)
 		}
 	}
 	p("```\n\n")

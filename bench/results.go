@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // Stat is one figure over several runs: the median, with the smallest and largest run.
@@ -84,15 +85,14 @@ type MemoryRow struct {
 
 // Results is what results.json holds: the latest rows of every part and how they were made.
 type Results struct {
-	Machine  map[string]string `json:"machine"`
-	Versions map[string]string `json:"versions"`
-	Note     string            `json:"note,omitempty"`
-	Commands map[string]string `json:"commands"`
-	Ran      map[string]string `json:"ran"`
-	Fleet    []FleetRow        `json:"fleet"`
-	Query    []QueryRow        `json:"query"`
-	Scale    []ScaleRow        `json:"scale"`
-	Memory   []MemoryRow       `json:"memory"`
+	Machine  map[string]string   `json:"machine"`
+	Versions map[string]string   `json:"versions"`
+	Note     string              `json:"note,omitempty"`
+	Commands map[string][]string `json:"commands"` // by part: the command lines, each with "  # when"
+	Fleet    []FleetRow          `json:"fleet"`
+	Query    []QueryRow          `json:"query"`
+	Scale    []ScaleRow          `json:"scale"`
+	Memory   []MemoryRow         `json:"memory"`
 }
 
 func resultsPath(out string) string { return filepath.Join(out, "bench", "results.json") }
@@ -109,10 +109,7 @@ func loadResults(out string) (*Results, error) {
 		}
 	}
 	if res.Commands == nil {
-		res.Commands = map[string]string{}
-	}
-	if res.Ran == nil {
-		res.Ran = map[string]string{}
+		res.Commands = map[string][]string{}
 	}
 	return res, nil
 }
@@ -126,4 +123,13 @@ func (r *Results) save(out string) error {
 		return err
 	}
 	return os.WriteFile(resultsPath(out), append(b, '\n'), 0o644)
+}
+
+// addCommand records that command produced the figures of part that key names ("query",
+// "fleet N=50"); an earlier command for the same key is replaced.
+func (r *Results) addCommand(part, key, command, when string) {
+	r.Commands[part] = slices.DeleteFunc(r.Commands[part], func(c string) bool {
+		return strings.Contains(c, "  # "+key+", ")
+	})
+	r.Commands[part] = append(r.Commands[part], command+"  # "+key+", "+when)
 }
