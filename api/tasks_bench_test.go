@@ -15,11 +15,13 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/store"
 )
 
 // The failed-task list's hot path (issue 7 part 2), in process: a project with
-// KPS_BENCH_FAILED_TASKS (default 100,000) failed tasks on SQLite, a token for it.
+// KPS_BENCH_FAILED_TASKS (default 100,000) failed tasks on SQLite (on PostgreSQL with
+// KPS_BENCH_ENGINE=postgres and KPS_TEST_POSTGRES), a token for it.
 //
 //	go test -run '^$' -bench 'TaskList' -benchtime 2s ./api
 //
@@ -30,6 +32,14 @@ import (
 // net/http handler writing the same bytes. None of them asserts a timing.
 
 const benchPassword = "bench-admin-password"
+
+// seedFailedPostgres is seedFailed for PostgreSQL (KPS_BENCH_ENGINE=postgres).
+const seedFailedPostgres = `INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name,
+    keypair_name, public_key, created, updated, error_code, error_msg)
+SELECT lpad(to_hex(g), 8, '0') || '-5e4f-4a3b-8c2d-' || lpad(g::text, 12, '0'), $1, 'REPLACE', 'FAILED',
+    'web-' || g, 'web-' || g || ' (frontend)', 'web-prod', 'ssh-ed25519 AAAA', 1717172000000 + g,
+    1717172000000 + g, 'KPS.6603', 'SSH authentication as ''deploy'' on web-' || g || ':22 failed: no supported methods remain.'
+FROM generate_series(1, $2::bigint) g`
 
 // seedFailed inserts n failed tasks of project into the SQLite database at path, generated in
 // the database. Items look like the spec's example (about 280 bytes each when listed).
@@ -62,8 +72,19 @@ func newBenchList(b *testing.B) (cached, uncached *benchList) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	path := filepath.Join(dir, "kps.db")
+	postgres := os.Getenv("KPS_BENCH_ENGINE") == "postgres"
+	var dsn string
+	if postgres {
+		dsn = pgtest.Schema(b)
+	}
 	open := func() (*store.DB, *iam.Service) {
-		db, err := store.OpenSQLite(ctx, path, store.Options{})
+		var db *store.DB
+		var err error
+		if postgres {
+			db, err = store.OpenPostgres(ctx, dsn, store.Options{})
+		} else {
+			db, err = store.OpenSQLite(ctx, path, store.Options{})
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -83,11 +104,15 @@ func newBenchList(b *testing.B) (cached, uncached *benchList) {
 	db.Close()
 
 	n := benchFailedTasks()
-	raw, err := sql.Open("sqlite", path)
+	driver, source, seed := "sqlite", path, seedFailed
+	if postgres {
+		driver, source, seed = "pgx", dsn, seedFailedPostgres
+	}
+	raw, err := sql.Open(driver, source)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := raw.ExecContext(ctx, seedFailed, project, n); err != nil {
+	if _, err := raw.ExecContext(ctx, seed, project, n); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := raw.ExecContext(ctx, "ANALYZE"); err != nil {
