@@ -797,9 +797,12 @@ func TestKPSGenerateX509(t *testing.T) {
 }
 
 // TestNovaOpenStackClient runs the real OpenStack command-line client (Debian's
-// python3-openstackclient, installed by .ci/run) against the service: keypair create (generated
-// locally by the client and imported), create --public-key, list, show and delete at compute
-// API versions 2.2, 2.35 and 2.92, authenticated from the auth URL alone through the catalog.
+// python3-openstackclient, installed by .ci/run) against the service, authenticated from the
+// auth URL alone through the catalog: keypair create (generated and imported), list, show and
+// delete at compute API versions 2.2, 2.35 and 2.92, each version as its own member user so the
+// three run in parallel (O-01..O-09, O-11); then the admin's cases at 2.10, which resolve
+// users and domains through the identity API: list --user by name, by ID with --user-domain,
+// list --project, and show --user (O-10, O-12).
 func TestNovaOpenStackClient(t *testing.T) {
 	bin, err := exec.LookPath("openstack")
 	if err != nil {
@@ -810,9 +813,14 @@ func TestNovaOpenStackClient(t *testing.T) {
 	}
 	s := setup(t)
 	dir := t.TempDir()
-	osc := func(version string, args ...string) (string, error) {
+	// osc runs the client as user (password <user>-password, or the admin's) in project local-1.
+	osc := func(user, version string, args ...string) (string, error) {
+		password := user + "-password"
+		if user == "admin" {
+			password = "admin-password-for-tests"
+		}
 		full := append([]string{"--os-auth-url", s.base + "/v3", "--os-identity-api-version", "3",
-			"--os-username", "admin", "--os-password", "admin-password-for-tests", "--os-user-domain-name", "Default",
+			"--os-username", user, "--os-password", password, "--os-user-domain-name", "Default",
 			"--os-project-name", "local-1", "--os-project-domain-name", "Default", "--os-region-name", "local-1",
 			"--os-compute-api-version", version}, args...)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -822,21 +830,33 @@ func TestNovaOpenStackClient(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	mustOSC := func(t *testing.T, version string, args ...string) string {
+	mustOSC := func(t *testing.T, user, version string, args ...string) string {
 		t.Helper()
-		out, err := osc(version, args...)
+		out, err := osc(user, version, args...)
 		if err != nil {
 			t.Fatalf("openstack --os-compute-api-version %s %s: %v\n%s", version, strings.Join(args, " "), err, out)
 		}
 		return out
 	}
-	jsonOf := func(t *testing.T, out string) map[string]any {
+	jsonOf := func(t *testing.T, out string, v any) {
 		t.Helper()
-		var m map[string]any
-		if err := json.Unmarshal([]byte(out), &m); err != nil {
+		if err := json.Unmarshal([]byte(out), v); err != nil {
 			t.Fatalf("not JSON: %q", out)
 		}
-		return m
+	}
+	listNames := func(t *testing.T, out string) []string {
+		t.Helper()
+		var listed []map[string]any
+		jsonOf(t, out, &listed)
+		var names []string
+		for _, e := range listed {
+			if e["Fingerprint"] == nil || e["Fingerprint"] == "" {
+				t.Errorf("list entry without fingerprint: %v", e)
+			}
+			names = append(names, str(e["Name"]))
+		}
+		sort.Strings(names)
+		return names
 	}
 	pubFile := dir + "/id_rsa.pub"
 	pub := newRSAPublicKey(t, 2048, "osc")
@@ -847,58 +867,109 @@ func TestNovaOpenStackClient(t *testing.T) {
 	if err := os.WriteFile(dir+"/id_ed25519.pub", []byte(ed), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	users := map[string]*service{}
 	for _, v := range []string{"2.2", "2.35", "2.92"} {
-		t.Run(v, func(t *testing.T) {
-			gen, imp := "osc-gen-"+strings.ReplaceAll(v, ".", "-"), "osc-imp-"+strings.ReplaceAll(v, ".", "-")
-			// Without --public-key, newer clients generate an Ed25519 key themselves and import
-			// it; Debian's (6.0) asks the service to generate one, which 2.92 no longer allows.
-			if out, err := osc(v, "keypair", "create", "--private-key", dir+"/"+gen, gen, "-f", "json"); err == nil {
-				if created := jsonOf(t, out); created["name"] != gen || !md5FP.MatchString(str(created["fingerprint"])) {
-					t.Errorf("create: %v", created)
-				}
-			} else if v != "2.92" || !strings.Contains(out, "400") {
-				t.Fatalf("keypair create %s: %v\n%s", gen, err, out)
-			} else {
-				mustOSC(t, v, "keypair", "create", "--public-key", dir+"/id_ed25519.pub", gen)
-			}
-			created := jsonOf(t, mustOSC(t, v, "keypair", "create", "--public-key", pubFile, imp, "-f", "json"))
-			if created["name"] != imp {
-				t.Errorf("import: %v", created)
-			}
-			if got := s.nova("GET", "/compute/v2.1/os-keypairs/"+imp, v, nil).want(t, 200, "").keypair(); got["public_key"] != pub {
-				t.Errorf("imported key %q, want %q", got["public_key"], pub)
-			}
-			var listed []map[string]any
-			if err := json.Unmarshal([]byte(mustOSC(t, v, "keypair", "list", "-f", "json")), &listed); err != nil {
-				t.Fatal(err)
-			}
-			names := map[string]bool{}
-			for _, e := range listed {
-				names[str(e["Name"])] = true
-			}
-			if !names[gen] || !names[imp] {
-				t.Errorf("list: %v", listed)
-			}
-			if v == "2.35" {
-				// O-11: pages of one entry, which the client follows through keypairs_links.
-				var paged []map[string]any
-				if err := json.Unmarshal([]byte(mustOSC(t, v, "keypair", "list", "--limit", "1", "-f", "json")), &paged); err != nil || len(paged) != len(listed) {
-					t.Errorf("list --limit 1: %v %v", paged, err)
-				}
-			}
-			shown := jsonOf(t, mustOSC(t, v, "keypair", "show", imp, "-f", "json"))
-			if shown["name"] != imp || shown["type"] != "ssh" {
-				t.Errorf("show: %v", shown)
-			}
-			if out, err := osc(v, "keypair", "create", "--public-key", pubFile, imp); err == nil {
-				t.Errorf("duplicate create succeeded: %s", out)
-			}
-			mustOSC(t, v, "keypair", "delete", gen, imp)
-			if out, err := osc(v, "keypair", "show", imp); err == nil {
-				t.Errorf("show after delete succeeded: %s", out)
-			}
-		})
+		user := "osc-" + strings.ReplaceAll(v, ".", "-")
+		users[v] = s.addUser(user, kps.RoleMember)
 	}
+	t.Run("versions", func(t *testing.T) {
+		for _, v := range []string{"2.2", "2.35", "2.92"} {
+			t.Run(v, func(t *testing.T) {
+				t.Parallel()
+				user := "osc-" + strings.ReplaceAll(v, ".", "-")
+				gen, imp := user+"-gen", user+"-imp"
+				// O-01, O-03: without --public-key, newer clients generate an Ed25519 key
+				// themselves and import it; Debian's (6.0) asks the service to generate one,
+				// which 2.92 no longer allows.
+				if out, err := osc(user, v, "keypair", "create", "--private-key", dir+"/"+gen, gen, "-f", "json"); err == nil {
+					var created map[string]any
+					jsonOf(t, out, &created)
+					if created["name"] != gen || !md5FP.MatchString(str(created["fingerprint"])) || created["user_id"] != s.userIDOf(user) {
+						t.Errorf("create: %v", created)
+					}
+				} else if v != "2.92" || !strings.Contains(out, "400") {
+					t.Fatalf("keypair create %s: %v\n%s", gen, err, out)
+				} else {
+					mustOSC(t, user, v, "keypair", "create", "--public-key", dir+"/id_ed25519.pub", gen)
+				}
+				// O-02: the file's content verbatim.
+				var created map[string]any
+				jsonOf(t, mustOSC(t, user, v, "keypair", "create", "--public-key", pubFile, imp, "-f", "json"), &created)
+				if created["name"] != imp {
+					t.Errorf("import: %v", created)
+				}
+				if got := users[v].nova("GET", "/compute/v2.1/os-keypairs/"+imp, v, nil).want(t, 200, "").keypair(); got["public_key"] != pub {
+					t.Errorf("imported key %q, want %q", got["public_key"], pub)
+				}
+				// O-07; O-11 at 2.35: pages of one entry, which the client follows through
+				// keypairs_links.
+				if got := listNames(t, mustOSC(t, user, v, "keypair", "list", "-f", "json")); strings.Join(got, ",") != gen+","+imp {
+					t.Errorf("list: %v", got)
+				}
+				if v == "2.35" {
+					if got := listNames(t, mustOSC(t, user, v, "keypair", "list", "--limit", "1", "-f", "json")); strings.Join(got, ",") != gen+","+imp {
+						t.Errorf("list --limit 1: %v", got)
+					}
+				}
+				// O-08.
+				var shown map[string]any
+				jsonOf(t, mustOSC(t, user, v, "keypair", "show", imp, "-f", "json"), &shown)
+				if shown["name"] != imp || shown["type"] != "ssh" || shown["user_id"] != s.userIDOf(user) || !md5FP.MatchString(str(shown["fingerprint"])) {
+					t.Errorf("show: %v", shown)
+				}
+				switch v {
+				case "2.2": // O-04: a duplicate fails.
+					if out, err := osc(user, v, "keypair", "create", "--public-key", pubFile, imp); err == nil || !strings.Contains(out, "409") {
+						t.Errorf("duplicate create: %v %s", err, out)
+					}
+				case "2.35": // O-05: deleting a key pair that does not exist fails.
+					if out, err := osc(user, v, "keypair", "delete", "not_existing"); err == nil {
+						t.Errorf("delete not_existing succeeded: %s", out)
+					}
+				}
+				// O-06, O-09: deleted, gone from the list, and show fails.
+				mustOSC(t, user, v, "keypair", "delete", gen, imp)
+				if v == "2.92" {
+					if out, err := osc(user, v, "keypair", "show", imp); err == nil {
+						t.Errorf("show after delete succeeded: %s", out)
+					}
+				}
+				if v == "2.2" {
+					if got := listNames(t, mustOSC(t, user, v, "keypair", "list", "-f", "json")); len(got) != 0 {
+						t.Errorf("list after delete: %v", got)
+					}
+				}
+			})
+		}
+	})
+	t.Run("admin", func(t *testing.T) {
+		owner := s.addUser("osc-owner", kps.RoleMember)
+		ownerID := s.userIDOf("osc-owner")
+		owner.nova("POST", "/compute/v2.1/os-keypairs", "2.2", kp(map[string]any{"name": "owned", "public_key": novaP256})).want(t, 201, "")
+		s.nova("POST", "/compute/v2.1/os-keypairs", "2.2", kp(map[string]any{"name": "admins", "public_key": novaEd25519})).want(t, 201, "")
+		// O-10: --user by name (GET /v3/users?name=), and by ID with --user-domain by name
+		// (GET /v3/domains?name=, GET /v3/users/{id}); only that user's key pairs.
+		for _, args := range [][]string{{"--user", "osc-owner"}, {"--user", ownerID, "--user-domain", "Default"}} {
+			if got := listNames(t, mustOSC(t, "admin", "2.10", append([]string{"keypair", "list", "-f", "json"}, args...)...)); strings.Join(got, ",") != "owned" {
+				t.Errorf("keypair list %v: %v", args, got)
+			}
+		}
+		// O-12: --project lists the users (GET /v3/users) and each user's key pairs.
+		if got := listNames(t, mustOSC(t, "admin", "2.10", "keypair", "list", "--project", "local-1", "-f", "json")); strings.Join(got, ",") != "admins,owned" {
+			t.Errorf("keypair list --project: %v", got)
+		}
+		// show --user (GET …/owned?user_id=). Debian's openstacksdk 0.101 drops user_id from
+		// DELETE, so delete --user is not exercised here (TestNovaGophercloud deletes by user_id).
+		var shown map[string]any
+		jsonOf(t, mustOSC(t, "admin", "2.10", "keypair", "show", "--user", "osc-owner", "owned", "-f", "json"), &shown)
+		if shown["name"] != "owned" || shown["user_id"] != ownerID {
+			t.Errorf("keypair show --user: %v", shown)
+		}
+		// A member cannot list another user's key pairs (the client falls back to the name).
+		if out, err := osc("osc-2-2", "2.10", "keypair", "list", "--user", "admin"); err == nil {
+			t.Errorf("a member listed the admin's key pairs: %s", out)
+		}
+	})
 }
 
 // TestNovaCrossProject: key pairs stay in the project that created them (N-47, deviation D3),
