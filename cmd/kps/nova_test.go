@@ -486,6 +486,175 @@ func TestNovaConformance(t *testing.T) {
 		s.nova("DELETE", P+"/verbatim", "2.2", nil).want(t, 204, "")
 	})
 
+	t.Run("checklist-details", func(t *testing.T) {
+		// T-02, T-08..T-10, T-14..T-16: list entries carry exactly the create response's
+		// values; at 2.2 with type, ssh by default.
+		for _, c := range []struct{ version, typ string }{{"", ""}, {"2.2", "ssh"}} {
+			created := map[string]map[string]any{}
+			for i := 0; i < 3; i++ {
+				name := "tl" + strings.ReplaceAll(c.version, ".", "") + "-" + strconv.Itoa(i)
+				body := map[string]any{"name": name}
+				if i > 0 {
+					body["public_key"] = newP384PublicKey(t)
+				}
+				status := 200
+				if c.version != "" {
+					status = 201
+				}
+				created[name] = s.nova("POST", P, c.version, kp(body)).want(t, status, "").keypair()
+			}
+			seen := 0
+			for _, e := range list(s.nova("GET", P, c.version, nil).want(t, 200, "").body["keypairs"]) {
+				k := obj(obj(e)["keypair"])
+				want, ok := created[str(k["name"])]
+				if !ok {
+					continue
+				}
+				seen++
+				wantKeys := "fingerprint,name,public_key"
+				if c.typ != "" {
+					wantKeys += ",type"
+				}
+				if keys(k) != wantKeys || k["public_key"] != want["public_key"] || k["fingerprint"] != want["fingerprint"] || k["type"] != want["type"] {
+					t.Errorf("list entry %v, created %v", k, want)
+				}
+				if c.typ != "" && (k["type"] != c.typ || want["type"] != c.typ) {
+					t.Errorf("type %v / %v", k["type"], want["type"])
+				}
+			}
+			if seen != 3 {
+				t.Errorf("%d of the 3 created key pairs listed", seen)
+			}
+			for name := range created {
+				if c.typ != "" {
+					if got := s.nova("GET", P+"/"+name, c.version, nil).want(t, 200, "").keypair(); got["type"] != c.typ || len(got) != 10 {
+						t.Errorf("show at %s: %v", c.version, got)
+					}
+				}
+				r := s.nova("DELETE", P+"/"+name, c.version, nil)
+				if c.version == "" {
+					r.want(t, 202, "")
+				} else {
+					r.want(t, 204, "")
+				}
+			}
+		}
+		// T-07, T-13, TF-01..TF-03, G-18: an imported 2048-bit RSA key: no private_key, the
+		// key read back unchanged, then gone.
+		rsaKey := newRSAPublicKey(t, 2048, "nova@ubuntu")
+		for _, v := range []string{"", "2.2"} {
+			status := map[string]int{"": 200, "2.2": 201}[v]
+			got := s.nova("POST", P, v, kp(map[string]any{"name": "rsa-import", "public_key": rsaKey})).want(t, status, "").keypair()
+			if _, ok := got["private_key"]; ok || got["name"] != "rsa-import" || (v == "2.2") != (got["type"] == "ssh") {
+				t.Errorf("import at %q: %v", v, got)
+			}
+			if r := s.nova("GET", P+"/rsa-import", v, nil).want(t, 200, "").keypair(); r["public_key"] != rsaKey || !regexp.MustCompile(`^[a-f0-9:]+$`).MatchString(str(r["fingerprint"])) {
+				t.Errorf("read back %v", r)
+			}
+			s.nova("DELETE", P+"/rsa-import", v, nil).want(t, map[string]int{"": 202, "2.2": 204}[v], "")
+			s.nova("GET", P+"/rsa-import", v, nil).want(t, 404, "itemNotFound")
+		}
+		// TF-08: value_specs members are 400 under /v2.1, dropped under legacy /v2.
+		s.nova("POST", P, "", kp(map[string]any{"name": "tf08", "foo": "bar"})).want(t, 400, "badRequest")
+		L := "/compute/v2/" + s.project + "/os-keypairs"
+		got := s.nova("POST", L, "", kp(map[string]any{"name": "tf08", "foo": "bar", "public_key": novaP256})).want(t, 200, "").keypair()
+		if _, ok := got["foo"]; ok || got["name"] != "tf08" {
+			t.Errorf("legacy create %v", got)
+		}
+		s.nova("DELETE", L+"/tf08", "", nil).want(t, 202, "")
+		// N-11: on legacy /v2 the owner is the caller whatever user_id says, and no version
+		// header comes back.
+		adminID := s.userIDOf("admin")
+		r := s.nova("POST", L, "2.10", kp(map[string]any{"name": "n11", "user_id": "someone", "public_key": novaP256})).want(t, 200, "")
+		if r.keypair()["user_id"] != adminID || r.header.Get("X-OpenStack-Nova-API-Version") != "" || r.header.Get("OpenStack-API-Version") != "" ||
+			strings.Contains(strings.Join(r.header.Values("Vary"), ","), "API-Version") {
+			t.Errorf("legacy: %s %v", r.raw, r.header)
+		}
+		s.nova("DELETE", L+"/n11", "", nil).want(t, 202, "")
+		// N-32, N-36: the policy and not-found messages name what they are about.
+		r = member.nova("POST", P, "2.10", kp(map[string]any{"name": "n32", "user_id": adminID})).want(t, 403, "forbidden")
+		if msg := str(obj(r.body["forbidden"])["message"]); msg != "Policy doesn't allow os_compute_api:os-keypairs:create to be performed." {
+			t.Errorf("policy message %q", msg)
+		}
+		for _, action := range []struct{ method, path, name string }{{"GET", P + "?user_id=" + adminID, "index"}, {"GET", P + "/x?user_id=" + adminID, "show"}, {"DELETE", P + "/x?user_id=" + adminID, "delete"}} {
+			r := member.nova(action.method, action.path, "2.10", nil).want(t, 403, "forbidden")
+			if !strings.Contains(string(r.raw), "os_compute_api:os-keypairs:"+action.name) {
+				t.Errorf("%s %s: %s", action.method, action.path, r.raw)
+			}
+		}
+		if msg := str(obj(s.nova("GET", P+"/nosuch", "2.10", nil).want(t, 404, "itemNotFound").body["itemNotFound"])["message"]); msg != "Keypair nosuch not found for user "+adminID {
+			t.Errorf("not found message %q", msg)
+		}
+		// N-37: the segment is percent-decoded.
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "web-01", "public_key": novaP256})).want(t, 201, "")
+		if got := s.nova("GET", P+"/web%2D01", "", nil).want(t, 200, "").keypair()["name"]; got != "web-01" {
+			t.Errorf("decoded name %v", got)
+		}
+		// N-59: the submitted text in the list as well.
+		verbatim := strings.Replace(novaEd25519, " vector", "  vector", 1) + "\n"
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "verbatim2", "public_key": verbatim})).want(t, 201, "")
+		for _, e := range list(s.nova("GET", P, "2.2", nil).want(t, 200, "").body["keypairs"]) {
+			if k := obj(obj(e)["keypair"]); k["name"] == "verbatim2" && k["public_key"] != verbatim {
+				t.Errorf("listed %q", k["public_key"])
+			}
+		}
+		s.nova("DELETE", P+"/verbatim2", "2.2", nil).want(t, 204, "")
+		s.nova("DELETE", P+"/web-01", "2.2", nil).want(t, 204, "")
+	})
+
+	t.Run("microversion-rules", func(t *testing.T) { // §4.2–4.4 beyond N-04..N-10
+		echo := func(r novaResponse, v string) {
+			t.Helper()
+			vary := strings.Join(r.header.Values("Vary"), ",")
+			if r.header.Get("X-OpenStack-Nova-API-Version") != v || r.header.Get("OpenStack-API-Version") != "compute "+v ||
+				!strings.Contains(vary, "X-OpenStack-Nova-API-Version") || !strings.Contains(strings.ReplaceAll(vary, "X-OpenStack-Nova-API-Version", ""), "OpenStack-API-Version") {
+				t.Errorf("want %s echoed: %v", v, r.header)
+			}
+		}
+		noVersion := "X-OpenStack-Nova-API-Version"
+		for _, c := range []struct {
+			headers []string
+			want    string
+		}{
+			{[]string{"OpenStack-API-Version", "compute 2.10"}, "2.10"},
+			{[]string{"OpenStack-API-Version", "COMPUTE 2.11"}, "2.11"},
+			{[]string{"OpenStack-API-Version", "volume 3.0, compute 2.35, compute 2.3"}, "2.3"},
+			{[]string{"OpenStack-API-Version", "volume 3.0", noVersion, "2.4"}, "2.4"},
+			{[]string{noVersion, "2.2, 2.35"}, "2.35"},
+			{[]string{"OpenStack-API-Version", "compute 2.5", noVersion, "2.60"}, "2.5"},
+			{[]string{"OpenStack-API-Version", "compute latest"}, "2.92"},
+			{[]string{noVersion, "2.92"}, "2.92"},
+			{nil, "2.1"},
+		} {
+			headers := append([]string{noVersion, ""}, c.headers...)
+			echo(s.nova("GET", P, "", nil, headers...).want(t, 200, ""), c.want)
+		}
+		// Every Nova answer at a resolved version echoes it, errors included.
+		echo(s.nova("GET", P+"/nosuch", "2.10", nil).want(t, 404, "itemNotFound"), "2.10")
+		echo(s.nova("POST", P, "2.10", `{"keypair":`).want(t, 400, "badRequest"), "2.10")
+		// 406 echoes the unsupported version and names the range; a bad format echoes nothing.
+		r := s.nova("GET", P, "", nil, "OpenStack-API-Version", "compute 3.0").want(t, 406, "computeFault")
+		if msg := str(obj(r.body["computeFault"])["message"]); msg != "Version 3.0 is not supported by the API. Minimum is 2.1 and maximum is 2.92." {
+			t.Errorf("406 message %q", msg)
+		}
+		echo(r, "3.0")
+		for _, v := range []string{"2", "2.01", "abc", "v2.10", "2.1.1", ""} {
+			if v == "" {
+				v = " "
+			}
+			r := s.nova("GET", P, v, nil).want(t, 400, "badRequest")
+			if r.header.Get("X-OpenStack-Nova-API-Version") != "" || r.header.Get("OpenStack-API-Version") != "" {
+				t.Errorf("%q: version headers on a format error %v", v, r.header)
+			}
+		}
+		// §4.3: authentication and routing first, then the version, then the body.
+		anon := &service{t: t, base: s.base}
+		anon.nova("GET", P, "abc", nil).want(t, 401, "error")
+		s.nova("GET", "/compute/v2.1/"+s.project+"/os-nothing", "abc", nil).want(t, 404, "itemNotFound")
+		s.nova("POST", P, "2.93", `{"keypair":`).want(t, 406, "computeFault")
+		s.nova("POST", P, "2.93", kp(map[string]any{"name": "x"}), "Content-Type", "application/xml").want(t, 406, "computeFault")
+	})
+
 	t.Run("concurrent-duplicate", func(t *testing.T) { // N-53
 		var wg sync.WaitGroup
 		codes := make([]int, 2)
@@ -761,6 +930,34 @@ func TestNovaGophercloud(t *testing.T) {
 				t.Errorf("get after delete: %v", err)
 			}
 		})
+	}
+	// G-09..G-12: the admin acts for another user at 2.10 (gophercloud sends both version
+	// headers): a generated key pair, shown, listed and deleted by user_id.
+	s.addUser("gc-user", kps.RoleMember)
+	other := s.userIDOf("gc-user")
+	client.Microversion = "2.10"
+	made, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "gc-other", UserID: other}).Extract()
+	if err != nil || made.UserID != other || made.PrivateKey == "" {
+		t.Fatalf("create for another user %+v: %v", made, err)
+	}
+	if got, err := keypairs.Get(ctx, client, "gc-other", keypairs.GetOpts{UserID: other}).Extract(); err != nil || got.UserID != other || got.Name != "gc-other" {
+		t.Errorf("get for another user %+v: %v", got, err)
+	}
+	if _, err := keypairs.Get(ctx, client, "gc-other", nil).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		t.Errorf("the admin's own view shows another user's key pair: %v", err)
+	}
+	pages, err := keypairs.List(client, keypairs.ListOpts{UserID: other}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all, err := keypairs.ExtractKeyPairs(pages); err != nil || len(all) != 1 || all[0].Name != "gc-other" {
+		t.Errorf("list for another user %+v: %v", all, err)
+	}
+	if err := keypairs.Delete(ctx, client, "gc-other", keypairs.DeleteOpts{UserID: other}).ExtractErr(); err != nil {
+		t.Errorf("delete for another user: %v", err)
+	}
+	if _, err := keypairs.Get(ctx, client, "gc-other", keypairs.GetOpts{UserID: other}).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		t.Errorf("get after delete: %v", err)
 	}
 	// An x509 key pair generated by the service (T-17).
 	client.Microversion = "2.2"
