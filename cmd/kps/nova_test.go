@@ -204,8 +204,8 @@ func TestNovaConformance(t *testing.T) {
 			if pub != "" {
 				want = "fingerprint,name,public_key,user_id"
 			}
-			if got := keys(r.keypair()); got != want {
-				t.Errorf("create members %s, want %s", got, want)
+			if got := keys(r.keypair()); got != want || r.keypair()["name"] != name {
+				t.Errorf("create members %s, want %s; name %v", got, want, r.keypair()["name"])
 			}
 			if r.header.Get("X-OpenStack-Nova-API-Version") != "2.1" {
 				t.Errorf("version header %q", r.header.Get("X-OpenStack-Nova-API-Version"))
@@ -228,7 +228,7 @@ func TestNovaConformance(t *testing.T) {
 		if got := keys(show); got != "created_at,deleted,deleted_at,fingerprint,id,name,public_key,updated_at,user_id" {
 			t.Errorf("show members %s", got)
 		}
-		if _, ok := show["id"].(float64); !ok || show["deleted"] != false || show["updated_at"] != nil ||
+		if _, ok := show["id"].(float64); !ok || show["name"] != names[0] || show["deleted"] != false || show["updated_at"] != nil || show["deleted_at"] != nil ||
 			!regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$`).MatchString(str(show["created_at"])) {
 			t.Errorf("show %v", show)
 		}
@@ -353,7 +353,9 @@ func TestNovaConformance(t *testing.T) {
 		s.nova("POST", P, "", kp(map[string]any{"name": "n29"}), "Content-Type", "application/xml").want(t, 415, "badMediaType")
 		s.nova("POST", P, "", kp(map[string]any{"name": "n29t", "public_key": novaP256}), "Content-Type", "text/plain").want(t, 200, "")
 		s.nova("DELETE", P+"/n29t", "", nil).want(t, 202, "")
-		s.nova("POST", P, "2.2", kp(map[string]any{"name": "n58", "public_key": newRSAPublicKey(t, 1024, "short")})).want(t, 400, "badRequest")
+		short := newRSAPublicKey(t, 1024, "short")
+		s.nova("POST", P, "2.2", kp(map[string]any{"name": "n58", "public_key": short})).want(t, 400, "badRequest")
+		s.nova("POST", P, "", kp(map[string]any{"name": "importedkey", "public_key": short})).want(t, 400, "badRequest") // G-18
 		s.nova("POST", P, "", strings.Repeat(" ", 114689)).want(t, 413, "overLimit")
 		s.nova("PUT", P, "", nil).want(t, 405, "badMethod")
 		s.nova("GET", "/compute/v2.1/"+s.project+"/os-nothing", "", nil).want(t, 404, "itemNotFound")
