@@ -341,9 +341,14 @@ func (t *task) dial(ctx context.Context) (err error) {
 	c, chans, reqs, err := ssh.NewClientConn(conn, t.where, cfg)
 	if err != nil {
 		stop()
+		var noCommon *ssh.AlgorithmNegotiationError
 		switch {
 		case mismatch != "":
 			return kps.Errorf(kps.TaskHostKeyMismatch, "Verifying the host key of %s before logging in as '%s' failed: the host presented %s, which is not a pinned host key.", t.where, t.job.User, mismatch)
+		case errors.As(err, &noCommon) && noCommon.What == "host key" && len(t.job.HostKeys) > 0:
+			// Only the pinned key types are asked for: a host whose key changed type has
+			// none of them. That is a changed host key too, and no credential was sent.
+			return kps.Errorf(kps.TaskHostKeyMismatch, "Verifying the host key of %s before logging in as '%s' failed: the host offers no key of the pinned types (it offers %s).", t.where, t.job.User, strings.Join(noCommon.RequestedAlgorithms, ", "))
 		case pinErr != nil:
 			var ke *kps.Error
 			if errors.As(pinErr, &ke) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -649,6 +650,25 @@ func TestUnparseablePinIsAMismatch(t *testing.T) {
 	job.InstallKey = newKey(t, "k").public
 	_, err := execute(t, e, job) // setup's PinHostKey fails the test if trust on first use kicks in
 	wantCode(t, err, kps.TaskHostKeyMismatch, h)
+}
+
+// TestHostKeyOfAnotherType: the pin is RSA and the host now offers only ed25519. Only the
+// pinned types are asked for, so key exchange finds no common host key algorithm: that is a
+// changed host key (KPS.6604), not an unreachable host.
+func TestHostKeyOfAnotherType(t *testing.T) {
+	h, e, job, _ := setup(t, sshdtest.Options{})
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ssh.NewPublicKey(&priv.PublicKey)
+	job.HostKeys = []string{string(ssh.MarshalAuthorizedKey(pub))}
+	job.InstallKey = newKey(t, "k").public
+	_, err = execute(t, e, job)
+	wantCode(t, err, kps.TaskHostKeyMismatch, h)
+	if !strings.Contains(kps.ErrorMessage(err), "ssh-ed25519") {
+		t.Errorf("message %q does not name what the host offers", kps.ErrorMessage(err))
+	}
 }
 
 func TestTrustOnFirstUse(t *testing.T) {
