@@ -120,6 +120,9 @@ func serve(ctx context.Context, args []string, con console) error {
 			if err := m.ReloadKeys(); err != nil {
 				m.Log.Error("reloading the master key ring failed; the old one stays in force", "err", err)
 			}
+			if err := m.ReloadTLS(); err != nil {
+				m.Log.Error("reloading the TLS certificate failed; the old one stays in force", "err", err)
+			}
 		}
 	}
 }

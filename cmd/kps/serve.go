@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,6 +65,9 @@ type Config struct {
 	// Tests shorten them; they are not flags.
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
+
+	// TLSCert and TLSKey are PEM files; with both the service serves HTTPS (reloaded on SIGHUP).
+	TLSCert, TLSKey string
 }
 
 func (c *Config) flags() *flag.FlagSet {
@@ -84,6 +88,8 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
 	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key; re-read on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.IdentityMode, "identity-mode", "local", "local (this service issues tokens) or external (tokens of the Keystone/IAM at --identity-url)")
 	fs.StringVar(&c.IdentityURL, "identity-url", "", "external mode: base URL of the identity service's v3 API, e.g. https://iam.example.com/v3")
 	fs.DurationVar(&c.IdentityCacheTTL, "identity-cache-ttl", iam.DefaultExternalCacheTTL, "external mode: how long a validated token is trusted before it is checked again (0: every request)")
@@ -110,6 +116,9 @@ func (c *Config) validate() error {
 		return usageError{fmt.Errorf("--region must be a non-empty name without spaces or slashes")}
 	}
 	if _, err := c.externalIdentity(nil); err != nil {
+		return usageError{err}
+	}
+	if _, err := c.tlsFiles(); err != nil {
 		return usageError{err}
 	}
 	if c.Database != "" && !c.postgres() {
@@ -207,6 +216,7 @@ type Main struct {
 	runner    *tasks.Runner
 	http      *http.Server
 	listener  net.Listener
+	cert      *certificate // nil without TLS
 	served    chan error
 }
 
@@ -268,12 +278,24 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("starting the task workers: %w", err)
 	}
 
+	scheme := "http"
+	if useTLS, err := cfg.tlsFiles(); err != nil {
+		return usageError{err}
+	} else if useTLS {
+		if m.cert, err = loadCertificate(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+		scheme = "https"
+	}
 	m.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	if m.cert != nil {
+		m.listener = tls.NewListener(m.listener, m.cert.tlsConfig())
+	}
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://" + m.listener.Addr().String()
+		cfg.PublicURL = scheme + "://" + m.listener.Addr().String()
 	}
 	ids.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	computeBase := strings.TrimSuffix(cfg.ComputeLinkPrefix, "/")
@@ -300,7 +322,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.postgres() {
 		engine = "postgres"
 	}
-	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "data_dir", cfg.DataDir, "database", engine,
+	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "tls", m.cert != nil, "data_dir", cfg.DataDir, "database", engine,
 		"region", cfg.Region)
 	if cfg.external() {
 		m.Log.Info("external identity mode: tokens are validated by the identity service", "identity_url", cfg.IdentityURL,
