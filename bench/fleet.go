@@ -72,7 +72,7 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 					}
 					wall, cpu, bad, err = b.ansibleBind(ctx, hosts, auth)
 					if err != nil {
-						return nil, fmt.Errorf("Ansible: %w", err)
+						return nil, fmt.Errorf("the Ansible run: %w", err)
 					}
 					ans.wall, ans.cpu, failed["Ansible"] = append(ans.wall, wall), append(ans.cpu, cpu), failed["Ansible"]+bad
 					b.logf("N=%d %s run %d: Ansible %.2fs (cpu %.2fs, %d failed)", n, auth, run+1, wall, cpu, bad)

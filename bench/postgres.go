@@ -96,11 +96,3 @@ func (p *postgres) newDatabase(ctx context.Context) (string, error) {
 func (p *postgres) Stop() {
 	p.run("pg_ctl", "-D", filepath.Join(p.dir, "data"), "-m", "immediate", "stop")
 }
-
-func (p *postgres) version() string {
-	out, err := exec.Command(filepath.Join(p.bin, "postgres"), "--version").Output()
-	if err != nil {
-		return ""
-	}
-	return string(out)
-}
