@@ -375,23 +375,7 @@ func TestKeyRotationAndNoLeak(t *testing.T) {
 	secretsInClear := map[string]string{"imported private key": pemBody(priv), "generated private key": pemBody(gen["private_key"].(string)),
 		"host password": h.Password, "admin password": "admin-password-for-tests", "token": s.token}
 	s.main.Close()
-	filepath.Walk(dataDir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || filepath.Base(path) == "admin-password" {
-			return nil
-		}
-		b, _ := os.ReadFile(path)
-		for what, secret := range secretsInClear {
-			if bytes.Contains(b, []byte(secret)) {
-				t.Errorf("%s in clear in %s", what, path)
-			}
-		}
-		return nil
-	})
-	for what, secret := range secretsInClear {
-		if strings.Contains(log.String(), secret) {
-			t.Errorf("%s in the log", what)
-		}
-	}
+	scanForSecrets(t, "after the rotation", dataDir, log.String(), secretsInClear) // secrets_scan_test.go
 	if !strings.Contains(log.String(), "secrets re-wrapped") {
 		t.Errorf("the log does not mention the re-wrap:\n%s", log.String())
 	}
