@@ -38,16 +38,17 @@ WHERE seq IN (SELECT seq FROM tasks WHERE project_id = ? AND phase IN (%s)
 ORDER BY created DESC, id`
 	countTasks = `SELECT COUNT(*) FROM tasks WHERE project_id = ? AND phase IN (%s)`
 	// scanTasks is the list routes' query: the total and the page in one statement, only the
-	// columns they show. The count reads only the index tasks_by_project_phase; the page's IDs
-	// come from the same index in §4.1 order, so an offset skips index entries, not rows; only
-	// the page's rows are then read, by ID. The LEFT JOINs keep one row carrying the total
-	// (with NULL columns) when the page is empty. %s: the phase placeholders, twice.
+	// columns they show. The count reads only the index tasks_by_project_phase; the page's
+	// rows are chosen from the same index in §4.1 order (it carries seq: SQLite's rowid,
+	// PostgreSQL's INCLUDE), so an offset skips index entries, not rows; only the page's rows
+	// are then read, by seq. The LEFT JOINs keep one row carrying the total (with NULL
+	// columns) when the page is empty. %s: the phase placeholders, twice.
 	scanTasks = `SELECT c.total, t.id, t.operation, t.phase, t.created, t.server_id, t.server_name,
     t.keypair_name, t.error_code, t.error_msg
 FROM (SELECT COUNT(*) AS total FROM tasks WHERE project_id = ? AND phase IN (%[1]s)) c
-LEFT JOIN (SELECT id FROM tasks WHERE project_id = ? AND phase IN (%[1]s)
+LEFT JOIN (SELECT seq FROM tasks WHERE project_id = ? AND phase IN (%[1]s)
            ORDER BY created DESC, id LIMIT ? OFFSET ?) p ON TRUE
-LEFT JOIN tasks t ON t.id = p.id
+LEFT JOIN tasks t ON t.seq = p.seq
 ORDER BY t.created DESC, t.id`
 
 	deleteFailedTask  = `DELETE FROM tasks WHERE project_id = ? AND id = ? AND phase = 'FAILED'`

@@ -10,8 +10,8 @@ import (
 	"github.com/openkps/kps/internal/pgtest"
 )
 
-// TestScanTasksPlan keeps the list routes' query off the table: the total and the page's IDs
-// come from the covering index, the page's rows by ID, for both lists.
+// TestScanTasksPlan keeps the list routes' query off the table: the total and the page's
+// seqs come from the covering index, the page's rows by rowid, for both lists.
 func TestScanTasksPlan(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
 	for _, phases := range [][]kps.Phase{kps.FailedPhases, kps.RunningPhases} {
@@ -36,7 +36,7 @@ func TestScanTasksPlan(t *testing.T) {
 		rows.Close()
 		joined := strings.Join(plan, "; ")
 		if strings.Count(joined, "COVERING INDEX tasks_by_project_phase") != 2 ||
-			!strings.Contains(joined, "SEARCH t USING INDEX sqlite_autoindex_tasks_1 (id=?)") ||
+			!strings.Contains(joined, "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)") ||
 			strings.Contains(joined, "SCAN tasks") || strings.Contains(joined, "SCAN t ") {
 			t.Errorf("%v: plan %q", phases, joined)
 		}
