@@ -206,6 +206,8 @@ type ReplicaStore interface {
 	// RemoveReplica records that replica id is gone (it stopped, or all is set: every replica
 	// is gone, at the start of a sole instance).
 	RemoveReplica(ctx context.Context, id string, all bool) error
+	// HeldTasks returns the IDs of the READY tasks whose caller credential replica id holds.
+	HeldTasks(ctx context.Context, id string) ([]string, error)
 }
 
 // SecretStore walks the sealed secrets at rest (hosted private keys, service credentials) so

@@ -39,7 +39,9 @@ type Identity interface {
 
 // Dispatcher hands tasks to the workers (implemented by the tasks package).
 type Dispatcher interface {
-	Hold(taskID string, c kps.Credential)
+	// Hold keeps the caller's credential of a task in this process's memory and returns the
+	// holder's ID, recorded with the task so that only the holder claims it while it lives.
+	Hold(taskID string, c kps.Credential) (holder string)
 	Forget(taskID string)
 	Wake()
 }

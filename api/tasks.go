@@ -89,7 +89,7 @@ func (s *Server) submit(r *http.Request, p *kps.Principal, sub kps.TaskSubmissio
 	sub.ProjectID, sub.UserID, sub.MaxQueued = p.ProjectID, p.UserID, s.cfg.MaxQueued
 	if auth != nil {
 		sub.CallerAuth = true
-		s.tasks.Hold(sub.ID, *auth)
+		sub.Holder = s.tasks.Hold(sub.ID, *auth)
 	}
 	t, err := s.store.SubmitTask(r.Context(), sub)
 	if err != nil {

@@ -51,3 +51,24 @@ func (db *DB) RemoveReplica(ctx context.Context, id string, all bool) error {
 	}
 	return tx.Commit()
 }
+
+// selectHeldTasks reads the READY queue (its partial index) for one holder's tasks.
+const selectHeldTasks = `SELECT id FROM tasks WHERE phase = 'READY' AND caller_auth AND holder = ?`
+
+// HeldTasks returns the IDs of the READY tasks whose caller credential replica id holds.
+func (db *DB) HeldTasks(ctx context.Context, id string) ([]string, error) {
+	rows, err := db.read.QueryContext(ctx, db.bind(selectHeldTasks), id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		ids = append(ids, t)
+	}
+	return ids, rows.Err()
+}

@@ -24,6 +24,7 @@ import (
 // Store is what the runner needs from persistence.
 type Store interface {
 	kps.TaskStore
+	kps.ReplicaStore
 	Server(ctx context.Context, projectID, id string) (*kps.Server, error)
 	PinHostKey(ctx context.Context, projectID, id, key string) ([]string, error)
 }
@@ -68,14 +69,15 @@ type Runner struct {
 	owner    string
 
 	wake   chan struct{}
-	vault  sync.Map // task ID → kps.Credential of the caller, memory only (§2.11)
+	vault  sync.Map // task ID → heldCredential of the caller, memory only (§2.11)
 	cancel context.CancelFunc
 	jobs   context.Context // cancelled when Stop gives up waiting
 	abort  context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// New returns a runner; owner identifies this process in leases.
+// New returns a runner. It draws this process's replica ID, which names it in leases, in the
+// replicas table and as the holder of the caller credentials it keeps.
 func New(store Store, sealer kps.Sealer, executor kps.HostExecutor, log *slog.Logger, cfg Config) *Runner {
 	cfg.defaults()
 	if log == nil {
@@ -87,9 +89,20 @@ func New(store Store, sealer kps.Sealer, executor kps.HostExecutor, log *slog.Lo
 		owner: "kps-" + hex.EncodeToString(b), wake: make(chan struct{}, 1)}
 }
 
-// Hold keeps a caller credential in memory for a task about to be submitted. It is never
-// persisted: after a restart the task fails with KPS.6609 instead.
-func (r *Runner) Hold(taskID string, c kps.Credential) { r.vault.Store(taskID, c) }
+// Hold keeps a caller credential in memory for a task about to be submitted, and returns this
+// replica's ID, which the submission records as the task's holder: only this replica claims
+// the task while it is alive. The credential is never persisted: when this replica dies or
+// stops, another one fails the task with KPS.6609 instead.
+func (r *Runner) Hold(taskID string, c kps.Credential) string {
+	r.vault.Store(taskID, heldCredential{cred: c, since: time.Now()})
+	return r.owner
+}
+
+// heldCredential is a caller credential in the vault and when it was put there.
+type heldCredential struct {
+	cred  kps.Credential
+	since time.Time
+}
 
 // Forget drops a held credential (the submission was refused).
 func (r *Runner) Forget(taskID string) { r.vault.Delete(taskID) }
@@ -102,7 +115,8 @@ func (r *Runner) Wake() {
 	}
 }
 
-// Start recovers tasks left by a previous process and starts the workers and the sweeper.
+// Start recovers tasks left by a previous process, announces this replica (its heartbeat)
+// and starts the workers and the sweeper.
 func (r *Runner) Start(ctx context.Context) error {
 	n, err := r.store.FailExpiredTasks(ctx, r.cfg.SoleInstance)
 	if err != nil {
@@ -111,6 +125,16 @@ func (r *Runner) Start(ctx context.Context) error {
 	if n > 0 {
 		r.log.Warn("tasks interrupted by a restart were failed", "count", n, "code", kps.TaskInterrupted)
 	}
+	if r.cfg.SoleInstance {
+		// Nobody else can be alive: the credentials of tasks queued before the restart are
+		// gone, so those tasks are anyone's (and fail with KPS.6609) without waiting.
+		if err := r.store.RemoveReplica(ctx, "", true); err != nil {
+			return err
+		}
+	}
+	if err := r.store.HeartbeatReplica(ctx, r.owner, r.cfg.Lease); err != nil {
+		return err
+	}
 	loop, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	r.jobs, r.abort = context.WithCancel(context.WithoutCancel(ctx))
@@ -118,8 +142,9 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.wg.Add(1)
 		go r.work(loop)
 	}
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.sweep(loop)
+	go r.announce(loop)
 	return nil
 }
 
@@ -139,6 +164,53 @@ func (r *Runner) Stop(ctx context.Context) {
 		<-done
 	}
 	r.abort()
+	// The credentials held here die with the process: say so, so that other replicas fail
+	// the tasks that needed them at once rather than after this replica's heartbeat expires.
+	r.vault.Clear()
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	if err := r.store.RemoveReplica(rctx, r.owner, false); err != nil {
+		r.log.Error("removing this replica from the replicas table failed", "replica", r.owner, "err", err)
+	}
+}
+
+// announce renews this replica's heartbeat every Lease/3, so that the tasks whose caller
+// credential it holds wait for it, however long the queue.
+func (r *Runner) announce(ctx context.Context) {
+	defer r.wg.Done()
+	tick := time.NewTicker(r.cfg.Lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := r.store.HeartbeatReplica(ctx, r.owner, r.cfg.Lease); err != nil && ctx.Err() == nil {
+			r.log.Error("renewing the replica heartbeat failed", "replica", r.owner, "err", err)
+		}
+	}
+}
+
+// dropStaleCredentials forgets credentials held for tasks that are no longer this replica's
+// to run: another replica failed them while this one's heartbeat was late, or they ended.
+// Credentials held for less than a lease are kept: their submission may still be in flight.
+func (r *Runner) dropStaleCredentials(ctx context.Context) error {
+	ids, err := r.store.HeldTasks(ctx, r.owner)
+	if err != nil {
+		return err
+	}
+	ready := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		ready[id] = true
+	}
+	r.vault.Range(func(k, v any) bool {
+		if !ready[k.(string)] && time.Since(v.(heldCredential).since) > r.cfg.Lease {
+			r.vault.CompareAndDelete(k, v)
+		}
+		return true
+	})
+	return nil
 }
 
 func (r *Runner) work(ctx context.Context) {
@@ -177,6 +249,9 @@ func (r *Runner) sweep(ctx context.Context) {
 		} else if n > 0 {
 			r.log.Warn("tasks whose worker vanished were failed", "count", n, "code", kps.TaskInterrupted)
 		}
+		if err := r.dropStaleCredentials(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("checking held caller credentials failed", "err", err)
+		}
 		if time.Since(lastPurge) > time.Hour {
 			lastPurge = time.Now()
 			if _, err := r.store.PurgeSucceededTasks(ctx, r.cfg.Retention); err != nil {
@@ -190,7 +265,11 @@ func (r *Runner) sweep(ctx context.Context) {
 // the lease was lost, in which case whoever holds the task now ends it.
 func (r *Runner) run(t *kps.Task) {
 	log := r.log.With("task_id", t.ID, "server_id", t.ServerID, "operation", t.Operation)
-	callerCred, held := r.vault.LoadAndDelete(t.ID)
+	var callerCred kps.Credential
+	v, held := r.vault.LoadAndDelete(t.ID)
+	if held {
+		callerCred = v.(heldCredential).cred
+	}
 
 	ctx, cancel := context.WithTimeout(r.jobs, r.cfg.TaskTimeout)
 	defer cancel()
@@ -278,7 +357,7 @@ func hostPort(j kps.HostJob) string {
 }
 
 // prepare resolves the server, binding and credential of a task into a host job.
-func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held bool) (kps.HostJob, *kps.Binding, error) {
+func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Credential, held bool) (kps.HostJob, *kps.Binding, error) {
 	srv, err := r.store.Server(ctx, t.ProjectID, t.ServerID)
 	if err != nil {
 		if kps.ErrorCode(err) == kps.ErrServerNotFound {
@@ -316,8 +395,10 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred any, held 
 	}
 	switch {
 	case t.CallerAuth && held:
-		job.Login = callerCred.(kps.Credential)
+		job.Login = callerCred
 	case t.CallerAuth:
+		// Claimed here because the replica holding the credential died or stopped (or this
+		// process restarted): the claim rule gives such a task to nobody else.
 		return job, nil, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
 	case srv.Credential != nil:
 		plain, err := r.sealer.Open(srv.Credential, kps.CredentialAAD(t.ProjectID, t.ServerID))

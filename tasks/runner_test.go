@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,9 +67,9 @@ func setup(t *testing.T) *fixture {
 func (f *fixture) submit(t *testing.T, r *Runner, server string) string {
 	t.Helper()
 	id := uuid.NewString()
-	r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
+	holder := r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
 	if _, err := f.db.SubmitTask(context.Background(), kps.TaskSubmission{ID: id, ProjectID: f.project, UserID: f.user,
-		Operation: kps.OpReplace, KeyPairName: "k", ServerID: server, CallerAuth: true}); err != nil {
+		Operation: kps.OpReplace, KeyPairName: "k", ServerID: server, CallerAuth: true, Holder: holder}); err != nil {
 		t.Fatal(err)
 	}
 	r.Wake()
@@ -227,4 +228,114 @@ func TestStopInterruptsJobs(t *testing.T) {
 	if err != nil || task.Status() != "FAILED_REPLACE" || task.ErrorCode != kps.TaskInterrupted {
 		t.Fatalf("after stop: %+v %v", task, err)
 	}
+}
+
+// TestHeldTaskWaitsForItsHolder: two replicas on one store. A task whose caller credential
+// replica A holds is not claimed by idle replica B while A lives, however long A's queue
+// keeps it waiting (A's heartbeat outlives several leases); A runs it with the credential.
+func TestHeldTaskWaitsForItsHolder(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	release := make(chan struct{})
+	var ranOnA, ranOnB atomic.Int32
+	cfg := Config{Workers: 1, Lease: time.Second, Poll: 10 * time.Millisecond}
+	a := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		if job.Port == 22 { // s1: keeps A's only worker busy
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return kps.HostResult{}, ctx.Err()
+			}
+		} else if job.Login.Key != "pw" {
+			return kps.HostResult{}, errors.New("the held credential did not reach the job")
+		}
+		ranOnA.Add(1)
+		return kps.HostResult{}, nil
+	}), cfg)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	first := f.submit(t, a, "s1")
+	deadline := time.Now().Add(5 * time.Second)
+	for f.task(t, first).Phase != kps.PhaseRunning && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	held := f.submit(t, a, "s2")
+	start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		ranOnB.Add(1)
+		return kps.HostResult{}, nil
+	}), cfg)
+	time.Sleep(5 * cfg.Lease / 2) // past the ttl of the heartbeat A sent at its start
+	if got := f.task(t, held); got.Phase != kps.PhaseReady || ranOnB.Load() != 0 {
+		t.Fatalf("held task is %s (%s) under %s, B ran %d jobs, A ran %d, first %+v: B took what A holds", got.Phase, got.ErrorCode, got.LeaseOwner, ranOnB.Load(), ranOnA.Load(), f.task(t, first))
+	}
+	unblock()
+	if task := f.wait(t, held); task.Status() != "SUCCESS_REPLACE" || task.LeaseOwner != a.owner {
+		t.Fatalf("held task ended %s (%s) under %s, want SUCCESS under A %s", task.Status(), task.ErrorCode, task.LeaseOwner, a.owner)
+	}
+	if ranOnA.Load() != 2 || ranOnB.Load() != 0 {
+		t.Fatalf("A ran %d jobs, B ran %d", ranOnA.Load(), ranOnB.Load())
+	}
+}
+
+// TestHeldTaskFailedOnceHolderDies: the holder stops heartbeating (it was SIGKILLed); once its
+// heartbeat has expired, another replica claims the task and fails it with KPS.6609 without
+// touching the host. A holder that stops cleanly lets its tasks go at once.
+func TestHeldTaskFailedOnceHolderDies(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	const lease = 300 * time.Millisecond
+	// The dead replica: it heartbeated once, then vanished without a word.
+	dead := New(f.db, f.sealer, nil, nil, Config{Lease: lease})
+	if err := f.db.HeartbeatReplica(ctx, dead.owner, lease); err != nil {
+		t.Fatal(err)
+	}
+	submitted := time.Now()
+	id := f.submit(t, dead, "s1")
+	var ran atomic.Bool
+	start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		ran.Store(true)
+		return kps.HostResult{}, nil
+	}), Config{Workers: 1, Lease: lease, Poll: 10 * time.Millisecond})
+	task := f.wait(t, id)
+	if task.ErrorCode != kps.TaskInterrupted || ran.Load() {
+		t.Fatalf("status %s %s, executor ran: %v", task.Status(), task.ErrorCode, ran.Load())
+	}
+	if waited := task.Updated.Sub(submitted); waited < lease-20*time.Millisecond {
+		t.Fatalf("failed %v after submission, before the holder's heartbeat (%v) expired", waited, lease)
+	}
+
+	// A clean stop: the holder's tasks fail without waiting for its heartbeat (an hour) to
+	// expire. Its only worker is busy, so the held task is still queued when it stops.
+	stopping := New(f.db, f.sealer, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		<-ctx.Done()
+		return kps.HostResult{}, ctx.Err()
+	}), nil, Config{Workers: 1, Lease: time.Hour, Poll: 10 * time.Millisecond})
+	if err := stopping.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	busy := f.submit(t, stopping, "s1")
+	for deadline := time.Now().Add(5 * time.Second); f.task(t, busy).Phase != kps.PhaseRunning; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stopping replica did not claim its first task")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopped := f.submit(t, stopping, "s2")
+	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	stopping.Stop(sctx)
+	if task := f.wait(t, stopped); task.ErrorCode != kps.TaskInterrupted || ran.Load() {
+		t.Fatalf("task of a stopped holder: %s %s, executor ran: %v", task.Status(), task.ErrorCode, ran.Load())
+	}
+}
+
+func (f *fixture) task(t *testing.T, id string) *kps.Task {
+	t.Helper()
+	task, err := f.db.Task(context.Background(), f.project, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
 }

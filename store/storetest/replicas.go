@@ -12,6 +12,7 @@ import (
 // kps-v3-api.md §2.11) and the shared lockout counters of auth.md §12.4.
 var replicaTests = map[string]func(*testing.T, *env){
 	"HolderRecordedOnlyWithCallerAuth": testHolderRecorded,
+	"HeldTasks":                        testHeldTasks,
 	"ClaimHeldTaskOnlyByLiveHolder":    testClaimHeldByLiveHolder,
 	"ClaimHeldTaskAfterHolderDied":     testClaimHeldAfterHolderDied,
 	"ClaimHeldTaskAfterHolderStopped":  testClaimHeldAfterHolderStopped,
@@ -61,6 +62,31 @@ func testHolderRecorded(t *testing.T, e *env) {
 	}
 	if got := e.task(project, plain.ID); got.Holder != "" || plain.Holder != "" {
 		t.Fatalf("task without caller auth has holder %q", got.Holder)
+	}
+}
+
+func testHeldTasks(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		e.server(project, id, true)
+	}
+	must(t, e.s.HeartbeatReplica(e.ctx, replicaA, lease))
+	first := e.submit(heldReplace("kp", "a", replicaA))
+	second := e.submit(heldReplace("kp", "b", replicaA))
+	e.submit(heldReplace("kp", "c", replicaB))
+	e.submit(resetOf(project, "kp", "d"))
+	if got := e.claimBy(replicaA); got != first.ID {
+		t.Fatalf("claimed %q, want %s", got, first.ID)
+	}
+	ids, err := e.s.HeldTasks(e.ctx, replicaA)
+	must(t, err)
+	if len(ids) != 1 || ids[0] != second.ID {
+		t.Fatalf("A holds %v, want only the queued %s", ids, second.ID)
+	}
+	ids, err = e.s.HeldTasks(e.ctx, "kps-nobody")
+	must(t, err)
+	if len(ids) != 0 {
+		t.Fatalf("nobody holds %v", ids)
 	}
 }
 
