@@ -17,7 +17,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var token string
 		var resp any
-		token, resp, err = s.identity.Login(r.Context(), body, r.Header.Get("X-Auth-Token"), clientIP(r))
+		token, resp, err = s.identity.Login(r.Context(), body, r.Header.Get("X-Auth-Token"), s.clientIP(r))
 		if err == nil {
 			if omitter, ok := resp.(interface{ OmitCatalog() }); ok && hasQuery(r, "nocatalog") {
 				omitter.OmitCatalog()

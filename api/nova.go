@@ -305,7 +305,7 @@ func (s *Server) novaAuthenticate(r *http.Request, n *novaRequest) error {
 	token := r.Header.Get("X-Auth-Token")
 	if target == "" && token != "" && !iam.IsSignatureScheme(r.Header.Get("Authorization")) {
 		// The project-less form (the catalog URL has no project id): the token's own scope.
-		_, err := s.identity.Authenticate(r.Context(), token, novaProbeProject, clientIP(r))
+		_, err := s.identity.Authenticate(r.Context(), token, novaProbeProject, s.clientIP(r))
 		project, ok := tokenProjectFromMismatch(err)
 		var f *iam.Failure
 		switch {

@@ -12,8 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/openkps/kps"
@@ -63,6 +63,9 @@ type Config struct {
 	// KeyPairsPerUser is Nova's per-user key pair limit (nova-keypairs.md §11): nil means
 	// Nova's default of 100, a negative value no limit, 0 no creation through the Nova API.
 	KeyPairsPerUser *int
+	// TrustedProxies are the load balancers and reverse proxies whose X-Forwarded-For names
+	// the client (auth.md §12.4, auth.trusted_proxies); empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the HTTP API. Build it with New and serve Handler().
@@ -224,17 +227,6 @@ func requestID(r *http.Request) string {
 	return id
 }
 
-// clientIP is the TCP peer of r, the address the lockout counts against (auth.md §12.4).
-// X-Forwarded-For is not read: trusted proxies (auth.trusted_proxies) are not supported yet, and
-// behind a proxy every client counts as the proxy.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // handlerFunc is a KPS handler: it receives the authenticated principal and returns an error
 // for the one renderer.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p *kps.Principal) error
@@ -292,11 +284,11 @@ func (s *Server) verifyCredentials(r *http.Request) (*kps.Principal, error) {
 		if rerr != nil {
 			return nil, rerr
 		}
-		p, err = s.identity.AuthenticateSignature(r.Context(), r, body, project, clientIP(r))
+		p, err = s.identity.AuthenticateSignature(r.Context(), r, body, project, s.clientIP(r))
 	case token == "":
 		return nil, kps.Errorf(kps.ErrUnauthenticated, "Authentication required: send X-Auth-Token or an AK/SK signature.")
 	default:
-		p, err = s.identity.Authenticate(r.Context(), token, project, clientIP(r))
+		p, err = s.identity.Authenticate(r.Context(), token, project, s.clientIP(r))
 	}
 	// 401 is decided before any 403; among the 403s the header mismatch (auth.md §4.3 row 1)
 	// comes first.
@@ -345,7 +337,7 @@ func (s *Server) logRefusal(r *http.Request, err error) {
 		return
 	}
 	attrs := []any{"request_id", requestID(r), "method", r.Method, "path", r.URL.Path,
-		"code", code, "reason", refusalReason(err), "client_ip", clientIP(r)}
+		"code", code, "reason", refusalReason(err), "client_ip", s.clientIP(r)}
 	if a, perr := iam.ParseAuthorization(r.Header.Get("Authorization")); perr == nil {
 		attrs = append(attrs, "access_key", a.AccessKey)
 	}

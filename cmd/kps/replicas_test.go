@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -204,5 +206,113 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 		if content, _ := h.AuthorizedKeys(t); strings.Count(content, keyBlob(t, kp["public_key"])) != 1 {
 			t.Errorf("host h%d authorized_keys: %q", i, content)
 		}
+	}
+}
+
+// fromClient sends a request to s from the loopback address ip (a client of its own) with the
+// given headers and returns the status, the Retry-After header and the error code.
+func (s *service) fromClient(ip, method, path, body string, headers map[string]string) (int, string, string) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	code, _ := out["error_code"].(string)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), code
+}
+
+// TestReplicasShareLockouts: the lockouts and rate limits of auth.md §12.4 are counted in the
+// database, so failures on replica A lock the user, the (AK, client IP) pair and the client IP
+// on replica B. Both replicas trust the load balancer at 127.0.0.1 for X-Forwarded-For; other
+// loopback addresses are clients that connect directly, and what they put in X-Forwarded-For
+// is ignored.
+func TestReplicasShareLockouts(t *testing.T) {
+	t.Parallel()
+	dsn, dataDir := pgtest.Schema(t), t.TempDir()
+	replica := func() *service {
+		return setup(t, func(c *Config) { c.Database, c.DataDir, c.TrustedProxies = dsn, dataDir, "127.0.0.1/32" })
+	}
+	a := replica()
+	b := a.on(replica())
+	const lb = "127.0.0.1"
+	login := func(s *service, password, client string) (int, string, string) {
+		body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"` +
+			password + `"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`
+		return s.fromClient(lb, "POST", "/v3/auth/tokens", body, map[string]string{"X-Forwarded-For": client})
+	}
+
+	// The user: five wrong passwords on A, from five clients, lock admin on B, even with the
+	// right password from a sixth client.
+	for i := range 5 {
+		if st, _, code := login(a, "wrong-password", fmt.Sprintf("198.51.100.%d", i+1)); st != 401 {
+			t.Fatalf("wrong password %d on A: %d %s", i+1, st, code)
+		}
+	}
+	st, retry, code := login(b, "admin-password-for-tests", "198.51.100.9")
+	if n, _ := strconv.Atoi(retry); st != 429 || code != "KPS.6105" || n < 240 || n > 300 {
+		t.Fatalf("right password on B after 5 failures on A: %d %s Retry-After %q, want 429 KPS.6105", st, code, retry)
+	}
+
+	// The (AK, client IP) pair: five signature mismatches on A from 127.0.0.3 lock the pair on B.
+	ak, sk := a.accessKey("admin")
+	wrong := sk[:39] + "x"
+	if wrong == sk {
+		wrong = sk[:39] + "y"
+	}
+	for range 5 {
+		a.signed(ak, wrong, signedRequest{method: "GET", path: "/keypairs", from: "127.0.0.3"}).want(t, 401, "KPS.6102", "")
+	}
+	b.signed(ak, sk, signedRequest{method: "GET", path: "/keypairs", from: "127.0.0.3"}).want(t, 429, "KPS.6105", "")
+	b.signed(ak, sk, signedRequest{method: "GET", path: "/keypairs", from: "127.0.0.4"}).want(t, 200, "", "")
+
+	// The client IP behind the balancer: 30 refused tokens on A lock 203.0.113.7 on B, and
+	// only that client.
+	keypairs := "/v3/" + a.project + "/keypairs"
+	for i := range 30 {
+		if st, _, code := a.fromClient(lb, "GET", keypairs, "", map[string]string{"X-Auth-Token": "not-a-token",
+			"X-Forwarded-For": "203.0.113.7"}); st != 401 {
+			t.Fatalf("refused token %d on A: %d %s", i+1, st, code)
+		}
+	}
+	good := func(client string) map[string]string {
+		return map[string]string{"X-Auth-Token": a.token, "X-Forwarded-For": client}
+	}
+	if st, retry, code := b.fromClient(lb, "GET", keypairs, "", good("203.0.113.7")); st != 429 || code != "KPS.6105" || retry == "" {
+		t.Fatalf("locked client on B: %d %s Retry-After %q, want 429 KPS.6105", st, code, retry)
+	}
+	// A client left of the locked one in the list cannot hide it: the rightmost untrusted
+	// address counts.
+	if st, _, _ := b.fromClient(lb, "GET", keypairs, "", good("192.0.2.200, 203.0.113.7")); st != 429 {
+		t.Fatalf("locked client behind a forged hop on B: %d, want 429", st)
+	}
+	if st, _, code := b.fromClient(lb, "GET", keypairs, "", good("203.0.113.8")); st != 200 {
+		t.Fatalf("another client on B: %d %s", st, code)
+	}
+
+	// Spoofing: a client that is not a trusted proxy names the locked address in
+	// X-Forwarded-For; it is counted as itself, and is not locked.
+	if st, _, code := b.fromClient("127.0.0.6", "GET", keypairs, "", good("203.0.113.7")); st != 200 {
+		t.Fatalf("direct client 127.0.0.6 claiming to be 203.0.113.7: %d %s, want 200", st, code)
+	}
+	// Nor can it escape its own lock by naming other addresses.
+	for i := range 30 {
+		b.fromClient("127.0.0.6", "GET", keypairs, "", map[string]string{"X-Auth-Token": "not-a-token",
+			"X-Forwarded-For": fmt.Sprintf("192.0.2.%d", i)})
+	}
+	if st, _, code := a.fromClient("127.0.0.6", "GET", keypairs, "", good("192.0.2.99")); st != 429 || code != "KPS.6105" {
+		t.Fatalf("direct client locked on B, on A with a new X-Forwarded-For: %d %s, want 429", st, code)
 	}
 }

@@ -51,6 +51,8 @@ type Config struct {
 	// ComputeLinkPrefix is <base> of the Nova API's links and, followed by /v2.1, its catalog
 	// URL (nova-keypairs.md §3.3, auth.md §8.4); "" is <public-url>/compute.
 	ComputeLinkPrefix string
+	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For names the client.
+	TrustedProxies string
 
 	// External identity mode (auth.md §10): "" or "local", or "external" with the rest.
 	IdentityMode        string
@@ -90,6 +92,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key; re-read on SIGHUP")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (default: none, the TCP peer is the client)")
 	fs.StringVar(&c.IdentityMode, "identity-mode", "local", "local (this service issues tokens) or external (tokens of the Keystone/IAM at --identity-url)")
 	fs.StringVar(&c.IdentityURL, "identity-url", "", "external mode: base URL of the identity service's v3 API, e.g. https://iam.example.com/v3")
 	fs.DurationVar(&c.IdentityCacheTTL, "identity-cache-ttl", iam.DefaultExternalCacheTTL, "external mode: how long a validated token is trusted before it is checked again (0: every request)")
@@ -120,6 +123,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.tlsFiles(); err != nil {
 		return usageError{err}
+	}
+	if _, err := api.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return usageError{fmt.Errorf("--trusted-proxies: %w", err)}
 	}
 	if c.Database != "" && !c.postgres() {
 		return usageError{fmt.Errorf("--database must be a postgres:// or postgresql:// URL (or empty for the embedded SQLite file)")}
@@ -249,7 +255,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ids := &iam.Service{Store: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region}
+	// Lockouts and rate limits are counted in the database, so that every replica on it sees
+	// every failure (auth.md §12.4).
+	ids := &iam.Service{Store: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region,
+		Limiter: m.store.Lockouts()}
 	pwFile, err := ids.Bootstrap(ctx, cfg.DataDir, cfg.Region, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("bootstrapping identity: %w", err)
@@ -266,6 +275,7 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return usageError{err}
 		}
+		ext.Limiter = m.store.Lockouts()
 		identity = ext
 	}
 
@@ -303,10 +313,11 @@ func (m *Main) Run(ctx context.Context) error {
 		computeBase = ids.PublicURL + "/compute"
 	}
 	ids.ComputeURL = computeBase + "/v2.1"
+	proxies, _ := api.ParseTrustedProxies(cfg.TrustedProxies) // validated above
 	srv := api.New(m.store, identity, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
 		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI,
-		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota})
+		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota, TrustedProxies: proxies})
 	m.http = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, 10*time.Second),
