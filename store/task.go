@@ -27,15 +27,22 @@ const (
 VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	selectTask = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND id = ?`
-	// §4.1 order. The page's rows are chosen from the index tasks_by_project_phase alone
-	// (a covering scan: it holds the sort keys and seq, which SQLite keeps as the rowid and
-	// PostgreSQL INCLUDEs), and only the rows on the page are read from the table: skipping an
-	// offset or counting the total reads no task row. %s: the phase placeholders.
-	// docs/query-plans.md has the plans.
-	listTasks = `SELECT ` + taskColumns + ` FROM tasks
-WHERE seq IN (SELECT seq FROM tasks WHERE project_id = ? AND phase IN (%s)
-              ORDER BY created DESC, id LIMIT ? OFFSET ?)
-ORDER BY created DESC, id`
+	// A page of a project's tasks in some phases, in §4.1 order (%s: the phase placeholders).
+	// An OFFSET would read, and throw away, every task row before the page; instead the first
+	// row of the page is found in the index tasks_by_project_phase alone (it holds the sort
+	// keys: an index-only scan), and the page is read from there by a range scan of that
+	// index, touching exactly the page's rows. The total is counted from the same index. So a
+	// page costs the same at offset 0 and deep in the list, and as much with a million tasks in
+	// the table as with a thousand (docs/query-plans.md).
+	listTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND phase IN (%s)
+ORDER BY created DESC, id LIMIT ?`
+	listTasksStart = `SELECT created, id FROM tasks WHERE project_id = ? AND phase IN (%s)
+ORDER BY created DESC, id LIMIT 1 OFFSET ?`
+	// From the page's first row (created, id) on: "created <= ?" is the index range; the rest
+	// drops the rows of the same millisecond that sort before it.
+	listTasksFrom = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND phase IN (%s)
+    AND created <= ? AND (created < ? OR id >= ?)
+ORDER BY created DESC, id LIMIT ?`
 	countTasks = `SELECT COUNT(*) FROM tasks WHERE project_id = ? AND phase IN (%s)`
 	// scanTasks is the list routes' query: the total and the page in one statement, only the
 	// columns they show. The count reads only the index tasks_by_project_phase; the page's
@@ -317,7 +324,17 @@ func (db *DB) ListTasks(ctx context.Context, projectID string, phases []kps.Phas
 	if p.Offset >= total {
 		return tasks, total, nil
 	}
-	rows, err := tx.query(ctx, fmt.Sprintf(listTasks, in), append(args, p.Limit, p.Offset)...)
+	var rows *sql.Rows
+	if p.Offset == 0 {
+		rows, err = tx.query(ctx, fmt.Sprintf(listTasks, in), append(args, p.Limit)...)
+	} else {
+		var created int64
+		var id string
+		if err := tx.queryRow(ctx, fmt.Sprintf(listTasksStart, in), append(args, p.Offset)...).Scan(&created, &id); err != nil {
+			return nil, 0, err
+		}
+		rows, err = tx.query(ctx, fmt.Sprintf(listTasksFrom, in), append(args, created, created, id, p.Limit)...)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -53,8 +54,15 @@ func (b *balancer) drop(base string) {
 // do sends a request to a live replica, retrying on another one when the connection fails (the
 // replica just died).
 func (b *balancer) do(method, path string, body any) (int, map[string]any, error) {
+	_, code, out, err := b.doOn(method, path, body)
+	return code, out, err
+}
+
+// doOn is do, and says which replica answered.
+func (b *balancer) doOn(method, path string, body any) (string, int, map[string]any, error) {
 	var last error
 	for range 5 {
+		base := b.pick()
 		var rd *strings.Reader
 		if body != nil {
 			j, _ := json.Marshal(body)
@@ -62,7 +70,7 @@ func (b *balancer) do(method, path string, body any) (int, map[string]any, error
 		} else {
 			rd = strings.NewReader("")
 		}
-		req, _ := http.NewRequest(method, b.pick()+"/v3/"+b.proj+path, rd)
+		req, _ := http.NewRequest(method, base+"/v3/"+b.proj+path, rd)
 		req.Header.Set("X-Auth-Token", b.token)
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
@@ -76,16 +84,22 @@ func (b *balancer) do(method, path string, body any) (int, map[string]any, error
 		var out map[string]any
 		json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
-		return resp.StatusCode, out, nil
+		return base, resp.StatusCode, out, nil
 	}
-	return 0, nil, last
+	return "", 0, nil, last
 }
 
 // TestReplicasSurviveSIGKILL is the multi-replica test of issue 5: three `kps serve` processes on
-// one PostgreSQL, requests spread over them, a few hundred RESET tasks against real sshd hosts,
-// one replica killed with SIGKILL mid-run. Every task ends SUCCESS or FAILED, none stays READY
-// or RUNNING, the replicas that remain agree on the failed tasks, and every host ends with the
-// key installed exactly once.
+// one PostgreSQL, requests spread over them, a few hundred bind tasks against real sshd hosts,
+// one replica killed with SIGKILL mid-run. Half of the binds are RESETs with the inventory's
+// stored credential, half carry the caller's password (server.auth), which only the replica
+// that accepted the request keeps, in memory.
+//
+// Until the kill every task succeeds, whichever replica accepted it and whichever worker was
+// idle: a task with the caller's password waits for its holder. After the kill the only
+// failures are KPS.6609 of tasks the killed replica held (its caller passwords) or was running;
+// every task ends exactly once, none stays READY or RUNNING, the replicas that remain agree on
+// the failed tasks, and every host ends with the key installed exactly once.
 func TestReplicasSurviveSIGKILL(t *testing.T) {
 	dsn := pgtest.Schema(t)
 	t.Parallel()
@@ -102,7 +116,7 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 	admin.login("replica-test-password")
 	lb := &balancer{live: []string{first, second, third}, token: admin.token, proj: admin.project}
 
-	const hosts, perHost = 8, 25
+	const hosts, perHost = 8, 26
 	hs := make([]*sshdtest.Host, hosts)
 	for i := range hs {
 		hs[i] = sshdtest.Start(t, sshdtest.Options{})
@@ -110,18 +124,29 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 	}
 	kp := admin.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "ops"}})["keypair"].(map[string]any)
 
+	type outcome struct {
+		status     string
+		accepted   string // the replica that accepted the request
+		callerAuth bool
+		beforeKill bool // ended before the kill
+	}
 	var (
 		mu     sync.Mutex
-		final  = map[string]string{} // task ID → final status
+		final  = map[string]outcome{} // task ID → how it ended
 		done   int
+		dead   bool
 		killed = make(chan struct{})
 	)
 	var wg sync.WaitGroup
 	for i := range hosts {
 		wg.Go(func() {
-			for range perHost {
-				code, out, err := lb.do("POST", "/keypairs/associate", map[string]any{"keypair_name": "ops",
-					"server": map[string]any{"id": fmt.Sprintf("h%d", i)}})
+			for n := range perHost {
+				server := map[string]any{"id": fmt.Sprintf("h%d", i)}
+				callerAuth := n%2 == 1
+				if callerAuth {
+					server["auth"] = map[string]any{"type": "password", "key": hs[i].Password}
+				}
+				base, code, out, err := lb.doOn("POST", "/keypairs/associate", map[string]any{"keypair_name": "ops", "server": server})
 				if err != nil || code != 200 {
 					t.Errorf("associate h%d: %d %v %v", i, code, out, err)
 					return
@@ -137,7 +162,10 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 					st := out["task_status"].(string)
 					if strings.HasPrefix(st, "SUCCESS_") || strings.HasPrefix(st, "FAILED_") {
 						mu.Lock()
-						final[id] = st
+						if _, again := final[id]; again {
+							t.Errorf("task %s ended twice", id)
+						}
+						final[id] = outcome{status: st, accepted: base, callerAuth: callerAuth, beforeKill: !dead}
 						done++
 						if done == hosts*perHost/3 {
 							close(killed)
@@ -155,6 +183,9 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 		})
 	}
 	<-killed
+	mu.Lock()
+	dead = true // whatever ends from now on may have been the victim's
+	mu.Unlock()
 	victim.Process.Signal(syscall.SIGKILL)
 	victim.Wait()
 	lb.drop(second)
@@ -162,19 +193,73 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-
-	succeeded, failed := 0, map[string]bool{}
-	for id, st := range final {
-		if strings.HasPrefix(st, "SUCCESS_") {
-			succeeded++
-		} else {
-			failed[id] = true
-		}
-	}
 	if len(final) != hosts*perHost {
 		t.Fatalf("%d tasks ended, want %d", len(final), hosts*perHost)
 	}
-	t.Logf("%d tasks: %d succeeded, %d failed (the killed replica's)", len(final), succeeded, len(failed))
+
+	// Who held and who ran each task, from the database: the API does not show it.
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT id, holder, lease_owner, error_code FROM tasks`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ holder, leaseOwner, code string }
+	stored := map[string]row{}
+	victimID := ""
+	for rows.Next() {
+		var id string
+		var r row
+		if err := rows.Scan(&id, &r.holder, &r.leaseOwner, &r.code); err != nil {
+			t.Fatal(err)
+		}
+		stored[id] = r
+		if o := final[id]; o.callerAuth && o.accepted == second {
+			victimID = r.holder
+		}
+	}
+	rows.Close()
+	if victimID == "" {
+		t.Fatal("no task with the caller's password was accepted by the killed replica")
+	}
+
+	var succeeded, callerAuthOK, heldByVictim, ranByVictim int
+	failed := map[string]bool{}
+	for id, o := range final {
+		r := stored[id]
+		if o.callerAuth && r.holder == "" || !o.callerAuth && r.holder != "" {
+			t.Errorf("task %s (caller auth %v) has holder %q", id, o.callerAuth, r.holder)
+		}
+		if strings.HasPrefix(o.status, "SUCCESS_") {
+			succeeded++
+			if o.callerAuth {
+				callerAuthOK++
+			}
+			continue
+		}
+		failed[id] = true
+		switch {
+		case o.beforeKill:
+			t.Errorf("task %s (caller auth %v, accepted by %s) failed before any replica died: %s %s", id, o.callerAuth, o.accepted, o.status, r.code)
+		case r.code != "KPS.6609":
+			t.Errorf("task %s failed with %s, want KPS.6609 of the killed replica", id, r.code)
+		case o.callerAuth && r.holder == victimID:
+			heldByVictim++
+		case r.leaseOwner == victimID:
+			ranByVictim++
+		default:
+			t.Errorf("task %s (caller auth %v, holder %q, run by %q) failed, but the killed replica %s neither held nor ran it",
+				id, o.callerAuth, r.holder, r.leaseOwner, victimID)
+		}
+	}
+	t.Logf("%d tasks: %d succeeded (%d with the caller's password), %d failed with KPS.6609: %d held by the killed replica, %d running on it",
+		len(final), succeeded, callerAuthOK, len(failed), heldByVictim, ranByVictim)
+	if callerAuthOK == 0 {
+		t.Error("no task with the caller's password succeeded")
+	}
 
 	// Nothing is left READY or RUNNING, and every remaining replica lists the same failed tasks
 	// with the same outcome as the task itself.

@@ -36,6 +36,7 @@ var taskTests = map[string]func(*testing.T, *env){
 	"ListOrderAndTieBreak":             testListOrder,
 	"ListPhasesAndProjects":            testListPhases,
 	"ListPagesAndTotal":                testListPages,
+	"ListPagesAreSlicesOfTheList":      testListPagesSlices,
 	"DeleteFailedTask":                 testDeleteFailedTask,
 	"DeleteFailedTasks":                testDeleteFailedTasks,
 	"PurgeSucceededTasks":              testPurgeSucceeded,
@@ -741,6 +742,50 @@ func testListPages(t *testing.T, e *env) {
 		must(t, err)
 		if len(tasks) != c.n || total != 5 || tasks == nil {
 			t.Errorf("page %+v: %d tasks (nil %v), total %d; want %d, total 5", c.page, len(tasks), tasks == nil, total, c.n)
+		}
+	}
+}
+
+// testListPagesSlices: every page (any offset, any limit) is exactly that slice of the whole
+// list, also where the page starts among tasks created in the same millisecond, and in lists of
+// several phases.
+func testListPagesSlices(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	for i := range 12 {
+		id := fmt.Sprintf("s%02d", i)
+		e.server(project, id, true)
+		if i%4 == 0 { // runs of four tasks share a millisecond
+			e.clock.Advance(time.Millisecond)
+		}
+		switch i % 3 {
+		case 0:
+			e.claim(e.submit(resetOf(project, "kp", id)).ID)
+		case 1:
+			e.run(resetOf(project, "kp", id), kps.TaskOutcome{Success: true, PublicKey: "pk"})
+		default:
+			e.run(resetOf(project, "kp", id), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down"})
+		}
+	}
+	for _, phases := range [][]kps.Phase{nil, kps.FailedPhases, {kps.PhaseRunning, kps.PhaseSuccess}} {
+		all, total, err := e.s.ListTasks(e.ctx, project, phases, kps.Page{Limit: 1000})
+		must(t, err)
+		if total != len(all) {
+			t.Fatalf("phases %v: %d tasks, total %d", phases, len(all), total)
+		}
+		for offset := 0; offset <= total; offset++ {
+			for _, limit := range []int{1, 2, 3, 5, 1000} {
+				page, got, err := e.s.ListTasks(e.ctx, project, phases, kps.Page{Limit: limit, Offset: offset})
+				must(t, err)
+				want := all[offset:min(offset+limit, total)]
+				if got != total || len(page) != len(want) {
+					t.Fatalf("phases %v offset %d limit %d: %d tasks of %d, want %d of %d", phases, offset, limit, len(page), got, len(want), total)
+				}
+				for i := range want {
+					if page[i].ID != want[i].ID {
+						t.Fatalf("phases %v offset %d limit %d: task %d is %s, want %s", phases, offset, limit, i, page[i].ID, want[i].ID)
+					}
+				}
+			}
 		}
 	}
 }
