@@ -127,12 +127,13 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	if r.cfg.SoleInstance {
 		// Nobody else can be alive: the credentials of tasks queued before the restart are
-		// gone, so those tasks are anyone's (and fail with KPS.6609) without waiting.
+		// gone, so those tasks are anyone's (and fail with KPS.6609) without waiting. The
+		// tasks this process will hold are its own to claim without a heartbeat, and nobody
+		// else looks, so it announces nothing: no write every lease/3 on the single writer.
 		if err := r.store.RemoveReplica(ctx, "", true); err != nil {
 			return err
 		}
-	}
-	if err := r.store.HeartbeatReplica(ctx, r.owner, r.cfg.Lease); err != nil {
+	} else if err := r.store.HeartbeatReplica(ctx, r.owner, r.cfg.Lease); err != nil {
 		return err
 	}
 	loop, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -142,9 +143,12 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.wg.Add(1)
 		go r.work(loop)
 	}
-	r.wg.Add(2)
+	r.wg.Add(1)
 	go r.sweep(loop)
-	go r.announce(loop)
+	if !r.cfg.SoleInstance {
+		r.wg.Add(1)
+		go r.announce(loop)
+	}
 	return nil
 }
 
@@ -196,6 +200,14 @@ func (r *Runner) announce(ctx context.Context) {
 // to run: another replica failed them while this one's heartbeat was late, or they ended.
 // Credentials held for less than a lease are kept: their submission may still be in flight.
 func (r *Runner) dropStaleCredentials(ctx context.Context) error {
+	stale := false
+	r.vault.Range(func(_, v any) bool {
+		stale = time.Since(v.(heldCredential).since) > r.cfg.Lease
+		return !stale
+	})
+	if !stale {
+		return nil
+	}
 	ids, err := r.store.HeldTasks(ctx, r.owner)
 	if err != nil {
 		return err
