@@ -24,3 +24,8 @@ CREATE TABLE lockouts (
 );
 CREATE INDEX lockouts_by_window_end ON lockouts (window_end);
 
+-- The list of a project's tasks in a phase chooses its page from this index alone, by an
+-- index-only scan, and reads only the page's rows from the table (store/task.go, listTasks).
+-- SQLite's index entries carry seq already (it is the rowid); PostgreSQL's need INCLUDE.
+DROP INDEX tasks_by_project_phase;
+CREATE INDEX tasks_by_project_phase ON tasks (project_id, phase, created DESC, id) INCLUDE (seq);
