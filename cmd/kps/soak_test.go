@@ -81,12 +81,14 @@ func soakFromEnv(t *testing.T) soakSettings {
 
 // soakStats collects the latency of every request by kind, and every error.
 type soakStats struct {
-	mu     sync.Mutex
-	lat    map[string][]time.Duration
-	errs   []string
-	nerrs  int
-	tasks  int
-	rss    []string
+	mu    sync.Mutex
+	lat   map[string][]time.Duration
+	errs  []string
+	nerrs int
+	tasks int
+	rss   []string
+	// plain is the normal binary's RSS, sampled during its load, for the flatness check.
+	plain  []float64
 	phases []string
 }
 
@@ -110,6 +112,7 @@ type soakProc struct {
 	done   chan struct{}
 	token  string
 	proj   string
+	race   bool
 }
 
 func startSoakProc(t *testing.T, bin, dataDir string) *soakProc {
@@ -120,7 +123,7 @@ func startSoakProc(t *testing.T, bin, dataDir string) *soakProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &soakProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &soakProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{}), race: strings.HasSuffix(bin, "-race")}
 	t.Cleanup(func() { cmd.Process.Kill(); <-p.done })
 	addr := make(chan string, 1)
 	go func() {
@@ -168,18 +171,19 @@ func (p *soakProc) stop(t *testing.T, what string) {
 	}
 }
 
-func (p *soakProc) rss() string {
+// rss is the process's VmRSS in MiB, 0 when it cannot be read.
+func (p *soakProc) rss() float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
-		return "?"
+		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" {
 			kb, _ := strconv.Atoi(f[1])
-			return fmt.Sprintf("%.1f", float64(kb)/1024)
+			return float64(kb) / 1024
 		}
 	}
-	return "?"
+	return 0
 }
 
 var soakClient = &http.Client{Timeout: 30 * time.Second}
@@ -263,7 +267,9 @@ func TestSoak(t *testing.T) {
 			"credential": map[string]any{"type": "password", "key": h.Password}}})
 	}
 	for i := range 20 + cfg.hosts {
-		p.do(st, "setup", 200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": fmt.Sprintf("fixed-%02d", i)}})
+		// Imported (an ed25519 key made here), so the setup spends no time generating RSA keys.
+		name := fmt.Sprintf("fixed-%02d", i)
+		p.do(st, "setup", 200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": name, "public_key": ed25519Line(t, name)}})
 	}
 	if st.nerrs > 0 {
 		t.Fatalf("setup: %v", st.errs)
@@ -281,7 +287,11 @@ func TestSoak(t *testing.T) {
 		st.phases = append(st.phases, fmt.Sprintf("%s on the normal binary", rest.Round(time.Second)))
 		soakLoad(t, p, cfg, st, rest, start)
 	}
-	st.rss = append(st.rss, fmt.Sprintf("%s: %s MiB (end)", time.Since(start).Round(time.Second), p.rss()))
+	end := p.rss()
+	st.rss = append(st.rss, fmt.Sprintf("%s: %.1f MiB (end)", time.Since(start).Round(time.Second), end))
+	if !p.race {
+		st.plain = append(st.plain, end)
+	}
 	for i, h := range hosts {
 		if got, _ := h.AuthorizedKeys(t); got != unrelated {
 			t.Errorf("host s%d after the soak: %q", i, got)
@@ -313,6 +323,14 @@ func TestSoak(t *testing.T) {
 	if st.nerrs > 0 {
 		t.Errorf("%d errors, the first: %s", st.nerrs, strings.Join(st.errs, "\n"))
 	}
+	// Memory stays flat: on a run of several samples, the normal binary's last sample is within
+	// half again of its smallest one after the first (which still holds the start-up's garbage).
+	if n := len(st.plain); n >= 4 {
+		low := slices.Min(st.plain[1:])
+		if last := st.plain[n-1]; last > 1.5*low {
+			t.Errorf("RSS grew from %.1f to %.1f MiB under a steady load", low, last)
+		}
+	}
 	if out := os.Getenv("KPS_SOAK_SUMMARY"); out != "" {
 		os.WriteFile(out, []byte(b.String()+"\n"), 0o644)
 	}
@@ -322,9 +340,16 @@ func TestSoak(t *testing.T) {
 func soakLoad(t *testing.T, p *soakProc, cfg soakSettings, st *soakStats, d time.Duration, start time.Time) {
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
-	st.mu.Lock()
-	st.rss = append(st.rss, fmt.Sprintf("%s: %s MiB", time.Since(start).Round(time.Second), p.rss()))
-	st.mu.Unlock()
+	sample := func() {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		mib := p.rss()
+		st.rss = append(st.rss, fmt.Sprintf("%s: %.1f MiB", time.Since(start).Round(time.Second), mib))
+		if !p.race {
+			st.plain = append(st.plain, mib)
+		}
+	}
+	sample()
 
 	// RSS each sampling period.
 	wg.Go(func() {
@@ -336,9 +361,7 @@ func soakLoad(t *testing.T, p *soakProc, cfg soakSettings, st *soakStats, d time
 			case <-time.After(time.Until(deadline)):
 				return
 			}
-			st.mu.Lock()
-			st.rss = append(st.rss, fmt.Sprintf("%s: %s MiB", time.Since(start).Round(time.Second), p.rss()))
-			st.mu.Unlock()
+			sample()
 		}
 	})
 	// Lists and shows, at listRate per second over four clients.
