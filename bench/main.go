@@ -218,4 +218,13 @@ func run(ctx context.Context, cfg Config, part string, args []string) error {
 }
 
 // command is the command line that produced a part, as the report prints it.
-func command(args []string) string { return "go run ./bench " + strings.Join(args, " ") }
+func command(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = a
+		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
+			quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return "go run ./bench " + strings.Join(quoted, " ")
+}
