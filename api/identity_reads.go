@@ -81,27 +81,38 @@ func (a *identityAPI) listProjects(w http.ResponseWriter, r *http.Request, p *kp
 	if err != nil {
 		return err
 	}
-	var pg kps.Page
-	if paged {
-		pg = kps.Page{Limit: perPage, Offset: (page - 1) * perPage}
-	}
+	pg := pageWindow(page, perPage, paged)
 	items, total := []kps.Project{}, 0
 	if !none {
 		if items, total, err = a.m.VisibleProjects(r.Context(), p, f, pg); err != nil {
 			return err
 		}
 	}
+	links := a.listLinks(r, page, paged, pg.Offset+len(items) < total)
+	writeJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": links})
+	return nil
+}
+
+// pageWindow is the store page of a Keystone page/per_page query; unpaged lists everything.
+func pageWindow(page, perPage int, paged bool) kps.Page {
+	if !paged {
+		return kps.Page{}
+	}
+	return kps.Page{Limit: perPage, Offset: (page - 1) * perPage}
+}
+
+// listLinks are a Keystone list's links: self always, previous and next only when paged.
+func (a *identityAPI) listLinks(r *http.Request, page int, paged, more bool) listLinks {
 	links := listLinks{Self: a.selfURL(r)}
 	if paged {
 		if page > 1 {
 			links.Previous = a.pageURL(r, page-1)
 		}
-		if pg.Offset+len(items) < total {
+		if more {
 			links.Next = a.pageURL(r, page+1)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": links})
-	return nil
+	return links
 }
 
 // queryBool reads a boolean query parameter: true or false in any letter case.
@@ -222,23 +233,12 @@ func (a *identityAPI) listUsers(w http.ResponseWriter, r *http.Request, p *kps.P
 	if err != nil {
 		return err
 	}
-	var pg kps.Page
-	if paged {
-		pg = kps.Page{Limit: perPage, Offset: (page - 1) * perPage}
-	}
+	pg := pageWindow(page, perPage, paged)
 	items, total, err := a.m.VisibleUsers(r.Context(), p, f, pg)
 	if err != nil {
 		return err
 	}
-	links := listLinks{Self: a.selfURL(r)}
-	if paged {
-		if page > 1 {
-			links.Previous = a.pageURL(r, page-1)
-		}
-		if pg.Offset+len(items) < total {
-			links.Next = a.pageURL(r, page+1)
-		}
-	}
+	links := a.listLinks(r, page, paged, pg.Offset+len(items) < total)
 	users := make([]userView, 0, len(items))
 	for _, u := range items {
 		users = append(users, a.user(u))
