@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestTaskListCacheAcrossReplicas: two replicas on one PostgreSQL, each caching the task list
@@ -49,19 +50,32 @@ func TestTaskListCacheAcrossReplicas(t *testing.T) {
 	list("/failed-tasks", 1)
 	list("/failed-tasks?limit=1&offset=1", 1)
 
-	// A task that stalls on its handshake: b lists it as running at once, and as failed as
-	// soon as it has failed.
-	server("stall", silentListener(t))
-	stalled := associate(a, "stall")
-	if running := list("/running-tasks", 1)["tasks"].([]any); running[0].(map[string]any)["task_id"] != stalled {
-		t.Fatalf("running tasks on b: %v", running)
-	}
+	// One submitted on b, listed failed on both.
 	server("h2", closed)
 	second := associate(b, "h2")
 	if st := b.waitTask(second); st != "FAILED_RESET" {
 		t.Fatalf("task ended %s", st)
 	}
 	list("/failed-tasks", 2)
+
+	// A task that stalls on its handshake: b lists it as running once a worker holds it, and as failed as
+	// soon as it has failed.
+	server("stall", silentListener(t))
+	stalled := associate(a, "stall")
+	// Wait until a worker has claimed it: the step READY → RUNNING is itself a change, and a
+	// list taken while it happens would rightly differ between the two reads.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st := a.must(200, "GET", "/tasks/"+stalled, nil)["task_status"]
+		if st == "RUNNING_RESET" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled task is %v, not running", st)
+		}
+	}
+	if running := list("/running-tasks", 1)["tasks"].([]any); running[0].(map[string]any)["task_id"] != stalled {
+		t.Fatalf("running tasks on b: %v", running)
+	}
 	if st := a.waitTask(stalled); st != "FAILED_RESET" {
 		t.Fatalf("stalled task ended %s", st)
 	}
