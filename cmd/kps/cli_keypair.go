@@ -285,18 +285,24 @@ func keypairUpdate(fs *flag.FlagSet, c *cliContext) func(context.Context, []stri
 	}
 }
 
-func keypairDelete(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
-	return func(ctx context.Context, args []string) error {
-		if len(args) == 0 {
-			return usageError{errors.New("give at least one key pair name")}
+var keypairDelete = deleteEach("key pair name", "deleted", keyPairPath)
+
+// deleteEach is the setup of a command that sends one DELETE per argument (a name or an ID,
+// what), to the path pathOf gives under the project's base, and reports each as done.
+func deleteEach(what, done string, pathOf func(base, arg string) string) func(*flag.FlagSet, *cliContext) func(context.Context, []string) error {
+	return func(_ *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
+		return func(ctx context.Context, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("give at least one %s", what)}
+			}
+			cl, base, err := c.client()
+			if err != nil {
+				return err
+			}
+			return eachName(c, args, done, func(arg string) error {
+				return cl.Do(ctx, "DELETE", pathOf(base, arg), nil, nil)
+			})
 		}
-		cl, base, err := c.client()
-		if err != nil {
-			return err
-		}
-		return eachName(c, args, "deleted", func(name string) error {
-			return cl.Do(ctx, "DELETE", keyPairPath(base, name), nil, nil)
-		})
 	}
 }
 
@@ -316,15 +322,26 @@ func eachName(c *cliContext, names []string, done string, call func(string) erro
 		}
 		fmt.Fprintf(c.con.stdout, "%s %s\n", n, done)
 	}
+	if failed > 0 && len(names) == 1 {
+		return last
+	}
+	return batchOutcome(failed, len(names), "")
+}
+
+// batchOutcome is the result of a command that did n things of which failed failed: nothing
+// failed, all failed (an error), or some did (a partial failure, exit 3). noun, when not
+// empty, names the things in the message ("servers", "retries").
+func batchOutcome(failed, n int, noun string) error {
+	if noun != "" {
+		noun = " " + noun
+	}
 	switch {
 	case failed == 0:
 		return nil
-	case len(names) == 1:
-		return last
-	case failed == len(names):
-		return fmt.Errorf("all %d failed", failed)
+	case failed == n:
+		return fmt.Errorf("all %d%s failed", failed, noun)
 	}
-	return partialError{fmt.Errorf("%d of %d failed", failed, len(names))}
+	return partialError{fmt.Errorf("%d of %d%s failed", failed, n, noun)}
 }
 
 func keypairBatchImport(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {

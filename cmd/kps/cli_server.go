@@ -216,20 +216,7 @@ func serverUpdate(fs *flag.FlagSet, c *cliContext) func(context.Context, []strin
 	}
 }
 
-func serverRemove(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
-	return func(ctx context.Context, args []string) error {
-		if len(args) == 0 {
-			return usageError{errors.New("give at least one server ID")}
-		}
-		cl, base, err := c.client()
-		if err != nil {
-			return err
-		}
-		return eachName(c, args, "removed", func(id string) error {
-			return cl.Do(ctx, "DELETE", serverPath(base, id), nil, nil)
-		})
-	}
-}
+var serverRemove = deleteEach("server ID", "removed", serverPath)
 
 func serverImport(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
 	format := fs.String("format", "auto", "auto, json, yaml or ini (ini and YAML Ansible inventories are recognised)")

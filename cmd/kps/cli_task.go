@@ -102,20 +102,9 @@ func taskList(path string, cols ...string) func(fs *flag.FlagSet, c *cliContext)
 	}
 }
 
-func taskDeleteFailed(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
-	return func(ctx context.Context, args []string) error {
-		if len(args) == 0 {
-			return usageError{errors.New("give at least one task ID")}
-		}
-		cl, base, err := c.client()
-		if err != nil {
-			return err
-		}
-		return eachName(c, args, "deleted", func(id string) error {
-			return cl.Do(ctx, "DELETE", base+"/failed-tasks/"+url.PathEscape(id), nil, nil)
-		})
-	}
-}
+var taskDeleteFailed = deleteEach("task ID", "deleted", func(base, id string) string {
+	return base + "/failed-tasks/" + url.PathEscape(id)
+})
 
 func taskClearFailed(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) error {
 	return func(ctx context.Context, args []string) error {
@@ -362,13 +351,7 @@ func (c *cliContext) fleetSummary(ctx context.Context, cl *api.Client, base stri
 	}); err != nil {
 		return err
 	}
-	switch {
-	case failed == 0:
-		return nil
-	case failed == len(results):
-		return fmt.Errorf("all %d servers failed", failed)
-	}
-	return partialError{fmt.Errorf("%d of %d servers failed", failed, len(results))}
+	return batchOutcome(failed, len(results), "servers")
 }
 
 // pollInterval is how often task status is read while waiting.
@@ -553,12 +536,6 @@ func taskRetry(fs *flag.FlagSet, c *cliContext) func(context.Context, []string) 
 		}); err != nil {
 			return err
 		}
-		switch {
-		case failed == 0:
-			return nil
-		case failed == len(results):
-			return fmt.Errorf("all %d retries failed", failed)
-		}
-		return partialError{fmt.Errorf("%d of %d retries failed", failed, len(results))}
+		return batchOutcome(failed, len(results), "retries")
 	}
 }
