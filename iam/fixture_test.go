@@ -104,10 +104,16 @@ func openStore(t *testing.T, dir string, now func() time.Time) *store.DB {
 //	nopass@acme   member on p1, no password
 func setup(t *testing.T) *fixture {
 	t.Helper()
+	return setupOn(t, openStore)
+}
+
+// setupOn is setup on the store open returns (in dir, reading the fixture's clock).
+func setupOn(t *testing.T, open func(t *testing.T, dir string, now func() time.Time) *store.DB) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	c := &clock{now: time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.UTC)}
 	dir := t.TempDir()
-	db := openStore(t, dir, c.Now)
+	db := open(t, dir, c.Now)
 	fx := &fixture{svc: &Service{Store: db, Now: c.Now, Params: cheap}, db: db, dir: dir, clock: c,
 		users: map[string]*kps.User{}, ids: map[string]string{}}
 	check := func(err error) {

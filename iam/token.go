@@ -493,7 +493,7 @@ func printableASCII(s string) bool {
 // on the target project, or on the user's domain for identity routes. The route's minimum role
 // (row 8) is the caller's check. clientIP is the TCP peer: a locked one is 429 KPS.6105
 // before any lookup, and a refused token counts against it (§12.4). Successful validations
-// are remembered while the store says nothing was written since (validationCache).
+// are remembered while the store's identity version has not moved (validationCache).
 func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clientIP string) (*kps.Principal, error) {
 	now, ipKey := s.now(), clientKey(clientIP)
 	if err := s.checkLocked(ctx, now, ipKey); err != nil {
@@ -501,7 +501,7 @@ func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clie
 	}
 	// The version is read before the validation's reads: a write committed meanwhile moves
 	// it, and the entry put below is never used.
-	version, cacheable := s.writeVersion()
+	version, cacheable := s.identityVersion(ctx)
 	var key validationKey
 	if cacheable {
 		key = validationKey{tokenHash: tokenHash(token), project: targetProjectID}

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -8,28 +9,34 @@ import (
 	"github.com/openkps/kps"
 )
 
-// writeVersioner is a store that can tell whether anything was written since a given moment:
-// WriteVersion returns a number that moves with every committed write, and false where it
-// cannot vouch for that (several processes writing, as replicas on PostgreSQL do).
-// store.DB implements it.
-type writeVersioner interface {
-	WriteVersion() (int64, bool)
+// identityVersioner is a store that keeps an identity version: a number that moves with every
+// committed change to what a validation reads (the token, its user, domain and project, the
+// role assignments), on every replica. IdentityVersion returns false where the store keeps
+// none. store.DB implements it: SQLite counts its own writes (it is the only writer),
+// PostgreSQL reads a row that triggers bump in the writing transaction.
+type identityVersioner interface {
+	IdentityVersion(ctx context.Context) (int64, bool, error)
 }
 
-func (s *Service) writeVersion() (int64, bool) {
-	if w, ok := s.Store.(writeVersioner); ok {
-		return w.WriteVersion()
+// identityVersion returns the store's identity version, and false when there is none or it
+// cannot be read now (the validation then reads everything, and reports the error if the
+// database is down).
+func (s *Service) identityVersion(ctx context.Context) (int64, bool) {
+	w, ok := s.Store.(identityVersioner)
+	if !ok {
+		return 0, false
 	}
-	return 0, false
+	v, ok, err := w.IdentityVersion(ctx)
+	return v, ok && err == nil
 }
 
 // validationCache remembers successful token validations (auth.md §5.6 and the scope checks
-// of §4.3) per token and target project, with the store's write version they were read at.
+// of §4.3) per token and target project, with the store's identity version they were read at.
 // Everything a validation depends on besides the clock — the token record and its
 // revocation, the user, domain and project and whether they are enabled, the role
 // assignments — lives in the store, so an entry is good while the version has not moved and
-// the token has not expired. Any write at all moves the version: revocations take effect on
-// the next request, at the price of misses after unrelated writes. Refusals are not
+// the token has not expired. Every committed change to them moves the version, on every
+// replica: revocations take effect on the next request. Refusals are not
 // remembered (they must count against the lockout), and the lockout check runs before the
 // cache. The token itself is not kept, only its SHA-256.
 type validationCache struct {

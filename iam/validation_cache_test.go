@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/store"
 )
 
@@ -110,4 +111,131 @@ func TestValidationCache(t *testing.T) {
 	fx.clock.Add(25 * time.Hour)
 	_, err = auth()
 	wantCode(t, err, kps.ErrBadCredentials, "Incorrect authentication information: the token has expired.")
+}
+
+// TestValidationCacheAcrossReplicas: two services on two stores on one PostgreSQL schema, as
+// two replicas. Replica B remembers a validation (one token lookup for repeated requests), and
+// every change made through replica A — a revoked token, a revoked role, a disabled project,
+// user or domain, a changed password — refuses B's very next request.
+func TestValidationCacheAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Schema(t)
+	openPG := func(t *testing.T, _ string, now func() time.Time) *store.DB {
+		t.Helper()
+		db, err := store.OpenPostgres(context.Background(), dsn, store.Options{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	fx := setupOn(t, openPG) // replica A: fx.svc, fx.db
+	ctx := context.Background()
+	counting := &lookupCountingStore{DB: openPG(t, "", fx.clock.Now)}
+	b := &Service{Store: counting, Now: fx.clock.Now, Params: cheap}
+	alice, proj1 := fx.users["alice"].ID, fx.id(p1)
+	req := byName("alice", "acme")
+	req.Scope = fx.scope(Scope{Kind: ScopeProject, ProjectID: p1})
+
+	// fresh issues a token through A and has B validate it until it is remembered.
+	fresh := func() func() (*kps.Principal, error) {
+		t.Helper()
+		tok, _ := fx.issue(t, req)
+		auth := func() (*kps.Principal, error) { return b.Authenticate(ctx, tok, proj1, "") }
+		if _, err := auth(); err != nil {
+			t.Fatal(err)
+		}
+		lookups := counting.lookups.Load()
+		for range 3 {
+			if _, err := auth(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := counting.lookups.Load() - lookups; n != 0 {
+			t.Fatalf("replica B looked the token up %d times for 3 repeated validations", n)
+		}
+		return auth
+	}
+	revoked := "Incorrect authentication information: the token has been revoked."
+	off, on := false, true
+
+	auth := fresh()
+	tok, _ := fx.issue(t, req) // revoked through A below
+	authTok := func() (*kps.Principal, error) { return b.Authenticate(ctx, tok, proj1, "") }
+	for range 2 {
+		if _, err := authTok(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fx.db.RevokeToken(ctx, tokenHash(tok)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := authTok()
+	wantCode(t, err, kps.ErrBadCredentials, revoked)
+	if _, err := auth(); err != nil { // another token of the same user is still good
+		t.Fatal(err)
+	}
+
+	// A role revoked and granted again through A.
+	member := kps.RoleAssignment{UserID: alice, Role: kps.RoleMember, ProjectID: proj1}
+	if err := fx.db.RevokeRole(ctx, member); err != nil {
+		t.Fatal(err)
+	}
+	_, err = auth()
+	wantCode(t, err, kps.ErrForbidden, msgForbidden)
+	if err := fx.db.GrantRole(ctx, member); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth(); err != nil {
+		t.Fatalf("after the grant: %v", err)
+	}
+
+	// The project, the user, the domain disabled through A; each on a token B remembers.
+	for _, c := range []struct {
+		name       string
+		off, on    func() error
+		code, want string
+	}{
+		{"project", func() error {
+			_, err := fx.db.UpdateProject(ctx, proj1, kps.ProjectUpdate{Enabled: &off})
+			return err
+		}, func() error {
+			_, err := fx.db.UpdateProject(ctx, proj1, kps.ProjectUpdate{Enabled: &on})
+			return err
+		}, kps.ErrBadCredentials, revoked},
+		{"user", func() error {
+			_, err := fx.db.UpdateUser(ctx, alice, kps.UserUpdate{Enabled: &off})
+			return err
+		}, func() error {
+			_, err := fx.db.UpdateUser(ctx, alice, kps.UserUpdate{Enabled: &on})
+			return err
+		}, kps.ErrBadCredentials, ""},
+		{"domain", func() error {
+			_, err := fx.db.UpdateDomain(ctx, fx.id(dAcme), kps.DomainUpdate{Enabled: &off})
+			return err
+		}, func() error {
+			_, err := fx.db.UpdateDomain(ctx, fx.id(dAcme), kps.DomainUpdate{Enabled: &on})
+			return err
+		}, kps.ErrBadCredentials, ""},
+	} {
+		auth := fresh()
+		if err := c.off(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := auth(); kps.ErrorCode(err) != c.code || (c.want != "" && kps.ErrorMessage(err) != c.want) {
+			t.Fatalf("%s disabled on replica A: replica B answered %v", c.name, err)
+		}
+		if err := c.on(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A password change through A revokes the user's tokens (auth.md §5.5).
+	auth = fresh()
+	self := &kps.Principal{UserID: alice, UserName: "alice", DomainID: fx.id(dAcme)}
+	if err := fx.svc.ChangePassword(ctx, self, alice, password, "Another-correct-horse-9"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = auth()
+	wantCode(t, err, kps.ErrBadCredentials, revoked)
 }

@@ -40,6 +40,7 @@ type lockouts struct {
 
 	mu       sync.Mutex
 	purgedAt time.Time
+	cache    sqliteLocks // SQLite only
 }
 
 // LockedFor implements kps.Limiter.
@@ -53,15 +54,36 @@ func (l *lockouts) LockedFor(ctx context.Context, now time.Time, keys ...string)
 	if len(args) == 0 {
 		return 0, nil
 	}
+	// PostgreSQL: the request's first check comes with its other reads (WithRequestReads).
+	if m := requestReadsOf(ctx, l.db); m != nil {
+		keys := make([]string, len(args))
+		for i, a := range args {
+			keys[i] = a.(string)
+		}
+		if until, ok, err := m.lockedUntil(ctx, keys); err != nil {
+			return 0, fmt.Errorf("lockout state: %w", err)
+		} else if ok {
+			return lockWait(until, now), nil
+		}
+	}
+	// SQLite: a read stays exact while this process, the only writer, has committed nothing.
+	version, cacheable := l.db.WriteVersion()
+	cacheKey := ""
+	if cacheable && len(args) == 1 {
+		cacheKey = args[0].(string)
+		if until, ok := l.cache.get(cacheKey, version); ok {
+			return lockWait(until, now), nil
+		}
+	}
 	var until int64
 	q := fmt.Sprintf(selectLockedUntil, placeholders(len(args)))
 	if err := l.db.read.QueryRowContext(ctx, l.db.bind(q), args...).Scan(&until); err != nil {
 		return 0, fmt.Errorf("lockout state: %w", err)
 	}
-	if wait := fromMillis(until).Sub(now); until != 0 && wait > 0 {
-		return wait, nil
+	if cacheKey != "" {
+		l.cache.put(cacheKey, version, until)
 	}
-	return 0, nil
+	return lockWait(until, now), nil
 }
 
 // Fail implements kps.Limiter: one failure of key at now, counted under p in one write

@@ -87,10 +87,15 @@ func (tx *txn) taskChanged(ctx context.Context, projects ...string) error {
 }
 
 // TaskVersion implements kps.TaskStore: a map read on SQLite, one primary-key read on
-// PostgreSQL.
+// PostgreSQL, made with the request's other reads under WithRequestReads.
 func (db *DB) TaskVersion(ctx context.Context, projectID string) (int64, error) {
 	if db.eng.name == "sqlite" {
 		return db.versions.get(projectID), nil
+	}
+	if m := requestReadsOf(ctx, db); m != nil {
+		if v, ok, err := m.taskVersion(ctx, projectID); ok || err != nil {
+			return v, err
+		}
 	}
 	return queryTaskVersion(db.read.QueryRowContext(ctx, db.bind(selectTaskVersion), projectID))
 }

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"KeyPairs", keyPairTests},
 		{"Tasks", taskTests},
 		{"TaskVersions", taskVersionTests},
+		{"IdentityVersions", identityVersionTests},
 		{"Hosting", hostingTests},
 		{"Replicas", replicaTests},
 	}
