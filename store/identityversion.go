@@ -73,7 +73,7 @@ type requestReads struct {
 
 	mu       sync.Mutex
 	filled   bool
-	lockRead bool     // whether the query read the lockout of lockKeys
+	lockRead bool // whether the query read the lockout of lockKeys
 	lockKeys []string
 	identity int64
 	task     int64
