@@ -105,6 +105,11 @@ func serve(ctx context.Context, args []string, con console) error {
 	cfg.AdminPassword = getenv("KPS_ADMIN_PASSWORD")
 	cfg.MasterKey = getenv("KPS_MASTER_KEY")
 	m := NewMain(cfg, stdout, stderr)
+	limit, source, err := applyMemoryLimit(cfg.MemoryLimit, getenv)
+	if err != nil {
+		return usageError{fmt.Errorf("--memory-limit: %w", err)}
+	}
+	m.Log.Info("soft memory limit", "bytes", limit, "source", source)
 	if err := m.Run(ctx); err != nil {
 		m.Close()
 		return err

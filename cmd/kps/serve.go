@@ -68,6 +68,11 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 
+	// MemoryLimit is the Go runtime's soft memory limit (cmd/kps/memlimit.go): "" is
+	// GOMEMLIMIT when set, else DefaultMemoryLimit; "off" none. `kps serve` applies it, Main does
+	// not (it is the process's, and tests run several Mains in one process).
+	MemoryLimit string
+
 	// TLSCert and TLSKey are PEM files; with both the service serves HTTPS (reloaded on SIGHUP).
 	TLSCert, TLSKey string
 }
@@ -90,6 +95,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
 	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "soft memory limit of the Go runtime, e.g. 256MiB or 1GiB, or off (default: GOMEMLIMIT when set, else 128MiB)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key; re-read on SIGHUP")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (default: none, the TCP peer is the client)")
@@ -126,6 +132,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := api.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return usageError{fmt.Errorf("--trusted-proxies: %w", err)}
+	}
+	if _, _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
+		return usageError{fmt.Errorf("--memory-limit: %w", err)}
 	}
 	if c.Database != "" && !c.postgres() {
 		return usageError{fmt.Errorf("--database must be a postgres:// or postgresql:// URL (or empty for the embedded SQLite file)")}
