@@ -139,7 +139,7 @@ func TestHarness(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
 		t.Parallel()
 		res, report := harness(t, "memory")
-		if len(res.Memory) != 2 || res.Memory[0].Limit != "" || res.Memory[1].Limit != "64MiB" {
+		if len(res.Memory) != 3 || res.Memory[0].Limit != "" || res.Memory[1].Limit != "off" || res.Memory[2].Limit != "64MiB" {
 			t.Fatalf("memory rows %+v", res.Memory)
 		}
 		for _, m := range res.Memory {
@@ -147,7 +147,7 @@ func TestHarness(t *testing.T) {
 				t.Errorf("memory row %+v", m)
 			}
 		}
-		if !strings.Contains(report, "| sqlite | 64MiB |") {
+		if !strings.Contains(report, "| sqlite | GOMEMLIMIT=64MiB |") || !strings.Contains(report, "| sqlite | kps default (128MiB) |") {
 			t.Errorf("BENCHMARKS.md lacks the memory table:\n%s", report)
 		}
 	})

@@ -25,8 +25,10 @@ func (b *bench) memory(ctx context.Context) ([]MemoryRow, error) {
 		return nil, err
 	}
 	var rows []MemoryRow
-	for _, limit := range []string{"", b.cfg.MemoryLimit} {
-		if limit == "" && len(rows) > 0 {
+	// kps serve's own default soft limit, none at all (the Go runtime's default), and the
+	// GOMEMLIMIT of -memory-limit.
+	for i, limit := range []string{"", "off", b.cfg.MemoryLimit} {
+		if limit == "" && i > 0 {
 			break
 		}
 		row, err := b.memoryRows(ctx, hosts, limit)
@@ -38,11 +40,16 @@ func (b *bench) memory(ctx context.Context) ([]MemoryRow, error) {
 	return rows, nil
 }
 
-// memoryRows measures one configuration: limit is kps serve's GOMEMLIMIT ("" for none).
+// memoryRows measures one configuration: limit is kps serve's GOMEMLIMIT, "" for kps serve's
+// default soft limit, "off" for none (--memory-limit off).
 func (b *bench) memoryRows(ctx context.Context, hosts []*sshdtest.Host, limit string) (MemoryRow, error) {
 	row := MemoryRow{Engine: "sqlite", Limit: limit, Tasks: b.cfg.MemoryTasks, HostsUsed: len(hosts)}
 	var env []string
-	if limit != "" {
+	switch limit {
+	case "":
+	case "off":
+		env = []string{"KPS_MEMORY_LIMIT=off"}
+	default:
 		env = []string{"GOMEMLIMIT=" + limit}
 	}
 	runs := b.cfg.MemoryRuns

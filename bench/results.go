@@ -72,7 +72,7 @@ type ScaleRow struct {
 // MemoryRow is the resident memory of kps serve (part 4), in MiB.
 type MemoryRow struct {
 	Engine    string `json:"engine"`
-	Limit     string `json:"gomemlimit,omitempty"` // GOMEMLIMIT of kps serve; "" the Go default (none)
+	Limit     string `json:"gomemlimit,omitempty"` // GOMEMLIMIT of kps serve; "" its --memory-limit default, "off" none
 	IdleRSS   Stat   `json:"idle_rss_mib"`         // started on an existing data directory, nobody logged in yet
 	LoginRSS  Stat   `json:"login_rss_mib"`        // 2 s after one password login (Argon2id)
 	BusyRSS   Stat   `json:"busy_peak_rss_mib"`    // largest VmRSS sampled while the tasks ran
