@@ -1,11 +1,8 @@
 package kps
 
 import (
-	"regexp"
 	"strconv"
 )
-
-var decimal = regexp.MustCompile(`^[0-9]{1,10}$`)
 
 // Page is a validated limit/offset pair (kps-v3-api.md §4.1).
 type Page struct {
@@ -34,9 +31,16 @@ func ParsePage(limit string, limitSet bool, offset string, offsetSet bool, defau
 	return p, nil
 }
 
+// parseDecimal accepts 1 to 10 ASCII digits (every list request parses its limit and offset:
+// a loop, not a regular expression).
 func parseDecimal(s string) (int, bool) {
-	if !decimal.MatchString(s) {
+	if len(s) < 1 || len(s) > 10 {
 		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	return int(n), err == nil

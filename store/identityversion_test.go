@@ -107,3 +107,37 @@ func TestSQLiteLockoutReadsRemembered(t *testing.T) {
 		t.Fatalf("after the reset, at the old time: %v (%v)", wait, err)
 	}
 }
+
+// TestSQLiteIdleSweepWritesNothing: a sweep or purge that finds nothing commits nothing, so
+// the identity version (SQLite: the write count) stays and remembered validations stay good;
+// one that fails a task moves it.
+func TestSQLiteIdleSweepWritesNothing(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), func() time.Time { return now })
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	if _, err := db.ClaimTask(ctx, "w", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	v0, ok, err := db.IdentityVersion(ctx)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if n, err := db.FailExpiredTasks(ctx, false); err != nil || n != 0 {
+		t.Fatalf("swept %d (%v)", n, err)
+	}
+	if n, err := db.PurgeSucceededTasks(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("purged %d (%v)", n, err)
+	}
+	if v, _, _ := db.IdentityVersion(ctx); v != v0 {
+		t.Fatalf("an idle sweep and purge moved the version from %d to %d", v0, v)
+	}
+	now = now.Add(2 * time.Minute)
+	if n, err := db.FailExpiredTasks(ctx, false); err != nil || n != 1 {
+		t.Fatalf("swept %d (%v), want the expired task", n, err)
+	}
+	if v, _, _ := db.IdentityVersion(ctx); v == v0 {
+		t.Fatal("a sweep that failed a task left the version")
+	}
+}

@@ -686,6 +686,11 @@ func changeTasks(ctx context.Context, tx *txn, rows *sql.Rows) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if n == 0 {
+		// Nothing changed: no commit, so that an idle sweep every Lease/2 does not move this
+		// process's write count, which the SQLite validation cache is keyed on (IdentityVersion).
+		return 0, tx.Rollback()
+	}
 	if err := tx.taskChanged(ctx, projects...); err != nil {
 		return 0, err
 	}
