@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,5 +202,69 @@ func TestPostgresConcurrentChecks(t *testing.T) {
 	}
 	if accepted != 1 {
 		t.Fatalf("%d tasks accepted for one server", accepted)
+	}
+}
+
+// TestPostgresScanTasksPlan: on PostgreSQL too, a page of a project's failed tasks is an
+// index-only scan of tasks_failed_list, and its total one of an index, that fetch nothing from
+// the table (after a
+// VACUUM, as autovacuum keeps it), in a custom plan and in the generic plan a prepared statement
+// switches to, so the page costs the same however many tasks share the table.
+func TestPostgresScanTasksPlan(t *testing.T) {
+	db := openPostgresTest(t, pgtest.Schema(t), nil)
+	ctx := t.Context()
+	// 20,000 tasks over 100 projects, one in ten FAILED: p7 has 200 tasks, 20 of them FAILED.
+	if _, err := db.write.ExecContext(ctx, seedTasksPostgres, 1, 20_000, 1, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.write.ExecContext(ctx, "VACUUM ANALYZE tasks"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.read.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PREPARE failed_page AS "+db.bind(scanFailedTasks)); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, offset := range []int{0, 15} {
+			rows, err := conn.QueryContext(ctx, fmt.Sprintf(
+				"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE failed_page('p7', 'p7', 10, %d)", offset))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				lines = append(lines, line)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			plan := strings.Join(lines, "\n")
+			// The total may be counted from either index; the page comes from tasks_failed_list.
+			if strings.Count(plan, "Index Only Scan using") != 2 ||
+				!strings.Contains(plan, "Index Only Scan using tasks_failed_list on tasks tasks_1") ||
+				strings.Count(plan, "Heap Fetches: 0") != 2 || strings.Contains(plan, "Index Scan using") ||
+				strings.Contains(plan, "tasks_pkey") || strings.Contains(plan, "Seq Scan") ||
+				strings.Contains(plan, "Bitmap") {
+				t.Errorf("%s, offset %d: plan\n%s", mode, offset, plan)
+			}
+		}
+	}
+	var n int
+	total, _, err := db.ScanTasks(ctx, "p7", kps.FailedPhases, kps.Page{Limit: 10, Offset: 15},
+		func(*kps.TaskRow) error { n++; return nil })
+	if err != nil || total != 20 || n != 5 {
+		t.Fatalf("ScanTasks: %d rows of %d, %v", n, total, err)
 	}
 }

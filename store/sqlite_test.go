@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/store/storetest"
 )
 
@@ -430,14 +431,23 @@ func TestCopiedFileKeepsTasks(t *testing.T) {
 	}
 }
 
-// BenchmarkTaskLifecycle measures one submit, claim and finish: four fsynced commits with
-// synchronous=FULL.
+// BenchmarkTaskLifecycle measures one submit, claim and finish: on SQLite four fsynced commits
+// with synchronous=FULL. "failed" ends the task FAILED, which adds its entry to the failed-task
+// list index (migration 0006); "success" does not touch that index.
 func BenchmarkTaskLifecycle(b *testing.B) {
 	db, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "kps.db"), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
+	benchmarkTaskLifecycle(b, db)
+}
+
+func BenchmarkTaskLifecyclePostgres(b *testing.B) {
+	benchmarkTaskLifecycle(b, openPostgresTest(b, pgtest.Schema(b), nil))
+}
+
+func benchmarkTaskLifecycle(b *testing.B, db *DB) {
 	ctx := b.Context()
 	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: "p", Name: "kp", Type: kps.TypeSSH,
 		Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f", Algorithm: "ED25519"}, 0); err != nil {
@@ -448,18 +458,27 @@ func BenchmarkTaskLifecycle(b *testing.B) {
 		b.Fatal(err)
 	}
 	i := 0
-	for b.Loop() {
-		i++
-		if _, err := db.SubmitTask(ctx, kps.TaskSubmission{ID: fmt.Sprintf("%036d", i), ProjectID: "p", UserID: "u",
-			Operation: kps.OpReset, KeyPairName: "kp", ServerID: "s"}); err != nil {
-			b.Fatal(err)
+	for _, outcome := range []kps.TaskOutcome{{Success: true, PublicKey: "pk"},
+		{ErrorCode: kps.TaskUnreachable, ErrorMsg: "The connection to 192.0.2.10:22 was refused."}} {
+		name := "success"
+		if !outcome.Success {
+			name = "failed"
 		}
-		task, err := db.ClaimTask(ctx, "w", time.Minute)
-		if err != nil || task == nil {
-			b.Fatal(task, err)
-		}
-		if err := db.FinishTask(ctx, task, kps.TaskOutcome{Success: true, PublicKey: "pk"}); err != nil {
-			b.Fatal(err)
-		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				i++
+				if _, err := db.SubmitTask(ctx, kps.TaskSubmission{ID: fmt.Sprintf("%036d", i), ProjectID: "p", UserID: "u",
+					Operation: kps.OpReset, KeyPairName: "kp", ServerID: "s"}); err != nil {
+					b.Fatal(err)
+				}
+				task, err := db.ClaimTask(ctx, "w", time.Minute)
+				if err != nil || task == nil {
+					b.Fatal(task, err)
+				}
+				if err := db.FinishTask(ctx, task, outcome); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

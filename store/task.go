@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/openkps/kps"
 )
@@ -57,6 +58,20 @@ LEFT JOIN (SELECT seq FROM tasks WHERE project_id = ? AND phase IN (%[1]s)
            ORDER BY created DESC, id LIMIT ? OFFSET ?) p ON TRUE
 LEFT JOIN tasks t ON t.seq = p.seq
 ORDER BY t.created DESC, t.id`
+
+	// scanFailedTasks is scanTasks for the failed list, which grows without bound while the
+	// running list is bounded by the queue: the total and the page come from the partial index
+	// tasks_failed_list (migration 0006), which holds every column the list shows, so neither
+	// touches the table. A project's failed tasks are spread over the table, one page each;
+	// in the index they are neighbours. The phase is a literal so that the planners match the
+	// index's predicate (SQLite only ever does; PostgreSQL not in a generic plan).
+	scanFailedTasks = `SELECT c.total, p.id, p.operation, p.phase, p.created, p.server_id, p.server_name,
+    p.keypair_name, p.error_code, p.error_msg
+FROM (SELECT COUNT(*) AS total FROM tasks WHERE project_id = ? AND phase = 'FAILED') c
+LEFT JOIN (SELECT id, operation, phase, created, server_id, server_name, keypair_name, error_code, error_msg
+           FROM tasks WHERE project_id = ? AND phase = 'FAILED'
+           ORDER BY created DESC, id LIMIT ? OFFSET ?) p ON TRUE
+ORDER BY p.created DESC, p.id`
 
 	deleteFailedTask  = `DELETE FROM tasks WHERE project_id = ? AND id = ? AND phase = 'FAILED'`
 	deleteFailedTasks = `DELETE FROM tasks WHERE project_id = ? AND phase = 'FAILED'`
@@ -109,6 +124,25 @@ WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('R
         WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS'), 0)
 ORDER BY public_key`
 )
+
+// maxErrorMsg caps the error message a failed task keeps, in bytes. The messages are the
+// service's own, but some quote what a host sent (its offered algorithms, a refused prompt);
+// the failed-task index (migration 0006) holds the message, and a PostgreSQL index entry must
+// stay under about 2,700 bytes with the server's name and ID beside it.
+const maxErrorMsg = 1000
+
+// capErrorMsg cuts msg to maxErrorMsg bytes at a character boundary, marking the cut with "…".
+func capErrorMsg(msg string) string {
+	if len(msg) <= maxErrorMsg {
+		return msg
+	}
+	const ellipsis = "…"
+	cut := maxErrorMsg - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + ellipsis
+}
 
 // interruptedMessage is the outcome of a task whose worker vanished (§3.1).
 const interruptedMessage = "Task interrupted by a service restart."
@@ -373,15 +407,21 @@ func (db *DB) ScanTasks(ctx context.Context, projectID string, phases []kps.Phas
 			return 0, 0, err
 		}
 	}
+	var query string
 	args := make([]any, 0, 2*len(phases)+4)
-	args = append(args, projectID)
-	for _, ph := range phases {
-		args = append(args, string(ph))
+	if len(phases) == 1 && phases[0] == kps.PhaseFailed {
+		query = scanFailedTasks
+		args = append(args, projectID, projectID, p.Limit, p.Offset)
+	} else {
+		args = append(args, projectID)
+		for _, ph := range phases {
+			args = append(args, string(ph))
+		}
+		args = append(args, args...)
+		args = append(args, p.Limit, p.Offset)
+		query = fmt.Sprintf(scanTasks, placeholders(len(phases)))
 	}
-	args = append(args, args...)
-	args = append(args, p.Limit, p.Offset)
-	in := placeholders(len(phases))
-	rows, err := tx.query(ctx, fmt.Sprintf(scanTasks, in), args...)
+	rows, err := tx.query(ctx, query, args...)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -565,7 +605,7 @@ func (db *DB) ExtendLease(ctx context.Context, t *kps.Task, lease time.Duration)
 // success updates the binding in the same transaction: RESET/REPLACE record the key pair,
 // UNBIND removes the record. A worker that lost its lease gets kps.ErrLeaseLost and nothing is
 // written. A failure without a code is recorded as KPS.6610 so that failed tasks always carry
-// one (§3.5 T5).
+// one (§3.5 T5). A message longer than 1,000 bytes is cut (capErrorMsg).
 func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) error {
 	to, code, msg := kps.PhaseSuccess, "", ""
 	if !o.Success {
@@ -576,6 +616,7 @@ func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) er
 		if msg == "" {
 			msg = "Task failed."
 		}
+		msg = capErrorMsg(msg)
 	}
 	if err := transition(kps.PhaseRunning, to); err != nil {
 		return err
@@ -635,6 +676,7 @@ func (db *DB) FailReadyTask(ctx context.Context, t *kps.Task, code, msg string) 
 		return err
 	}
 	defer tx.Rollback()
+	msg = capErrorMsg(msg)
 	var projectID string
 	err = tx.queryRow(ctx, failReadyTask, code, msg, millis(tx.now), t.ID).Scan(&projectID)
 	if errors.Is(err, sql.ErrNoRows) {

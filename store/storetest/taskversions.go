@@ -2,9 +2,12 @@ package storetest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/openkps/kps"
 )
@@ -14,6 +17,7 @@ import (
 var taskVersionTests = map[string]func(*testing.T, *env){
 	"ScanMatchesList":              testScanMatchesList,
 	"ScanKeepsBytes":               testScanKeepsBytes,
+	"ScanLongestValues":            testScanLongestValues,
 	"VersionMovesWithEveryChange":  testVersionMovesWithEveryChange,
 	"VersionMovesWithProjectsGone": testVersionMovesWithProjectsGone,
 	"ScanVersionIsTheCurrentOne":   testScanVersionIsCurrent,
@@ -114,6 +118,52 @@ func testScanKeepsBytes(t *testing.T, e *env) {
 	}
 	if _, err := strconv.ParseInt(got.rows[0]["created"], 10, 64); err != nil {
 		t.Fatalf("created %q", got.rows[0]["created"])
+	}
+}
+
+// testScanLongestValues: a failed task with the longest server name and ID the API accepts (255
+// four-byte characters; 255 bytes) and a message of 8,000 bytes that a host could provoke is
+// recorded and listed, on both failure paths (FinishTask, FailReadyTask). The names come back
+// whole; the message is cut to at most 1,000 bytes at a character boundary, marked with "…".
+// The text is random, so that no engine can compress it: on PostgreSQL the failed-task index
+// holds these columns and refuses an entry over about 2,700 bytes.
+func testScanLongestValues(t *testing.T, e *env) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var name, msg, id strings.Builder
+	for range 255 {
+		name.WriteRune(rune(0x1F300 + rnd.IntN(0x300)))
+		id.WriteByte(byte('!' + rnd.IntN('~'-'!'+1)))
+	}
+	for msg.Len() < 8000 {
+		msg.WriteRune(rune(0x4E00 + rnd.IntN(0x5000)))
+		msg.WriteByte(byte('a' + rnd.IntN(26)))
+	}
+	keyPair := strings.Repeat("k", 64)
+	e.keyPair(project, keyPair, kps.ScopeDomain, alice)
+	for _, serverID := range []string{id.String(), id.String()[:254] + "-"} {
+		must(t, e.s.CreateServer(e.ctx, &kps.Server{ProjectID: project, ID: serverID, Name: name.String(),
+			Address: "192.0.2.10", Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}))
+	}
+	e.run(resetOf(project, keyPair, id.String()), kps.TaskOutcome{ErrorCode: kps.TaskRemoteFailed, ErrorMsg: msg.String()})
+	ready := e.submit(resetOf(project, keyPair, id.String()[:254]+"-"))
+	must(t, e.s.FailReadyTask(e.ctx, ready, kps.TaskInterrupted, msg.String()))
+	if len(ready.ErrorMsg) > 1000 || ready.ErrorMsg != e.task(project, ready.ID).ErrorMsg {
+		t.Fatalf("FailReadyTask left %d bytes in the task, the store %d", len(ready.ErrorMsg),
+			len(e.task(project, ready.ID).ErrorMsg))
+	}
+	got := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10})
+	if got.total != 2 || len(got.rows) != 2 {
+		t.Fatalf("%d rows of %d, want 2", len(got.rows), got.total)
+	}
+	for _, r := range got.rows {
+		m := r["error_msg"]
+		if r["server_name"] != name.String() || r["keypair_name"] != keyPair || len(r["server_id"]) != 255 {
+			t.Errorf("names changed: %q, %q, %q", r["server_name"], r["keypair_name"], r["server_id"])
+		}
+		if len(m) > 1000 || len(m) < 990 || !utf8.ValidString(m) || !strings.HasSuffix(m, "…") ||
+			!strings.HasPrefix(msg.String(), strings.TrimSuffix(m, "…")) {
+			t.Errorf("message of %d bytes, valid UTF-8 %v: %q…", len(m), utf8.ValidString(m), m[max(0, len(m)-12):])
+		}
 	}
 }
 
