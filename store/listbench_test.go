@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +78,32 @@ func seedListTable(b *testing.B, db *DB, seed string, tb listTable) {
 		b.Fatal(err)
 	}
 	b.Logf("%s: %d rows seeded in %s", tb.name, n, time.Since(start).Round(time.Millisecond))
+	// The plan of the route's statement on this table, first page, for docs/query-plans.md.
+	explain := "EXPLAIN QUERY PLAN "
+	if db.eng.name == "postgres" {
+		explain = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
+	}
+	rows, err := db.read.QueryContext(ctx, db.bind(explain+scanFailedTasks), listFailedProject, listFailedProject, 1000, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var plan []string
+	for rows.Next() {
+		dest := make([]any, len(cols))
+		for i := range dest {
+			dest[i] = new(sql.RawBytes)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			b.Fatal(err)
+		}
+		plan = append(plan, string(*dest[len(dest)-1].(*sql.RawBytes)))
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: plan of the failed list, offset 0:\n%s", tb.name, strings.Join(plan, "\n"))
 }
 
 // benchmarkListFailed runs the same request at offset 0 and at a deep offset against each
