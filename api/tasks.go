@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"unicode/utf8"
@@ -345,8 +346,9 @@ func appendTaskItem(b []byte, t *kps.TaskRow, failed bool) []byte {
 
 // appendJSONStringBody appends s as the inside of a JSON string exactly as encoding/json
 // writes it (Marshal, so with HTML escaping): <, > and & as \u003c, \u003e, \u0026; the short
-// escapes \b \f \n \r \t; other control bytes as \u00XX; invalid UTF-8 as \ufffd; U+2028 and
-// U+2029 escaped. FuzzAppendJSONString holds it to json.Marshal.
+// escapes \b \f \n \r \t; other control bytes as \u00XX; each invalid UTF-8 byte as U+FFFD
+// the way encoding/json writes it (invalidUTF8); U+2028 and U+2029 escaped.
+// FuzzAppendJSONString holds it to json.Marshal.
 func appendJSONStringBody(b []byte, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	start := 0
@@ -380,7 +382,7 @@ func appendJSONStringBody(b []byte, s []byte) []byte {
 		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
+			b = append(b, invalidUTF8...)
 			i += size
 			start = i
 			continue
@@ -396,6 +398,15 @@ func appendJSONStringBody(b []byte, s []byte) []byte {
 	}
 	return append(b, s[start:]...)
 }
+
+// invalidUTF8 is what encoding/json writes for a byte that is not UTF-8: the escape \ufffd up
+// to Go 1.26, the character U+FFFD itself since Go 1.27 (encoding/json on json/v2). Both decode
+// to the same string; taking it from encoding/json keeps list pages byte for byte equal to
+// json.Marshal's output under either toolchain.
+var invalidUTF8 = func() string {
+	b, _ := json.Marshal("\xff")
+	return string(b[1 : len(b)-1])
+}()
 
 // jsonSafe marks the ASCII bytes encoding/json copies as they are (its htmlSafeSet): every
 // printable byte and DEL, except ", \\, <, > and &.
