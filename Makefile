@@ -1,3 +1,13 @@
+# Every target builds with go.mod's toolchain line (go1.27.3; the machines' Go 1.26.8 has
+# standard-library vulnerabilities the code calls): a go that starts with GOTOOLCHAIN=local
+# ignores that line, so it is exported here, and the go command fetches that release from the
+# module proxy once.
+GOTOOLCHAIN := $(shell sed -n 's/^toolchain[[:space:]]\{1,\}\(go[0-9.]*\)[[:space:]]*$$/\1/p' go.mod)
+ifeq ($(GOTOOLCHAIN),)
+$(error go.mod has no toolchain line)
+endif
+export GOTOOLCHAIN
+
 # make bench: the benchmark harness of issue 7 (bench/): every part, then docs/BENCHMARKS.md and
 # the charts in docs/bench/. It needs root (the sshd test hosts create users) and installs
 # ansible, sshpass and wrk from Debian packages when they are missing. Pass flags with e.g.

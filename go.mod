@@ -2,6 +2,8 @@ module github.com/openkps/kps
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	github.com/google/uuid v1.6.0
 	github.com/gophercloud/gophercloud/v2 v2.15.0
