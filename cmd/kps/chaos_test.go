@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	_ "modernc.org/sqlite"
 
+	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -43,12 +44,18 @@ import (
 //     host (one task is one SSH connection), and no two connections' spans may intersect;
 //   - every authorized_keys is exactly the unrelated lines it started with, byte for byte,
 //     plus the key of the last successful bind (once), or nothing after an unbind;
+//   - on the hosts where the login user may use sudo, binds also disable password login:
+//     the daemon's configuration is the one the last successful task implies (the drop-in or
+//     the marked block of the main file present once after a bind with disable_password,
+//     absent after an unbind), never partial, with no temporary file left over; sshd -t
+//     accepts it, sshd -T and a real login show the daemon applies it;
 //   - the server's binding is the one the last successful task implies;
 //   - the failed-task list, paged, holds every FAILED task once with its code, and its total
 //     is their number.
 //
-// The default run is short; `make chaos` sets KPS_CHAOS_ROUNDS, KPS_CHAOS_TASKS and
-// KPS_CHAOS_HOSTS for the long one.
+// The rounds run on SQLite and, when KPS_TEST_POSTGRES is set, on PostgreSQL (a fresh schema);
+// KPS_CHAOS_ENGINE=sqlite|postgres picks one. The default run is short; `make chaos` sets
+// KPS_CHAOS_ROUNDS, KPS_CHAOS_TASKS and KPS_CHAOS_HOSTS for the long one.
 
 // sessionWrapper is the ForceCommand of the chaos hosts. It runs the command as sshd would and
 // records the session's span in ~/.sessions.log, keyed by the client port and the sshd process
@@ -92,10 +99,16 @@ type chaosHost struct {
 	h         *sshdtest.Host
 	password  string // what the test hands the service as the login password
 	unrelated string // authorized_keys before the first task, to be kept byte for byte
+	// priv: the login user may use sudo, and binds may disable password login. The service
+	// then logs in with its own key (a password would stop working).
+	priv       bool
+	mainConfig string // the sshd_config the host started with
 }
 
 type chaosTask struct {
 	id, server, op, keypair string
+	dp                      bool  // disable_password
+	auth                    bool  // the caller's password was given (REPLACE, UNBIND with auth)
 	order                   int64 // registration order; per server it is creation order
 	final                   string
 	code                    string
@@ -104,6 +117,8 @@ type chaosTask struct {
 type chaosRun struct {
 	t        *testing.T
 	cfg      chaosSettings
+	engine   string // "sqlite" or "postgres"
+	dsn      string // KPS_DATABASE for postgres
 	bin      string
 	dataDir  string
 	base     string
@@ -129,12 +144,40 @@ func TestChaosCrashRounds(t *testing.T) {
 		t.Skip("crash rounds skipped in -short")
 	}
 	t.Parallel()
-	c := &chaosRun{t: t, cfg: cfg, dataDir: t.TempDir(), tasks: map[string]*chaosTask{},
+	engines := []string{"sqlite"}
+	if os.Getenv(pgtest.Env) != "" {
+		engines = append(engines, "postgres")
+	}
+	switch e := os.Getenv("KPS_CHAOS_ENGINE"); e {
+	case "", "both":
+	case "sqlite", "postgres":
+		engines = []string{e}
+	default:
+		t.Fatalf("KPS_CHAOS_ENGINE=%q: want sqlite, postgres or both", e)
+	}
+	bin := filepath.Join(t.TempDir(), "kps")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	long := os.Getenv("KPS_CHAOS_ROUNDS") != ""
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			// The short forms run side by side; the long ones one after the other, so that
+			// each has the machine to itself.
+			if !long {
+				t.Parallel()
+			}
+			chaosRounds(t, cfg, engine, bin)
+		})
+	}
+}
+
+func chaosRounds(t *testing.T, cfg chaosSettings, engine, bin string) {
+	c := &chaosRun{t: t, cfg: cfg, engine: engine, bin: bin, dataDir: t.TempDir(), tasks: map[string]*chaosTask{},
 		keypairs: map[string]string{}, refused: map[string]int{},
 		client: &http.Client{Timeout: 20 * time.Second}}
-	c.bin = filepath.Join(t.TempDir(), "kps")
-	if out, err := exec.Command("go", "build", "-o", c.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if engine == "postgres" {
+		c.dsn = pgtest.Schema(t)
 	}
 	// The hosts' users must reach the wrapper: t.TempDir's parents are private.
 	dir, err := os.MkdirTemp("", "kps-chaos-")
@@ -152,23 +195,34 @@ func TestChaosCrashRounds(t *testing.T) {
 	c.start()
 
 	// The service logs in to half of the healthy hosts with a key of its own (service
-	// credential of type keypair), to the others with the password.
+	// credential of type keypair), to the others with the password. The key hosts let their
+	// user sudo, so that binds may disable password login; every other one of them has no
+	// drop-in Include, so that the service edits the main file there (§6.5 steps 2 and 3).
 	svcPub, svcPriv := chaosServiceKey(t)
 	var hostsWG sync.WaitGroup
 	hs := make([]*sshdtest.Host, cfg.hosts+1)
 	for i := range hs {
-		hostsWG.Go(func() { hs[i] = sshdtest.Start(t, sshdtest.Options{Config: "ForceCommand " + wrapper + "\n"}) })
+		opt := sshdtest.Options{Config: "ForceCommand " + wrapper + "\n"}
+		if i < cfg.hosts && i%2 == 1 {
+			opt.Sudo, opt.NoInclude = true, i%4 == 3
+		}
+		hostsWG.Go(func() { hs[i] = sshdtest.Start(t, opt) })
 	}
 	hostsWG.Wait()
 	for i, h := range hs[:cfg.hosts] {
-		ch := &chaosHost{id: fmt.Sprintf("h%02d", i), kind: "ok", h: h, password: h.Password}
+		ch := &chaosHost{id: fmt.Sprintf("h%02d", i), kind: "ok", h: h, password: h.Password, priv: i%2 == 1}
 		ch.unrelated = "# keys managed by hand\n" +
 			"no-port-forwarding,no-X11-forwarding " + svcPub + " kps-service@chaos\n" +
 			"\n" + "this line is not a key, and stays\n" +
 			"command=\"/bin/true\" " + ed25519Line(t, "other@chaos") + "\n"
 		h.WriteAuthorizedKeys(t, ch.unrelated)
+		main, err := os.ReadFile(h.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch.mainConfig = string(main)
 		cred := map[string]any{"type": "password", "key": h.Password}
-		if i%2 == 1 {
+		if ch.priv {
 			cred = map[string]any{"type": "keypair", "key": svcPriv}
 		}
 		c.addServer(ch, map[string]any{"address": h.Address, "port": h.Port, "user": h.User, "credential": cred})
@@ -205,7 +259,8 @@ func TestChaosCrashRounds(t *testing.T) {
 		c.mu.Unlock()
 	}
 	// Settle: one more bind on every healthy host must leave exactly the unrelated lines and its
-	// key, whatever interrupted tasks left behind.
+	// key, whatever interrupted tasks left behind; an unbind after it on the sudo hosts must
+	// leave password login on and the daemon's configuration as it was at the start.
 	var settle sync.WaitGroup
 	for _, ch := range c.hosts[:cfg.hosts] {
 		settle.Go(func() {
@@ -214,20 +269,55 @@ func TestChaosCrashRounds(t *testing.T) {
 				t.Errorf("settling %s: %d %v %v", ch.id, code, out, err)
 				return
 			}
-			c.register(out["task_id"].(string), ch.id, "RESET", "kp0")
+			c.register(&chaosTask{id: out["task_id"].(string), server: ch.id, op: "RESET", keypair: "kp0"})
+			if !ch.priv {
+				return
+			}
+			if st := c.wait(out["task_id"].(string)); st != "SUCCESS_RESET" {
+				t.Errorf("settling bind on %s ended %s", ch.id, st)
+				return
+			}
+			code, out, err = c.do("POST", "/keypairs/disassociate", map[string]any{"server": map[string]any{"id": ch.id}})
+			if err != nil || code != 200 {
+				t.Errorf("settling unbind of %s: %d %v %v", ch.id, code, out, err)
+				return
+			}
+			c.register(&chaosTask{id: out["task_id"].(string), server: ch.id, op: "UNBIND"})
 		})
 	}
 	settle.Wait()
 	c.drain()
-	c.check("after the settling binds")
+	c.check("after the settling tasks")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	byStatus := map[string]int{}
+	dp := 0
 	for _, tk := range c.tasks {
-		byStatus[tk.final+" "+tk.code]++
+		k := tk.final + " " + tk.code
+		if tk.dp {
+			dp++
+			k = "disable_password " + k
+		}
+		byStatus[k]++
 	}
-	t.Logf("chaos: %d rounds, %d hosts (+3 faulty), %d tasks, %d SIGKILLs, %d tasks found only in the database after a kill, refused submissions %v, outcomes %v",
-		cfg.rounds, cfg.hosts, len(c.tasks), c.kills, c.adopted, c.refused, byStatus)
+	t.Logf("chaos on %s: %d rounds, %d hosts (+3 faulty, %d with sudo), %d tasks (%d with disable_password), %d SIGKILLs, %d tasks found only in the database after a kill, refused submissions %v, outcomes %v",
+		c.engine, cfg.rounds, cfg.hosts, cfg.hosts/2, len(c.tasks), dp, c.kills, c.adopted, c.refused, byStatus)
+}
+
+// wait follows a task until it ends and returns its status ("" if the service is gone).
+func (c *chaosRun) wait(id string) string {
+	deadline := time.Now().Add(c.cfg.taskTimeout*2 + 10*time.Second)
+	for time.Now().Before(deadline) {
+		code, out, err := c.do("GET", "/tasks/"+id, nil)
+		if err != nil || code != 200 {
+			return ""
+		}
+		if st := out["task_status"].(string); strings.HasPrefix(st, "SUCCESS_") || strings.HasPrefix(st, "FAILED_") {
+			return st
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return ""
 }
 
 // chaosServiceKey makes the key the service logs in with on half the hosts.
@@ -247,7 +337,11 @@ func chaosServiceKey(t *testing.T) (pub, priv string) {
 // start runs the binary on the data directory and logs in.
 func (c *chaosRun) start() {
 	c.t.Helper()
-	c.base, c.cmd = startBinary(c.t, c.bin, []string{"KPS_DATA_DIR=" + c.dataDir, "KPS_ADMIN_PASSWORD=chaos-test-password"},
+	env := []string{"KPS_DATA_DIR=" + c.dataDir, "KPS_ADMIN_PASSWORD=chaos-test-password"}
+	if c.dsn != "" {
+		env = append(env, "KPS_DATABASE="+c.dsn)
+	}
+	c.base, c.cmd = startBinary(c.t, c.bin, env,
 		"--workers", "8", "--lease", "5s", "--task-timeout", c.cfg.taskTimeout.String())
 	s := &service{t: c.t, base: c.base}
 	s.login("chaos-test-password")
@@ -299,14 +393,15 @@ func (c *chaosRun) do(method, path string, body any) (int, map[string]any, error
 	return resp.StatusCode, out, nil
 }
 
-func (c *chaosRun) register(id, server, op, keypair string) {
+func (c *chaosRun) register(tk *chaosTask) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.tasks[id]; ok {
-		c.t.Errorf("task ID %s returned twice", id)
+	if _, ok := c.tasks[tk.id]; ok {
+		c.t.Errorf("task ID %s returned twice", tk.id)
 		return
 	}
-	c.tasks[id] = &chaosTask{id: id, server: server, op: op, keypair: keypair, order: c.order.Add(1)}
+	tk.order = c.order.Add(1)
+	c.tasks[tk.id] = tk
 }
 
 func (c *chaosRun) refuse(code string) {
@@ -360,33 +455,37 @@ func (c *chaosRun) submit(rng *mrand.Rand, ch *chaosHost, dead chan struct{}) bo
 	var err error
 	switch {
 	case r < 0.35:
-		code, out, err = c.do("POST", "/keypairs/associate", map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id}})
+		dp := chaosDisable(rng, ch)
+		code, out, err = c.do("POST", "/keypairs/associate", map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id, "disable_password": dp}})
 		if code == 200 {
-			c.register(out["task_id"].(string), ch.id, "RESET", kp)
+			c.register(&chaosTask{id: out["task_id"].(string), server: ch.id, op: "RESET", keypair: kp, dp: dp})
 		}
 	case r < 0.55:
-		code, out, err = c.do("POST", "/keypairs/associate", map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id, "auth": auth}})
+		dp := chaosDisable(rng, ch)
+		code, out, err = c.do("POST", "/keypairs/associate", map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id, "auth": auth, "disable_password": dp}})
 		if code == 200 {
-			c.register(out["task_id"].(string), ch.id, "REPLACE", kp)
+			c.register(&chaosTask{id: out["task_id"].(string), server: ch.id, op: "REPLACE", keypair: kp, dp: dp, auth: true})
 		}
 	case r < 0.7:
 		other := c.hosts[rng.IntN(len(c.hosts))]
-		items := []any{map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id}}}
+		dps := []bool{chaosDisable(rng, ch), chaosDisable(rng, other)}
+		items := []any{map[string]any{"keypair_name": kp, "server": map[string]any{"id": ch.id, "disable_password": dps[0]}}}
 		if other != ch {
-			items = append(items, map[string]any{"keypair_name": kp, "server": map[string]any{"id": other.id, "auth": map[string]any{"type": "password", "key": other.password}}})
+			items = append(items, map[string]any{"keypair_name": kp, "server": map[string]any{"id": other.id, "disable_password": dps[1],
+				"auth": map[string]any{"type": "password", "key": other.password}}})
 		}
 		code, out, err = c.do("POST", "/keypairs/batch-associate", map[string]any{"batch_keypairs": items})
 		if code == 200 {
 			for j, it := range out["tasks"].([]any) {
 				m := it.(map[string]any)
 				if m["status"] == "SUCCESS" {
-					op, server := "RESET", ch.id
+					tk := &chaosTask{id: m["task_id"].(string), server: ch.id, op: "RESET", keypair: kp, dp: dps[0]}
 					if j == 1 {
-						op, server = "REPLACE", other.id
+						tk.server, tk.op, tk.dp, tk.auth = other.id, "REPLACE", dps[1], true
 					}
-					c.register(m["task_id"].(string), server, op, kp)
-					if server == ch.id {
-						ids = append(ids, m["task_id"].(string))
+					c.register(tk)
+					if tk.server == ch.id {
+						ids = append(ids, tk.id)
 					}
 				} else {
 					c.refuse(str(m["error_code"]))
@@ -396,13 +495,13 @@ func (c *chaosRun) submit(rng *mrand.Rand, ch *chaosHost, dead chan struct{}) bo
 		}
 	default:
 		body := map[string]any{"server": map[string]any{"id": ch.id}}
-		if rng.IntN(3) == 0 {
+		withAuth := rng.IntN(3) == 0
+		if withAuth {
 			body["server"].(map[string]any)["auth"] = auth
 		}
 		code, out, err = c.do("POST", "/keypairs/disassociate", body)
 		if code == 200 {
-			op := "UNBIND"
-			c.register(out["task_id"].(string), ch.id, op, "")
+			c.register(&chaosTask{id: out["task_id"].(string), server: ch.id, op: "UNBIND", auth: withAuth})
 		}
 	}
 	if err != nil {
@@ -443,17 +542,34 @@ func (c *chaosRun) submit(rng *mrand.Rand, ch *chaosHost, dead chan struct{}) bo
 	return true
 }
 
-// reconcile reads the database of the killed process: every task accepted with 200 must be
+// chaosDisable draws disable_password for a bind on ch: half the binds on the sudo hosts, a
+// few on the other healthy hosts (which must refuse them with KPS.6607 before any change).
+func chaosDisable(rng *mrand.Rand, ch *chaosHost) bool {
+	switch {
+	case ch.priv:
+		return rng.IntN(2) == 0
+	case ch.kind == "ok":
+		return rng.IntN(20) == 0
+	}
+	return false
+}
+
+// reconcile reads the database of the killed process (the SQLite file, or the PostgreSQL schema): every task accepted with 200 must be
 // there, and a task whose submission the kill interrupted (no answer reached the client) is
 // adopted, so that the checks know every task.
 func (c *chaosRun) reconcile() {
 	c.t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(c.dataDir, "kps.db")+"?_pragma=busy_timeout(5000)")
+	driver, source, query := "sqlite", "file:"+filepath.Join(c.dataDir, "kps.db")+"?_pragma=busy_timeout(5000)",
+		`SELECT id, server_id, operation, keypair_name, disable_password, caller_auth FROM tasks WHERE project_id = ? ORDER BY seq`
+	if c.engine == "postgres" {
+		driver, source, query = "pgx", c.dsn, strings.Replace(query, "?", "$1", 1)
+	}
+	db, err := sql.Open(driver, source)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT id, server_id, operation, keypair_name FROM tasks WHERE project_id = ? ORDER BY seq`, c.project)
+	rows, err := db.Query(query, c.project)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -461,7 +577,8 @@ func (c *chaosRun) reconcile() {
 	seen := map[string]bool{}
 	for rows.Next() {
 		var id, server, op, kp string
-		if err := rows.Scan(&id, &server, &op, &kp); err != nil {
+		var dp, auth bool
+		if err := rows.Scan(&id, &server, &op, &kp, &dp, &auth); err != nil {
 			c.t.Fatal(err)
 		}
 		seen[id] = true
@@ -472,7 +589,7 @@ func (c *chaosRun) reconcile() {
 			if op == "UNBIND" {
 				kp = ""
 			}
-			c.register(id, server, op, kp)
+			c.register(&chaosTask{id: id, server: server, op: op, keypair: kp, dp: dp, auth: auth})
 			c.mu.Lock()
 			c.adopted++
 			c.mu.Unlock()
@@ -592,6 +709,10 @@ func (c *chaosRun) check(when string) {
 	for _, ch := range c.hosts {
 		ts := byServer[ch.id]
 		slices.SortFunc(ts, func(a, b *chaosTask) int { return int(a.order - b.order) })
+		// pw is what password login may be on a sudo host after the tasks so far: a
+		// successful bind with disable_password turns it off, a successful unbind on; an
+		// interrupted one may or may not have.
+		pw := map[bool]bool{true: true} // password login on?
 		var last *chaosTask
 		for _, tk := range ts {
 			switch {
@@ -599,8 +720,27 @@ func (c *chaosRun) check(when string) {
 				if ch.kind != "ok" {
 					t.Errorf("%s: task %s on faulty host %s succeeded", when, tk.id, ch.id)
 				}
+				if tk.dp && !ch.priv {
+					t.Errorf("%s: task %s disabled password login on %s, whose user may not sudo", when, tk.id, ch.id)
+				}
 				last = tk
+				switch {
+				case tk.op == "UNBIND":
+					pw = map[bool]bool{true: true}
+				case tk.dp:
+					pw = map[bool]bool{false: true}
+				}
 			case tk.code == "KPS.6609":
+				switch {
+				case tk.op == "UNBIND":
+					pw[true] = true
+				case tk.dp:
+					pw[false] = true
+				}
+			case ch.kind == "ok" && tk.code == "KPS.6607" && tk.dp && !ch.priv:
+				// No privileges to change the daemon: refused before any change.
+			case ch.kind == "ok" && tk.code == "KPS.6603" && tk.auth && ch.priv && pw[false]:
+				// The caller's password, while password login may be off.
 			case ch.kind == "ok":
 				t.Errorf("%s: task %s on healthy host %s failed with %s: %v", when, tk.id, ch.id, tk.code, listed[tk.id])
 			case !slices.Contains(map[string][]string{"closed": {"KPS.6601"}, "stall": {"KPS.6602"}, "badpw": {"KPS.6603"}}[ch.kind], tk.code):
@@ -609,6 +749,14 @@ func (c *chaosRun) check(when string) {
 		}
 		if ch.kind != "ok" {
 			continue
+		}
+		var hist []string
+		for _, tk := range ts {
+			h := fmt.Sprintf("%s %s %s %s", tk.op, tk.keypair, tk.final, tk.code)
+			if tk.dp {
+				h += " disable_password"
+			}
+			hist = append(hist, h)
 		}
 		// The last successful task decides the file. A task interrupted after it (KPS.6609) may
 		// or may not have written: then the key lines may be any of the keys in play, each once.
@@ -622,6 +770,9 @@ func (c *chaosRun) check(when string) {
 		}
 		unsettled := false
 		for _, tk := range ts[lastIdx+1:] {
+			if tk.code != "KPS.6609" {
+				continue // refused before any write
+			}
 			unsettled = true
 			if tk.op != "UNBIND" {
 				allowed[strings.TrimSpace(c.keypairs[tk.keypair])] = true
@@ -643,21 +794,135 @@ func (c *chaosRun) check(when string) {
 			}
 		}
 		if !ok {
-			var hist []string
-			for _, tk := range ts {
-				hist = append(hist, fmt.Sprintf("%s %s %s %s", tk.op, tk.keypair, tk.final, tk.code))
-			}
 			t.Errorf("%s: %s authorized_keys after tasks %q:\n got %q\nwant %q", when, ch.id, hist, got, want)
 		}
 		code, out, err := c.do("GET", "/servers/"+ch.id, nil)
 		if err != nil || code != 200 {
 			t.Fatalf("%s: server %s: %d %v %v", when, ch.id, code, out, err)
 		}
-		if kp := out["server"].(map[string]any)["keypair_name"]; kp != bound {
+		srv := out["server"].(map[string]any)
+		if kp := srv["keypair_name"]; kp != bound {
 			t.Errorf("%s: server %s is bound to %q, the last successful task implies %q", when, ch.id, kp, bound)
+		}
+		on := c.checkDaemon(when, ch, hist)
+		if !pw[on] {
+			t.Errorf("%s: %s: password login on=%v, the tasks imply %v: %q", when, ch.id, on, pw, hist)
+		}
+		// The service must know what it changed, or an unbind would not restore it.
+		if !on && srv["password_disabled"] != true {
+			t.Errorf("%s: %s: password login is off but the server says password_disabled=%v: %q", when, ch.id, srv["password_disabled"], hist)
+		}
+		if srv["password_disabled"] == true && bound == "" {
+			t.Errorf("%s: %s: unbound, yet password_disabled: %q", when, ch.id, hist)
 		}
 		c.checkOverlap(when, ch, ts)
 	}
+}
+
+// kpsDropIn is what the service writes as the drop-in (kps-v3-api.md §6.5 step 2, OpenSSH 8.7
+// or later).
+const kpsDropIn = "# Managed by KPS. Removed when the key pair is unbound.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+
+// kpsMainDisabled is main with password login disabled by the main file edit of §6.5 step 3:
+// the marked block first, the global password keywords commented out.
+func kpsMainDisabled(main string) string {
+	var b strings.Builder
+	b.WriteString("# BEGIN KPS\n" + kpsDropIn + "# END KPS\n")
+	for _, l := range strings.SplitAfter(main, "\n") {
+		kw, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(l)), " ")
+		if kw == "passwordauthentication" || kw == "kbdinteractiveauthentication" || kw == "challengeresponseauthentication" {
+			b.WriteString("#KPS-disabled: ")
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// checkDaemon checks a healthy host's sshd configuration and daemon and returns whether
+// password login is on. The main file is the original or (without a drop-in Include) the
+// original with the KPS edit; the drop-in directory holds nothing or exactly the KPS drop-in;
+// no temporary file or backup is left beside either; sshd -t accepts the configuration and
+// sshd -T and a real password login agree with what the files say.
+func (c *chaosRun) checkDaemon(when string, ch *chaosHost, hist []string) (on bool) {
+	t := c.t
+	h := ch.h
+	fail := func(format string, args ...any) {
+		t.Errorf("%s: %s: %s after tasks %q", when, ch.id, fmt.Sprintf(format, args...), hist)
+	}
+	main, err := os.ReadFile(h.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	switch string(main) {
+	case ch.mainConfig:
+	case kpsMainDisabled(ch.mainConfig):
+		off = true
+		if strings.HasPrefix(ch.mainConfig, "Include ") {
+			fail("the main file was edited although a drop-in directory is included")
+		}
+	default:
+		fail("sshd_config is neither the original nor the original with the KPS block:\n%s", main)
+	}
+	if fi, err := os.Stat(h.ConfigPath); err != nil || fi.Mode().Perm() != 0o644 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		fail("sshd_config mode/owner changed: %v %v", fi.Mode(), err)
+	}
+	entries, err := os.ReadDir(h.DropInDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "00-kps-password.conf" {
+			fail("left in the drop-in directory: %s", e.Name())
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(h.DropInDir, e.Name()))
+		fi, _ := os.Stat(filepath.Join(h.DropInDir, e.Name()))
+		if err != nil || string(b) != kpsDropIn || fi.Mode().Perm() != 0o644 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			fail("drop-in %q mode %v (%v)", b, fi.Mode(), err)
+		}
+		if off {
+			fail("both the drop-in and the main file block")
+		}
+		off = true
+	}
+	entries, err = os.ReadDir(h.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			fail("left beside sshd_config: %s", e.Name())
+		}
+	}
+	sshd, err := sshdtest.Available()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sshd, "-t", "-f", h.ConfigPath).CombinedOutput(); err != nil {
+		fail("sshd -t: %v: %s", err, out)
+	}
+	eff, err := exec.Command(sshd, "-T", "-f", h.ConfigPath, "-C", "user="+h.User+",host=localhost,addr=127.0.0.1").Output()
+	if err != nil {
+		fail("sshd -T: %v", err)
+	}
+	wantPw := map[bool]string{true: "no", false: "yes"}[off]
+	for _, kw := range []string{"passwordauthentication", "kbdinteractiveauthentication"} {
+		if !regexp.MustCompile(`(?m)^` + kw + ` ` + wantPw + `$`).Match(eff) {
+			fail("sshd -T does not say %s %s", kw, wantPw)
+		}
+	}
+	// The daemon runs (the process of its pid file) and serves what its files say.
+	pid, err := os.ReadFile(h.PidFile)
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(pid))); err != nil || n <= 0 || syscall.Kill(n, 0) != nil {
+		fail("the daemon of pid file %q is not running (%v)", pid, err)
+	}
+	if ch.priv {
+		if works := h.PasswordLoginWorks(t); works == off {
+			fail("password login works=%v, the configuration says off=%v", works, off)
+		}
+	}
+	return !off
 }
 
 // checkOverlap reads the host's session log and fails on any overlap sessionOverlaps finds.

@@ -43,6 +43,10 @@ type Options struct {
 	// Config is appended to the generated sshd_config, e.g. a ForceCommand that records
 	// sessions. sshd keeps the first value of a keyword, so it cannot override the lines above.
 	Config string
+	// NoInclude leaves out the "Include <DropInDir>/*.conf" line, as on older distributions:
+	// disable_password then edits the main file (kps-v3-api.md §6.5 step 3) instead of writing
+	// a drop-in.
+	NoInclude bool
 }
 
 // Host is a running sshd with its login user.
@@ -56,23 +60,24 @@ type Host struct {
 	// HostKey is the host's public key in authorized_keys format ("ssh-ed25519 AAAA...").
 	HostKey string
 	// ConfigPath is the sshd_config this sshd runs with (what the inventory's sshd_config
-	// points to). It begins with "Include <DropInDir>/*.conf".
+	// points to). It begins with "Include <DropInDir>/*.conf" unless Options.NoInclude.
 	ConfigPath string
 	DropInDir  string
 	PidFile    string
 	LogPath    string // sshd's own log (-e), for assertions and failure reports
 	Dir        string // root of everything this host owns on disk
 
-	hostKey  ssh.PublicKey
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	stopOnce sync.Once
-	stopped  chan struct{} // closed by Stop: login helpers then stop retrying refused dials
-	created  bool          // the user exists because this Host created it
-	reserved int           // socket holding the port for the host's lifetime, 0 when none
-	sudoers  string
-	pam      bool
-	extra    string
+	hostKey   ssh.PublicKey
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	stopOnce  sync.Once
+	stopped   chan struct{} // closed by Stop: login helpers then stop retrying refused dials
+	created   bool          // the user exists because this Host created it
+	reserved  int           // socket holding the port for the host's lifetime, 0 when none
+	sudoers   string
+	pam       bool
+	extra     string
+	noInclude bool
 }
 
 // sshdCandidates are where distributions install the daemon; sshd must be started
@@ -145,6 +150,7 @@ func New(opt Options) (_ *Host, err error) {
 	}
 	h.pam = opt.KbdInteractive
 	h.extra = opt.Config
+	h.noInclude = opt.NoInclude
 	if err := os.Mkdir(h.DropInDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -352,29 +358,32 @@ func (h *Host) writeHostKey() error {
 
 func (h *Host) writeConfig() error {
 	// The Include comes first, as on current distributions, so that the drop-in path of
-	// kps-v3-api.md §6.5 step 2 applies.
+	// kps-v3-api.md §6.5 step 2 applies (unless NoInclude asks for step 3's main file edit).
 	pam, password := "no", "yes"
 	if h.pam {
 		pam, password = "yes", "no"
 	}
-	cfg := fmt.Sprintf(`Include %[1]s/*.conf
-ListenAddress 127.0.0.1
-Port %[2]d
-HostKey %[3]s/ssh_host_ed25519_key
-PidFile %[4]s
-UsePAM %[6]s
-PasswordAuthentication %[7]s
+	include := "Include " + h.DropInDir + "/*.conf\n"
+	if h.noInclude {
+		include = ""
+	}
+	cfg := include + fmt.Sprintf(`ListenAddress 127.0.0.1
+Port %[1]d
+HostKey %[2]s/ssh_host_ed25519_key
+PidFile %[3]s
+UsePAM %[5]s
+PasswordAuthentication %[6]s
 KbdInteractiveAuthentication yes
 PubkeyAuthentication yes
 AuthorizedKeysFile .ssh/authorized_keys
 PermitRootLogin no
-AllowUsers %[5]s
+AllowUsers %[4]s
 StrictModes yes
 LogLevel VERBOSE
 LoginGraceTime 30
 MaxStartups 64:30:128
 PrintMotd no
-`, h.DropInDir, h.Port, h.Dir, h.PidFile, h.User, pam, password) + h.extra
+`, h.Port, h.Dir, h.PidFile, h.User, pam, password) + h.extra
 	return os.WriteFile(h.ConfigPath, []byte(cfg), 0o644)
 }
 

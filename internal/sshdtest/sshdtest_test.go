@@ -185,3 +185,20 @@ func TestHostWithKbdInteractiveOnly(t *testing.T) {
 		t.Fatal("keyboard-interactive password login failed")
 	}
 }
+
+// TestNoInclude: without the drop-in Include the main file holds every setting and the
+// daemon still serves password logins.
+func TestNoInclude(t *testing.T) {
+	t.Parallel()
+	h := Start(t, Options{NoInclude: true})
+	cfg, err := os.ReadFile(h.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(cfg), "Include") || !strings.Contains(string(cfg), "\nPasswordAuthentication yes\n") {
+		t.Errorf("sshd_config with NoInclude:\n%s", cfg)
+	}
+	if !h.PasswordLoginWorks(t) {
+		t.Fatal("password login failed")
+	}
+}
