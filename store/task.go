@@ -118,7 +118,10 @@ WHERE b.project_id = ? AND b.server_id = ?`
 	// selectUnconfirmedKeys: binds that ran (attempt > 0) and failed after the server's last
 	// success. Once SUCCESS tasks are purged, older failures count too, which only means that
 	// keys long gone are asked to be removed again.
-	selectUnconfirmedKeys = `SELECT DISTINCT public_key FROM tasks
+	// The second column says whether the task asked to disable password login and ended where
+	// the daemon's configuration may have changed.
+	selectUnconfirmedKeys = `SELECT public_key, disable_password AND error_code IN ('` + kps.TaskInterrupted + `', '` +
+		kps.TaskTimeout + `', '` + kps.TaskRemoteFailed + `') FROM tasks
 WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('RESET', 'REPLACE')
     AND attempt > 0 AND seq > COALESCE((SELECT MAX(seq) FROM tasks
         WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS'), 0)
@@ -511,27 +514,30 @@ func (db *DB) Binding(ctx context.Context, projectID, serverID string) (*kps.Bin
 }
 
 // UnconfirmedKeys lists the keys failed binds of the server may have left on the host since
-// its last successful task.
-func (db *DB) UnconfirmedKeys(ctx context.Context, projectID, serverID string) ([]string, error) {
+// its last successful task, and whether one of them may have disabled password login.
+func (db *DB) UnconfirmedKeys(ctx context.Context, projectID, serverID string) (keys []string, passwordMaybeDisabled bool, err error) {
 	tx, err := db.beginRead(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer tx.Rollback()
 	rows, err := tx.query(ctx, selectUnconfirmedKeys, projectID, serverID, projectID, serverID)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rows.Close()
-	var keys []string
 	for rows.Next() {
 		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, err
+		var disabled bool
+		if err := rows.Scan(&k, &disabled); err != nil {
+			return nil, false, err
 		}
-		keys = append(keys, k)
+		if len(keys) == 0 || keys[len(keys)-1] != k { // ordered by key
+			keys = append(keys, k)
+		}
+		passwordMaybeDisabled = passwordMaybeDisabled || disabled
 	}
-	return keys, rows.Err()
+	return keys, passwordMaybeDisabled, rows.Err()
 }
 
 func findBinding(ctx context.Context, tx *txn, projectID, serverID string) (*kps.Binding, error) {

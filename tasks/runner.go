@@ -290,14 +290,15 @@ func (r *Runner) run(t *kps.Task) {
 	go r.heartbeat(ctx, t, cancel, hbDone, lost)
 
 	var outcome kps.TaskOutcome
-	job, binding, err := r.prepare(ctx, t, callerCred, held)
+	job, disabled, err := r.prepare(ctx, t, callerCred, held)
 	if err == nil {
 		var res kps.HostResult
 		res, err = r.executor.Execute(ctx, job)
 		if err == nil {
 			outcome = kps.TaskOutcome{Success: true, PublicKey: t.PublicKey, PasswordDisabled: res.PasswordDisabled}
-			if t.Operation != kps.OpUnbind && binding != nil && binding.PasswordDisabled && !job.DisablePassword {
-				// disable_password=false leaves the daemon as it was, including our own change.
+			if t.Operation != kps.OpUnbind && disabled && !job.DisablePassword {
+				// disable_password=false leaves the daemon as it was, including our own change
+				// (recorded, or possibly made by a failed bind): an unbind will undo it.
 				outcome.PasswordDisabled = true
 			}
 		}
@@ -368,16 +369,18 @@ func hostPort(j kps.HostJob) string {
 	return net.JoinHostPort(j.Address, strconv.Itoa(j.Port))
 }
 
-// prepare resolves the server, binding and credential of a task into a host job.
-func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Credential, held bool) (kps.HostJob, *kps.Binding, error) {
+// prepare resolves the server, binding and credential of a task into a host job. disabled
+// says whether the service disabled password login on the host (the binding says so) or may
+// have (a failed bind since the last success).
+func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Credential, held bool) (job kps.HostJob, disabled bool, err error) {
 	srv, err := r.store.Server(ctx, t.ProjectID, t.ServerID)
 	if err != nil {
 		if kps.ErrorCode(err) == kps.ErrServerNotFound {
-			return kps.HostJob{}, nil, kps.Errorf(kps.TaskRemoteFailed, "Server '%s' is no longer in the inventory.", t.ServerID)
+			return kps.HostJob{}, false, kps.Errorf(kps.TaskRemoteFailed, "Server '%s' is no longer in the inventory.", t.ServerID)
 		}
-		return kps.HostJob{}, nil, err
+		return kps.HostJob{}, false, err
 	}
-	job := kps.HostJob{
+	job = kps.HostJob{
 		TaskID:     t.ID,
 		Operation:  t.Operation,
 		Address:    srv.Address,
@@ -403,7 +406,7 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 	}
 	binding, err := r.store.Binding(ctx, t.ProjectID, t.ServerID)
 	if err != nil {
-		return job, nil, err
+		return job, false, err
 	}
 	switch {
 	case t.CallerAuth && held:
@@ -411,31 +414,31 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 	case t.CallerAuth:
 		// Claimed here because the replica holding the credential died or stopped (or this
 		// process restarted): the claim rule gives such a task to nobody else.
-		return job, nil, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
+		return job, false, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
 	case srv.Credential != nil:
 		plain, err := r.sealer.Open(srv.Credential, kps.CredentialAAD(t.ProjectID, t.ServerID))
 		if err != nil {
-			return job, nil, err
+			return job, false, err
 		}
 		if err := json.Unmarshal(plain, &job.Login); err != nil {
-			return job, nil, err
+			return job, false, err
 		}
 	case binding != nil && binding.PrivateKey != nil:
 		// The hosted private key of the bound key pair is on the host: log in with it.
 		plain, err := r.sealer.Open(binding.PrivateKey, kps.PrivateKeyAAD(t.ProjectID, binding.KeyPairName))
 		if err != nil {
-			return job, nil, err
+			return job, false, err
 		}
 		job.Login = kps.Credential{Type: kps.CredentialKeyPair, Key: string(plain)}
 	default:
-		return job, nil, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the service credential was removed.", t.ServerID)
+		return job, false, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the service credential was removed.", t.ServerID)
 	}
 	// A bind that failed after its write (interrupted by a crash, say) may have left its key on
 	// the host without a binding to say so; every later task removes such keys too, so that
 	// the host ends with exactly the keys its last successful task implies.
-	unconfirmed, err := r.store.UnconfirmedKeys(ctx, t.ProjectID, t.ServerID)
+	unconfirmed, maybeDisabled, err := r.store.UnconfirmedKeys(ctx, t.ProjectID, t.ServerID)
 	if err != nil {
-		return job, nil, err
+		return job, false, err
 	}
 	switch t.Operation {
 	case kps.OpReset, kps.OpReplace:
@@ -453,12 +456,15 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		}
 	case kps.OpUnbind:
 		if binding == nil {
-			return job, nil, kps.Errorf(kps.ErrServerNotBound, "Server '%s' has no bound key pair.", t.ServerID)
+			return job, false, kps.Errorf(kps.ErrServerNotBound, "Server '%s' has no bound key pair.", t.ServerID)
 		}
 		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
-		job.RestorePassword = binding.PasswordDisabled
 	}
-	return job, binding, nil
+	// Likewise a bind with disable_password that failed where its configuration session may
+	// have completed may have turned password login off unrecorded: an unbind restores it.
+	disabled = maybeDisabled || binding != nil && binding.PasswordDisabled
+	job.RestorePassword = t.Operation == kps.OpUnbind && disabled
+	return job, disabled, nil
 }
 
 // sameKey compares two authorized_keys-style lines by key identity (type and blob).

@@ -986,11 +986,11 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 	e.server(project, "b", true)
 	unconfirmed := func(projectID, server string, want ...string) {
 		t.Helper()
-		got, err := e.s.UnconfirmedKeys(e.ctx, projectID, server)
+		got, disabled, err := e.s.UnconfirmedKeys(e.ctx, projectID, server)
 		must(t, err)
 		slices.Sort(want)
-		if !slices.Equal(got, want) {
-			t.Fatalf("UnconfirmedKeys(%s) = %q, want %q", server, got, want)
+		if !slices.Equal(got, want) || disabled {
+			t.Fatalf("UnconfirmedKeys(%s) = %q %v, want %q false", server, got, disabled, want)
 		}
 	}
 	unconfirmed(project, "a")
@@ -1012,4 +1012,24 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 	unconfirmed(project, "a", k1.PublicKey)
 	e.run(unbindOf(project, "a", false), kps.TaskOutcome{Success: true})
 	unconfirmed(project, "a")
+
+	// A bind asking to disable password login that failed where the daemon's configuration
+	// may have changed (interrupted, deadline, lost session) may have disabled it; one refused
+	// before any change (no privileges, say) did not.
+	maybeDisabled := func(want bool) {
+		t.Helper()
+		if _, got, err := e.s.UnconfirmedKeys(e.ctx, project, "a"); err != nil || got != want {
+			t.Fatalf("password maybe disabled = %v (%v), want %v", got, err, want)
+		}
+	}
+	disabling := func(s kps.TaskSubmission) kps.TaskSubmission { s.DisablePassword = true; return s }
+	e.run(disabling(resetOf(project, "kp1", "a")), kps.TaskOutcome{ErrorCode: kps.TaskPrivileges, ErrorMsg: "x"})
+	e.run(resetOf(project, "kp2", "a"), interrupted)
+	maybeDisabled(false)
+	for _, code := range []string{kps.TaskInterrupted, kps.TaskTimeout, kps.TaskRemoteFailed} {
+		e.run(disabling(replaceOf(project, "kp2", "a")), kps.TaskOutcome{ErrorCode: code, ErrorMsg: "x"})
+		maybeDisabled(true)
+		e.run(resetOf(project, "kp3", "a"), kps.TaskOutcome{Success: true, PublicKey: k3.PublicKey})
+		maybeDisabled(false)
+	}
 }
