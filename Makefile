@@ -21,7 +21,9 @@ bench:
 # Long reliability runs of issue 9 (docs/RELIABILITY.md). `go test ./...` runs short forms of
 # both; these run them at length. They need root and openssh-server, like the sshd tests.
 #
-#   make chaos                       crash rounds: 20 sshd hosts + 3 faulty, 20 SIGKILL rounds
+#   make chaos                       crash rounds: 20 sshd hosts + 3 faulty, 20 SIGKILL rounds, on
+#                                    SQLite, then on PostgreSQL (needs KPS_TEST_POSTGRES)
+#   make chaos CHAOS_ENGINE=sqlite   one engine only (sqlite, postgres or both)
 #   make chaos CHAOS_ROUNDS=30       more rounds (also CHAOS_TASKS, CHAOS_HOSTS)
 #   make soak                        10-minute mixed load, the first 30% on a -race build
 #   make soak SOAK_DURATION=30m      longer (also SOAK_RACE, SOAK_HOSTS, SOAK_RATE)
@@ -31,6 +33,7 @@ GO ?= go
 CHAOS_ROUNDS ?= 20
 CHAOS_TASKS ?= 4000
 CHAOS_HOSTS ?= 20
+CHAOS_ENGINE ?= both
 
 SOAK_DURATION ?= 10m
 SOAK_RACE ?= 0.3
@@ -42,7 +45,7 @@ SOAK_SUMMARY ?= soak-summary.txt
 
 chaos:
 	KPS_REQUIRE_SSHD=1 KPS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) KPS_CHAOS_TASKS=$(CHAOS_TASKS) KPS_CHAOS_HOSTS=$(CHAOS_HOSTS) \
-		$(GO) test -count=1 -timeout 60m -run '^TestChaosCrashRounds$$' -v ./cmd/kps
+		KPS_CHAOS_ENGINE=$(CHAOS_ENGINE) $(GO) test -count=1 -timeout 90m -run '^TestChaosCrashRounds$$' -v ./cmd/kps
 
 soak:
 	KPS_REQUIRE_SSHD=1 KPS_SOAK_DURATION=$(SOAK_DURATION) KPS_SOAK_RACE=$(SOAK_RACE) KPS_SOAK_HOSTS=$(SOAK_HOSTS) \
