@@ -85,7 +85,7 @@ type chaosSettings struct {
 }
 
 func chaosFromEnv(t *testing.T) chaosSettings {
-	c := chaosSettings{rounds: 4, tasks: 400, hosts: 6, roundMax: 5 * time.Second, taskTimeout: 8 * time.Second}
+	c := chaosSettings{rounds: 4, tasks: 400, hosts: 6, roundMax: 5 * time.Second, taskTimeout: 20 * time.Second}
 	for name, p := range map[string]*int{"KPS_CHAOS_ROUNDS": &c.rounds, "KPS_CHAOS_TASKS": &c.tasks, "KPS_CHAOS_HOSTS": &c.hosts} {
 		if v := os.Getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
