@@ -112,26 +112,25 @@ func (m *requestReads) fill(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// lockedUntil answers a lockout check of keys (without empty ones) if this request's query
-// reads, or read, exactly those keys; a later check with other keys queries on its own.
+// lockedUntil answers the request's first lockout check, of keys (without empty ones), from
+// the request's query; any later check queries on its own, so that it sees a failure the
+// request itself counted meanwhile.
 func (m *requestReads) lockedUntil(ctx context.Context, keys []string) (int64, bool, error) {
 	m.mu.Lock()
-	filled, same := m.filled, m.lockRead && slices.Equal(m.lockKeys, keys)
+	filled := m.filled
 	m.mu.Unlock()
-	if filled && !same {
+	if filled {
 		return 0, false, nil
 	}
-	if !filled {
-		if err := m.fill(ctx, keys); err != nil {
-			return 0, false, err
-		}
-		m.mu.Lock()
-		same = m.lockRead && slices.Equal(m.lockKeys, keys)
-		m.mu.Unlock()
-		if !same {
-			return 0, false, nil
-		}
+	if err := m.fill(ctx, keys); err != nil {
+		return 0, false, err
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.lockRead || !slices.Equal(m.lockKeys, keys) {
+		return 0, false, nil
+	}
+	m.lockRead = false // answered once
 	return m.locked, true, nil
 }
 

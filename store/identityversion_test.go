@@ -56,6 +56,18 @@ func TestPostgresRequestReads(t *testing.T) {
 	if wait, err := b.Lockouts().LockedFor(req, clock, "ip:192.0.2.2"); err != nil || wait != 0 {
 		t.Fatalf("other key locked for %v (%v)", wait, err)
 	}
+	// Only the request's first check comes from its query: a failure counted meanwhile (by
+	// the request itself, say) shows on a second check of the same key.
+	req2 := b.WithRequestReads(ctx, "p")
+	if wait, err := b.Lockouts().LockedFor(req2, clock, "ip:192.0.2.3"); err != nil || wait != 0 {
+		t.Fatalf("before the failure: %v (%v)", wait, err)
+	}
+	if err := a.Lockouts().Fail(ctx, clock, pol, "ip:192.0.2.3"); err != nil {
+		t.Fatal(err)
+	}
+	if wait, err := b.Lockouts().LockedFor(req2, clock, "ip:192.0.2.3"); err != nil || wait != time.Hour {
+		t.Fatalf("second check after the failure: %v (%v), want 1h", wait, err)
+	}
 	// The next request sees the changes.
 	next := b.WithRequestReads(ctx, "p")
 	if iv, _, err := b.IdentityVersion(next); err != nil || iv <= iv0 {
