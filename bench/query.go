@@ -136,7 +136,6 @@ func (b *bench) query(ctx context.Context) ([]QueryRow, error) {
 		return nil, nil
 	}
 	var rows []QueryRow
-	bare := map[string]QueryRow{} // by path and connections: measured once, for the first engine
 	for _, engine := range b.cfg.Engines {
 		s, err := b.seededService(ctx, engine, b.cfg.FailedTasks, 1, b.cfg.FailedTasks)
 		if err != nil {
@@ -161,21 +160,12 @@ func (b *bench) query(ctx context.Context) ([]QueryRow, error) {
 				}
 				for _, conns := range b.cfg.Conns {
 					row := QueryRow{Engine: engine, Server: "OpenKPS", Limit: limit, Offset: offset, Conns: conns, Bytes: len(body)}
-					if err := b.wrkRuns(ctx, s.base+path, s.token, conns, &row); err != nil {
+					br := QueryRow{Engine: engine, Server: "bare", Limit: limit, Offset: offset, Conns: conns, Bytes: len(body)}
+					if err := b.pairedRuns(ctx, s.base+path, s.token, path, body, ctype, conns, &row, &br); err != nil {
 						s.Stop()
 						return nil, err
 					}
-					rows = append(rows, row)
-					key := fmt.Sprintf("%d/%d/%d", limit, offset, conns)
-					if _, ok := bare[key]; !ok {
-						br := QueryRow{Engine: "-", Server: "bare", Limit: limit, Offset: offset, Conns: conns, Bytes: len(body)}
-						if err := b.bareRuns(ctx, path, body, ctype, conns, &br); err != nil {
-							s.Stop()
-							return nil, err
-						}
-						bare[key] = br
-						rows = append(rows, br)
-					}
+					rows = append(rows, row, br)
 				}
 			}
 		}
@@ -184,8 +174,10 @@ func (b *bench) query(ctx context.Context) ([]QueryRow, error) {
 	return rows, nil
 }
 
-// bareRuns measures a bare net/http handler that answers path with body, pre-encoded.
-func (b *bench) bareRuns(ctx context.Context, path string, body []byte, ctype string, conns int, row *QueryRow) error {
+// pairedRuns runs wrk cfg.Runs times against kps serve (url) and as often against a bare
+// net/http handler answering path with body, pre-encoded, in turn: on a shared machine whose
+// load changes from minute to minute, each ratio then compares measurements seconds apart.
+func (b *bench) pairedRuns(ctx context.Context, url, token, path string, body []byte, ctype string, conns int, row, bare *QueryRow) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -198,24 +190,42 @@ func (b *bench) bareRuns(ctx context.Context, path string, body []byte, ctype st
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	return b.wrkRuns(ctx, "http://"+ln.Addr().String()+path, "", conns, row)
-}
-
-// wrkRuns runs wrk cfg.Runs times and stores the medians in row.
-func (b *bench) wrkRuns(ctx context.Context, url, token string, conns int, row *QueryRow) error {
-	var rps, p50, p99 []float64
+	bareURL := "http://" + ln.Addr().String() + path
+	var kps, plain wrkSamples
 	for range b.cfg.Runs {
-		r, err := b.wrk(ctx, url, token, conns)
-		if err != nil {
+		if err := kps.add(b.wrk(ctx, url, token, conns)); err != nil {
 			return err
 		}
-		rps, p50, p99 = append(rps, r.rps), append(p50, r.p50), append(p99, r.p99)
-		row.Errors += r.errors
+		if err := plain.add(b.wrk(ctx, bareURL, "", conns)); err != nil {
+			return err
+		}
 	}
-	row.RPS, row.P50, row.P99 = stat(rps), stat(p50), stat(p99)
-	b.logf("%s limit=%d offset=%d c=%d (%s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors", row.Server, row.Limit, row.Offset,
-		conns, row.Engine, row.RPS.Median, row.P50.Median, row.P99.Median, row.Errors)
+	kps.store(row)
+	plain.store(bare)
+	for _, r := range []*QueryRow{row, bare} {
+		b.logf("%s limit=%d offset=%d c=%d (%s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors", r.Server, r.Limit, r.Offset,
+			conns, r.Engine, r.RPS.Median, r.P50.Median, r.P99.Median, r.Errors)
+	}
 	return nil
+}
+
+// wrkSamples collects the runs of one row.
+type wrkSamples struct {
+	rps, p50, p99 []float64
+	errors        int
+}
+
+func (s *wrkSamples) add(r wrkResult, err error) error {
+	if err != nil {
+		return err
+	}
+	s.rps, s.p50, s.p99 = append(s.rps, r.rps), append(s.p50, r.p50), append(s.p99, r.p99)
+	s.errors += r.errors
+	return nil
+}
+
+func (s *wrkSamples) store(row *QueryRow) {
+	row.RPS, row.P50, row.P99, row.Errors = stat(s.rps), stat(s.p50), stat(s.p99), row.Errors+s.errors
 }
 
 type wrkResult struct {

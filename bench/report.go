@@ -194,11 +194,14 @@ func querySection(p func(string, ...any), rows []QueryRow) {
 	p("directly into the database before `kps serve` started; `wrk --latency` for the duration shown in the\n")
 	p("command, two threads, the admin's token in `X-Auth-Token` (every request is authenticated). **bare** is\n")
 	p("a `net/http` handler in the harness answering the same URL with the same bytes, pre-encoded: the\n")
-	p("limit of HTTP on this machine. Last page: the offset of the last full page.\n\n")
+	p("limit of HTTP on this machine, measured in turn with OpenKPS, run for run (each ratio compares\n")
+	p("measurements seconds apart). Last page: the offset of the last full page.\n\n")
+	// The bare handler measured in turn with each engine's runs (engine "-": measured once, by
+	// an older harness, for all engines).
 	bare := map[string]QueryRow{}
 	for _, r := range rows {
 		if r.Server == "bare" {
-			bare[fmt.Sprintf("%d/%d/%d", r.Limit, r.Offset, r.Conns)] = r
+			bare[fmt.Sprintf("%s/%d/%d/%d", r.Engine, r.Limit, r.Offset, r.Conns)] = r
 		}
 	}
 	p("| Engine | limit | offset | conns | body (KB) | OpenKPS req/s | p50 (ms) | p99 (ms) | p99/p50 | bare req/s | bare p50 (ms) | bare p99 (ms) | bare p99/p50 | OpenKPS / bare | errors |\n")
@@ -212,7 +215,10 @@ func querySection(p func(string, ...any), rows []QueryRow) {
 		if r.Server != "OpenKPS" {
 			continue
 		}
-		b := bare[fmt.Sprintf("%d/%d/%d", r.Limit, r.Offset, r.Conns)]
+		b, ok := bare[fmt.Sprintf("%s/%d/%d/%d", r.Engine, r.Limit, r.Offset, r.Conns)]
+		if !ok {
+			b = bare[fmt.Sprintf("-/%d/%d/%d", r.Limit, r.Offset, r.Conns)]
+		}
 		ratio := r.RPS.Median / b.RPS.Median
 		spread, bareSpread := r.P99.Median/r.P50.Median, b.P99.Median/b.P50.Median
 		p("| %s | %d | %d | %d | %.0f | %s | %s | %s | %.1f | %s | %s | %s | %.1f | %.0f%% | %d |\n", r.Engine, r.Limit, r.Offset, r.Conns,
@@ -233,16 +239,25 @@ func querySection(p func(string, ...any), rows []QueryRow) {
 	p("\n![Throughput against the bare handler](bench/query.png)\n\n")
 }
 
+// querySeries names a query row's bar: OpenKPS on an engine, or the bare handler measured
+// beside it.
+func querySeries(r QueryRow) string {
+	switch {
+	case r.Server == "OpenKPS":
+		return "OpenKPS " + r.Engine
+	case r.Engine == "-" || r.Engine == "":
+		return "bare"
+	}
+	return "bare (" + r.Engine + " run)"
+}
+
 func queryChart(dir string, rows []QueryRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	var series, groups []string
 	for _, r := range rows {
-		name := "bare"
-		if r.Server == "OpenKPS" {
-			name = "OpenKPS " + r.Engine
-		}
+		name := querySeries(r)
 		if !slices.Contains(series, name) {
 			series = append(series, name)
 		}
@@ -255,10 +270,7 @@ func queryChart(dir string, rows []QueryRow) error {
 		YLabel: "requests/s", Series: series, Groups: groups, Format: func(v float64) string { return fmt.Sprintf("%.0f", v) }}
 	c.Median, c.Min, c.Max = nanGrid(len(series), len(groups)), nanGrid(len(series), len(groups)), nanGrid(len(series), len(groups))
 	for _, r := range rows {
-		name := "bare"
-		if r.Server == "OpenKPS" {
-			name = "OpenKPS " + r.Engine
-		}
+		name := querySeries(r)
 		si, gi := slices.Index(series, name), slices.Index(groups, fmt.Sprintf("l%d o%d c%d", r.Limit, r.Offset, r.Conns))
 		c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = r.RPS.Median, r.RPS.Min, r.RPS.Max
 	}
