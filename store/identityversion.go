@@ -53,10 +53,11 @@ func (db *DB) IdentityVersion(ctx context.Context) (int64, bool, error) {
 
 // WithRequestReads returns a context under which this store answers the first lockout check,
 // the identity version and the task version of projectID ("" for none) from one query, made
-// when the first of them is asked for. The values are read after the request arrived, so using
-// them for the rest of the request is as current as reading each when needed: every change
-// committed before the request is in them. On SQLite, where those reads cost no round trip,
-// it returns ctx.
+// when the first of them is asked for. The values are read after the request arrived, so every
+// change committed before the request is in them, which is what the caches keyed on them need
+// (a change committed while the request runs may or may not show, as with separate reads). Only
+// the first lockout check is answered from it (lockedUntil). On SQLite, where those reads cost
+// no round trip, it returns ctx.
 func (db *DB) WithRequestReads(ctx context.Context, projectID string) context.Context {
 	if db.eng.name == "sqlite" {
 		return ctx
