@@ -177,9 +177,10 @@ type TaskStore interface {
 	// UnconfirmedKeys lists the public keys that RESET/REPLACE tasks of a server ran to install
 	// since its last successful task and that ended FAILED: a task interrupted after its write
 	// (a crash, a lost lease, a deadline) may have left its key on the host, unrecorded.
-	// passwordMaybeDisabled reports whether one of them asked to disable password login and
-	// ended with a code that leaves the daemon's configuration unknown (TaskInterrupted,
-	// TaskTimeout, TaskRemoteFailed: the configuration session may have completed).
+	// passwordMaybeDisabled reports whether a bind that asked to disable password login ran
+	// and failed, with a code that leaves the daemon's configuration unknown (TaskInterrupted,
+	// TaskTimeout, TaskRemoteFailed: its configuration session may have completed), since the
+	// server's last successful unbind or bind with disable_password.
 	UnconfirmedKeys(ctx context.Context, projectID, serverID string) (keys []string, passwordMaybeDisabled bool, err error)
 
 	// ClaimTask moves the oldest READY task that owner may claim to RUNNING under a lease held

@@ -118,14 +118,20 @@ WHERE b.project_id = ? AND b.server_id = ?`
 	// selectUnconfirmedKeys: binds that ran (attempt > 0) and failed after the server's last
 	// success. Once SUCCESS tasks are purged, older failures count too, which only means that
 	// keys long gone are asked to be removed again.
-	// The second column says whether the task asked to disable password login and ended where
-	// the daemon's configuration may have changed.
-	selectUnconfirmedKeys = `SELECT public_key, disable_password AND error_code IN ('` + kps.TaskInterrupted + `', '` +
-		kps.TaskTimeout + `', '` + kps.TaskRemoteFailed + `') FROM tasks
+	selectUnconfirmedKeys = `SELECT DISTINCT public_key FROM tasks
 WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('RESET', 'REPLACE')
     AND attempt > 0 AND seq > COALESCE((SELECT MAX(seq) FROM tasks
         WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS'), 0)
 ORDER BY public_key`
+	// countMaybeDisabled: binds with disable_password that ran and failed with a code that
+	// leaves their configuration session's outcome unknown, after the server's last success
+	// that settled the daemon's configuration (an unbind, or a bind with disable_password).
+	countMaybeDisabled = `SELECT COUNT(*) FROM tasks
+WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('RESET', 'REPLACE')
+    AND disable_password AND attempt > 0
+    AND error_code IN ('` + kps.TaskInterrupted + `', '` + kps.TaskTimeout + `', '` + kps.TaskRemoteFailed + `')
+    AND seq > COALESCE((SELECT MAX(seq) FROM tasks
+        WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS' AND (operation = 'UNBIND' OR disable_password)), 0)`
 )
 
 // maxErrorMsg caps the error message a failed task keeps, in bytes. The messages are the
@@ -514,7 +520,8 @@ func (db *DB) Binding(ctx context.Context, projectID, serverID string) (*kps.Bin
 }
 
 // UnconfirmedKeys lists the keys failed binds of the server may have left on the host since
-// its last successful task, and whether one of them may have disabled password login.
+// its last successful task, and whether one of them may have disabled password login since the
+// last success that settled the daemon's configuration.
 func (db *DB) UnconfirmedKeys(ctx context.Context, projectID, serverID string) (keys []string, passwordMaybeDisabled bool, err error) {
 	tx, err := db.beginRead(ctx)
 	if err != nil {
@@ -528,16 +535,19 @@ func (db *DB) UnconfirmedKeys(ctx context.Context, projectID, serverID string) (
 	defer rows.Close()
 	for rows.Next() {
 		var k string
-		var disabled bool
-		if err := rows.Scan(&k, &disabled); err != nil {
+		if err := rows.Scan(&k); err != nil {
 			return nil, false, err
 		}
-		if len(keys) == 0 || keys[len(keys)-1] != k { // ordered by key
-			keys = append(keys, k)
-		}
-		passwordMaybeDisabled = passwordMaybeDisabled || disabled
+		keys = append(keys, k)
 	}
-	return keys, passwordMaybeDisabled, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	var n int64
+	if err := tx.queryRow(ctx, countMaybeDisabled, projectID, serverID, projectID, serverID).Scan(&n); err != nil {
+		return nil, false, err
+	}
+	return keys, n > 0, nil
 }
 
 func findBinding(ctx context.Context, tx *txn, projectID, serverID string) (*kps.Binding, error) {

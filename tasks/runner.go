@@ -290,15 +290,21 @@ func (r *Runner) run(t *kps.Task) {
 	go r.heartbeat(ctx, t, cancel, hbDone, lost)
 
 	var outcome kps.TaskOutcome
-	job, disabled, err := r.prepare(ctx, t, callerCred, held)
+	job, recorded, err := r.prepare(ctx, t, callerCred, held)
 	if err == nil {
 		var res kps.HostResult
 		res, err = r.executor.Execute(ctx, job)
+		if err != nil && job.RestorePassword && !recorded && kps.ErrorCode(err) == kps.TaskPrivileges {
+			// Only a failed bind may have disabled password login, and without privileges it
+			// cannot have (they are checked before any change): unbind without restoring.
+			log.Info("no privileges to restore password login a failed bind may have disabled; unbinding without")
+			job.RestorePassword = false
+			res, err = r.executor.Execute(ctx, job)
+		}
 		if err == nil {
 			outcome = kps.TaskOutcome{Success: true, PublicKey: t.PublicKey, PasswordDisabled: res.PasswordDisabled}
-			if t.Operation != kps.OpUnbind && disabled && !job.DisablePassword {
-				// disable_password=false leaves the daemon as it was, including our own change
-				// (recorded, or possibly made by a failed bind): an unbind will undo it.
+			if t.Operation != kps.OpUnbind && recorded && !job.DisablePassword {
+				// disable_password=false leaves the daemon as it was, including our own change.
 				outcome.PasswordDisabled = true
 			}
 		}
@@ -369,10 +375,9 @@ func hostPort(j kps.HostJob) string {
 	return net.JoinHostPort(j.Address, strconv.Itoa(j.Port))
 }
 
-// prepare resolves the server, binding and credential of a task into a host job. disabled
-// says whether the service disabled password login on the host (the binding says so) or may
-// have (a failed bind since the last success).
-func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Credential, held bool) (job kps.HostJob, disabled bool, err error) {
+// prepare resolves the server, binding and credential of a task into a host job. recorded
+// says whether the binding records that the service disabled password login on the host.
+func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Credential, held bool) (job kps.HostJob, recorded bool, err error) {
 	srv, err := r.store.Server(ctx, t.ProjectID, t.ServerID)
 	if err != nil {
 		if kps.ErrorCode(err) == kps.ErrServerNotFound {
@@ -461,10 +466,11 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
 	}
 	// Likewise a bind with disable_password that failed where its configuration session may
-	// have completed may have turned password login off unrecorded: an unbind restores it.
-	disabled = maybeDisabled || binding != nil && binding.PasswordDisabled
-	job.RestorePassword = t.Operation == kps.OpUnbind && disabled
-	return job, disabled, nil
+	// have completed may have turned password login off unrecorded: an unbind restores it
+	// (and, should the host give no privileges, unbinds without: see run).
+	recorded = binding != nil && binding.PasswordDisabled
+	job.RestorePassword = t.Operation == kps.OpUnbind && (recorded || maybeDisabled)
+	return job, recorded, nil
 }
 
 // sameKey compares two authorized_keys-style lines by key identity (type and blob).

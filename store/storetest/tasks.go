@@ -1015,7 +1015,8 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 
 	// A bind asking to disable password login that failed where the daemon's configuration
 	// may have changed (interrupted, deadline, lost session) may have disabled it; one refused
-	// before any change (no privileges, say) did not.
+	// before any change (no privileges, say) did not. A later bind without disable_password
+	// does not settle that; an unbind or a bind with disable_password does.
 	maybeDisabled := func(want bool) {
 		t.Helper()
 		if _, got, err := e.s.UnconfirmedKeys(e.ctx, project, "a"); err != nil || got != want {
@@ -1030,6 +1031,12 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 		e.run(disabling(replaceOf(project, "kp2", "a")), kps.TaskOutcome{ErrorCode: code, ErrorMsg: "x"})
 		maybeDisabled(true)
 		e.run(resetOf(project, "kp3", "a"), kps.TaskOutcome{Success: true, PublicKey: k3.PublicKey})
+		maybeDisabled(true)
+		e.run(unbindOf(project, "a", false), kps.TaskOutcome{Success: true})
 		maybeDisabled(false)
 	}
+	e.run(disabling(resetOf(project, "kp1", "a")), interrupted)
+	maybeDisabled(true)
+	e.run(disabling(resetOf(project, "kp3", "a")), kps.TaskOutcome{Success: true, PublicKey: k3.PublicKey, PasswordDisabled: true})
+	maybeDisabled(false)
 }
