@@ -2,14 +2,15 @@
 // login user's ~/.ssh/authorized_keys and turns password login off and on again. It
 // implements kps.HostExecutor.
 //
-// One task is one SSH connection and at most four sessions: one reads the state, two write
+// One task is one SSH connection and at most two sessions: one reads the state and writes
 // authorized_keys (only when its content changes: stage the new file, then rename it into
-// place), one changes the daemon configuration (only when the job asks for it). When the
-// connection is lost while authorized_keys is being written, a second connection settles
-// what the host holds (see writeAuthorizedKeys).
+// place, in one dialogue with the executor), one changes the daemon configuration (only when
+// the job asks for it). When the connection is lost while authorized_keys is being written, a
+// second connection settles what the host holds (see writeAuthorizedKeys).
 package sshhost
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -131,20 +133,24 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 	changeConfig := job.DisablePassword || job.RestorePassword
 	var st *hostState
 	for attempt := 0; ; attempt++ {
-		if st, err = t.readState(ctx, changeConfig); err != nil {
+		var d *dialogue
+		if d, st, err = t.readState(ctx, changeConfig); err != nil {
 			return kps.HostResult{}, err
 		}
 		content, err := editAuthorizedKeys(st.authorizedKeys, install, job.RemoveKeys)
 		if err != nil {
+			d.close()
 			return kps.HostResult{}, fmt.Errorf("sshhost: %w", err)
 		}
 		if st.authorizedKeysExists && bytes.Equal(content, st.authorizedKeys) {
+			d.close()
 			break
 		}
 		if !st.authorizedKeysExists && len(content) == 0 {
+			d.close()
 			break // unbind on a host without the file: the desired state holds
 		}
-		err = t.writeAuthorizedKeys(ctx, st, content)
+		err = t.writeAuthorizedKeys(ctx, d, st, content)
 		if errors.Is(err, errChanged) && attempt == 0 {
 			t.log.Info("authorized_keys changed while being edited; editing again")
 			continue
@@ -508,6 +514,7 @@ var reasons = map[string]string{
 	"file-mode":                  "the file does not have mode 0600 after writing",
 	"file-owner":                 "the file is not owned by the user after writing",
 	"no-digest":                  "neither sha256sum nor openssl is installed",
+	"no-id":                      "the user's ID cannot be read (id -u)",
 	"no-privileges":              "root or password-less sudo (sudo -n) is needed to change the SSH daemon configuration",
 	"no-sshd":                    "the sshd binary cannot be found",
 	"sshd-config-symlink":        "the sshd configuration file is a symbolic link",
@@ -528,28 +535,19 @@ var errChanged = errors.New("authorized_keys changed concurrently")
 // run executes a script in a new session with the given arguments and stdin, and returns its
 // standard output. Failures are mapped to task outcomes with step in the message.
 func (t *task) run(ctx context.Context, step, script string, args []string, stdin []byte) ([]byte, error) {
-	sess, err := t.client.NewSession()
+	sess, err := t.newSession(ctx, step)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, &lostError{t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])}
-		}
-		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "an SSH session cannot be opened")}
+		return nil, err
 	}
 	defer sess.Close()
-	t.sessions++
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = maxOutput, 64<<10
 	sess.Stdout, sess.Stderr = &stdout, &stderr
 	sess.Stdin = bytes.NewReader(stdin)
-
-	cmd := "/bin/sh -c " + shellQuote(script) + " kps"
-	for _, a := range args {
-		cmd += " " + shellQuote(a)
-	}
 	start := time.Now()
-	err = sess.Run(cmd)
+	err = sess.Run(command(script, args))
 	if ctx.Err() != nil {
-		return nil, &lostError{t.ctxError(ctx, strings.ToLower(step[:1])+step[1:])}
+		return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
 	}
 	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", stdout.Len())
 	if stdout.overflow {
@@ -558,24 +556,150 @@ func (t *task) run(ctx context.Context, step, script string, args []string, stdi
 	if err == nil {
 		return stdout.Bytes(), nil
 	}
+	return nil, t.exitError(step, err, stdout.Bytes(), stderr.String())
+}
+
+// newSession opens a session on the task's connection.
+func (t *task) newSession(ctx context.Context, step string) (*ssh.Session, error) {
+	sess, err := t.client.NewSession()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
+		}
+		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "an SSH session cannot be opened")}
+	}
+	t.sessions++
+	return sess, nil
+}
+
+// command is the remote command line running script with args as its positional parameters.
+func command(script string, args []string) string {
+	cmd := "/bin/sh -c " + shellQuote(script) + " kps"
+	for _, a := range args {
+		cmd += " " + shellQuote(a)
+	}
+	return cmd
+}
+
+// exitError maps the end of a session that did not succeed (err from Wait or Run) to a task
+// outcome, from the "kps-fail" line of its output when the script printed one.
+func (t *task) exitError(step string, err error, stdout []byte, stderr string) error {
 	var exit *ssh.ExitError
 	if !errors.As(err, &exit) {
-		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")}
+		return &lostError{t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")}
 	}
 	if exit.ExitStatus() == 3 {
-		if code, reason, ok := failure(stdout.Bytes()); ok {
+		if code, reason, ok := failure(stdout); ok {
 			if code == "retry" {
-				return nil, errChanged
+				return errChanged
 			}
 			if text, known := reasons[reason]; known {
-				t.log.Warn("remote step failed", "step", step, "reason", reason, "stderr", tail(stderr.String(), 1024))
-				return nil, t.fail("KPS."+code, step, text)
+				t.log.Warn("remote step failed", "step", step, "reason", reason, "stderr", tail(stderr, 1024))
+				return t.fail("KPS."+code, step, text)
 			}
 		}
 	}
-	t.log.Warn("remote step failed", "step", step, "exit_status", exit.ExitStatus(), "stderr", tail(stderr.String(), 1024))
+	t.log.Warn("remote step failed", "step", step, "exit_status", exit.ExitStatus(), "stderr", tail(stderr, 1024))
 	// The script did not say what it had done (killed, or an unforeseen failure).
-	return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, fmt.Sprintf("a remote command exited with status %d", exit.ExitStatus()))}
+	return &lostError{t.fail(kps.TaskRemoteFailed, step, fmt.Sprintf("a remote command exited with status %d", exit.ExitStatus()))}
+}
+
+func lowerFirst(s string) string { return strings.ToLower(s[:1]) + s[1:] }
+
+// dialogue is the task script's session (taskScript): the executor reads the state the
+// script prints, then answers on its stdin.
+type dialogue struct {
+	t      *task
+	ctx    context.Context
+	sess   *ssh.Session
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr limitedBuffer
+	out    []byte // output of the current phase, up to its marker line
+	total  int    // output read so far
+	start  time.Time
+}
+
+// startDialogue starts taskScript with args in a new session.
+func (t *task) startDialogue(ctx context.Context, args []string) (*dialogue, error) {
+	sess, err := t.newSession(ctx, stepLocate)
+	if err != nil {
+		return nil, err
+	}
+	d := &dialogue{t: t, ctx: ctx, sess: sess, start: time.Now()}
+	d.stderr.max = 64 << 10
+	sess.Stderr = &d.stderr
+	stdin, err1 := sess.StdinPipe()
+	stdout, err2 := sess.StdoutPipe()
+	if err = errors.Join(err1, err2); err == nil {
+		err = sess.Start(command(taskScript, args))
+	}
+	if err != nil {
+		sess.Close()
+		if ctx.Err() != nil {
+			return nil, &lostError{t.ctxError(ctx, lowerFirst(stepLocate))}
+		}
+		return nil, &lostError{t.fail(kps.TaskRemoteFailed, stepLocate, "the remote command cannot be started")}
+	}
+	d.stdin, d.stdout = stdin, bufio.NewReaderSize(stdout, 64<<10)
+	return d, nil
+}
+
+// close ends the session; the script, told nothing more, ends without writing.
+func (d *dialogue) close() {
+	d.stdin.Close()
+	d.sess.Close()
+}
+
+// until reads the script's output up to the line marker and returns what came before it. When
+// the output ends first, the session's exit status says why.
+func (d *dialogue) until(step, marker string) ([]byte, error) {
+	d.out = d.out[:0]
+	for {
+		line, err := d.stdout.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			err = nil // a long line: keep reading it
+		}
+		d.total += len(line)
+		if err == nil && string(line) == marker+"\n" {
+			d.t.log.Debug("remote step", "step", step, "duration", time.Since(d.start), "stdout_bytes", d.total)
+			d.start = time.Now()
+			return d.out, nil
+		}
+		if d.total > maxOutput {
+			d.sess.Close()
+			return nil, d.t.fail(kps.TaskRemoteFailed, step, "the host sent more output than expected")
+		}
+		d.out = append(d.out, line...)
+		if err != nil {
+			return nil, d.ended(step)
+		}
+	}
+}
+
+// ended waits for the exit status of a script whose output ended before the expected line.
+func (d *dialogue) ended(step string) error {
+	err := d.sess.Wait()
+	d.sess.Close()
+	if d.ctx.Err() != nil {
+		return &lostError{d.t.ctxError(d.ctx, lowerFirst(step))}
+	}
+	if err == nil {
+		return &lostError{d.t.fail(kps.TaskRemoteFailed, step, "the remote command ended early")}
+	}
+	return d.t.exitError(step, err, d.out, d.stderr.String())
+}
+
+// send writes to the script's stdin.
+func (d *dialogue) send(step string, b []byte) error {
+	if _, err := d.stdin.Write(b); err != nil {
+		d.sess.Close()
+		if d.ctx.Err() != nil {
+			return &lostError{d.t.ctxError(d.ctx, lowerFirst(step))}
+		}
+		return &lostError{d.t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")}
+	}
+	return nil
 }
 
 // lostError is the failure of a session whose script may or may not have done its work: the
@@ -616,17 +740,22 @@ func (t *task) sshdConfigPath() string {
 	return kps.DefaultSSHDConfig
 }
 
-// readState runs the read session; with priv it also checks privileges (before anything is
-// changed, §6.5) and reads the daemon configuration.
-func (t *task) readState(ctx context.Context, priv bool) (*hostState, error) {
+// readState starts the task's session and reads the state it prints; with priv it also checks
+// privileges (before anything is changed, §6.5) and reads the daemon configuration. The
+// session stays open for the write (writeAuthorizedKeys) or is closed with d.close.
+func (t *task) readState(ctx context.Context, priv bool) (*dialogue, *hostState, error) {
 	args := []string{t.job.User, "-"}
 	if priv {
 		args = []string{t.job.User, "priv", t.sshdConfigPath(), privReadScript}
 	}
-	out, err := t.run(ctx, stepLocate, readScript, args, nil)
+	d, err := t.startDialogue(ctx, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := d.until(stepLocate, "ready")
 	var ke *kps.Error
 	if errors.As(err, &ke) {
-		// The read session checks ahead for the later steps; name the step a failure is about.
+		// The read checks ahead for the later steps; name the step a failure is about.
 		switch ke.Code {
 		case kps.TaskNoUser:
 			ke.Message = strings.Replace(ke.Message, stepLocate, stepHome, 1)
@@ -637,26 +766,29 @@ func (t *task) readState(ctx context.Context, priv bool) (*hostState, error) {
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := &hostState{}
 	sections, fields, err := parseOutput(out)
 	if err != nil {
-		return nil, t.fail(kps.TaskRemoteFailed, stepLocate, "the host's answer cannot be parsed")
+		d.close()
+		return nil, nil, t.fail(kps.TaskRemoteFailed, stepLocate, "the host's answer cannot be parsed")
 	}
 	st.authorizedKeys, st.authorizedKeysExists = sections["authorized_keys"]
 	if priv {
 		var ok bool
 		if st.sshdConfig, ok = sections["sshd_config"]; !ok {
-			return nil, t.fail(kps.TaskRemoteFailed, t.passwordStep(), "the host's answer cannot be parsed")
+			d.close()
+			return nil, nil, t.fail(kps.TaskRemoteFailed, t.passwordStep(), "the host's answer cannot be parsed")
 		}
 		st.version = fields["version"]
 		st.sshdConfigMode, st.sshdConfigOwner, ok = parseLS(fields["stat"])
 		if !ok {
-			return nil, t.fail(kps.TaskRemoteFailed, t.passwordStep(), "the mode of the sshd configuration file cannot be read")
+			d.close()
+			return nil, nil, t.fail(kps.TaskRemoteFailed, t.passwordStep(), "the mode of the sshd configuration file cannot be read")
 		}
 	}
-	return st, nil
+	return d, st, nil
 }
 
 func (t *task) passwordStep() string {
@@ -670,28 +802,45 @@ func (t *task) passwordStep() string {
 // context ended (deadline or shutdown): connecting again and reading the file.
 const settleTimeout = 10 * time.Second
 
-// writeAuthorizedKeys replaces authorized_keys with content in two sessions: stage the new
-// file, then rename it into place. When either session's outcome is unknown (the connection
-// was lost, or the context ended, before its exit status arrived), the task connects again
-// and settles it with verifyScript: the staged file is removed, so a rename still pending
-// on the host can no longer happen, and the file then read is the outcome. It holds the new
-// content: the write succeeded. It holds the old content: the write failed, with KPS.6605.
-// No connection can be made: the outcome stays unknown and the task fails with the code of
-// the failed connection.
-func (t *task) writeAuthorizedKeys(ctx context.Context, st *hostState, content []byte) error {
+// writeAuthorizedKeys replaces authorized_keys with content in the task's session, which
+// readState left waiting (taskScript): send the new content, which the script stages; once it
+// says "staged", tell it to commit (rename the staged file into place). When the outcome is
+// unknown (the connection was lost, or the context ended, before "done"), the task connects
+// again and settles it with verifyScript: the staged file is removed, so a rename still
+// pending on the host can no longer happen, and the file then read is the outcome. It holds
+// the new content: the write succeeded. It holds the old content: the write failed, with
+// KPS.6605. No connection can be made: the outcome stays unknown and the task fails with the
+// code of the failed connection.
+//
+// It was two sessions (stage, then commit) until the dialogue: what makes a lost connection
+// safe is that the rename waits for the executor's "commit", sent only after the staged file
+// exists, so verifyScript's removal always comes after the staging and fences the rename.
+func (t *task) writeAuthorizedKeys(ctx context.Context, d *dialogue, st *hostState, content []byte) error {
+	defer d.close()
 	expect := "absent"
 	if st.authorizedKeysExists {
 		expect = sha256Hex(st.authorizedKeys)
 	}
 	suffix, want := randomSuffix(), sha256Hex(content)
-	_, err := t.run(ctx, stepWrite, stageScript, []string{t.job.User, want, suffix}, content)
+	msg := make([]byte, 0, len(content)+200)
+	msg = fmt.Appendf(msg, "write %d %s %s %s\n", len(content), want, expect, suffix)
+	msg = append(msg, content...)
+	err := d.send(stepWrite, msg)
 	if err == nil {
-		_, err = t.run(ctx, stepWrite, commitScript, []string{t.job.User, want, expect, suffix}, nil)
+		_, err = d.until(stepWrite, "staged")
+	}
+	if err == nil {
+		err = d.send(stepWrite, []byte("commit\n"))
+	}
+	if err == nil {
+		d.stdin.Close()
+		_, err = d.until(stepWrite, "done")
 	}
 	var lost *lostError
 	if !errors.As(err, &lost) {
 		return err
 	}
+	d.close()
 	return t.settleWrite(ctx, st, content, suffix, lost.err)
 }
 
@@ -803,7 +952,8 @@ func (t *task) changeConfig(ctx context.Context, step, action, target string, co
 }
 
 // asRootScript runs the script in $1 as root with the remaining arguments.
-var asRootScript = prelude + `me=$(id -u)
+var asRootScript = prelude + `me=''
+myid() { [ -n "$me" ] || me=$(id -u) || fail 6610 no-id; }
 s=$1
 shift
 ` + asRoot + `

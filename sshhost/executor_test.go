@@ -222,8 +222,8 @@ func TestBindWithPassword(t *testing.T) {
 	if !h.PasswordLoginWorks(t) {
 		t.Error("password login stopped working without DisablePassword")
 	}
-	if n := logs.record(t, "host task done")["sessions"]; n != 3.0 {
-		t.Errorf("sessions = %v, want 3 (read, stage, commit)", n)
+	if n := logs.record(t, "host task done")["sessions"]; n != 1.0 {
+		t.Errorf("sessions = %v, want 1 (read, stage and commit in one dialogue)", n)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(h.AuthorizedKeysPath()))
 	if len(entries) != 1 {
@@ -360,8 +360,8 @@ func TestDisablePasswordWithDropInAndRestoreByUnbind(t *testing.T) {
 	if !res.PasswordDisabled {
 		t.Fatal("PasswordDisabled = false after DisablePassword")
 	}
-	if n := logs.record(t, "host task done")["sessions"]; n != 4.0 {
-		t.Errorf("sessions = %v, want 4 (read, stage, commit, sshd config)", n)
+	if n := logs.record(t, "host task done")["sessions"]; n != 2.0 {
+		t.Errorf("sessions = %v, want 2 (read and write authorized_keys, sshd config)", n)
 	}
 	dropIn := filepath.Join(h.DropInDir, dropInName)
 	b, err := os.ReadFile(dropIn)
@@ -782,7 +782,7 @@ func TestDeadlineBetweenRemoteSteps(t *testing.T) {
 // TestScriptsAreValidShell checks the remote scripts with sh -n and, where installed,
 // shellcheck.
 func TestScriptsAreValidShell(t *testing.T) {
-	scripts := map[string]string{"read": readScript, "privRead": privReadScript, "stage": stageScript, "commit": commitScript, "verify": verifyScript, "config": configScript, "asRoot": asRootScript}
+	scripts := map[string]string{"task": taskScript, "privRead": privReadScript, "verify": verifyScript, "config": configScript, "asRoot": asRootScript}
 	dir := t.TempDir()
 	shellcheck, _ := exec.LookPath("shellcheck")
 	for name, s := range scripts {

@@ -2,65 +2,97 @@ package sshhost
 
 import "strings"
 
-// The remote side of a task is three POSIX sh scripts, each run in one SSH session: read the
-// state, write authorized_keys, change the daemon configuration. Arguments are passed as
-// positional parameters and file contents on stdin, so nothing from a request or from the
-// host is ever interpolated into shell code. A script reports a failure it recognises as a
-// last line "kps-fail <code> <reason>" with exit status 3; any other non-zero exit is an
-// unexpected remote failure (KPS.6610).
+// The remote side of a task is POSIX sh scripts, each run in one SSH session: the task script
+// reads the state and writes authorized_keys in one dialogue with the executor, the verify
+// script settles a write whose connection was lost, the config script changes the daemon
+// configuration. Arguments are passed as positional parameters and file contents on stdin,
+// so nothing from a request or from the host is ever interpolated into shell code. A script
+// reports a failure it recognises as a last line "kps-fail <code> <reason>" with exit status
+// 3; any other non-zero exit is an unexpected remote failure (KPS.6610). The scripts use
+// shell builtins where POSIX sh has them: every external command is a process on the host.
 
 // prelude sets the environment of §6.1 step 5 and the failure convention.
 const prelude = `LC_ALL=C; export LC_ALL
 umask 077
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH
 fail() { printf 'kps-fail %s %s\n' "$1" "$2"; exit 3; }
-digest() {
-	if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -c1-64
-	elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed 's/^.*= *//'
-	else echo no-digest; fi
-}
 `
 
 // locate finds the login user's home and checks it, ~/.ssh and authorized_keys (§6.2, §6.4
-// steps 1–2). It sets uid, gid, home, me (our UID), ssh, ak and sshowner ("" when ~/.ssh does
-// not exist). $1 is the login user.
-const locate = `user=$1
+// steps 1–2). It sets uid, gid, home, ssh, ak, sshowner and sshperms ("" when ~/.ssh does not
+// exist), and defines myid, which sets me to our UID (only needed when ~/.ssh is not the
+// user's or must be created). $1 is the login user.
+const locate = `user=$1 me=''
+myid() { [ -n "$me" ] || me=$(id -u) || fail 6610 no-id; }
 if command -v getent >/dev/null 2>&1; then
 	ent=$(getent passwd "$user") || fail 6608 no-user
 else
 	ent=$(awk -F: -v u="$user" '$1 == u { print; exit }' /etc/passwd)
 fi
 [ -n "$ent" ] || fail 6608 no-user
-# shellcheck disable=SC2034 # gid is used by the stage script
+# shellcheck disable=SC2034 # gid is used by the write
 IFS=: read -r _ _ uid gid _ home _ <<EOF
 $ent
 EOF
 case $home in /*) ;; *) fail 6608 no-home ;; esac
 [ -d "$home" ] || fail 6608 no-home
-me=$(id -u)
-read -r perms _ <<EOF
-$(ls -ldL -- "$home")
-EOF
-# OpenSSH's StrictModes ignores keys under a group- or world-writable home.
-case $perms in ?????w*|????????w*) fail 6605 home-writable ;; esac
 ssh=$home/.ssh
 ak=$ssh/authorized_keys
-sshowner=''
+sshowner='' sshperms=''
+# One ls for the home directory and ~/.ssh; a prefix sorts first, so home is the first line.
+if [ -d "$ssh" ] && [ ! -L "$ssh" ]; then
+	# shellcheck disable=SC2034 # sshperms is used by the write
+	{ read -r perms _; read -r sshperms _ sshowner _; } <<EOF
+$(ls -ldLn -- "$home" "$ssh")
+EOF
+else
+	read -r perms _ <<EOF
+$(ls -ldL -- "$home")
+EOF
+fi
+# OpenSSH's StrictModes ignores keys under a group- or world-writable home.
+case $perms in ?????w*|????????w*) fail 6605 home-writable ;; esac
 if [ -L "$ssh" ]; then fail 6605 ssh-dir-symlink; fi
 if [ -e "$ssh" ]; then
 	[ -d "$ssh" ] || fail 6605 ssh-dir-not-directory
-	read -r _ _ sshowner _ <<EOF
-$(ls -ldn -- "$ssh")
-EOF
-	if [ "$sshowner" != "$uid" ] && [ "$me" != 0 ]; then fail 6605 ssh-dir-owner; fi
+	[ -n "$sshowner" ] || fail 6605 ssh-dir-not-directory
+	if [ "$sshowner" != "$uid" ]; then
+		myid
+		[ "$me" = 0 ] || fail 6605 ssh-dir-owner
+	fi
 fi
 if [ -L "$ak" ]; then fail 6605 authorized-keys-symlink; fi
 if [ -e "$ak" ] && [ ! -f "$ak" ]; then fail 6605 authorized-keys-not-file; fi
 `
 
+// sums sets s1 (and s2) to the SHA-256 of the one or two files named, with sha256sum or
+// openssl, in one process; it fails when a file cannot be read or neither tool exists.
+const sums = `sums() {
+	s1='' s2=''
+	if command -v sha256sum >/dev/null 2>&1; then
+		out=$(sha256sum "$@" 2>/dev/null) || return 1
+	elif command -v openssl >/dev/null 2>&1; then
+		out=$(openssl dgst -sha256 "$@" 2>/dev/null) || return 1
+	else
+		return 1
+	fi
+	while IFS= read -r l; do
+		case $l in
+		*'= '*) h=${l##*= } ;;
+		*) h=${l%% *} ;;
+		esac
+		h=${h#\\}
+		if [ -z "$s1" ]; then s1=$h; else s2=$h; fi
+	done <<EOF
+$out
+EOF
+}
+`
+
 // asRoot runs the script in $s with the positional parameters as root, directly or through
 // password-less sudo.
-const asRoot = `if [ "$me" = 0 ]; then
+const asRoot = `myid
+if [ "$me" = 0 ]; then
 	/bin/sh -c "$s" kps "$@"
 elif command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
 	sudo -n /bin/sh -c "$s" kps "$@"
@@ -68,11 +100,27 @@ else
 	fail 6607 no-privileges
 fi`
 
-// readScript prints authorized_keys (as od hex, which survives any content) and, when the task
-// changes the daemon configuration, checks privileges first and prints the main sshd_config
-// and the OpenSSH version. Arguments: user, "priv" or "-", main sshd_config path,
-// privReadScript.
-var readScript = prelude + locate + `if [ -e "$ak" ]; then
+// taskScript is the one session of a task (§6.2–6.4). It prints authorized_keys (as od hex,
+// which survives any content) and, when the task changes the daemon configuration, checks
+// privileges first and prints the main sshd_config and the OpenSSH version; then "ready".
+// Arguments: user, "priv" or "-", main sshd_config path, privReadScript.
+//
+// The executor edits the content and answers on stdin, either with end of input (nothing to
+// write: the script ends) or with a line "write <size> <sha256 of the new content> <sha256 of
+// the content read, or absent> <random suffix>" followed by the new content. The script
+// writes that to ~/.ssh/.authorized_keys.kps-<suffix> (created exclusively, mode 0600,
+// flushed) and prints "staged". Only after reading "staged" does the executor send the line
+// "commit"; the script then renames the staged file over authorized_keys unless either
+// file's digest is not the expected one (a cut stdin, or someone else changed the file since
+// it was read: "kps-fail retry changed"), reads it back, checks mode and owner, and prints
+// "done". Without "commit" (end of input: the connection was lost) the staged file is
+// removed and nothing is renamed.
+//
+// So the rename only happens once the staged file exists and the executor has seen it.
+// When the connection is lost after "write", the executor connects again and runs
+// verifyScript, which removes the staged file first (a rename still pending on the host can
+// then no longer happen) and then reads authorized_keys: what it reads is the final outcome.
+var taskScript = prelude + locate + sums + `if [ -e "$ak" ]; then
 	[ -r "$ak" ] || fail 6605 authorized-keys-unreadable
 	echo "begin authorized_keys"
 	od -An -v -tx1 < "$ak" || fail 6605 authorized-keys-unreadable
@@ -85,6 +133,62 @@ if [ "$2" = priv ]; then
 	set -- "$3"
 	` + indent(asRoot) + ` || exit $?
 fi
+echo "ready" || exit 1
+read -r cmd size want expect sfx || exit 0
+[ "$cmd" = write ] || exit 0
+command -v sha256sum >/dev/null 2>&1 || command -v openssl >/dev/null 2>&1 || fail 6610 no-digest
+tmp=''
+cleanup() { if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi; }
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM PIPE
+if [ ! -e "$ssh" ]; then
+	mkdir -m 700 -- "$ssh" || fail 6605 ssh-dir-create
+	myid
+	sshowner=$me sshperms=drwx------
+fi
+if [ "$sshowner" != "$uid" ]; then
+	myid
+	if [ "$me" = 0 ]; then chown "$uid:$gid" "$ssh" || fail 6605 ssh-dir-owner; fi
+fi
+case $sshperms in drwx------*) ;; *) chmod 700 "$ssh" || fail 6605 ssh-dir-mode ;; esac
+cd -- "$ssh" || fail 6605 write-temp
+tmp=.authorized_keys.kps-$sfx
+# Exactly <size> bytes: the executor sends nothing more before it reads "staged".
+set -C
+{ head -c "$size" 2>/dev/null || dd bs=1 count="$size" 2>/dev/null; } > "$tmp" || fail 6605 write-temp
+set +C
+chmod 600 "$tmp" || fail 6605 write-temp
+sync -- "$tmp" 2>/dev/null || dd if="$tmp" of="$tmp" bs=65536 conv=notrunc,fsync 2>/dev/null || fail 6605 fsync
+# Nobody reads "staged" once the connection is gone: then the file is removed on exit.
+echo "staged" || exit 1
+read -r go || exit 1
+[ "$go" = commit ] || exit 1
+if [ -L authorized_keys ]; then fail 6605 authorized-keys-symlink; fi
+if [ -e authorized_keys ]; then
+	[ -r authorized_keys ] || fail 6605 authorized-keys-unreadable
+	sums "$tmp" authorized_keys || fail 6605 write-incomplete
+	cur=$s2
+else
+	sums "$tmp" || fail 6605 write-incomplete
+	cur=absent
+fi
+[ "$s1" = "$want" ] || fail 6605 write-incomplete
+# Someone else changed the file since it was read: the caller edits it again.
+[ "$cur" = "$expect" ] || fail retry changed
+mv -f -- "$tmp" authorized_keys || fail 6605 rename
+tmp=''
+sync -- . 2>/dev/null
+if command -v restorecon >/dev/null 2>&1; then
+	restorecon -F -- "$ssh" "$ak" >/dev/null 2>&1 || echo "warn restorecon"
+fi
+[ -r authorized_keys ] || fail 6605 read-back
+sums authorized_keys || fail 6605 read-back
+[ "$s1" = "$want" ] || fail 6605 read-back
+read -r perms _ owner _ <<EOF
+$(ls -ln authorized_keys)
+EOF
+case $perms in -rw-------*) ;; *) fail 6605 file-mode ;; esac
+[ "$owner" = "$uid" ] || fail 6605 file-owner
 echo "done"
 `
 
@@ -104,77 +208,10 @@ v=$({ sshd -V 2>&1; ssh -V 2>&1; } | sed -n 's/.*\(OpenSSH_[0-9][0-9]*\.[0-9][0-
 echo "version $v"
 `
 
-// Writing authorized_keys takes two sessions, so that a lost connection never leaves its
-// outcome unknown for good (§6.4 steps 1, 3–6):
-//
-//   - stageScript writes the new content to the temporary file and flushes it;
-//   - commitScript renames that file over authorized_keys and checks the result.
-//
-// Only commitScript changes authorized_keys, and only by renaming the staged file. When the
-// connection is lost during either, the executor connects again and runs verifyScript,
-// which first removes the staged file (so that a commit still under way can no longer rename
-// it) and then reads authorized_keys: what it reads is the final outcome.
-
-// stageScript writes stdin to ~/.ssh/.authorized_keys.kps-<suffix> and leaves it there for
-// commitScript; it removes the file on any failure, including a connection lost before
-// "staged" is reported. Arguments: user, sha256 of the new content, random suffix.
-var stageScript = prelude + locate + `want=$2 tmp=''
-[ "$(printf '' | digest)" != no-digest ] || fail 6610 no-digest
-cleanup() { if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi; }
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM PIPE
-if [ ! -e "$ssh" ]; then
-	mkdir -m 700 -- "$ssh" || fail 6605 ssh-dir-create
-	sshowner=$me
-fi
-if [ "$me" = 0 ] && [ "$sshowner" != "$uid" ]; then
-	chown "$uid:$gid" "$ssh" || fail 6605 ssh-dir-owner
-fi
-chmod 700 "$ssh" || fail 6605 ssh-dir-mode
-tmp=$ssh/.authorized_keys.kps-$3
-set -C
-{ cat > "$tmp"; } 2>/dev/null || fail 6605 write-temp
-set +C
-chmod 600 "$tmp" || fail 6605 write-temp
-[ "$(digest < "$tmp")" = "$want" ] || fail 6605 write-incomplete
-sync -- "$tmp" 2>/dev/null || dd if="$tmp" of="$tmp" bs=65536 conv=notrunc,fsync 2>/dev/null || fail 6605 fsync
-# Nobody reads "staged" once the connection is gone: then the file is removed on exit.
-echo "staged" || exit 1
-tmp=''
-`
-
-// commitScript renames the staged file over authorized_keys unless authorized_keys changed
-// since it was read, then reads it back. Arguments: user, sha256 of the new content, sha256
-// of the content the edit started from ("absent" when there was no file), random suffix.
-var commitScript = prelude + locate + `want=$2 expect=$3 tmp=$ssh/.authorized_keys.kps-$4
-cleanup() { if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi; }
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM PIPE
-{ [ -f "$tmp" ] && [ ! -L "$tmp" ]; } || fail 6605 staged-missing
-[ "$(digest < "$tmp")" = "$want" ] || fail 6605 write-incomplete
-if [ -L "$ak" ]; then fail 6605 authorized-keys-symlink; fi
-if [ -e "$ak" ]; then cur=$(digest < "$ak"); else cur=absent; fi
-# Someone else changed the file since it was read: the caller edits it again.
-[ "$cur" = "$expect" ] || fail retry changed
-mv -f -- "$tmp" "$ak" || fail 6605 rename
-tmp=''
-sync -- "$ssh" 2>/dev/null
-if command -v restorecon >/dev/null 2>&1; then
-	restorecon -F -- "$ssh" "$ak" >/dev/null 2>&1 || echo "warn restorecon"
-fi
-[ -r "$ak" ] || fail 6605 read-back
-[ "$(digest < "$ak")" = "$want" ] || fail 6605 read-back
-read -r perms _ owner _ <<EOF
-$(ls -ln -- "$ak")
-EOF
-case $perms in -rw-------*) ;; *) fail 6605 file-mode ;; esac
-[ "$owner" = "$uid" ] || fail 6605 file-owner
-echo "done"
-`
-
 // verifyScript settles a write whose connection was lost: it removes the staged file, so that
-// a commit still running on the host can no longer rename it, then prints authorized_keys (as
-// readScript does) with its mode, its owner and the user's UID. Arguments: user, random suffix.
+// a task script still running on the host can no longer rename it, then prints
+// authorized_keys (as taskScript does) with its mode, its owner and the user's UID.
+// Arguments: user, random suffix.
 var verifyScript = prelude + locate + `rm -f -- "$ssh/.authorized_keys.kps-$2" || fail 6605 write-temp
 if [ -e "$ak" ]; then
 	[ -r "$ak" ] || fail 6605 authorized-keys-unreadable
