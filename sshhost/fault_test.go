@@ -166,8 +166,8 @@ func quiesce(t *testing.T, h *sshdtest.Host) {
 }
 
 // TestNetworkFaultsMidTask cuts the SSH connection of a REPLACE job after N bytes, for N
-// spread over the whole conversation (handshake, authentication, the read session, the two
-// write sessions and the exit status). After every cut authorized_keys is exactly the old or
+// spread over the whole conversation (handshake, authentication, the task session: its
+// command, the read, the staged content, "commit", the answer and the exit status). After every cut authorized_keys is exactly the old or
 // exactly the new content, with mode 0600 and the user as owner, no temporary file is left
 // behind, and the job succeeded exactly when the file holds the new content; otherwise it
 // failed with a task outcome code and a message. A cut during the write is settled over a
@@ -202,8 +202,8 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 	}
 
 	// N from 0 through the version exchange, points spread over the whole conversation, more
-	// over its last 40% (the read and write sessions and the exit status) and its last 400
-	// bytes (the commit's answer, where the rename is done but not yet confirmed), and one
+	// over its last 40% (the task session and the exit status) and its last 400 bytes (the
+	// commit's answer, where the rename is done but not yet confirmed), and one
 	// past the end (no cut at all); then a few in the write with the host unreachable after.
 	// Each cut costs about a second (a real sshd login and its clean-up): the default run
 	// takes 25 points, KPS_FAULT_CUTS=all about a hundred.

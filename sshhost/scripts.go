@@ -108,12 +108,12 @@ fi`
 // The executor edits the content and answers on stdin, either with end of input (nothing to
 // write: the script ends) or with a line "write <size> <sha256 of the new content> <sha256 of
 // the content read, or absent> <random suffix>" followed by the new content. The script
-// writes that to ~/.ssh/.authorized_keys.kps-<suffix> (created exclusively, mode 0600,
-// flushed) and prints "staged". Only after reading "staged" does the executor send the line
+// writes that to ~/.ssh/.authorized_keys.kps-<suffix> (created exclusively; mode 0600 and
+// the user as owner checked; flushed) and prints "staged". Only after reading "staged" does the executor send the line
 // "commit"; the script then renames the staged file over authorized_keys unless either
 // file's digest is not the expected one (a cut stdin, or someone else changed the file since
-// it was read: "kps-fail retry changed"), reads it back, checks mode and owner, and prints
-// "done". Without "commit" (end of input: the connection was lost) the staged file is
+// it was read: "kps-fail retry changed"), reads it back (the renamed inode keeps the mode and
+// owner checked before) and prints "done". Without "commit" (end of input: the connection was lost) the staged file is
 // removed and nothing is renamed.
 //
 // So the rename only happens once the staged file exists and the executor has seen it.
@@ -157,7 +157,13 @@ tmp=.authorized_keys.kps-$sfx
 set -C
 { head -c "$size" 2>/dev/null || dd bs=1 count="$size" 2>/dev/null; } > "$tmp" || fail 6605 write-temp
 set +C
-chmod 600 "$tmp" || fail 6605 write-temp
+# Created 0600 by the umask unless a default ACL says otherwise; checked here, before the
+# rename, rather than after it.
+read -r perms _ owner _ <<EOF
+$(ls -ln -- "$tmp")
+EOF
+case $perms in -rw-------*) ;; *) chmod 600 "$tmp" || fail 6605 file-mode ;; esac
+[ "$owner" = "$uid" ] || fail 6605 file-owner
 sync -- "$tmp" 2>/dev/null || dd if="$tmp" of="$tmp" bs=65536 conv=notrunc,fsync 2>/dev/null || fail 6605 fsync
 # Nobody reads "staged" once the connection is gone: then the file is removed on exit.
 echo "staged" || exit 1
@@ -184,11 +190,6 @@ fi
 [ -r authorized_keys ] || fail 6605 read-back
 sums authorized_keys || fail 6605 read-back
 [ "$s1" = "$want" ] || fail 6605 read-back
-read -r perms _ owner _ <<EOF
-$(ls -ln authorized_keys)
-EOF
-case $perms in -rw-------*) ;; *) fail 6605 file-mode ;; esac
-[ "$owner" = "$uid" ] || fail 6605 file-owner
 echo "done"
 `
 
