@@ -3,6 +3,7 @@ package sshhost
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,6 +31,7 @@ type cutProxy struct {
 	down   atomic.Bool
 	cut    atomic.Bool  // a connection was cut since limit was set
 	last   atomic.Int64 // bytes relayed by the last connection that ended
+	live   atomic.Int64 // bytes relayed so far by the current connection
 	conns  atomic.Int64 // connections accepted
 	wg     sync.WaitGroup
 }
@@ -92,6 +94,7 @@ func (p *cutProxy) relay(down *net.TCPConn) {
 		up.SetLinger(0)
 	}
 	var total atomic.Int64
+	p.live.Store(0)
 	var once sync.Once
 	closeBoth := func() {
 		once.Do(func() {
@@ -108,6 +111,7 @@ func (p *cutProxy) relay(down *net.TCPConn) {
 			if n > 0 {
 				if limit >= 0 {
 					after := total.Add(int64(n))
+					p.live.Store(after)
 					if after > limit {
 						p.cut.Store(true)
 						if allowed := int64(n) - (after - limit); allowed > 0 {
@@ -116,7 +120,7 @@ func (p *cutProxy) relay(down *net.TCPConn) {
 						return
 					}
 				} else {
-					total.Add(int64(n))
+					p.live.Store(total.Add(int64(n)))
 				}
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return
@@ -174,7 +178,7 @@ func quiesce(t *testing.T, h *sshdtest.Host) {
 // second connection (the proxy lets it through); for a few N in the write the host then
 // stays unreachable, and the job fails saying the outcome is unknown.
 func TestNetworkFaultsMidTask(t *testing.T) {
-	h, e, job, _ := setup(t, sshdtest.Options{})
+	h, e, job, logs := setup(t, sshdtest.Options{})
 	oldKey, newKey, other := newKey(t, "old@kps"), newKey(t, "new@kps"), newKey(t, "unrelated")
 	old := "# managed by hand, keep\n" + other.public + "\n" + oldKey.public + "\n" +
 		"command=\"/bin/true\",no-pty " + other.public + " restricted\n"
@@ -192,17 +196,26 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 	job.Port = proxy.port()
 	e.ConnectTimeout = 5 * time.Second
 
-	// The size of a whole conversation through the proxy.
+	// The size of a whole conversation through the proxy, and where its write starts: the
+	// bytes relayed once the executor has read the state ("ready"), before it sends the new
+	// content.
+	var ready atomic.Int64
+	e.Logger = slog.New(hookHandler{slogJSON(logs).Handler(), func(r slog.Record) {
+		if r.Message == "remote step" && stepOf(r) == stepLocate {
+			ready.Store(proxy.live.Load())
+		}
+	}})
 	h.WriteAuthorizedKeys(t, old)
 	mustExecute(t, e, job)
 	quiesce(t, h)
-	full := proxy.last.Load()
-	if full < 1000 {
-		t.Fatalf("a whole job relayed only %d bytes", full)
+	e.Logger = slogJSON(logs)
+	full, write0 := proxy.last.Load(), ready.Load()
+	if full < 1000 || write0 <= 0 || write0 >= full {
+		t.Fatalf("a whole job relayed %d bytes, the write starting after %d", full, write0)
 	}
 
 	// N from 0 through the version exchange, points spread over the whole conversation, more
-	// over its last 40% (the task session and the exit status) and its last 400 bytes (the
+	// over the write (from the new content to the exit status) and its last 400 bytes (the
 	// commit's answer, where the rename is done but not yet confirmed), and one
 	// past the end (no cut at all); then a few in the write with the host unreachable after.
 	// Each cut costs about a second (a real sshd login and its clean-up): the default run
@@ -223,14 +236,14 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 		faults = append(faults, fault{n: 64 + (full-64)*i/spread - i%3})
 	}
 	for i := int64(0); i < write; i++ {
-		faults = append(faults, fault{n: full*6/10 + full*4/10*i/write + i%5})
+		faults = append(faults, fault{n: write0 + (full-write0)*i/write + i%5})
 	}
 	for i := int64(1); i <= end; i++ {
 		faults = append(faults, fault{n: full - 400*i/end})
 	}
 	faults = append(faults, fault{n: full + 1000})
 	for i := int64(0); i < down; i++ {
-		faults = append(faults, fault{n: full*75/100 + full*25/100*i/down, down: true})
+		faults = append(faults, fault{n: write0 + (full-write0)*(2*i+1)/(2*down), down: true})
 	}
 
 	codes := map[string]int{}
@@ -296,7 +309,7 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 		summary = append(summary, fmt.Sprintf("%s×%d", k, v))
 	}
 	sort.Strings(summary)
-	t.Logf("%d cuts over a %d-byte conversation: %s", len(faults), full, strings.Join(summary, " "))
+	t.Logf("%d cuts over a %d-byte conversation (the write from byte %d): %s", len(faults), full, write0, strings.Join(summary, " "))
 	if codes["success/new"] == 0 {
 		t.Error("no run succeeded, not even the one past the end")
 	}
