@@ -160,6 +160,10 @@ type TaskStore interface {
 	// SubmitTask runs the synchronous checks of §2.11–2.13 and persists a READY task in one
 	// transaction.
 	SubmitTask(ctx context.Context, s TaskSubmission) (*Task, error)
+	// SubmitTasks submits the items of a batch in one transaction, each with SubmitTask's
+	// checks: refused[i] is item i's refusal (a *Error), tasks[i] its task otherwise; err is a
+	// failure of the whole batch, which then submitted nothing.
+	SubmitTasks(ctx context.Context, subs []TaskSubmission) (tasks []*Task, refused []error, err error)
 	Task(ctx context.Context, projectID, id string) (*Task, error)
 	ListTasks(ctx context.Context, projectID string, phases []Phase, p Page) ([]Task, int, error)
 	// ScanTasks is ListTasks for the list routes: it passes each task of the page to fn as a

@@ -86,12 +86,7 @@ func decodeBind(o object) (bindRequest, error) {
 // submit persists one task, holding the caller's credential in memory for the worker first so
 // a worker that claims the task at once finds it.
 func (s *Server) submit(r *http.Request, p *kps.Principal, sub kps.TaskSubmission, auth *kps.Credential) (*kps.Task, error) {
-	sub.ID = uuid.NewString()
-	sub.ProjectID, sub.UserID, sub.MaxQueued = p.ProjectID, p.UserID, s.cfg.MaxQueued
-	if auth != nil {
-		sub.CallerAuth = true
-		sub.Holder = s.tasks.Hold(sub.ID, *auth)
-	}
+	sub = s.submission(p, sub, auth)
 	t, err := s.store.SubmitTask(r.Context(), sub)
 	if err != nil {
 		s.tasks.Forget(sub.ID)
@@ -99,6 +94,19 @@ func (s *Server) submit(r *http.Request, p *kps.Principal, sub kps.TaskSubmissio
 	}
 	s.tasks.Wake()
 	return t, nil
+}
+
+// submission completes sub for the caller: a new task ID, the caller's project and user, the
+// queue limit, and the caller's credential held in memory for the worker (before the task is
+// persisted, so that a worker claiming it at once finds it).
+func (s *Server) submission(p *kps.Principal, sub kps.TaskSubmission, auth *kps.Credential) kps.TaskSubmission {
+	sub.ID = uuid.NewString()
+	sub.ProjectID, sub.UserID, sub.MaxQueued = p.ProjectID, p.UserID, s.cfg.MaxQueued
+	if auth != nil {
+		sub.CallerAuth = true
+		sub.Holder = s.tasks.Hold(sub.ID, *auth)
+	}
+	return sub
 }
 
 func bindSubmission(b bindRequest, batch bool) kps.TaskSubmission {
@@ -166,17 +174,28 @@ func (s *Server) batchAssociate(w http.ResponseWriter, r *http.Request, p *kps.P
 	if k.Type == kps.TypeX509 {
 		return kps.Errorf(kps.ErrX509NotBindable, "Key pair '%s' is an x509 key pair and cannot be bound to a server.", k.Name)
 	}
+	// One transaction for the batch: one commit, and one turn on the database writer, whose
+	// queue the running tasks' claims and outcomes share.
+	subs := make([]kps.TaskSubmission, len(binds))
+	for i, b := range binds {
+		subs[i] = s.submission(p, bindSubmission(b, true), b.auth)
+	}
+	tasks, refused, err := s.store.SubmitTasks(r.Context(), subs)
+	if err != nil {
+		for _, sub := range subs {
+			s.tasks.Forget(sub.ID)
+		}
+		return err
+	}
 	out := make([]taskAccepted, 0, len(binds))
-	for _, b := range binds {
-		t, err := s.submit(r, p, bindSubmission(b, true), b.auth)
-		if err != nil {
-			if kps.ErrorCode(err) == kps.ErrInternal {
-				return err
-			}
+	for i, b := range binds {
+		if err := refused[i]; err != nil {
+			s.tasks.Forget(subs[i].ID)
 			out = append(out, taskAccepted{ServerID: b.serverID, Status: "FAILED", ErrorCode: kps.ErrorCode(err), ErrorMsg: kps.ErrorMessage(err)})
 			continue
 		}
-		out = append(out, taskAccepted{TaskID: t.ID, ServerID: t.ServerID, Status: "SUCCESS"})
+		s.tasks.Wake()
+		out = append(out, taskAccepted{TaskID: tasks[i].ID, ServerID: tasks[i].ServerID, Status: "SUCCESS"})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": out})
 	return nil

@@ -232,10 +232,12 @@ func (b *bench) kpsBind(ctx context.Context, svc *service, hosts []*sshdtest.Hos
 			taskIDs = append(taskIDs, t.TaskID)
 		}
 	}
+	submitted := time.Since(start)
 	if err := waitTasks(ctx, svc); err != nil {
 		return 0, 0, 0, err
 	}
 	wall = time.Since(start).Seconds()
+	b.logf("OpenKPS: %d tasks submitted in %.2fs", len(taskIDs), submitted.Seconds())
 	cpu1, err := cpuTime(svc.pid())
 	if err != nil {
 		return 0, 0, 0, err

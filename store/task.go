@@ -185,6 +185,53 @@ func (db *DB) SubmitTask(ctx context.Context, s kps.TaskSubmission) (*kps.Task, 
 	return t, tx.Commit()
 }
 
+// SubmitTasks submits the items of a batch (§2.12) in one write transaction: each item's checks
+// and insert are SubmitTask's, inside a savepoint, so that a refused item leaves nothing behind
+// while the others go in, and the batch costs one commit (on SQLite one fsync, and one turn on
+// the single writer) instead of one per item. refused[i] is item i's refusal (a *kps.Error),
+// tasks[i] its task otherwise; err is a failure of the whole batch, which then submitted
+// nothing.
+func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission) (tasks []*kps.Task, refused []error, err error) {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tx.Rollback()
+	tasks, refused = make([]*kps.Task, len(subs)), make([]error, len(subs))
+	var projects []string
+	for i, s := range subs {
+		if _, err := tx.exec(ctx, "SAVEPOINT submit_item"); err != nil {
+			return nil, nil, err
+		}
+		t, err := submitTask(ctx, tx, s)
+		if err != nil {
+			var ke *kps.Error
+			if !errors.As(err, &ke) || ke.Code == kps.ErrInternal {
+				return nil, nil, err
+			}
+			if _, err := tx.exec(ctx, "ROLLBACK TO SAVEPOINT submit_item"); err != nil {
+				return nil, nil, err
+			}
+			refused[i] = err
+		} else {
+			tasks[i] = t
+			projects = append(projects, t.ProjectID)
+		}
+		if _, err := tx.exec(ctx, "RELEASE SAVEPOINT submit_item"); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(projects) > 0 {
+		if err := tx.taskChanged(ctx, projects...); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, nil, err
+	}
+	return tasks, refused, nil
+}
+
 func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, error) {
 	t := &kps.Task{
 		ID:              s.ID,

@@ -22,6 +22,7 @@ var taskTests = map[string]func(*testing.T, *env){
 	"SubmitConcurrentOneServerOneWins": testSubmitConcurrentOneServer,
 	"SubmitUnknownOperation":           testSubmitUnknownOperation,
 	"SubmitReusedTaskID":               testSubmitReusedTaskID,
+	"SubmitTasksBatchOneTransaction":   testSubmitTasks,
 	"ClaimOrderAndLease":               testClaimOrderAndLease,
 	"ClaimConcurrentEachOnce":          testClaimConcurrent,
 	"ExtendLease":                      testExtendLease,
@@ -262,6 +263,63 @@ func testSubmitReusedTaskID(t *testing.T, e *env) {
 	_, err := e.s.SubmitTask(e.ctx, s)
 	if err == nil || kps.ErrorCode(err) != kps.ErrInternal {
 		t.Fatalf("reused task ID: %v, want an internal error (not a busy server)", err)
+	}
+}
+
+// testSubmitTasks: a batch submitted in one transaction refuses items one by one, with
+// SubmitTask's checks (an earlier item of the same batch counts: the same server again is
+// busy), leaves nothing of a refused item, and keeps the others; a failure of the whole
+// batch submits none of it.
+func testSubmitTasks(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(project, "kp2", kps.ScopeDomain, alice)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		e.server(project, id, true)
+	}
+	e.server(project, "bound", true)
+	e.bind(project, "kp2", "bound", false)
+	batch := func(s kps.TaskSubmission) kps.TaskSubmission { s.Batch = true; return s }
+	subs := []kps.TaskSubmission{
+		batch(resetOf(project, "kp", "a")),
+		batch(resetOf(project, "kp", "bound")),
+		batch(replaceOf(project, "kp", "b")),
+		batch(resetOf(project, "kp", "a")),
+		batch(resetOf(project, "kp", "missing")),
+	}
+	tasks, refused, err := e.s.SubmitTasks(e.ctx, subs)
+	must(t, err)
+	if len(tasks) != len(subs) || len(refused) != len(subs) {
+		t.Fatalf("%d tasks and %d refusals for %d items", len(tasks), len(refused), len(subs))
+	}
+	for i, code := range []string{"", kps.ErrServerBound, "", kps.ErrServerBusy, kps.ErrServerNotFound} {
+		got, gerr := e.s.Task(e.ctx, project, subs[i].ID)
+		if code != "" {
+			wantCode(t, refused[i], code)
+			if tasks[i] != nil || kps.ErrorCode(gerr) != kps.ErrTaskNotFound {
+				t.Errorf("item %d refused (%v) but left a task (%v, %v)", i, refused[i], tasks[i], gerr)
+			}
+			continue
+		}
+		must(t, gerr)
+		if refused[i] != nil || tasks[i] == nil || got.Phase != kps.PhaseReady || got.ServerID != subs[i].ServerID || !reflect.DeepEqual(got, tasks[i]) {
+			t.Errorf("item %d: refused %v, returned %+v, stored %+v", i, refused[i], tasks[i], got)
+		}
+	}
+
+	// A reused task ID is an internal error: the whole batch fails and submits nothing.
+	first := batch(resetOf(project, "kp", "c"))
+	reused := batch(resetOf(project, "kp", "d"))
+	reused.ID = subs[0].ID
+	if _, _, err := e.s.SubmitTasks(e.ctx, []kps.TaskSubmission{first, reused}); err == nil || kps.ErrorCode(err) != kps.ErrInternal {
+		t.Fatalf("batch with a reused task ID: %v, want an internal error", err)
+	}
+	if _, err := e.s.Task(e.ctx, project, first.ID); kps.ErrorCode(err) != kps.ErrTaskNotFound {
+		t.Errorf("the failed batch left its first item behind: %v", err)
+	}
+	tasks, refused, err = e.s.SubmitTasks(e.ctx, []kps.TaskSubmission{first})
+	must(t, err)
+	if refused[0] != nil || tasks[0] == nil {
+		t.Errorf("server c after the failed batch: %v", refused[0])
 	}
 }
 
