@@ -194,9 +194,9 @@ func (s *Server) batchAssociate(w http.ResponseWriter, r *http.Request, p *kps.P
 			out = append(out, taskAccepted{ServerID: b.serverID, Status: "FAILED", ErrorCode: kps.ErrorCode(err), ErrorMsg: kps.ErrorMessage(err)})
 			continue
 		}
-		s.tasks.Wake()
 		out = append(out, taskAccepted{TaskID: tasks[i].ID, ServerID: tasks[i].ServerID, Status: "SUCCESS"})
 	}
+	s.tasks.Wake() // one worker; each claim wakes the next
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": out})
 	return nil
 }

@@ -107,7 +107,8 @@ type heldCredential struct {
 // Forget drops a held credential (the submission was refused).
 func (r *Runner) Forget(taskID string) { r.vault.Delete(taskID) }
 
-// Wake tells an idle worker that a task is waiting.
+// Wake tells an idle worker that a task is waiting. One call is enough for any number of
+// tasks: a worker that claims one wakes the next (see work).
 func (r *Runner) Wake() {
 	select {
 	case r.wake <- struct{}{}:
@@ -240,8 +241,11 @@ func (r *Runner) work(ctx context.Context) {
 			}
 			continue
 		}
+		// More may be waiting: let an idle sibling look now, not once this task ends. The
+		// claims follow one another (one writer), and the chain stops at the first worker that
+		// finds nothing, so a batch costs one empty claim, not one per task.
+		r.Wake()
 		r.run(t)
-		r.Wake() // more may be waiting; let a sibling look too
 	}
 }
 

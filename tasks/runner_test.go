@@ -339,3 +339,59 @@ func (f *fixture) task(t *testing.T, id string) *kps.Task {
 	}
 	return task
 }
+
+// TestOneWakeStartsEveryWaitingTask: tasks submitted in one transaction with a single Wake
+// (as batch-associate does) all start at once on idle workers, each claim waking the next
+// worker, without waiting for the idle poll (an hour here) or for a running task to end.
+func TestOneWakeStartsEveryWaitingTask(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	const n = 6
+	ctx := context.Background()
+	for i := 3; i <= n; i++ {
+		id := "s" + string(rune('0'+i))
+		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var started atomic.Int32
+	all := make(chan struct{})
+	r := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		if started.Add(1) == n {
+			close(all)
+		}
+		select { // every job runs until all have started
+		case <-all:
+			return kps.HostResult{}, nil
+		case <-ctx.Done():
+			return kps.HostResult{}, ctx.Err()
+		}
+	}), Config{Workers: n + 2, Poll: time.Hour})
+	time.Sleep(100 * time.Millisecond) // the workers are idle, waiting for a wake
+	subs := make([]kps.TaskSubmission, n)
+	for i := range subs {
+		id := uuid.NewString()
+		subs[i] = kps.TaskSubmission{ID: id, ProjectID: f.project, UserID: f.user, Operation: kps.OpReplace, KeyPairName: "k",
+			ServerID: "s" + string(rune('1'+i)), CallerAuth: true, Holder: r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"}), Batch: true}
+	}
+	_, refused, err := f.db.SubmitTasks(ctx, subs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range refused {
+		if e != nil {
+			t.Fatalf("item %d refused: %v", i, e)
+		}
+	}
+	r.Wake()
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%d of %d tasks started after one wake", started.Load(), n)
+	}
+	for _, s := range subs {
+		if task := f.wait(t, s.ID); task.Status() != "SUCCESS_REPLACE" {
+			t.Fatalf("status %s (%s %s)", task.Status(), task.ErrorCode, task.ErrorMsg)
+		}
+	}
+}
