@@ -32,7 +32,12 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 	if !b.cfg.SkipAnsible && !ansible {
 		b.logf("Ansible is not available: its rows are left out")
 	}
-	svc, err := startService(ctx, b.kps, b.scratch("fleet-kps"), "", b.cfg.Workers)
+	// OpenKPS gets the floor's concurrency: as many workers as the floor has connections.
+	workers := b.cfg.FleetWorkers
+	if workers <= 0 {
+		workers = b.cfg.FloorParallel
+	}
+	svc, err := startService(ctx, b.kps, b.scratch("fleet-kps"), "", workers)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +87,7 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 				FleetRow{Hosts: n, Auth: auth, Tool: "floor", Wall: stat(floor.wall), CPU: stat(floor.cpu), Failed: failed["floor"],
 					Method: fmt.Sprintf("x/crypto/ssh, %d concurrent connections, one remote command per host", b.cfg.FloorParallel)},
 				FleetRow{Hosts: n, Auth: auth, Tool: "OpenKPS", Wall: stat(kpsS.wall), CPU: stat(kpsS.cpu), Failed: failed["OpenKPS"],
-					Method: fmt.Sprintf("batch-associate in tens, GET /running-tasks every 20 ms until none is left; --workers %d", b.cfg.Workers)})
+					Method: fmt.Sprintf("batch-associate in tens, GET /running-tasks every 20 ms until none is left; --workers %d", workers)})
 			if ansible {
 				rows = append(rows, FleetRow{Hosts: n, Auth: auth, Tool: "Ansible", Wall: stat(ans.wall), CPU: stat(ans.cpu),
 					Failed: failed["Ansible"], Method: fmt.Sprintf("ansible.posix.authorized_key, forks=%d, pipelining", b.cfg.Forks)})

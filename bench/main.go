@@ -37,6 +37,7 @@ type Config struct {
 	FloorParallel int      // concurrent connections of the floor program
 	Forks         int      // Ansible forks
 	Workers       int      // kps serve --workers
+	FleetWorkers  int      // kps serve --workers in the fleet part; 0: FloorParallel (the same concurrency)
 	FailedTasks   int      // failed tasks seeded for part 2
 	ScaleSizes    []int    // table sizes of part 3
 	MemoryTasks   int      // tasks queued during the memory measurement (part 4)
@@ -85,6 +86,7 @@ func main() {
 	fs.IntVar(&cfg.FloorParallel, "floor-parallel", cfg.FloorParallel, "concurrent SSH connections of the floor program")
 	fs.IntVar(&cfg.Forks, "forks", cfg.Forks, "Ansible forks")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "kps serve --workers")
+	fs.IntVar(&cfg.FleetWorkers, "fleet-workers", 0, "kps serve --workers in the fleet part (default: -floor-parallel, the floor's concurrency)")
 	fs.IntVar(&cfg.FailedTasks, "failed-tasks", cfg.FailedTasks, "failed tasks seeded for the query part")
 	fs.IntVar(&cfg.MemoryTasks, "memory-tasks", cfg.MemoryTasks, "tasks queued during the memory part")
 	fs.IntVar(&cfg.MemoryRuns, "memory-runs", 0, "runs of the memory part (default: -runs)")
