@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -197,6 +199,35 @@ func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission) (tasks
 		return nil, nil, err
 	}
 	defer tx.Rollback()
+	// Every item takes its locks in the order server, key pair, queue, and holds them to the
+	// commit. Taken item by item, a batch would hold the queue (and the first server) while it
+	// waits for the next server, which a single submission may hold while it waits for the
+	// queue: a deadlock (engines with row locks). So the batch takes them all first, in that
+	// order, servers and key pairs sorted; the items then find them held.
+	servers, keyPairs, queue := make([][2]string, 0, len(subs)), make([][2]string, 0, 1), false
+	for _, s := range subs {
+		servers = append(servers, [2]string{s.ProjectID, s.ServerID})
+		if s.Operation != kps.OpUnbind {
+			keyPairs = append(keyPairs, [2]string{s.ProjectID, s.KeyPairName})
+		}
+		queue = queue || s.MaxQueued > 0
+	}
+	for _, set := range []struct {
+		l    lock
+		keys [][2]string
+	}{{lockServer, servers}, {lockKeyPairUse, keyPairs}} {
+		slices.SortFunc(set.keys, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+		for _, k := range slices.Compact(set.keys) {
+			if err := tx.lock(ctx, set.l, k[0], k[1]); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if queue {
+		if err := tx.lock(ctx, lockTaskQueue); err != nil {
+			return nil, nil, err
+		}
+	}
 	tasks, refused = make([]*kps.Task, len(subs)), make([]error, len(subs))
 	var projects []string
 	for i, s := range subs {
