@@ -238,7 +238,9 @@ func TestHeldTaskWaitsForItsHolder(t *testing.T) {
 	f := setup(t)
 	release := make(chan struct{})
 	var ranOnA, ranOnB atomic.Int32
-	cfg := Config{Workers: 1, Lease: time.Second, Poll: 10 * time.Millisecond}
+	// A lease of 3 s: A heartbeats every third of it, and a heartbeat delayed past the lease
+	// (a loaded machine under the race detector delayed one past 1 s) would rightly let B in.
+	cfg := Config{Workers: 1, Lease: 3 * time.Second, Poll: 10 * time.Millisecond}
 	a := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
 		if job.Port == 22 { // s1: keeps A's only worker busy
 			select {
