@@ -115,13 +115,13 @@ func TestHeartbeatKeepsLongJobs(t *testing.T) {
 		if job.Login.Key != "pw" || job.InstallKey != "ssh-ed25519 AAAA k" || job.Address != "127.0.0.1" {
 			return kps.HostResult{}, errors.New("job not prepared")
 		}
-		select { // four leases long: only heartbeats keep the task
-		case <-time.After(2 * time.Second):
+		select { // over two leases long: only heartbeats keep the task
+		case <-time.After(4 * time.Second):
 			return kps.HostResult{PasswordDisabled: true}, nil
 		case <-ctx.Done():
 			return kps.HostResult{}, ctx.Err()
 		}
-	}), Config{Workers: 1, Lease: 500 * time.Millisecond, Poll: 10 * time.Millisecond})
+	}), Config{Workers: 1, Lease: 1500 * time.Millisecond, Poll: 10 * time.Millisecond})
 	task := f.wait(t, f.submit(t, r, "s1"))
 	if task.Status() != "SUCCESS_REPLACE" {
 		t.Fatalf("status %s (%s %s)", task.Status(), task.ErrorCode, task.ErrorMsg)
