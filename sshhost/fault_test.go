@@ -33,13 +33,17 @@ type cutProxy struct {
 	last   atomic.Int64 // bytes relayed by the last connection that ended
 	live   atomic.Int64 // bytes relayed so far by the current connection
 	conns  atomic.Int64 // connections accepted
-	wg     sync.WaitGroup
+	// cutAt, when not negative, cuts the current connection once it has relayed more bytes
+	// (a limit set while the connection runs: see cutAfterStaged).
+	cutAt atomic.Int64
+	wg    sync.WaitGroup
 }
 
 // arm makes the next connection be cut after n bytes.
 func (p *cutProxy) arm(n int64, down bool) {
 	p.cut.Store(false)
 	p.down.Store(down)
+	p.cutAt.Store(-1)
 	p.limit.Store(n)
 }
 
@@ -51,6 +55,7 @@ func startCutProxy(t *testing.T, target string) *cutProxy {
 	}
 	p := &cutProxy{ln: ln, target: target}
 	p.limit.Store(-1)
+	p.cutAt.Store(-1)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -109,11 +114,16 @@ func (p *cutProxy) relay(down *net.TCPConn) {
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
+				limit := limit
+				if limit < 0 {
+					limit = p.cutAt.Load() // set while the connection runs, or -1
+				}
 				if limit >= 0 {
 					after := total.Add(int64(n))
 					p.live.Store(after)
 					if after > limit {
 						p.cut.Store(true)
+						p.cutAt.Store(-1) // the next connection passes
 						if allowed := int64(n) - (after - limit); allowed > 0 {
 							dst.Write(buf[:allowed])
 						}
@@ -196,28 +206,42 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 	job.Port = proxy.port()
 	e.ConnectTimeout = 5 * time.Second
 
-	// The size of a whole conversation through the proxy, and where its write starts: the
-	// bytes relayed once the executor has read the state ("ready"), before it sends the new
-	// content.
-	var ready atomic.Int64
+	// The size of a whole conversation through the proxy, where its write starts (the bytes
+	// relayed once the executor has read the state, "ready", before it sends the new content)
+	// and where the commit starts (once it has read "staged"). A cut aimed at the commit
+	// counts from the moment "staged" arrives in the same run (cutAfterStaged): the length of
+	// a conversation varies by a few packets from run to run, more than the commit takes.
+	var ready, staged atomic.Int64
+	var afterStaged atomic.Int64 // the cut of the current fault, counted from "staged"; -1: none
+	afterStaged.Store(-1)
 	e.Logger = slog.New(hookHandler{slogJSON(logs).Handler(), func(r slog.Record) {
-		if r.Message == "remote step" && stepOf(r) == stepLocate {
+		if r.Message != "remote step" {
+			return
+		}
+		switch stepOf(r) {
+		case stepLocate:
 			ready.Store(proxy.live.Load())
+		case stepWrite:
+			if staged.CompareAndSwap(0, proxy.live.Load()) {
+				if k := afterStaged.Load(); k >= 0 {
+					proxy.cutAt.Store(staged.Load() + k)
+				}
+			}
 		}
 	}})
 	h.WriteAuthorizedKeys(t, old)
 	mustExecute(t, e, job)
 	quiesce(t, h)
-	e.Logger = slogJSON(logs)
-	full, write0 := proxy.last.Load(), ready.Load()
-	if full < 1000 || write0 <= 0 || write0 >= full {
-		t.Fatalf("a whole job relayed %d bytes, the write starting after %d", full, write0)
+	full, write0, commit0 := proxy.last.Load(), ready.Load(), staged.Load()
+	if full < 1000 || write0 <= 0 || write0 >= commit0 || commit0 >= full {
+		t.Fatalf("a whole job relayed %d bytes, the write starting after %d, the commit after %d", full, write0, commit0)
 	}
 
 	// N from 0 through the version exchange, points spread over the whole conversation, more
-	// over the write (from the new content to the exit status) and its last 400 bytes (the
-	// commit's answer, where the rename is done but not yet confirmed), and one
-	// past the end (no cut at all); then a few in the write with the host unreachable after.
+	// over the write (from the new content to the exit status) and over the commit (from
+	// "staged" to the end: the commit, and its answer, where the rename is done but not yet
+	// confirmed), and one past the end (no cut at all); then a few in the write with the host
+	// unreachable after.
 	// Each cut costs about a second (a real sshd login and its clean-up): the default run
 	// takes 25 points, KPS_FAULT_CUTS=all about a hundred.
 	spread, write, end, down := int64(6), int64(8), int64(6), int64(2)
@@ -225,8 +249,9 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 		spread, write, end, down = 24, 32, 24, 6
 	}
 	type fault struct {
-		n    int64
-		down bool
+		n      int64
+		down   bool
+		staged bool // n counts from "staged"
 	}
 	var faults []fault
 	for n := int64(0); n <= 64; n += 32 {
@@ -238,8 +263,8 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 	for i := int64(0); i < write; i++ {
 		faults = append(faults, fault{n: write0 + (full-write0)*i/write + i%5})
 	}
-	for i := int64(1); i <= end; i++ {
-		faults = append(faults, fault{n: full - 400*i/end})
+	for i := int64(0); i < end; i++ {
+		faults = append(faults, fault{n: (full - commit0) * i / end, staged: true})
 	}
 	faults = append(faults, fault{n: full + 1000})
 	for i := int64(0); i < down; i++ {
@@ -250,7 +275,15 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 	for _, f := range faults {
 		n := f.n
 		h.WriteAuthorizedKeys(t, old)
-		proxy.arm(n, f.down)
+		if f.staged {
+			proxy.arm(-1, false)
+			staged.Store(0)
+			afterStaged.Store(n)
+			n += commit0 // roughly, for the messages
+		} else {
+			proxy.arm(n, f.down)
+			afterStaged.Store(-1)
+		}
 		before := proxy.conns.Load()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		_, err := e.Execute(ctx, job)
