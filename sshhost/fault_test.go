@@ -204,7 +204,9 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 
 	proxy := startCutProxy(t, h.Addr())
 	job.Port = proxy.port()
-	e.ConnectTimeout = 5 * time.Second
+	// A cut never stalls (the proxy closes at once); the bound only has to outlast a loaded
+	// machine's login, so that the settling connection does not time out.
+	e.ConnectTimeout = 20 * time.Second
 
 	// The size of a whole conversation through the proxy, where its write starts (the bytes
 	// relayed once the executor has read the state, "ready", before it sends the new content)
