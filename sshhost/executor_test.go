@@ -262,6 +262,35 @@ func TestBindFixesSSHDirectoryMode(t *testing.T) {
 	}
 }
 
+// TestBindUnderDefaultACL: a default ACL on ~/.ssh, or on the home directory that a new
+// ~/.ssh inherits, overrides the umask of the file the task creates; the script then checks the
+// staged file and makes it 0600 before the rename (without an ACL it skips that check). Needs
+// setfacl (Debian package acl, which .ci/run installs).
+func TestBindUnderDefaultACL(t *testing.T) {
+	setfacl, err := exec.LookPath("setfacl")
+	if err != nil {
+		t.Skip("setfacl not installed (Debian package acl)")
+	}
+	for _, where := range []string{".ssh", "home"} {
+		t.Run(where, func(t *testing.T) {
+			h, e, job, _ := setup(t, sshdtest.Options{})
+			dir := h.Home
+			if where == ".ssh" {
+				h.WriteAuthorizedKeys(t, "")
+				dir = filepath.Join(h.Home, ".ssh")
+			}
+			if out, err := exec.Command(setfacl, "-d", "-m", "u::rwx,g::rwx,o::rx,m::rwx", dir).CombinedOutput(); err != nil {
+				t.Skipf("setfacl: %v: %s (no ACL support on this file system)", err, out)
+			}
+			job.Operation, job.InstallKey = kps.OpReset, newKey(t, "acl").public
+			mustExecute(t, e, job)
+			if f := stat(t, h.AuthorizedKeysPath()); f.mode.Perm() != 0o600 || f.uid != h.UID {
+				t.Errorf("authorized_keys mode %v owner %d, want 0600 %d", f.mode.Perm(), f.uid, h.UID)
+			}
+		})
+	}
+}
+
 func TestReplaceWithKeyPairAuthRemovesOldKey(t *testing.T) {
 	h, e, job, _ := setup(t, sshdtest.Options{})
 	old, next, other := newKey(t, "old"), newKey(t, "new"), newKey(t, "other")

@@ -157,13 +157,18 @@ tmp=.authorized_keys.kps-$sfx
 set -C
 { head -c "$size" 2>/dev/null || dd bs=1 count="$size" 2>/dev/null; } > "$tmp" || fail 6605 write-temp
 set +C
-# Created 0600 by the umask unless a default ACL says otherwise; checked here, before the
-# rename, rather than after it.
-read -r perms _ owner _ <<EOF
+# Created 0600 by the umask and owned by us unless a default ACL says otherwise: checked
+# here, before the rename, rather than after it, when the home directory or ~/.ssh carries an
+# ACL (ls marks it with "+"); without one the create could not have done otherwise, and the
+# check would only cost a process.
+case $perms$sshperms in *+*)
+	read -r perms _ owner _ <<EOF
 $(ls -ln -- "$tmp")
 EOF
-case $perms in -rw-------*) ;; *) chmod 600 "$tmp" || fail 6605 file-mode ;; esac
-[ "$owner" = "$uid" ] || fail 6605 file-owner
+	case $perms in -rw-------*) ;; *) chmod 600 "$tmp" || fail 6605 file-mode ;; esac
+	[ "$owner" = "$uid" ] || fail 6605 file-owner
+	;;
+esac
 sync -- "$tmp" 2>/dev/null || dd if="$tmp" of="$tmp" bs=65536 conv=notrunc,fsync 2>/dev/null || fail 6605 fsync
 # Nobody reads "staged" once the connection is gone: then the file is removed on exit.
 echo "staged" || exit 1
