@@ -125,6 +125,16 @@ func OpenSQLite(ctx context.Context, path string, opt Options) (*DB, error) {
 	return db, nil
 }
 
+// openSQLiteDB opens a pool of connections to dsn that keep their compiled statements
+// (stmtcache.go).
+func openSQLiteDB(dsn string) (*sql.DB, error) {
+	c, err := sqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(stmtCacheConnector{c}), nil
+}
+
 func (db *DB) openSQLite(ctx context.Context, path string) error {
 	// The file holds sealed secrets and everything else of the service: create it private.
 	// SQLite gives the -wal and -shm files the mode of the database file.
@@ -138,7 +148,7 @@ func (db *DB) openSQLite(ctx context.Context, path string) error {
 		return err
 	}
 
-	db.write, err = sql.Open("sqlite", sqliteDSN(abs, sqliteWriterParams))
+	db.write, err = openSQLiteDB(sqliteDSN(abs, sqliteWriterParams))
 	if err != nil {
 		return err
 	}
@@ -156,7 +166,7 @@ func (db *DB) openSQLite(ctx context.Context, path string) error {
 		return fmt.Errorf("migrate database %s: %w", path, err)
 	}
 
-	db.read, err = sql.Open("sqlite", sqliteDSN(abs, sqliteReaderParams))
+	db.read, err = openSQLiteDB(sqliteDSN(abs, sqliteReaderParams))
 	if err != nil {
 		return err
 	}
