@@ -44,6 +44,8 @@ type DB struct {
 	// versions holds the task versions in this process where it is the database's only writer
 	// (SQLite); nil where they live in the database (PostgreSQL). See taskversion.go.
 	versions *taskVersions
+	// requestReads shares the per-request read of concurrent requests (PostgreSQL).
+	requestReads readGroup
 }
 
 var _ kps.Store = (*DB)(nil)

@@ -106,9 +106,16 @@ func (m *requestReads) fill(ctx context.Context, keys []string) error {
 		}
 	}
 	q := m.db.bind(fmt.Sprintf(selectRequestReads, in))
-	if err := m.db.read.QueryRowContext(ctx, q, args...).Scan(&m.identity, &m.task, &m.locked); err != nil {
+	// Concurrent requests with the same arguments share the query, each one a query that
+	// started after it asked (readGroup).
+	vals, err := m.db.requestReads.do(ctx, func(ctx context.Context) (v [3]int64, err error) {
+		err = m.db.read.QueryRowContext(ctx, q, args...).Scan(&v[0], &v[1], &v[2])
+		return v, err
+	}, append([]string{m.project}, keys...)...)
+	if err != nil {
 		return fmt.Errorf("identity and task versions: %w", err)
 	}
+	m.identity, m.task, m.locked = vals[0], vals[1], vals[2]
 	m.filled, m.lockRead, m.lockKeys = true, len(keys) > 0, keys
 	return nil
 }
