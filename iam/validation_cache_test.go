@@ -54,17 +54,8 @@ func TestValidationCache(t *testing.T) {
 	}
 
 	// A role revoked, then granted again.
-	member := kps.RoleAssignment{UserID: alice, Role: kps.RoleMember, ProjectID: proj1}
-	if err := fx.db.RevokeRole(ctx, member); err != nil {
-		t.Fatal(err)
-	}
-	_, err = auth()
-	wantCode(t, err, kps.ErrForbidden, msgForbidden)
-	if err := fx.db.GrantRole(ctx, member); err != nil {
-		t.Fatal(err)
-	}
-	if p, err := auth(); err != nil || !principalEqual(*p, *first) {
-		t.Fatalf("after the grant: %+v, %v", p, err)
+	if p := revokeThenGrant(t, fx, alice, proj1, auth); !principalEqual(*p, *first) {
+		t.Fatalf("after the grant: %+v", p)
 	}
 
 	// The project disabled (which revokes the token), on a fresh token each time.
@@ -117,6 +108,28 @@ func TestValidationCache(t *testing.T) {
 // two replicas. Replica B remembers a validation (one token lookup for repeated requests), and
 // every change made through replica A — a revoked token, a revoked role, a disabled project,
 // user or domain, a changed password — refuses B's very next request.
+// revokeThenGrant revokes user's member role in project through fx's store, checks that auth
+// is then refused, grants the role again and returns what auth then answers: a change to the
+// role assignments reaches a remembered validation at once, both ways.
+func revokeThenGrant(t *testing.T, fx *fixture, user, project string, auth func() (*kps.Principal, error)) *kps.Principal {
+	t.Helper()
+	ctx := context.Background()
+	member := kps.RoleAssignment{UserID: user, Role: kps.RoleMember, ProjectID: project}
+	if err := fx.db.RevokeRole(ctx, member); err != nil {
+		t.Fatal(err)
+	}
+	_, err := auth()
+	wantCode(t, err, kps.ErrForbidden, msgForbidden)
+	if err := fx.db.GrantRole(ctx, member); err != nil {
+		t.Fatal(err)
+	}
+	p, err := auth()
+	if err != nil {
+		t.Fatalf("after the grant: %v", err)
+	}
+	return p
+}
+
 func TestValidationCacheAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.Schema(t)
@@ -177,18 +190,7 @@ func TestValidationCacheAcrossReplicas(t *testing.T) {
 	}
 
 	// A role revoked and granted again through A.
-	member := kps.RoleAssignment{UserID: alice, Role: kps.RoleMember, ProjectID: proj1}
-	if err := fx.db.RevokeRole(ctx, member); err != nil {
-		t.Fatal(err)
-	}
-	_, err = auth()
-	wantCode(t, err, kps.ErrForbidden, msgForbidden)
-	if err := fx.db.GrantRole(ctx, member); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := auth(); err != nil {
-		t.Fatalf("after the grant: %v", err)
-	}
+	revokeThenGrant(t, fx, alice, proj1, auth)
 
 	// The project, the user, the domain disabled through A; each on a token B remembers.
 	for _, c := range []struct {

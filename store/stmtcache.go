@@ -77,7 +77,8 @@ func (c stmtCacheConnector) Connect(ctx context.Context) (driver.Conn, error) {
 type stmtCacheConn struct {
 	sqliteConn
 	stmts map[string]*cachedStmt
-	// hits and compiles count the statements run from the cache and compiled into it (tests).
+	// hits and compiles count the runs of a cached statement and the statements compiled into
+	// the cache (tests).
 	hits, compiles int
 }
 
@@ -107,12 +108,12 @@ func (c *stmtCacheConn) cached(ctx context.Context, query string) *cachedStmt {
 		cs = &cachedStmt{stmt: st}
 		c.stmts[query] = cs
 		c.compiles++
-	} else {
-		c.hits++
+		return cs
 	}
 	if cs.busy {
 		return nil
 	}
+	c.hits++
 	return cs
 }
 
