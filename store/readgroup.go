@@ -15,6 +15,8 @@ import (
 // at most one read in flight and one waiting to start: a request joins the waiting one (which
 // will start after the request asked), or becomes it and starts once the read in flight ends.
 // A request that finds nothing in flight reads at once, as without the group.
+// (golang.org/x/sync/singleflight lets a caller join the call in flight, which may have started
+// before the caller asked: exactly what must not happen here.)
 type readGroup struct {
 	mu sync.Mutex
 	m  map[string]*readSlot
@@ -27,10 +29,9 @@ type readSlot struct {
 }
 
 type readCall struct {
-	done   chan struct{}
-	vals   [3]int64
-	err    error
-	shared int // requests that joined (tests)
+	done chan struct{}
+	vals [3]int64
+	err  error
 }
 
 // sharedReadTimeout bounds a read that several requests wait for: it runs without the
@@ -60,7 +61,6 @@ func (g *readGroup) do(ctx context.Context, read func(ctx context.Context) ([3]i
 	c, starts := s.pending, true
 	switch {
 	case c != nil: // join the read that has not started
-		c.shared++
 		starts = false
 	case s.inflight != nil: // the next read, once this one ends
 		c = &readCall{done: make(chan struct{})}
