@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/openkps/kps"
-	"github.com/openkps/kps/internal/sshrecord"
+	"github.com/openkps/kps/internal/hostilessh"
 )
 
 // TestChangedHostKeyReceivesNoCredential binds through every credential path against an SSH
@@ -17,7 +17,7 @@ import (
 func TestChangedHostKeyReceivesNoCredential(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	rec := sshrecord.Start(t)
+	rec := hostilessh.Start(t, hostilessh.Options{Behavior: hostilessh.Refuse})
 	callerKey, serviceKey := privatePEM(t), privatePEM(t)
 	const password = "caller-password-never-sent"
 
