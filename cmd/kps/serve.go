@@ -88,7 +88,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9800", "address to listen on")
 	fs.StringVar(&c.DataDir, "data-dir", "./kps-data", "directory holding the database, master key and admin password file")
-	fs.StringVar(&c.Database, "database", "", "postgres://user:password@host:port/db URL of a PostgreSQL database that replicas share (default: the SQLite file kps.db in --data-dir)")
+	fs.StringVar(&c.Database, "database", "", "postgres://user@host:port/db URL of a PostgreSQL database that replicas share (default: the SQLite file kps.db in --data-dir); a URL with a password belongs in KPS_DATABASE or --database-file, not on the command line where ps shows it")
 	fs.StringVar(&c.Region, "region", "local-1", "region ID; also the name of each domain's default project")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the service (default http://<listen>)")
 	fs.IntVar(&c.Workers, "workers", 16, "tasks executed concurrently")
