@@ -219,3 +219,13 @@ func (c *limitedConn) Close() error {
 	c.once.Do(func() { c.l.release(c.client, c.perClient) })
 	return err
 }
+
+// CloseWrite half-closes the connection as *net.TCPConn does: net/http does so before closing
+// a connection whose request it did not read to the end (a 413, say), so that the client
+// reads the answer rather than a reset.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

@@ -82,6 +82,9 @@ func TestConnectionLimitRefusal(t *testing.T) {
 			t.Fatal(err)
 		}
 		admitted := <-accepted
+		if _, ok := admitted.(interface{ CloseWrite() error }); !ok {
+			t.Fatal("an admitted connection cannot half-close: net/http would reset instead")
+		}
 		for i := 0; i < 3; i++ {
 			over, err := net.Dial("tcp", inner.Addr().String())
 			if err != nil {
