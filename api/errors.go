@@ -95,7 +95,7 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	var nf *novaFault
 	if isNovaPath(r.URL.Path) {
 		if errors.As(err, &nf) {
-			status, code, msg = nf.status, "", nf.msg
+			status, code, msg = nf.status, nf.code, nf.msg
 		}
 		writeJSON(w, status, novaErrorBody(status, code, msg))
 		return

@@ -13,13 +13,19 @@ const maxIdentityBody = 64 << 10
 
 // issueToken is POST /v3/auth/tokens (auth.md §5.1): 201 with X-Subject-Token.
 func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
-	body, err := readRaw(r, maxIdentityBody)
+	// The query is checked first: a request refused anyway costs no password hash.
+	q, err := identityQueryOnce(r, "nocatalog")
+	var body []byte
+	if err == nil {
+		body, err = readRaw(r, maxIdentityBody)
+	}
 	if err == nil {
 		var token string
 		var resp any
 		token, resp, err = s.identity.Login(r.Context(), body, r.Header.Get("X-Auth-Token"), s.clientIP(r))
+		_, nocatalog := q["nocatalog"]
 		if err == nil {
-			if omitter, ok := resp.(interface{ OmitCatalog() }); ok && hasQuery(r, "nocatalog") {
+			if omitter, ok := resp.(interface{ OmitCatalog() }); ok && nocatalog {
 				omitter.OmitCatalog()
 			}
 			w.Header().Set("X-Subject-Token", token)

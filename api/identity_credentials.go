@@ -41,7 +41,11 @@ func (a *identityAPI) createCredential(w http.ResponseWriter, r *http.Request, p
 // listCredentials is GET /v3.0/OS-CREDENTIAL/credentials?user_id=… (the caller's keys without
 // user_id).
 func (a *identityAPI) listCredentials(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	keys, err := a.m.Credentials(r.Context(), p, r.URL.Query().Get("user_id"))
+	q, err := identityQueryOnce(r, "user_id")
+	if err != nil {
+		return err
+	}
+	keys, err := a.m.Credentials(r.Context(), p, q.Get("user_id"))
 	if err != nil {
 		return err
 	}

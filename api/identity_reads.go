@@ -18,7 +18,12 @@ func (a *identityAPI) checkToken(w http.ResponseWriter, r *http.Request, p *kps.
 		return kps.MissingParameter("X-Subject-Token")
 	}
 	// allow_expired is accepted and ignored: expired tokens are never returned (§5.4).
-	body, err := a.m.SubjectToken(r.Context(), p, subject, !hasQuery(r, "nocatalog"))
+	q, err := identityQueryOnce(r, "nocatalog")
+	if err != nil {
+		return err
+	}
+	_, nocatalog := q["nocatalog"]
+	body, err := a.m.SubjectToken(r.Context(), p, subject, !nocatalog)
 	if err != nil {
 		return err
 	}
@@ -47,7 +52,10 @@ const maxPerPage = 5000
 // visible projects filtered by name, domain_id, enabled, parent_id and is_domain, all of them
 // unless page or per_page is given.
 func (a *identityAPI) listProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q := r.URL.Query()
+	q, err := identityQueryOnce(r, "name", "domain_id", "parent_id", "enabled", "is_domain", "page", "per_page")
+	if err != nil {
+		return err
+	}
 	var f kps.ProjectFilter
 	none := false // a filter that nothing can match
 	if v, ok := q["name"]; ok {
@@ -214,7 +222,10 @@ func (a *identityAPI) listRoles(w http.ResponseWriter, r *http.Request, p *kps.P
 // user name, e.g. `openstack keypair list --user`): filters name, domain_id and enabled (other
 // parameters are ignored, as Keystone ignores them), page and per_page as for projects.
 func (a *identityAPI) listUsers(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q := r.URL.Query()
+	q, err := identityQueryOnce(r, "name", "domain_id", "enabled", "page", "per_page")
+	if err != nil {
+		return err
+	}
 	var f kps.UserFilter
 	if v, ok := q["name"]; ok {
 		f.Name = &v[0]
@@ -260,7 +271,10 @@ func (a *identityAPI) showUser(w http.ResponseWriter, r *http.Request, p *kps.Pr
 // listDomains is GET /v3/domains, filtered by name and enabled: the caller's own domain, every
 // domain for the operator admin (OpenStack clients resolve --user-domain names with it).
 func (a *identityAPI) listDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q := r.URL.Query()
+	q, err := identityQueryOnce(r, "name", "enabled")
+	if err != nil {
+		return err
+	}
 	var f kps.DomainFilter
 	if v, ok := q["name"]; ok {
 		f.Name = &v[0]

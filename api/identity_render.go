@@ -68,12 +68,6 @@ func deref[T any](p *T, def T) T {
 	return *p
 }
 
-// hasQuery reports whether the query names the parameter, whatever its value (?nocatalog).
-func hasQuery(r *http.Request, name string) bool {
-	_, ok := r.URL.Query()[name]
-	return ok
-}
-
 // identityTime is the time format of the identity routes, "2006-01-02T15:04:05.000000Z".
 func identityTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
 

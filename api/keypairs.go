@@ -254,7 +254,10 @@ func fillCertificate(k *kps.KeyPair, text string) error {
 }
 
 func (s *Server) listKeyPairs(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q := r.URL.Query()
+	q, err := queryOnce(r, "limit", "marker")
+	if err != nil {
+		return err
+	}
 	_, hasLimit := q["limit"]
 	page, err := kps.ParsePage(q.Get("limit"), hasLimit, "", false, 50)
 	if err != nil {

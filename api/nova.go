@@ -138,16 +138,18 @@ func novaTreeOf(path string) (t novaTree) {
 	return t
 }
 
-// novaFault is an error with Nova's status and message and no KPS code.
+// novaFault is an error with Nova's status and message, and a KPS code where the refusal is
+// one of this service's own rules rather than Nova's (the error_code member of §13.1).
 type novaFault struct {
 	status int
 	msg    string
+	code   string
 }
 
 func (e *novaFault) Error() string { return e.msg }
 
 func novaErrorf(status int, format string, args ...any) error {
-	return &novaFault{status, fmt.Sprintf(format, args...)}
+	return &novaFault{status: status, msg: fmt.Sprintf(format, args...)}
 }
 
 // novaFaultNames are the fault names of §13.2 (401 is Keystone's "error", auth.md §11.1).
@@ -392,8 +394,26 @@ func (s *Server) novaMicroversion(w http.ResponseWriter, r *http.Request, n *nov
 	return nil
 }
 
+// novaQuery returns the query of a Nova request, refusing a parameter the request reads at its
+// microversion (user_id from 2.10, limit and marker of the list from 2.35) when it is given more
+// than once (§5.1.1): 400 badRequest with the KPS code of queryOnce.
+func novaQuery(r *http.Request, n *novaRequest, list bool) (url.Values, error) {
+	var names []string
+	if n.atLeast(10) {
+		names = append(names, "user_id")
+	}
+	if list && n.atLeast(35) {
+		names = append(names, "limit", "marker")
+	}
+	return queryOnce(r, names...)
+}
+
 // novaTargetUser is the user whose key pairs a request acts on (§10): the caller, or from 2.10
 // the user_id query parameter, which needs the admin role unless it names the caller.
+//
+// A user_id that names nobody of the caller's domain needs no check here: no key pair of the
+// caller's project can be owned by such a user (novaCreate refuses them, and every other way
+// in makes the caller the owner), so its view is that of an unknown user, as Nova answers it.
 func novaTargetUser(n *novaRequest, q url.Values, action string) (string, error) {
 	if !n.atLeast(10) || len(q["user_id"]) == 0 || q["user_id"][0] == "" {
 		return n.p.UserID, nil
@@ -406,6 +426,29 @@ func novaAuthorizeUser(n *novaRequest, user, action string) (string, error) {
 		return "", novaErrorf(403, "Policy doesn't allow os_compute_api:os-keypairs:%s to be performed.", action)
 	}
 	return user, nil
+}
+
+// novaCheckOwner refuses a create for another user who is not a user of the caller's domain
+// (§7.4, §10): users, projects and key pairs never cross a domain (auth.md §2), so an admin
+// may not give a key pair of their project to a user of another domain. An unknown user is
+// refused alike, so the answer does not tell whether an ID exists elsewhere. With an external
+// identity service (auth.md §10) the users are not known here and the check is skipped.
+func (s *Server) novaCheckOwner(ctx context.Context, n *novaRequest, user string) error {
+	if user == n.p.UserID {
+		return nil
+	}
+	if _, local := s.identity.(identityManager); !local {
+		return nil
+	}
+	u, err := s.store.UserByID(ctx, user)
+	if err != nil {
+		return err
+	}
+	if u == nil || u.DomainID != n.p.DomainID {
+		return &novaFault{status: 400, code: kps.ErrInvalid,
+			msg: fmt.Sprintf("Invalid input for field/attribute user_id. Value: %s. It does not name a user of the caller's domain", clip(user))}
+	}
+	return nil
 }
 
 // novaCheckQuery refuses unknown query parameters from 2.75 (§4.1).
@@ -433,8 +476,11 @@ var digitsOnly = regexp.MustCompile(`^[0-9]+$`)
 
 // novaList is GET …/os-keypairs (§5.1).
 func (s *Server) novaList(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
-	q := r.URL.Query()
-	if err := novaCheckQuery(n, q, "user_id", "limit", "marker"); err != nil {
+	if err := novaCheckQuery(n, r.URL.Query(), "user_id", "limit", "marker"); err != nil {
+		return err
+	}
+	q, err := novaQuery(r, n, true)
+	if err != nil {
 		return err
 	}
 	user, err := novaTargetUser(n, q, "index")
@@ -447,7 +493,7 @@ func (s *Server) novaList(w http.ResponseWriter, r *http.Request, n *novaRequest
 	limit := novaMaxLimit
 	if paged {
 		if ls := q["limit"]; len(ls) > 0 {
-			l := ls[len(ls)-1]
+			l := ls[0]
 			if !digitsOnly.MatchString(l) {
 				return novaErrorf(400, "Invalid input for query parameters limit. Value: %s. '%s' does not match '^[0-9]*$'", clip(l), clip(l))
 			}
@@ -457,7 +503,7 @@ func (s *Server) novaList(w http.ResponseWriter, r *http.Request, n *novaRequest
 		}
 		marker := ""
 		if ms := q["marker"]; len(ms) > 0 {
-			marker = ms[len(ms)-1]
+			marker = ms[0]
 			if _, err := s.store.KeyPair(ctx, n.p.ProjectID, marker, user); err != nil {
 				if kps.ErrorCode(err) == kps.ErrKeyPairNotFound {
 					return novaErrorf(400, "Marker %s could not be found.", clip(marker))
@@ -642,12 +688,15 @@ func (s *Server) novaCreate(w http.ResponseWriter, r *http.Request, n *novaReque
 		return err
 	}
 	user := n.p.UserID
+	ctx := r.Context()
 	if b.userID != "" {
 		if user, err = novaAuthorizeUser(n, b.userID, "create"); err != nil {
 			return err
 		}
+		if err := s.novaCheckOwner(ctx, n, user); err != nil {
+			return err
+		}
 	}
-	ctx := r.Context()
 	if err := s.novaCheckUserQuota(ctx, n.p.ProjectID, user); err != nil {
 		return err
 	}
@@ -660,8 +709,12 @@ func (s *Server) novaCreate(w http.ResponseWriter, r *http.Request, n *novaReque
 		}
 	case b.hasKey:
 		key, err := sshkey.ParsePublicKey(b.publicKey)
+		if errors.Is(err, sshkey.ErrCommentControl) {
+			// Nova would accept it; authorized_keys may not receive it (kps-v3-api.md §1.6).
+			return &novaFault{status: 400, msg: "Keypair data is invalid: the comment holds a control character", code: kps.ErrPublicKey}
+		}
 		if err != nil {
-			return novaErrorf(400, "Keypair data is invalid: failed to generate fingerprint")
+			return &novaFault{status: 400, msg: "Keypair data is invalid: failed to generate fingerprint", code: kps.ErrPublicKey}
 		}
 		k.PublicKey, k.Fingerprint, k.Algorithm = b.publicKey, key.Fingerprint, key.Algorithm
 	case b.typ == kps.TypeX509:
@@ -773,8 +826,11 @@ func (s *Server) novaKeyPair(ctx context.Context, n *novaRequest, user string) (
 
 // novaShow is GET …/os-keypairs/{keypair_name} (§5.3).
 func (s *Server) novaShow(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
-	q := r.URL.Query()
-	if err := novaCheckQuery(n, q, "user_id"); err != nil {
+	if err := novaCheckQuery(n, r.URL.Query(), "user_id"); err != nil {
+		return err
+	}
+	q, err := novaQuery(r, n, false)
+	if err != nil {
 		return err
 	}
 	user, err := novaTargetUser(n, q, "show")
@@ -796,8 +852,11 @@ func (s *Server) novaShow(w http.ResponseWriter, r *http.Request, n *novaRequest
 
 // novaDelete is DELETE …/os-keypairs/{keypair_name} (§5.4).
 func (s *Server) novaDelete(w http.ResponseWriter, r *http.Request, n *novaRequest) error {
-	q := r.URL.Query()
-	if err := novaCheckQuery(n, q, "user_id"); err != nil {
+	if err := novaCheckQuery(n, r.URL.Query(), "user_id"); err != nil {
+		return err
+	}
+	q, err := novaQuery(r, n, false)
+	if err != nil {
 		return err
 	}
 	user, err := novaTargetUser(n, q, "delete")

@@ -267,9 +267,12 @@ func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request, p *kps.Pri
 	return nil
 }
 
-// pageQuery reads limit/offset (§4.1); the first value of a repeated parameter counts.
+// pageQuery reads limit/offset (§4.1); either given twice is refused (§1.4).
 func pageQuery(r *http.Request) (kps.Page, error) {
-	q := r.URL.Query()
+	q, err := queryOnce(r, "limit", "offset")
+	if err != nil {
+		return kps.Page{}, err
+	}
 	_, hasLimit := q["limit"]
 	_, hasOffset := q["offset"]
 	return kps.ParsePage(q.Get("limit"), hasLimit, q.Get("offset"), hasOffset, 1000)

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
+	"strings"
 	"testing"
 
 	"github.com/openkps/kps"
@@ -20,6 +21,7 @@ func FuzzParsePublicKey(f *testing.F) {
 	}
 	f.Add(line(TypeSKED25519, skEd25519Blob(f), "yubikey"))
 	f.Add(line(TypeSKECDSAP256, skECDSABlob(f), ""))
+	f.Add(line(TypeED25519, sshPub(f, k["ed25519"]).Marshal(), "esc\x1b[2J\ttab\u009b"))
 	f.Fuzz(func(t *testing.T, text string) {
 		pub, err := ParsePublicKey(text)
 		if err != nil {
@@ -27,6 +29,9 @@ func FuzzParsePublicKey(f *testing.F) {
 				t.Fatalf("rejection with code %s: %v", kps.ErrorCode(err), err)
 			}
 			return
+		}
+		if i := strings.IndexFunc(pub.Comment, isCommentControl); i >= 0 {
+			t.Fatalf("comment %q with a control character at %d accepted", pub.Comment, i)
 		}
 		again, err := ParsePublicKey(pub.Line())
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/openkps/kps"
 	"golang.org/x/crypto/ssh"
@@ -127,8 +128,22 @@ func ParsePublicKey(text string) (*PublicKey, error) {
 	rest := strings.TrimLeftFunc(line, isBlank)
 	rest = strings.TrimLeftFunc(rest[len(typ):], isBlank)
 	comment := strings.TrimFunc(rest[len(fields[1]):], isBlank)
+	if strings.IndexFunc(comment, isCommentControl) >= 0 {
+		return nil, ErrCommentControl
+	}
 	return checkPublicKey(typ, blob, comment)
 }
+
+// ErrCommentControl is the KPS.6009 refusal of a public key whose comment holds a control
+// character. The comment is written into authorized_keys as it is, where a control character
+// could end the line early or rewrite what a terminal shows of the file; the editor of
+// package sshhost would refuse the key at bind, so it is refused at import instead.
+var ErrCommentControl = publicKeyError("its comment holds a control character.")
+
+// isCommentControl reports the characters a comment may not hold: the C0 controls except tab
+// (a field separator sshd accepts inside the comment), DEL and the C1 controls (U+0080–U+009F;
+// U+009B is CSI to a terminal that reads them).
+func isCommentControl(r rune) bool { return r != '\t' && unicode.IsControl(r) }
 
 // checkPublicKey decodes blob, checks it against typ and the accepted types, and returns the
 // key with its canonical encoding.

@@ -395,3 +395,36 @@ func TestGenerateRSA(t *testing.T) {
 		t.Error("a multi-line comment was accepted")
 	}
 }
+
+// TestPublicKeyCommentControlCharacters: a comment holding a control character (C0 but tab,
+// DEL, C1) is refused with KPS.6009, whatever else the line holds; tabs and printable
+// non-ASCII text stay acceptable. Such a comment would be written into authorized_keys as it
+// is, and the editor of package sshhost refuses it at bind.
+func TestPublicKeyCommentControlCharacters(t *testing.T) {
+	t.Parallel()
+	blob := sshPub(t, keys()["ed25519"]).Marshal()
+	refused := []string{
+		"a\x00b", "\x01", "x\x07y", "back\bspace", "esc\x1b[2Jclear", "x\x0bvertical", "x\x0cfeed",
+		"del\x7f", "nel\u0085", "csi\u009b31m", "a\x1fb", "trailing\x1b",
+	}
+	for _, c := range refused {
+		text := line(TypeED25519, blob, c)
+		_, err := ParsePublicKey(text)
+		if kps.ErrorCode(err) != kps.ErrPublicKey || !strings.Contains(kps.ErrorMessage(err), "control character") {
+			t.Errorf("comment %q: %v, want KPS.6009 naming the control character", c, err)
+		}
+		if _, err := ParsePublicKey(text + "\n"); kps.ErrorCode(err) != kps.ErrPublicKey {
+			t.Errorf("comment %q with a trailing newline: %v", c, err)
+		}
+	}
+	for _, c := range []string{"alice@host", "tab\tinside", "ünïcødé ключ 🔑", "a  b", "-- = ; \" ' `"} {
+		got, err := ParsePublicKey(line(TypeED25519, blob, c))
+		if err != nil || got.Comment != c {
+			t.Errorf("comment %q: %v (comment %q)", c, err, got.Comment)
+		}
+	}
+	// Line breaks keep their own, older message.
+	if _, err := ParsePublicKey(line(TypeED25519, blob, "a\rb")); !strings.Contains(kps.ErrorMessage(err), "single line") {
+		t.Errorf("carriage return: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -32,7 +33,20 @@ var bodyRoutes = []struct{ method, path string }{
 // listRoutes are the list calls whose query FuzzListQuery varies.
 var listRoutes = []string{
 	"/v3/{p}/keypairs", "/v3/{p}/servers", "/v3/{p}/running-tasks", "/v3/{p}/failed-tasks",
-	"/v3/projects", "/v3/auth/projects", "/v3.0/OS-CREDENTIAL/credentials",
+	"/v3/projects", "/v3/auth/projects", "/v3.0/OS-CREDENTIAL/credentials", "/v3/users", "/v3/domains",
+}
+
+// listParameters are the query parameters each list call reads: given more than once, any of
+// them is refused with 400 (docs/SECURITY.md 6.5).
+var listParameters = map[string][]string{
+	"/v3/{p}/keypairs":                {"limit", "marker"},
+	"/v3/{p}/servers":                 {"limit", "offset"},
+	"/v3/{p}/running-tasks":           {"limit", "offset"},
+	"/v3/{p}/failed-tasks":            {"limit", "offset"},
+	"/v3/projects":                    {"name", "domain_id", "parent_id", "enabled", "is_domain", "page", "per_page"},
+	"/v3.0/OS-CREDENTIAL/credentials": {"user_id"},
+	"/v3/users":                       {"name", "domain_id", "enabled", "page", "per_page"},
+	"/v3/domains":                     {"name", "enabled"},
 }
 
 // fuzzService is a service with a server s1 (on a closed port) and a key pair k to act on.
@@ -82,6 +96,8 @@ func FuzzListQuery(f *testing.F) {
 		"limit=10&offset=0", "limit=0", "limit=1001", "offset=-1", "limit=1e3", "marker=k",
 		"marker=a%2Fb", "limit=%00", "limit=1&limit=x", "name=local-1&domain_id=x&enabled=true",
 		"page=2&per_page=10", "user_id=../../x", "offset=2147483648", "%zz", "marker=%E2%80%AE",
+		"marker=a&marker=b", "offset=0&limit=1&offset=0", "name=a&name=a", "enabled=true&x=1&enabled=false",
+		"user_id=a&user_id=b", "limit=1;limit=2", "limit=1&%6cimit=2", "page=1&page=1&per_page=1",
 	} {
 		f.Add(uint8(i%len(listRoutes)), q)
 	}
@@ -96,6 +112,13 @@ func FuzzListQuery(f *testing.F) {
 			return // net/http refused to build the URL
 		}
 		checkAnswer(t, "GET "+path, got, out)
+		// The handler reads the query as url.ParseQuery does, pairs it cannot parse dropped.
+		q, _ := url.ParseQuery(query)
+		for _, name := range listParameters[listRoutes[int(route)%len(listRoutes)]] {
+			if len(q[name]) > 1 && got != 400 {
+				t.Fatalf("GET %s: %s given %d times answered %d %v", path, name, len(q[name]), got, out)
+			}
+		}
 	})
 }
 

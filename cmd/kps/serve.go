@@ -75,13 +75,20 @@ type Config struct {
 
 	// TLSCert and TLSKey are PEM files; with both the service serves HTTPS (reloaded on SIGHUP).
 	TLSCert, TLSKey string
+
+	// MaxConnections and MaxConnectionsPerIP cap the connections open at once, in total and
+	// from one client address (api.ConnectionLimits); 0 means no cap.
+	MaxConnections, MaxConnectionsPerIP int
+	// DatabaseFile names a file holding the --database URL, so that a password in it shows
+	// neither in ps nor in the environment of the process.
+	DatabaseFile string
 }
 
 func (c *Config) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9800", "address to listen on")
 	fs.StringVar(&c.DataDir, "data-dir", "./kps-data", "directory holding the database, master key and admin password file")
-	fs.StringVar(&c.Database, "database", "", "postgres://user:password@host:port/db URL of a PostgreSQL database that replicas share (default: the SQLite file kps.db in --data-dir)")
+	fs.StringVar(&c.Database, "database", "", "postgres://user@host:port/db URL of a PostgreSQL database that replicas share (default: the SQLite file kps.db in --data-dir); a URL with a password belongs in KPS_DATABASE or --database-file, not on the command line where ps shows it")
 	fs.StringVar(&c.Region, "region", "local-1", "region ID; also the name of each domain's default project")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of the service (default http://<listen>)")
 	fs.IntVar(&c.Workers, "workers", 16, "tasks executed concurrently")
@@ -105,6 +112,11 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.DurationVar(&c.IdentityTimeout, "identity-timeout", iam.DefaultExternalTimeout, "external mode: deadline of one token validation call")
 	fs.StringVar(&c.IdentityRoleMap, "identity-role-map", iam.DefaultRoleMap, "external mode: external role names mapped to admin, member or reader")
 	fs.StringVar(&c.IdentityDefaultRole, "identity-default-role", "none", "external mode: role of a token without a mapped role: none, reader, member or admin")
+
+	// Connection caps and the database URL from a file (docs/SECURITY.md 5.3, "What an operator must do").
+	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "connections open at once; more are answered 503 and closed (0: no cap)")
+	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 128, "connections open at once from one client IP (IPv6: one /64); trusted proxies are exempt (0: no cap)")
+	fs.StringVar(&c.DatabaseFile, "database-file", "", "file holding the --database URL (mode 0600 or 0400, not writable by group or others); keeps the password out of ps")
 	return fs
 }
 
@@ -136,6 +148,12 @@ func (c *Config) validate() error {
 	if _, _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
 		return usageError{fmt.Errorf("--memory-limit: %w", err)}
 	}
+	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
+		return usageError{fmt.Errorf("--max-connections and --max-connections-per-ip must not be negative")}
+	}
+	if c.Database != "" && c.DatabaseFile != "" {
+		return usageError{fmt.Errorf("--database and --database-file exclude each other")}
+	}
 	if c.Database != "" && !c.postgres() {
 		return usageError{fmt.Errorf("--database must be a postgres:// or postgresql:// URL (or empty for the embedded SQLite file)")}
 	}
@@ -152,6 +170,47 @@ func validLinkPrefix(v string) error {
 		return fmt.Errorf("%q is not an http or https URL without query, fragment or user", v)
 	}
 	return nil
+}
+
+// maxDatabaseFile bounds what --database-file reads: a URL, not a file that happens to be there.
+const maxDatabaseFile = 64 << 10
+
+// readDatabaseFile returns the database URL held in path (surrounding blanks and the final
+// newline ignored). The file is refused when group or others may write it, since whoever can
+// would choose the database the service trusts; readable by them, it is used with a warning.
+// No error quotes the file's content: it holds a password.
+func readDatabaseFile(path string, log *slog.Logger) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", usageError{fmt.Errorf("--database-file: %w", err)}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", usageError{fmt.Errorf("--database-file: %w", err)}
+	}
+	switch mode := st.Mode(); {
+	case !mode.IsRegular():
+		return "", usageError{fmt.Errorf("--database-file %s is not a regular file", path)}
+	case mode.Perm()&0o022 != 0:
+		return "", usageError{fmt.Errorf("--database-file %s may be written by group or others (mode %04o): chmod 600 it", path, mode.Perm())}
+	case mode.Perm()&0o044 != 0:
+		log.Warn("the database file may be read by group or others: chmod 600 it", "path", path, "mode", fmt.Sprintf("%04o", mode.Perm()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxDatabaseFile+1))
+	if err != nil {
+		return "", usageError{fmt.Errorf("--database-file: %w", err)}
+	}
+	v := strings.TrimSpace(string(b))
+	switch {
+	case len(b) > maxDatabaseFile:
+		return "", usageError{fmt.Errorf("--database-file %s is longer than %d bytes", path, maxDatabaseFile)}
+	case strings.ContainsAny(v, "\r\n"):
+		return "", usageError{fmt.Errorf("--database-file %s must hold one line", path)}
+	case !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://"):
+		return "", usageError{fmt.Errorf("--database-file %s must hold a postgres:// or postgresql:// URL", path)}
+	}
+	return v, nil
 }
 
 // postgres reports whether the store is a PostgreSQL database that replicas may share.
@@ -246,8 +305,14 @@ func NewMain(cfg Config, stdout, stderr io.Writer) *Main {
 // recovers interrupted tasks, starts the workers and serves HTTP in the background.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
-	if err := cfg.validate(); err != nil {
+	err := cfg.validate()
+	if err != nil {
 		return err
+	}
+	if cfg.DatabaseFile != "" {
+		if cfg.Database, err = readDatabaseFile(cfg.DatabaseFile, m.Log); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating the data directory: %w", err)
@@ -310,6 +375,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	proxies, _ := api.ParseTrustedProxies(cfg.TrustedProxies) // validated above
+	// Capped below TLS, so that a connection over the cap costs no handshake.
+	m.listener = api.LimitConnections(m.listener, api.ConnectionLimits{Total: cfg.MaxConnections,
+		PerClient: cfg.MaxConnectionsPerIP, TrustedProxies: proxies, TLS: m.cert != nil, Log: m.Log})
 	if m.cert != nil {
 		m.listener = tls.NewListener(m.listener, m.cert.tlsConfig())
 	}
@@ -322,7 +391,6 @@ func (m *Main) Run(ctx context.Context) error {
 		computeBase = ids.PublicURL + "/compute"
 	}
 	ids.ComputeURL = computeBase + "/v2.1"
-	proxies, _ := api.ParseTrustedProxies(cfg.TrustedProxies) // validated above
 	srv := api.New(m.store, identity, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
 		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI,
@@ -343,7 +411,7 @@ func (m *Main) Run(ctx context.Context) error {
 		engine = "postgres"
 	}
 	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "tls", m.cert != nil, "data_dir", cfg.DataDir, "database", engine,
-		"region", cfg.Region)
+		"region", cfg.Region, "max_connections", cfg.MaxConnections, "max_connections_per_ip", cfg.MaxConnectionsPerIP)
 	if cfg.external() {
 		m.Log.Info("external identity mode: tokens are validated by the identity service", "identity_url", cfg.IdentityURL,
 			"cache_ttl", cfg.IdentityCacheTTL, "role_map", cfg.IdentityRoleMap, "default_role", cfg.IdentityDefaultRole)
