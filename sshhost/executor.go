@@ -432,7 +432,6 @@ func (t *task) pins() ([]ssh.PublicKey, []string) {
 	return nil, algos
 }
 
-// dialError classifies a failed TCP connect (§6.1 step 2).
 // dialer returns d with the operator's allowed targets checked on every address it is about
 // to connect to: after name resolution (so a name cannot lead elsewhere than its addresses
 // say), before the TCP connection is attempted (Control runs between socket and connect).
@@ -456,6 +455,7 @@ type targetRefused struct{ address string }
 
 func (e *targetRefused) Error() string { return "target " + e.address + " is not allowed" }
 
+// dialError classifies a failed TCP connect (§6.1 step 2).
 func (t *task) dialError(err error) error {
 	var dns *net.DNSError
 	var refused *targetRefused
