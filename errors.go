@@ -74,6 +74,15 @@ const (
 	TaskRemoteFailed    = "KPS.6610"
 )
 
+// Codes of the rules that keep a stored credential or hosted key where an admin sent it
+// (docs/SECURITY.md §1–2, kps-v3-api.md §5.2).
+const (
+	ErrPortOverride       = "KPS.6022" // 400: server.port refused (stored credential or hosted key login, or no pinned host key)
+	ErrTargetNotAllowed   = "KPS.6023" // 400: address and port outside the operator's --allowed-targets
+	ErrHostedKeyForbidden = "KPS.6024" // 403: the login would be the hosted key of a key pair the caller may not export
+	ErrUnconfirmedReach   = "KPS.6025" // 409: a stored secret would go, on first use, to a reach no admin set
+)
+
 // Error is a failure the caller can act on: a KPS code and a one-sentence message that never
 // contains a secret. Anything that is not an *Error is an internal error.
 type Error struct {

@@ -2,6 +2,7 @@ package kps
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -20,8 +21,14 @@ type Server struct {
 	// Credential is the service's own credential for the host, sealed by a Sealer; nil when
 	// none is stored. It never leaves the service.
 	Credential []byte
-	Created    time.Time
-	Updated    time.Time
+	// ReachByAdmin records that a project admin set the server's reach (address, port, user
+	// and host keys) last: an admin registered the server or named one of them in an update.
+	// Only such a server may be trusted on first use with a stored credential or a hosted key
+	// (CheckLogin). False for a server a member registered, and for every server registered
+	// before the flag existed (migration 0009).
+	ReachByAdmin bool
+	Created      time.Time
+	Updated      time.Time
 
 	// Read-only, from the binding.
 	KeyPairName      string
@@ -134,6 +141,30 @@ type ServerUpdate struct {
 	// Credential: SetCredential false leaves it; true with nil removes it.
 	SetCredential bool
 	Credential    []byte
+	// ReachByAdmin marks the reach as a project admin's (Server.ReachByAdmin); false leaves
+	// the mark as it is.
+	ReachByAdmin bool
+}
+
+// NamesReach reports whether the update names a member of the server's reach: address, port,
+// user or host keys.
+func (u *ServerUpdate) NamesReach() bool {
+	return u.Address != nil || u.Port != nil || u.User != nil || u.HostKeys != nil
+}
+
+// ChangesReach reports whether the update changes how the service reaches the host — its
+// address, port, user, pinned host keys (clearing them included) or sshd_config path — which
+// only a project admin may do (inventory.md, "Who may do what").
+func (u *ServerUpdate) ChangesReach(s *Server) bool {
+	return u.ChangesConnection(s) || (u.HostKeys != nil && !slices.Equal(*u.HostKeys, s.HostKeys)) ||
+		(u.SSHDConfig != nil && *u.SSHDConfig != s.SSHDConfig)
+}
+
+// DropReach removes the reach members and sshd_config from the update. A non-admin's update
+// that repeats them unchanged (an inventory imported again) then writes none of them, even if
+// an admin changes them meanwhile.
+func (u *ServerUpdate) DropReach() {
+	u.Address, u.Port, u.User, u.HostKeys, u.SSHDConfig = nil, nil, nil, nil, nil
 }
 
 // Apply writes the update onto s.
@@ -159,6 +190,9 @@ func (u *ServerUpdate) Apply(s *Server) {
 	if u.SetCredential {
 		s.Credential = u.Credential
 	}
+	if u.ReachByAdmin {
+		s.ReachByAdmin = true
+	}
 }
 
 // ChangesConnection reports whether the update touches how the service reaches the host, which
@@ -171,4 +205,52 @@ func (u *ServerUpdate) ChangesConnection(s *Server) bool {
 // moved between rows.
 func CredentialAAD(projectID, serverID string) []byte {
 	return []byte("kps/server-credential/v1/" + projectID + "/" + serverID)
+}
+
+// LoginSource is what a task logs in to its host with. It is decided when the task is
+// submitted and recorded on the task, so that the worker uses exactly that and nothing else
+// (docs/SECURITY.md §1–2).
+type LoginSource string
+
+// The login sources of kps-v3-api.md §6.1 step 4.
+const (
+	LoginCaller  LoginSource = "caller"  // the caller's server.auth, held in memory
+	LoginService LoginSource = "service" // the server's stored service credential
+	LoginHosted  LoginSource = "hosted"  // the hosted private key of the key pair Task.LoginKeyPair
+)
+
+// describe names the source in a message.
+func (l LoginSource) describe() string {
+	switch l {
+	case LoginService:
+		return "the service credential stored for it"
+	case LoginHosted:
+		return "a hosted private key"
+	}
+	return "the caller's credential"
+}
+
+// CheckLogin returns why the service may not log in to s with login on port (0: the inventory
+// port), or nil when it may. A stored credential or hosted key goes only where a project admin
+// sent it: never to a per-task port, and never on trust on first use to a host whose reach a
+// non-admin set. A caller's own credential goes to a per-task port only when the server has
+// pinned host keys, so that an override never pins the key of some other host onto the server.
+func (s *Server) CheckLogin(login LoginSource, port int) error {
+	override := port > 0 && port != s.Port
+	pinned := len(s.HostKeys) > 0
+	switch {
+	case override && login != LoginCaller:
+		return Errorf(ErrPortOverride,
+			"Parameter server.port cannot be used for server '%s': the task would log in with %s, which goes only to the port of the inventory.",
+			s.ID, login.describe())
+	case override && !pinned:
+		return Errorf(ErrPortOverride,
+			"Parameter server.port cannot be used for server '%s': it has no pinned host key (host_keys) to verify the host on another port.",
+			s.ID)
+	case login != LoginCaller && !pinned && !s.ReachByAdmin:
+		return Errorf(ErrUnconfirmedReach,
+			"Server '%s' has no pinned host key and its address, port and user were not set by a project admin, so %s is not sent to it on trust on first use: a project admin may pin its host_keys or confirm its address, or give server.auth.",
+			s.ID, login.describe())
+	}
+	return nil
 }

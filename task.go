@@ -61,6 +61,11 @@ type Task struct {
 	Port            int // 0: the inventory port
 	DisablePassword bool
 	CallerAuth      bool // REPLACE, or UNBIND with the caller's auth: the credential is held in memory
+	// Login is what the worker logs in with, decided at submission; LoginKeyPair names the key
+	// pair whose hosted private key it is (LoginHosted). Empty for tasks submitted before
+	// migration 0009 that did not use the caller's credential: the worker refuses them.
+	Login        LoginSource
+	LoginKeyPair string
 	// Holder is the replica whose memory holds the caller's credential (CallerAuth); only it
 	// claims the task while it is alive.
 	Holder       string
@@ -103,9 +108,12 @@ type TaskSubmission struct {
 	Port            int
 	DisablePassword bool
 	CallerAuth      bool
-	Holder          string // the replica holding the caller's credential in memory (CallerAuth)
-	Batch           bool   // batch associate: the server must not be bound (KPS.6303)
-	MaxQueued       int    // queue capacity (KPS.6502); 0 means unlimited
+	// MayExport says whether the caller's role allows ExportPrivateKey (§2.8): without it, and
+	// unless the key pair is visible to UserID, a hosted private key is never the task's login.
+	MayExport bool
+	Holder    string // the replica holding the caller's credential in memory (CallerAuth)
+	Batch     bool   // batch associate: the server must not be bound (KPS.6303)
+	MaxQueued int    // queue capacity (KPS.6502); 0 means unlimited
 }
 
 // TaskOutcome is how a worker ends a task.

@@ -44,6 +44,10 @@ var statusOf = map[string]int{
 	kps.ErrServerExists:     http.StatusConflict,
 	kps.ErrInternal:         http.StatusInternalServerError,
 	kps.ErrUnavailable:      http.StatusServiceUnavailable,
+
+	// Where a stored credential or hosted key may go (docs/SECURITY.md §1–2).
+	kps.ErrHostedKeyForbidden: http.StatusForbidden,
+	kps.ErrUnconfirmedReach:   http.StatusConflict,
 }
 
 // HTTPStatus returns the HTTP status for a KPS code.

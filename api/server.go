@@ -66,6 +66,9 @@ type Config struct {
 	// TrustedProxies are the load balancers and reverse proxies whose X-Forwarded-For names
 	// the client (auth.md §12.4, auth.trusted_proxies); empty: the TCP peer is the client.
 	TrustedProxies []netip.Prefix
+	// AllowedTargets are the networks and ports servers may point at (--allowed-targets):
+	// registering or moving a server elsewhere is KPS.6023; the zero value allows everything.
+	AllowedTargets kps.AllowedTargets
 }
 
 // Server is the HTTP API. Build it with New and serve Handler().
@@ -150,8 +153,8 @@ func (s *Server) routes() {
 
 	route("POST /v3/{project_id}/keypairs/batch-import", kps.RoleMember, s.batchImportKeyPairs)
 	route("POST /v3/{project_id}/keypairs/private-key/import", kps.RoleMember, s.importPrivateKey)
-	route("POST /v3/{project_id}/keypairs/private-key/export", kps.RoleMember, s.exportPrivateKey)
-	route("POST /v3/{project_id}/keypairs/private-key/batch-export", kps.RoleMember, s.batchExportPrivateKeys)
+	route("POST /v3/{project_id}/keypairs/private-key/export", exportRole, s.exportPrivateKey)
+	route("POST /v3/{project_id}/keypairs/private-key/batch-export", exportRole, s.batchExportPrivateKeys)
 	route("DELETE /v3/{project_id}/keypairs/{keypair_name}/private-key", kps.RoleMember, s.clearPrivateKey)
 	route("POST /v3/{project_id}/keypairs/associate", kps.RoleMember, s.associate)
 	route("POST /v3/{project_id}/keypairs/batch-associate", kps.RoleMember, s.batchAssociate)

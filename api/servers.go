@@ -21,6 +21,7 @@ type serverView struct {
 	HostKeys         []string `json:"host_keys"`
 	SSHDConfig       string   `json:"sshd_config"`
 	HasCredential    bool     `json:"has_credential"`
+	ReachByAdmin     bool     `json:"reach_by_admin"`
 	KeyPairName      string   `json:"keypair_name"`
 	PasswordDisabled bool     `json:"password_disabled"`
 	CreateTime       int64    `json:"create_time"`
@@ -34,7 +35,7 @@ func viewServer(s *kps.Server) serverView {
 	}
 	return serverView{ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, User: s.User,
 		HostKeys: keys, SSHDConfig: s.SSHDConfig, HasCredential: s.Credential != nil,
-		KeyPairName: s.KeyPairName, PasswordDisabled: s.PasswordDisabled,
+		ReachByAdmin: s.ReachByAdmin, KeyPairName: s.KeyPairName, PasswordDisabled: s.PasswordDisabled,
 		CreateTime: s.Created.UnixMilli(), UpdateTime: s.Updated.UnixMilli()}
 }
 
@@ -171,7 +172,13 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request, p *kps.Pri
 		return kps.Errorf(kps.ErrMissing, "Missing required parameter: server.address.")
 	}
 	u.Apply(srv)
+	// A member's server is never trusted on first use with a stored credential or hosted key
+	// until an admin confirms where it points (kps.Server.CheckLogin).
+	srv.ReachByAdmin = p.Has(kps.RoleAdmin)
 	if err := srv.Validate(); err != nil {
+		return err
+	}
+	if err := s.cfg.AllowedTargets.CheckServer(srv.Address, srv.Port); err != nil {
 		return err
 	}
 	if err := s.store.CreateServer(r.Context(), srv); err != nil {
@@ -242,10 +249,25 @@ func (s *Server) updateServer(w http.ResponseWriter, r *http.Request, p *kps.Pri
 	if err != nil {
 		return err
 	}
+	if !p.Has(kps.RoleAdmin) {
+		if u.ChangesReach(cur) {
+			// Otherwise a member could aim a stored credential, a hosted key or another
+			// caller's password at a host of their own (docs/SECURITY.md 1.1).
+			return kps.Errorf(kps.ErrForbidden, "Changing how the service reaches a server (address, port, user, host_keys, sshd_config) needs the admin role on the project.")
+		}
+		u.DropReach()
+	} else {
+		u.ReachByAdmin = u.NamesReach()
+	}
 	next := *cur
 	u.Apply(&next)
 	if err := next.Validate(); err != nil {
 		return err
+	}
+	if u.Address != nil || u.Port != nil {
+		if err := s.cfg.AllowedTargets.CheckServer(next.Address, next.Port); err != nil {
+			return err
+		}
 	}
 	srv, err := s.store.UpdateServer(r.Context(), p.ProjectID, id, u)
 	if err != nil {

@@ -12,6 +12,10 @@ import (
 	"github.com/openkps/kps"
 )
 
+// exportRole is the role ExportPrivateKey needs (auth.md §3.3); a task logs in with a hosted
+// private key only for a caller who holds it.
+const exportRole = kps.RoleMember
+
 // taskAccepted is TaskResponseBody (§2.11–2.13).
 type taskAccepted struct {
 	TaskID    string `json:"task_id,omitempty"`
@@ -102,6 +106,8 @@ func (s *Server) submit(r *http.Request, p *kps.Principal, sub kps.TaskSubmissio
 func (s *Server) submission(p *kps.Principal, sub kps.TaskSubmission, auth *kps.Credential) kps.TaskSubmission {
 	sub.ID = uuid.NewString()
 	sub.ProjectID, sub.UserID, sub.MaxQueued = p.ProjectID, p.UserID, s.cfg.MaxQueued
+	// A hosted private key logs in only for a caller who could export it (SECURITY.md 2.1).
+	sub.MayExport = p.Has(exportRole)
 	if auth != nil {
 		sub.CallerAuth = true
 		sub.Holder = s.tasks.Hold(sub.ID, *auth)

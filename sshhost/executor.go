@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ type Executor struct {
 	// Logger receives one line per task and per failed step; nil discards. Secrets and file
 	// contents are never logged.
 	Logger *slog.Logger
+	// AllowedTargets are the addresses and ports the executor may connect to (the operator's
+	// --allowed-targets), checked on every address a host name resolves to, before the TCP
+	// connection is attempted; the zero value allows everything.
+	AllowedTargets kps.AllowedTargets
 }
 
 var _ kps.HostExecutor = (*Executor)(nil)
@@ -52,9 +57,10 @@ const maxOutput = 32 << 20
 // with a task outcome code (KPS.6601–KPS.6610); any other error is internal.
 func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
 	t := &task{
-		job:   job,
-		where: net.JoinHostPort(strings.Trim(job.Address, "[]"), strconv.Itoa(job.Port)),
-		log:   e.logger(),
+		job:     job,
+		where:   net.JoinHostPort(strings.Trim(job.Address, "[]"), strconv.Itoa(job.Port)),
+		log:     e.logger(),
+		allowed: e.AllowedTargets,
 	}
 	t.log = t.log.With("task_id", job.TaskID, "operation", string(job.Operation), "host", t.where, "user", job.User)
 	start := time.Now()
@@ -87,6 +93,7 @@ type task struct {
 	job      kps.HostJob
 	where    string // host:port
 	log      *slog.Logger
+	allowed  kps.AllowedTargets
 	timeout  time.Duration // connect and handshake
 	auth     []ssh.AuthMethod
 	closers  []func() // of every connection made, in order
@@ -202,8 +209,7 @@ func (t *task) awaitDaemon(ctx context.Context, step string) error {
 	// listener (socket activation) is given restartGrace and then taken as restarted.
 	down := time.Now().Add(restartGrace)
 	for time.Now().Before(down) && ctx.Err() == nil {
-		d := net.Dialer{Timeout: 200 * time.Millisecond}
-		conn, err := d.DialContext(ctx, "tcp", t.where)
+		conn, err := t.dialer(net.Dialer{Timeout: 200 * time.Millisecond}).DialContext(ctx, "tcp", t.where)
 		if err != nil {
 			break
 		}
@@ -212,8 +218,7 @@ func (t *task) awaitDaemon(ctx context.Context, step string) error {
 	}
 	deadline := time.Now().Add(daemonBackTimeout)
 	for {
-		d := net.Dialer{Timeout: time.Second}
-		conn, err := d.DialContext(ctx, "tcp", t.where)
+		conn, err := t.dialer(net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", t.where)
 		if err == nil {
 			conn.Close()
 			return nil
@@ -287,8 +292,7 @@ func (t *task) close() {
 func (t *task) dial(ctx context.Context) (err error) {
 	timeout := t.timeout
 	deadline := time.Now().Add(timeout)
-	d := net.Dialer{Deadline: deadline}
-	conn, err := d.DialContext(ctx, "tcp", t.where)
+	conn, err := t.dialer(net.Dialer{Deadline: deadline}).DialContext(ctx, "tcp", t.where)
 	if err != nil {
 		if ctx.Err() != nil {
 			return t.ctxError(ctx, "connecting")
@@ -428,10 +432,36 @@ func (t *task) pins() ([]ssh.PublicKey, []string) {
 	return nil, algos
 }
 
+// dialer returns d with the operator's allowed targets checked on every address it is about
+// to connect to: after name resolution (so a name cannot lead elsewhere than its addresses
+// say), before the TCP connection is attempted (Control runs between socket and connect).
+func (t *task) dialer(d net.Dialer) *net.Dialer {
+	if t.allowed.Everything() {
+		return &d
+	}
+	allowed := t.allowed
+	d.Control = func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil || !allowed.Allows(ap.Addr(), int(ap.Port())) {
+			return &targetRefused{address: address}
+		}
+		return nil
+	}
+	return &d
+}
+
+// targetRefused is a connection the allowed targets forbid; it was never attempted.
+type targetRefused struct{ address string }
+
+func (e *targetRefused) Error() string { return "target " + e.address + " is not allowed" }
+
 // dialError classifies a failed TCP connect (§6.1 step 2).
 func (t *task) dialError(err error) error {
 	var dns *net.DNSError
+	var refused *targetRefused
 	switch {
+	case errors.As(err, &refused):
+		return t.fail(kps.TaskUnreachable, stepConnect, "the target "+refused.address+" is not allowed: it is outside the networks and ports this service may connect to (the operator's allowed targets), so no connection was attempted")
 	case errors.As(err, &dns):
 		return t.fail(kps.TaskUnreachable, stepConnect, "the host name cannot be resolved")
 	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):

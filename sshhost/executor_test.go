@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -543,6 +544,33 @@ func TestRefused(t *testing.T) {
 	job.InstallKey = newKey(t, "k").public
 	_, err := execute(t, e, job)
 	wantCode(t, err, kps.TaskUnreachable, h)
+}
+
+// TestAllowedTargets: an address outside the executor's allowed targets is refused before any
+// TCP connection (KPS.6601, the message says so), also when a host name resolves to it; inside
+// them the job runs.
+func TestAllowedTargets(t *testing.T) {
+	h, e, job, _ := setup(t, sshdtest.Options{})
+	job.InstallKey = newKey(t, "k").public
+	var err error
+	if e.AllowedTargets, err = kps.ParseAllowedTargets("127.0.0.1/32:1-21,[::1]/128:1-21,192.0.2.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	for _, address := range []string{h.Address, "localhost"} {
+		job.Address = address
+		_, err = execute(t, e, job)
+		if kps.ErrorCode(err) != kps.TaskUnreachable || !strings.Contains(kps.ErrorMessage(err), "not allowed") {
+			t.Errorf("%s outside the allowed targets: %v", address, err)
+		}
+	}
+	if log := h.Log(t); strings.Contains(log, "Connection from") {
+		t.Errorf("the host saw a connection:\n%s", log)
+	}
+	job.Address = h.Address
+	if e.AllowedTargets, err = kps.ParseAllowedTargets("127.0.0.1/32:" + strconv.Itoa(h.Port)); err != nil {
+		t.Fatal(err)
+	}
+	mustExecute(t, e, job)
 }
 
 // blackHole accepts TCP connections and never says anything.

@@ -10,11 +10,11 @@ import (
 
 const (
 	insertServer = `INSERT INTO servers (project_id, id, name, address, port, login_user, host_keys,
-    sshd_config, credential, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+    sshd_config, credential, reach_by_admin, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// The binding's key pair and flag are read-only members of a server (inventory.md).
 	serverColumns = `s.project_id, s.id, s.name, s.address, s.port, s.login_user, s.host_keys,
-    s.sshd_config, s.credential, s.created, s.updated,
+    s.sshd_config, s.credential, s.reach_by_admin, s.created, s.updated,
     COALESCE(b.keypair_name, ''), COALESCE(b.password_disabled, FALSE)`
 	selectServer = `SELECT ` + serverColumns + `
 FROM servers s LEFT JOIN bindings b ON b.project_id = s.project_id AND b.server_id = s.id
@@ -28,12 +28,13 @@ LIMIT ? OFFSET ?`
 	countServers = `SELECT COUNT(*) FROM servers WHERE project_id = ?`
 
 	updateServer = `UPDATE servers SET name = ?, address = ?, port = ?, login_user = ?, host_keys = ?,
-    sshd_config = ?, credential = ?, updated = ?
+    sshd_config = ?, credential = ?, reach_by_admin = ?, updated = ?
 WHERE project_id = ? AND id = ?`
 	deleteServer        = `DELETE FROM servers WHERE project_id = ? AND id = ?`
 	deleteServerBinding = `DELETE FROM bindings WHERE project_id = ? AND server_id = ?`
 
-	// Trust on first use: the guard makes a concurrent second pin a no-op.
+	// Trust on first use: the guard makes a concurrent second pin a no-op. reach_by_admin stays
+	// as it is: a key learnt by connecting where the inventory points belongs to that reach.
 	pinHostKey = `UPDATE servers SET host_keys = ?, updated = ?
 WHERE project_id = ? AND id = ? AND host_keys = '[]'`
 	selectHostKeys = `SELECT host_keys FROM servers WHERE project_id = ? AND id = ?`
@@ -69,7 +70,7 @@ func (db *DB) CreateServer(ctx context.Context, s *kps.Server) error {
 func createServer(ctx context.Context, tx *txn, s *kps.Server) error {
 	now := millis(tx.now)
 	_, err := tx.exec(ctx, insertServer, s.ProjectID, s.ID, s.Name, s.Address, s.Port, s.User,
-		encodeList(s.HostKeys), s.SSHDConfig, s.Credential, now, now)
+		encodeList(s.HostKeys), s.SSHDConfig, s.Credential, s.ReachByAdmin, now, now)
 	if tx.eng.isUniqueViolation(err) {
 		return kps.Errorf(kps.ErrServerExists, "Server '%s' is already registered.", s.ID)
 	}
@@ -108,7 +109,7 @@ func scanServer(row scanner, extra ...any) (*kps.Server, error) {
 		created, updated int64
 	)
 	dest := append([]any{&s.ProjectID, &s.ID, &s.Name, &s.Address, &s.Port, &s.User, &hostKeys,
-		&s.SSHDConfig, &s.Credential, &created, &updated, &s.KeyPairName, &s.PasswordDisabled}, extra...)
+		&s.SSHDConfig, &s.Credential, &s.ReachByAdmin, &created, &updated, &s.KeyPairName, &s.PasswordDisabled}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -190,7 +191,7 @@ func updateServerTx(ctx context.Context, tx *txn, projectID, id string, u kps.Se
 	u.Apply(s)
 	s.Updated = tx.now
 	if _, err := tx.exec(ctx, updateServer, s.Name, s.Address, s.Port, s.User, encodeList(s.HostKeys),
-		s.SSHDConfig, s.Credential, millis(s.Updated), projectID, id); err != nil {
+		s.SSHDConfig, s.Credential, s.ReachByAdmin, millis(s.Updated), projectID, id); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -46,7 +46,7 @@ func fixture(t *testing.T, db *DB, servers ...string) {
 	}
 	for _, id := range servers {
 		if err := db.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: id, Name: id, Address: "h", Port: 22,
-			User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}); err != nil {
+			User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -454,7 +454,7 @@ func benchmarkTaskLifecycle(b *testing.B, db *DB) {
 		b.Fatal(err)
 	}
 	if err := db.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: "s", Name: "s", Address: "h", Port: 22,
-		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}); err != nil {
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}); err != nil {
 		b.Fatal(err)
 	}
 	i := 0

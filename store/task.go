@@ -20,14 +20,15 @@ import (
 
 const (
 	taskColumns = `id, project_id, operation, phase, server_id, server_name, keypair_name, public_key, port,
-    disable_password, caller_auth, holder, created, updated, error_code, error_msg, lease_owner,
-    lease_expires, attempt`
+    disable_password, caller_auth, login_source, login_keypair, holder, created, updated, error_code,
+    error_msg, lease_owner, lease_expires, attempt`
 
 	selectTaskIDExists = `SELECT 1 FROM tasks WHERE id = ?`
 	countReadyTasks    = `SELECT COUNT(*) FROM tasks WHERE phase = 'READY'`
 	insertTask         = `INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name,
-    keypair_name, public_key, port, disable_password, caller_auth, holder, created, updated)
-VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+    keypair_name, public_key, port, disable_password, caller_auth, login_source, login_keypair, holder,
+    created, updated)
+VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	selectTask = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND id = ?`
 	// A page of a project's tasks in some phases, in §4.1 order (%s: the phase placeholders).
@@ -302,14 +303,8 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 			return nil, kps.Errorf(kps.ErrServerBound, "Server '%s' is already bound to key pair '%s'.",
 				srv.ID, srv.KeyPairName)
 		}
-		if s.Operation == kps.OpReset && len(srv.Credential) == 0 {
-			b, err := findBinding(ctx, tx, s.ProjectID, s.ServerID)
-			if err != nil {
-				return nil, err
-			}
-			if b == nil || b.PrivateKey == nil {
-				return nil, errNoCredential(srv.ID)
-			}
+		if t.Login, t.LoginKeyPair, err = chooseLogin(ctx, tx, s, srv, nil); err != nil {
+			return nil, err
 		}
 		t.KeyPairName, t.PublicKey = k.Name, k.PublicKey
 	case kps.OpUnbind:
@@ -324,12 +319,17 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 		if b == nil {
 			return nil, kps.Errorf(kps.ErrServerNotBound, "Server '%s' is not bound to a key pair.", srv.ID)
 		}
-		if !s.CallerAuth && len(srv.Credential) == 0 && b.PrivateKey == nil {
-			return nil, errNoCredential(srv.ID)
+		if t.Login, t.LoginKeyPair, err = chooseLogin(ctx, tx, s, srv, b); err != nil {
+			return nil, err
 		}
 		t.KeyPairName, t.PublicKey = b.KeyPairName, b.PublicKey
 	default:
 		return nil, fmt.Errorf("submit task: unknown operation %q", s.Operation)
+	}
+	// Where the login may go: no stored secret to a per-task port or, on first use, to a reach
+	// no admin set; the caller's own to a per-task port only when the host is pinned.
+	if err := srv.CheckLogin(t.Login, s.Port); err != nil {
+		return nil, err
 	}
 	if s.CallerAuth {
 		t.Holder = s.Holder
@@ -373,6 +373,41 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 	return t, nil
 }
 
+// chooseLogin decides what the task will log in with (kps-v3-api.md §6.1 step 4): the caller's
+// credential when they gave one; else the server's stored credential; else the hosted private
+// key of the bound key pair (b, read here when nil), and that only for a caller who could
+// export it (§2.8: the key pair is visible to them and their role allows the export), since
+// logging in with a key is using it.
+func chooseLogin(ctx context.Context, tx *txn, s kps.TaskSubmission, srv *kps.Server, b *kps.Binding) (kps.LoginSource, string, error) {
+	if s.CallerAuth {
+		return kps.LoginCaller, "", nil
+	}
+	if len(srv.Credential) > 0 {
+		return kps.LoginService, "", nil
+	}
+	if b == nil {
+		var err error
+		if b, err = findBinding(ctx, tx, s.ProjectID, s.ServerID); err != nil {
+			return "", "", err
+		}
+	}
+	if b == nil || b.PrivateKey == nil {
+		return "", "", errNoCredential(srv.ID)
+	}
+	refused := kps.Errorf(kps.ErrHostedKeyForbidden,
+		"Server '%s' has no service credential, and the hosted private key of its bound key pair '%s' is not one you may export: give server.auth.",
+		srv.ID, b.KeyPairName)
+	if !s.MayExport {
+		return "", "", refused
+	}
+	if _, err := findKeyPair(ctx, tx, s.ProjectID, b.KeyPairName, s.UserID); kps.ErrorCode(err) == kps.ErrKeyPairNotFound {
+		return "", "", refused
+	} else if err != nil {
+		return "", "", err
+	}
+	return kps.LoginHosted, b.KeyPairName, nil
+}
+
 // errNoCredential is KPS.6021: the task could not log in. A server without a service
 // credential can still be reached with the hosted private key of its bound key pair.
 func errNoCredential(serverID string) error {
@@ -385,7 +420,8 @@ func errNoCredential(serverID string) error {
 // with row-level concurrency); that violation is the busy server of §3.1.
 func insertReadyTask(ctx context.Context, tx *txn, t *kps.Task) error {
 	_, err := tx.exec(ctx, insertTask, t.ID, t.ProjectID, string(t.Operation), t.ServerID, t.ServerName,
-		t.KeyPairName, t.PublicKey, t.Port, t.DisablePassword, t.CallerAuth, t.Holder, millis(t.Created), millis(t.Updated))
+		t.KeyPairName, t.PublicKey, t.Port, t.DisablePassword, t.CallerAuth, string(t.Login), t.LoginKeyPair, t.Holder,
+		millis(t.Created), millis(t.Updated))
 	if tx.eng.isUniqueViolation(err) {
 		return errServerBusy(t.ServerID)
 	}
@@ -395,16 +431,16 @@ func insertReadyTask(ctx context.Context, tx *txn, t *kps.Task) error {
 func scanTask(row scanner, extra ...any) (*kps.Task, error) {
 	var (
 		t                              kps.Task
-		op, phase                      string
+		op, phase, login               string
 		created, updated, leaseExpires int64
 	)
 	dest := append([]any{&t.ID, &t.ProjectID, &op, &phase, &t.ServerID, &t.ServerName, &t.KeyPairName,
-		&t.PublicKey, &t.Port, &t.DisablePassword, &t.CallerAuth, &t.Holder, &created, &updated, &t.ErrorCode, &t.ErrorMsg,
-		&t.LeaseOwner, &leaseExpires, &t.Attempt}, extra...)
+		&t.PublicKey, &t.Port, &t.DisablePassword, &t.CallerAuth, &login, &t.LoginKeyPair, &t.Holder, &created, &updated,
+		&t.ErrorCode, &t.ErrorMsg, &t.LeaseOwner, &leaseExpires, &t.Attempt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	t.Operation, t.Phase = kps.Operation(op), kps.Phase(phase)
+	t.Operation, t.Phase, t.Login = kps.Operation(op), kps.Phase(phase), kps.LoginSource(login)
 	t.Created, t.Updated, t.LeaseExpires = fromMillis(created), fromMillis(updated), fromMillis(leaseExpires)
 	return &t, nil
 }

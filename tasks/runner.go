@@ -417,14 +417,31 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 	if err != nil {
 		return job, false, err
 	}
-	switch {
-	case t.CallerAuth && held:
+	// Exactly the login decided at submission, nothing else (docs/SECURITY.md §1–2): a stored
+	// credential removed since, or a hosted key no longer the bound one's, fails the task
+	// rather than falling back to another secret.
+	login := t.Login
+	if login == "" && t.CallerAuth {
+		login = kps.LoginCaller // queued by a replica older than migration 0009
+	}
+	if login != "" {
+		// Checked again where the login goes now, should the server have changed since.
+		if err := srv.CheckLogin(login, t.Port); err != nil {
+			return job, false, kps.Errorf(kps.TaskAuthFailed, "%s", kps.ErrorMessage(err))
+		}
+	}
+	switch login {
+	case kps.LoginCaller:
+		if !held {
+			// Claimed here because the replica holding the credential died or stopped (or
+			// this process restarted): the claim rule gives such a task to nobody else.
+			return job, false, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
+		}
 		job.Login = callerCred
-	case t.CallerAuth:
-		// Claimed here because the replica holding the credential died or stopped (or this
-		// process restarted): the claim rule gives such a task to nobody else.
-		return job, false, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
-	case srv.Credential != nil:
+	case kps.LoginService:
+		if srv.Credential == nil {
+			return job, false, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the service credential was removed.", t.ServerID)
+		}
 		plain, err := r.sealer.Open(srv.Credential, kps.CredentialAAD(t.ProjectID, t.ServerID))
 		if err != nil {
 			return job, false, err
@@ -432,7 +449,10 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		if err := json.Unmarshal(plain, &job.Login); err != nil {
 			return job, false, err
 		}
-	case binding != nil && binding.PrivateKey != nil:
+	case kps.LoginHosted:
+		if binding == nil || binding.KeyPairName != t.LoginKeyPair || binding.PrivateKey == nil {
+			return job, false, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the hosted private key of key pair '%s' is no longer there.", t.ServerID, t.LoginKeyPair)
+		}
 		// The hosted private key of the bound key pair is on the host: log in with it.
 		plain, err := r.sealer.Open(binding.PrivateKey, kps.PrivateKeyAAD(t.ProjectID, binding.KeyPairName))
 		if err != nil {
@@ -440,7 +460,9 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		}
 		job.Login = kps.Credential{Type: kps.CredentialKeyPair, Key: string(plain)}
 	default:
-		return job, false, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the service credential was removed.", t.ServerID)
+		// Submitted before the login was recorded: under the old rules, which may have chosen
+		// a secret the caller had no right to send there.
+		return job, false, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service upgrade: it was queued before the service recorded what a task logs in with; submit it again.")
 	}
 	// A bind that failed after its write (interrupted by a crash, say) may have left its key on
 	// the host without a binding to say so; every later task removes such keys too, so that

@@ -2,6 +2,8 @@ package tasks
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -26,6 +28,7 @@ func (f executorFunc) Execute(ctx context.Context, job kps.HostJob) (kps.HostRes
 
 type fixture struct {
 	db      *store.DB
+	path    string // the SQLite file
 	sealer  *secrets.Sealer
 	project string
 	user    string
@@ -35,7 +38,8 @@ type fixture struct {
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "kps.db"), store.Options{})
+	path := filepath.Join(t.TempDir(), "kps.db")
+	db, err := store.OpenSQLite(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +54,7 @@ func setup(t *testing.T) *fixture {
 	d, _ := db.DomainByName(ctx, "Default")
 	p, _ := db.ProjectByName(ctx, d.ID, "local-1")
 	u, _ := db.UserByName(ctx, d.ID, "admin")
-	f := &fixture{db: db, sealer: secrets.NewSealer(ring), project: p.ID, user: u.ID}
+	f := &fixture{db: db, path: path, sealer: secrets.NewSealer(ring), project: p.ID, user: u.ID}
 	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: p.ID, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: u.ID,
 		PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, 0); err != nil {
 		t.Fatal(err)
@@ -395,5 +399,112 @@ func TestOneWakeStartsEveryWaitingTask(t *testing.T) {
 		if task := f.wait(t, s.ID); task.Status() != "SUCCESS_REPLACE" {
 			t.Fatalf("status %s (%s %s)", task.Status(), task.ErrorCode, task.ErrorMsg)
 		}
+	}
+}
+
+// TestTaskLogsInWithWhatWasDecided: the worker logs in with exactly the login the submission
+// recorded (docs/SECURITY.md §1–2) and nothing else: a service credential stored after a task
+// chose the hosted key is not used, a hosted key is no fallback for a service credential
+// removed since, and a task queued before logins were recorded fails with KPS.6609. The
+// refused tasks never reach the executor.
+func TestTaskLogsInWithWhatWasDecided(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	seal := func(c kps.Credential, server string) []byte {
+		t.Helper()
+		plain, _ := json.Marshal(c)
+		sealed, err := f.sealer.Seal(plain, kps.CredentialAAD(f.project, server))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sealed
+	}
+	for _, id := range []string{"svc", "hosted", "legacy"} {
+		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 22,
+			User: "root", SSHDConfig: kps.DefaultSSHDConfig, ReachByAdmin: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	logins := map[string]kps.Credential{} // task ID → the login the executor was given
+	run := func() *Runner {
+		return start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			logins[job.TaskID] = job.Login
+			return kps.HostResult{}, nil
+		}), Config{Workers: 1, Poll: 10 * time.Millisecond})
+	}
+	// Bind k to "svc" and "hosted" with the caller's credential, then host k's private key.
+	r := run()
+	for _, id := range []string{"svc", "hosted"} {
+		if task := f.wait(t, f.submit(t, r, id)); task.Phase != kps.PhaseSuccess {
+			t.Fatalf("bind %s: %s %s", id, task.Status(), task.ErrorMsg)
+		}
+	}
+	r.Stop(ctx)
+	sealedKey, _ := f.sealer.Seal([]byte("hosted-private-key"), kps.PrivateKeyAAD(f.project, "k"))
+	if err := f.db.SetPrivateKey(ctx, f.project, "k", f.user, sealedKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.UpdateServer(ctx, f.project, "svc", kps.ServerUpdate{SetCredential: true,
+		Credential: seal(kps.Credential{Type: kps.CredentialPassword, Key: "service-pw"}, "svc")}); err != nil {
+		t.Fatal(err)
+	}
+	reset := func(server string) *kps.Task {
+		t.Helper()
+		task, err := f.db.SubmitTask(ctx, kps.TaskSubmission{ID: uuid.NewString(), ProjectID: f.project, UserID: f.user,
+			Operation: kps.OpReset, KeyPairName: "k", ServerID: server, MayExport: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return task
+	}
+	if _, err := f.db.UpdateServer(ctx, f.project, "legacy", kps.ServerUpdate{SetCredential: true,
+		Credential: seal(kps.Credential{Type: kps.CredentialPassword, Key: "legacy-pw"}, "legacy")}); err != nil {
+		t.Fatal(err)
+	}
+	svc, hosted, legacy := reset("svc"), reset("hosted"), reset("legacy")
+	// The legacy task as a service before migration 0009 queued it: no login recorded.
+	raw, err := sql.Open("sqlite", f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.ExecContext(ctx, `UPDATE tasks SET login_source = '' WHERE id = ?`, legacy.ID); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	if svc.Login != kps.LoginService || hosted.Login != kps.LoginHosted || hosted.LoginKeyPair != "k" {
+		t.Fatalf("logins decided: %s, %s %s", svc.Login, hosted.Login, hosted.LoginKeyPair)
+	}
+	// After the submissions: the service credential goes, another arrives where the hosted
+	// key was chosen.
+	if _, err := f.db.UpdateServer(ctx, f.project, "svc", kps.ServerUpdate{SetCredential: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.UpdateServer(ctx, f.project, "hosted", kps.ServerUpdate{SetCredential: true,
+		Credential: seal(kps.Credential{Type: kps.CredentialPassword, Key: "late-pw"}, "hosted")}); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if task := f.wait(t, svc.ID); task.ErrorCode != kps.TaskAuthFailed {
+		t.Errorf("service credential removed: %s %s %q", task.Status(), task.ErrorCode, task.ErrorMsg)
+	}
+	if task := f.wait(t, hosted.ID); task.Phase != kps.PhaseSuccess {
+		t.Errorf("hosted key: %s %s %q", task.Status(), task.ErrorCode, task.ErrorMsg)
+	}
+	if task := f.wait(t, legacy.ID); task.ErrorCode != kps.TaskInterrupted {
+		t.Errorf("task queued before logins were recorded: %s %s %q", task.Status(), task.ErrorCode, task.ErrorMsg)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range []string{svc.ID, legacy.ID} {
+		if got, ran := logins[id]; ran {
+			t.Errorf("task %s logged in with %v", id, got)
+		}
+	}
+	if got := logins[hosted.ID]; got.Type != kps.CredentialKeyPair || got.Key != "hosted-private-key" {
+		t.Errorf("the hosted-key task logged in with %v, not the hosted key it was submitted with", got)
 	}
 }

@@ -32,7 +32,7 @@ func serverCommand() *cliCommand {
 				examples: []string{"kps server list", "kps server list -o yaml"}, setup: serverList0},
 			{name: "show", args: "ID", short: "show one server",
 				examples: []string{"kps server show web-01"}, setup: serverShow},
-			{name: "update", args: "ID", short: "change members of a server (only the flags given)",
+			{name: "update", args: "ID", short: "change members of a server (only the flags given; changing where it is reached needs admin)",
 				examples: []string{"kps server update web-01 --port 2222", "kps server update web-01 --clear-host-keys", "kps server update web-01 --clear-credential"},
 				setup:    serverUpdate},
 			{name: "rm", args: "ID...", short: "remove servers",
@@ -185,7 +185,7 @@ func serverUpdate(fs *flag.FlagSet, c *cliContext) func(context.Context, []strin
 	var f serverFlags
 	var clearKeys, clearCred bool
 	f.define(fs)
-	fs.BoolVar(&clearKeys, "clear-host-keys", false, "forget the pinned host keys (the next connection pins again)")
+	fs.BoolVar(&clearKeys, "clear-host-keys", false, "forget the pinned host keys (the next connection pins again) (admin)")
 	fs.BoolVar(&clearCred, "clear-credential", false, "remove the service's stored credential (admin)")
 	return func(ctx context.Context, args []string) error {
 		id, err := exactlyOne(args, "server ID")

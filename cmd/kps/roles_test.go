@@ -43,6 +43,14 @@ func TestRoleMatrix(t *testing.T) {
 	server := func(tag string) {
 		admin.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "srv-" + tag, "address": "127.0.0.1"}})
 	}
+	pinnedServer := func(tag string) {
+		admin.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "srv-" + tag, "address": "127.0.0.1",
+			"host_keys": []string{strings.TrimSpace(ed25519Line(t, ""))}}})
+	}
+	// update is a PUT of one server member (inventory.md, "Who may do what").
+	update := func(member string, value any) func(string) any {
+		return func(string) any { return map[string]any{"server": map[string]any{member: value}} }
+	}
 	failedTask := func(tag string) string {
 		admin.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "f-" + tag, "address": "127.0.0.1", "port": closedPort(t)}})
 		id := admin.must(200, "POST", "/keypairs/associate", map[string]any{"keypair_name": "shared",
@@ -90,7 +98,22 @@ func TestRoleMatrix(t *testing.T) {
 		{kps.RoleMember, "POST", "/servers", func(tag string) any {
 			return map[string]any{"server": map[string]any{"id": "new-" + tag, "address": "h"}}
 		}, nil, 201},
-		{kps.RoleMember, "PUT", "/servers/srv-{tag}", func(string) any { return map[string]any{"server": map[string]any{"name": "renamed"}} }, server, 200},
+		{kps.RoleMember, "PUT", "/servers/srv-{tag}", update("name", "renamed"), server, 200},
+		// Repeating how the service reaches a server unchanged is not changing it.
+		{kps.RoleMember, "PUT", "/servers/srv-{tag}", update("address", "127.0.0.1"), server, 200},
+		// Changing it, or the credential, needs admin: members could aim a stored credential,
+		// a hosted key or another caller's password at a host of their own.
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("address", "localhost"), server, 200},
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("port", 2222), server, 200},
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("user", "deploy"), server, 200},
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("host_keys", []string{}), pinnedServer, 200},
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("host_keys", []string{strings.TrimSpace(ed25519Line(t, ""))}), server, 200},
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("sshd_config", "/etc/ssh/other_config"), server, 200},
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("credential", map[string]any{"type": "password", "key": "pw"}), server, 200},
+		{kps.RoleAdmin, "PUT", "/servers/srv-{tag}", update("credential", nil), server, 200},
+		{kps.RoleAdmin, "POST", "/servers", func(tag string) any {
+			return map[string]any{"server": map[string]any{"id": "cred-" + tag, "address": "h", "credential": map[string]any{"type": "password", "key": "pw"}}}
+		}, nil, 201},
 		{kps.RoleMember, "DELETE", "/servers/srv-{tag}", none, server, 204},
 	}
 

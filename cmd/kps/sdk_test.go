@@ -86,7 +86,9 @@ func TestHuaweiSDK(t *testing.T) {
 	s := setup(t)
 	h := sshdtest.Start(t, sshdtest.Options{})
 	s.addHost("web-01", h, map[string]any{"credential": map[string]any{"type": "password", "key": h.Password}})
-	s.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "down-01", "address": "127.0.0.1", "port": closedPort(t)}})
+	// Pinned: a port of the task's own (the SDK's Port below) is allowed only on a pinned server.
+	s.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "down-01", "address": "127.0.0.1", "port": closedPort(t),
+		"host_keys": []string{strings.TrimSpace(ed25519Line(t, ""))}}})
 	ak, sk := s.accessKey("admin")
 	c := s.sdkClient(ak, sk, "")
 
@@ -174,7 +176,7 @@ func TestHuaweiSDK(t *testing.T) {
 	// BatchAssociateKeypair: one refused item (already bound), one task that fails on the host.
 	ba, err := c.BatchAssociateKeypair(&model.BatchAssociateKeypairRequest{Body: &model.BatchAssociateKeypairRequestBody{BatchKeypairs: []model.AssociateKeypairRequestBody{
 		{KeypairName: "sdk-gen", Server: &model.EcsServerInfo{Id: "web-01"}},
-		{KeypairName: "sdk-gen", Server: &model.EcsServerInfo{Id: "down-01", Port: ptr(int64(22)),
+		{KeypairName: "sdk-gen", Server: &model.EcsServerInfo{Id: "down-01", Port: ptr(int64(closedPort(t))),
 			Auth: &model.Auth{Type: ptr(model.GetAuthTypeEnum().PASSWORD), Key: ptr("pw")}}}}}})
 	if err != nil || len(*ba.Tasks) != 2 || *(*ba.Tasks)[0].ErrorCode != "KPS.6303" || (*ba.Tasks)[1].TaskId == nil {
 		t.Fatalf("BatchAssociateKeypair: %v %v", ba, err)

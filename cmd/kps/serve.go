@@ -53,6 +53,9 @@ type Config struct {
 	ComputeLinkPrefix string
 	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For names the client.
 	TrustedProxies string
+	// AllowedTargets are the networks and ports servers may point at (kps.ParseAllowedTargets);
+	// "" allows everything.
+	AllowedTargets string
 
 	// External identity mode (auth.md §10): "" or "local", or "external" with the rest.
 	IdentityMode        string
@@ -106,6 +109,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key; re-read on SIGHUP")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (default: none, the TCP peer is the client)")
+	fs.StringVar(&c.AllowedTargets, "allowed-targets", "", "comma-separated networks, each with an optional port or port range, that servers may point at, e.g. 10.0.0.0/8,192.168.1.0/24:22,[2001:db8::]/32:22-2222; checked at registration and before every connection (default: everything)")
 	fs.StringVar(&c.IdentityMode, "identity-mode", "local", "local (this service issues tokens) or external (tokens of the Keystone/IAM at --identity-url)")
 	fs.StringVar(&c.IdentityURL, "identity-url", "", "external mode: base URL of the identity service's v3 API, e.g. https://iam.example.com/v3")
 	fs.DurationVar(&c.IdentityCacheTTL, "identity-cache-ttl", iam.DefaultExternalCacheTTL, "external mode: how long a validated token is trusted before it is checked again (0: every request)")
@@ -144,6 +148,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := api.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return usageError{fmt.Errorf("--trusted-proxies: %w", err)}
+	}
+	if _, err := kps.ParseAllowedTargets(c.AllowedTargets); err != nil {
+		return usageError{fmt.Errorf("--allowed-targets: %w", err)}
 	}
 	if _, _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
 		return usageError{fmt.Errorf("--memory-limit: %w", err)}
@@ -353,7 +360,8 @@ func (m *Main) Run(ctx context.Context) error {
 		identity = ext
 	}
 
-	m.runner = tasks.New(m.store, sealer, &sshhost.Executor{Logger: m.Log}, m.Log, tasks.Config{
+	targets, _ := kps.ParseAllowedTargets(cfg.AllowedTargets) // validated above
+	m.runner = tasks.New(m.store, sealer, &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}, m.Log, tasks.Config{
 		Workers: cfg.Workers, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
 		// failed at start, by the sweeper of any replica.
@@ -394,7 +402,8 @@ func (m *Main) Run(ctx context.Context) error {
 	srv := api.New(m.store, identity, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
 		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI,
-		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota, TrustedProxies: proxies})
+		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota, TrustedProxies: proxies,
+		AllowedTargets: targets})
 	m.http = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, 10*time.Second),
@@ -412,6 +421,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "tls", m.cert != nil, "data_dir", cfg.DataDir, "database", engine,
 		"region", cfg.Region, "max_connections", cfg.MaxConnections, "max_connections_per_ip", cfg.MaxConnectionsPerIP)
+	if targets.Everything() {
+		m.Log.Info("servers may point at any address and port; set --allowed-targets to keep members from probing the service's networks")
+	} else {
+		m.Log.Info("servers may point only at the allowed targets", "allowed_targets", targets.String())
+	}
 	if cfg.external() {
 		m.Log.Info("external identity mode: tokens are validated by the identity service", "identity_url", cfg.IdentityURL,
 			"cache_ttl", cfg.IdentityCacheTTL, "role_map", cfg.IdentityRoleMap, "default_role", cfg.IdentityDefaultRole)

@@ -23,6 +23,7 @@ var serverTests = map[string]func(*testing.T, *env){
 	"PinHostKeyKeepsInventoryPins":    testPinHostKeyKeepsInventoryPins,
 	"PinHostKeyConcurrentFirstUsers":  testPinHostKeyConcurrent,
 	"DeleteKeepsFinishedTasksAndName": testServerDeleteKeepsTasks,
+	"ReachByAdminIsKept":              testServerReachByAdmin,
 }
 
 func testServerCreateAndRead(t *testing.T, e *env) {
@@ -324,5 +325,50 @@ func testServerDeleteKeepsTasks(t *testing.T, e *env) {
 	got := e.wantPhase(project, failed.ID, kps.PhaseFailed)
 	if got.ServerName != "web-01 (name)" || got.ServerID != "web-01" {
 		t.Fatalf("failed task after the server was removed: %+v (the name at submission is kept)", got)
+	}
+}
+
+// testServerReachByAdmin: whether an admin set the reach is stored at registration, set by an
+// update that says so, and left alone by every other update and by a pin learnt on first use.
+func testServerReachByAdmin(t *testing.T, e *env) {
+	member := &kps.Server{ProjectID: project, ID: "member", Name: "member", Address: "192.0.2.7", Port: 22,
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig}
+	must(t, e.s.CreateServer(e.ctx, member))
+	e.server(project, "admin", true)
+	reach := func(id string) bool {
+		t.Helper()
+		s, err := e.s.Server(e.ctx, project, id)
+		must(t, err)
+		list, _, err := e.s.ListServers(e.ctx, project, kps.Page{Limit: 10})
+		must(t, err)
+		for _, l := range list {
+			if l.ID == id && l.ReachByAdmin != s.ReachByAdmin {
+				t.Fatalf("%s: the list says reach_by_admin %v, the server %v", id, l.ReachByAdmin, s.ReachByAdmin)
+			}
+		}
+		return s.ReachByAdmin
+	}
+	if reach("member") || !reach("admin") {
+		t.Fatalf("at registration: member %v, admin %v", reach("member"), reach("admin"))
+	}
+	// Updates that do not say so change nothing, either way.
+	for _, id := range []string{"member", "admin"} {
+		before := reach(id)
+		got, err := e.s.UpdateServer(e.ctx, project, id, kps.ServerUpdate{Name: ptr("renamed"), SetCredential: true})
+		must(t, err)
+		if got.ReachByAdmin != before || reach(id) != before {
+			t.Fatalf("%s: a rename changed reach_by_admin to %v", id, got.ReachByAdmin)
+		}
+	}
+	if _, err := e.s.PinHostKey(e.ctx, project, "member", "ssh-ed25519 AAAAfirst"); err != nil {
+		t.Fatal(err)
+	}
+	if reach("member") {
+		t.Fatal("a pin learnt on first use made the reach an admin's")
+	}
+	got, err := e.s.UpdateServer(e.ctx, project, "member", kps.ServerUpdate{Address: ptr("192.0.2.7"), ReachByAdmin: true})
+	must(t, err)
+	if !got.ReachByAdmin || !reach("member") {
+		t.Fatal("an admin's confirmation was not recorded")
 	}
 }

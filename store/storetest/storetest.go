@@ -141,11 +141,13 @@ func newTaskID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// server registers a server; credential controls whether it has a service credential.
+// server registers a server as a project admin would (its reach is the admin's: see
+// testSubmitLoginWhereAdminSent for the other kind); credential controls whether it has a
+// service credential.
 func (e *env) server(projectID, id string, credential bool) *kps.Server {
 	e.t.Helper()
 	s := &kps.Server{ProjectID: projectID, ID: id, Name: id + " (name)", Address: "192.0.2.10", Port: 22,
-		User: "root", SSHDConfig: kps.DefaultSSHDConfig}
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, ReachByAdmin: true}
 	if credential {
 		s.Credential = []byte("sealed:" + id)
 	}
@@ -174,19 +176,21 @@ func (e *env) submit(s kps.TaskSubmission) *kps.Task {
 	return t
 }
 
+// resetOf, replaceOf and unbindOf are alice's submissions; she holds the member role, which
+// may export private keys (MayExport).
 func resetOf(projectID, keyPair, serverID string) kps.TaskSubmission {
 	return kps.TaskSubmission{ID: newTaskID(), ProjectID: projectID, UserID: alice, Operation: kps.OpReset,
-		KeyPairName: keyPair, ServerID: serverID}
+		KeyPairName: keyPair, ServerID: serverID, MayExport: true}
 }
 
 func replaceOf(projectID, keyPair, serverID string) kps.TaskSubmission {
 	return kps.TaskSubmission{ID: newTaskID(), ProjectID: projectID, UserID: alice, Operation: kps.OpReplace,
-		KeyPairName: keyPair, ServerID: serverID, CallerAuth: true}
+		KeyPairName: keyPair, ServerID: serverID, CallerAuth: true, MayExport: true}
 }
 
 func unbindOf(projectID, serverID string, callerAuth bool) kps.TaskSubmission {
 	return kps.TaskSubmission{ID: newTaskID(), ProjectID: projectID, UserID: alice, Operation: kps.OpUnbind,
-		ServerID: serverID, CallerAuth: callerAuth}
+		ServerID: serverID, CallerAuth: callerAuth, MayExport: true}
 }
 
 // claim claims the next task and fails unless it is id.

@@ -18,6 +18,8 @@ var taskTests = map[string]func(*testing.T, *env){
 	"SubmitBatchRefusesBoundServer":    testSubmitBatchBound,
 	"SubmitUnbindChecksInOrder":        testSubmitUnbindChecksInOrder,
 	"SubmitRecordsTheTask":             testSubmitRecordsTask,
+	"SubmitLoginWhereAdminSent":        testSubmitLoginWhereAdminSent,
+	"SubmitHostedKeyOnlyIfExportable":  testSubmitHostedKeyOnlyIfExportable,
 	"SubmitQueueCapacityIsServiceWide": testSubmitCapacity,
 	"SubmitConcurrentOneServerOneWins": testSubmitConcurrentOneServer,
 	"SubmitUnknownOperation":           testSubmitUnknownOperation,
@@ -152,13 +154,16 @@ func testSubmitRecordsTask(t *testing.T, e *env) {
 	noName := &kps.Server{ProjectID: project, ID: "web-02", Address: "h", Port: 22, User: "root",
 		SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}
 	must(t, e.s.CreateServer(e.ctx, noName))
+	pinned := &kps.Server{ProjectID: project, ID: "web-03", Name: "web-03", Address: "h", Port: 22, User: "root",
+		HostKeys: []string{"ssh-ed25519 AAAA"}, SSHDConfig: kps.DefaultSSHDConfig}
+	must(t, e.s.CreateServer(e.ctx, pinned))
 
 	s := resetOf(project, "kp", "web-01")
-	s.Port, s.DisablePassword = 2222, true
+	s.DisablePassword = true
 	got := e.submit(s)
 	want := kps.Task{ID: s.ID, ProjectID: project, Operation: kps.OpReset, Phase: kps.PhaseReady,
-		ServerID: "web-01", ServerName: "web-01 (name)", KeyPairName: "kp", PublicKey: k.PublicKey, Port: 2222,
-		DisablePassword: true, Created: Epoch, Updated: Epoch}
+		ServerID: "web-01", ServerName: "web-01 (name)", KeyPairName: "kp", PublicKey: k.PublicKey,
+		DisablePassword: true, Login: kps.LoginService, Created: Epoch, Updated: Epoch}
 	if *got != want {
 		t.Fatalf("submitted task = %+v\nwant %+v", got, want)
 	}
@@ -172,8 +177,14 @@ func testSubmitRecordsTask(t *testing.T, e *env) {
 	// Port 0 stays 0 (the worker resolves the inventory port); a server without a name shows its ID.
 	s2 := replaceOf(project, "kp", "web-02")
 	got = e.submit(s2)
-	if got.Port != 0 || got.ServerName != "web-02" || !got.CallerAuth || got.DisablePassword {
+	if got.Port != 0 || got.ServerName != "web-02" || !got.CallerAuth || got.DisablePassword || got.Login != kps.LoginCaller {
 		t.Fatalf("task = %+v", got)
+	}
+	// A port of the task's own is recorded (the caller's credential, a pinned server).
+	s3 := replaceOf(project, "kp", "web-03")
+	s3.Port = 2222
+	if got = e.submit(s3); got.Port != 2222 || e.task(project, s3.ID).Port != 2222 {
+		t.Fatalf("task with a port = %+v", got)
 	}
 
 	// UNBIND names the bound key pair and its public key, whoever submits it.
@@ -181,10 +192,141 @@ func testSubmitRecordsTask(t *testing.T, e *env) {
 	u := unbindOf(project, "web-01", false)
 	u.UserID = bob // the key pair is alice's user-scope one
 	got = e.submit(u)
-	if got.Operation != kps.OpUnbind || got.KeyPairName != "kp" || got.PublicKey != k.PublicKey || got.CallerAuth {
+	if got.Operation != kps.OpUnbind || got.KeyPairName != "kp" || got.PublicKey != k.PublicKey || got.CallerAuth ||
+		got.Login != kps.LoginService || got.LoginKeyPair != "" {
 		t.Fatalf("unbind task = %+v", got)
 	}
 }
+
+// testSubmitLoginWhereAdminSent: a stored credential goes neither to a task's own port nor, on
+// trust on first use, to a server whose reach no admin set; the caller's own credential goes
+// to a task's own port only on a pinned server. Each refusal leaves no task; the checks come
+// after the credential's existence and before the busy server.
+func testSubmitLoginWhereAdminSent(t *testing.T, e *env) {
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	add := func(id string, byAdmin, pinned, credential bool) {
+		s := &kps.Server{ProjectID: project, ID: id, Name: id, Address: "192.0.2.20", Port: 22, User: "root",
+			SSHDConfig: kps.DefaultSSHDConfig, ReachByAdmin: byAdmin}
+		if pinned {
+			s.HostKeys = []string{"ssh-ed25519 AAAApin"}
+		}
+		if credential {
+			s.Credential = []byte("sealed")
+		}
+		must(t, e.s.CreateServer(e.ctx, s))
+	}
+	add("member-open", false, false, true)
+	add("member-pinned", false, true, true)
+	add("admin-open", true, false, true)
+	add("admin-pinned", true, true, true)
+	add("nocred-open", true, false, false)
+	add("nocred-pinned", false, true, false)
+	// Bound servers for UNBIND (binds first: e.bind claims the next task in the queue).
+	e.server(project, "bound", true)
+	e.bind(project, "kp", "bound", false)
+	must(t, e.s.CreateServer(e.ctx, &kps.Server{ProjectID: project, ID: "bound-member", Name: "bound-member",
+		Address: "192.0.2.21", Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}))
+	e.bind(project, "kp", "bound-member", false) // the caller's credential pinned nothing here (no worker)
+	_, err := e.s.UpdateServer(e.ctx, project, "bound-member", kps.ServerUpdate{SetCredential: true, Credential: []byte("c")})
+	must(t, err)
+
+	// On first use, only to a reach an admin set.
+	wantCode(t, e.submitErr(resetOf(project, "kp", "member-open")), kps.ErrUnconfirmedReach)
+	// A task's own port: never with a stored credential, pinned or not, admin or not.
+	for _, id := range []string{"member-open", "member-pinned", "admin-open", "admin-pinned"} {
+		wantCode(t, e.submitErr(withPortOf(resetOf(project, "kp", id), 2222)), kps.ErrPortOverride)
+	}
+	// With the caller's credential: only to a pinned server.
+	wantCode(t, e.submitErr(withPortOf(replaceOf(project, "kp", "nocred-open"), 2222)), kps.ErrPortOverride)
+	// The inventory's own port given again is no override.
+	e.submit(withPortOf(resetOf(project, "kp", "admin-open"), 22))
+	e.submit(resetOf(project, "kp", "member-pinned"))
+	e.submit(resetOf(project, "kp", "admin-pinned"))
+	caller := e.submit(withPortOf(replaceOf(project, "kp", "nocred-pinned"), 2222))
+	if caller.Login != kps.LoginCaller || caller.Port != 2222 {
+		t.Fatalf("caller's task = %+v", caller)
+	}
+	// The caller's credential to an unpinned server whose reach a member set: theirs to send.
+	e.submit(replaceOf(project, "kp", "member-open"))
+
+	// The credential's absence is reported before the port; busy comes after the port.
+	wantCode(t, e.submitErr(withPortOf(resetOf(project, "kp", "nocred-open"), 2222)), kps.ErrNoCredential)
+	wantCode(t, e.submitErr(withPortOf(resetOf(project, "kp", "member-pinned"), 2222)), kps.ErrPortOverride)
+	wantCode(t, e.submitErr(resetOf(project, "kp", "member-pinned")), kps.ErrServerBusy)
+
+	// UNBIND without the caller's credential obeys the same rule.
+	wantCode(t, e.submitErr(unbindOf(project, "bound-member", false)), kps.ErrUnconfirmedReach)
+	e.submit(unbindOf(project, "bound-member", true))
+	if u := e.submit(unbindOf(project, "bound", false)); u.Login != kps.LoginService {
+		t.Fatalf("unbind task = %+v", u)
+	}
+
+	// A batch item is refused alone.
+	e.server(project, "batch-ok", true)
+	items := []kps.TaskSubmission{withPortOf(resetOf(project, "kp", "batch-ok"), 2200), resetOf(project, "kp", "batch-ok")}
+	for i := range items {
+		items[i].Batch = true
+	}
+	tasks, refused, err := e.s.SubmitTasks(e.ctx, items)
+	must(t, err)
+	wantCode(t, refused[0], kps.ErrPortOverride)
+	if tasks[0] != nil || refused[1] != nil || tasks[1] == nil || tasks[1].Login != kps.LoginService {
+		t.Fatalf("batch: tasks %+v, refused %v", tasks, refused)
+	}
+}
+
+// testSubmitHostedKeyOnlyIfExportable: without a stored credential, a task logs in with the
+// hosted private key of the bound key pair only for a caller who could export it: the key pair
+// is visible to them and their role allows the export. The task records which key pair.
+func testSubmitHostedKeyOnlyIfExportable(t *testing.T, e *env) {
+	e.keyPair(project, "alices", kps.ScopeUser, alice)
+	e.keyPair(project, "shared", kps.ScopeDomain, alice)
+	e.keyPair(project, "next", kps.ScopeDomain, bob)
+	for _, id := range []string{"a", "s"} {
+		e.server(project, id, false)
+	}
+	e.bind(project, "alices", "a", false)
+	e.bind(project, "shared", "s", false)
+	// A server a member registered.
+	must(t, e.s.CreateServer(e.ctx, &kps.Server{ProjectID: project, ID: "m", Name: "m", Address: "192.0.2.22",
+		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}))
+	e.bind(project, "shared", "m", false)
+	must(t, e.s.SetPrivateKey(e.ctx, project, "alices", alice, []byte("sealed-a")))
+	must(t, e.s.SetPrivateKey(e.ctx, project, "shared", alice, []byte("sealed-s")))
+
+	asBob := func(s kps.TaskSubmission) kps.TaskSubmission { s.UserID = bob; return s }
+	noExport := func(s kps.TaskSubmission) kps.TaskSubmission { s.MayExport = false; return s }
+	// Another user's key pair, invisible to bob: neither RESET nor UNBIND may log in with it.
+	wantCode(t, e.submitErr(asBob(resetOf(project, "next", "a"))), kps.ErrHostedKeyForbidden)
+	wantCode(t, e.submitErr(asBob(unbindOf(project, "a", false))), kps.ErrHostedKeyForbidden)
+	// A role that may not export.
+	wantCode(t, e.submitErr(noExport(resetOf(project, "next", "s"))), kps.ErrHostedKeyForbidden)
+	// With their own auth, bob may unbind (the task is failed again, to free the server).
+	u := e.submit(asBob(unbindOf(project, "a", true)))
+	if u.Login != kps.LoginCaller || u.LoginKeyPair != "" {
+		t.Fatalf("unbind task = %+v", u)
+	}
+	e.clock.Advance(time.Millisecond)
+	must(t, e.s.FailReadyTask(e.ctx, u, kps.TaskAuthFailed, "x"))
+	// A visible (domain) key pair and a role that may export: the task logs in with it.
+	got := e.submit(asBob(resetOf(project, "next", "s")))
+	if got.Login != kps.LoginHosted || got.LoginKeyPair != "shared" {
+		t.Fatalf("task = %+v", got)
+	}
+	if read := e.task(project, got.ID); read.Login != kps.LoginHosted || read.LoginKeyPair != "shared" {
+		t.Fatalf("read task = %+v", read)
+	}
+	got = e.submit(resetOf(project, "next", "a"))
+	if got.Login != kps.LoginHosted || got.LoginKeyPair != "alices" {
+		t.Fatalf("alice's task = %+v", got)
+	}
+
+	// Hosted keys obey where a login may go too: not on first use to a member's reach.
+	wantCode(t, e.submitErr(withPortOf(resetOf(project, "next", "m"), 2222)), kps.ErrPortOverride)
+	wantCode(t, e.submitErr(resetOf(project, "next", "m")), kps.ErrUnconfirmedReach)
+}
+
+func withPortOf(s kps.TaskSubmission, port int) kps.TaskSubmission { s.Port = port; return s }
 
 func testSubmitCapacity(t *testing.T, e *env) {
 	e.keyPair(project, "kp", kps.ScopeDomain, alice)
