@@ -97,10 +97,8 @@ const (
 	lockKeyPairQuota
 	// lockTaskQueue serialises submissions that check the queue capacity (no args).
 	lockTaskQueue
-	// lockUser locks a user row: the access key limit (user).
+	// lockUser locks a user row: the access key limit and the cap on live tokens (user).
 	lockUser
-	// lockLockout locks a lockout counter row for its read-modify-write (key).
-	lockLockout
 )
 
 // Close releases the database and its lock.

@@ -59,7 +59,6 @@ var postgresLocks = map[lock]string{
 	lockKeyPairQuota: postgresAdvisoryLock + `'keypairs:' || CAST(? AS TEXT), 0))`,
 	lockTaskQueue:    postgresAdvisoryLock + `'task-queue', 0))`,
 	lockUser:         `SELECT 1 FROM users WHERE id = ? FOR UPDATE`,
-	lockLockout:      `SELECT 1 FROM lockouts WHERE lock_key = ? FOR UPDATE`,
 }
 
 func postgresEngine() *engine {
