@@ -219,7 +219,9 @@ func VerifyPassword(hash, pw string) (ok, needsRehash bool, err error) {
 }
 
 // Hash returns the Argon2id PHC string of pw under p, computed with priority over logins.
-func (p Params) Hash(ctx context.Context, pw string) (string, error) { return p.hash(ctx, priority, pw) }
+func (p Params) Hash(ctx context.Context, pw string) (string, error) {
+	return p.hash(ctx, priority, pw)
+}
 
 func (p Params) hash(ctx context.Context, c hashClass, pw string) (string, error) {
 	p = p.orDefault()

@@ -17,7 +17,7 @@ const (
     expires_at, revoked_at FROM tokens WHERE hash = ?`
 	deleteExpiredTokens = `DELETE FROM tokens WHERE expires_at <= ?`
 	// The cap on a user's live tokens (auth.md §5.3), through tokens_unrevoked_by_user.
-	countLiveTokens = `SELECT COUNT(*) FROM tokens WHERE user_id = ? AND revoked_at = 0 AND expires_at > ?`
+	countLiveTokens  = `SELECT COUNT(*) FROM tokens WHERE user_id = ? AND revoked_at = 0 AND expires_at > ?`
 	oldestLiveTokens = `SELECT hash FROM tokens
 WHERE user_id = ? AND revoked_at = 0 AND expires_at > ? AND hash <> ?
 ORDER BY issued_at, hash LIMIT ?`

@@ -31,10 +31,10 @@ RETURNING failures, window_end, locked_until, in_flight, in_flight_until`
     in_flight_until = ? WHERE lock_key = ?`
 	deleteLockout = `DELETE FROM lockouts WHERE lock_key = ?`
 	// A success forgets the count, not a lock in force nor the attempts under way.
-	resetLockout = `DELETE FROM lockouts WHERE lock_key = ? AND locked_until <= ? AND in_flight_until <= ?`
+	resetLockout         = `DELETE FROM lockouts WHERE lock_key = ? AND locked_until <= ? AND in_flight_until <= ?`
 	resetLockoutInFlight = `UPDATE lockouts SET failures = 0, window_end = 0
 WHERE lock_key = ? AND locked_until <= ? AND in_flight_until > ?`
-	purgeLockouts = `DELETE FROM lockouts WHERE window_end <= ? AND locked_until <= ? AND in_flight_until <= ?`
+	purgeLockouts     = `DELETE FROM lockouts WHERE window_end <= ? AND locked_until <= ? AND in_flight_until <= ?`
 	lockoutPurgeEvery = time.Minute
 )
 
