@@ -210,7 +210,10 @@ func countFailure(ctx context.Context, l Limiter, now time.Time, err error, keys
 // and the user as named, then the user's ID once found. It is settled exactly once, whatever
 // way the verification ends.
 type guess struct {
-	s        *Service
+	s *Service
+	// now is the request's time: the reservations and their settlement are counted at it, as
+	// a check-then-count would have counted them.
+	now      time.Time
 	attempts []kps.Attempt
 	user     string // for the log: the user's ID when known, else the name as given
 	settled  bool
@@ -219,20 +222,20 @@ type guess struct {
 // reserveGuess reserves a verification under keys before any lookup or hash, or refuses it
 // with 429 KPS.6105.
 func (s *Service) reserveGuess(ctx context.Context, now time.Time, user string, keys ...string) (*guess, error) {
-	g := &guess{s: s, user: user}
-	return g, g.add(ctx, now, keys...)
+	g := &guess{s: s, now: now, user: user}
+	return g, g.add(ctx, keys...)
 }
 
 // add reserves the verification under more keys (the user's ID, once found); when they refuse,
 // the reservations made so far are given back.
-func (g *guess) add(ctx context.Context, now time.Time, keys ...string) error {
+func (g *guess) add(ctx context.Context, keys ...string) error {
 	var more []kps.Attempt
 	for _, k := range keys {
 		if k != "" {
 			more = append(more, kps.Attempt{Key: k, Policy: lockPolicyOf(k)})
 		}
 	}
-	wait, err := g.s.lockout().Reserve(ctx, now, more...)
+	wait, err := g.s.lockout().Reserve(ctx, g.now, more...)
 	if err == nil && wait == 0 {
 		g.attempts = append(g.attempts, more...)
 		return nil
@@ -264,7 +267,7 @@ func (g *guess) settle(ctx context.Context, o kps.Outcome) error {
 			a.Outcome = kps.AttemptVoid
 		}
 	}
-	if err := g.s.lockout().Settle(context.WithoutCancel(ctx), g.s.now(), g.attempts...); err != nil {
+	if err := g.s.lockout().Settle(context.WithoutCancel(ctx), g.now, g.attempts...); err != nil {
 		return fmt.Errorf("iam: settling an authentication attempt: %w", err)
 	}
 	return nil

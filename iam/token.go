@@ -257,7 +257,7 @@ func (s *Service) verifyLogin(ctx context.Context, g *guess, req IssueRequest) (
 	if user != nil {
 		g.user = user.ID
 		if idKey := userKey(user.ID); idKey != nameKey {
-			if err := g.add(ctx, s.now(), idKey); err != nil {
+			if err := g.add(ctx, idKey); err != nil {
 				return nil, nil, err
 			}
 		}
