@@ -112,6 +112,14 @@ func randomWord(t *testing.T) string {
 	return hex.EncodeToString(b)
 }
 
+// with returns the service as seen from the (sub)test t, whose failures its helpers report.
+func (b *binaryService) with(t *testing.T) *binaryService {
+	c := *b
+	admin := *b.admin
+	c.t, admin.t, c.admin = t, t, &admin
+	return &c
+}
+
 // addMember creates a user of Default with the password and the member role on the admin's
 // project and returns the user's ID.
 func (b *binaryService) addMember(name, password string) string {
@@ -308,43 +316,50 @@ func TestAttackPasswordChangeGuessing(t *testing.T) {
 	change := func(c *idClient, id, original string) idResponse {
 		return c.do("POST", "/v3/users/"+id+"/password", map[string]any{"user": map[string]any{"original_password": original, "password": "a-new-password-9"}})
 	}
-	aliceID := b.addMember("alice", "alice-password-1")
-	alice := b.loginAs("alice", "alice-password-1")
-	for i := range 5 {
-		if r := change(alice, aliceID, fmt.Sprint("guess-", i)); r.status != 401 || r.body["error_code"] != "KPS.6107" {
-			t.Fatalf("wrong original password %d: %d %s", i+1, r.status, r.raw)
+	t.Run("in sequence", func(t *testing.T) {
+		b := b.with(t)
+		aliceID := b.addMember("alice", "alice-password-1")
+		alice := b.loginAs("alice", "alice-password-1")
+		for i := range 5 {
+			if r := change(alice, aliceID, fmt.Sprint("guess-", i)); r.status != 401 || r.body["error_code"] != "KPS.6107" {
+				t.Fatalf("wrong original password %d: %d %s", i+1, r.status, r.raw)
+			}
 		}
-	}
-	if r := change(alice, aliceID, "alice-password-1"); r.status != 429 || r.body["error_code"] != "KPS.6105" || r.header.Get("Retry-After") == "" {
-		t.Fatalf("the right original password after 5 wrong ones: %d %s; want 429 KPS.6105", r.status, r.raw)
-	}
-	if r := b.send("POST", "/v3/auth/tokens", loginBody("Default", "alice", "alice-password-1"), nil); r.status != 429 {
-		t.Fatalf("a login of a user locked by password changes: %d %v", r.status, r.body)
-	}
-
-	// 30 wrong original passwords at once: at most 5 evaluated.
-	bobID := b.addMember("bob", "bob-password-1")
-	bob := b.loginAs("bob", "bob-password-1")
-	var reqs []request
-	for i := range 30 {
-		reqs = append(reqs, request{method: "POST", path: "/v3/users/" + bobID + "/password",
-			body:    fmt.Sprintf(`{"user":{"original_password":"guess-%d","password":"a-new-password-9"}}`, i),
-			headers: map[string]string{"X-Auth-Token": bob.token}})
-	}
-	n := tally(t, b.atOnce(reqs))
-	if n[401] > 5 || n[401]+n[429] != 30 {
-		t.Fatalf("30 wrong original passwords at once: %v; want at most 5 evaluated (401), the rest 429", n)
-	}
-
-	// A temporary credential (15 minutes) cannot become a permanent password.
-	carolID := b.addMember("carol", "carol-password-1")
-	carol := b.loginAs("carol", "carol-password-1")
-	c := obj(carol.want(201, "POST", "/v3.0/OS-CREDENTIAL/securitytokens", map[string]any{"auth": map[string]any{"identity": map[string]any{"methods": []string{"token"}}}})["credential"])
-	temp := carol.withKey(str(c["access"]), str(c["secret"]), str(c["securitytoken"]))
-	if r := change(temp, carolID, "carol-password-1"); r.status != 403 || r.body["error_code"] != "KPS.9006" {
-		t.Fatalf("password change with a temporary credential: %d %s; want 403 KPS.9006", r.status, r.raw)
-	}
-	b.loginAs("carol", "carol-password-1")
+		if r := change(alice, aliceID, "alice-password-1"); r.status != 429 || r.body["error_code"] != "KPS.6105" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("the right original password after 5 wrong ones: %d %s; want 429 KPS.6105", r.status, r.raw)
+		}
+		if r := b.send("POST", "/v3/auth/tokens", loginBody("Default", "alice", "alice-password-1"), nil); r.status != 429 {
+			t.Fatalf("a login of a user locked by password changes: %d %v", r.status, r.body)
+		}
+	})
+	t.Run("in parallel", func(t *testing.T) {
+		// 30 wrong original passwords at once: at most 5 evaluated.
+		b := b.with(t)
+		bobID := b.addMember("bob", "bob-password-1")
+		bob := b.loginAs("bob", "bob-password-1")
+		var reqs []request
+		for i := range 30 {
+			reqs = append(reqs, request{method: "POST", path: "/v3/users/" + bobID + "/password",
+				body:    fmt.Sprintf(`{"user":{"original_password":"guess-%d","password":"a-new-password-9"}}`, i),
+				headers: map[string]string{"X-Auth-Token": bob.token}})
+		}
+		n := tally(t, b.atOnce(reqs))
+		if n[401] > 5 || n[401]+n[429] != 30 {
+			t.Fatalf("30 wrong original passwords at once: %v; want at most 5 evaluated (401), the rest 429", n)
+		}
+	})
+	t.Run("temporary credential", func(t *testing.T) {
+		// A temporary credential (15 minutes) cannot become a permanent password.
+		b := b.with(t)
+		carolID := b.addMember("carol", "carol-password-1")
+		carol := b.loginAs("carol", "carol-password-1")
+		c := obj(carol.want(201, "POST", "/v3.0/OS-CREDENTIAL/securitytokens", map[string]any{"auth": map[string]any{"identity": map[string]any{"methods": []string{"token"}}}})["credential"])
+		temp := carol.withKey(str(c["access"]), str(c["secret"]), str(c["securitytoken"]))
+		if r := change(temp, carolID, "carol-password-1"); r.status != 403 || r.body["error_code"] != "KPS.9006" {
+			t.Fatalf("password change with a temporary credential: %d %s; want 403 KPS.9006", r.status, r.raw)
+		}
+		b.loginAs("carol", "carol-password-1")
+	})
 }
 
 // logLine returns the log line of the request with that ID and message, "" when there is none.
