@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -336,5 +338,63 @@ func TestTokenCapPerUserService(t *testing.T) {
 	if fx.svc.maxTokensPerUser() != 3 || (&Service{}).maxTokensPerUser() != DefaultMaxTokensPerUser ||
 		(&Service{MaxTokensPerUser: -1}).maxTokensPerUser() != 0 {
 		t.Fatal("maxTokensPerUser")
+	}
+}
+
+// TestConcurrentRefusalsAnswerAsInSequence: signature mismatches and unknown tokens are not
+// reserved (their check is cheap and guesses nothing), but a burst of them gets no more 401
+// answers than a sequence would: 5 mismatches per (AK, client IP), 30 refusals per client IP;
+// the others are told 429, and the lock holds afterwards.
+func TestConcurrentRefusalsAnswerAsInSequence(t *testing.T) {
+	t.Parallel()
+	for name, limiter := range limiters {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fx := setupSigning(t)
+			fx.svc.Limiter = limiter(fx.fixture)
+			ak, sk := fx.accessKey(t, "alice", kps.AccessKeyActive)
+			wrong := sk[:39] + "X"
+			var reqs []*http.Request
+			for range 40 {
+				reqs = append(reqs, fx.request(t, "GET", fx.kpsPath(p1), nil, ak, wrong, nil))
+			}
+			codes := make([]string, len(reqs))
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i, r := range reqs {
+				wg.Go(func() {
+					<-start
+					_, err := fx.authenticate(r, nil, p1, clientA)
+					codes[i] = kps.ErrorCode(err)
+				})
+			}
+			close(start)
+			wg.Wait()
+			n := map[string]int{}
+			for _, c := range codes {
+				n[c]++
+			}
+			if n[kps.ErrBadCredentials] > 5 || n[kps.ErrBadCredentials]+n[kps.ErrLockedOut] != 40 {
+				t.Fatalf("40 signature mismatches at once: %v; want at most 5 KPS.6102, the rest KPS.6105", n)
+			}
+			_, err := fx.authenticate(fx.request(t, "GET", fx.kpsPath(p1), nil, ak, sk, nil), nil, p1, clientA)
+			wantCode(t, err, kps.ErrLockedOut, "")
+
+			codes = make([]string, 60)
+			for i := range codes {
+				wg.Go(func() {
+					_, err := fx.svc.Authenticate(context.Background(), fmt.Sprint("KPT1unknown-", i), fx.id(p1), clientB)
+					codes[i] = kps.ErrorCode(err)
+				})
+			}
+			wg.Wait()
+			n = map[string]int{}
+			for _, c := range codes {
+				n[c]++
+			}
+			if n[kps.ErrBadCredentials] > 30 || n[kps.ErrBadCredentials]+n[kps.ErrLockedOut] != 60 {
+				t.Fatalf("60 unknown tokens at once from one client: %v; want at most 30 KPS.6102, the rest KPS.6105", n)
+			}
+		})
 	}
 }
