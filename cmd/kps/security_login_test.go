@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/pgtest"
 )
 
 // The attacks of docs/SECURITY.md section 4 (issue 13) against the BUILT binary: guessing
@@ -76,8 +77,14 @@ type binaryService struct {
 // its admin.
 func startServe(t *testing.T, env []string, flags ...string) *binaryService {
 	t.Helper()
-	password := "admin-" + randomWord(t)
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "info", "--workers", "2"}, flags...)
+	return startServeIn(t, t.TempDir(), "admin-"+randomWord(t), env, flags...)
+}
+
+// startServeIn is startServe on dataDir with the admin password given: replicas on one
+// PostgreSQL database share both.
+func startServeIn(t *testing.T, dataDir, password string, env []string, flags ...string) *binaryService {
+	t.Helper()
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", "--workers", "2"}, flags...)
 	cmd := exec.Command(securityBinary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "KPS_ADMIN_PASSWORD=" + password}, env...)
 	logs := &lockedBuffer{}
@@ -176,6 +183,8 @@ func (b *binaryService) send(method, path, body string, headers map[string]strin
 type request struct {
 	method, path, body string
 	headers            map[string]string
+	// to is the replica that receives it; nil is the service atOnce is called on.
+	to *binaryService
 }
 
 // atOnce sends the requests from as many goroutines, released together once the client holds
@@ -184,10 +193,14 @@ func (b *binaryService) atOnce(reqs []request) []reply {
 	b.t.Helper()
 	var wg sync.WaitGroup
 	warm := make(chan struct{})
-	for range reqs {
+	for _, r := range reqs {
+		to := b
+		if r.to != nil {
+			to = r.to
+		}
 		wg.Go(func() {
 			<-warm
-			b.send("GET", "/healthz", "", nil)
+			to.send("GET", "/healthz", "", nil)
 		})
 	}
 	close(warm)
@@ -195,9 +208,13 @@ func (b *binaryService) atOnce(reqs []request) []reply {
 	out := make([]reply, len(reqs))
 	start := make(chan struct{})
 	for i, r := range reqs {
+		to := b
+		if r.to != nil {
+			to = r.to
+		}
 		wg.Go(func() {
 			<-start
-			out[i] = b.send(r.method, r.path, r.body, r.headers)
+			out[i] = to.send(r.method, r.path, r.body, r.headers)
 		})
 	}
 	close(start)
@@ -273,6 +290,36 @@ func TestAttackParallelPasswordGuessing(t *testing.T) {
 		r := b.send("POST", "/v3/auth/tokens", loginBody("Default", "victim", "victim-password-1"), nil)
 		if r.status != 429 || r.body["error_code"] != "KPS.6105" {
 			t.Fatalf("the right password from an address with 30 failures this minute: %d %v", r.status, r.body)
+		}
+	})
+	t.Run("two replicas", func(t *testing.T) {
+		// The same bursts spread over two replicas on one PostgreSQL database: the
+		// reservations are in the database, so the bounds are the same.
+		dsn := pgtest.Schema(t)
+		dataDir, password := t.TempDir(), "admin-"+randomWord(t)
+		a := startServeIn(t, dataDir, password, nil, "--database", dsn, "--login-queue", "100")
+		b := startServeIn(t, dataDir, password, nil, "--database", dsn, "--login-queue", "100")
+		a.addMember("victim", "victim-password-1")
+		replicas := []*binaryService{a, b}
+		var reqs []request
+		for i := range 30 {
+			pw := fmt.Sprint("guess-", i)
+			if i == 29 {
+				pw = "victim-password-1"
+			}
+			reqs = append(reqs, request{method: "POST", path: "/v3/auth/tokens", body: loginBody("Default", "victim", pw), to: replicas[i%2]})
+		}
+		n := tally(t, a.atOnce(reqs))
+		if evaluated := n[201] + n[401]; evaluated > 5 || evaluated+n[429] != 30 {
+			t.Fatalf("30 guesses at once for one user over two replicas: %v; want at most 5 evaluated, the rest 429", n)
+		}
+		reqs = reqs[:0]
+		for i := range 60 {
+			reqs = append(reqs, request{method: "POST", path: "/v3/auth/tokens", body: loginBody("Default", fmt.Sprint("ghost-", i), "guess"), to: replicas[i%2]})
+		}
+		n = tally(t, a.atOnce(reqs))
+		if n[401] > 30 || n[401]+n[429] != 60 {
+			t.Fatalf("60 bad logins at once from one address over two replicas: %v; want at most 30 evaluated, the rest 429", n)
 		}
 	})
 	t.Run("queue", func(t *testing.T) {
