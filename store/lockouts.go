@@ -203,7 +203,7 @@ func (l *lockouts) update(ctx context.Context, now time.Time, attempts []kps.Att
 	}
 	if l.purgeDue(now) {
 		ms := now.UnixMilli()
-		if _, err := tx.exec(ctx, purgeLockouts, ms, ms, ms); err != nil {
+		if _, err := tx.exec(ctx, tx.eng.purgeLockouts, ms, ms, ms); err != nil {
 			return err
 		}
 	}
