@@ -305,8 +305,9 @@ func keyKind(key string) string {
 }
 
 // MemoryLimiter is a Limiter for one instance. Its memory is bounded: expired entries are
-// swept, and when MaxEntries are live a new key evicts an entry that is not locked if it can
-// find one among a few, so a flood of distinct keys forgets half-counted keys before locks.
+// swept, and when MaxEntries are live a new key evicts an entry that is neither locked nor has
+// attempts under way if it can find one among a few, so a flood of distinct keys forgets
+// half-counted keys before locks and reservations.
 // The zero value is ready to use.
 type MemoryLimiter struct {
 	// MaxEntries bounds the number of keys tracked; zero means 100 000.

@@ -107,7 +107,8 @@ func (s *Service) dummyHash(ctx context.Context) (string, error) {
 // Reason keys: token-unknown, token-expired, token-revoked (KPS.6102); method-unsupported,
 // password-length, user-unknown, password-wrong, user-disabled, domain-disabled (KPS.6107);
 // scope-unavailable, scope-no-role (KPS.6108); project-mismatch, token-not-project-scoped
-// (KPS.6103); no-role (KPS.9006).
+// (KPS.6103); no-role, and for a password change other-user and temporary-credential
+// (KPS.9006).
 type Failure struct {
 	Reason string
 	Err    *kps.Error
