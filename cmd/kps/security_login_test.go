@@ -270,6 +270,7 @@ func TestAttackParallelPasswordGuessing(t *testing.T) {
 			reqs = append(reqs, request{method: "POST", path: "/v3/auth/tokens", body: loginBody("Default", "victim", pw)})
 		}
 		n := tally(t, b.atOnce(reqs))
+		t.Logf("30 guesses at once for one user: %v", n)
 		if evaluated := n[201] + n[401]; evaluated > 5 || n[429] < 25 || evaluated+n[429] != 30 {
 			t.Fatalf("30 guesses at once for one user: %v; want at most 5 evaluated (201/401), the rest 429", n)
 		}
@@ -284,6 +285,7 @@ func TestAttackParallelPasswordGuessing(t *testing.T) {
 			reqs = append(reqs, request{method: "POST", path: "/v3/auth/tokens", body: loginBody("Default", fmt.Sprint("ghost-", i), "guess")})
 		}
 		n := tally(t, b.atOnce(reqs))
+		t.Logf("60 bad logins at once from one address: %v", n)
 		if n[401] > 30 || n[401]+n[429] != 60 || n[429] < 30 {
 			t.Fatalf("60 bad logins at once from one address: %v; want at most 30 evaluated (401), the rest 429", n)
 		}
@@ -349,6 +351,7 @@ func TestAttackParallelPasswordGuessing(t *testing.T) {
 				queueFull++
 			}
 		}
+		t.Logf("60 logins at once from 60 addresses: %v, %d refused for a full queue", n, queueFull)
 		if n[401]+n[429] != 60 || n[401] == 0 || queueFull == 0 || queueFull != n[429] {
 			t.Fatalf("60 logins at once from 60 addresses: %v, %d refused for a full queue; want 401s and 429s for a full queue only", n, queueFull)
 		}
