@@ -90,8 +90,11 @@ type IdentityStore interface {
 	// ListRoleAssignments returns the matching assignments ordered by user, role and target.
 	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]RoleAssignment, error)
 
-	// CreateToken stores the token record (by its hash).
-	CreateToken(ctx context.Context, t *Token) error
+	// CreateToken stores the token record (by its hash). When maxLive > 0 and the user then
+	// holds more than maxLive live tokens (neither revoked nor expired), the oldest of the
+	// others are revoked in the same transaction, with the temporary credentials derived from
+	// them (auth.md §5.3: the per-user cap); maxLive <= 0 caps nothing.
+	CreateToken(ctx context.Context, t *Token, maxLive int) error
 	// TokenByHash returns the token record, expired or revoked ones included.
 	TokenByHash(ctx context.Context, hash string) (*Token, error)
 	// RevokeToken revokes the token, if it exists and is not revoked yet, and deletes the

@@ -76,13 +76,17 @@ type identityErrorBody struct {
 }
 
 // renderError is the one error renderer. Internal errors are logged with their detail and shown
-// with a generic message.
+// with a generic message; a Nova fault (which carries a status and no KPS code) is logged by
+// its status, never as an internal error when it is a 4xx.
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := kps.ErrorCode(err), kps.ErrorMessage(err)
 	status := HTTPStatus(code)
-	if code == kps.ErrInternal {
-		s.log.Error("internal error", "request_id", w.Header().Get("X-Request-Id"), "method", r.Method, "path", r.URL.Path, "err", err)
+	var nf *novaFault
+	isNova := isNovaPath(r.URL.Path) && errors.As(err, &nf)
+	if isNova {
+		status = nf.status
 	}
+	s.logError(w, r, status, code == kps.ErrInternal && !isNova, isNova, err)
 	switch status {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Keystone uri="`+s.cfg.PublicURL+`"`)
@@ -96,10 +100,9 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 			w.Header().Set("Retry-After", "5")
 		}
 	}
-	var nf *novaFault
 	if isNovaPath(r.URL.Path) {
-		if errors.As(err, &nf) {
-			status, code, msg = nf.status, nf.code, nf.msg
+		if isNova {
+			code, msg = nf.code, nf.msg
 		}
 		writeJSON(w, status, novaErrorBody(status, code, msg))
 		return
@@ -112,6 +115,22 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	writeJSON(w, status, errorBody{ErrorCode: code, ErrorMsg: msg})
+}
+
+// logError logs what renderError answers with status: an internal error (or a Nova fault of
+// 5xx) with its detail; a Nova fault of 401, 403 or 429 as a refusal at INFO (the KPS-coded
+// refusals are logged where they are decided, logRefusal); other Nova faults at DEBUG.
+func (s *Server) logError(w http.ResponseWriter, r *http.Request, status int, internal, nova bool, err error) {
+	attrs := []any{"request_id", w.Header().Get("X-Request-Id"), "method", r.Method, "path", r.URL.Path, "status", status}
+	switch {
+	case internal, nova && status >= 500:
+		s.log.Error("internal error", append(attrs, "err", err)...)
+	case !nova:
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusTooManyRequests:
+		s.log.Info("request refused", append(attrs, "reason", err.Error(), "client_ip", s.clientIP(r))...)
+	default:
+		s.log.Debug("request rejected", append(attrs, "reason", err.Error())...)
+	}
 }
 
 // writeJSON renders v with the content type of §1.4.

@@ -33,6 +33,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusCreated, resp)
 			return
 		}
+		s.logRefusal(r, "login refused", err)
 	}
 	s.renderError(w, r, err)
 }

@@ -97,8 +97,17 @@ func (a *identityAPI) deleteUser(w http.ResponseWriter, r *http.Request, p *kps.
 	return nil
 }
 
-// changePassword is POST /v3/users/{user_id}/password: 204; every token of the user dies.
+// changePassword is POST /v3/users/{user_id}/password: 204; every token of the user dies. A
+// refusal is logged like a refused login (auth.md §12.5).
 func (a *identityAPI) changePassword(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	err := a.changePasswordOf(w, r, p)
+	if err != nil {
+		a.logRefusal(r, "password change refused", err)
+	}
+	return err
+}
+
+func (a *identityAPI) changePasswordOf(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -115,7 +124,7 @@ func (a *identityAPI) changePassword(w http.ResponseWriter, r *http.Request, p *
 	if err != nil {
 		return err
 	}
-	if err := a.m.ChangePassword(r.Context(), p, r.PathValue("user_id"), original, password); err != nil {
+	if err := a.m.ChangePassword(r.Context(), p, r.PathValue("user_id"), original, password, a.clientIP(r)); err != nil {
 		return err
 	}
 	writeEmpty(w, http.StatusNoContent)

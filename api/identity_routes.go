@@ -38,7 +38,9 @@ type identityManager interface {
 	CreateUser(ctx context.Context, p *kps.Principal, u *kps.User, password string) error
 	UpdateUser(ctx context.Context, p *kps.Principal, id string, u kps.UserUpdate, password *string) (*kps.User, error)
 	DeleteUser(ctx context.Context, p *kps.Principal, id string) error
-	ChangePassword(ctx context.Context, p *kps.Principal, id, original, password string) error
+	// ChangePassword counts a wrong original password against the user and clientIP like a
+	// failed login (auth.md §12.4).
+	ChangePassword(ctx context.Context, p *kps.Principal, id, original, password, clientIP string) error
 
 	CreateProject(ctx context.Context, p *kps.Principal, pr *kps.Project) error
 	UpdateProject(ctx context.Context, p *kps.Principal, id string, u kps.ProjectUpdate) (*kps.Project, error)

@@ -277,7 +277,7 @@ func (s *Server) novaHandler(prefix string, legacy bool, min kps.Role, h func(ht
 		err := s.novaAuthenticate(r, n)
 		if err == nil && !n.p.Has(min) {
 			err = &iam.Failure{Reason: "role-too-low", Err: kps.Errorf(kps.ErrForbidden, "The user has no permission to perform this operation.")}
-			s.logRefusal(r, err)
+			s.logRefusal(r, "authentication refused", err)
 		}
 		if err == nil && !legacy {
 			err = s.novaMicroversion(w, r, n)
@@ -315,11 +315,11 @@ func (s *Server) novaAuthenticate(r *http.Request, n *novaRequest) error {
 			target = project
 		case errors.As(err, &f) && f.Reason == "token-not-project-scoped":
 			err = &iam.Failure{Reason: f.Reason, Err: kps.Errorf(kps.ErrProjectMismatch, "Project mismatch: the request does not name a project and the token is not scoped to one.")}
-			s.logRefusal(r, err)
+			s.logRefusal(r, "authentication refused", err)
 			return err
 		case err != nil:
 			// Refused already (and counted once by the lockout): not checked a second time.
-			s.logRefusal(r, err)
+			s.logRefusal(r, "authentication refused", err)
 			return err
 		}
 	}

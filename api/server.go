@@ -255,7 +255,7 @@ func (s *Server) authorized(min kps.Role, h handlerFunc) http.Handler {
 		if err == nil && !p.Has(min) {
 			// Row 8 of auth.md §4.3, logged like the refusals of authenticate.
 			err = &iam.Failure{Reason: "role-too-low", Err: kps.Errorf(kps.ErrForbidden, "The user has no permission to perform this operation.")}
-			s.logRefusal(r, err)
+			s.logRefusal(r, "authentication refused", err)
 		}
 		if err == nil {
 			err = h(w, r, p)
@@ -275,7 +275,7 @@ func (s *Server) authorized(min kps.Role, h handlerFunc) http.Handler {
 func (s *Server) authenticate(r *http.Request) (*kps.Principal, error) {
 	p, err := s.verifyCredentials(r)
 	if err != nil {
-		s.logRefusal(r, err)
+		s.logRefusal(r, "authentication refused", err)
 	}
 	return p, err
 }
@@ -344,23 +344,40 @@ var refusalCodes = map[string]bool{
 	kps.ErrLockedOut: true, kps.ErrLoginFailed: true, kps.ErrScope: true, kps.ErrForbidden: true,
 }
 
-// logRefusal logs a refused request at INFO with what diagnoses it and nothing that
-// authenticates (auth.md §12.5): the reason key, the AK or the token's fingerprint, the client
-// IP; never the signature, a secret key or a token.
-func (s *Server) logRefusal(r *http.Request, err error) {
+// logRefusal logs a refused request at INFO, as msg, with what diagnoses it and nothing that
+// authenticates (auth.md §12.5): the reason key, the user a login or password change named (their
+// ID, or the name as given), the AK or the token's fingerprint, the client IP; never a password,
+// the signature, a secret key or a token.
+func (s *Server) logRefusal(r *http.Request, msg string, err error) {
 	code := kps.ErrorCode(err)
 	if !refusalCodes[code] {
 		return
 	}
 	attrs := []any{"request_id", requestID(r), "method", r.Method, "path", r.URL.Path,
 		"code", code, "reason", refusalReason(err), "client_ip", s.clientIP(r)}
+	if user := refusedUser(err); user != "" {
+		attrs = append(attrs, "user", user)
+	}
 	if a, perr := iam.ParseAuthorization(r.Header.Get("Authorization")); perr == nil {
 		attrs = append(attrs, "access_key", a.AccessKey)
 	}
 	if t := r.Header.Get("X-Auth-Token"); t != "" {
 		attrs = append(attrs, "token", iam.TokenFingerprint(t))
 	}
-	s.log.Info("authentication refused", attrs...)
+	s.log.Info(msg, attrs...)
+}
+
+// refusedUser is the user a refused login or password change named, "" when unknown.
+func refusedUser(err error) string {
+	var f *iam.Failure
+	var l *iam.LockoutError
+	switch {
+	case errors.As(err, &f):
+		return f.User
+	case errors.As(err, &l):
+		return l.User
+	}
+	return ""
 }
 
 // refusalReason is the reason key of a refusal (auth.md §11.4, iam.Failure).
@@ -371,7 +388,7 @@ func refusalReason(err error) string {
 	case errors.As(err, &f):
 		return f.Reason
 	case errors.As(err, &l):
-		return "locked-out"
+		return l.Reason
 	case code == kps.ErrUnauthenticated:
 		return "no-credentials"
 	case code == kps.ErrProjectMismatch:

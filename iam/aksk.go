@@ -99,7 +99,7 @@ func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, bo
 
 	// §4.3 row 2; the Go SDK's global credentials send X-Domain-Id, signed.
 	if hd := r.Header.Get("X-Domain-Id"); hd != "" && hd != cred.domain.ID {
-		return nil, &Failure{"domain-mismatch", kps.Errorf(kps.ErrProjectMismatch,
+		return nil, &Failure{Reason: "domain-mismatch", Err: kps.Errorf(kps.ErrProjectMismatch,
 			"Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))}
 	}
 	if projectID == "" {
@@ -110,7 +110,7 @@ func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, bo
 	}
 	// Row 5.
 	if cred.scopeProject != "" && cred.scopeProject != projectID {
-		return nil, &Failure{"project-mismatch", kps.Errorf(kps.ErrProjectMismatch,
+		return nil, &Failure{Reason: "project-mismatch", Err: kps.Errorf(kps.ErrProjectMismatch,
 			"Project mismatch: the request targets project %s but the credentials are scoped to project %s.",
 			clip(projectID), cred.scopeProject)}
 	}
@@ -121,14 +121,14 @@ func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, bo
 		return nil, err
 	}
 	if proj == nil || !proj.Enabled || proj.DomainID != cred.domain.ID {
-		return nil, &Failure{"project-unavailable", kps.Errorf(kps.ErrForbidden, msgForbidden)}
+		return nil, &Failure{Reason: "project-unavailable", Err: kps.Errorf(kps.ErrForbidden, msgForbidden)}
 	}
 	roles, err := s.Store.EffectiveRoles(ctx, cred.user.ID, projectID)
 	if err != nil {
 		return nil, err
 	}
 	if len(roles) == 0 {
-		return nil, &Failure{"no-role", kps.Errorf(kps.ErrForbidden, msgForbidden)}
+		return nil, &Failure{Reason: "no-role", Err: kps.Errorf(kps.ErrForbidden, msgForbidden)}
 	}
 	p.ProjectID, p.Roles = projectID, roles
 	return p, nil

@@ -188,7 +188,7 @@ func (e *External) Authenticate(ctx context.Context, token, targetProjectID, cli
 	// The token scope stands in for row 7's existence check (§10.1); the roles are those the
 	// identity service put in the token, mapped.
 	if len(t.roles) == 0 {
-		return nil, &Failure{"no-role", kps.Errorf(kps.ErrForbidden, msgForbidden)}
+		return nil, &Failure{Reason: "no-role", Err: kps.Errorf(kps.ErrForbidden, msgForbidden)}
 	}
 	// The cached roles are shared; each principal gets its own copy.
 	p.ProjectID, p.Roles = targetProjectID, slices.Clone(t.roles)
@@ -317,18 +317,11 @@ func (e *External) checkLocked(ctx context.Context, now time.Time, keys ...strin
 	return nil
 }
 
-// refuse counts the refusal err under each non-empty key and returns err, or the internal
-// error of a limiter that could not count (it must not silently stop counting).
+// refuse counts the refusal err under each non-empty key and returns err, a LockoutError when
+// a key was locked by the time the failure came, or the internal error of a limiter that
+// could not count (it must not silently stop counting).
 func (e *External) refuse(ctx context.Context, now time.Time, err error, keys ...string) error {
-	for _, k := range keys {
-		if k == "" {
-			continue
-		}
-		if ferr := e.Limiter.Fail(ctx, now, lockPolicyOf(k), k); ferr != nil {
-			return fmt.Errorf("iam: counting a failed authentication: %w", ferr)
-		}
-	}
-	return err
+	return countFailure(ctx, e.Limiter, now, err, keys...)
 }
 
 // unavailable logs an identity-service failure and returns the 503 the caller sees. It is not a

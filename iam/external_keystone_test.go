@@ -48,8 +48,14 @@ type noLockout struct{}
 func (noLockout) LockedFor(context.Context, time.Time, ...string) (time.Duration, error) {
 	return 0, nil
 }
-func (noLockout) Fail(context.Context, time.Time, iam.LockPolicy, string) error { return nil }
-func (noLockout) Reset(context.Context, time.Time, string) error                { return nil }
+func (noLockout) Reserve(context.Context, time.Time, ...kps.Attempt) (time.Duration, error) {
+	return 0, nil
+}
+func (noLockout) Settle(context.Context, time.Time, ...kps.Attempt) error { return nil }
+func (noLockout) Fail(context.Context, time.Time, iam.LockPolicy, string) (time.Duration, error) {
+	return 0, nil
+}
+func (noLockout) Reset(context.Context, time.Time, string) error { return nil }
 
 type extClock struct {
 	mu  sync.Mutex

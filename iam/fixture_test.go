@@ -195,7 +195,7 @@ func (fx *fixture) storedToken(t *testing.T, user, project string) string {
 	now := fx.clock.Now().Truncate(time.Millisecond)
 	if err := fx.db.CreateToken(context.Background(), &kps.Token{Hash: tokenHash(tok), UserID: fx.users[user].ID,
 		ProjectID: fx.id(project), Methods: []string{MethodPassword}, AuditIDs: []string{newAuditID()},
-		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	return tok

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/limitertest"
 )
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -24,10 +25,17 @@ func lockedFor(t *testing.T, m Limiter, now time.Time, keys ...string) time.Dura
 func fail(t *testing.T, m Limiter, now time.Time, p LockPolicy, key string, n int) {
 	t.Helper()
 	for range n {
-		if err := m.Fail(context.Background(), now, p, key); err != nil {
+		if _, err := m.Fail(context.Background(), now, p, key); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestMemoryLimiterConformance runs the limiter suite the database limiter passes on both
+// engines (store/storetest) against the in-memory one.
+func TestMemoryLimiterConformance(t *testing.T) {
+	t.Parallel()
+	limitertest.Run(t, func(*testing.T) kps.Limiter { return &MemoryLimiter{} })
 }
 
 func TestLimiterCountsConsecutiveFailures(t *testing.T) {
@@ -148,6 +156,17 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	}
 	if d := lockedFor(t, m, t0.Add(time.Second), "victim"); d == 0 {
 		t.Error("the flood evicted a lock")
+	}
+	// So does an attempt under way: forgetting it would admit a second one.
+	one := kps.Attempt{Key: "busy", Policy: loginLockPolicy}
+	if w, _ := m.Reserve(context.Background(), t0, one); w != 0 {
+		t.Fatalf("reservation refused: %v", w)
+	}
+	for i := range 1000 {
+		fail(t, m, t0.Add(time.Millisecond), loginLockPolicy, fmt.Sprint("flood2-", i), 1)
+	}
+	if w, _ := m.Reserve(context.Background(), t0.Add(time.Second), one); w != kps.AttemptRetry {
+		t.Errorf("the flood evicted an attempt under way: a second one waits %v", w)
 	}
 	// Expired entries go at the next sweep.
 	later := t0.Add(time.Hour)

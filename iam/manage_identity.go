@@ -109,13 +109,20 @@ func (s *Service) DeleteUser(ctx context.Context, p *kps.Principal, id string) e
 }
 
 // ChangePassword is the self-service password change (POST /v3/users/{user_id}/password): only
-// for the caller's own user (else 403 KPS.9006), with the original password (else 401
-// KPS.6107, as Keystone answers), and a new one following the policy of §12.1 (else 400
-// KPS.6003). It revokes every token and temporary credential of the user, the caller's own
-// included (§5.5).
-func (s *Service) ChangePassword(ctx context.Context, p *kps.Principal, id, original, password string) error {
+// for the caller's own user (else 403 KPS.9006), not with a temporary credential (a security
+// token lives 15 minutes to a day and must not outlive itself as a new password: 403 KPS.9006),
+// with the original password (else 401 KPS.6107, as Keystone answers), and a new one following
+// the policy of §12.1 (else 400 KPS.6003). The original password is a guess like a login's
+// (auth.md §12.4): reserved under the user and the client IP before the hash, a wrong one counts
+// as a failed login, and a locked user or IP is 429 KPS.6105. It revokes every token and
+// temporary credential of the user, the caller's own included (§5.5). clientIP is the caller's
+// address, as for a login.
+func (s *Service) ChangePassword(ctx context.Context, p *kps.Principal, id, original, password, clientIP string) error {
+	if p.AuthMethod == kps.AuthAKSKTemporary {
+		return &Failure{Reason: "temporary-credential", Err: kps.Errorf(kps.ErrForbidden, msgForbidden), User: p.UserID}
+	}
 	if id != p.UserID {
-		return forbidden()
+		return &Failure{Reason: "other-user", Err: kps.Errorf(kps.ErrForbidden, msgForbidden), User: p.UserID}
 	}
 	u, err := s.Store.UserByID(ctx, id)
 	if err != nil {
@@ -127,29 +134,48 @@ func (s *Service) ChangePassword(ctx context.Context, p *kps.Principal, id, orig
 	if err := checkNewPassword("user.password", password, u.Name); err != nil {
 		return err
 	}
+	g, err := s.reserveGuess(ctx, s.now(), u.ID, clientKey(clientIP), userKey(u.ID))
+	if err != nil {
+		return err
+	}
+	if err := s.verifyOriginal(ctx, g, u, original); err != nil {
+		if serr := g.settle(ctx, kps.AttemptVoid); serr != nil {
+			return serr
+		}
+		return err
+	}
+	hash, err := s.Params.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	return s.Store.UpdatePasswordHash(ctx, id, hash)
+}
+
+// verifyOriginal checks the original password of a password change reserved as g, and settles g
+// as failed or succeeded when the password was judged.
+func (s *Service) verifyOriginal(ctx context.Context, g *guess, u *kps.User, original string) error {
 	if len(original) == 0 || len(original) > maxPasswordBytes {
-		return loginFailed("password-length")
+		return g.fail(ctx, loginFailed("password-length"))
 	}
 	hash, usable := u.PasswordHash, true
 	if _, _, _, perr := parsePHC(hash); perr != nil {
 		// No usable password, so nothing can match; verify the dummy hash anyway, so that the
 		// answer costs what a wrong password costs.
+		var err error
 		if hash, err = s.dummyHash(ctx); err != nil {
 			return err
 		}
 		usable = false
 	}
+	// The caller is authenticated: the verification goes before anonymous logins.
 	ok, _, err := s.Params.Verify(ctx, hash, original)
 	if err != nil {
 		return err
 	}
 	if !ok || !usable {
-		return loginFailed("password-wrong")
+		return g.fail(ctx, loginFailed("password-wrong"))
 	}
-	if hash, err = s.Params.Hash(ctx, password); err != nil {
-		return err
-	}
-	return s.Store.UpdatePasswordHash(ctx, id, hash)
+	return g.settle(ctx, kps.AttemptSucceeded)
 }
 
 // Projects --------------------------------------------------------------------------------------

@@ -7,9 +7,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/openkps/kps"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -37,18 +42,169 @@ func (p Params) orDefault() Params {
 	return p
 }
 
-// hashSlots bounds concurrent Argon2id computations process-wide (auth.md §12.1): each one
-// holds MemoryKiB of RAM, so a login flood must queue rather than exhaust memory. It is a
-// package variable because the limit is about this process, whatever Service values exist.
-var hashSlots = make(chan struct{}, runtime.NumCPU())
+// hashing bounds the Argon2id computations of this process (auth.md §12.1). It is a package
+// variable because the limit is about this process, whatever Service values exist.
+var hashing = newHashGate(runtime.NumCPU())
 
-func idKey(ctx context.Context, pw, salt []byte, p Params, n uint32) ([]byte, error) {
+// hashClass says how a computation waits for a slot of the hashGate.
+type hashClass struct {
+	// anonymous: a login's verification, for a caller nobody has authenticated yet.
+	anonymous bool
+	// queue bounds the anonymous computations waiting for a slot; one more is refused.
+	queue int
+}
+
+// priority is the class of a computation for a caller already authenticated (a password
+// change, a new user's password, the rehash after a login) or for the service itself.
+var priority = hashClass{}
+
+// hashGate hands out the slots of Argon2id computations. Each computation holds MemoryKiB of
+// RAM and keeps the cores busy for its passes, so a login flood must not queue without bound
+// (memory, and a legitimate login waiting behind it for tens of seconds) nor take every slot.
+// Anonymous computations may hold at most anonSlots of the slots and wait in a queue of
+// bounded length; one that finds the queue full is refused at once (429 KPS.6105 with
+// Retry-After). Priority computations are never refused and go before every anonymous one
+// waiting, so that anonymous clients cannot take the CPU from authenticated callers; what is
+// left of the cores is shared by the Go scheduler with the task workers.
+type hashGate struct {
+	slots, anonSlots int
+
+	mu           sync.Mutex
+	running      int
+	runningAnon  int
+	waitPriority []*hashWaiter
+	waitAnon     []*hashWaiter
+	// took is a moving average of one computation, for the Retry-After of a refusal.
+	took time.Duration
+}
+
+type hashWaiter struct {
+	anonymous bool
+	granted   bool
+	ready     chan struct{}
+}
+
+// newHashGate returns a gate of n slots, half of them (at least one) open to anonymous
+// computations.
+func newHashGate(n int) *hashGate {
+	n = max(1, n)
+	return &hashGate{slots: n, anonSlots: max(1, n/2)}
+}
+
+// defaultLoginQueue is the length of the anonymous queue when a Service names none: four
+// computations waiting per anonymous slot, so that an admitted login waits for at most five
+// computations' time.
+func (g *hashGate) defaultLoginQueue() int { return 4 * g.anonSlots }
+
+// acquire waits for a slot of class c and returns its release, or refuses: ctx ended, or the
+// anonymous queue is full (*LockoutError, ReasonHashQueueFull).
+func (g *hashGate) acquire(ctx context.Context, c hashClass) (release func(), err error) {
+	g.mu.Lock()
+	if g.free(c.anonymous) {
+		g.start(c.anonymous)
+		g.mu.Unlock()
+		return g.releaser(c.anonymous), nil
+	}
+	if c.anonymous && len(g.waitAnon) >= c.queue {
+		wait := g.took * time.Duration(len(g.waitAnon)/g.anonSlots+1)
+		g.mu.Unlock()
+		return nil, hashQueueFull(wait)
+	}
+	w := &hashWaiter{anonymous: c.anonymous, ready: make(chan struct{})}
+	if c.anonymous {
+		g.waitAnon = append(g.waitAnon, w)
+	} else {
+		g.waitPriority = append(g.waitPriority, w)
+	}
+	g.mu.Unlock()
 	select {
-	case hashSlots <- struct{}{}:
+	case <-w.ready:
+		return g.releaser(c.anonymous), nil
 	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if w.granted {
+		// Granted while ctx ended: hand the slot on.
+		g.finish(w.anonymous, 0)
 		return nil, ctx.Err()
 	}
-	defer func() { <-hashSlots }()
+	if c.anonymous {
+		g.waitAnon = slices.DeleteFunc(g.waitAnon, func(x *hashWaiter) bool { return x == w })
+	} else {
+		g.waitPriority = slices.DeleteFunc(g.waitPriority, func(x *hashWaiter) bool { return x == w })
+	}
+	return nil, ctx.Err()
+}
+
+// free reports whether a computation may start now without overtaking a waiter; g.mu is held.
+func (g *hashGate) free(anonymous bool) bool {
+	if g.running >= g.slots || len(g.waitPriority) > 0 {
+		return false
+	}
+	return !anonymous || (g.runningAnon < g.anonSlots && len(g.waitAnon) == 0)
+}
+
+func (g *hashGate) start(anonymous bool) {
+	g.running++
+	if anonymous {
+		g.runningAnon++
+	}
+}
+
+func (g *hashGate) releaser(anonymous bool) func() {
+	began := time.Now()
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.finish(anonymous, time.Since(began))
+	}
+}
+
+// finish frees a slot and hands it to the first priority waiter, else to the first anonymous
+// one if anonymous computations may take one more slot; g.mu is held. took is zero when
+// nothing was computed.
+func (g *hashGate) finish(anonymous bool, took time.Duration) {
+	g.running--
+	if anonymous {
+		g.runningAnon--
+	}
+	switch {
+	case took <= 0:
+	case g.took == 0:
+		g.took = took
+	default:
+		g.took = (7*g.took + took) / 8
+	}
+	for g.running < g.slots {
+		var w *hashWaiter
+		switch {
+		case len(g.waitPriority) > 0:
+			w, g.waitPriority = g.waitPriority[0], g.waitPriority[1:]
+		case len(g.waitAnon) > 0 && g.runningAnon < g.anonSlots:
+			w, g.waitAnon = g.waitAnon[0], g.waitAnon[1:]
+		default:
+			return
+		}
+		g.start(w.anonymous)
+		w.granted = true
+		close(w.ready)
+	}
+}
+
+// hashQueueFull refuses a login that finds the queue of password verifications full.
+func hashQueueFull(wait time.Duration) *LockoutError {
+	n := max(1, int(math.Ceil(wait.Seconds())))
+	return &LockoutError{Seconds: n, Reason: ReasonHashQueueFull, Err: kps.Errorf(kps.ErrLockedOut,
+		"Too many authentication attempts in progress; retry after %d seconds.", n)}
+}
+
+func idKey(ctx context.Context, c hashClass, pw, salt []byte, p Params, n uint32) ([]byte, error) {
+	release, err := hashing.acquire(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	return argon2.IDKey(pw, salt, p.Iterations, p.MemoryKiB, p.Parallelism, n), nil
 }
 
@@ -62,12 +218,16 @@ func VerifyPassword(hash, pw string) (ok, needsRehash bool, err error) {
 	return Params{}.Verify(context.Background(), hash, pw)
 }
 
-// Hash returns the Argon2id PHC string of pw under p.
+// Hash returns the Argon2id PHC string of pw under p, computed with priority over logins.
 func (p Params) Hash(ctx context.Context, pw string) (string, error) {
+	return p.hash(ctx, priority, pw)
+}
+
+func (p Params) hash(ctx context.Context, c hashClass, pw string) (string, error) {
 	p = p.orDefault()
 	salt := make([]byte, saltLen)
 	rand.Read(salt)
-	tag, err := idKey(ctx, []byte(pw), salt, p, tagLen)
+	tag, err := idKey(ctx, c, []byte(pw), salt, p, tagLen)
 	if err != nil {
 		return "", err
 	}
@@ -82,14 +242,18 @@ var errBadHash = errors.New("iam: the stored password hash is not an Argon2id PH
 
 // Verify checks pw against a PHC string in constant time. needsRehash reports a match whose
 // stored parameters are weaker than p (less memory, fewer passes, a shorter salt or tag), so
-// that the caller can store a new hash.
+// that the caller can store a new hash. It is computed with priority over logins.
 func (p Params) Verify(ctx context.Context, hash, pw string) (ok, needsRehash bool, err error) {
+	return p.verify(ctx, priority, hash, pw)
+}
+
+func (p Params) verify(ctx context.Context, c hashClass, hash, pw string) (ok, needsRehash bool, err error) {
 	p = p.orDefault()
 	stored, salt, tag, err := parsePHC(hash)
 	if err != nil {
 		return false, false, err
 	}
-	got, err := idKey(ctx, []byte(pw), salt, stored, uint32(len(tag)))
+	got, err := idKey(ctx, c, []byte(pw), salt, stored, uint32(len(tag)))
 	if err != nil {
 		return false, false, err
 	}

@@ -36,6 +36,13 @@ type Service struct {
 	// Limiter counts failed authentications and locks (auth.md §12.4); nil means a
 	// MemoryLimiter of this Service.
 	Limiter Limiter
+	// MaxTokensPerUser caps a user's live tokens (auth.md §5.3): issuing one more revokes the
+	// oldest. Zero means DefaultMaxTokensPerUser; a negative value caps nothing.
+	MaxTokensPerUser int
+	// LoginQueue is how many logins may wait for a password hash slot (auth.md §12.1) before
+	// the next is refused with 429 KPS.6105; zero means four per slot open to logins (half of
+	// the CPUs, at least one).
+	LoginQueue int
 
 	limiterOnce sync.Once
 	memLimiter  *MemoryLimiter
@@ -54,6 +61,28 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
+// DefaultMaxTokensPerUser is auth.max_tokens_per_user (auth.md §5.3).
+const DefaultMaxTokensPerUser = 1000
+
+func (s *Service) maxTokensPerUser() int {
+	switch {
+	case s.MaxTokensPerUser == 0:
+		return DefaultMaxTokensPerUser
+	case s.MaxTokensPerUser < 0:
+		return 0
+	}
+	return s.MaxTokensPerUser
+}
+
+// loginHashing is the class of a login's password verification: anonymous, in a bounded queue.
+func (s *Service) loginHashing() hashClass {
+	q := s.LoginQueue
+	if q <= 0 {
+		q = hashing.defaultLoginQueue()
+	}
+	return hashClass{anonymous: true, queue: q}
+}
+
 func (s *Service) ttl() time.Duration {
 	if s.TokenTTL > 0 {
 		return s.TokenTTL
@@ -65,7 +94,9 @@ func (s *Service) ttl() time.Duration {
 // the user exists or not (auth.md §5.1 step 3). It uses the configured parameters.
 func (s *Service) dummyHash(ctx context.Context) (string, error) {
 	s.dummyOnce.Do(func() {
-		s.dummy, s.dummyErr = s.Params.Hash(ctx, "openkps dummy password for unknown users")
+		// Not the request's context: an error here is remembered for good, so a request
+		// that gave up waiting must not be the one that makes it.
+		s.dummy, s.dummyErr = s.Params.Hash(context.WithoutCancel(ctx), "openkps dummy password for unknown users")
 	})
 	return s.dummy, s.dummyErr
 }
@@ -76,10 +107,14 @@ func (s *Service) dummyHash(ctx context.Context) (string, error) {
 // Reason keys: token-unknown, token-expired, token-revoked (KPS.6102); method-unsupported,
 // password-length, user-unknown, password-wrong, user-disabled, domain-disabled (KPS.6107);
 // scope-unavailable, scope-no-role (KPS.6108); project-mismatch, token-not-project-scoped
-// (KPS.6103); no-role (KPS.9006).
+// (KPS.6103); no-role, and for a password change other-user and temporary-credential
+// (KPS.9006).
 type Failure struct {
 	Reason string
 	Err    *kps.Error
+	// User names the user of a refused login or password change for the log: their ID when
+	// known, else the name as the request gave it; "" otherwise.
+	User string
 }
 
 func (f *Failure) Error() string { return f.Err.Error() + " (" + f.Reason + ")" }
@@ -101,15 +136,15 @@ var reasonText = map[string]string{
 }
 
 func loginFailed(reason string) error {
-	return &Failure{reason, kps.Errorf(kps.ErrLoginFailed, msgLoginFailed)}
+	return &Failure{Reason: reason, Err: kps.Errorf(kps.ErrLoginFailed, msgLoginFailed)}
 }
 
 func scopeFailed(reason string) error {
-	return &Failure{reason, kps.Errorf(kps.ErrScope, msgScope)}
+	return &Failure{Reason: reason, Err: kps.Errorf(kps.ErrScope, msgScope)}
 }
 
 func tokenFailed(reason string) error {
-	return &Failure{reason, kps.Errorf(kps.ErrBadCredentials, "Incorrect authentication information: %s.", reasonText[reason])}
+	return &Failure{Reason: reason, Err: kps.Errorf(kps.ErrBadCredentials, "Incorrect authentication information: %s.", reasonText[reason])}
 }
 
 // IsFailure reports whether err is a refused authentication (as opposed to an internal error).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"time"
 
@@ -213,7 +214,7 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 		// Unscoped tokens carry no catalog (§5.1); the api drops it for ?nocatalog.
 		body.Catalog = s.Catalog()
 	}
-	if err := s.Store.CreateToken(ctx, rec); err != nil {
+	if err := s.Store.CreateToken(ctx, rec, s.maxTokensPerUser()); err != nil {
 		return "", nil, fmt.Errorf("iam: store token: %w", err)
 	}
 	return token, body, nil
@@ -221,28 +222,44 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 
 // checkPassword finds the user and verifies the password; every failure is the same KPS.6107,
 // costs one hash verification (§5.1 step 3) and counts against the client IP, the login name as
-// the request gives it and, once found, the user (§12.4). Each of them is checked for a lock
-// before the hash; a correct password resets the name and the user.
+// the request gives it and, once found, the user (§12.4). The verification is reserved under
+// each of them before any lookup or hash, atomically with their locks (guess), and waits for a
+// hash slot in the bounded queue of anonymous verifications; a correct password resets the
+// name and the user.
 func (s *Service) checkPassword(ctx context.Context, req IssueRequest, now time.Time, ipKey string) (*kps.User, *kps.Domain, error) {
-	nameKey := loginNameKey(req)
-	if err := s.checkLocked(ctx, now, ipKey, nameKey); err != nil {
+	g, err := s.reserveGuess(ctx, now, loginSubject(req), ipKey, loginNameKey(req))
+	if err != nil {
 		return nil, nil, err
 	}
-	var idKey string // the found user's key, when it differs from nameKey
-	failed := func(reason string) error {
-		return s.refuse(ctx, now, loginFailed(reason), ipKey, nameKey, idKey)
+	user, domain, err := s.verifyLogin(ctx, g, req)
+	if err != nil {
+		// Whatever was not settled as a failure or success was not a guess: an internal
+		// error, a refusal before the hash, the queue full.
+		if serr := g.settle(ctx, kps.AttemptVoid); serr != nil {
+			return nil, nil, serr
+		}
+		return nil, nil, err
 	}
+	return user, domain, nil
+}
+
+// verifyLogin is checkPassword once the verification is reserved; it settles g as failed or
+// succeeded when the password was judged, and leaves it otherwise.
+func (s *Service) verifyLogin(ctx context.Context, g *guess, req IssueRequest) (*kps.User, *kps.Domain, error) {
+	nameKey := loginNameKey(req)
 	if len(req.Password) == 0 || len(req.Password) > maxPasswordBytes {
-		return nil, nil, failed("password-length")
+		return nil, nil, g.fail(ctx, loginFailed("password-length"))
 	}
 	user, err := s.findUser(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}
-	if user != nil && userKey(user.ID) != nameKey {
-		idKey = userKey(user.ID)
-		if err := s.checkLocked(ctx, now, idKey); err != nil {
-			return nil, nil, err
+	if user != nil {
+		g.user = user.ID
+		if idKey := userKey(user.ID); idKey != nameKey {
+			if err := g.add(ctx, idKey); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	hash := ""
@@ -256,32 +273,31 @@ func (s *Service) checkPassword(ctx context.Context, req IssueRequest, now time.
 		}
 		user = nil
 	}
-	ok, rehash, err := s.Params.Verify(ctx, hash, req.Password)
+	ok, rehash, err := s.Params.verify(ctx, s.loginHashing(), hash, req.Password)
 	if err != nil {
+		var queueFull *LockoutError
+		if errors.As(err, &queueFull) {
+			queueFull.User = g.user
+		}
 		return nil, nil, err
 	}
 	switch {
 	case user == nil:
-		return nil, nil, failed("user-unknown")
+		return nil, nil, g.fail(ctx, loginFailed("user-unknown"))
 	case !ok:
-		return nil, nil, failed("password-wrong")
+		return nil, nil, g.fail(ctx, loginFailed("password-wrong"))
 	case !user.Enabled:
-		return nil, nil, failed("user-disabled")
+		return nil, nil, g.fail(ctx, loginFailed("user-disabled"))
 	}
 	domain, err := s.Store.DomainByID(ctx, user.DomainID)
 	if err != nil {
 		return nil, nil, err
 	}
 	if domain == nil || !domain.Enabled {
-		return nil, nil, failed("domain-disabled")
+		return nil, nil, g.fail(ctx, loginFailed("domain-disabled"))
 	}
-	for _, k := range []string{nameKey, idKey} {
-		if k == "" {
-			continue
-		}
-		if err := s.lockout().Reset(ctx, now, k); err != nil {
-			return nil, nil, fmt.Errorf("iam: lockout state: %w", err)
-		}
+	if err := g.settle(ctx, kps.AttemptSucceeded); err != nil {
+		return nil, nil, err
 	}
 	if rehash {
 		// Best effort: the login succeeds with the old hash if the upgrade fails. The store
@@ -291,6 +307,19 @@ func (s *Service) checkPassword(ctx context.Context, req IssueRequest, now time.
 		}
 	}
 	return user, domain, nil
+}
+
+// loginSubject names the user a login request names, as it names them, for the log: the user
+// ID, or the domain (ID or name) and the user name.
+func loginSubject(req IssueRequest) string {
+	switch {
+	case req.UserID != "":
+		return clip(req.UserID)
+	case req.UserDomainID != "":
+		return clip(req.UserDomainID) + "/" + clip(req.UserName)
+	default:
+		return clip(req.UserDomainName) + "/" + clip(req.UserName)
+	}
 }
 
 func (s *Service) findUser(ctx context.Context, req IssueRequest) (*kps.User, error) {
@@ -551,7 +580,7 @@ func (s *Service) authenticateToken(ctx context.Context, now time.Time, ipKey, t
 		return nil, time.Time{}, err
 	}
 	if len(roles) == 0 {
-		return nil, time.Time{}, &Failure{"no-role", kps.Errorf(kps.ErrForbidden, msgForbidden)}
+		return nil, time.Time{}, &Failure{Reason: "no-role", Err: kps.Errorf(kps.ErrForbidden, msgForbidden)}
 	}
 	p.ProjectID, p.Roles = targetProjectID, roles
 	return p, v.token.ExpiresAt, nil
@@ -572,10 +601,10 @@ func checkTokenScope(tokenProject, targetProjectID string) error {
 	case targetProjectID:
 		return nil
 	case "":
-		return &Failure{"token-not-project-scoped", kps.Errorf(kps.ErrProjectMismatch,
+		return &Failure{Reason: "token-not-project-scoped", Err: kps.Errorf(kps.ErrProjectMismatch,
 			"Project mismatch: the request targets project %s but the token is not scoped to a project.", clip(targetProjectID))}
 	default:
-		return &Failure{"project-mismatch", kps.Errorf(kps.ErrProjectMismatch,
+		return &Failure{Reason: "project-mismatch", Err: kps.Errorf(kps.ErrProjectMismatch,
 			"Project mismatch: the request targets project %s but the credentials are scoped to project %s.",
 			clip(targetProjectID), clip(tokenProject))}
 	}

@@ -226,14 +226,7 @@ func TestIssueTokenLoginFailures(t *testing.T) {
 func TestUnknownUserRunsTheDummyHash(t *testing.T) {
 	fx := setup(t)
 	fx.svc.IssueToken(context.Background(), byName("zed", "acme")) // computes the dummy hash
-	for range cap(hashSlots) {
-		hashSlots <- struct{}{}
-	}
-	defer func() {
-		for range cap(hashSlots) {
-			<-hashSlots
-		}
-	}()
+	defer holdHashSlots(t)()
 	for _, req := range []IssueRequest{byName("zed", "acme"), byName("alice", "nowhere"), byName("nopass", "acme")} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		_, _, err := fx.svc.IssueToken(ctx, req)

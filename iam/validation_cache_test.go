@@ -235,7 +235,7 @@ func TestValidationCacheAcrossReplicas(t *testing.T) {
 	// A password change through A revokes the user's tokens (auth.md §5.5).
 	auth = fresh()
 	self := &kps.Principal{UserID: alice, UserName: "alice", DomainID: fx.id(dAcme)}
-	if err := fx.svc.ChangePassword(ctx, self, alice, password, "Another-correct-horse-9"); err != nil {
+	if err := fx.svc.ChangePassword(ctx, self, alice, password, "Another-correct-horse-9", "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = auth()

@@ -16,6 +16,11 @@ const (
 	selectTokenByHash = `SELECT hash, user_id, project_id, domain_id, methods, audit_ids, issued_at,
     expires_at, revoked_at FROM tokens WHERE hash = ?`
 	deleteExpiredTokens = `DELETE FROM tokens WHERE expires_at <= ?`
+	// The cap on a user's live tokens (auth.md §5.3), through tokens_unrevoked_by_user.
+	countLiveTokens  = `SELECT COUNT(*) FROM tokens WHERE user_id = ? AND revoked_at = 0 AND expires_at > ?`
+	oldestLiveTokens = `SELECT hash FROM tokens
+WHERE user_id = ? AND revoked_at = 0 AND expires_at > ? AND hash <> ?
+ORDER BY issued_at, hash LIMIT ?`
 
 	// Implicit revocations (auth.md §5.5). The "revoked_at = 0" guard keeps the first revocation
 	// time. A temporary credential is revoked by deleting it; those derived from a token name
@@ -69,13 +74,21 @@ FROM temporary_credentials WHERE access = ?`
 
 // Tokens --------------------------------------------------------------------------------------
 
-// CreateToken stores the token record (by its hash).
-func (db *DB) CreateToken(ctx context.Context, t *kps.Token) error {
+// CreateToken stores the token record (by its hash) and, with maxLive > 0, revokes the user's
+// oldest live tokens beyond maxLive in the same transaction (auth.md §5.3).
+func (db *DB) CreateToken(ctx context.Context, t *kps.Token, maxLive int) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	if maxLive > 0 {
+		// PostgreSQL: concurrent logins of one user on several replicas would each count the
+		// others' tokens out and revoke too few; they take turns on the user's row.
+		if err := tx.lock(ctx, lockUser, t.UserID); err != nil {
+			return err
+		}
+	}
 	audit := ""
 	if len(t.AuditIDs) > 0 {
 		audit = t.AuditIDs[0]
@@ -84,7 +97,50 @@ func (db *DB) CreateToken(ctx context.Context, t *kps.Token) error {
 		encodeList(t.AuditIDs), audit, millis(t.IssuedAt), millis(t.ExpiresAt), millis(t.RevokedAt)); err != nil {
 		return err
 	}
+	if maxLive > 0 {
+		if err := capLiveTokens(ctx, tx, t.UserID, t.Hash, maxLive); err != nil {
+			return fmt.Errorf("cap the tokens of user %s: %w", t.UserID, err)
+		}
+	}
 	return tx.Commit()
+}
+
+// capLiveTokens revokes the oldest live tokens of the user other than keep until maxLive are
+// left, with the temporary credentials derived from them.
+func capLiveTokens(ctx context.Context, tx *txn, userID, keep string, maxLive int) error {
+	var live int
+	if err := tx.queryRow(ctx, countLiveTokens, userID, millis(tx.now)).Scan(&live); err != nil {
+		return err
+	}
+	if live <= maxLive {
+		return nil
+	}
+	rows, err := tx.query(ctx, oldestLiveTokens, userID, millis(tx.now), keep, live-maxLive)
+	if err != nil {
+		return err
+	}
+	var oldest []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			rows.Close()
+			return err
+		}
+		oldest = append(oldest, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, h := range oldest {
+		if _, err := tx.exec(ctx, revokeTokenByHash, millis(tx.now), h); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, deleteTokenCreds, h); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TokenByHash returns the token record, expired or revoked ones included (the caller judges),

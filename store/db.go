@@ -69,6 +69,11 @@ type engine struct {
 	// claimTask moves the oldest claimable READY task to RUNNING and returns it (args: owner,
 	// lease_expires, updated, owner, now). Engine-specific: see the constants.
 	claimTask string
+	// purgeLockouts deletes the lockout rows that say nothing any more (args: now three
+	// times); it runs inside a transaction that holds row locks of its own, so on PostgreSQL it
+	// skips rows another transaction holds rather than wait for them (a wait could close a
+	// cycle with that transaction, which locks its rows in key order).
+	purgeLockouts string
 	// locks holds the statement that takes each lock; a lock the engine does not need (all of
 	// them for SQLite, whose writer holds the database lock) is absent.
 	locks map[lock]string
@@ -97,10 +102,8 @@ const (
 	lockKeyPairQuota
 	// lockTaskQueue serialises submissions that check the queue capacity (no args).
 	lockTaskQueue
-	// lockUser locks a user row: the access key limit (user).
+	// lockUser locks a user row: the access key limit and the cap on live tokens (user).
 	lockUser
-	// lockLockout locks a lockout counter row for its read-modify-write (key).
-	lockLockout
 )
 
 // Close releases the database and its lock.

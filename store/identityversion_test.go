@@ -22,7 +22,7 @@ func TestPostgresRequestReads(t *testing.T) {
 	fixture(t, a, "s1", "s2")
 	ctx := t.Context()
 	pol := kps.LockPolicy{Threshold: 1, Window: time.Minute, Lock: time.Hour}
-	if err := a.Lockouts().Fail(ctx, clock, pol, "ip:192.0.2.1"); err != nil {
+	if _, err := a.Lockouts().Fail(ctx, clock, pol, "ip:192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
 	submitReset(t, a, "00000000-0000-4000-8000-000000000001", "s1")
@@ -62,7 +62,7 @@ func TestPostgresRequestReads(t *testing.T) {
 	if wait, err := b.Lockouts().LockedFor(req2, clock, "ip:192.0.2.3"); err != nil || wait != 0 {
 		t.Fatalf("before the failure: %v (%v)", wait, err)
 	}
-	if err := a.Lockouts().Fail(ctx, clock, pol, "ip:192.0.2.3"); err != nil {
+	if _, err := a.Lockouts().Fail(ctx, clock, pol, "ip:192.0.2.3"); err != nil {
 		t.Fatal(err)
 	}
 	if wait, err := b.Lockouts().LockedFor(req2, clock, "ip:192.0.2.3"); err != nil || wait != time.Hour {
@@ -98,7 +98,7 @@ func TestSQLiteLockoutReadsRemembered(t *testing.T) {
 		t.Fatalf("%d reads remembered, want 1", n)
 	}
 	for range 2 {
-		if err := l.Fail(ctx, now, pol, "ip:a"); err != nil {
+		if _, err := l.Fail(ctx, now, pol, "ip:a"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,9 +2,8 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,19 +11,30 @@ import (
 )
 
 // The lockout counters of auth.md §12.4 in the database: every replica on one database counts
-// failures under the same rows, so N replicas behind a balancer do not give a client N times
-// the attempts. The counting rule is kps.LockState.Fail, the same as in memory; the store only
-// makes its read-modify-write atomic (PostgreSQL: a row lock; SQLite: the single writer).
+// failures and reserves attempts under the same rows, so N replicas behind a balancer do not
+// give a client N times the attempts. The counting rules are kps.LockState's, the same as in
+// memory; the store only makes each read-modify-write atomic: every method that changes rows
+// runs in one write transaction that first locks the rows of its keys (upsertLockout: the
+// upsert takes the row lock on PostgreSQL, in key order so that two transactions never wait on
+// each other crosswise; SQLite has a single writer), then reads, decides and writes them. A
+// reservation under several keys is therefore all or nothing.
 
 const (
 	selectLockedUntil = `SELECT COALESCE(MAX(locked_until), 0) FROM lockouts WHERE lock_key IN (%s)`
-	insertLockout     = `INSERT INTO lockouts (lock_key, failures, window_end, locked_until)
-VALUES (?, 0, 0, 0) ON CONFLICT (lock_key) DO NOTHING`
-	selectLockout = `SELECT failures, window_end, locked_until FROM lockouts WHERE lock_key = ?`
-	updateLockout = `UPDATE lockouts SET failures = ?, window_end = ?, locked_until = ? WHERE lock_key = ?`
-	// A success forgets the count, not a lock in force.
-	resetLockout      = `DELETE FROM lockouts WHERE lock_key = ? AND locked_until <= ?`
-	purgeLockouts     = `DELETE FROM lockouts WHERE window_end <= ? AND locked_until <= ?`
+	// The no-op update makes the upsert lock an existing row and return it, so that a row
+	// purged by another replica meanwhile is simply inserted again.
+	upsertLockout = `INSERT INTO lockouts (lock_key, failures, window_end, locked_until, in_flight, in_flight_until)
+VALUES (?, 0, 0, 0, 0, 0)
+ON CONFLICT (lock_key) DO UPDATE SET lock_key = excluded.lock_key
+RETURNING failures, window_end, locked_until, in_flight, in_flight_until`
+	updateLockout = `UPDATE lockouts SET failures = ?, window_end = ?, locked_until = ?, in_flight = ?,
+    in_flight_until = ? WHERE lock_key = ?`
+	deleteLockout = `DELETE FROM lockouts WHERE lock_key = ?`
+	// A success forgets the count, not a lock in force nor the attempts under way.
+	resetLockout         = `DELETE FROM lockouts WHERE lock_key = ? AND locked_until <= ? AND in_flight_until <= ?`
+	resetLockoutInFlight = `UPDATE lockouts SET failures = 0, window_end = 0
+WHERE lock_key = ? AND locked_until <= ? AND in_flight_until > ?`
+	purgeLockouts     = `DELETE FROM lockouts WHERE window_end <= ? AND locked_until <= ? AND in_flight_until <= ?`
 	lockoutPurgeEvery = time.Minute
 )
 
@@ -86,43 +96,114 @@ func (l *lockouts) LockedFor(ctx context.Context, now time.Time, keys ...string)
 	return lockWait(until, now), nil
 }
 
+// Reserve implements kps.Limiter: the check and the reservation of every key in one write
+// transaction, so that attempts on several replicas at once are admitted one after the other.
+func (l *lockouts) Reserve(ctx context.Context, now time.Time, attempts ...kps.Attempt) (time.Duration, error) {
+	var wait time.Duration
+	err := l.update(ctx, now, attempts, func(states map[string]kps.LockState) bool {
+		for _, a := range attempts {
+			if a.Key == "" {
+				continue
+			}
+			s, w := states[a.Key].Reserve(now, a.Policy)
+			states[a.Key] = s
+			wait = max(wait, w)
+		}
+		return wait == 0
+	})
+	if err != nil {
+		return 0, fmt.Errorf("lockout reservation: %w", err)
+	}
+	return wait, nil
+}
+
+// Settle implements kps.Limiter.
+func (l *lockouts) Settle(ctx context.Context, now time.Time, attempts ...kps.Attempt) error {
+	err := l.update(ctx, now, attempts, func(states map[string]kps.LockState) bool {
+		for _, a := range attempts {
+			if a.Key != "" {
+				states[a.Key] = states[a.Key].Settle(now, a.Policy, a.Outcome)
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("lockout settlement: %w", err)
+	}
+	return nil
+}
+
 // Fail implements kps.Limiter: one failure of key at now, counted under p in one write
 // transaction, so that concurrent failures on several replicas are all counted.
-func (l *lockouts) Fail(ctx context.Context, now time.Time, p kps.LockPolicy, key string) error {
+func (l *lockouts) Fail(ctx context.Context, now time.Time, p kps.LockPolicy, key string) (time.Duration, error) {
 	if key == "" {
+		return 0, nil
+	}
+	var locked time.Duration
+	err := l.update(ctx, now, []kps.Attempt{{Key: key}}, func(states map[string]kps.LockState) bool {
+		s := states[key]
+		if s.Locked(now) {
+			locked = s.LockedUntil.Sub(now)
+			return false
+		}
+		states[key] = s.Fail(now, p)
+		return true
+	})
+	return locked, err
+}
+
+// update runs change on the states of the attempts' keys, read under their row locks in one
+// write transaction, and writes them back when it returns true (rows that say nothing any more
+// are deleted); when it returns false nothing is written.
+func (l *lockouts) update(ctx context.Context, now time.Time, attempts []kps.Attempt, change func(map[string]kps.LockState) bool) error {
+	keys := make([]string, 0, len(attempts))
+	for _, a := range attempts {
+		if a.Key != "" {
+			keys = append(keys, a.Key)
+		}
+	}
+	if len(keys) == 0 {
 		return nil
 	}
+	// One lock order for every transaction: no two wait on each other crosswise.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 	tx, err := l.db.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.exec(ctx, insertLockout, key); err != nil {
-		return err
-	}
-	if err := tx.lock(ctx, lockLockout, key); err != nil {
-		return err
-	}
-	var (
-		s                   kps.LockState
-		windowEnd, lockedTo int64
-	)
-	err = tx.queryRow(ctx, selectLockout, key).Scan(&s.Failures, &windowEnd, &lockedTo)
-	if errors.Is(err, sql.ErrNoRows) {
-		// Purged by another replica between the insert and the lock: count from nothing.
-		if _, err := tx.exec(ctx, insertLockout, key); err != nil {
+	states := make(map[string]kps.LockState, len(keys))
+	for _, k := range keys {
+		var (
+			s                                   kps.LockState
+			windowEnd, lockedTo, inFlightExpiry int64
+		)
+		if err := tx.queryRow(ctx, upsertLockout, k).Scan(&s.Failures, &windowEnd, &lockedTo, &s.InFlight, &inFlightExpiry); err != nil {
 			return err
 		}
-	} else if err != nil {
-		return err
+		s.WindowEnd, s.LockedUntil, s.InFlightUntil = fromMillis(windowEnd), fromMillis(lockedTo), fromMillis(inFlightExpiry)
+		states[k] = s
 	}
-	s.WindowEnd, s.LockedUntil = fromMillis(windowEnd), fromMillis(lockedTo)
-	s = s.Fail(now, p)
-	if _, err := tx.exec(ctx, updateLockout, s.Failures, millis(s.WindowEnd), millis(s.LockedUntil), key); err != nil {
-		return err
+	if !change(states) {
+		return nil
+	}
+	for _, k := range keys {
+		s := states[k]
+		if s.Expired(now) {
+			if _, err := tx.exec(ctx, deleteLockout, k); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := tx.exec(ctx, updateLockout, s.Failures, millis(s.WindowEnd), millis(s.LockedUntil),
+			s.InFlight, millis(s.InFlightUntil), k); err != nil {
+			return err
+		}
 	}
 	if l.purgeDue(now) {
-		if _, err := tx.exec(ctx, purgeLockouts, now.UnixMilli(), now.UnixMilli()); err != nil {
+		ms := now.UnixMilli()
+		if _, err := tx.exec(ctx, tx.eng.purgeLockouts, ms, ms, ms); err != nil {
 			return err
 		}
 	}
@@ -139,7 +220,11 @@ func (l *lockouts) Reset(ctx context.Context, now time.Time, key string) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.exec(ctx, resetLockout, key, now.UnixMilli()); err != nil {
+	ms := now.UnixMilli()
+	if _, err := tx.exec(ctx, resetLockout, key, ms, ms); err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, resetLockoutInFlight, key, ms, ms); err != nil {
 		return err
 	}
 	return tx.Commit()

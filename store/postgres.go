@@ -23,6 +23,10 @@ var postgresMigrations embed.FS
 // subqueries could pick the same READY row, and the loser's UPDATE would then re-check
 // "phase = 'READY'" and change nothing, leaving its worker idle while tasks wait. FOR UPDATE
 // SKIP LOCKED makes every claimer take the oldest row that nobody else is claiming right now.
+// postgresPurgeLockouts skips the rows other transactions hold (engine.purgeLockouts).
+const postgresPurgeLockouts = `DELETE FROM lockouts WHERE lock_key IN (SELECT lock_key FROM lockouts
+WHERE window_end <= ? AND locked_until <= ? AND in_flight_until <= ? FOR UPDATE SKIP LOCKED)`
+
 const postgresClaimTask = `
 UPDATE tasks
 SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
@@ -59,7 +63,6 @@ var postgresLocks = map[lock]string{
 	lockKeyPairQuota: postgresAdvisoryLock + `'keypairs:' || CAST(? AS TEXT), 0))`,
 	lockTaskQueue:    postgresAdvisoryLock + `'task-queue', 0))`,
 	lockUser:         `SELECT 1 FROM users WHERE id = ? FOR UPDATE`,
-	lockLockout:      `SELECT 1 FROM lockouts WHERE lock_key = ? FOR UPDATE`,
 }
 
 func postgresEngine() *engine {
@@ -73,6 +76,7 @@ func postgresEngine() *engine {
 		rebind:            postgresRebind,
 		isUniqueViolation: postgresIsUniqueViolation,
 		claimTask:         postgresClaimTask,
+		purgeLockouts:     postgresPurgeLockouts,
 		locks:             postgresLocks,
 		schemaMigrations:  postgresSchemaMigrations,
 		// REPEATABLE READ: a page and its total (or a page and its markers) come from one

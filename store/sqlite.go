@@ -79,6 +79,7 @@ func sqliteEngine() *engine {
 		migrations:        sub,
 		isUniqueViolation: sqliteIsUniqueViolation,
 		claimTask:         sqliteClaimTask,
+		purgeLockouts:     `DELETE FROM lockouts WHERE window_end <= ? AND locked_until <= ? AND in_flight_until <= ?`,
 		schemaMigrations:  createSchemaMigrations,
 		readTx:            &sql.TxOptions{ReadOnly: true},
 	}

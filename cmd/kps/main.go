@@ -105,6 +105,11 @@ func serve(ctx context.Context, args []string, con console) error {
 	cfg.AdminPassword = getenv("KPS_ADMIN_PASSWORD")
 	cfg.MasterKey = getenv("KPS_MASTER_KEY")
 	m := NewMain(cfg, stdout, stderr)
+	// Read once, for the bootstrap: nothing started later, nor a look at the process, may find
+	// it in the environment (docs/SECURITY.md 6.7).
+	if err := forgetSecretEnv("KPS_ADMIN_PASSWORD"); err != nil {
+		m.Log.Warn("KPS_ADMIN_PASSWORD is unset but may still show in /proc/<pid>/environ", "err", err)
+	}
 	limit, source, err := applyMemoryLimit(cfg.MemoryLimit, getenv)
 	if err != nil {
 		return usageError{fmt.Errorf("--memory-limit: %w", err)}

@@ -56,6 +56,9 @@ type Config struct {
 	// AllowedTargets are the networks and ports servers may point at (kps.ParseAllowedTargets);
 	// "" allows everything.
 	AllowedTargets string
+	// LoginQueue is how many logins may wait for a password hash slot before the next is
+	// refused with 429 KPS.6105; 0 is four per slot open to logins (iam.Service.LoginQueue).
+	LoginQueue int
 
 	// External identity mode (auth.md §10): "" or "local", or "external" with the rest.
 	IdentityMode        string
@@ -101,6 +104,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.StringVar(&c.ComputeLinkPrefix, "compute-link-prefix", "", "public base URL of the OpenStack compute API, used in its links and in the catalog (default <public-url>/compute)")
 	fs.IntVar(&c.MaxQueued, "max-queued", 10000, "queued tasks before new ones are refused with 503 (0: no limit)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "token lifetime (5m to 24h)")
+	fs.IntVar(&c.LoginQueue, "login-queue", 0, "logins that may wait for a password hash slot before more are refused with 429 (0: four per slot open to logins, half the CPUs)")
 	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task lease; a worker silent for this long loses its task")
 	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
 	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
@@ -130,6 +134,9 @@ func (c *Config) validate() error {
 	}
 	if c.Workers < 1 || c.KeyPairQuota < 1 || c.MaxQueued < 0 {
 		return usageError{fmt.Errorf("--workers and --keypair-quota must be positive, --max-queued not negative")}
+	}
+	if c.LoginQueue < 0 {
+		return usageError{fmt.Errorf("--login-queue must not be negative")}
 	}
 	if c.KeyPairUserQuota != nil && *c.KeyPairUserQuota < -1 {
 		return usageError{fmt.Errorf("--keypair-user-quota must be -1 (no limit) or more")}
@@ -339,11 +346,12 @@ func (m *Main) Run(ctx context.Context) error {
 	// Lockouts and rate limits are counted in the database, so that every replica on it sees
 	// every failure (auth.md §12.4).
 	ids := &iam.Service{Store: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region,
-		Limiter: m.store.Lockouts()}
+		Limiter: m.store.Lockouts(), LoginQueue: cfg.LoginQueue}
 	pwFile, err := ids.Bootstrap(ctx, cfg.DataDir, cfg.Region, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("bootstrapping identity: %w", err)
 	}
+	cfg.AdminPassword = "" // needed for the bootstrap only
 	// In external mode nobody logs in here (auth.md §10.2): the local admin only waits for a
 	// switch back to local mode, so announcing it would mislead.
 	if pwFile != "" && !cfg.external() {

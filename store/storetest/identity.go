@@ -150,7 +150,7 @@ func testTokenRoundTrip(t *testing.T, e *env) {
 	tok := &kps.Token{Hash: "3f79bb7b435b05321651daefd374cdc681dc06faa65e374e38337b88ca046dea", UserID: u.ID,
 		ProjectID: p.ID, Methods: []string{"password", "totp"}, AuditIDs: []string{"a1b2c3", "d4e5f6"},
 		IssuedAt: Epoch, ExpiresAt: Epoch.Add(24 * time.Hour)}
-	must(t, e.s.CreateToken(e.ctx, tok))
+	must(t, e.s.CreateToken(e.ctx, tok, 0))
 	got, err := e.s.TokenByHash(e.ctx, tok.Hash)
 	must(t, err)
 	if got == nil {
@@ -164,7 +164,7 @@ func testTokenRoundTrip(t *testing.T, e *env) {
 
 	revoked := &kps.Token{Hash: "revoked", UserID: u.ID, DomainID: p.DomainID, Methods: []string{"token"},
 		AuditIDs: []string{"x"}, IssuedAt: Epoch, ExpiresAt: Epoch.Add(time.Hour), RevokedAt: Epoch}
-	must(t, e.s.CreateToken(e.ctx, revoked))
+	must(t, e.s.CreateToken(e.ctx, revoked, 0))
 	got, err = e.s.TokenByHash(e.ctx, "revoked")
 	must(t, err)
 	if got == nil || !got.RevokedAt.Equal(Epoch) || got.DomainID != p.DomainID || got.ProjectID != "" {
@@ -176,15 +176,15 @@ func testTokenHashIsUnique(t *testing.T, e *env) {
 	_, _, u := e.bootstrapped()
 	tok := &kps.Token{Hash: "same", UserID: u.ID, Methods: []string{"password"}, IssuedAt: Epoch,
 		ExpiresAt: Epoch.Add(time.Hour)}
-	must(t, e.s.CreateToken(e.ctx, tok))
-	if err := e.s.CreateToken(e.ctx, tok); err == nil {
+	must(t, e.s.CreateToken(e.ctx, tok, 0))
+	if err := e.s.CreateToken(e.ctx, tok, 0); err == nil {
 		t.Fatal("a second token with the same hash was stored")
 	}
 }
 
 func testTokenWithoutListsRoundTrips(t *testing.T, e *env) {
 	_, _, u := e.bootstrapped()
-	must(t, e.s.CreateToken(e.ctx, &kps.Token{Hash: "bare", UserID: u.ID, IssuedAt: Epoch, ExpiresAt: Epoch}))
+	must(t, e.s.CreateToken(e.ctx, &kps.Token{Hash: "bare", UserID: u.ID, IssuedAt: Epoch, ExpiresAt: Epoch}, 0))
 	got, err := e.s.TokenByHash(e.ctx, "bare")
 	must(t, err)
 	if got == nil || len(got.Methods) != 0 || len(got.AuditIDs) != 0 {

@@ -95,7 +95,7 @@ func (e *env) token(userID, projectID, domainID string) string {
 	hash := randomHex(32)
 	must(e.t, e.s.CreateToken(e.ctx, &kps.Token{Hash: hash, UserID: userID, ProjectID: projectID, DomainID: domainID,
 		Methods: []string{"password"}, AuditIDs: []string{"audit-" + hash}, IssuedAt: e.clock.Now(),
-		ExpiresAt: e.clock.Now().Add(24 * time.Hour)}))
+		ExpiresAt: e.clock.Now().Add(24 * time.Hour)}, 0))
 	return hash
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/limitertest"
 )
 
 // The claim rule of tasks that need the caller's credential (kept in one replica's memory,
@@ -17,10 +18,14 @@ var replicaTests = map[string]func(*testing.T, *env){
 	"ClaimHeldTaskAfterHolderDied":     testClaimHeldAfterHolderDied,
 	"ClaimHeldTaskAfterHolderStopped":  testClaimHeldAfterHolderStopped,
 	"ClaimHeldTaskConcurrently":        testClaimHeldConcurrently,
-	"LockoutCountsAndLocks":            testLockoutCountsAndLocks,
-	"LockoutUntilWindowEnd":            testLockoutUntilWindowEnd,
-	"LockoutKeys":                      testLockoutKeys,
-	"LockoutConcurrentFailures":        testLockoutConcurrentFailures,
+}
+
+// The shared lockout counters are checked by the limiter's own conformance suite, the one the
+// in-memory limiter passes too: one case per entry here, "Lockout" + the case's name.
+func init() {
+	for name, c := range limitertest.Cases {
+		replicaTests["Lockout"+name] = func(t *testing.T, e *env) { c(t, e.s.Lockouts()) }
+	}
 }
 
 const (
@@ -213,121 +218,5 @@ func testClaimHeldConcurrently(t *testing.T, e *env) {
 		if holderOf[id] != r {
 			t.Errorf("task %s held by %s was claimed by %s", id, holderOf[id], r)
 		}
-	}
-}
-
-var testLockPolicy = kps.LockPolicy{Threshold: 3, Window: 10 * time.Minute, Lock: 5 * time.Minute}
-
-func (e *env) lockedFor(now time.Time, keys ...string) time.Duration {
-	e.t.Helper()
-	d, err := e.s.Lockouts().LockedFor(e.ctx, now, keys...)
-	must(e.t, err)
-	return d
-}
-
-func (e *env) fail(now time.Time, p kps.LockPolicy, key string, n int) {
-	e.t.Helper()
-	for range n {
-		must(e.t, e.s.Lockouts().Fail(e.ctx, now, p, key))
-	}
-}
-
-func testLockoutCountsAndLocks(t *testing.T, e *env) {
-	l, now := e.s.Lockouts(), Epoch
-	e.fail(now, testLockPolicy, "k", 2)
-	if d := e.lockedFor(now, "k"); d != 0 {
-		t.Fatalf("locked after 2 failures: %v", d)
-	}
-	// A success resets the count.
-	must(t, l.Reset(e.ctx, now, "k"))
-	e.fail(now.Add(time.Minute), testLockPolicy, "k", 2)
-	if d := e.lockedFor(now.Add(time.Minute), "k"); d != 0 {
-		t.Fatalf("the reset did not take: locked for %v", d)
-	}
-	// The third consecutive failure locks for Lock, from that failure.
-	at := now.Add(2 * time.Minute)
-	e.fail(at, testLockPolicy, "k", 1)
-	if d := e.lockedFor(at.Add(time.Second), "k"); d != 5*time.Minute-time.Second {
-		t.Fatalf("locked for %v, want 4m59s", d)
-	}
-	// Failures and a success during the lock change nothing.
-	e.fail(at.Add(time.Minute), testLockPolicy, "k", 5)
-	must(t, l.Reset(e.ctx, at.Add(time.Minute), "k"))
-	if d := e.lockedFor(at.Add(time.Minute), "k"); d != 4*time.Minute {
-		t.Fatalf("locked for %v after more failures, want 4m", d)
-	}
-	// The lock ends, and counting starts afresh.
-	after := at.Add(5 * time.Minute)
-	if d := e.lockedFor(after, "k"); d != 0 {
-		t.Fatalf("still locked at its end: %v", d)
-	}
-	e.fail(after, testLockPolicy, "k", 2)
-	if d := e.lockedFor(after, "k"); d != 0 {
-		t.Fatalf("locked after the lock ended and 2 new failures: %v", d)
-	}
-	// Failures outside one window do not add up.
-	e.fail(after.Add(11*time.Minute), testLockPolicy, "k", 2)
-	if d := e.lockedFor(after.Add(11*time.Minute), "k"); d != 0 {
-		t.Fatalf("failures of two windows added up: locked for %v", d)
-	}
-}
-
-func testLockoutUntilWindowEnd(t *testing.T, e *env) {
-	// Lock 0: locked for the rest of the window (the per-IP rule of auth.md §12.4).
-	p := kps.LockPolicy{Threshold: 4, Window: time.Minute}
-	now := Epoch
-	e.fail(now, p, "ip", 1)
-	e.fail(now.Add(20*time.Second), p, "ip", 3)
-	if d := e.lockedFor(now.Add(30*time.Second), "ip"); d != 30*time.Second {
-		t.Fatalf("locked for %v, want the 30s left of the window", d)
-	}
-	if d := e.lockedFor(now.Add(time.Minute), "ip"); d != 0 {
-		t.Fatalf("locked after the window: %v", d)
-	}
-}
-
-func testLockoutKeys(t *testing.T, e *env) {
-	now := Epoch
-	e.fail(now, testLockPolicy, "a", 3)
-	e.fail(now.Add(time.Minute), testLockPolicy, "b", 3)
-	e.fail(now, testLockPolicy, "c", 2)
-	if d := e.lockedFor(now.Add(time.Minute), "", "a", "b", "c", "unknown"); d != 5*time.Minute {
-		t.Fatalf("the most restrictive lock is %v, want 5m (b's)", d)
-	}
-	if d := e.lockedFor(now.Add(time.Minute), "c", "unknown"); d != 0 {
-		t.Fatalf("unlocked keys locked for %v", d)
-	}
-	if d := e.lockedFor(now, ""); d != 0 {
-		t.Fatalf("no key locked for %v", d)
-	}
-	must(t, e.s.Lockouts().Fail(e.ctx, now, testLockPolicy, ""))
-	must(t, e.s.Lockouts().Reset(e.ctx, now, ""))
-	// Keys are compared exactly.
-	if d := e.lockedFor(now, "A", "a "); d != 0 {
-		t.Fatalf("other spellings locked for %v", d)
-	}
-}
-
-func testLockoutConcurrentFailures(t *testing.T, e *env) {
-	// Failures counted at once (as by several replicas) are all counted: one short of the
-	// threshold does not lock, the next failure does.
-	const n = 24
-	p := kps.LockPolicy{Threshold: n + 1, Window: time.Hour, Lock: time.Minute}
-	now := Epoch
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			if err := e.s.Lockouts().Fail(e.ctx, now, p, "shared"); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if d := e.lockedFor(now, "shared"); d != 0 {
-		t.Fatalf("locked after %d of %d failures: %v", n, n+1, d)
-	}
-	e.fail(now, p, "shared", 1)
-	if d := e.lockedFor(now, "shared"); d != time.Minute {
-		t.Fatalf("not locked after %d concurrent failures and one more: %v", n, d)
 	}
 }
