@@ -566,14 +566,26 @@ func (a *app) finishFleet(ctx context.Context, cl *client.Client, results []*out
 			failed++
 		}
 	}
+	retries := false
+	for _, o := range results {
+		retries = retries || o.FailedTaskID != ""
+	}
 	err := a.emit(results, func(w io.Writer) {
-		t := newTable(w, "server", "from", "to", "task", "status", "code", "message")
+		cols := []string{"server", "from", "to", "task", "status", "code", "message"}
+		if retries {
+			cols = append([]string{"retried"}, cols...)
+		}
+		t := newTable(w, cols...)
 		for _, o := range results {
 			from, to := o.Previous, o.KeyPair
 			if o.Operation == string(kps.OpUnbind) {
 				to = "(none)"
 			}
-			t.row(o.Server, from, to, o.TaskID, o.Status, o.ErrorCode, o.ErrorMsg)
+			cells := []any{o.Server, from, to, o.TaskID, o.Status, o.ErrorCode, o.ErrorMsg}
+			if retries {
+				cells = append([]any{o.FailedTaskID}, cells...)
+			}
+			t.row(cells...)
 		}
 		t.flush()
 		if noWait {

@@ -63,9 +63,16 @@ func (a *app) profilePath(name string) (string, error) {
 	return filepath.Join(dir, "profiles", name+".json"), nil
 }
 
-// loadProfile reads a profile; a missing one is empty (the environment may be enough).
+// loadProfile reads a profile; a missing one is empty (the environment may be enough), and so
+// is every profile where there is no directory for them (no HOME, as for a service account).
 func (a *app) loadProfile(name string) (Profile, error) {
 	var p Profile
+	if !profileNameRE.MatchString(name) {
+		return p, usagef("invalid profile name %q: letters, digits, '.', '_' and '-' only", name)
+	}
+	if _, err := a.configDir(); err != nil {
+		return p, nil
+	}
 	path, err := a.profilePath(name)
 	if err != nil {
 		return p, err

@@ -153,7 +153,11 @@ func (a *app) hostKeys(values []string, file, address string, port int) ([]strin
 				marker, _, _ := strings.Cut(line, " ")
 				return usagef("%s: a %s line is not a host key; give the host's own key", where, marker)
 			}
-			if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil {
+			if first, _, _ := strings.Cut(line, " "); isKeyType(first) {
+				k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+				if err != nil {
+					return usagef("%s: not a public key: %v", where, err)
+				}
 				lines = append(lines, keyLine{source: where, key: k})
 				continue
 			}
@@ -205,6 +209,12 @@ func (a *app) hostKeys(values []string, file, address string, port int) ([]strin
 		return nil, usagef("no host key of %s in the keys given", net.JoinHostPort(address, strconv.Itoa(max(port, 22))))
 	}
 	return out, nil
+}
+
+// isKeyType tells a key line ("ssh-ed25519 AAAA…") from a known_hosts line, whose first
+// field names hosts.
+func isKeyType(s string) bool {
+	return strings.HasPrefix(s, "ssh-") || strings.HasPrefix(s, "ecdsa-sha2-") || strings.HasPrefix(s, "sk-")
 }
 
 // hostMatches reports whether a known_hosts host list names address:port, plainly or hashed.

@@ -222,19 +222,24 @@ func (a *app) readImport(file, format, defaultUser string) ([]importEntry, error
 // recordsDocument tells a list of server records (a JSON or YAML list, or {"servers": [...]})
 // from an Ansible inventory.
 func recordsDocument(data []byte) bool {
-	t := bytes.TrimSpace(data)
-	if len(t) > 0 && t[0] == '[' && json.Valid(t) {
-		return true
-	}
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
 		return false
 	}
 	root := doc.Content[0]
-	if root.Kind == yaml.SequenceNode {
-		return true
+	if root.Kind == yaml.MappingNode && len(root.Content) == 2 && root.Content[0].Value == "servers" {
+		root = root.Content[1]
 	}
-	return root.Kind == yaml.MappingNode && len(root.Content) == 2 && root.Content[0].Value == "servers" && root.Content[1].Kind == yaml.SequenceNode
+	if root.Kind != yaml.SequenceNode {
+		return false
+	}
+	// An INI header such as [web] reads as a YAML list of names; records are mappings.
+	for _, item := range root.Content {
+		if item.Kind != yaml.MappingNode {
+			return false
+		}
+	}
+	return true
 }
 
 // readRecords decodes a list of server records strictly: an unknown member is named.
