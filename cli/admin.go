@@ -47,7 +47,9 @@ func (a *app) adminDomainCreate() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return a.emit(d, func(w io.Writer) { details(w, "id", d.ID, "name", d.Name, "enabled", d.Enabled, "description", d.Description) })
+		return a.emit(d, func(w io.Writer) {
+			details(w, "id", d.ID, "name", d.Name, "enabled", d.Enabled, "description", d.Description)
+		})
 	})
 	return cmd
 }

@@ -207,11 +207,11 @@ func (a *app) tree() *cobra.Command {
 		Example: "kps serve\n" +
 			"kps login --user admin --password-file kps-data/admin-password\n" +
 			"kps -o json keypair list",
-		Args:              cobra.ArbitraryArgs,
-		RunE:              a.group,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		Version:           version().String(),
+		Args:          cobra.ArbitraryArgs,
+		RunE:          a.group,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version().String(),
 	}
 	a.global = root.PersistentFlags()
 	a.global.StringVar(&a.profile, "profile", "default", "profile to use ("+envProfile+")")
@@ -253,6 +253,8 @@ func finish(c *cobra.Command) {
 	}
 	c.DisableFlagsInUseLine = true
 	c.SuggestionsMinimumDistance = 2
+	c.InitDefaultHelpFlag()
+	c.Flags().Lookup("help").Usage = "show this help"
 	if c.HasSubCommands() && c.RunE == nil && c.Run == nil {
 		c.Args = cobra.ArbitraryArgs
 		c.RunE = func(cmd *cobra.Command, args []string) error { return groupError(cmd, args) }

@@ -20,6 +20,7 @@ import (
 // rest of the tree.
 func (a *app) completionCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "completion", Short: "print a shell completion script (bash, zsh, fish or powershell)",
+		Annotations: map[string]string{noGlobalFlags: "yes"},
 		Long: "The script completes commands and flags, and asks kps for the names of key pairs, servers,\n" +
 			"tasks and profiles as you type (through the profile in use, with a 3 s deadline).",
 		Example: "source <(kps completion bash)\n" +

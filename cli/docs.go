@@ -34,7 +34,7 @@ func Docs(opts Options) string {
 		if c.Hidden || c.Name() == "help" && c.Parent() != nil {
 			return
 		}
-		fmt.Fprintf(&b, "%s `%s`\n\n```\n%s```\n\n", strings.Repeat("#", min(depth+1, 4)), c.CommandPath(), helpText(c))
+		fmt.Fprintf(&b, "%s `%s`\n\n```\n%s```\n\n", strings.Repeat("#", min(depth+1, 4)), c.CommandPath(), helpText(c, false))
 		for _, s := range c.Commands() {
 			walk(s, depth+1)
 		}

@@ -12,11 +12,25 @@ import (
 // help writes a command's help on standard output, once: usage line, description, commands or
 // flags, examples.
 func (a *app) help(cmd *cobra.Command, _ []string) {
-	io.WriteString(cmd.OutOrStdout(), helpText(cmd))
+	io.WriteString(cmd.OutOrStdout(), helpText(cmd, true))
 }
 
-// helpText is the help of one command; docs/cli.md is made of these.
-func helpText(cmd *cobra.Command) string {
+// noGlobalFlags marks a command (and its subcommands) that does not talk to a service, whose
+// help leaves the connection flags out.
+const noGlobalFlags = "kps/no-global-flags"
+
+func usesGlobalFlags(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		if c.Annotations[noGlobalFlags] != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// helpText is the help of one command; docs/cli.md is made of these, without the global flags
+// under every command (global false).
+func helpText(cmd *cobra.Command, global bool) string {
 	var b strings.Builder
 	use := cmd.UseLine()
 	if cmd.HasAvailableSubCommands() {
@@ -58,7 +72,7 @@ func helpText(cmd *cobra.Command) string {
 	}
 	if cmd.Parent() == nil {
 		fmt.Fprintf(&b, "\nGlobal flags (before or after the command):\n%s", cmd.PersistentFlags().FlagUsagesWrapped(100))
-	} else if f := cmd.InheritedFlags(); f.HasAvailableFlags() && cmd.Runnable() {
+	} else if f := cmd.InheritedFlags(); global && f.HasAvailableFlags() && cmd.Runnable() && usesGlobalFlags(cmd) {
 		fmt.Fprintf(&b, "\nGlobal flags:\n%s", f.FlagUsagesWrapped(100))
 	}
 	if cmd.Example != "" {

@@ -297,13 +297,13 @@ func readRecords(file string, data []byte) ([]importEntry, error) {
 
 // unsupportedVars change how Ansible reaches a host in ways the service cannot follow.
 var unsupportedVars = map[string]string{
-	"ansible_ssh_common_args":   "extra ssh arguments (a jump host, options)",
-	"ansible_ssh_extra_args":    "extra ssh arguments",
-	"ansible_ssh_args":          "ssh arguments",
-	"ansible_ssh_executable":    "another ssh program",
-	"ansible_become_password":   "a become password (the service uses only password-less sudo)",
-	"ansible_become_pass":       "a become password (the service uses only password-less sudo)",
-	"ansible_sudo_pass":         "a sudo password (the service uses only password-less sudo)",
+	"ansible_ssh_common_args":        "extra ssh arguments (a jump host, options)",
+	"ansible_ssh_extra_args":         "extra ssh arguments",
+	"ansible_ssh_args":               "ssh arguments",
+	"ansible_ssh_executable":         "another ssh program",
+	"ansible_become_password":        "a become password (the service uses only password-less sudo)",
+	"ansible_become_pass":            "a become password (the service uses only password-less sudo)",
+	"ansible_sudo_pass":              "a sudo password (the service uses only password-less sudo)",
 	"ansible_private_key_passphrase": "a key passphrase (the service takes only unencrypted keys)",
 }
 

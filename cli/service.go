@@ -28,7 +28,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Example: "kps serve\n" +
 			"kps serve --listen 0.0.0.0:9800 --data-dir /var/lib/kps --tls-cert kps.crt --tls-key kps.key\n" +
 			"KPS_DATABASE=postgres://kps@db/kps kps serve --workers 64",
-		Args: noArgs,
+		Args:        noArgs,
+		Annotations: map[string]string{noGlobalFlags: "yes"},
 	}
 	s.Flags.VisitAll(func(f *flag.Flag) {
 		f.Usage += " (" + "KPS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")) + ")"
@@ -46,7 +47,8 @@ func (a *app) serveCommand() *cobra.Command {
 
 func (a *app) keyringCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "keyring", Short: "the master key ring that seals the service's secrets (docs/keyring.md)",
-		Example: "kps keyring add --data-dir kps-data && kill -HUP $(pidof kps)"}
+		Annotations: map[string]string{noGlobalFlags: "yes"},
+		Example:     "kps keyring add --data-dir kps-data && kill -HUP $(pidof kps)"}
 	var dataDir string
 	add := &cobra.Command{Use: "add", Short: "add a new master key version; SIGHUP makes the running service use it",
 		Long:    "Reads and writes <data-dir>/master.key (KPS_DATA_DIR, like kps serve). Existing secrets are\nre-wrapped under the new version in the background after the service reloads.",

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -525,6 +526,36 @@ func testTasksAndOutput(t *testing.T, bin string) {
 	if !strings.Contains(r.stdout, "error_code:   KPS.6601") || !strings.Contains(r.stdout, "error_msg:    ") || !strings.Contains(r.stdout, "127.0.0.1:"+fmt.Sprint(closed)) {
 		t.Fatalf("task show:\n%s", r.stdout)
 	}
+	// The shell completes the names the service knows: real bash, the script kps prints.
+	complete := func(words ...string) []string {
+		script := `_get_comp_words_by_ref() { cur="${COMP_WORDS[COMP_CWORD]}"; prev="${COMP_WORDS[COMP_CWORD-1]}"; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
+source <(kps completion bash)
+COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+__start_kps 2>/dev/null
+printf '%s\n' "${COMPREPLY[@]}"`
+		cmd := exec.Command("bash", append([]string{"-c", script, "kps"}, words...)...)
+		cmd.Env, cmd.Dir = append([]string{"PATH=" + filepath.Dir(op.bin) + ":" + os.Getenv("PATH")}, op.env[1:]...), op.dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("bash completion of %q: %v", words, err)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, c := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"kps", "keypair", "show", ""}, "k"},
+		{[]string{"kps", "keypair", "bind", "k", "--servers", "w"}, "w1"},
+		{[]string{"kps", "task", "retry", first[:4]}, first},
+		{[]string{"kps", "--profile", ""}, "default"},
+		{[]string{"kps", "keyp"}, "keypair"},
+	} {
+		if got := complete(c.words...); !slices.Contains(got, c.want) {
+			t.Errorf("completion of %q: %q, want %s", c.words, got, c.want)
+		}
+	}
+
 	// A retry that fails again leaves one record, its own.
 	r = op.must(1, "", "task", "retry", first[:8], "-o", "json")
 	json.Unmarshal([]byte(r.stdout), &rows)
