@@ -454,6 +454,9 @@ func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*out
 			binds[i] = bind(o)
 		}
 		answers, err := cl.BatchBind(ctx, binds)
+		if ctx.Err() != nil {
+			break // not submitted: the interruption says so
+		}
 		if err != nil {
 			for _, o := range items {
 				o.refuse(err)
@@ -481,6 +484,9 @@ func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*out
 			break
 		}
 		s, err := cl.Bind(ctx, bind(o))
+		if ctx.Err() != nil {
+			break
+		}
 		if err != nil {
 			o.refuse(err)
 			continue
@@ -533,6 +539,9 @@ func (a *app) unbindCommand() *cobra.Command {
 				continue
 			}
 			s, err := cl.Unbind(ctx, o.Server, cred)
+			if ctx.Err() != nil {
+				break
+			}
 			if err != nil {
 				o.refuse(err)
 				continue

@@ -113,13 +113,13 @@ func (a *app) keypairCreate() *cobra.Command {
 			}
 			defer file.abort()
 		}
-		var created *client.CreatedKeyPair
 		var private string
 		if typ == kps.TypeX509 {
 			if bits != 0 || host {
 				return usagef("--type x509: the service makes the certificate; --bits and --host do not apply")
 			}
-			if created, err = cl.CreateKeyPair(ctx, client.NewKeyPair{Name: name, Type: kps.TypeX509}); err != nil {
+			created, err := cl.CreateKeyPair(ctx, client.NewKeyPair{Name: name, Type: kps.TypeX509})
+			if err != nil {
 				return err
 			}
 			private = created.PrivateKey
@@ -142,7 +142,7 @@ func (a *app) keypairCreate() *cobra.Command {
 			if host {
 				nk.HostPrivateKey, nk.PrivateKey = true, private
 			}
-			if created, err = cl.CreateKeyPair(ctx, nk); err != nil {
+			if _, err := cl.CreateKeyPair(ctx, nk); err != nil {
 				return err
 			}
 			if file != nil {
@@ -584,10 +584,14 @@ func (a *app) privateKeyExport() *cobra.Command {
 		if err := a.deliver(file, show, priv); err != nil {
 			return err // the key stays hosted: nothing is lost
 		}
-		if file != nil {
-			fmt.Fprintf(a.con.Stderr, "kps: private key of %s written to %s (mode 0600)\n", args[0], out)
+		if file == nil {
+			return nil // standard output holds the private key; nothing else goes there
 		}
-		return nil
+		fmt.Fprintf(a.con.Stderr, "kps: private key of %s written to %s (mode 0600)\n", args[0], out)
+		if show {
+			return nil
+		}
+		return a.emitDone([]doneRow{{Name: out, Result: "written"}})
 	})
 	return cmd
 }

@@ -407,6 +407,9 @@ func (a *app) taskRetry() *cobra.Command {
 			default:
 				err = fmt.Errorf("task %s has an operation this command does not know: %s", t.TaskID, t.Status)
 			}
+			if ctx.Err() != nil {
+				continue // not submitted: the interruption says so
+			}
 			if err != nil {
 				o.refuse(err)
 				continue

@@ -406,6 +406,18 @@ func testTerminal(t *testing.T, bin string) {
 	if !h.KeyLoginWorks(t, signerOf(t, filepath.Join(op.dir, "web.pem"))) {
 		t.Fatal("the bind did not happen")
 	}
+	// --auth-password-stdin on a terminal asks too (one line, no echo) instead of echoing the
+	// password and waiting for Ctrl-D.
+	cmd, master, out = op.onTerminal("keypair", "bind", "web", "--servers", "web", "--auth-password-stdin")
+	waitFor(t, out, "SSH password of the servers' login user: ")
+	master.Write([]byte(h.Password + "\r"))
+	if code := exitCode(t, cmd); code != 0 {
+		t.Fatalf("bind with --auth-password-stdin on a terminal: exit %d\n%s", code, out.String())
+	}
+	waitFor(t, out, "1 succeeded, 0 failed")
+	if strings.Contains(out.String(), h.Password) {
+		t.Fatalf("the password was echoed:\n%s", out.String())
+	}
 	// Without a terminal the prompt says what to do instead.
 	if r := op.must(2, "", "keypair", "bind", "web", "--servers", "web", "--ask-auth-password"); !strings.Contains(r.stderr, "--auth-password-stdin") {
 		t.Fatalf("no terminal: %q", r.stderr)
