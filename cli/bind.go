@@ -59,8 +59,8 @@ type fleetFlags struct {
 }
 
 func (f *fleetFlags) defineServers(cmd *cobra.Command, a *app) {
-	cmd.Flags().StringVar(&f.servers, "servers", "", "comma-separated server IDs")
-	cmd.Flags().StringVar(&f.from, "servers-from", "", "file with one server ID a line, # comments (- for standard input)")
+	cmd.Flags().StringVar(&f.servers, "servers", "", "comma-separated server `IDs`")
+	cmd.Flags().StringVar(&f.from, "servers-from", "", "`file` with one server ID a line, # comments (- for standard input)")
 	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "submit, print the task IDs as SUBMITTED and return without waiting")
 	cmd.RegisterFlagCompletionFunc("servers", a.completeServerList)
 }
@@ -70,10 +70,10 @@ func (f *fleetFlags) defineLogin(cmd *cobra.Command, replaces bool) {
 	fl.BoolVar(&f.passwordStdin, "auth-password-stdin", false, "log in with the password on standard input (one line)")
 	fl.BoolVar(&f.askPassword, "ask-auth-password", false, "ask for the login password on the terminal, without echo (like ansible -k)")
 	if replaces {
-		fl.StringVar(&f.keyFile, "auth-key-file", "", "log in with this private key; its public key is REMOVED from authorized_keys, being the key replaced (see --keep-login-key)")
+		fl.StringVar(&f.keyFile, "auth-key-file", "", "log in with this private key `file`; its public key is REMOVED from authorized_keys, being the key replaced (see --keep-login-key)")
 		fl.BoolVar(&f.keepLoginKey, "keep-login-key", false, "leave the --auth-key-file key in authorized_keys")
 	} else {
-		fl.StringVar(&f.keyFile, "auth-key-file", "", "log in with this private key")
+		fl.StringVar(&f.keyFile, "auth-key-file", "", "log in with this private key `file`")
 	}
 }
 

@@ -214,10 +214,10 @@ func (a *app) tree() *cobra.Command {
 		Version:       version().String(),
 	}
 	a.global = root.PersistentFlags()
-	a.global.StringVar(&a.profile, "profile", "default", "profile to use ("+envProfile+")")
-	a.global.StringVar(&a.endpoint, "endpoint", "", "service URL, e.g. http://127.0.0.1:9800 (default: the profile's; "+envEndpoint+")")
-	a.global.StringVar(&a.projectID, "project-id", "", "project ID (default: the profile's; "+envProjectID+")")
-	a.global.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml ("+envOutput+")")
+	a.global.StringVar(&a.profile, "profile", "default", "`name` of the profile to use ("+envProfile+")")
+	a.global.StringVar(&a.endpoint, "endpoint", "", "service `URL`, e.g. http://127.0.0.1:9800 (default: the profile's; "+envEndpoint+")")
+	a.global.StringVar(&a.projectID, "project-id", "", "project `ID` (default: the profile's; "+envProjectID+")")
+	a.global.StringVarP(&a.output, "output", "o", "table", "output `format`: table, json or yaml ("+envOutput+")")
 	a.global.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "deadline of each request to the service")
 	root.RegisterFlagCompletionFunc("profile", a.completeProfiles)
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))

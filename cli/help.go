@@ -36,7 +36,7 @@ func helpText(cmd *cobra.Command, global bool) string {
 	if cmd.HasAvailableSubCommands() {
 		use = cmd.CommandPath() + " <command>"
 	}
-	if cmd.HasAvailableFlags() {
+	if !cmd.HasAvailableSubCommands() && cmd.LocalNonPersistentFlags().HasAvailableFlags() {
 		use += " [flags]"
 	}
 	fmt.Fprintf(&b, "Usage: %s\n\n%s\n", use, cmd.Short)

@@ -80,11 +80,11 @@ func (a *app) keypairCreate() *cobra.Command {
 		Args: exactArgs(1, "key pair name"),
 	}
 	f := cmd.Flags()
-	f.StringVar(&typ, "type", sshkey.AlgorithmED25519, "ed25519, rsa, ecdsa, or x509 (a certificate the service makes)")
+	f.StringVar(&typ, "type", sshkey.AlgorithmED25519, "key `type`: ed25519, rsa, ecdsa, or x509 (a certificate the service makes)")
 	f.IntVar(&bits, "bits", 0, "key size: RSA 2048 to 8192 (default 3072), ECDSA 256, 384 or 521 (default 256)")
 	f.StringVar(&desc, "description", "", "description")
 	f.BoolVar(&host, "host", false, "keep an encrypted copy of the private key in the service")
-	f.StringVar(&out, "out", "", "file to write the private key to (mode 0600); it must not exist unless --force")
+	f.StringVar(&out, "out", "", "`file` to write the private key to (mode 0600); it must not exist unless --force")
 	f.BoolVar(&force, "force", false, "replace the --out file if it exists")
 	f.BoolVar(&show, "show", false, "print the private key on standard output")
 	cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions([]string{"ed25519", "rsa", "ecdsa", "x509"}, cobra.ShellCompDirectiveNoFileComp))
@@ -224,8 +224,8 @@ func (a *app) keypairImport() *cobra.Command {
 			"kps keypair import ops --public-key-file ops.pub --private-key-file ops.pem",
 		Args: exactArgs(1, "key pair name"),
 	}
-	cmd.Flags().StringVar(&pubFile, "public-key-file", "", "public key file (- for standard input)")
-	cmd.Flags().StringVar(&privFile, "private-key-file", "", "private key file to host in the service (encrypted)")
+	cmd.Flags().StringVar(&pubFile, "public-key-file", "", "public key `file` (- for standard input)")
+	cmd.Flags().StringVar(&privFile, "private-key-file", "", "private key `file` to host in the service (encrypted)")
 	cmd.Flags().StringVar(&desc, "description", "", "description")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 		name := args[0]
@@ -520,7 +520,7 @@ func (a *app) privateKeyImport() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{Use: "import NAME", Short: "host the private key of an existing key pair", Args: exactArgs(1, "key pair name"),
 		Example: "kps keypair private-key import web --private-key-file web.pem", ValidArgsFunction: a.completeKeyPairs(1)}
-	cmd.Flags().StringVar(&file, "private-key-file", "", "private key file (- for standard input)")
+	cmd.Flags().StringVar(&file, "private-key-file", "", "private key `file` (- for standard input)")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 		if err := checkName(args[0]); err != nil {
 			return err
@@ -556,7 +556,7 @@ func (a *app) privateKeyExport() *cobra.Command {
 	cmd := &cobra.Command{Use: "export NAME", Short: "write a hosted private key to --out (mode 0600) or standard output (--show)",
 		Args: exactArgs(1, "key pair name"), ValidArgsFunction: a.completeKeyPairs(1),
 		Example: "kps keypair private-key export web --out web.pem\nkps keypair private-key export web --show | ssh-add -"}
-	cmd.Flags().StringVar(&out, "out", "", "file to write the private key to (mode 0600); it must not exist unless --force")
+	cmd.Flags().StringVar(&out, "out", "", "`file` to write the private key to (mode 0600); it must not exist unless --force")
 	cmd.Flags().BoolVar(&force, "force", false, "replace the --out file if it exists")
 	cmd.Flags().BoolVar(&show, "show", false, "print the private key on standard output")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
@@ -621,7 +621,7 @@ func (a *app) privateKeyBatchExport() *cobra.Command {
 	cmd := &cobra.Command{Use: "batch-export NAME...", Short: "export up to 10 hosted private keys as a zip file (mode 0600), one NAME.pem each",
 		Args: minArgs(1, "key pair name"), ValidArgsFunction: a.completeKeyPairs(10),
 		Example: "kps keypair private-key batch-export web db --out keys.zip"}
-	cmd.Flags().StringVar(&out, "out", "", "zip file to write (mode 0600); it must not exist unless --force")
+	cmd.Flags().StringVar(&out, "out", "", "zip `file` to write (mode 0600); it must not exist unless --force")
 	cmd.Flags().BoolVar(&force, "force", false, "replace the --out file if it exists")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 		if len(args) > 10 {

@@ -176,7 +176,7 @@ func (a *app) loginCommand() *cobra.Command {
 	f.StringVar(&user, "user", "", "user name (default: the profile's)")
 	f.StringVar(&project, "project", "", "name of the project to work in (default: the profile's, else the service's region project, local-1)")
 	f.BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input (one line)")
-	f.StringVar(&pwFile, "password-file", "", "read the password from this file")
+	f.StringVar(&pwFile, "password-file", "", "read the password from this `file`")
 	f.StringVar(&accessKey, "access-key", "", "access key ID (AK): sign requests with it instead of logging in")
 	f.BoolVar(&skStdin, "secret-key-stdin", false, "read the secret key (SK) of --access-key from standard input")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {

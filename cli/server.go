@@ -42,15 +42,15 @@ type serverFlags struct {
 func (f *serverFlags) define(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.name, "name", "", "display name (default: the ID)")
-	fl.StringVar(&f.address, "address", "", "host name or IP address to connect to")
+	fl.StringVar(&f.address, "address", "", "host name or IP `address` to connect to")
 	fl.IntVar(&f.port, "port", 0, "SSH port (default 22)")
-	fl.StringVar(&f.user, "user", "", "login user (default root)")
+	fl.StringVar(&f.user, "user", "", "login `user` (default root)")
 	fl.StringVar(&f.sshdConfig, "sshd-config", "", "path of sshd_config on the host (default /etc/ssh/sshd_config)")
-	fl.StringArrayVar(&f.hostKeys, "host-key", nil, "pin this host key: '<type> <base64>', or a known_hosts or ssh-keyscan line (repeatable)")
-	fl.StringVar(&f.hostKeyFile, "host-key-file", "", "pin the host keys of this file: ssh-keyscan output, a known_hosts file (the lines of --address) or .pub files")
+	fl.StringArrayVar(&f.hostKeys, "host-key", nil, "pin this host `key`: '<type> <base64>', or a known_hosts or ssh-keyscan line (repeatable)")
+	fl.StringVar(&f.hostKeyFile, "host-key-file", "", "pin the host keys of this `file`: ssh-keyscan output, a known_hosts file (the lines of --address) or .pub files")
 	fl.BoolVar(&f.credPasswordStdin, "credential-password-stdin", false, "the service's own login password for the host, from standard input (admin)")
 	fl.BoolVar(&f.askCredPass, "ask-credential-password", false, "ask for the service's own login password on the terminal, without echo (admin)")
-	fl.StringVar(&f.credKeyFile, "credential-key-file", "", "private key file the service logs in with (admin)")
+	fl.StringVar(&f.credKeyFile, "credential-key-file", "", "private key `file` the service logs in with (admin)")
 }
 
 // spec returns the members of the flags that were given.
