@@ -39,10 +39,7 @@ func (o *outcome) failed() bool {
 }
 
 func (o *outcome) refuse(err error) {
-	o.Status, o.ErrorCode, o.ErrorMsg = "FAILED", client.Code(err), kps.ErrorMessage(err)
-	if o.ErrorCode == "" {
-		o.ErrorMsg = inWords(err.Error())
-	}
+	o.Status, o.ErrorCode, o.ErrorMsg = "FAILED", client.Code(err), errorText(err)
 }
 
 // fleetFlags are what bind, rotate and unbind share: the servers, the caller's login
@@ -475,7 +472,7 @@ func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*out
 			case s.ErrorCode == kps.ErrServerBound:
 				single = append(single, o) // bound since the plan was made
 			default:
-				o.Status, o.ErrorCode, o.ErrorMsg = "FAILED", s.ErrorCode, s.ErrorMsg
+				o.Status, o.ErrorCode, o.ErrorMsg = "FAILED", s.ErrorCode, inWords(s.ErrorMsg)
 			}
 		}
 	}

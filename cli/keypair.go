@@ -420,7 +420,7 @@ func (a *app) eachName(names []string, done string, call func(string) error) err
 				return err
 			}
 			failed, last = failed+1, err
-			rows = append(rows, doneRow{Name: n, Result: "failed", ErrorCode: client.Code(err), ErrorMsg: kps.ErrorMessage(err)})
+			rows = append(rows, doneRow{Name: n, Result: "failed", ErrorCode: client.Code(err), ErrorMsg: errorText(err)})
 			if len(names) > 1 {
 				fmt.Fprintf(a.con.Stderr, "kps: %s: %v\n", n, inWords(err.Error()))
 			}
@@ -443,9 +443,12 @@ func batchOutcome(failed, n int, noun string) error {
 	if noun != "" {
 		noun = " " + noun
 	}
+	singular := map[string]string{" servers": " server", " retries": " retry", " imports": " import", " tasks": " task"}
 	switch {
 	case failed == 0:
 		return nil
+	case failed == 1 && n == 1:
+		return fmt.Errorf("the%s failed", firstOf(singular[noun], noun))
 	case failed == n:
 		return fmt.Errorf("all %d%s failed", failed, noun)
 	}

@@ -138,9 +138,9 @@ func (a *app) serverImport() *cobra.Command {
 					return err
 				}
 				if err != nil {
-					row.Result, row.ErrorCode, row.ErrorMsg = "refused", client.Code(err), recordWords(kps.ErrorMessage(err))
-					if row.ErrorCode == "" {
-						row.ErrorMsg = inWords(err.Error())
+					row.Result, row.ErrorCode, row.ErrorMsg = "refused", client.Code(err), errorText(err)
+					if row.ErrorCode != "" {
+						row.ErrorMsg = recordWords(kps.ErrorMessage(err))
 					}
 				}
 			}

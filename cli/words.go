@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"regexp"
 	"strings"
+
+	"github.com/openkps/kps"
 )
 
 // The service names what it refuses by its place in the request body
@@ -35,4 +38,14 @@ var wireWords = strings.NewReplacer(
 
 func inWords(msg string) string {
 	return wireWords.Replace(batchItem.ReplaceAllString(msg, ""))
+}
+
+// errorText is the message of err for a result row: the service's message for its errors (the
+// code has its own column), the whole error for a local one.
+func errorText(err error) string {
+	var e *kps.Error
+	if errors.As(err, &e) {
+		return inWords(e.Message)
+	}
+	return inWords(err.Error())
 }
