@@ -40,6 +40,10 @@ type Server struct {
 type Credential struct {
 	Type string // "password" or "keypair"
 	Key  string
+	// KeepOnHost leaves the public key of a caller's keypair credential in authorized_keys,
+	// where a REPLACE removes it by default (kps-v3-api.md §6.3, server.keep_login_key). It
+	// travels with the credential held in memory, and is never part of a stored one.
+	KeepOnHost bool `json:"-"`
 }
 
 // CredentialPassword and CredentialKeyPair are the two credential types of §2.11.

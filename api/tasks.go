@@ -84,6 +84,17 @@ func decodeBind(o object) (bindRequest, error) {
 		}
 		b.port = int(port)
 	}
+	keep, _, err := srv.boolean("keep_login_key")
+	if err != nil {
+		return b, err
+	}
+	if keep {
+		// An OpenKPS extension: the caller's login key stays on the host (§6.3).
+		if b.auth == nil || b.auth.Type != kps.CredentialKeyPair {
+			return b, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it applies only with server.auth of type 'keypair'.", srv.name("keep_login_key"))
+		}
+		b.auth.KeepOnHost = true
+	}
 	return b, nil
 }
 

@@ -428,3 +428,35 @@ func TestPublicKeyCommentControlCharacters(t *testing.T) {
 		t.Errorf("carriage return: %v", err)
 	}
 }
+
+func TestGenerate(t *testing.T) {
+	for _, c := range []struct {
+		alg, typ string
+		bits     int
+	}{{AlgorithmED25519, TypeED25519, 0}, {AlgorithmRSA, TypeRSA, 0}, {AlgorithmRSA, TypeRSA, 2048}, {AlgorithmECDSA, TypeECDSAP256, 0}, {AlgorithmECDSA, TypeECDSAP384, 384}, {AlgorithmECDSA, TypeECDSAP521, 521}} {
+		priv, pub, err := Generate(c.alg, c.bits, "web")
+		if err != nil {
+			t.Fatalf("%s %d: %v", c.alg, c.bits, err)
+		}
+		signer, parsed, err := ParsePrivateKey(priv)
+		if err != nil {
+			t.Fatalf("%s: the generated private key is refused: %v", c.alg, err)
+		}
+		line, err := ParsePublicKey(pub)
+		if err != nil || line.Type != c.typ || !SameKey(line, parsed) || !Matches(signer, line) || line.Comment != "web" {
+			t.Fatalf("%s: public key %q: %v", c.alg, pub, err)
+		}
+		if !strings.HasPrefix(priv, "-----BEGIN OPENSSH PRIVATE KEY-----\n") {
+			t.Fatalf("%s: private key format %.40q", c.alg, priv)
+		}
+	}
+	if _, _, err := Generate(AlgorithmRSA, 1024, ""); err == nil {
+		t.Fatal("a 1024-bit RSA key was generated")
+	}
+	if _, _, err := Generate(AlgorithmECDSA, 255, ""); err == nil {
+		t.Fatal("an ECDSA key on no curve was generated")
+	}
+	if _, _, err := Generate("dsa", 0, ""); err == nil {
+		t.Fatal("a DSA key was generated")
+	}
+}

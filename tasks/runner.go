@@ -479,8 +479,9 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		if binding != nil {
 			job.RemoveKeys = append(job.RemoveKeys, binding.PublicKey)
 		}
-		if t.Operation == kps.OpReplace && job.Login.Type == kps.CredentialKeyPair {
-			// The replaced key is the one the caller logs in with (§6.3).
+		if t.Operation == kps.OpReplace && job.Login.Type == kps.CredentialKeyPair && !job.Login.KeepOnHost {
+			// The replaced key is the one the caller logs in with (§6.3), unless the caller
+			// asked to keep it (server.keep_login_key).
 			if s, err := ssh.ParsePrivateKey([]byte(job.Login.Key)); err == nil {
 				job.RemoveKeys = append(job.RemoveKeys, string(ssh.MarshalAuthorizedKey(s.PublicKey())))
 			}

@@ -16,12 +16,18 @@ import (
 func TestAdminCommands(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	admin := func(stdin string, args ...string) (string, string, int) {
+	// The admin commands act as the profile's user, like every other command.
+	env := map[string]string{"KPS_ENDPOINT": s.base, "KPS_PASSWORD": "admin-password-for-tests", "KPS_CONFIG_DIR": t.TempDir()}
+	kps := func(stdin string, args ...string) (string, string, int) {
 		var out, errOut bytes.Buffer
-		env := map[string]string{"KPS_ENDPOINT": s.base, "KPS_PASSWORD": "admin-password-for-tests"}
-		code := run(context.Background(), append([]string{"admin"}, args...),
-			console{strings.NewReader(stdin), &out, &errOut, func(k string) string { return env[k] }})
+		code := run(context.Background(), args, console{strings.NewReader(stdin), &out, &errOut, func(k string) string { return env[k] }})
 		return out.String(), errOut.String(), code
+	}
+	if _, errOut, code := kps("", "login", "--user", "admin"); code != 0 {
+		t.Fatalf("login: %d %s", code, errOut)
+	}
+	admin := func(stdin string, args ...string) (string, string, int) {
+		return kps(stdin, append([]string{"admin", "-o", "json"}, args...)...)
 	}
 	decode := func(out string) map[string]any {
 		var m map[string]any
@@ -51,7 +57,7 @@ func TestAdminCommands(t *testing.T) {
 	if _, errOut, code = admin("", "role", "grant", "--user-id", str(user["id"]), "--role", "reader", "--project-id", str(project["id"])); code != 0 {
 		t.Fatalf("role grant on the new project: %d %s", code, errOut)
 	}
-	out, errOut, code = admin("", "credential", "create", "--user-id", str(user["id"]), "--description", "ci")
+	out, errOut, code = kps("", "admin", "credential", "create", "--user-id", str(user["id"]), "--description", "ci")
 	if code != 0 {
 		t.Fatalf("credential create: %d %s", code, errOut)
 	}
@@ -76,9 +82,29 @@ func TestAdminCommands(t *testing.T) {
 	if _, errOut, code := admin("", "project", "create", "local-1_ops"); code != 1 || !strings.Contains(errOut, "KPS.") {
 		t.Fatalf("duplicate project: %d %q", code, errOut)
 	}
-	env := map[string]string{"KPS_ENDPOINT": s.base, "KPS_PASSWORD": "wrong"}
-	var errBuf bytes.Buffer
-	if code := run(context.Background(), []string{"admin", "project", "create", "x"}, console{nil, &bytes.Buffer{}, &errBuf, func(k string) string { return env[k] }}); code != 1 || !strings.Contains(errBuf.String(), "KPS.6107") {
-		t.Fatalf("wrong admin password: %d %q", code, errBuf.String())
+	env["KPS_PASSWORD"] = "wrong"
+	if _, errOut, code := kps("", "login", "--user", "admin", "--profile", "wrong"); code != 1 || !strings.Contains(errOut, "KPS.6107") {
+		t.Fatalf("wrong admin password: %d %q", code, errOut)
+	}
+	// Without a profile the admin commands say how to get one; their help needs none.
+	if _, errOut, code := admin("", "project", "create", "x", "--profile", "nobody"); code != 2 || !strings.Contains(errOut, "kps login") {
+		t.Fatalf("no profile: %d %q", code, errOut)
+	}
+	if out, _, code := kps("", "admin", "user", "create", "--help"); code != 0 || !strings.Contains(out, "Usage: kps admin user create") {
+		t.Fatalf("admin help: %d %q", code, out)
+	}
+	// The lists: users, projects, domains, access keys.
+	out, _, _ = admin("", "user", "list")
+	if !strings.Contains(out, `"name": "dana"`) {
+		t.Fatalf("user list: %s", out)
+	}
+	if out, _, _ = admin("", "project", "list"); !strings.Contains(out, `"name": "local-1_ops"`) {
+		t.Fatalf("project list: %s", out)
+	}
+	if out, _, _ = admin("", "domain", "list"); !strings.Contains(out, `"name": "Default"`) {
+		t.Fatalf("domain list: %s", out)
+	}
+	if out, _, _ = admin("", "credential", "list", "--user-id", str(user["id"])); !strings.Contains(out, m[1]) || strings.Contains(out, m[2]) {
+		t.Fatalf("credential list: %s", out)
 	}
 }

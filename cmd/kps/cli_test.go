@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,10 +19,11 @@ import (
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 
+	"github.com/openkps/kps/cli"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
-var updateDocs = flag.Bool("update", false, "rewrite docs/cli.md from the command tree")
+var updateDocs = flag.Bool("update", false, "rewrite docs/cli.md from the command tree (TestCLIDocs)")
 
 // terminal runs the client command tree in process against one service, with its own config
 // directory and environment.
@@ -105,13 +107,13 @@ func TestCLILoginAndProfiles(t *testing.T) {
 	if m := fileMode(t, path); m != 0o600 {
 		t.Fatalf("profile mode %v", m)
 	}
-	p := decodeJSON[profile](t, string(must(os.ReadFile(path))))
+	p := decodeJSON[cli.Profile](t, string(must(os.ReadFile(path))))
 	if p.Token == "" || p.ProjectID != s.project || p.User != "admin" {
 		t.Fatalf("profile %+v", p)
 	}
 	// Logging in again reuses the profile's user; a revoked token says to log in again.
 	tm.must(0, "admin-password-for-tests\n", "login", "--password-stdin")
-	p = decodeJSON[profile](t, string(must(os.ReadFile(path))))
+	p = decodeJSON[cli.Profile](t, string(must(os.ReadFile(path))))
 	s.raw("DELETE", "/v3/auth/tokens", nil, map[string]string{"X-Auth-Token": s.token, "X-Subject-Token": p.Token})
 	if r := tm.must(1, "", "keypair", "list"); !strings.Contains(r.stderr, "KPS.") || !strings.Contains(r.stderr, "kps login") {
 		t.Fatalf("revoked token: %s", r.stderr)
@@ -162,7 +164,7 @@ func TestCLILoginAndProfiles(t *testing.T) {
 	// AK/SK: login --access-key stores the key and signs every request.
 	ak, sk := s.accessKey("admin")
 	tm.must(0, sk+"\n", "login", "--access-key", ak, "--secret-key-stdin", "--project-id", s.project, "--profile", "aksk")
-	ap := decodeJSON[profile](t, string(must(os.ReadFile(filepath.Join(tm.env["KPS_CONFIG_DIR"], "profiles", "aksk.json")))))
+	ap := decodeJSON[cli.Profile](t, string(must(os.ReadFile(filepath.Join(tm.env["KPS_CONFIG_DIR"], "profiles", "aksk.json")))))
 	if ap.AccessKey != ak || ap.SecretKey != sk || ap.Token != "" {
 		t.Fatalf("AK/SK profile %+v", ap)
 	}
@@ -181,7 +183,7 @@ func TestCLILoginAndProfiles(t *testing.T) {
 	}
 	// With the AK in the environment, login --user still logs in with the password.
 	env.must(0, "admin-password-for-tests\n", "login", "--user", "admin", "--password-stdin")
-	if p := decodeJSON[profile](t, string(must(os.ReadFile(filepath.Join(env.env["KPS_CONFIG_DIR"], "profiles", "default.json"))))); p.Token == "" || p.AccessKey != "" {
+	if p := decodeJSON[cli.Profile](t, string(must(os.ReadFile(filepath.Join(env.env["KPS_CONFIG_DIR"], "profiles", "default.json"))))); p.Token == "" || p.AccessKey != "" {
 		t.Fatalf("profile %+v", p)
 	}
 	env.env["KPS_SECRET_KEY"] = "nope"
@@ -213,11 +215,19 @@ func TestCLIKeyPairs(t *testing.T) {
 	if fileMode(t, pem) != 0o600 || !strings.Contains(string(must(os.ReadFile(pem))), "PRIVATE KEY") {
 		t.Fatal("private key file")
 	}
-	// An existing wider file is replaced by a 0600 one.
+	// An existing file is never overwritten by accident: without --force the command refuses
+	// before any key pair exists; with --force a wider file is replaced by a 0600 one.
 	wide := filepath.Join(dir, "wide.pem")
 	os.WriteFile(wide, []byte("old"), 0o644)
-	tm.must(0, "", "keypair", "create", "hosted", "--host", "--out", wide)
-	if fileMode(t, wide) != 0o600 {
+	if r := tm.must(2, "", "keypair", "create", "hosted", "--host", "--out", wide); !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("existing --out: %s", r.stderr)
+	}
+	s.wantError(404, "KPS.6201", "GET", "/keypairs/hosted", nil)
+	if string(must(os.ReadFile(wide))) != "old" {
+		t.Fatal("the existing file was touched")
+	}
+	tm.must(0, "", "keypair", "create", "hosted", "--host", "--out", wide, "--force")
+	if fileMode(t, wide) != 0o600 || !strings.Contains(string(must(os.ReadFile(wide))), "PRIVATE KEY") {
 		t.Fatalf("mode %v", fileMode(t, wide))
 	}
 	if r := tm.must(0, "", "keypair", "create", "shown", "--show"); !strings.HasPrefix(r.stdout, "-----BEGIN") {
@@ -301,7 +311,7 @@ func TestCLIKeyPairs(t *testing.T) {
 	}
 	zr.Close()
 	tm.must(0, "", "keypair", "private-key", "clear", "laptop")
-	if r := tm.must(1, "", "keypair", "private-key", "export", "laptop", "--out", out); !strings.Contains(r.stderr, "KPS.6018") {
+	if r := tm.must(1, "", "keypair", "private-key", "export", "laptop", "--out", out, "--force"); !strings.Contains(r.stderr, "KPS.6018") {
 		t.Fatalf("export after clear: %s", r.stderr)
 	}
 
@@ -450,7 +460,11 @@ func TestCLIServers(t *testing.T) {
 	if r := tm.must(1, "", "server", "add", "web-01", "--address", "10.0.0.6"); !strings.Contains(r.stderr, "KPS.6306") {
 		t.Fatalf("duplicate: %s", r.stderr)
 	}
-	tm.must(1, "", "server", "add", "web-03", "--address", "10.0.0.7", "--port", "70000")
+	// A bad flag value is named before anything is sent.
+	if r := tm.must(2, "", "server", "add", "web-03", "--address", "10.0.0.7", "--port", "70000"); !strings.Contains(r.stderr, "--port 70000") {
+		t.Fatalf("bad port: %s", r.stderr)
+	}
+	s.wantError(404, "KPS.6204", "GET", "/servers/web-03", nil)
 	r := tm.must(0, "", "server", "update", "web-01", "--port", "2222", "-o", "json")
 	if srv := decodeJSON[map[string]any](t, r.stdout); srv["port"] != float64(2222) || srv["user"] != "ubuntu" {
 		t.Fatalf("update: %v", srv)
@@ -541,28 +555,45 @@ db
 func TestCLIHelpCompletionDocs(t *testing.T) {
 	t.Parallel()
 	tm := &terminal{t: t, env: map[string]string{}}
-	// Every command answers --help with its examples.
-	var walk func(path []string, n *cliCommand)
-	walk = func(path []string, n *cliCommand) {
+	// Every command answers --help once, on standard output, with exit 0 and its examples.
+	paths := cli.CommandPaths(options)
+	if len(paths) < 40 {
+		t.Fatalf("only %d commands", len(paths))
+	}
+	for _, path := range paths {
 		r := tm.must(0, "", append(append([]string{}, path[1:]...), "--help")...)
-		if !strings.Contains(r.stdout, "Usage: "+strings.Join(path, " ")) || !strings.Contains(r.stdout, "Examples:\n  ") {
-			t.Errorf("%s --help:\n%s", strings.Join(path, " "), r.stdout)
-		}
-		for _, s := range n.subs {
-			walk(append(append([]string{}, path...), s.name), s)
+		if !strings.HasPrefix(r.stdout, "Usage: "+strings.Join(path, " ")) || strings.Count(r.stdout, "Usage: ") != 1 ||
+			!strings.Contains(r.stdout, "Examples:\n  ") || r.stderr != "" {
+			t.Errorf("%s --help:\nstdout: %s\nstderr: %s", strings.Join(path, " "), r.stdout, r.stderr)
 		}
 	}
-	for _, c := range cliTree() {
-		walk([]string{"kps", c.name}, c)
+	if r := tm.must(0, "", "help", "keypair", "bind"); !strings.HasPrefix(r.stdout, "Usage: kps keypair bind NAME") {
+		t.Errorf("kps help keypair bind: %s", r.stdout)
 	}
-	tm.must(2, "", "keypair")
-	tm.must(2, "", "keypair", "frobnicate")
-	tm.must(2, "", "keypair", "list", "--no-such-flag")
+	// Usage errors: one line on standard error, nothing on standard output, exit 2.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"keypair"}, "needs a command"},
+		{[]string{"keypair", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"keypair", "lsit"}, "did you mean list?"},
+		{[]string{"kaypair", "list"}, "did you mean keypair?"},
+		{[]string{"keypair", "list", "--no-such-flag"}, "unknown flag: --no-such-flag"},
+		{[]string{"keypair", "bind", "web", "--server", "a"}, "did you mean --servers?"},
+		{[]string{"keypair", "show"}, "give exactly one key pair name"},
+		{[]string{"help", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"keypair", "list", "-o", "xml"}, "-o must be table, json or yaml"},
+	} {
+		r := tm.must(2, "", c.args...)
+		if r.stdout != "" || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("kps %s:\nstdout: %q\nstderr: %q, want one line with %q", strings.Join(c.args, " "), r.stdout, r.stderr, c.want)
+		}
+	}
 
-	for _, sh := range []string{"bash", "zsh", "fish"} {
-		r := tm.must(0, "", "completion", sh)
-		if !strings.Contains(r.stdout, "private-key") || !strings.Contains(r.stdout, "servers-from") {
-			t.Errorf("%s completion lacks words:\n%s", sh, r.stdout)
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		if r := tm.must(0, "", "completion", sh); !strings.Contains(r.stdout, "__complete") {
+			t.Errorf("%s completion script:\n%.300s", sh, r.stdout)
 		}
 	}
 	tm.must(2, "", "completion", "tcsh")
@@ -571,8 +602,26 @@ func TestCLIHelpCompletionDocs(t *testing.T) {
 	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("bash -n: %v %s", err, out)
 	}
+	// The words the scripts ask for: commands, flags, fixed values.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "keypair", "priv"}, "private-key"},
+		{[]string{"__complete", "keypair", "bind", "web", "--servers-"}, "--servers-from"},
+		{[]string{"__complete", "keypair", "create", "web", "--type", ""}, "ed25519"},
+		{[]string{"__complete", "-o", ""}, "yaml"},
+	} {
+		if r := tm.must(0, "", c.args...); !strings.Contains(r.stdout, c.want) {
+			t.Errorf("kps %s: %q", strings.Join(c.args, " "), r.stdout)
+		}
+	}
+}
 
-	want := cliDocs()
+// TestCLIDocs: docs/cli.md is the help of every command, generated from the tree.
+func TestCLIDocs(t *testing.T) {
+	t.Parallel()
+	want := cli.Docs(options)
 	path := filepath.Join("..", "..", "docs", "cli.md")
 	if *updateDocs {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
@@ -580,8 +629,30 @@ func TestCLIHelpCompletionDocs(t *testing.T) {
 		}
 	}
 	if got, err := os.ReadFile(path); err != nil || string(got) != want {
-		t.Fatalf("docs/cli.md is out of date (%v): go test ./cmd/kps -run TestCLIHelpCompletionDocs -update", err)
+		t.Fatalf("docs/cli.md is out of date (%v): go test ./cmd/kps -run TestCLIDocs -update", err)
 	}
+	for _, path := range cli.CommandPaths(options) {
+		if !strings.Contains(want, "`"+strings.Join(path, " ")+"`") {
+			t.Errorf("docs/cli.md lacks %s", strings.Join(path, " "))
+		}
+	}
+	for _, flag := range []string{"--listen", "--data-dir", "--tls-cert", "--keep-login-key", "--host-key-file", "--ask-auth-password"} {
+		if !strings.Contains(want, flag) {
+			t.Errorf("docs/cli.md lacks %s", flag)
+		}
+	}
+}
+
+// outcome is a line of a fleet command's JSON summary.
+type outcome struct {
+	Server       string `json:"server_id"`
+	FailedTaskID string `json:"failed_task_id"`
+	Previous     string `json:"previous_keypair"`
+	KeyPair      string `json:"keypair_name"`
+	TaskID       string `json:"task_id"`
+	Status       string `json:"status"`
+	ErrorCode    string `json:"error_code"`
+	ErrorMsg     string `json:"error_msg"`
 }
 
 // TestCLIRetryReplace retries a failed REPLACE: the caller's credential must be given again.
@@ -626,4 +697,20 @@ func TestCLIRetryReplace(t *testing.T) {
 	if srv := s.must(200, "GET", "/servers/r-1", nil)["server"].(map[string]any); srv["keypair_name"] != "" {
 		t.Fatalf("server after the unbind: %v", srv)
 	}
+}
+
+// randomString draws n characters of alphabet from the system's CSPRNG (test access keys).
+func randomString(alphabet string, n int) string {
+	limit := 256 - 256%len(alphabet)
+	out := make([]byte, 0, n)
+	buf := make([]byte, 64)
+	for len(out) < n {
+		rand.Read(buf)
+		for _, b := range buf {
+			if int(b) < limit && len(out) < n {
+				out = append(out, alphabet[int(b)%len(alphabet)])
+			}
+		}
+	}
+	return string(out)
 }

@@ -1,0 +1,248 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/openkps/kps"
+)
+
+// PasswordLogin is the Keystone password method scoped to a project (auth.md §5.1).
+type PasswordLogin struct {
+	Domain   string // the user's domain, also the project's
+	User     string
+	Password string
+	Project  string // project name
+}
+
+type nameAndDomain struct {
+	Name   string `json:"name"`
+	Domain struct {
+		Name string `json:"name"`
+	} `json:"domain"`
+}
+
+type passwordAuthRequest struct {
+	Auth struct {
+		Identity struct {
+			Methods  []string `json:"methods"`
+			Password struct {
+				User struct {
+					nameAndDomain
+					Password string `json:"password"`
+				} `json:"user"`
+			} `json:"password"`
+		} `json:"identity"`
+		Scope struct {
+			Project nameAndDomain `json:"project"`
+		} `json:"scope"`
+	} `json:"auth"`
+}
+
+// Login obtains a project-scoped token and sets the client's Token and ProjectID from it.
+func (c *Client) Login(ctx context.Context, l PasswordLogin) error {
+	var body passwordAuthRequest
+	body.Auth.Identity.Methods = []string{"password"}
+	u := &body.Auth.Identity.Password.User
+	u.Name, u.Domain.Name, u.Password = l.User, l.Domain, l.Password
+	body.Auth.Scope.Project.Name, body.Auth.Scope.Project.Domain.Name = l.Project, l.Domain
+	var out struct {
+		Token struct {
+			Project struct {
+				ID string `json:"id"`
+			} `json:"project"`
+		} `json:"token"`
+	}
+	resp, raw, err := c.send(ctx, http.MethodPost, "/v3/auth/tokens?nocatalog", body)
+	if err != nil {
+		return err
+	}
+	if err := decode(raw, &out); err != nil {
+		return err
+	}
+	c.Token, c.AccessKey, c.SecretKey = resp.Header.Get("X-Subject-Token"), "", ""
+	c.ProjectID = out.Token.Project.ID
+	return nil
+}
+
+// Domain is a Keystone domain.
+type Domain struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Enabled     bool   `json:"enabled"`
+	Description string `json:"description"`
+}
+
+// Project is a Keystone project.
+type Project struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	DomainID    string `json:"domain_id"`
+	Enabled     bool   `json:"enabled"`
+	Description string `json:"description"`
+}
+
+// User is a Keystone user.
+type User struct {
+	ID               string `json:"id"`
+	Name             string `json:"name"`
+	DomainID         string `json:"domain_id"`
+	Enabled          bool   `json:"enabled"`
+	Description      string `json:"description"`
+	DefaultProjectID string `json:"default_project_id,omitempty"`
+}
+
+// NewUser is a user to create; Password is required.
+type NewUser struct {
+	Name             string `json:"name"`
+	Password         string `json:"password"`
+	DomainID         string `json:"domain_id,omitempty"`
+	DefaultProjectID string `json:"default_project_id,omitempty"`
+	Enabled          bool   `json:"enabled"`
+}
+
+// AccessKey is a permanent access key (AK/SK, auth.md §9); Secret is set only when created.
+type AccessKey struct {
+	Access      string  `json:"access"`
+	Secret      string  `json:"secret,omitempty"`
+	UserID      string  `json:"user_id"`
+	Status      string  `json:"status"`
+	Description string  `json:"description"`
+	CreateTime  string  `json:"create_time"`
+	LastUseTime *string `json:"last_use_time,omitempty"`
+}
+
+// RoleAssignment grants a role to a user on a project or on a domain (one of the two).
+type RoleAssignment struct {
+	UserID    string
+	Role      kps.Role
+	ProjectID string
+	DomainID  string
+}
+
+func (a RoleAssignment) path() string {
+	target := "/v3/projects/" + url.PathEscape(a.ProjectID)
+	if a.DomainID != "" {
+		target = "/v3/domains/" + url.PathEscape(a.DomainID)
+	}
+	return target + "/users/" + url.PathEscape(a.UserID) + "/roles/" + url.PathEscape(string(a.Role))
+}
+
+// CreateDomain creates a domain (operator admins only).
+func (c *Client) CreateDomain(ctx context.Context, name, description string) (*Domain, error) {
+	type domain struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	var out struct {
+		Domain Domain `json:"domain"`
+	}
+	err := c.call(ctx, http.MethodPost, "/v3/domains", struct {
+		Domain domain `json:"domain"`
+	}{domain{name, description}}, &out)
+	return &out.Domain, err
+}
+
+// ListDomains lists the domains the caller may see.
+func (c *Client) ListDomains(ctx context.Context) ([]Domain, error) {
+	var out struct {
+		Domains []Domain `json:"domains"`
+	}
+	err := c.call(ctx, http.MethodGet, "/v3/domains", nil, &out)
+	return out.Domains, err
+}
+
+// CreateProject creates a project; domainID "" is the caller's domain.
+func (c *Client) CreateProject(ctx context.Context, name, domainID, description string) (*Project, error) {
+	type project struct {
+		Name        string `json:"name"`
+		DomainID    string `json:"domain_id,omitempty"`
+		Description string `json:"description"`
+	}
+	var out struct {
+		Project Project `json:"project"`
+	}
+	err := c.call(ctx, http.MethodPost, "/v3/projects", struct {
+		Project project `json:"project"`
+	}{project{name, domainID, description}}, &out)
+	return &out.Project, err
+}
+
+// ListProjects lists the projects the caller may administer.
+func (c *Client) ListProjects(ctx context.Context) ([]Project, error) {
+	var out struct {
+		Projects []Project `json:"projects"`
+	}
+	err := c.call(ctx, http.MethodGet, "/v3/projects", nil, &out)
+	return out.Projects, err
+}
+
+// CreateUser creates a user.
+func (c *Client) CreateUser(ctx context.Context, u NewUser) (*User, error) {
+	var out struct {
+		User User `json:"user"`
+	}
+	err := c.call(ctx, http.MethodPost, "/v3/users", struct {
+		User NewUser `json:"user"`
+	}{u}, &out)
+	return &out.User, err
+}
+
+// ListUsers lists the users the caller may administer.
+func (c *Client) ListUsers(ctx context.Context) ([]User, error) {
+	var out struct {
+		Users []User `json:"users"`
+	}
+	err := c.call(ctx, http.MethodGet, "/v3/users", nil, &out)
+	return out.Users, err
+}
+
+// DeleteUser deletes a user.
+func (c *Client) DeleteUser(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, "/v3/users/"+url.PathEscape(id), nil, nil)
+}
+
+// GrantRole grants a role on a project or a domain.
+func (c *Client) GrantRole(ctx context.Context, a RoleAssignment) error {
+	return c.call(ctx, http.MethodPut, a.path(), nil, nil)
+}
+
+// RevokeRole revokes a role granted on a project or a domain.
+func (c *Client) RevokeRole(ctx context.Context, a RoleAssignment) error {
+	return c.call(ctx, http.MethodDelete, a.path(), nil, nil)
+}
+
+// CreateAccessKey creates an access key for a user ("" is the caller); its secret is in the
+// answer only.
+func (c *Client) CreateAccessKey(ctx context.Context, userID, description string) (*AccessKey, error) {
+	type credential struct {
+		UserID      string `json:"user_id,omitempty"`
+		Description string `json:"description"`
+	}
+	var out struct {
+		Credential AccessKey `json:"credential"`
+	}
+	err := c.call(ctx, http.MethodPost, "/v3.0/OS-CREDENTIAL/credentials", struct {
+		Credential credential `json:"credential"`
+	}{credential{userID, description}}, &out)
+	return &out.Credential, err
+}
+
+// ListAccessKeys lists the access keys of a user ("" is the caller).
+func (c *Client) ListAccessKeys(ctx context.Context, userID string) ([]AccessKey, error) {
+	path := "/v3.0/OS-CREDENTIAL/credentials"
+	if userID != "" {
+		path += "?user_id=" + url.QueryEscape(userID)
+	}
+	var out struct {
+		Credentials []AccessKey `json:"credentials"`
+	}
+	err := c.call(ctx, http.MethodGet, path, nil, &out)
+	return out.Credentials, err
+}
+
+// DeleteAccessKey deletes an access key.
+func (c *Client) DeleteAccessKey(ctx context.Context, access string) error {
+	return c.call(ctx, http.MethodDelete, "/v3.0/OS-CREDENTIAL/credentials/"+url.PathEscape(access), nil, nil)
+}
