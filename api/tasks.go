@@ -102,6 +102,7 @@ func (s *Server) submit(r *http.Request, p *kps.Principal, sub kps.TaskSubmissio
 func (s *Server) submission(p *kps.Principal, sub kps.TaskSubmission, auth *kps.Credential) kps.TaskSubmission {
 	sub.ID = uuid.NewString()
 	sub.ProjectID, sub.UserID, sub.MaxQueued = p.ProjectID, p.UserID, s.cfg.MaxQueued
+	sub.MaxProjectTasks = s.cfg.MaxProjectTasks
 	if auth != nil {
 		sub.CallerAuth = true
 		sub.Holder = s.tasks.Hold(sub.ID, *auth)

@@ -66,9 +66,11 @@ type engine struct {
 	rebind func(query string) string
 	// isUniqueViolation reports whether err is a unique or primary key violation.
 	isUniqueViolation func(err error) bool
-	// claimTask moves the oldest claimable READY task to RUNNING and returns it (args: owner,
-	// lease_expires, updated, owner, now). Engine-specific: see the constants.
-	claimTask string
+	// claimTask moves the oldest claimable READY task of the project with the fewest RUNNING
+	// tasks to RUNNING and returns it; claimIdleTask does so only for a project with none
+	// (args of both: owner, now, owner, lease_expires, updated). Engine-specific: see
+	// claimStatement.
+	claimTask, claimIdleTask string
 	// locks holds the statement that takes each lock; a lock the engine does not need (all of
 	// them for SQLite, whose writer holds the database lock) is absent.
 	locks map[lock]string
@@ -97,6 +99,11 @@ const (
 	lockKeyPairQuota
 	// lockTaskQueue serialises submissions that check the queue capacity (no args).
 	lockTaskQueue
+	// lockProjectTasks serialises submissions that check a project's limit of active tasks
+	// (project).
+	lockProjectTasks
+	// lockServerQuota serialises server registration per project for the quota (project).
+	lockServerQuota
 	// lockUser locks a user row: the access key limit (user).
 	lockUser
 	// lockLockout locks a lockout counter row for its read-modify-write (key).

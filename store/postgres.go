@@ -19,17 +19,14 @@ import (
 //go:embed migrations/postgres/*.sql
 var postgresMigrations embed.FS
 
-// postgresClaimTask is the claim statement for PostgreSQL. Under READ COMMITTED two replicas'
-// subqueries could pick the same READY row, and the loser's UPDATE would then re-check
-// "phase = 'READY'" and change nothing, leaving its worker idle while tasks wait. FOR UPDATE
-// SKIP LOCKED makes every claimer take the oldest row that nobody else is claiming right now.
-const postgresClaimTask = `
-UPDATE tasks
-SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
-WHERE seq = (SELECT seq FROM tasks WHERE phase = 'READY' AND ` + claimable + `
-             ORDER BY created, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-  AND phase = 'READY'
-RETURNING ` + taskColumns
+// postgresClaimTask and postgresClaimIdleTask are the claim statements for PostgreSQL. Under
+// READ COMMITTED two replicas' claims run concurrently: each project's candidate is locked
+// with FOR UPDATE SKIP LOCKED as it is chosen, so a concurrent claim passes over it to the
+// project's next task instead of waiting for it (and then finding it taken).
+var (
+	postgresClaimTask     = claimStatement("FOR UPDATE SKIP LOCKED", false)
+	postgresClaimIdleTask = claimStatement("FOR UPDATE SKIP LOCKED", true)
+)
 
 // postgresSchemaMigrations differs from SQLite's only in BIGINT: "applied" holds epoch
 // milliseconds, which overflow PostgreSQL's 32-bit INTEGER.
@@ -58,6 +55,8 @@ var postgresLocks = map[lock]string{
 	// project.
 	lockKeyPairQuota: postgresAdvisoryLock + `'keypairs:' || CAST(? AS TEXT), 0))`,
 	lockTaskQueue:    postgresAdvisoryLock + `'task-queue', 0))`,
+	lockProjectTasks: postgresAdvisoryLock + `'project-tasks:' || CAST(? AS TEXT), 0))`,
+	lockServerQuota:  postgresAdvisoryLock + `'servers:' || CAST(? AS TEXT), 0))`,
 	lockUser:         `SELECT 1 FROM users WHERE id = ? FOR UPDATE`,
 	lockLockout:      `SELECT 1 FROM lockouts WHERE lock_key = ? FOR UPDATE`,
 }
@@ -73,6 +72,7 @@ func postgresEngine() *engine {
 		rebind:            postgresRebind,
 		isUniqueViolation: postgresIsUniqueViolation,
 		claimTask:         postgresClaimTask,
+		claimIdleTask:     postgresClaimIdleTask,
 		locks:             postgresLocks,
 		schemaMigrations:  postgresSchemaMigrations,
 		// REPEATABLE READ: a page and its total (or a page and its markers) come from one

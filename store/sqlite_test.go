@@ -46,7 +46,7 @@ func fixture(t *testing.T, db *DB, servers ...string) {
 	}
 	for _, id := range servers {
 		if err := db.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: id, Name: id, Address: "h", Port: 22,
-			User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}); err != nil {
+			User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -310,8 +310,14 @@ func TestQueryPlans(t *testing.T) {
 			[]any{"p", "FAILED", 1, 1, "i", 10}, 0},
 		{"failed-task total", fmt.Sprintf(countTasks, "?"), "COVERING INDEX tasks_by_project_phase",
 			[]any{"p", "FAILED"}, 0},
-		{"claim", sqliteClaimTask, "tasks_ready_queue", []any{"w", 1, 1, "w", 1}, 0},
-		{"claim holder", sqliteClaimTask, "sqlite_autoindex_replicas_1", []any{"w", 1, 1, "w", 1}, 0},
+		// The fair claim: one lookup per project with READY tasks, and one sort of those
+		// projects' candidates.
+		{"claim projects", sqliteClaimTask, "SEARCH t USING COVERING INDEX tasks_ready_by_project (project_id>?)", []any{"w", 1, "w", 1, 1}, 1},
+		{"claim oldest", sqliteClaimTask, "SEARCH t USING INDEX tasks_ready_by_project (project_id=?)", []any{"w", 1, "w", 1, 1}, 1},
+		{"claim running", sqliteClaimTask, "tasks_by_project_phase (project_id=? AND phase=?)", []any{"w", 1, "w", 1, 1}, 1},
+		{"claim holder", sqliteClaimTask, "sqlite_autoindex_replicas_1", []any{"w", 1, "w", 1, 1}, 1},
+		{"claim idle", sqliteClaimIdleTask, "SEARCH t USING INDEX tasks_ready_by_project (project_id=?)", []any{"w", 1, "w", 1, 1}, 1},
+		{"project's active tasks", countProjectActiveTasks, "COVERING INDEX tasks_by_project_phase", []any{"p"}, 0},
 		{"queue capacity", countReadyTasks, "tasks_ready_queue", nil, 0},
 		{"busy server", selectServerBusy, "tasks_one_active_per_server", []any{"p", "s"}, 0},
 		{"sweeper", "SELECT id FROM tasks WHERE phase = 'RUNNING' AND lease_expires < ?", "tasks_running_leases", []any{1}, 0},
@@ -454,7 +460,7 @@ func benchmarkTaskLifecycle(b *testing.B, db *DB) {
 		b.Fatal(err)
 	}
 	if err := db.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: "s", Name: "s", Address: "h", Port: 22,
-		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}); err != nil {
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}, 0); err != nil {
 		b.Fatal(err)
 	}
 	i := 0

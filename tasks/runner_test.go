@@ -56,7 +56,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"s1", "s2"} {
-		if err := db.CreateServer(ctx, &kps.Server{ProjectID: p.ID, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}); err != nil {
+		if err := db.CreateServer(ctx, &kps.Server{ProjectID: p.ID, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -352,7 +352,7 @@ func TestOneWakeStartsEveryWaitingTask(t *testing.T) {
 	ctx := context.Background()
 	for i := 3; i <= n; i++ {
 		id := "s" + string(rune('0'+i))
-		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}); err != nil {
+		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
