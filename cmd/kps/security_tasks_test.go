@@ -373,3 +373,44 @@ func TestAttackHostOutputFlood(t *testing.T) {
 		t.Fatalf("kps serve peaked at %.1f MiB (VmHWM), over %d MiB", float64(peak)/(1<<20), bound>>20)
 	}
 }
+
+// TestProjectLimits: the per-project limits answer with their KPS codes — a project's servers
+// beyond --server-quota (403 KPS.6402), its tasks beyond --max-queued-per-project (429
+// KPS.6403, with Retry-After) — and count nothing of another project's.
+func TestProjectLimits(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(c *Config) { c.Workers, c.ServerQuota, c.MaxQueuedPerProject = 1, 2, 1 })
+	stalled := silentListener(t)
+	s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "k"}})
+	for _, id := range []string{"a", "b"} {
+		s.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": id, "address": "127.0.0.1", "port": stalled}})
+	}
+	s.wantError(403, "KPS.6402", "POST", "/servers", map[string]any{"server": map[string]any{"id": "c", "address": "127.0.0.1", "port": stalled}})
+	s.wantError(409, "KPS.6306", "POST", "/servers", map[string]any{"server": map[string]any{"id": "a", "address": "127.0.0.1", "port": stalled}})
+	bind := func(id string) map[string]any {
+		return map[string]any{"keypair_name": "k", "server": map[string]any{"id": id, "auth": map[string]any{"type": "password", "key": "x"}}}
+	}
+	s.must(200, "POST", "/keypairs/associate", bind("a"))
+	st, out := s.raw("POST", "/v3/"+s.project+"/keypairs/associate", bind("b"), map[string]string{"X-Auth-Token": s.token})
+	if st != http.StatusTooManyRequests || out["error_code"] != "KPS.6403" {
+		t.Fatalf("a second task of a project limited to one: %d %v", st, out)
+	}
+	resp, err := http.DefaultClient.Do(func() *http.Request {
+		r, _ := http.NewRequest("POST", s.base+"/v3/"+s.project+"/keypairs/associate", strings.NewReader(`{"keypair_name":"k","server":{"id":"b","auth":{"type":"password","key":"x"}}}`))
+		r.Header.Set("X-Auth-Token", s.token)
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("429 without Retry-After: %d %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// A batch refuses the item over the limit with the same code.
+	batch := s.must(200, "POST", "/keypairs/batch-associate", map[string]any{"batch_keypairs": []any{bind("b")}})
+	if it := batch["tasks"].([]any)[0].(map[string]any); it["status"] != "FAILED" || it["error_code"] != "KPS.6403" {
+		t.Fatalf("batch item over the project's limit: %v", it)
+	}
+}
