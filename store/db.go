@@ -68,7 +68,7 @@ type engine struct {
 	isUniqueViolation func(err error) bool
 	// claimTask moves the oldest claimable READY task of the project with the fewest RUNNING
 	// tasks to RUNNING and returns it; claimIdleTask does so only for a project with none
-	// (args of both: owner, now, owner, lease_expires, updated). Engine-specific: see
+	// (args of both: owner, lease_expires, updated, owner, now). Engine-specific: see
 	// claimStatement.
 	claimTask, claimIdleTask string
 	// locks holds the statement that takes each lock; a lock the engine does not need (all of

@@ -20,12 +20,12 @@ import (
 var postgresMigrations embed.FS
 
 // postgresClaimTask and postgresClaimIdleTask are the claim statements for PostgreSQL. Under
-// READ COMMITTED two replicas' claims run concurrently: each project's candidate is locked
-// with FOR UPDATE SKIP LOCKED as it is chosen, so a concurrent claim passes over it to the
-// project's next task instead of waiting for it (and then finding it taken).
+// READ COMMITTED the claims of several workers and replicas run concurrently: the chosen
+// candidate is locked FOR UPDATE SKIP LOCKED, so a concurrent claim passes over it to the next
+// candidate instead of waiting for it (and then finding it taken). See claimStatement.
 var (
-	postgresClaimTask     = claimStatement("FOR UPDATE SKIP LOCKED", false)
-	postgresClaimIdleTask = claimStatement("FOR UPDATE SKIP LOCKED", true)
+	postgresClaimTask     = claimStatement(true, false)
+	postgresClaimIdleTask = claimStatement(true, true)
 )
 
 // postgresSchemaMigrations differs from SQLite's only in BIGINT: "applied" holds epoch

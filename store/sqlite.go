@@ -61,8 +61,8 @@ var sqliteReaderParams = url.Values{
 // holds the database's single write lock from BEGIN IMMEDIATE, so the candidates and the
 // update see one state.
 var (
-	sqliteClaimTask     = claimStatement("", false)
-	sqliteClaimIdleTask = claimStatement("", true)
+	sqliteClaimTask     = claimStatement(false, false)
+	sqliteClaimIdleTask = claimStatement(false, true)
 )
 
 func sqliteEngine() *engine {

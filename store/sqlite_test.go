@@ -312,11 +312,11 @@ func TestQueryPlans(t *testing.T) {
 			[]any{"p", "FAILED"}, 0},
 		// The fair claim: one lookup per project with READY tasks, and one sort of those
 		// projects' candidates.
-		{"claim projects", sqliteClaimTask, "SEARCH t USING COVERING INDEX tasks_ready_by_project (project_id>?)", []any{"w", 1, "w", 1, 1}, 1},
-		{"claim oldest", sqliteClaimTask, "SEARCH t USING INDEX tasks_ready_by_project (project_id=?)", []any{"w", 1, "w", 1, 1}, 1},
-		{"claim running", sqliteClaimTask, "tasks_by_project_phase (project_id=? AND phase=?)", []any{"w", 1, "w", 1, 1}, 1},
-		{"claim holder", sqliteClaimTask, "sqlite_autoindex_replicas_1", []any{"w", 1, "w", 1, 1}, 1},
-		{"claim idle", sqliteClaimIdleTask, "SEARCH t USING INDEX tasks_ready_by_project (project_id=?)", []any{"w", 1, "w", 1, 1}, 1},
+		{"claim projects", sqliteClaimTask, "SEARCH t USING COVERING INDEX tasks_ready_by_project (project_id>?)", []any{"w", 1, 1, "w", 1}, 1},
+		{"claim oldest", sqliteClaimTask, "SEARCH t USING INDEX tasks_ready_by_project (project_id=?)", []any{"w", 1, 1, "w", 1}, 1},
+		{"claim running", sqliteClaimTask, "tasks_by_project_phase (project_id=? AND phase=?)", []any{"w", 1, 1, "w", 1}, 1},
+		{"claim holder", sqliteClaimTask, "sqlite_autoindex_replicas_1", []any{"w", 1, 1, "w", 1}, 1},
+		{"claim idle", sqliteClaimIdleTask, "SEARCH t USING INDEX tasks_ready_by_project (project_id=?)", []any{"w", 1, 1, "w", 1}, 1},
 		{"project's active tasks", countProjectActiveTasks, "COVERING INDEX tasks_by_project_phase", []any{"p"}, 0},
 		{"queue capacity", countReadyTasks, "tasks_ready_queue", nil, 0},
 		{"busy server", selectServerBusy, "tasks_one_active_per_server", []any{"p", "s"}, 0},

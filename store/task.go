@@ -149,20 +149,29 @@ func claimable(alias string) string {
       OR NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = ` + alias + `.holder AND r.expires >= ?))`
 }
 
-// claimStatement is the fair claim (args: owner, now, owner, lease_expires, updated): of the
+// claimStatement is the fair claim (args: owner, lease_expires, updated, owner, now): of the
 // projects with a claimable READY task, the one with the fewest RUNNING tasks (idleOnly: only
-// one with none) gives its oldest task (creation time, then insertion order); ties between
-// projects go to the older task. Fewest running first is what shares the workers: a project
-// with a thousand queued tasks gets the next free worker only when no project with fewer
-// running tasks waits.
+// one with none) gives its oldest claimable task (creation time, then insertion order); ties
+// between projects go to the project whose oldest READY task is older. Fewest running first is
+// what shares the workers: a project with a thousand queued tasks gets the next free worker
+// only when no project with fewer running tasks waits.
 //
 // It reads no row per READY task. ready walks the projects that have READY tasks through the
 // index tasks_ready_by_project, one lookup per project (a loose index scan, written as a
-// recursive query because neither engine skips through an index by itself); for each, the
-// RUNNING count is a range of tasks_by_project_phase and the oldest claimable task the first
-// claimable entry of tasks_ready_by_project. lock is appended to that lookup (PostgreSQL's
-// FOR UPDATE SKIP LOCKED).
-func claimStatement(lock string, idleOnly bool) string {
+// recursive query because neither engine skips through an index by itself); for each,
+// candidates has the RUNNING count (a range of tasks_by_project_phase) and the oldest READY
+// task (the first entry of tasks_ready_by_project, from the index alone). So a claim costs a
+// few index lookups per project that has READY tasks (docs/RELIABILITY.md §8). In the order
+// of the candidates, the first project with a claimable task (claimable: the caller's
+// credential rule) gives it.
+//
+// PostgreSQL runs the claims of several workers and replicas at once, under READ COMMITTED
+// (rowLocks): the claimable task is looked up project after project, in candidate order, with
+// FOR UPDATE SKIP LOCKED, so a claim whose project's next task another claim has locked takes
+// the task after it, and only the row taken is locked (its phase is checked again once locked:
+// a task claimed since the statement's snapshot is passed over). SQLite has one writer: the
+// claimable task of every candidate is looked up, and the best one taken.
+func claimStatement(rowLocks, idleOnly bool) string {
 	idle := ""
 	if idleOnly {
 		idle = "WHERE c.running = 0"
@@ -174,19 +183,37 @@ func claimStatement(lock string, idleOnly bool) string {
             ORDER BY t.project_id LIMIT 1)
     FROM ready WHERE ready.project_id IS NOT NULL
 ),
-candidates(running, seq) AS (
-    SELECT (SELECT COUNT(*) FROM tasks r WHERE r.project_id = ready.project_id AND r.phase = 'RUNNING'),
+candidates(project_id, running, created, seq) AS MATERIALIZED (
+    SELECT ready.project_id,
+        (SELECT COUNT(*) FROM tasks r WHERE r.project_id = ready.project_id AND r.phase = 'RUNNING'),
+        (SELECT t.created FROM tasks t WHERE t.project_id = ready.project_id AND t.phase = 'READY'
+         ORDER BY t.created, t.seq LIMIT 1),
         (SELECT t.seq FROM tasks t WHERE t.project_id = ready.project_id AND t.phase = 'READY'
-            AND ` + claimable("t") + `
-         ORDER BY t.created, t.seq LIMIT 1 ` + lock + `)
+         ORDER BY t.created, t.seq LIMIT 1)
     FROM ready WHERE ready.project_id IS NOT NULL
 )
 UPDATE tasks
 SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
-WHERE seq = (SELECT c.seq FROM candidates c JOIN tasks t ON t.seq = c.seq ` + idle + `
-             ORDER BY c.running, t.created, t.seq LIMIT 1)
+WHERE seq = (` + claimChoice(rowLocks, idle) + `)
   AND phase = 'READY'
 RETURNING ` + taskColumns
+}
+
+// claimChoice is the last step of claimStatement: the claimable task of the first candidate
+// that has one.
+func claimChoice(rowLocks bool, idle string) string {
+	next := `FROM tasks t WHERE t.project_id = c.project_id AND t.phase = 'READY' AND ` + claimable("t") + `
+                ORDER BY t.created, t.seq LIMIT 1`
+	if rowLocks {
+		// The candidates are sorted first and the lateral lookups run in that order, lazily:
+		// the Limit stops at the first project that gives a task.
+		return `SELECT x.seq FROM (SELECT * FROM candidates c ` + idle + ` ORDER BY c.running, c.created, c.seq) c
+        CROSS JOIN LATERAL (SELECT t.seq ` + next + ` FOR UPDATE SKIP LOCKED) AS x
+        ORDER BY c.running, c.created, c.seq LIMIT 1`
+	}
+	return `SELECT x.seq FROM (SELECT (SELECT t.seq ` + next + `) AS seq, c.running, c.created, c.seq AS first
+            FROM candidates c ` + idle + `) x
+        WHERE x.seq IS NOT NULL ORDER BY x.running, x.created, x.first LIMIT 1`
 }
 
 // maxErrorMsg caps the error message a failed task keeps, in bytes. The messages are the
@@ -740,8 +767,8 @@ func (db *DB) claim(ctx context.Context, statement, owner string, lease time.Dur
 		return nil, err
 	}
 	defer tx.Rollback()
-	t, err := scanTask(tx.queryRow(ctx, statement, owner, millis(tx.now), owner, millis(tx.now.Add(lease)),
-		millis(tx.now)))
+	t, err := scanTask(tx.queryRow(ctx, statement, owner, millis(tx.now.Add(lease)), millis(tx.now),
+		owner, millis(tx.now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
