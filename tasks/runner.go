@@ -264,8 +264,11 @@ func (r *Runner) work(ctx context.Context) {
 		}
 		// More may be waiting: let an idle sibling look now, not once this task ends. The
 		// claims follow one another (one writer), and the chain stops at the first worker that
-		// finds nothing, so a batch costs one empty claim, not one per task.
-		r.Wake()
+		// finds nothing, so a batch costs one empty claim, not one per task. The reserve
+		// workers are not woken here: while one project keeps every worker busy they would
+		// look, after every claim, for a project with nothing running; a submission (Wake) or
+		// their poll lets them look.
+		signal(r.wake)
 		r.busy.Add(1)
 		r.run(t)
 		r.busy.Add(-1)
