@@ -59,6 +59,8 @@ const (
 	ErrKeyPairInUse     = "KPS.6305"
 	ErrServerExists     = "KPS.6306"
 	ErrQuota            = "KPS.6401"
+	ErrServerQuota      = "KPS.6402" // 403: the project holds the most servers one project may register
+	ErrProjectTasks     = "KPS.6403" // 429: the project has the most queued or running tasks one project may have
 	ErrInternal         = "KPS.6501"
 	ErrUnavailable      = "KPS.6502"
 	ErrForbidden        = "KPS.9006"

@@ -131,7 +131,9 @@ type IdentityStore interface {
 
 // ServerStore persists the inventory (inventory.md).
 type ServerStore interface {
-	CreateServer(ctx context.Context, s *Server) error
+	// CreateServer registers s, refusing an ID already registered in the project (KPS.6306)
+	// and a project that holds quota servers already (KPS.6402; quota ≤ 0: unlimited).
+	CreateServer(ctx context.Context, s *Server, quota int) error
 	Server(ctx context.Context, projectID, id string) (*Server, error)
 	ListServers(ctx context.Context, projectID string, p Page) ([]Server, int, error)
 	// UpdateServer applies u under the rule that a busy server's connection cannot change.
@@ -181,19 +183,30 @@ type TaskStore interface {
 	DeleteFailedTask(ctx context.Context, projectID, id string) error
 	DeleteFailedTasks(ctx context.Context, projectID string) error
 	Binding(ctx context.Context, projectID, serverID string) (*Binding, error)
-	// UnconfirmedKeys lists the public keys that RESET/REPLACE tasks of a server ran to install
-	// since its last successful task and that ended FAILED: a task interrupted after its write
-	// (a crash, a lost lease, a deadline) may have left its key on the host, unrecorded.
-	// passwordMaybeDisabled reports whether a bind that asked to disable password login ran
-	// and failed, with a code that leaves the daemon's configuration unknown (TaskInterrupted,
-	// TaskTimeout, TaskRemoteFailed: its configuration session may have completed), since the
-	// server's last successful unbind or bind with disable_password.
+	// UnconfirmedKeys lists the public keys of the RESET/REPLACE tasks of a server that ended
+	// FAILED since its last successful task after reaching the write of their key
+	// (KeyWriteReached): such a bind may have left its key on the host, unrecorded. A bind
+	// that failed before (refused login, changed host key, no such user, a refusal before
+	// staging) or whose key the host already held never wrote it, and is not listed.
+	// passwordMaybeDisabled reports whether a failed bind reached its configuration change
+	// (ConfigWriteReached) since the server's last successful unbind or bind with
+	// disable_password.
 	UnconfirmedKeys(ctx context.Context, projectID, serverID string) (keys []string, passwordMaybeDisabled bool, err error)
+	// MarkTaskWrite records on a RUNNING task held by t.LeaseOwner and t.Attempt that its host
+	// job reached the write step (KeyWriteReached or ConfigWriteReached); ErrLeaseLost when
+	// the lease was lost, and then the job must not write. It is committed before it returns.
+	MarkTaskWrite(ctx context.Context, t *Task, step HostWrite) error
 
-	// ClaimTask moves the oldest READY task that owner may claim to RUNNING under a lease held
-	// by owner; nil when there is none. A task needing the caller's credential is claimed only
-	// by its holder while the holder is alive (ReplicaStore), by anyone once it is not.
+	// ClaimTask moves a READY task that owner may claim to RUNNING under a lease held by owner;
+	// nil when there is none. It takes the oldest task of the project with the fewest RUNNING
+	// tasks, so that projects share the workers. A task needing the caller's credential is
+	// claimed only by its holder while the holder is alive (ReplicaStore), by anyone once it
+	// is not.
 	ClaimTask(ctx context.Context, owner string, lease time.Duration) (*Task, error)
+	// ClaimIdleProjectTask is ClaimTask restricted to projects with no RUNNING task: the claim
+	// of the reserve workers, which keep a project that runs nothing from waiting behind
+	// another project's stalled tasks.
+	ClaimIdleProjectTask(ctx context.Context, owner string, lease time.Duration) (*Task, error)
 	// ExtendLease renews a running task's lease; ErrLeaseLost when owner no longer holds it.
 	ExtendLease(ctx context.Context, t *Task, lease time.Duration) error
 	// FinishTask ends a RUNNING task held by t.LeaseOwner and updates the binding on success;
@@ -270,6 +283,13 @@ type HostJob struct {
 	DisablePassword bool
 	RestorePassword bool
 	SSHDConfig      string
+	// BeforeWrite, when set, is called before the job may change the host: before
+	// authorized_keys is replaced with content that adds InstallKey (WriteKey; not when the
+	// file already holds the key), and before the daemon's configuration session that turns
+	// password login off (WriteConfig). The job changes nothing of that step unless it
+	// returned nil: the runner persists the mark there, so that a crash after it is known to
+	// have possibly written, and one before it known not to have.
+	BeforeWrite func(ctx context.Context, step HostWrite) error
 }
 
 // HostResult is what a successful job leaves on the host.

@@ -76,6 +76,13 @@ type Task struct {
 	LeaseOwner   string
 	LeaseExpires time.Time
 	Attempt      int // incremented by every claim; fences a worker that lost its lease
+	// KeyWriteReached records, before the host could have changed authorized_keys, that this
+	// bind was about to add its key there (MarkTaskWrite): only then may a failure of the bind
+	// have left its key behind. A bind whose key the host already held never sets it.
+	KeyWriteReached bool
+	// ConfigWriteReached records, before the daemon's configuration session started, that
+	// this bind was about to turn password login off.
+	ConfigWriteReached bool
 }
 
 // Status returns the wire status, e.g. READY_RESET.
@@ -114,7 +121,22 @@ type TaskSubmission struct {
 	Holder    string // the replica holding the caller's credential in memory (CallerAuth)
 	Batch     bool   // batch associate: the server must not be bound (KPS.6303)
 	MaxQueued int    // queue capacity (KPS.6502); 0 means unlimited
+	// MaxProjectTasks is how many READY and RUNNING tasks the project may have (KPS.6403), so
+	// that one project cannot fill the service-wide queue; 0 means unlimited.
+	MaxProjectTasks int
 }
+
+// HostWrite names a step of a host job that changes the host, which the runner records
+// before the step may begin (HostJob.BeforeWrite).
+type HostWrite string
+
+const (
+	// WriteKey: authorized_keys is about to be replaced by content holding a key the file did
+	// not hold (the bind's own key).
+	WriteKey HostWrite = "authorized_keys"
+	// WriteConfig: the daemon's configuration is about to be changed to turn password login off.
+	WriteConfig HostWrite = "sshd_config"
+)
 
 // TaskOutcome is how a worker ends a task.
 type TaskOutcome struct {

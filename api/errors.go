@@ -25,6 +25,8 @@ var statusOf = map[string]int{
 	kps.ErrUserMismatch:     http.StatusForbidden,
 	kps.ErrForbidden:        http.StatusForbidden,
 	kps.ErrQuota:            http.StatusForbidden,
+	kps.ErrServerQuota:      http.StatusForbidden,
+	kps.ErrProjectTasks:     http.StatusTooManyRequests,
 	kps.ErrLockedOut:        http.StatusTooManyRequests,
 	kps.ErrIdentityDown:     http.StatusServiceUnavailable,
 	kps.ErrTokenNotFound:    http.StatusNotFound,

@@ -127,7 +127,7 @@ func TestRequestReadsOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := writer.CreateServer(t.Context(), &kps.Server{ProjectID: listProject, ID: "s1", Name: "s1", Address: "192.0.2.1",
-		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}); err != nil {
+		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	ident.after = func() {

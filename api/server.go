@@ -52,7 +52,13 @@ type Config struct {
 	PublicURL    string
 	KeyPairQuota int // key pairs per project, default 1000
 	MaxQueued    int // READY tasks service-wide before 503 KPS.6502; 0 means unlimited
-	OpenAPI      []byte
+	// MaxProjectTasks is how many READY and RUNNING tasks one project may have before 429
+	// KPS.6403, so that one project cannot fill the service-wide queue; 0 means unlimited.
+	MaxProjectTasks int
+	// ServerQuota is how many servers one project may register (403 KPS.6402); 0 means
+	// unlimited.
+	ServerQuota int
+	OpenAPI     []byte
 	// TaskListCacheBytes bounds the rendered running/failed task list pages kept (api/cache.go):
 	// 0 means DefaultTaskListCacheBytes, a negative value keeps none.
 	TaskListCacheBytes int64

@@ -181,7 +181,7 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request, p *kps.Pri
 	if err := s.cfg.AllowedTargets.CheckServer(srv.Address, srv.Port); err != nil {
 		return err
 	}
-	if err := s.store.CreateServer(r.Context(), srv); err != nil {
+	if err := s.store.CreateServer(r.Context(), srv, s.cfg.ServerQuota); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"server": viewServer(srv)})

@@ -119,6 +119,7 @@ func (s *Server) submission(p *kps.Principal, sub kps.TaskSubmission, auth *kps.
 	sub.ProjectID, sub.UserID, sub.MaxQueued = p.ProjectID, p.UserID, s.cfg.MaxQueued
 	// A hosted private key logs in only for a caller who could export it (SECURITY.md 2.1).
 	sub.MayExport = p.Has(exportRole)
+	sub.MaxProjectTasks = s.cfg.MaxProjectTasks
 	if auth != nil {
 		sub.CallerAuth = true
 		sub.Holder = s.tasks.Hold(sub.ID, *auth)

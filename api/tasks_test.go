@@ -85,7 +85,7 @@ func (e *listEnv) submit() *kps.Task {
 	e.n++
 	id := fmt.Sprintf("s%03d", e.n)
 	if err := e.writer.CreateServer(e.t.Context(), &kps.Server{ProjectID: listProject, ID: id, Name: id + ` <"&">` + "\u2028é",
-		Address: "192.0.2.1", Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}); err != nil {
+		Address: "192.0.2.1", Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}, 0); err != nil {
 		e.t.Fatal(err)
 	}
 	e.clock.Advance(time.Millisecond)

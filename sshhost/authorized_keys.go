@@ -164,3 +164,18 @@ func editAuthorizedKeys(content []byte, install string, remove []string) ([]byte
 	}
 	return out, nil
 }
+
+// holdsKey reports whether content has a key line with the identity of key (a public key as
+// the service stores it); false when key cannot be parsed.
+func holdsKey(content []byte, key string) bool {
+	k, err := parsePublicKey(key)
+	if err != nil {
+		return false
+	}
+	for l := range bytes.Lines(content) {
+		if id, _, ok := parseKeyLine(bytes.TrimSuffix(l, []byte("\n"))); ok && id == k.id {
+			return true
+		}
+	}
+	return false
+}

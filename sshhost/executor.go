@@ -50,9 +50,6 @@ type Executor struct {
 
 var _ kps.HostExecutor = (*Executor)(nil)
 
-// maxOutput bounds what a session may print (authorized_keys and sshd_config as hex).
-const maxOutput = 32 << 20
-
 // Execute performs one RESET, REPLACE or UNBIND on the job's host. A failure is a *kps.Error
 // with a task outcome code (KPS.6601–KPS.6610); any other error is internal.
 func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
@@ -157,7 +154,10 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 			d.close()
 			break // unbind on a host without the file: the desired state holds
 		}
-		err = t.writeAuthorizedKeys(ctx, d, st, content)
+		// The key is written by this task only when the file does not hold it already: a bind
+		// of a key the host already holds (someone else's, say) writes at most the removals.
+		adds := install != "" && !holdsKey(st.authorizedKeys, install)
+		err = t.writeAuthorizedKeys(ctx, d, st, content, adds)
 		if errors.Is(err, errChanged) && attempt == 0 {
 			t.log.Info("authorized_keys changed while being edited; editing again")
 			continue
@@ -174,6 +174,9 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 
 	switch {
 	case job.DisablePassword:
+		if err := t.beforeWrite(ctx, kps.WriteConfig); err != nil {
+			return kps.HostResult{}, err
+		}
 		if err := t.disablePassword(ctx, st); err != nil {
 			return kps.HostResult{}, err
 		}
@@ -190,6 +193,19 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 		}
 	}
 	return kps.HostResult{PasswordDisabled: false}, nil
+}
+
+// beforeWrite tells the job's owner that the host is about to be changed (HostJob.BeforeWrite),
+// and fails when it says no.
+func (t *task) beforeWrite(ctx context.Context, step kps.HostWrite) error {
+	if t.job.BeforeWrite == nil {
+		return nil
+	}
+	if err := t.job.BeforeWrite(ctx, step); err != nil {
+		t.log.Warn("the write step was not recorded; nothing written", "step", string(step), "error", err)
+		return err
+	}
+	return nil
 }
 
 // daemonBackTimeout bounds the wait for sshd to listen again after a reload; restartGrace
@@ -563,30 +579,80 @@ var reasons = map[string]string{
 var errChanged = errors.New("authorized_keys changed concurrently")
 
 // run executes a script in a new session with the given arguments and stdin, and returns its
-// standard output. Failures are mapped to task outcomes with step in the message.
-func (t *task) run(ctx context.Context, step, script string, args []string, stdin []byte) ([]byte, error) {
+// standard output, parsed as it arrives and within the bounds of output.go (a host that
+// sends more has its session closed at once). Failures are mapped to task outcomes with step
+// in the message.
+func (t *task) run(ctx context.Context, step, script string, args []string, stdin []byte) (*scriptOutput, error) {
 	sess, err := t.newSession(ctx, step)
 	if err != nil {
 		return nil, err
 	}
 	defer sess.Close()
-	var stdout, stderr limitedBuffer
-	stdout.max, stderr.max = maxOutput, 64<<10
-	sess.Stdout, sess.Stderr = &stdout, &stderr
+	var stderr limitedBuffer
+	stderr.max = 64 << 10
+	sess.Stderr = &stderr
 	sess.Stdin = bytes.NewReader(stdin)
 	start := time.Now()
-	err = sess.Run(command(script, args))
+	stdout, err := sess.StdoutPipe()
+	if err == nil {
+		err = sess.Start(command(script, args))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
+		}
+		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "the remote command cannot be started")}
+	}
+	counted := &countingReader{r: stdout}
+	out := newScriptOutput()
+	rerr := out.read(bufio.NewReaderSize(counted, 64<<10), "")
+	if bad := t.badOutput(step, rerr); bad != nil {
+		sess.Close()
+		if ctx.Err() != nil {
+			return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
+		}
+		return nil, bad
+	}
+	err = sess.Wait()
 	if ctx.Err() != nil {
 		return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
 	}
-	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", stdout.Len())
-	if stdout.overflow {
-		return nil, t.fail(kps.TaskRemoteFailed, step, "the host sent more output than expected")
-	}
+	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", counted.n)
 	if err == nil {
-		return stdout.Bytes(), nil
+		if out.complete() != nil {
+			return nil, t.fail(kps.TaskRemoteFailed, step, "the host's answer cannot be parsed")
+		}
+		return out, nil
 	}
-	return nil, t.exitError(step, err, stdout.Bytes(), stderr.String())
+	return nil, t.exitError(step, err, out.other, stderr.String())
+}
+
+// badOutput maps a host's output past the bounds, or unlike anything the scripts print, to the
+// task's failure; nil for anything else (the output ended).
+func (t *task) badOutput(step string, err error) error {
+	var over *errOverflow
+	var bad *errMalformed
+	switch {
+	case errors.As(err, &over):
+		t.log.Warn("remote step failed", "step", step, "reason", over.what)
+		return t.fail(kps.TaskRemoteFailed, step, over.what)
+	case errors.As(err, &bad):
+		t.log.Warn("remote step failed", "step", step, "reason", bad.Error())
+		return t.fail(kps.TaskRemoteFailed, step, "the host's answer cannot be parsed")
+	}
+	return nil
+}
+
+// countingReader counts what passes through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // newSession opens a session on the task's connection.
@@ -644,9 +710,9 @@ type dialogue struct {
 	sess   *ssh.Session
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
+	read   *countingReader // under stdout: the output read so far
 	stderr limitedBuffer
-	out    []byte // output of the current phase, up to its marker line
-	total  int    // output read so far
+	out    *scriptOutput // everything the script printed so far, parsed
 	start  time.Time
 }
 
@@ -656,7 +722,7 @@ func (t *task) startDialogue(ctx context.Context, args []string) (*dialogue, err
 	if err != nil {
 		return nil, err
 	}
-	d := &dialogue{t: t, ctx: ctx, sess: sess, start: time.Now()}
+	d := &dialogue{t: t, ctx: ctx, sess: sess, start: time.Now(), out: newScriptOutput()}
 	d.stderr.max = 64 << 10
 	sess.Stderr = &d.stderr
 	stdin, err1 := sess.StdinPipe()
@@ -671,7 +737,8 @@ func (t *task) startDialogue(ctx context.Context, args []string) (*dialogue, err
 		}
 		return nil, &lostError{t.fail(kps.TaskRemoteFailed, stepLocate, "the remote command cannot be started")}
 	}
-	d.stdin, d.stdout = stdin, bufio.NewReaderSize(stdout, 64<<10)
+	d.read = &countingReader{r: stdout}
+	d.stdin, d.stdout = stdin, bufio.NewReaderSize(d.read, 64<<10)
 	return d, nil
 }
 
@@ -681,30 +748,24 @@ func (d *dialogue) close() {
 	d.sess.Close()
 }
 
-// until reads the script's output up to the line marker and returns what came before it. When
-// the output ends first, the session's exit status says why.
-func (d *dialogue) until(step, marker string) ([]byte, error) {
-	d.out = d.out[:0]
-	for {
-		line, err := d.stdout.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			err = nil // a long line: keep reading it
-		}
-		d.total += len(line)
-		if err == nil && string(line) == marker+"\n" {
-			d.t.log.Debug("remote step", "step", step, "duration", time.Since(d.start), "stdout_bytes", d.total)
-			d.start = time.Now()
-			return d.out, nil
-		}
-		if d.total > maxOutput {
-			d.sess.Close()
-			return nil, d.t.fail(kps.TaskRemoteFailed, step, "the host sent more output than expected")
-		}
-		d.out = append(d.out, line...)
-		if err != nil {
-			return nil, d.ended(step)
-		}
+// until reads the script's output up to the line marker, parsing it into d.out as it
+// arrives. When the output ends first, the session's exit status says why; when it passes the
+// bounds of output.go, the session is closed at once and the task fails.
+func (d *dialogue) until(step, marker string) error {
+	err := d.out.read(d.stdout, marker)
+	if err == nil {
+		d.t.log.Debug("remote step", "step", step, "duration", time.Since(d.start), "stdout_bytes", d.read.n)
+		d.start = time.Now()
+		return nil
 	}
+	if bad := d.t.badOutput(step, err); bad != nil {
+		d.sess.Close()
+		if d.ctx.Err() != nil {
+			return &lostError{d.t.ctxError(d.ctx, lowerFirst(step))}
+		}
+		return bad
+	}
+	return d.ended(step)
 }
 
 // ended waits for the exit status of a script whose output ended before the expected line.
@@ -717,7 +778,7 @@ func (d *dialogue) ended(step string) error {
 	if err == nil {
 		return &lostError{d.t.fail(kps.TaskRemoteFailed, step, "the remote command ended early")}
 	}
-	return d.t.exitError(step, err, d.out, d.stderr.String())
+	return d.t.exitError(step, err, d.out.other, d.stderr.String())
 }
 
 // send writes to the script's stdin.
@@ -782,7 +843,7 @@ func (t *task) readState(ctx context.Context, priv bool) (*dialogue, *hostState,
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := d.until(stepLocate, "ready")
+	err = d.until(stepLocate, "ready")
 	var ke *kps.Error
 	if errors.As(err, &ke) {
 		// The read checks ahead for the later steps; name the step a failure is about.
@@ -799,11 +860,7 @@ func (t *task) readState(ctx context.Context, priv bool) (*dialogue, *hostState,
 		return nil, nil, err
 	}
 	st := &hostState{}
-	sections, fields, err := parseOutput(out)
-	if err != nil {
-		d.close()
-		return nil, nil, t.fail(kps.TaskRemoteFailed, stepLocate, "the host's answer cannot be parsed")
-	}
+	sections, fields := d.out.sections, d.out.fields
 	st.authorizedKeys, st.authorizedKeysExists = sections["authorized_keys"]
 	if priv {
 		var ok bool
@@ -845,7 +902,11 @@ const settleTimeout = 10 * time.Second
 // It was two sessions (stage, then commit) until the dialogue: what makes a lost connection
 // safe is that the rename waits for the executor's "commit", sent only after the staged file
 // exists, so verifyScript's removal always comes after the staging and fences the rename.
-func (t *task) writeAuthorizedKeys(ctx context.Context, d *dialogue, st *hostState, content []byte) error {
+//
+// adds says that the new content holds the job's key where the old did not: then the job's
+// owner records that before "commit" is sent (beforeWrite), which is before the host can
+// change the file.
+func (t *task) writeAuthorizedKeys(ctx context.Context, d *dialogue, st *hostState, content []byte, adds bool) error {
 	defer d.close()
 	expect := "absent"
 	if st.authorizedKeysExists {
@@ -857,14 +918,20 @@ func (t *task) writeAuthorizedKeys(ctx context.Context, d *dialogue, st *hostSta
 	msg = append(msg, content...)
 	err := d.send(stepWrite, msg)
 	if err == nil {
-		_, err = d.until(stepWrite, "staged")
+		err = d.until(stepWrite, "staged")
+	}
+	if err == nil && adds {
+		if merr := t.beforeWrite(ctx, kps.WriteKey); merr != nil {
+			// Without "commit" the script removes the staged file and renames nothing.
+			return merr
+		}
 	}
 	if err == nil {
 		err = d.send(stepWrite, []byte("commit\n"))
 	}
 	if err == nil {
 		d.stdin.Close()
-		_, err = d.until(stepWrite, "done")
+		err = d.until(stepWrite, "done")
 	}
 	var lost *lostError
 	if !errors.As(err, &lost) {
@@ -894,11 +961,8 @@ func (t *task) settleWrite(ctx context.Context, st *hostState, content []byte, s
 	if err != nil {
 		return unknown(err)
 	}
-	sections, fields, err := parseOutput(out)
-	if err != nil {
-		return unknown(t.fail(kps.TaskRemoteFailed, stepWrite, "the host's answer cannot be parsed"))
-	}
-	got, exists := sections["authorized_keys"]
+	fields := out.fields
+	got, exists := out.sections["authorized_keys"]
 	switch {
 	case exists && bytes.Equal(got, content):
 		t.log.Info("checked over a new connection: authorized_keys holds the new content")
@@ -988,38 +1052,6 @@ s=$1
 shift
 ` + asRoot + `
 `
-
-// parseOutput reads "begin <name>" / hex lines / "end <name>" sections and "<name> <value>"
-// lines.
-func parseOutput(out []byte) (sections map[string][]byte, fields map[string]string, err error) {
-	sections, fields = map[string][]byte{}, map[string]string{}
-	var name string
-	var hexed []byte
-	in := false
-	for _, l := range strings.Split(string(out), "\n") {
-		switch {
-		case in && l == "end "+name:
-			b := make([]byte, hex.DecodedLen(len(hexed)))
-			if _, err := hex.Decode(b, hexed); err != nil {
-				return nil, nil, err
-			}
-			sections[name], in, hexed = b, false, nil
-		case in:
-			for _, f := range strings.Fields(l) {
-				hexed = append(hexed, f...)
-			}
-		case strings.HasPrefix(l, "begin "):
-			name, in = strings.TrimPrefix(l, "begin "), true
-		case l != "":
-			k, v, _ := strings.Cut(l, " ")
-			fields[k] = v
-		}
-	}
-	if in {
-		return nil, nil, errors.New("unterminated section " + name)
-	}
-	return sections, fields, nil
-}
 
 // parseLS reads the mode and owner of "ls -ln" output ("sshd_config -rw-r--r-- 1 0 0 …").
 func parseLS(s string) (mode, owner string, ok bool) {

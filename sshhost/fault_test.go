@@ -273,9 +273,24 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 		faults = append(faults, fault{n: write0 + (full-write0)*(2*i+1)/(2*down), down: true})
 	}
 
+	// The runner is told before the host can change the file (HostJob.BeforeWrite): a cut run
+	// whose file holds the new content was announced, whatever its outcome. (A run announced
+	// and then cut before its commit arrived may have changed nothing: that costs the next
+	// task only a removal of a key that is not there.)
+	var announced atomic.Bool
+	job.BeforeWrite = func(_ context.Context, step kps.HostWrite) error {
+		if step == kps.WriteKey {
+			if got, _ := h.AuthorizedKeys(t); got != old {
+				t.Errorf("WriteKey announced after the file changed:\n%s", got)
+			}
+			announced.Store(true)
+		}
+		return nil
+	}
 	codes := map[string]int{}
 	for _, f := range faults {
 		n := f.n
+		announced.Store(false)
 		h.WriteAuthorizedKeys(t, old)
 		if f.staged {
 			proxy.arm(-1, false)
@@ -303,6 +318,9 @@ func TestNetworkFaultsMidTask(t *testing.T) {
 			t.Errorf("cut at %d: the job succeeded but the file is the old one", n)
 		case err != nil && got == want && !f.down:
 			t.Errorf("cut at %d: the new content is in place but the job failed: %v", n, err)
+		}
+		if got == want && !announced.Load() {
+			t.Errorf("cut at %d: the key was written without being announced (outcome %v)", n, err)
 		}
 		if fi, serr := os.Stat(h.AuthorizedKeysPath()); serr == nil {
 			if fi.Mode().Perm() != 0o600 {

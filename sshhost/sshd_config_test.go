@@ -138,11 +138,14 @@ func TestParseOutput(t *testing.T) {
 	if !ok || mode != "640" || owner != "0:4" {
 		t.Errorf("parseLS = %q %q %v", mode, owner, ok)
 	}
-	if _, _, err := parseOutput([]byte("begin x\n 00\n")); err == nil {
+	if _, _, err := parseOutput([]byte("begin authorized_keys\n 00\n")); err == nil {
 		t.Error("an unterminated section was accepted")
 	}
-	if _, _, err := parseOutput([]byte("begin x\n 0g\nend x\n")); err == nil {
+	if _, _, err := parseOutput([]byte("begin sshd_config\n 0g\nend sshd_config\n")); err == nil {
 		t.Error("bad hex was accepted")
+	}
+	if _, _, err := parseOutput([]byte("begin authorized_keys\n 0\nend authorized_keys\n")); err == nil {
+		t.Error("an odd number of hex digits was accepted")
 	}
 }
 

@@ -66,9 +66,11 @@ type engine struct {
 	rebind func(query string) string
 	// isUniqueViolation reports whether err is a unique or primary key violation.
 	isUniqueViolation func(err error) bool
-	// claimTask moves the oldest claimable READY task to RUNNING and returns it (args: owner,
-	// lease_expires, updated, owner, now). Engine-specific: see the constants.
-	claimTask string
+	// claimTask moves the oldest claimable READY task of the project with the fewest RUNNING
+	// tasks to RUNNING and returns it; claimIdleTask does so only for a project with none
+	// (args of both: owner, lease_expires, updated, owner, now). Engine-specific: see
+	// claimStatement.
+	claimTask, claimIdleTask string
 	// purgeLockouts deletes the lockout rows that say nothing any more (args: now three
 	// times); it runs inside a transaction that holds row locks of its own, so on PostgreSQL it
 	// skips rows another transaction holds rather than wait for them (a wait could close a
@@ -102,6 +104,11 @@ const (
 	lockKeyPairQuota
 	// lockTaskQueue serialises submissions that check the queue capacity (no args).
 	lockTaskQueue
+	// lockProjectTasks serialises submissions that check a project's limit of active tasks
+	// (project).
+	lockProjectTasks
+	// lockServerQuota serialises server registration per project for the quota (project).
+	lockServerQuota
 	// lockUser locks a user row: the access key limit and the cap on live tokens (user).
 	lockUser
 )

@@ -1,10 +1,8 @@
 package store
 
 import (
-	"fmt"
 	"path/filepath"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/openkps/kps"
@@ -14,17 +12,7 @@ import (
 func openAtVersion(t *testing.T, path string, version int) *DB {
 	t.Helper()
 	e := sqliteEngine()
-	ms, err := loadMigrations(e.migrations)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := fstest.MapFS{}
-	for _, m := range ms {
-		if m.version <= version {
-			old[fmt.Sprintf("%04d_%s.sql", m.version, m.name)] = &fstest.MapFile{Data: []byte(m.sql)}
-		}
-	}
-	e.migrations = old
+	onlyUpTo(t, e, version)
 	release, err := lockFile(path + ".lock")
 	if err != nil {
 		t.Fatal(err)

@@ -19,21 +19,18 @@ import (
 //go:embed migrations/postgres/*.sql
 var postgresMigrations embed.FS
 
-// postgresClaimTask is the claim statement for PostgreSQL. Under READ COMMITTED two replicas'
-// subqueries could pick the same READY row, and the loser's UPDATE would then re-check
-// "phase = 'READY'" and change nothing, leaving its worker idle while tasks wait. FOR UPDATE
-// SKIP LOCKED makes every claimer take the oldest row that nobody else is claiming right now.
 // postgresPurgeLockouts skips the rows other transactions hold (engine.purgeLockouts).
 const postgresPurgeLockouts = `DELETE FROM lockouts WHERE lock_key IN (SELECT lock_key FROM lockouts
 WHERE window_end <= ? AND locked_until <= ? AND in_flight_until <= ? FOR UPDATE SKIP LOCKED)`
 
-const postgresClaimTask = `
-UPDATE tasks
-SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
-WHERE seq = (SELECT seq FROM tasks WHERE phase = 'READY' AND ` + claimable + `
-             ORDER BY created, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-  AND phase = 'READY'
-RETURNING ` + taskColumns
+// postgresClaimTask and postgresClaimIdleTask are the claim statements for PostgreSQL. Under
+// READ COMMITTED the claims of several workers and replicas run concurrently: the chosen
+// candidate is locked FOR UPDATE SKIP LOCKED, so a concurrent claim passes over it to the next
+// candidate instead of waiting for it (and then finding it taken). See claimStatement.
+var (
+	postgresClaimTask     = claimStatement(true, false)
+	postgresClaimIdleTask = claimStatement(true, true)
+)
 
 // postgresSchemaMigrations differs from SQLite's only in BIGINT: "applied" holds epoch
 // milliseconds, which overflow PostgreSQL's 32-bit INTEGER.
@@ -62,6 +59,8 @@ var postgresLocks = map[lock]string{
 	// project.
 	lockKeyPairQuota: postgresAdvisoryLock + `'keypairs:' || CAST(? AS TEXT), 0))`,
 	lockTaskQueue:    postgresAdvisoryLock + `'task-queue', 0))`,
+	lockProjectTasks: postgresAdvisoryLock + `'project-tasks:' || CAST(? AS TEXT), 0))`,
+	lockServerQuota:  postgresAdvisoryLock + `'servers:' || CAST(? AS TEXT), 0))`,
 	lockUser:         `SELECT 1 FROM users WHERE id = ? FOR UPDATE`,
 }
 
@@ -77,6 +76,7 @@ func postgresEngine() *engine {
 		isUniqueViolation: postgresIsUniqueViolation,
 		claimTask:         postgresClaimTask,
 		purgeLockouts:     postgresPurgeLockouts,
+		claimIdleTask:     postgresClaimIdleTask,
 		locks:             postgresLocks,
 		schemaMigrations:  postgresSchemaMigrations,
 		// REPEATABLE READ: a page and its total (or a page and its markers) come from one

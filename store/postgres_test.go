@@ -178,7 +178,7 @@ func TestPostgresConcurrentChecks(t *testing.T) {
 	}
 
 	if err := a.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: "s", Name: "s", Address: "h", Port: 22,
-		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}); err != nil {
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	for i := range errs {

@@ -54,13 +54,33 @@ func errServerBusy(id string) error {
 }
 
 // CreateServer registers s; its creation and update times are set to now. Defaults and
-// validation are the caller's job. An ID already registered in the project is KPS.6306.
-func (db *DB) CreateServer(ctx context.Context, s *kps.Server) error {
+// validation are the caller's job. An ID already registered in the project is KPS.6306; a
+// project holding quota servers already is KPS.6402 (quota ≤ 0: unlimited). The count and the
+// insert are one transaction.
+func (db *DB) CreateServer(ctx context.Context, s *kps.Server, quota int) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	if quota > 0 {
+		if err := tx.lock(ctx, lockServerQuota, s.ProjectID); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.queryRow(ctx, countServers, s.ProjectID).Scan(&n); err != nil {
+			return err
+		}
+		if n >= quota {
+			// Conflict (409) before quota (403), as for key pairs (§1.4).
+			if _, err := findServer(ctx, tx, s.ProjectID, s.ID); err == nil {
+				return kps.Errorf(kps.ErrServerExists, "Server '%s' is already registered.", s.ID)
+			} else if kps.ErrorCode(err) != kps.ErrServerNotFound {
+				return err
+			}
+			return kps.Errorf(kps.ErrServerQuota, "The project holds %d servers, the most one project may register.", n)
+		}
+	}
 	if err := createServer(ctx, tx, s); err != nil {
 		return err
 	}

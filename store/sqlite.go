@@ -56,18 +56,14 @@ var sqliteReaderParams = url.Values{
 	},
 }
 
-// sqliteClaimTask is the claim statement for SQLite. SQLite has no row locks (and no
-// FOR UPDATE SKIP LOCKED); it needs none because every write transaction holds the database's
-// single write lock from BEGIN IMMEDIATE, so the subquery and the update see one state. The
-// PostgreSQL engine needs "FOR UPDATE SKIP LOCKED" in the subquery instead. Args: owner,
-// lease_expires, updated, then claimable's owner and now.
-const sqliteClaimTask = `
-UPDATE tasks
-SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
-WHERE seq = (SELECT seq FROM tasks WHERE phase = 'READY' AND ` + claimable + `
-             ORDER BY created, seq LIMIT 1)
-  AND phase = 'READY'
-RETURNING ` + taskColumns
+// sqliteClaimTask and sqliteClaimIdleTask are the claim statements for SQLite. SQLite has no
+// row locks (and no FOR UPDATE SKIP LOCKED); it needs none because every write transaction
+// holds the database's single write lock from BEGIN IMMEDIATE, so the candidates and the
+// update see one state.
+var (
+	sqliteClaimTask     = claimStatement(false, false)
+	sqliteClaimIdleTask = claimStatement(false, true)
+)
 
 func sqliteEngine() *engine {
 	sub, err := fs.Sub(sqliteMigrations, "migrations/sqlite")
@@ -80,6 +76,7 @@ func sqliteEngine() *engine {
 		isUniqueViolation: sqliteIsUniqueViolation,
 		claimTask:         sqliteClaimTask,
 		purgeLockouts:     `DELETE FROM lockouts WHERE window_end <= ? AND locked_until <= ? AND in_flight_until <= ?`,
+		claimIdleTask:     sqliteClaimIdleTask,
 		schemaMigrations:  createSchemaMigrations,
 		readTx:            &sql.TxOptions{ReadOnly: true},
 	}

@@ -21,11 +21,13 @@ import (
 const (
 	taskColumns = `id, project_id, operation, phase, server_id, server_name, keypair_name, public_key, port,
     disable_password, caller_auth, login_source, login_keypair, holder, created, updated, error_code,
-    error_msg, lease_owner, lease_expires, attempt`
+    error_msg, lease_owner, lease_expires, attempt, key_write_reached, config_write_reached`
 
 	selectTaskIDExists = `SELECT 1 FROM tasks WHERE id = ?`
 	countReadyTasks    = `SELECT COUNT(*) FROM tasks WHERE phase = 'READY'`
-	insertTask         = `INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name,
+	// The phases are literals so that the count reads the index tasks_by_project_phase alone.
+	countProjectActiveTasks = `SELECT COUNT(*) FROM tasks WHERE project_id = ? AND phase IN ('READY', 'RUNNING')`
+	insertTask              = `INSERT INTO tasks (id, project_id, operation, phase, server_id, server_name,
     keypair_name, public_key, port, disable_password, caller_auth, login_source, login_keypair, holder,
     created, updated)
 VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -98,13 +100,6 @@ RETURNING project_id`
 	purgeSucceededTasks = `DELETE FROM tasks WHERE phase = 'SUCCESS' AND created < ?
 RETURNING project_id`
 
-	// claimable is the claim rule every engine's claim statement applies to a READY task
-	// (args: owner, now): a task without the caller's credential is anyone's; one with it is
-	// its holder's, or anyone's once the holder has no fresh heartbeat (it died, and the
-	// credential with it).
-	claimable = `(NOT caller_auth OR holder = ?
-      OR NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = tasks.holder AND r.expires >= ?))`
-
 	upsertBinding = `INSERT INTO bindings (project_id, server_id, keypair_name, public_key,
     password_disabled, updated)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -118,24 +113,109 @@ ON CONFLICT (project_id, server_id) DO UPDATE SET keypair_name = excluded.keypai
     k.private_key
 FROM bindings b LEFT JOIN keypairs k ON k.project_id = b.project_id AND k.name = b.keypair_name
 WHERE b.project_id = ? AND b.server_id = ?`
-	// selectUnconfirmedKeys: binds that ran (attempt > 0) and failed after the server's last
-	// success. Once SUCCESS tasks are purged, older failures count too, which only means that
-	// keys long gone are asked to be removed again.
+	// selectUnconfirmedKeys: binds that failed after the server's last success, having
+	// reached the write of their key (marked before the host could change the file, so a bind
+	// that failed before it, whatever its code, is not here). Once SUCCESS tasks are purged,
+	// older failures count too, which only means that keys long gone are asked to be removed
+	// again.
 	selectUnconfirmedKeys = `SELECT DISTINCT public_key FROM tasks
 WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('RESET', 'REPLACE')
-    AND attempt > 0 AND seq > COALESCE((SELECT MAX(seq) FROM tasks
+    AND key_write_reached AND seq > COALESCE((SELECT MAX(seq) FROM tasks
         WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS'), 0)
 ORDER BY public_key`
-	// countMaybeDisabled: binds with disable_password that ran and failed with a code that
-	// leaves their configuration session's outcome unknown, after the server's last success
-	// that settled the daemon's configuration (an unbind, or a bind with disable_password).
+	// countMaybeDisabled: binds that failed after reaching their configuration change, after
+	// the server's last success that settled the daemon's configuration (an unbind, or a bind
+	// with disable_password). Any code counts: even a KPS.6606 may come after the reload (the
+	// daemon did not come back), and an unbind that finds nothing to restore succeeds.
 	countMaybeDisabled = `SELECT COUNT(*) FROM tasks
 WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('RESET', 'REPLACE')
-    AND disable_password AND attempt > 0
-    AND error_code IN ('` + kps.TaskInterrupted + `', '` + kps.TaskTimeout + `', '` + kps.TaskRemoteFailed + `')
+    AND config_write_reached
     AND seq > COALESCE((SELECT MAX(seq) FROM tasks
         WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS' AND (operation = 'UNBIND' OR disable_password)), 0)`
+
+	// The write marks, guarded like the heartbeat: a worker that lost its lease records nothing
+	// and is told so before it writes.
+	markKeyWrite = `UPDATE tasks SET key_write_reached = TRUE
+WHERE id = ? AND phase = 'RUNNING' AND lease_owner = ? AND attempt = ?`
+	markConfigWrite = `UPDATE tasks SET config_write_reached = TRUE
+WHERE id = ? AND phase = 'RUNNING' AND lease_owner = ? AND attempt = ?`
 )
+
+// claimable is the claim rule every engine's claim statement applies to a READY task of the
+// table named alias (args: owner, now): a task without the caller's credential is anyone's;
+// one with it is its holder's, or anyone's once the holder has no fresh heartbeat (it died, and
+// the credential with it).
+func claimable(alias string) string {
+	return `(NOT ` + alias + `.caller_auth OR ` + alias + `.holder = ?
+      OR NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = ` + alias + `.holder AND r.expires >= ?))`
+}
+
+// claimStatement is the fair claim (args: owner, lease_expires, updated, owner, now): of the
+// projects with a claimable READY task, the one with the fewest RUNNING tasks (idleOnly: only
+// one with none) gives its oldest claimable task (creation time, then insertion order); ties
+// between projects go to the project whose oldest READY task is older. Fewest running first is
+// what shares the workers: a project with a thousand queued tasks gets the next free worker
+// only when no project with fewer running tasks waits.
+//
+// It reads no row per READY task. ready walks the projects that have READY tasks through the
+// index tasks_ready_by_project, one lookup per project (a loose index scan, written as a
+// recursive query because neither engine skips through an index by itself); for each,
+// candidates has the RUNNING count (a range of tasks_by_project_phase) and the oldest READY
+// task (the first entry of tasks_ready_by_project, from the index alone). So a claim costs a
+// few index lookups per project that has READY tasks (docs/RELIABILITY.md §8). In the order
+// of the candidates, the first project with a claimable task (claimable: the caller's
+// credential rule) gives it.
+//
+// PostgreSQL runs the claims of several workers and replicas at once, under READ COMMITTED
+// (rowLocks): the claimable task is looked up project after project, in candidate order, with
+// FOR UPDATE SKIP LOCKED, so a claim whose project's next task another claim has locked takes
+// the task after it, and only the row taken is locked (its phase is checked again once locked:
+// a task claimed since the statement's snapshot is passed over). SQLite has one writer: the
+// claimable task of every candidate is looked up, and the best one taken.
+func claimStatement(rowLocks, idleOnly bool) string {
+	idle := ""
+	if idleOnly {
+		idle = "WHERE c.running = 0"
+	}
+	return `WITH RECURSIVE ready(project_id) AS (
+    SELECT (SELECT project_id FROM tasks WHERE phase = 'READY' ORDER BY project_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.project_id FROM tasks t WHERE t.phase = 'READY' AND t.project_id > ready.project_id
+            ORDER BY t.project_id LIMIT 1)
+    FROM ready WHERE ready.project_id IS NOT NULL
+),
+candidates(project_id, running, created, seq) AS MATERIALIZED (
+    SELECT ready.project_id,
+        (SELECT COUNT(*) FROM tasks r WHERE r.project_id = ready.project_id AND r.phase = 'RUNNING'),
+        (SELECT t.created FROM tasks t WHERE t.project_id = ready.project_id AND t.phase = 'READY'
+         ORDER BY t.created, t.seq LIMIT 1),
+        (SELECT t.seq FROM tasks t WHERE t.project_id = ready.project_id AND t.phase = 'READY'
+         ORDER BY t.created, t.seq LIMIT 1)
+    FROM ready WHERE ready.project_id IS NOT NULL
+)
+UPDATE tasks
+SET phase = 'RUNNING', lease_owner = ?, lease_expires = ?, attempt = attempt + 1, updated = ?
+WHERE seq = (` + claimChoice(rowLocks, idle) + `)
+  AND phase = 'READY'
+RETURNING ` + taskColumns
+}
+
+// claimChoice is the last step of claimStatement: the claimable task of the first candidate
+// that has one.
+func claimChoice(rowLocks bool, idle string) string {
+	next := `FROM tasks t WHERE t.project_id = c.project_id AND t.phase = 'READY' AND ` + claimable("t") + `
+                ORDER BY t.created, t.seq LIMIT 1`
+	if rowLocks {
+		// The candidates are sorted first and the lateral lookups run in that order, lazily:
+		// the Limit stops at the first project that gives a task.
+		return `SELECT x.seq FROM (SELECT * FROM candidates c ` + idle + ` ORDER BY c.running, c.created, c.seq) c
+        CROSS JOIN LATERAL (SELECT t.seq ` + next + ` FOR UPDATE SKIP LOCKED) AS x
+        ORDER BY c.running, c.created, c.seq LIMIT 1`
+	}
+	return `SELECT x.seq FROM (SELECT (SELECT t.seq ` + next + `) AS seq, c.running, c.created, c.seq AS first
+            FROM candidates c ` + idle + `) x
+        WHERE x.seq IS NOT NULL ORDER BY x.running, x.created, x.first LIMIT 1`
+}
 
 // maxErrorMsg caps the error message a failed task keeps, in bytes. The messages are the
 // service's own, but some quote what a host sent (its offered algorithms, a refused prompt);
@@ -200,26 +280,33 @@ func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission) (tasks
 		return nil, nil, err
 	}
 	defer tx.Rollback()
-	// Every item takes its locks in the order server, key pair, queue, and holds them to the
-	// commit. Taken item by item, a batch would hold the queue (and the first server) while it
+	// Every item takes its locks in the order server, key pair, project, queue, and holds them
+	// to the commit. Taken item by item, a batch would hold the queue (and the first server) while it
 	// waits for the next server, which a single submission may hold while it waits for the
 	// queue: a deadlock (engines with row locks). So the batch takes them all first, in that
 	// order, servers and key pairs sorted; the items then find them held.
-	servers, keyPairs, queue := make([][2]string, 0, len(subs)), make([][2]string, 0, 1), false
+	servers, keyPairs, limited, queue := make([][2]string, 0, len(subs)), make([][2]string, 0, 1), make([][2]string, 0, 1), false
 	for _, s := range subs {
 		servers = append(servers, [2]string{s.ProjectID, s.ServerID})
 		if s.Operation != kps.OpUnbind {
 			keyPairs = append(keyPairs, [2]string{s.ProjectID, s.KeyPairName})
+		}
+		if s.MaxProjectTasks > 0 {
+			limited = append(limited, [2]string{s.ProjectID})
 		}
 		queue = queue || s.MaxQueued > 0
 	}
 	for _, set := range []struct {
 		l    lock
 		keys [][2]string
-	}{{lockServer, servers}, {lockKeyPairUse, keyPairs}} {
+	}{{lockServer, servers}, {lockKeyPairUse, keyPairs}, {lockProjectTasks, limited}} {
 		slices.SortFunc(set.keys, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
 		for _, k := range slices.Compact(set.keys) {
-			if err := tx.lock(ctx, set.l, k[0], k[1]); err != nil {
+			args := []any{k[0], k[1]}
+			if set.l == lockProjectTasks {
+				args = args[:1]
+			}
+			if err := tx.lock(ctx, set.l, args...); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -346,6 +433,19 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission) (*kps.Task, 
 	if busy {
 		return nil, errServerBusy(s.ServerID)
 	}
+	if s.MaxProjectTasks > 0 {
+		if err := tx.lock(ctx, lockProjectTasks, s.ProjectID); err != nil {
+			return nil, err
+		}
+		var active int
+		if err := tx.queryRow(ctx, countProjectActiveTasks, s.ProjectID).Scan(&active); err != nil {
+			return nil, err
+		}
+		if active >= s.MaxProjectTasks {
+			return nil, kps.Errorf(kps.ErrProjectTasks,
+				"The project has %d tasks queued or running, the most one project may have; retry when some have ended.", active)
+		}
+	}
 	if s.MaxQueued > 0 {
 		if err := tx.lock(ctx, lockTaskQueue); err != nil {
 			return nil, err
@@ -436,7 +536,7 @@ func scanTask(row scanner, extra ...any) (*kps.Task, error) {
 	)
 	dest := append([]any{&t.ID, &t.ProjectID, &op, &phase, &t.ServerID, &t.ServerName, &t.KeyPairName,
 		&t.PublicKey, &t.Port, &t.DisablePassword, &t.CallerAuth, &login, &t.LoginKeyPair, &t.Holder, &created, &updated,
-		&t.ErrorCode, &t.ErrorMsg, &t.LeaseOwner, &leaseExpires, &t.Attempt}, extra...)
+		&t.ErrorCode, &t.ErrorMsg, &t.LeaseOwner, &leaseExpires, &t.Attempt, &t.KeyWriteReached, &t.ConfigWriteReached}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -677,13 +777,24 @@ func findBinding(ctx context.Context, tx *txn, projectID, serverID string) (*kps
 	return &b, nil
 }
 
-// ClaimTask moves the oldest READY task (creation time, then insertion order) that owner may
-// claim to RUNNING under a lease held by owner until now+lease, incrementing its attempt; nil
-// when there is none. owner is the claiming replica's ID: a task needing the caller's
-// credential is skipped while another replica holds it and that replica's heartbeat is fresh
+// ClaimTask moves a READY task that owner may claim to RUNNING under a lease held by owner until
+// now+lease, incrementing its attempt; nil when there is none. It takes the oldest task
+// (creation time, then insertion order) of the project with the fewest RUNNING tasks
+// (claimStatement). owner is the claiming replica's ID: a task needing the caller's credential
+// is skipped while another replica holds it and that replica's heartbeat is fresh
 // (HeartbeatReplica); once the holder is gone, anyone claims it (and fails it with KPS.6609).
 // One guarded statement in one write transaction: concurrent claimers never get the same task.
 func (db *DB) ClaimTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error) {
+	return db.claim(ctx, db.eng.claimTask, owner, lease)
+}
+
+// ClaimIdleProjectTask is ClaimTask for the reserve workers: only a task of a project that has
+// no RUNNING task.
+func (db *DB) ClaimIdleProjectTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error) {
+	return db.claim(ctx, db.eng.claimIdleTask, owner, lease)
+}
+
+func (db *DB) claim(ctx context.Context, statement, owner string, lease time.Duration) (*kps.Task, error) {
 	if err := transition(kps.PhaseReady, kps.PhaseRunning); err != nil {
 		return nil, err
 	}
@@ -692,7 +803,7 @@ func (db *DB) ClaimTask(ctx context.Context, owner string, lease time.Duration) 
 		return nil, err
 	}
 	defer tx.Rollback()
-	t, err := scanTask(tx.queryRow(ctx, tx.eng.claimTask, owner, millis(tx.now.Add(lease)), millis(tx.now),
+	t, err := scanTask(tx.queryRow(ctx, statement, owner, millis(tx.now.Add(lease)), millis(tx.now),
 		owner, millis(tx.now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -705,6 +816,43 @@ func (db *DB) ClaimTask(ctx context.Context, owner string, lease time.Duration) 
 		return nil, err
 	}
 	return t, tx.Commit()
+}
+
+// MarkTaskWrite records that t's host job reached a write step (kps.TaskStore): the guard is
+// the lease, so a worker that lost its task gets kps.ErrLeaseLost and must not write. No list
+// shows the marks, so the project's task version stays.
+func (db *DB) MarkTaskWrite(ctx context.Context, t *kps.Task, step kps.HostWrite) error {
+	var statement string
+	switch step {
+	case kps.WriteKey:
+		statement = markKeyWrite
+	case kps.WriteConfig:
+		statement = markConfigWrite
+	default:
+		return fmt.Errorf("mark task write: unknown step %q", step)
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	held, err := tx.execOne(ctx, statement, t.ID, t.LeaseOwner, t.Attempt)
+	if err != nil {
+		return err
+	}
+	if !held {
+		return kps.ErrLeaseLost
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	switch step {
+	case kps.WriteKey:
+		t.KeyWriteReached = true
+	case kps.WriteConfig:
+		t.ConfigWriteReached = true
+	}
+	return nil
 }
 
 // ExtendLease renews t's lease to now+lease. It fails with kps.ErrLeaseLost unless t is still

@@ -10,10 +10,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -23,7 +25,7 @@ import (
 
 // Store is what the runner needs from persistence.
 type Store interface {
-	kps.TaskStore
+	kps.TaskStore // ClaimTask, ClaimIdleProjectTask, MarkTaskWrite among others
 	kps.ReplicaStore
 	Server(ctx context.Context, projectID, id string) (*kps.Server, error)
 	PinHostKey(ctx context.Context, projectID, id, key string) ([]string, error)
@@ -31,11 +33,15 @@ type Store interface {
 
 // Config tunes the runner; zero values take the defaults.
 type Config struct {
-	Workers     int           // concurrent host jobs, default 16
-	Lease       time.Duration // default 30s; heartbeats renew it every Lease/3
-	TaskTimeout time.Duration // whole task, default 120s (§3.1)
-	Poll        time.Duration // idle polling interval, default 1s (Wake short-circuits it)
-	Retention   time.Duration // SUCCESS tasks kept, default 7 days
+	Workers int // concurrent host jobs of any project, default 16
+	// ReserveWorkers run, while all Workers are busy, only tasks of projects that have nothing
+	// running: a project whose tasks hold every worker on hosts that stall cannot make another
+	// project wait for the task timeout. Default 4; negative: none.
+	ReserveWorkers int
+	Lease          time.Duration // default 30s; heartbeats renew it every Lease/3
+	TaskTimeout    time.Duration // whole task, default 120s (§3.1)
+	Poll           time.Duration // idle polling interval, default 1s (Wake short-circuits it)
+	Retention      time.Duration // SUCCESS tasks kept, default 7 days
 	// SoleInstance fails every RUNNING task at start (nobody else can hold a lease), instead
 	// of waiting for leases to expire. True with the embedded SQLite store.
 	SoleInstance bool
@@ -44,6 +50,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
 		c.Workers = 16
+	}
+	if c.ReserveWorkers == 0 {
+		c.ReserveWorkers = 4
 	}
 	if c.Lease <= 0 {
 		c.Lease = 30 * time.Second
@@ -68,12 +77,14 @@ type Runner struct {
 	cfg      Config
 	owner    string
 
-	wake   chan struct{}
-	vault  sync.Map // task ID → heldCredential of the caller, memory only (§2.11)
-	cancel context.CancelFunc
-	jobs   context.Context // cancelled when Stop gives up waiting
-	abort  context.CancelFunc
-	wg     sync.WaitGroup
+	wake        chan struct{}
+	wakeReserve chan struct{}
+	busy        atomic.Int64 // Workers running a task (reserve workers not counted)
+	vault       sync.Map     // task ID → heldCredential of the caller, memory only (§2.11)
+	cancel      context.CancelFunc
+	jobs        context.Context // cancelled when Stop gives up waiting
+	abort       context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // New returns a runner. It draws this process's replica ID, which names it in leases, in the
@@ -86,7 +97,7 @@ func New(store Store, sealer kps.Sealer, executor kps.HostExecutor, log *slog.Lo
 	b := make([]byte, 8)
 	rand.Read(b)
 	return &Runner{store: store, sealer: sealer, executor: executor, log: log, cfg: cfg,
-		owner: "kps-" + hex.EncodeToString(b), wake: make(chan struct{}, 1)}
+		owner: "kps-" + hex.EncodeToString(b), wake: make(chan struct{}, 1), wakeReserve: make(chan struct{}, 1)}
 }
 
 // Hold keeps a caller credential in memory for a task about to be submitted, and returns this
@@ -108,10 +119,16 @@ type heldCredential struct {
 func (r *Runner) Forget(taskID string) { r.vault.Delete(taskID) }
 
 // Wake tells an idle worker that a task is waiting. One call is enough for any number of
-// tasks: a worker that claims one wakes the next (see work).
+// tasks: a worker that claims one wakes the next (see work). A reserve worker is told too: it
+// looks only when every worker is busy.
 func (r *Runner) Wake() {
+	signal(r.wake)
+	signal(r.wakeReserve)
+}
+
+func signal(c chan struct{}) {
 	select {
-	case r.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -143,6 +160,10 @@ func (r *Runner) Start(ctx context.Context) error {
 	for range r.cfg.Workers {
 		r.wg.Add(1)
 		go r.work(loop)
+	}
+	for range max(r.cfg.ReserveWorkers, 0) {
+		r.wg.Add(1)
+		go r.reserve(loop)
 	}
 	r.wg.Add(1)
 	go r.sweep(loop)
@@ -243,8 +264,45 @@ func (r *Runner) work(ctx context.Context) {
 		}
 		// More may be waiting: let an idle sibling look now, not once this task ends. The
 		// claims follow one another (one writer), and the chain stops at the first worker that
-		// finds nothing, so a batch costs one empty claim, not one per task.
-		r.Wake()
+		// finds nothing, so a batch costs one empty claim, not one per task. The reserve
+		// workers are not woken here: while one project keeps every worker busy they would
+		// look, after every claim, for a project with nothing running; a submission (Wake) or
+		// their poll lets them look.
+		signal(r.wake)
+		r.busy.Add(1)
+		r.run(t)
+		r.busy.Add(-1)
+	}
+}
+
+// reserve is a reserve worker (Config.ReserveWorkers). While every worker is busy, it claims
+// only a task of a project that has nothing running (ClaimIdleProjectTask): the first task of
+// a project waiting behind others starts at once, whatever holds the workers. A project
+// running anything (a single project loading the fleet, say) never gets a reserve worker, so
+// the reserve adds no concurrency to it; while a worker is free, the reserve leaves the claim
+// to it. The claim is fair in either case: a worker that frees up takes a task of the project
+// with the fewest running tasks (ClaimTask).
+func (r *Runner) reserve(ctx context.Context) {
+	defer r.wg.Done()
+	for ctx.Err() == nil {
+		var t *kps.Task
+		if r.busy.Load() >= int64(r.cfg.Workers) {
+			var err error
+			t, err = r.store.ClaimIdleProjectTask(ctx, r.owner, r.cfg.Lease)
+			if err != nil && ctx.Err() == nil {
+				r.log.Error("claiming a task for a reserve worker failed", "err", err)
+			}
+		}
+		if t == nil {
+			select {
+			case <-ctx.Done():
+			case <-r.wakeReserve:
+			case <-time.After(r.cfg.Poll):
+			}
+			continue
+		}
+		// Another idle project may be waiting too.
+		signal(r.wakeReserve)
 		r.run(t)
 	}
 }
@@ -413,6 +471,21 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		}
 		return kps.Errorf(kps.TaskHostKeyMismatch, "The host key of %s does not match the key recorded for server '%s'.", hostPort(job), t.ServerID)
 	}
+	// The host job tells us before it may change the host; the mark is committed (under the
+	// lease: a worker that lost its task is told so and writes nothing) before the job goes on,
+	// so a crash at any point leaves a mark exactly when the host may have been changed. Only a
+	// bind with a mark may have left its key behind or turned password login off (see
+	// UnconfirmedKeys below).
+	job.BeforeWrite = func(ctx context.Context, step kps.HostWrite) error {
+		err := r.store.MarkTaskWrite(ctx, t, step)
+		if errors.Is(err, kps.ErrLeaseLost) {
+			return kps.Errorf(kps.TaskInterrupted, "Task interrupted: this worker lost the task before writing to %s.", hostPort(job))
+		}
+		if err != nil {
+			return fmt.Errorf("recording the write step %s of task %s: %w", step, t.ID, err)
+		}
+		return nil
+	}
 	binding, err := r.store.Binding(ctx, t.ProjectID, t.ServerID)
 	if err != nil {
 		return job, false, err
@@ -464,9 +537,12 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		// a secret the caller had no right to send there.
 		return job, false, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service upgrade: it was queued before the service recorded what a task logs in with; submit it again.")
 	}
-	// A bind that failed after its write (interrupted by a crash, say) may have left its key on
-	// the host without a binding to say so; every later task removes such keys too, so that
-	// the host ends with exactly the keys its last successful task implies.
+	// A bind that failed after reaching its write (interrupted by a crash, say) may have left
+	// its key on the host without a binding to say so; every later task removes such keys too,
+	// so that the host ends with exactly the keys its last successful task implies. A bind
+	// that failed before its write (a refused login, say) never wrote its key and is not
+	// listed: its key, if the host holds it, was put there by someone else (docs/SECURITY.md
+	// §3.1).
 	unconfirmed, maybeDisabled, err := r.store.UnconfirmedKeys(ctx, t.ProjectID, t.ServerID)
 	if err != nil {
 		return job, false, err
@@ -492,9 +568,9 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 		}
 		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
 	}
-	// Likewise a bind with disable_password that failed where its configuration session may
-	// have completed may have turned password login off unrecorded: an unbind restores it
-	// (and, should the host give no privileges, unbinds without: see run).
+	// Likewise a bind with disable_password that failed after reaching its configuration
+	// session may have turned password login off unrecorded: an unbind restores it (and,
+	// should the host give no privileges, unbinds without: see run).
 	recorded = binding != nil && binding.PasswordDisabled
 	job.RestorePassword = t.Operation == kps.OpUnbind && (recorded || maybeDisabled)
 	return job, recorded, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,7 +61,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"s1", "s2"} {
-		if err := db.CreateServer(ctx, &kps.Server{ProjectID: p.ID, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}); err != nil {
+		if err := db.CreateServer(ctx, &kps.Server{ProjectID: p.ID, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -356,7 +357,7 @@ func TestOneWakeStartsEveryWaitingTask(t *testing.T) {
 	ctx := context.Background()
 	for i := 3; i <= n; i++ {
 		id := "s" + string(rune('0'+i))
-		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}); err != nil {
+		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 22 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -422,7 +423,7 @@ func TestTaskLogsInWithWhatWasDecided(t *testing.T) {
 	}
 	for _, id := range []string{"svc", "hosted", "legacy"} {
 		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 22,
-			User: "root", SSHDConfig: kps.DefaultSSHDConfig, ReachByAdmin: true}); err != nil {
+			User: "root", SSHDConfig: kps.DefaultSSHDConfig, ReachByAdmin: true}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -506,5 +507,146 @@ func TestTaskLogsInWithWhatWasDecided(t *testing.T) {
 	}
 	if got := logins[hosted.ID]; got.Type != kps.CredentialKeyPair || got.Key != "hosted-private-key" {
 		t.Errorf("the hosted-key task logged in with %v, not the hosted key it was submitted with", got)
+	}
+}
+
+// TestOnlyAnnouncedWritesAreUndone: a bind that announced its write (HostJob.BeforeWrite) and
+// then failed counts as having maybe written its key, and the next task removes that key; a
+// bind refused before (a wrong password) does not, whatever key it carried: the next task
+// leaves it alone (docs/SECURITY.md §3.1). A worker whose lease is lost cannot announce.
+func TestOnlyAnnouncedWritesAreUndone(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	for _, name := range []string{"glass", "written"} {
+		if err := f.db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: f.project, Name: name, Type: kps.TypeSSH, Scope: kps.ScopeUser,
+			UserID: f.user, PublicKey: "ssh-ed25519 AAAA" + name, Fingerprint: name, Algorithm: "ED25519"}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs := make(chan kps.HostJob, 10)
+	r := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		jobs <- job
+		switch job.InstallKey {
+		case "ssh-ed25519 AAAAglass": // refused at login: never announces
+			return kps.HostResult{}, kps.Errorf(kps.TaskAuthFailed, "SSH authentication failed.")
+		case "ssh-ed25519 AAAAwritten": // announced, then cut
+			if err := job.BeforeWrite(ctx, kps.WriteKey); err != nil {
+				return kps.HostResult{}, err
+			}
+			return kps.HostResult{}, kps.Errorf(kps.TaskRemoteFailed, "the SSH session ended unexpectedly")
+		}
+		return kps.HostResult{}, nil
+	}), Config{Workers: 1, Poll: 10 * time.Millisecond})
+	bind := func(keyPair string) *kps.Task {
+		t.Helper()
+		id := uuid.NewString()
+		holder := r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
+		if _, err := f.db.SubmitTask(ctx, kps.TaskSubmission{ID: id, ProjectID: f.project, UserID: f.user,
+			Operation: kps.OpReplace, KeyPairName: keyPair, ServerID: "s1", CallerAuth: true, Holder: holder}); err != nil {
+			t.Fatal(err)
+		}
+		r.Wake()
+		return f.wait(t, id)
+	}
+	if task := bind("glass"); task.ErrorCode != kps.TaskAuthFailed || task.KeyWriteReached {
+		t.Fatalf("refused bind: %+v", task)
+	}
+	<-jobs
+	if task := bind("written"); task.ErrorCode != kps.TaskRemoteFailed || !task.KeyWriteReached {
+		t.Fatalf("announced bind: %+v", task)
+	}
+	<-jobs
+	bind("k")
+	next := <-jobs
+	if !slices.Contains(next.RemoveKeys, "ssh-ed25519 AAAAwritten") || slices.Contains(next.RemoveKeys, "ssh-ed25519 AAAAglass") {
+		t.Fatalf("the next task removes %q: want the announced bind's key, not the refused one's", next.RemoveKeys)
+	}
+}
+
+// TestReserveWorkerStartsAnIdleProject: project A's tasks hold every worker (hosts that
+// stall); project B's task starts at once on a reserve worker, while A's queued tasks wait for
+// a worker. Without reserve workers B waits behind A.
+func TestReserveWorkerStartsAnIdleProject(t *testing.T) {
+	t.Parallel()
+	for _, reserve := range []int{2, -1} {
+		f := setup(t)
+		ctx := context.Background()
+		const other = "b0b00000000000000000000000000002"
+		if err := f.db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: other, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser,
+			UserID: f.user, PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, 0); err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range []string{"s3", "s4"} {
+			if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: f.project, ID: id, Name: id, Address: "127.0.0.1", Port: 30 + i, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.db.CreateServer(ctx, &kps.Server{ProjectID: other, ID: "b1", Name: "b1", Address: "127.0.0.1", Port: 40, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
+			t.Fatal(err)
+		}
+		stall := make(chan struct{})
+		var running atomic.Int32
+		r := start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+			if job.Port == 40 { // project B's host answers
+				return kps.HostResult{}, nil
+			}
+			running.Add(1)
+			defer running.Add(-1)
+			select {
+			case <-stall:
+				return kps.HostResult{}, nil
+			case <-ctx.Done():
+				return kps.HostResult{}, ctx.Err()
+			}
+		}), Config{Workers: 2, ReserveWorkers: reserve, Poll: 20 * time.Millisecond})
+		var a []string
+		for _, s := range []string{"s1", "s2", "s3", "s4"} {
+			a = append(a, f.submit(t, r, s))
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for running.Load() < 2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		id := uuid.NewString()
+		holder := r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
+		if _, err := f.db.SubmitTask(ctx, kps.TaskSubmission{ID: id, ProjectID: other, UserID: f.user,
+			Operation: kps.OpReplace, KeyPairName: "k", ServerID: "b1", CallerAuth: true, Holder: holder}); err != nil {
+			t.Fatal(err)
+		}
+		r.Wake()
+		time.Sleep(500 * time.Millisecond)
+		b, err := f.db.Task(ctx, other, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reserve > 0 && b.Phase != kps.PhaseSuccess {
+			t.Fatalf("reserve %d: B's task is %s while A holds the workers", reserve, b.Status())
+		}
+		if reserve < 0 && b.Phase != kps.PhaseReady {
+			t.Fatalf("without reserve workers B's task is %s, want READY behind A", b.Status())
+		}
+		// A's queued tasks never ran on the reserve.
+		if n := running.Load(); n != 2 {
+			t.Fatalf("reserve %d: %d of A's tasks run, want 2 (the workers)", reserve, n)
+		}
+		for _, id := range a[2:] {
+			if task := f.task(t, id); task.Phase != kps.PhaseReady {
+				t.Fatalf("reserve %d: A's queued task is %s", reserve, task.Status())
+			}
+		}
+		close(stall)
+		for _, id := range a {
+			if task := f.wait(t, id); task.Phase != kps.PhaseSuccess {
+				t.Fatalf("reserve %d: %s", reserve, task.Status())
+			}
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if b, err := f.db.Task(ctx, other, id); err != nil || b.Phase == kps.PhaseSuccess {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("reserve %d: B's task is %s once A's ended", reserve, b.Status())
+			}
+		}
 	}
 }

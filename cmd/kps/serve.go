@@ -29,14 +29,22 @@ import (
 
 // Config is everything `kps serve` can be told; every flag has a KPS_* variable.
 type Config struct {
-	Listen        string
-	DataDir       string
-	Database      string // a postgres:// URL that replicas share; "" is the SQLite file <data-dir>/kps.db
-	Region        string
-	PublicURL     string
-	Workers       int
-	KeyPairQuota  int
-	MaxQueued     int
+	Listen       string
+	DataDir      string
+	Database     string // a postgres:// URL that replicas share; "" is the SQLite file <data-dir>/kps.db
+	Region       string
+	PublicURL    string
+	Workers      int
+	KeyPairQuota int
+	MaxQueued    int
+	// ReserveWorkers run, while every worker is busy, only tasks of projects with nothing
+	// running (tasks.Config); 0: none.
+	ReserveWorkers int
+	// MaxQueuedPerProject bounds one project's READY and RUNNING tasks (429 KPS.6403); 0: no
+	// limit.
+	MaxQueuedPerProject int
+	// ServerQuota bounds one project's servers (403 KPS.6402); 0: no limit.
+	ServerQuota   int
 	TokenTTL      time.Duration
 	Lease         time.Duration
 	TaskTimeout   time.Duration
@@ -103,6 +111,9 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.IntVar(c.KeyPairUserQuota, "keypair-user-quota", 100, "key pairs one user may own in a project, checked on OpenStack (Nova API) creates (-1: no limit, 0: none)")
 	fs.StringVar(&c.ComputeLinkPrefix, "compute-link-prefix", "", "public base URL of the OpenStack compute API, used in its links and in the catalog (default <public-url>/compute)")
 	fs.IntVar(&c.MaxQueued, "max-queued", 10000, "queued tasks before new ones are refused with 503 (0: no limit)")
+	fs.IntVar(&c.MaxQueuedPerProject, "max-queued-per-project", 1000, "queued or running tasks of one project before its new ones are refused with 429 KPS.6403, so that one project cannot fill the queue (0: no limit)")
+	fs.IntVar(&c.ReserveWorkers, "reserve-workers", 4, "workers beyond --workers that, while all of those are busy, run only tasks of projects with nothing running (0: none)")
+	fs.IntVar(&c.ServerQuota, "server-quota", 10000, "servers per project (0: no limit)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "token lifetime (5m to 24h)")
 	fs.IntVar(&c.LoginQueue, "login-queue", 0, "logins that may wait for a password hash slot before more are refused with 429 (0: four per slot open to logins, half the CPUs)")
 	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task lease; a worker silent for this long loses its task")
@@ -137,6 +148,9 @@ func (c *Config) validate() error {
 	}
 	if c.LoginQueue < 0 {
 		return usageError{fmt.Errorf("--login-queue must not be negative")}
+	}
+	if c.MaxQueuedPerProject < 0 || c.ReserveWorkers < 0 || c.ServerQuota < 0 {
+		return usageError{fmt.Errorf("--max-queued-per-project, --reserve-workers and --server-quota must not be negative")}
 	}
 	if c.KeyPairUserQuota != nil && *c.KeyPairUserQuota < -1 {
 		return usageError{fmt.Errorf("--keypair-user-quota must be -1 (no limit) or more")}
@@ -369,8 +383,16 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	targets, _ := kps.ParseAllowedTargets(cfg.AllowedTargets) // validated above
+	reserve := cfg.ReserveWorkers
+	if reserve == 0 {
+		reserve = -1 // tasks.Config: none
+	}
+	if cfg.MaxQueued > 0 && cfg.MaxQueuedPerProject >= cfg.MaxQueued || cfg.MaxQueued > 0 && cfg.MaxQueuedPerProject == 0 {
+		m.Log.Warn("one project can fill the task queue: --max-queued-per-project should be below --max-queued",
+			"max_queued", cfg.MaxQueued, "max_queued_per_project", cfg.MaxQueuedPerProject)
+	}
 	m.runner = tasks.New(m.store, sealer, &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}, m.Log, tasks.Config{
-		Workers: cfg.Workers, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
+		Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
 		// failed at start, by the sweeper of any replica.
 		SoleInstance: !cfg.postgres()})
@@ -409,7 +431,7 @@ func (m *Main) Run(ctx context.Context) error {
 	ids.ComputeURL = computeBase + "/v2.1"
 	srv := api.New(m.store, identity, m.runner, sealer, m.Log, api.Config{
 		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
-		MaxQueued: cfg.MaxQueued, OpenAPI: docs.OpenAPI,
+		MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject, ServerQuota: cfg.ServerQuota, OpenAPI: docs.OpenAPI,
 		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota, TrustedProxies: proxies,
 		AllowedTargets: targets})
 	m.http = &http.Server{

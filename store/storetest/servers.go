@@ -30,7 +30,7 @@ func testServerCreateAndRead(t *testing.T, e *env) {
 	s := &kps.Server{ProjectID: project, ID: "web-01", Name: "web-01 (frontend)", Address: "2001:db8::1",
 		Port: 2222, User: "deploy", HostKeys: []string{"ssh-ed25519 AAAAC3Nza host1", "ssh-rsa AAAAB3Nza host2"},
 		SSHDConfig: "/etc/ssh/sshd_config", Credential: []byte{0, 1, 2, 0xff}}
-	must(t, e.s.CreateServer(e.ctx, s))
+	must(t, e.s.CreateServer(e.ctx, s, 0))
 	if !s.Created.Equal(Epoch) || !s.Updated.Equal(Epoch) {
 		t.Errorf("created/updated = %v/%v, want the clock %v", s.Created, s.Updated, Epoch)
 	}
@@ -45,7 +45,7 @@ func testServerCreateAndRead(t *testing.T, e *env) {
 
 	bare := &kps.Server{ProjectID: project, ID: "bare", Name: "bare", Address: "h", Port: 22, User: "root",
 		SSHDConfig: kps.DefaultSSHDConfig}
-	must(t, e.s.CreateServer(e.ctx, bare))
+	must(t, e.s.CreateServer(e.ctx, bare, 0))
 	got, err = e.s.Server(e.ctx, project, "bare")
 	must(t, err)
 	if got.Credential != nil || len(got.HostKeys) != 0 {
@@ -56,7 +56,7 @@ func testServerCreateAndRead(t *testing.T, e *env) {
 func testServerDuplicateID(t *testing.T, e *env) {
 	e.server(project, "web-01", false)
 	err := e.s.CreateServer(e.ctx, &kps.Server{ProjectID: project, ID: "web-01", Name: "x", Address: "h",
-		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig})
+		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0)
 	wantCode(t, err, kps.ErrServerExists)
 	// IDs are per project; and case-sensitive.
 	e.server(otherProject, "web-01", false)
@@ -117,7 +117,7 @@ func testServerUpdate(t *testing.T, e *env) {
 	s := &kps.Server{ProjectID: project, ID: "web-01", Name: "old", Address: "192.0.2.1", Port: 22,
 		User: "root", HostKeys: []string{"ssh-ed25519 AAAA"}, SSHDConfig: kps.DefaultSSHDConfig,
 		Credential: []byte("sealed")}
-	must(t, e.s.CreateServer(e.ctx, s))
+	must(t, e.s.CreateServer(e.ctx, s, 0))
 	e.clock.Advance(time.Second)
 
 	// Nothing but the name: everything else, credential included, is kept.
@@ -284,7 +284,7 @@ func testPinHostKey(t *testing.T, e *env) {
 func testPinHostKeyKeepsInventoryPins(t *testing.T, e *env) {
 	s := &kps.Server{ProjectID: project, ID: "web-01", Name: "web-01", Address: "h", Port: 22, User: "root",
 		HostKeys: []string{"ssh-ed25519 AAAAa", "ssh-rsa AAAAb"}, SSHDConfig: kps.DefaultSSHDConfig}
-	must(t, e.s.CreateServer(e.ctx, s))
+	must(t, e.s.CreateServer(e.ctx, s, 0))
 	pins, err := e.s.PinHostKey(e.ctx, project, "web-01", "ssh-ed25519 AAAAnew")
 	must(t, err)
 	if !slices.Equal(pins, s.HostKeys) {
@@ -333,7 +333,7 @@ func testServerDeleteKeepsTasks(t *testing.T, e *env) {
 func testServerReachByAdmin(t *testing.T, e *env) {
 	member := &kps.Server{ProjectID: project, ID: "member", Name: "member", Address: "192.0.2.7", Port: 22,
 		User: "root", SSHDConfig: kps.DefaultSSHDConfig}
-	must(t, e.s.CreateServer(e.ctx, member))
+	must(t, e.s.CreateServer(e.ctx, member, 0))
 	e.server(project, "admin", true)
 	reach := func(id string) bool {
 		t.Helper()

@@ -33,6 +33,8 @@ func Run(t *testing.T, open Opener) {
 		{"Servers", serverTests},
 		{"KeyPairs", keyPairTests},
 		{"Tasks", taskTests},
+		{"TaskWrites", taskWriteTests},
+		{"Fairness", fairnessTests},
 		{"TaskVersions", taskVersionTests},
 		{"IdentityVersions", identityVersionTests},
 		{"Hosting", hostingTests},
@@ -151,7 +153,7 @@ func (e *env) server(projectID, id string, credential bool) *kps.Server {
 	if credential {
 		s.Credential = []byte("sealed:" + id)
 	}
-	must(e.t, e.s.CreateServer(e.ctx, s))
+	must(e.t, e.s.CreateServer(e.ctx, s, 0))
 	return s
 }
 
@@ -211,6 +213,18 @@ func (e *env) claim(id string) *kps.Task {
 func (e *env) run(s kps.TaskSubmission, o kps.TaskOutcome) *kps.Task {
 	e.t.Helper()
 	t := e.claim(e.submit(s).ID)
+	must(e.t, e.s.FinishTask(e.ctx, t, o))
+	return t
+}
+
+// runMarked submits s, claims it, records that its host job reached the write steps and
+// finishes it with o.
+func (e *env) runMarked(s kps.TaskSubmission, o kps.TaskOutcome, steps ...kps.HostWrite) *kps.Task {
+	e.t.Helper()
+	t := e.claim(e.submit(s).ID)
+	for _, step := range steps {
+		must(e.t, e.s.MarkTaskWrite(e.ctx, t, step))
+	}
 	must(e.t, e.s.FinishTask(e.ctx, t, o))
 	return t
 }

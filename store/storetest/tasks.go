@@ -153,10 +153,10 @@ func testSubmitRecordsTask(t *testing.T, e *env) {
 	e.server(project, "web-01", true)
 	noName := &kps.Server{ProjectID: project, ID: "web-02", Address: "h", Port: 22, User: "root",
 		SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c")}
-	must(t, e.s.CreateServer(e.ctx, noName))
+	must(t, e.s.CreateServer(e.ctx, noName, 0))
 	pinned := &kps.Server{ProjectID: project, ID: "web-03", Name: "web-03", Address: "h", Port: 22, User: "root",
 		HostKeys: []string{"ssh-ed25519 AAAA"}, SSHDConfig: kps.DefaultSSHDConfig}
-	must(t, e.s.CreateServer(e.ctx, pinned))
+	must(t, e.s.CreateServer(e.ctx, pinned, 0))
 
 	s := resetOf(project, "kp", "web-01")
 	s.DisablePassword = true
@@ -213,7 +213,7 @@ func testSubmitLoginWhereAdminSent(t *testing.T, e *env) {
 		if credential {
 			s.Credential = []byte("sealed")
 		}
-		must(t, e.s.CreateServer(e.ctx, s))
+		must(t, e.s.CreateServer(e.ctx, s, 0))
 	}
 	add("member-open", false, false, true)
 	add("member-pinned", false, true, true)
@@ -225,7 +225,7 @@ func testSubmitLoginWhereAdminSent(t *testing.T, e *env) {
 	e.server(project, "bound", true)
 	e.bind(project, "kp", "bound", false)
 	must(t, e.s.CreateServer(e.ctx, &kps.Server{ProjectID: project, ID: "bound-member", Name: "bound-member",
-		Address: "192.0.2.21", Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}))
+		Address: "192.0.2.21", Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0))
 	e.bind(project, "kp", "bound-member", false) // the caller's credential pinned nothing here (no worker)
 	_, err := e.s.UpdateServer(e.ctx, project, "bound-member", kps.ServerUpdate{SetCredential: true, Credential: []byte("c")})
 	must(t, err)
@@ -289,7 +289,7 @@ func testSubmitHostedKeyOnlyIfExportable(t *testing.T, e *env) {
 	e.bind(project, "shared", "s", false)
 	// A server a member registered.
 	must(t, e.s.CreateServer(e.ctx, &kps.Server{ProjectID: project, ID: "m", Name: "m", Address: "192.0.2.22",
-		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}))
+		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0))
 	e.bind(project, "shared", "m", false)
 	must(t, e.s.SetPrivateKey(e.ctx, project, "alices", alice, []byte("sealed-a")))
 	must(t, e.s.SetPrivateKey(e.ctx, project, "shared", alice, []byte("sealed-s")))
@@ -1182,6 +1182,7 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 	k1 := e.keyPair(project, "kp1", kps.ScopeDomain, alice)
 	k2 := e.keyPair(project, "kp2", kps.ScopeDomain, alice)
 	k3 := e.keyPair(project, "kp3", kps.ScopeDomain, alice)
+	e.keyPair(project, "kp4", kps.ScopeDomain, alice)
 	e.server(project, "a", true)
 	e.server(project, "b", true)
 	unconfirmed := func(projectID, server string, want ...string) {
@@ -1194,29 +1195,40 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 		}
 	}
 	unconfirmed(project, "a")
-	interrupted := kps.TaskOutcome{ErrorCode: kps.TaskInterrupted, ErrorMsg: "x"}
-	e.run(resetOf(project, "kp1", "a"), interrupted)
-	e.run(replaceOf(project, "kp2", "a"), kps.TaskOutcome{ErrorCode: kps.TaskWriteFailed, ErrorMsg: "x"})
-	e.run(replaceOf(project, "kp2", "a"), interrupted)
+	failed := func(code string) kps.TaskOutcome { return kps.TaskOutcome{ErrorCode: code, ErrorMsg: "x"} }
+	// Binds that reached the write of their key may have left it, whatever their code: an
+	// interruption, a write that failed, a cut write whose check over a new connection could
+	// not log in.
+	e.runMarked(resetOf(project, "kp1", "a"), failed(kps.TaskInterrupted), kps.WriteKey)
+	e.runMarked(replaceOf(project, "kp2", "a"), failed(kps.TaskWriteFailed), kps.WriteKey)
+	e.runMarked(replaceOf(project, "kp3", "a"), failed(kps.TaskUnreachable), kps.WriteKey)
+	// Binds that failed before it never wrote, whatever their code: a refused login (the
+	// attack of docs/SECURITY.md §3.1: a key someone else put on the host, imported and bound
+	// with a wrong password), an interruption before the write, a key the host already held.
+	for _, code := range []string{kps.TaskAuthFailed, kps.TaskUnreachable, kps.TaskHostKeyMismatch,
+		kps.TaskPrivileges, kps.TaskNoUser, kps.TaskWriteFailed, kps.TaskInterrupted, kps.TaskTimeout} {
+		e.runMarked(replaceOf(project, "kp4", "a"), failed(code))
+	}
 	// A task failed before it ran (attempt 0) never touched the host.
-	ready := e.submit(resetOf(project, "kp3", "a"))
+	ready := e.submit(resetOf(project, "kp4", "a"))
 	must(t, e.s.FailReadyTask(e.ctx, ready, kps.TaskInterrupted, "x"))
-	unconfirmed(project, "a", k1.PublicKey, k2.PublicKey)
+	unconfirmed(project, "a", k1.PublicKey, k2.PublicKey, k3.PublicKey)
 	unconfirmed(project, "b")
 	unconfirmed(otherProject, "a")
 
 	// A success settles the host: earlier failures no longer count, later ones do.
 	e.run(resetOf(project, "kp3", "a"), kps.TaskOutcome{Success: true, PublicKey: k3.PublicKey})
 	unconfirmed(project, "a")
-	e.run(resetOf(project, "kp1", "a"), interrupted)
+	e.runMarked(resetOf(project, "kp1", "a"), failed(kps.TaskInterrupted), kps.WriteKey)
+	e.runMarked(resetOf(project, "kp2", "a"), failed(kps.TaskAuthFailed))
 	unconfirmed(project, "a", k1.PublicKey)
 	e.run(unbindOf(project, "a", false), kps.TaskOutcome{Success: true})
 	unconfirmed(project, "a")
 
-	// A bind asking to disable password login that failed where the daemon's configuration
-	// may have changed (interrupted, deadline, lost session) may have disabled it; one refused
-	// before any change (no privileges, say) did not. A later bind without disable_password
-	// does not settle that; an unbind or a bind with disable_password does.
+	// A bind that failed after reaching its configuration change may have disabled password
+	// login, whatever its code (a KPS.6606 may come after the reload); one that failed before
+	// it did not, even interrupted. A later bind without disable_password does not settle
+	// that; an unbind or a bind with disable_password does.
 	maybeDisabled := func(want bool) {
 		t.Helper()
 		if _, got, err := e.s.UnconfirmedKeys(e.ctx, project, "a"); err != nil || got != want {
@@ -1224,18 +1236,19 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 		}
 	}
 	disabling := func(s kps.TaskSubmission) kps.TaskSubmission { s.DisablePassword = true; return s }
-	e.run(disabling(resetOf(project, "kp1", "a")), kps.TaskOutcome{ErrorCode: kps.TaskPrivileges, ErrorMsg: "x"})
-	e.run(resetOf(project, "kp2", "a"), interrupted)
+	e.runMarked(disabling(resetOf(project, "kp1", "a")), failed(kps.TaskPrivileges))
+	e.runMarked(disabling(resetOf(project, "kp1", "a")), failed(kps.TaskInterrupted), kps.WriteKey)
+	e.runMarked(resetOf(project, "kp2", "a"), failed(kps.TaskInterrupted))
 	maybeDisabled(false)
-	for _, code := range []string{kps.TaskInterrupted, kps.TaskTimeout, kps.TaskRemoteFailed} {
-		e.run(disabling(replaceOf(project, "kp2", "a")), kps.TaskOutcome{ErrorCode: code, ErrorMsg: "x"})
+	for _, code := range []string{kps.TaskInterrupted, kps.TaskTimeout, kps.TaskRemoteFailed, kps.TaskSSHDConfig} {
+		e.runMarked(disabling(replaceOf(project, "kp2", "a")), failed(code), kps.WriteConfig)
 		maybeDisabled(true)
 		e.run(resetOf(project, "kp3", "a"), kps.TaskOutcome{Success: true, PublicKey: k3.PublicKey})
 		maybeDisabled(true)
 		e.run(unbindOf(project, "a", false), kps.TaskOutcome{Success: true})
 		maybeDisabled(false)
 	}
-	e.run(disabling(resetOf(project, "kp1", "a")), interrupted)
+	e.runMarked(disabling(resetOf(project, "kp1", "a")), failed(kps.TaskInterrupted), kps.WriteKey, kps.WriteConfig)
 	maybeDisabled(true)
 	e.run(disabling(resetOf(project, "kp3", "a")), kps.TaskOutcome{Success: true, PublicKey: k3.PublicKey, PasswordDisabled: true})
 	maybeDisabled(false)

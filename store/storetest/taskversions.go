@@ -109,7 +109,7 @@ func testScanKeepsBytes(t *testing.T, e *env) {
 	e.keyPair(project, "kp", kps.ScopeDomain, alice)
 	s := &kps.Server{ProjectID: project, ID: "odd", Name: `<b>"&'\` + "\u2028 naïve \t", Address: "192.0.2.10",
 		Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"), ReachByAdmin: true}
-	must(t, e.s.CreateServer(e.ctx, s))
+	must(t, e.s.CreateServer(e.ctx, s, 0))
 	msg := "line 1\nline 2 \x01 «»"
 	e.run(resetOf(project, "kp", "odd"), kps.TaskOutcome{ErrorCode: kps.TaskRemoteFailed, ErrorMsg: msg})
 	got := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10})
@@ -143,7 +143,7 @@ func testScanLongestValues(t *testing.T, e *env) {
 	for _, serverID := range []string{id.String(), id.String()[:254] + "-"} {
 		must(t, e.s.CreateServer(e.ctx, &kps.Server{ProjectID: project, ID: serverID, Name: name.String(),
 			Address: "192.0.2.10", Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig, Credential: []byte("c"),
-			ReachByAdmin: true}))
+			ReachByAdmin: true}, 0))
 	}
 	e.run(resetOf(project, keyPair, id.String()), kps.TaskOutcome{ErrorCode: kps.TaskRemoteFailed, ErrorMsg: msg.String()})
 	ready := e.submit(resetOf(project, keyPair, id.String()[:254]+"-"))
