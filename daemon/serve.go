@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -82,7 +82,7 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 
-	// MemoryLimit is the Go runtime's soft memory limit (cmd/kps/memlimit.go): "" is
+	// MemoryLimit is the Go runtime's soft memory limit (memlimit.go): "" is
 	// GOMEMLIMIT when set, else DefaultMemoryLimit; "off" none. `kps serve` applies it, Main does
 	// not (it is the process's, and tests run several Mains in one process).
 	MemoryLimit string

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
 )
 
@@ -34,6 +35,28 @@ type signedResponse struct {
 	status int
 	header http.Header
 	body   map[string]any
+}
+
+// accessKey issues a permanent AK/SK for a user of domain Default, stored as the service stores
+// them (SK sealed under the key ring).
+func (s *service) accessKey(userName string) (ak, sk string) {
+	s.t.Helper()
+	ctx := context.Background()
+	d, _ := s.main.Store().DomainByName(ctx, "Default")
+	u, err := s.main.Store().UserByName(ctx, d.ID, userName)
+	if err != nil || u == nil {
+		s.t.Fatalf("user %s: %v", userName, err)
+	}
+	const upper, alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	ak, sk = randomString(upper, 20), randomString(alnum, 40)
+	sealed, err := s.main.Sealer().Seal([]byte(sk), kps.AccessKeyAAD(ak))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.main.Store().CreateAccessKey(ctx, &kps.AccessKey{Access: ak, UserID: u.ID, Secret: sealed, Status: kps.AccessKeyActive}); err != nil {
+		s.t.Fatal(err)
+	}
+	return ak, sk
 }
 
 // signed sends r signed with ak/sk and decodes the JSON answer.
@@ -114,7 +137,7 @@ const msgNoPermission = "The user has no permission to perform this operation."
 func TestAKSKOperations(t *testing.T) {
 	t.Parallel()
 	log := &lockedBuffer{}
-	s := setupLogged(t, log, func(c *Config) { c.LogLevel = "info" })
+	s := setupLogged(t, log, func(c *daemon.Config) { c.LogLevel = "info" })
 	ak, sk := s.accessKey("admin")
 
 	created := s.signed(ak, sk, signedRequest{method: "POST", path: "/keypairs",
@@ -138,7 +161,7 @@ func TestAKSKOperations(t *testing.T) {
 		t.Errorf("after the signed update: %v", out)
 	}
 	// The last use of the key is recorded.
-	if k, err := s.main.store.AccessKey(context.Background(), ak); err != nil || k.LastUsed.IsZero() {
+	if k, err := s.main.Store().AccessKey(context.Background(), ak); err != nil || k.LastUsed.IsZero() {
 		t.Errorf("last use: %+v %v", k, err)
 	}
 
@@ -159,7 +182,7 @@ func TestAKSKOperations(t *testing.T) {
 	// 403: a project of another domain or none at all is the same denial (§4.3 row 7); a
 	// header that disagrees with the path is a mismatch (row 1).
 	other := &kps.Domain{Name: "other", Enabled: true}
-	otherProject, err := s.main.store.CreateDomain(context.Background(), other, "local-1")
+	otherProject, err := s.main.Store().CreateDomain(context.Background(), other, "local-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +214,7 @@ func TestAKSKOperations(t *testing.T) {
 func TestAKSKRoles(t *testing.T) {
 	t.Parallel()
 	log := &lockedBuffer{}
-	s := setupLogged(t, log, func(c *Config) { c.LogLevel = "info" })
+	s := setupLogged(t, log, func(c *daemon.Config) { c.LogLevel = "info" })
 	s.addUser("rita", kps.RoleReader)
 	ak, sk := s.accessKey("rita")
 	s.signed(ak, sk, signedRequest{method: "GET", path: "/keypairs"}).want(t, 200, "", "")
@@ -203,10 +226,10 @@ func TestAKSKRoles(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	d, _ := s.main.store.DomainByName(ctx, "Default")
-	u, _ := s.main.store.UserByName(ctx, d.ID, "rita")
+	d, _ := s.main.Store().DomainByName(ctx, "Default")
+	u, _ := s.main.Store().UserByName(ctx, d.ID, "rita")
 	off := false
-	if _, err := s.main.store.UpdateUser(ctx, u.ID, kps.UserUpdate{Enabled: &off}); err != nil {
+	if _, err := s.main.Store().UpdateUser(ctx, u.ID, kps.UserUpdate{Enabled: &off}); err != nil {
 		t.Fatal(err)
 	}
 	s.signed(ak, sk, signedRequest{method: "GET", path: "/keypairs"}).

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -168,10 +168,7 @@ func TestChaosCrashRounds(t *testing.T) {
 	default:
 		t.Fatalf("KPS_CHAOS_ENGINE=%q: want sqlite, postgres or both", e)
 	}
-	bin := filepath.Join(t.TempDir(), "kps")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := kpsBinary(t)
 	long := os.Getenv("KPS_CHAOS_ROUNDS") != ""
 	for _, engine := range engines {
 		t.Run(engine, func(t *testing.T) {

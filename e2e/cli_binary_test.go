@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -27,13 +27,8 @@ import (
 // promise of issue 15.
 func TestCLIBinary(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "kps")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	// Another user (nobody, in Secrets) runs it too.
-	os.Chmod(filepath.Dir(bin), 0o755)
-	os.Chmod(filepath.Dir(filepath.Dir(bin)), 0o755)
+	bin := kpsBinary(t)
+	// Another user (nobody, in Secrets) runs it too: kpsBinary's directory is 0755.
 	t.Run("RotateFleet", func(t *testing.T) { t.Parallel(); testRotateFleet(t, bin) })
 	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecretFiles(t, bin) })
 	t.Run("TerminalAndInterrupt", func(t *testing.T) { t.Parallel(); testTerminal(t, bin) })

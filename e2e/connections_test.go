@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -6,51 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-// builtKPS is the `kps` binary built from this package, shared by the tests that run at once and
-// removed when the last of them ends.
-var builtKPS struct {
-	mu    sync.Mutex
-	users int
-	dir   string
-}
-
-// kpsBinary builds the binary once for the tests running together and returns its path.
-func kpsBinary(t *testing.T) string {
-	t.Helper()
-	b := &builtKPS
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.users == 0 {
-		dir, err := os.MkdirTemp("", "kps-test-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "kps"), ".").CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-		b.dir = dir
-	}
-	b.users++
-	t.Cleanup(func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.users--; b.users == 0 {
-			os.RemoveAll(b.dir)
-		}
-	})
-	return filepath.Join(b.dir, "kps")
-}
 
 // heldConn is one connection to the service from a chosen loopback address, after one request.
 type heldConn struct {

@@ -1,10 +1,9 @@
-package main
+package e2e
 
 import (
 	"bufio"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -60,10 +59,7 @@ func startProcess(t *testing.T, bin, dataDir string) (*service, *exec.Cmd) {
 // credential died with the process fails with KPS.6609. Nothing stays READY or RUNNING.
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "kps")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := kpsBinary(t)
 	dataDir := t.TempDir()
 	s, cmd := startProcess(t, bin, dataDir)
 

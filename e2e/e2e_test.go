@@ -1,22 +1,113 @@
-package main
+package e2e
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/cli"
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/internal/sshdtest"
 )
+
+// console is what a command of the binary talks to: the standard streams and the environment.
+type console struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// run runs one command line of the binary in process and returns its exit code: the command
+// tree of package cli with `kps serve` of package daemon plugged in, as cmd/kps/commands.go
+// plugs it.
+func run(ctx context.Context, args []string, con console) int {
+	serve := func() cli.Serve {
+		c := daemon.NewCommand()
+		return cli.Serve{Flags: c.Flags, Run: func(ctx context.Context, con cli.Console, given func(string) bool) error {
+			return c.Run(ctx, con.Stdout, con.Stderr, con.Getenv, given)
+		}}
+	}
+	return cli.Run(ctx, args, cli.Console{Stdin: con.stdin, Stdout: con.stdout, Stderr: con.stderr, Getenv: con.getenv},
+		cli.Options{Serve: serve})
+}
+
+// build is a kps binary the tests run: `go build` of cmd/kps with flags, once per test process.
+type build struct {
+	name  string
+	flags []string
+	once  sync.Once
+	path  string
+	err   error
+}
+
+var (
+	kpsBuild  = &build{name: "kps"}
+	raceBuild = &build{name: "kps-race", flags: []string{"-race"}} // TestSoak
+)
+
+// kpsBinary returns the path of the built kps binary.
+func kpsBinary(t testing.TB) string {
+	t.Helper()
+	path, err := kpsBuild.binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// binary builds the binary on first use and returns its path. It lives in a directory named
+// after this source tree, so that runs replace it rather than pile up copies (a test process
+// killed on its timeout removes nothing); the directory is 0755, since some tests run the
+// binary as another user.
+func (b *build) binary() (string, error) {
+	b.once.Do(func() {
+		wd, _ := os.Getwd()
+		sum := sha256.Sum256([]byte(wd))
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("kps-e2e-%d-%s", os.Getuid(), hex.EncodeToString(sum[:6])))
+		if b.err = os.MkdirAll(dir, 0o755); b.err != nil {
+			return
+		}
+		// The name is predictable: use the directory only if it is ours and nobody else may
+		// write in it, so that nobody can swap the binary between the build and its run.
+		st, err := os.Lstat(dir)
+		if err != nil {
+			b.err = err
+			return
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); !st.IsDir() || !ok || int(sys.Uid) != os.Getuid() || st.Mode().Perm()&0o022 != 0 {
+			b.err = fmt.Errorf("%s is not a directory of this user that only it may write", dir)
+			return
+		}
+		if b.err = os.Chmod(dir, 0o755); b.err != nil {
+			return
+		}
+		tmp := filepath.Join(dir, fmt.Sprintf("%s.%d", b.name, os.Getpid()))
+		args := append(append([]string{"build"}, b.flags...), "-o", tmp, "github.com/openkps/kps/cmd/kps")
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return
+		}
+		b.path = filepath.Join(dir, b.name)
+		b.err = os.Rename(tmp, b.path)
+	})
+	return b.path, b.err
+}
 
 // service is a running `kps serve` (in process or not) and a token for its admin.
 type service struct {
@@ -24,11 +115,11 @@ type service struct {
 	base    string
 	token   string
 	project string
-	main    *Main
+	main    *daemon.Main
 }
 
 // setup starts the real service on a free port with a fresh data directory.
-func setup(t testing.TB, mutate ...func(*Config)) *service {
+func setup(t testing.TB, mutate ...func(*daemon.Config)) *service {
 	t.Helper()
 	return setupLogged(t, io.Discard, mutate...)
 }
@@ -52,16 +143,16 @@ func (l *lockedBuffer) String() string {
 }
 
 // setupLogged is setup with the service's stdout and log going to out.
-func setupLogged(t testing.TB, out io.Writer, mutate ...func(*Config)) *service {
+func setupLogged(t testing.TB, out io.Writer, mutate ...func(*daemon.Config)) *service {
 	t.Helper()
-	cfg := Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Region: "local-1", Workers: 4,
+	cfg := daemon.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Region: "local-1", Workers: 4,
 		KeyPairQuota: 1000, MaxQueued: 1000, TokenTTL: time.Hour, Lease: 6 * time.Second,
 		TaskTimeout: 60 * time.Second, Shutdown: 5 * time.Second, LogLevel: "error",
 		AdminPassword: "admin-password-for-tests"}
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	m := NewMain(cfg, out, out)
+	m := daemon.NewMain(cfg, out, out)
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +339,7 @@ func str(v any) string { return fmt.Sprint(v) }
 func (s *service) addUser(name string, role kps.Role) *service {
 	s.t.Helper()
 	ctx := context.Background()
-	st := s.main.store
+	st := s.main.Store()
 	d, err := st.DomainByName(ctx, "Default")
 	if err != nil || d == nil {
 		s.t.Fatalf("domain Default: %v", err)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -9,38 +9,13 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/daemon"
 )
 
-func TestExternalIdentityFlags(t *testing.T) {
+// TestExternalIdentityFlagsRefused: `kps serve` refuses wrong external identity settings as
+// usage errors naming the flag. (Their parsing: TestExternalIdentityFlags in daemon.)
+func TestExternalIdentityFlagsRefused(t *testing.T) {
 	t.Parallel()
-	var cfg Config
-	env := map[string]string{"KPS_IDENTITY_MODE": "external", "KPS_IDENTITY_URL": "https://iam.example.com/v3",
-		"KPS_IDENTITY_CACHE_TTL": "1m", "KPS_IDENTITY_TIMEOUT": "2s", "KPS_IDENTITY_ROLE_MAP": "te_admin=admin",
-		"KPS_IDENTITY_DEFAULT_ROLE": "reader"}
-	if err := parseWithEnv(cfg.flags(), nil, func(k string) string { return env[k] }); err != nil {
-		t.Fatal(err)
-	}
-	e, err := cfg.externalIdentity(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.URL != "https://iam.example.com/v3" || e.CacheTTL != time.Minute || e.Timeout != 2*time.Second ||
-		len(e.RoleMap) != 1 || e.RoleMap["te_admin"] != kps.RoleAdmin || e.DefaultRole != kps.RoleReader {
-		t.Fatalf("external identity %+v", e)
-	}
-
-	var defaults Config
-	if err := parseWithEnv(defaults.flags(), nil, func(string) string { return "" }); err != nil {
-		t.Fatal(err)
-	}
-	if defaults.IdentityMode != "local" || defaults.IdentityCacheTTL != 300*time.Second || defaults.IdentityTimeout != 3*time.Second ||
-		defaults.IdentityRoleMap != "admin=admin,member=member,_member_=member,reader=reader" || defaults.IdentityDefaultRole != "none" {
-		t.Fatalf("defaults %+v", defaults)
-	}
-	if e, err := defaults.externalIdentity(nil); e != nil || err != nil {
-		t.Fatalf("local mode: %v %v", e, err)
-	}
-
 	for _, args := range [][]string{
 		{"--identity-mode", "external"},
 		{"--identity-mode", "keystone", "--identity-url", "http://h/v3"},
@@ -63,12 +38,12 @@ func TestExternalIdentityFlags(t *testing.T) {
 // returns a client for it that holds token, scoped to project.
 func startExternal(t *testing.T, identityURL, token, project string, out *lockedBuffer) *service {
 	t.Helper()
-	cfg := Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Region: "local-1", Workers: 4,
+	cfg := daemon.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Region: "local-1", Workers: 4,
 		KeyPairQuota: 1000, MaxQueued: 1000, TokenTTL: time.Hour, Lease: 6 * time.Second,
 		TaskTimeout: 60 * time.Second, Shutdown: 5 * time.Second, LogLevel: "info",
 		IdentityMode: "external", IdentityURL: identityURL, IdentityCacheTTL: time.Minute,
 		IdentityTimeout: time.Second, IdentityRoleMap: "admin=admin,member=member,reader=reader", IdentityDefaultRole: "none"}
-	m := NewMain(cfg, out, out)
+	m := daemon.NewMain(cfg, out, out)
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -85,7 +85,7 @@ func TestNovaUserIDOtherDomain(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := context.Background()
-	st := s.main.store
+	st := s.main.Store()
 	def, err := st.DomainByName(ctx, "Default")
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func (s *service) tokenOf(domain, user, password, projectID string) string {
 // userIDOfDomain is the ID of a user of the given domain.
 func (s *service) userIDOfDomain(domainID, name string) string {
 	s.t.Helper()
-	u, err := s.main.store.UserByName(context.Background(), domainID, name)
+	u, err := s.main.Store().UserByName(context.Background(), domainID, name)
 	if err != nil || u == nil {
 		s.t.Fatalf("user %s: %v", name, err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openkps/kps/daemon"
 )
 
 // hostileCase is one malformed or malicious request and the answer it must get.
@@ -308,18 +310,15 @@ func TestHeaderInjection(t *testing.T) {
 // never finishes its body, are cut by the server's timeouts while others are served.
 func TestSlowClients(t *testing.T) {
 	t.Parallel()
-	s := setup(t, func(c *Config) {
+	s := setup(t, func(c *daemon.Config) {
 		c.ReadHeaderTimeout = 500 * time.Millisecond
 		c.ReadTimeout = time.Second
 	})
-	if s.main.http.ReadHeaderTimeout != 500*time.Millisecond || s.main.http.ReadTimeout != time.Second ||
-		s.main.http.WriteTimeout <= 0 || s.main.http.IdleTimeout <= 0 || s.main.http.MaxHeaderBytes <= 0 {
-		t.Fatalf("server limits: %+v", s.main.http)
+	if s.main.HTTPServer().ReadHeaderTimeout != 500*time.Millisecond || s.main.HTTPServer().ReadTimeout != time.Second ||
+		s.main.HTTPServer().WriteTimeout <= 0 || s.main.HTTPServer().IdleTimeout <= 0 || s.main.HTTPServer().MaxHeaderBytes <= 0 {
+		t.Fatalf("server limits: %+v", s.main.HTTPServer())
 	}
-	// The defaults are set too.
-	if d := NewMain(Config{}, io.Discard, io.Discard); orDefault(d.Config.ReadHeaderTimeout, 10*time.Second) != 10*time.Second {
-		t.Fatal("default header timeout")
-	}
+	// The defaults: TestReadTimeoutDefaults in daemon.
 	addr := s.main.Addr()
 	p := "/v3/" + s.project
 

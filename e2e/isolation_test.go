@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ type tenant struct {
 func (s *service) addTenant(domain *kps.Domain, projectID, name string) *tenant {
 	s.t.Helper()
 	ctx := context.Background()
-	st := s.main.store
+	st := s.main.Store()
 	hash, err := iam.HashPassword(name + "-password")
 	if err != nil {
 		s.t.Fatal(err)
@@ -56,7 +56,7 @@ func (s *service) addTenant(domain *kps.Domain, projectID, name string) *tenant 
 	rand.Read(b)
 	ak := strings.ToUpper(hex.EncodeToString(b[:10]))
 	sk := hex.EncodeToString(b[10:]) + hex.EncodeToString(b[:10])
-	sealed, err := s.main.sealer.Seal([]byte(sk), kps.AccessKeyAAD(ak))
+	sealed, err := s.main.Sealer().Seal([]byte(sk), kps.AccessKeyAAD(ak))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestIsolation(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := context.Background()
-	st := s.main.store
+	st := s.main.Store()
 	def, err := st.DomainByName(ctx, "Default")
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +295,7 @@ func TestIsolationNovaAndIdentity(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := context.Background()
-	st := s.main.store
+	st := s.main.Store()
 	def, err := st.DomainByName(ctx, "Default")
 	if err != nil {
 		t.Fatal(err)

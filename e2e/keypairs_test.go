@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"archive/zip"
@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -196,7 +197,7 @@ func (s *service) rawBytes(method, path string, body any) []byte {
 // TestBatchImport covers §2.6: sizes, per-item failures, duplicates inside the batch.
 func TestBatchImport(t *testing.T) {
 	t.Parallel()
-	s := setup(t, func(c *Config) { c.KeyPairQuota = 12 })
+	s := setup(t, func(c *daemon.Config) { c.KeyPairQuota = 12 })
 	item := func(name string) map[string]any {
 		_, pub := newEd25519(t, name)
 		return map[string]any{"keypair": map[string]any{"name": name, "public_key": pub}}
@@ -319,7 +320,7 @@ func TestBindWithHostedKey(t *testing.T) {
 func TestKeyRotationAndNoLeak(t *testing.T) {
 	t.Parallel()
 	var log lockedBuffer
-	s := setupLogged(t, &log, func(c *Config) { c.LogLevel = "debug" })
+	s := setupLogged(t, &log, func(c *daemon.Config) { c.LogLevel = "debug" })
 	h := sshdtest.Start(t, sshdtest.Options{})
 	dataDir := s.main.Config.DataDir
 	priv, pub := newEd25519(t, "leak-check")
@@ -340,9 +341,9 @@ func TestKeyRotationAndNoLeak(t *testing.T) {
 	if err := s.main.ReloadKeys(); err != nil {
 		t.Fatal(err)
 	}
-	s.main.rewraps.Wait()
-	n, err := s.main.store.RewrapSecrets(t.Context(), func(sealed []byte) ([]byte, bool, error) {
-		if s.main.sealer.Stale(sealed) {
+	s.main.WaitRewrap()
+	n, err := s.main.Store().RewrapSecrets(t.Context(), func(sealed []byte) ([]byte, bool, error) {
+		if s.main.Sealer().Stale(sealed) {
 			t.Error("a secret is still under the old master key")
 		}
 		return sealed, false, nil

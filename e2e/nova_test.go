@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -21,13 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"golang.org/x/crypto/ssh"
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -679,18 +677,18 @@ func TestNovaConformance(t *testing.T) {
 // key pairs the target user owns in the project whichever API created them, is checked before
 // the key material, and is 403 forbidden; the project quota (--keypair-quota) is the same 403.
 func TestNovaQuota(t *testing.T) {
-	perUser := func(n int) func(*Config) { return func(c *Config) { c.KeyPairUserQuota = &n } }
+	perUser := func(n int) func(*daemon.Config) { return func(c *daemon.Config) { c.KeyPairUserQuota = &n } }
 	for _, c := range []struct {
 		name   string
-		config func(*Config)
+		config func(*daemon.Config)
 		want   int  // creates that pass before the 403
 		full   bool // the project quota is what refuses
 	}{
-		{"default-100", func(*Config) {}, 100, false},
+		{"default-100", func(*daemon.Config) {}, 100, false},
 		{"user-quota-3", perUser(3), 3, false},
 		{"user-quota-0", perUser(0), 0, false},
-		{"unlimited-project-102", func(c *Config) { perUser(-1)(c); c.KeyPairQuota = 102 }, 102, true},
-		{"project-2-before-user-3", func(c *Config) { perUser(3)(c); c.KeyPairQuota = 2 }, 2, true},
+		{"unlimited-project-102", func(c *daemon.Config) { perUser(-1)(c); c.KeyPairQuota = 102 }, 102, true},
+		{"project-2-before-user-3", func(c *daemon.Config) { perUser(3)(c); c.KeyPairQuota = 2 }, 2, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := setup(t, c.config)
@@ -735,8 +733,8 @@ func TestNovaQuota(t *testing.T) {
 func (s *service) userIDOf(name string) string {
 	s.t.Helper()
 	ctx := context.Background()
-	d, _ := s.main.store.DomainByName(ctx, "Default")
-	u, err := s.main.store.UserByName(ctx, d.ID, name)
+	d, _ := s.main.Store().DomainByName(ctx, "Default")
+	u, err := s.main.Store().UserByName(ctx, d.ID, name)
 	if err != nil || u == nil {
 		s.t.Fatalf("user %s: %v", name, err)
 	}
@@ -748,7 +746,7 @@ func (s *service) userIDOf(name string) string {
 // (auth.md §8.4); without it both follow the public URL (TestNovaConformance, wantCatalog).
 func TestNovaLinkPrefix(t *testing.T) {
 	const prefix = "https://gw.example.net/nova"
-	s := setup(t, func(c *Config) { c.ComputeLinkPrefix = prefix + "/" })
+	s := setup(t, func(c *daemon.Config) { c.ComputeLinkPrefix = prefix + "/" })
 	anon := &service{t: t, base: s.base}
 	hrefs := func(v any) (out []string) {
 		for _, l := range list(v) {
@@ -802,180 +800,6 @@ func TestNovaLinkPrefix(t *testing.T) {
 	if !found {
 		t.Errorf("catalog %+v: compute URL is not %s/v2.1", catalog, prefix)
 	}
-}
-
-// TestNovaServeFlags: the Nova flags and their KPS_* variables, and what validation refuses.
-func TestNovaServeFlags(t *testing.T) {
-	for _, c := range []struct {
-		args    []string
-		env     map[string]string
-		ok      bool
-		prefix  string
-		perUser int
-	}{
-		{nil, nil, true, "", 100},
-		{[]string{"--keypair-user-quota", "-1", "--compute-link-prefix", "https://gw.example.net/nova"}, nil, true, "https://gw.example.net/nova", -1},
-		{nil, map[string]string{"KPS_KEYPAIR_USER_QUOTA": "0", "KPS_COMPUTE_LINK_PREFIX": "http://10.0.0.1:8774"}, true, "http://10.0.0.1:8774", 0},
-		{[]string{"--keypair-user-quota", "-2"}, nil, false, "", 0},
-		{[]string{"--compute-link-prefix", "gw.example.net/nova"}, nil, false, "", 0},
-		{[]string{"--compute-link-prefix", "ftp://gw.example.net"}, nil, false, "", 0},
-		{[]string{"--compute-link-prefix", "https://gw.example.net/nova?x=1"}, nil, false, "", 0},
-		{[]string{"--compute-link-prefix", "https://user:pw@gw.example.net"}, nil, false, "", 0},
-	} {
-		var cfg Config
-		fs := cfg.flags()
-		fs.SetOutput(io.Discard)
-		err := parseWithEnv(fs, c.args, func(k string) string { return c.env[k] })
-		if err == nil {
-			cfg.Region = "local-1"
-			err = cfg.validate()
-		}
-		if (err == nil) != c.ok {
-			t.Errorf("%v %v: %v", c.args, c.env, err)
-			continue
-		}
-		if c.ok && (cfg.ComputeLinkPrefix != c.prefix || *cfg.KeyPairUserQuota != c.perUser) {
-			t.Errorf("%v %v: prefix %q, per-user %d", c.args, c.env, cfg.ComputeLinkPrefix, *cfg.KeyPairUserQuota)
-		}
-	}
-}
-
-// TestNovaGophercloud drives the Nova API with gophercloud, authenticated through the service's
-// own Keystone-style token and catalog.
-func TestNovaGophercloud(t *testing.T) {
-	s := setup(t)
-	ctx := context.Background()
-	provider, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
-		IdentityEndpoint: s.base + "/v3", Username: "admin", Password: "admin-password-for-tests",
-		DomainName: "Default", TenantName: "local-1",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := openstack.NewComputeV2(provider, gophercloud.EndpointOpts{Region: "local-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if client.Endpoint != s.base+"/compute/v2.1/" {
-		t.Errorf("compute endpoint %q", client.Endpoint)
-	}
-	for _, mv := range []string{"", "2.2", "2.10", "2.35", "2.92"} {
-		t.Run("microversion-"+mv, func(t *testing.T) {
-			client.Microversion = mv
-			suffix := strings.ReplaceAll(mv, ".", "-")
-			// Generate (not available from 2.92).
-			gen, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "gen" + suffix}).Extract()
-			if mv == "2.92" {
-				if !gophercloud.ResponseCodeIs(err, http.StatusBadRequest) {
-					t.Fatalf("generate at 2.92: %v", err)
-				}
-			} else {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := ssh.ParsePrivateKey([]byte(gen.PrivateKey)); err != nil || !md5FP.MatchString(gen.Fingerprint) || !strings.Contains(gen.PrivateKey, "BEGIN RSA PRIVATE KEY") {
-					t.Errorf("generated key pair %+v: %v", gen, err)
-				}
-			}
-			// Import (G-06: the key comes back byte-identical, trailing newline included).
-			pub := newRSAPublicKey(t, 2048, "gophercloud")
-			imp, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "imp" + suffix, PublicKey: pub}).Extract()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if imp.PublicKey != pub || imp.PrivateKey != "" || imp.UserID == "" {
-				t.Errorf("imported %+v", imp)
-			}
-			got, err := keypairs.Get(ctx, client, "imp"+suffix, nil).Extract()
-			if err != nil || got.PublicKey != pub || got.Fingerprint != imp.Fingerprint || got.UserID != imp.UserID {
-				t.Errorf("get %+v: %v", got, err)
-			}
-			if mv != "" && got.Type != "ssh" {
-				t.Errorf("type %q", got.Type)
-			}
-			pages, err := keypairs.List(client, nil).AllPages(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all, err := keypairs.ExtractKeyPairs(pages)
-			if err != nil || !hasKeyPair(all, "imp"+suffix) {
-				t.Errorf("list %+v: %v", all, err)
-			}
-			if mv == "2.35" || mv == "2.92" {
-				// Pagination through gophercloud's client: a full page links to the next.
-				var body struct {
-					KeyPairs []map[string]keypairs.KeyPair `json:"keypairs"`
-					Links    []struct{ Href string }       `json:"keypairs_links"`
-				}
-				if _, err := client.Get(ctx, client.ServiceURL("os-keypairs")+"?limit=1", &body, nil); err != nil {
-					t.Fatal(err)
-				}
-				if len(body.KeyPairs) != 1 || len(body.Links) != 1 || !strings.Contains(body.Links[0].Href, "marker=") {
-					t.Errorf("page %+v", body)
-				}
-				var next struct {
-					KeyPairs []map[string]keypairs.KeyPair `json:"keypairs"`
-				}
-				if _, err := client.Get(ctx, body.Links[0].Href, &next, nil); err != nil || len(next.KeyPairs) != len(all)-1 {
-					t.Errorf("next page %+v: %v", next, err)
-				}
-			}
-			if mv != "2.92" {
-				if err := keypairs.Delete(ctx, client, "gen"+suffix, nil).ExtractErr(); err != nil {
-					t.Error(err)
-				}
-			}
-			if err := keypairs.Delete(ctx, client, "imp"+suffix, nil).ExtractErr(); err != nil {
-				t.Error(err)
-			}
-			if _, err := keypairs.Get(ctx, client, "imp"+suffix, nil).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
-				t.Errorf("get after delete: %v", err)
-			}
-		})
-	}
-	// G-09..G-12: the admin acts for another user at 2.10 (gophercloud sends both version
-	// headers): a generated key pair, shown, listed and deleted by user_id.
-	s.addUser("gc-user", kps.RoleMember)
-	other := s.userIDOf("gc-user")
-	client.Microversion = "2.10"
-	made, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "gc-other", UserID: other}).Extract()
-	if err != nil || made.UserID != other || made.PrivateKey == "" {
-		t.Fatalf("create for another user %+v: %v", made, err)
-	}
-	if got, err := keypairs.Get(ctx, client, "gc-other", keypairs.GetOpts{UserID: other}).Extract(); err != nil || got.UserID != other || got.Name != "gc-other" {
-		t.Errorf("get for another user %+v: %v", got, err)
-	}
-	if _, err := keypairs.Get(ctx, client, "gc-other", nil).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
-		t.Errorf("the admin's own view shows another user's key pair: %v", err)
-	}
-	pages, err := keypairs.List(client, keypairs.ListOpts{UserID: other}).AllPages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if all, err := keypairs.ExtractKeyPairs(pages); err != nil || len(all) != 1 || all[0].Name != "gc-other" {
-		t.Errorf("list for another user %+v: %v", all, err)
-	}
-	if err := keypairs.Delete(ctx, client, "gc-other", keypairs.DeleteOpts{UserID: other}).ExtractErr(); err != nil {
-		t.Errorf("delete for another user: %v", err)
-	}
-	if _, err := keypairs.Get(ctx, client, "gc-other", keypairs.GetOpts{UserID: other}).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
-		t.Errorf("get after delete: %v", err)
-	}
-	// An x509 key pair generated by the service (T-17).
-	client.Microversion = "2.2"
-	x, err := keypairs.Create(ctx, client, keypairs.CreateOpts{Name: "x509", Type: "x509"}).Extract()
-	if err != nil || x.Type != "x509" || x.PrivateKey == "" || !sha1FP.MatchString(x.Fingerprint) {
-		t.Errorf("x509 %+v: %v", x, err)
-	}
-}
-
-func hasKeyPair(all []keypairs.KeyPair, name string) bool {
-	for _, k := range all {
-		if k.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // TestKPSGenerateX509: the v3 API generates x509 key pairs like the Nova API (§9.2), and the
@@ -1185,13 +1009,13 @@ func TestNovaCrossProject(t *testing.T) {
 	s := setup(t)
 	a := s.addUser("cross", kps.RoleMember)
 	ctx := t.Context()
-	d, _ := s.main.store.DomainByName(ctx, "Default")
+	d, _ := s.main.Store().DomainByName(ctx, "Default")
 	other := &kps.Project{Name: "local-1_nova", DomainID: d.ID, Enabled: true}
-	if err := s.main.store.CreateProject(ctx, other); err != nil {
+	if err := s.main.Store().CreateProject(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	u, _ := s.main.store.UserByName(ctx, d.ID, "cross")
-	if err := s.main.store.GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: kps.RoleMember, ProjectID: other.ID}); err != nil {
+	u, _ := s.main.Store().UserByName(ctx, d.ID, "cross")
+	if err := s.main.Store().GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: kps.RoleMember, ProjectID: other.ID}); err != nil {
 		t.Fatal(err)
 	}
 	a.nova("POST", "/compute/v2.1/"+a.project+"/os-keypairs", "2.2", kp(map[string]any{"name": "K", "public_key": novaP256})).want(t, 201, "")

@@ -1,10 +1,11 @@
-package main
+package e2e
 
 import (
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -16,7 +17,7 @@ func replicas(t *testing.T, n int) []*service {
 	dsn, dataDir := pgtest.Schema(t), t.TempDir()
 	out := make([]*service, n)
 	for i := range out {
-		out[i] = setup(t, func(c *Config) { c.Database, c.DataDir = dsn, dataDir })
+		out[i] = setup(t, func(c *daemon.Config) { c.Database, c.DataDir = dsn, dataDir })
 	}
 	return out
 }
@@ -79,7 +80,7 @@ func TestReadyzFollowsTheDatabase(t *testing.T) {
 		t.Fatalf("GET /readyz: %d", got)
 	}
 	// The pool closed under the running service stands for a database it cannot reach.
-	s.main.store.Close()
+	s.main.Store().Close()
 	if got, out := s.raw("GET", "/readyz", nil, nil); got != http.StatusServiceUnavailable || out["error_code"] != "KPS.6502" {
 		t.Fatalf("GET /readyz without a database: %d %v", got, out)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"database/sql"
@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -129,10 +129,7 @@ func lostTask(t *testing.T, dsn, server, last string) string {
 func TestReplicasSurviveSIGKILL(t *testing.T) {
 	dsn := pgtest.Schema(t)
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "kps")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := kpsBinary(t)
 	dataDir := t.TempDir()
 	// The first replica migrates and bootstraps; the others join it.
 	first, _ := startReplica(t, bin, dataDir, dsn)
@@ -373,7 +370,7 @@ func TestReplicasShareLockouts(t *testing.T) {
 	t.Parallel()
 	dsn, dataDir := pgtest.Schema(t), t.TempDir()
 	replica := func() *service {
-		return setup(t, func(c *Config) { c.Database, c.DataDir, c.TrustedProxies = dsn, dataDir, "127.0.0.1/32" })
+		return setup(t, func(c *daemon.Config) { c.Database, c.DataDir, c.TrustedProxies = dsn, dataDir, "127.0.0.1/32" })
 	}
 	a := replica()
 	b := a.on(replica())

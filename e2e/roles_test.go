@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -122,16 +122,16 @@ func TestRoleMatrix(t *testing.T) {
 	// (403 KPS.9006: no role on the path project).
 	outsider := admin.addUser("out", kps.RoleMember)
 	ctx := t.Context()
-	d, _ := admin.main.store.DomainByName(ctx, "Default")
+	d, _ := admin.main.Store().DomainByName(ctx, "Default")
 	other := &kps.Project{Name: "local-1_other", DomainID: d.ID, Enabled: true}
-	if err := admin.main.store.CreateProject(ctx, other); err != nil {
+	if err := admin.main.Store().CreateProject(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	u, _ := admin.main.store.UserByName(ctx, d.ID, "out")
-	if err := admin.main.store.RevokeRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: kps.RoleMember, ProjectID: admin.project}); err != nil {
+	u, _ := admin.main.Store().UserByName(ctx, d.ID, "out")
+	if err := admin.main.Store().RevokeRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: kps.RoleMember, ProjectID: admin.project}); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.main.store.GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: kps.RoleAdmin, ProjectID: other.ID}); err != nil {
+	if err := admin.main.Store().GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: kps.RoleAdmin, ProjectID: other.ID}); err != nil {
 		t.Fatal(err)
 	}
 	ak, sk := admin.accessKey("out")

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -87,7 +88,7 @@ func scanForSecrets(t *testing.T, when, dir string, logs string, secrets map[str
 func TestNoSecretInClearAfterFullRun(t *testing.T) {
 	t.Parallel()
 	var log lockedBuffer
-	s := setupLogged(t, &log, func(c *Config) { c.LogLevel = "debug" })
+	s := setupLogged(t, &log, func(c *daemon.Config) { c.LogLevel = "debug" })
 	h := sshdtest.Start(t, sshdtest.Options{})
 	tr := newTranscript()
 	admin := as(t, s, tr)
@@ -172,7 +173,7 @@ func TestNoSecretInClearAfterFullRun(t *testing.T) {
 	if err := s.main.ReloadKeys(); err != nil {
 		t.Fatal(err)
 	}
-	s.main.rewraps.Wait()
+	s.main.WaitRewrap()
 
 	dir := s.main.Config.DataDir
 	wal := false

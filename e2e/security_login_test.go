@@ -1,9 +1,8 @@
-package main
+package e2e
 
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,38 +25,6 @@ import (
 // passwords in parallel, through the password change, unseen; tokens without bound; the admin
 // password left in the environment. Every request goes over real TCP to `kps serve` started
 // from the binary `go build` makes; the assertions count answers, never time them.
-
-// securityBuild is the kps binary these tests run, built once per test process.
-var securityBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// securityBinary builds ./cmd/kps once and returns the binary's path. It lives in a directory
-// named after this source tree, so that runs replace it rather than pile up copies.
-func securityBinary(t *testing.T) string {
-	t.Helper()
-	securityBuild.once.Do(func() {
-		wd, _ := os.Getwd()
-		sum := sha256.Sum256([]byte(wd))
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("kps-e2e-%d-%s", os.Getuid(), hex.EncodeToString(sum[:6])))
-		if securityBuild.err = os.MkdirAll(dir, 0o700); securityBuild.err != nil {
-			return
-		}
-		tmp := filepath.Join(dir, fmt.Sprintf("kps.%d", os.Getpid()))
-		if out, err := exec.Command("go", "build", "-o", tmp, ".").CombinedOutput(); err != nil {
-			securityBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		securityBuild.path = filepath.Join(dir, "kps")
-		securityBuild.err = os.Rename(tmp, securityBuild.path)
-	})
-	if securityBuild.err != nil {
-		t.Fatal(securityBuild.err)
-	}
-	return securityBuild.path
-}
 
 // binaryService is a `kps serve` process started from the built binary, with its log.
 type binaryService struct {
@@ -85,7 +51,7 @@ func startServe(t *testing.T, env []string, flags ...string) *binaryService {
 func startServeIn(t *testing.T, dataDir, password string, env []string, flags ...string) *binaryService {
 	t.Helper()
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", "--workers", "2"}, flags...)
-	cmd := exec.Command(securityBinary(t), args...)
+	cmd := exec.Command(kpsBinary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "KPS_ADMIN_PASSWORD=" + password}, env...)
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -539,8 +505,9 @@ func TestTokenCapPerUser(t *testing.T) {
 
 // TestAdminPasswordLeavesEnvironment (docs/SECURITY.md 6.7): once read, KPS_ADMIN_PASSWORD is no
 // longer in the environment of `kps serve`: not in /proc/<pid>/environ (the block the kernel set
-// up at exec, which os.Unsetenv alone leaves as it was), not in os.Environ, not inherited by a
-// child process.
+// up at exec, which os.Unsetenv alone leaves as it was). Not in os.Environ nor inherited by a
+// child process either: TestForgetSecretEnv in daemon, which runs the same code in a process of
+// its own.
 func TestAdminPasswordLeavesEnvironment(t *testing.T) {
 	t.Parallel()
 	t.Run("kps serve", func(t *testing.T) {
@@ -558,42 +525,4 @@ func TestAdminPasswordLeavesEnvironment(t *testing.T) {
 		}
 		// The bootstrap had it: the admin logged in with it (startServe).
 	})
-	t.Run("os.Environ and children", func(t *testing.T) {
-		secret := "child-" + randomWord(t)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperForgetSecretEnv$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "KPS_ENV_HELPER=1", "KPS_ADMIN_PASSWORD="+secret)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("helper: %v\n%s", err, out)
-		}
-		if !strings.Contains(string(out), "helper ran") {
-			t.Fatalf("the helper did not run:\n%s", out)
-		}
-		if strings.Contains(string(out), secret) {
-			t.Fatalf("the secret is still visible after forgetSecretEnv:\n%s", out)
-		}
-	})
-}
-
-// TestHelperForgetSecretEnv is the process TestAdminPasswordLeavesEnvironment starts with
-// KPS_ADMIN_PASSWORD set: it forgets the variable and prints everything a later reader could
-// see — os.Getenv, os.Environ, a child's environment, /proc/self/environ — for the parent to
-// search.
-func TestHelperForgetSecretEnv(t *testing.T) {
-	if os.Getenv("KPS_ENV_HELPER") != "1" {
-		t.Skip("run by TestAdminPasswordLeavesEnvironment")
-	}
-	if err := forgetSecretEnv("KPS_ADMIN_PASSWORD"); err != nil {
-		t.Fatal(err)
-	}
-	child, err := exec.Command("env").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	proc, err := os.ReadFile("/proc/self/environ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Printf("helper ran\ngetenv=%q\nenviron=%q\nchild=%q\nproc=%q\n", os.Getenv("KPS_ADMIN_PASSWORD"),
-		strings.Join(os.Environ(), "\n"), child, proc)
 }

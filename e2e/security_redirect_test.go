@@ -1,12 +1,9 @@
-package main
+package e2e
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/openkps/kps/internal/hostilessh"
@@ -19,49 +16,13 @@ import (
 // hostile SSH server of internal/hostilessh. Each Attack test reproduces an attack that
 // succeeded before issue 13 and fails on that code (commit db21a14).
 
-// redirectBin is the kps binary these tests share: built by the first test that needs it and
-// removed when the last test using it ends.
-var redirectBin struct {
-	sync.Mutex
-	dir   string
-	users int
-}
-
-// redirectBinary returns the path of the built kps binary.
-func redirectBinary(t *testing.T) string {
-	t.Helper()
-	redirectBin.Lock()
-	defer redirectBin.Unlock()
-	if redirectBin.dir == "" {
-		dir, err := os.MkdirTemp("", "kps-redirect-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "kps"), ".").CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-		redirectBin.dir = dir
-	}
-	redirectBin.users++
-	t.Cleanup(func() {
-		redirectBin.Lock()
-		defer redirectBin.Unlock()
-		if redirectBin.users--; redirectBin.users == 0 {
-			os.RemoveAll(redirectBin.dir)
-			redirectBin.dir = ""
-		}
-	})
-	return filepath.Join(redirectBin.dir, "kps")
-}
-
 const redirectAdminPassword = "redirect-admin-password"
 
 // startRedirect runs the built binary with a fresh data directory (and the extra environment
 // and flags) and logs in as its admin.
 func startRedirect(t *testing.T, env []string, flags ...string) *service {
 	t.Helper()
-	base, _ := startBinary(t, redirectBinary(t),
+	base, _ := startBinary(t, kpsBinary(t),
 		append([]string{"KPS_DATA_DIR=" + t.TempDir(), "KPS_ADMIN_PASSWORD=" + redirectAdminPassword}, env...), flags...)
 	s := &service{t: t, base: base}
 	s.login(redirectAdminPassword)
@@ -411,7 +372,7 @@ func TestAllowedTargets(t *testing.T) {
 	}
 
 	// A malformed list is a usage error at start.
-	cmd := exec.Command(redirectBinary(t), "serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
+	cmd := exec.Command(kpsBinary(t), "serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--allowed-targets", "10.0.0.0/8,localhost")
 	out2, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out2), "--allowed-targets") {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The attacks of docs/SECURITY.md §3 and §5 (issue 13) that go through tasks, run against the
 // built binary, real sshd hosts and the hostile host of internal/hostilessh. Each reproduces an
@@ -15,43 +15,17 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/internal/hostilessh"
 	"github.com/openkps/kps/internal/sshdtest"
 )
-
-var taskAttackBuild struct {
-	once sync.Once
-	bin  string
-	err  error
-	out  []byte
-}
-
-// taskAttackBinary builds the kps binary once for the tests of this file.
-func taskAttackBinary(t *testing.T) string {
-	t.Helper()
-	taskAttackBuild.once.Do(func() {
-		dir, err := os.MkdirTemp("", "kps-task-attacks-")
-		if err != nil {
-			taskAttackBuild.err = err
-			return
-		}
-		taskAttackBuild.bin = filepath.Join(dir, "kps")
-		taskAttackBuild.out, taskAttackBuild.err = exec.Command("go", "build", "-o", taskAttackBuild.bin, ".").CombinedOutput()
-	})
-	if taskAttackBuild.err != nil {
-		t.Fatalf("go build: %v\n%s", taskAttackBuild.err, taskAttackBuild.out)
-	}
-	return taskAttackBuild.bin
-}
 
 const taskAttackAdminPassword = "task-attack-admin-password"
 
@@ -59,7 +33,7 @@ const taskAttackAdminPassword = "task-attack-admin-password"
 // environment and logs in as its admin.
 func startTaskAttackService(t *testing.T, env ...string) (*service, *exec.Cmd) {
 	t.Helper()
-	base, cmd := startBinary(t, taskAttackBinary(t), append([]string{"KPS_DATA_DIR=" + t.TempDir(),
+	base, cmd := startBinary(t, kpsBinary(t), append([]string{"KPS_DATA_DIR=" + t.TempDir(),
 		"KPS_ADMIN_PASSWORD=" + taskAttackAdminPassword}, env...))
 	s := &service{t: t, base: base}
 	s.login(taskAttackAdminPassword)
@@ -379,7 +353,7 @@ func TestAttackHostOutputFlood(t *testing.T) {
 // KPS.6403, with Retry-After) — and count nothing of another project's.
 func TestProjectLimits(t *testing.T) {
 	t.Parallel()
-	s := setup(t, func(c *Config) { c.Workers, c.ServerQuota, c.MaxQueuedPerProject = 1, 2, 1 })
+	s := setup(t, func(c *daemon.Config) { c.Workers, c.ServerQuota, c.MaxQueuedPerProject = 1, 2, 1 })
 	stalled := silentListener(t)
 	s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "k"}})
 	for _, id := range []string{"a", "b"} {

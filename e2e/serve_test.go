@@ -1,9 +1,6 @@
-package main
+package e2e
 
 import (
-	"bytes"
-	"context"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,46 +8,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-func TestFlagsFromEnvironment(t *testing.T) {
-	t.Parallel()
-	var cfg Config
-	fs := cfg.flags()
-	env := map[string]string{"KPS_LISTEN": "127.0.0.1:1", "KPS_DATA_DIR": "/env", "KPS_WORKERS": "3", "KPS_TOKEN_TTL": "1h"}
-	if err := parseWithEnv(fs, []string{"--data-dir", "/flag"}, func(k string) string { return env[k] }); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Listen != "127.0.0.1:1" || cfg.DataDir != "/flag" || cfg.Workers != 3 || cfg.TokenTTL != time.Hour || cfg.Region != "local-1" {
-		t.Fatalf("config %+v", cfg)
-	}
-	// Every flag has its variable.
-	fs.VisitAll(func(f *flag.Flag) {
-		if !strings.HasPrefix(envName(f.Name), "KPS_") || strings.Contains(envName(f.Name), "-") {
-			t.Errorf("flag %s has no proper variable", f.Name)
-		}
-	})
-	bad := map[string]string{"KPS_WORKERS": "many"}
-	if err := parseWithEnv(cfg.flags(), nil, func(k string) string { return bad[k] }); err == nil || !strings.Contains(err.Error(), "KPS_WORKERS") {
-		t.Fatalf("bad environment value: %v", err)
-	}
-	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"serve", "--token-ttl", "1s"}, console{nil, &out, &errOut, func(string) string { return "" }}); code != 2 {
-		t.Fatalf("invalid flag value exited %d: %s", code, errOut.String())
-	}
-	if code := run(context.Background(), []string{"frobnicate"}, console{nil, &out, &errOut, func(string) string { return "" }}); code != 2 {
-		t.Fatalf("unknown command exited %d", code)
-	}
-}
+	"github.com/openkps/kps/daemon"
+)
 
 // TestFirstStartAndGracefulStop runs the binary without an admin password: the generated one
 // is written once with mode 0600 and only its path is printed; SIGTERM stops it cleanly.
 func TestFirstStartAndGracefulStop(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "kps")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := kpsBinary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	var stdout, stderr lockedBuffer
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
@@ -105,7 +71,7 @@ func TestFirstStartAndGracefulStop(t *testing.T) {
 // queue refuses work beyond its capacity (503 KPS.6502).
 func TestBusyAndQueueFull(t *testing.T) {
 	t.Parallel()
-	s := setup(t, func(c *Config) { c.Workers = 1; c.MaxQueued = 1 })
+	s := setup(t, func(c *daemon.Config) { c.Workers = 1; c.MaxQueued = 1 })
 	s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "ops"}})
 	stalled := silentListener(t)
 	for _, id := range []string{"a", "b", "c"} {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"slices"
@@ -228,16 +227,21 @@ func TestSoak(t *testing.T) {
 		t.Skip("soak skipped in -short")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	bin, raceBin := filepath.Join(dir, "kps"), filepath.Join(dir, "kps-race")
+	var bin, raceBin string
 	var builds sync.WaitGroup
-	for _, b := range [][]string{{"build", "-o", bin, "."}, {"build", "-race", "-o", raceBin, "."}} {
-		if b[1] == "-race" && cfg.raceShare == 0 {
+	for _, b := range []*build{kpsBuild, raceBuild} {
+		if b == raceBuild && cfg.raceShare == 0 {
 			continue
 		}
 		builds.Go(func() {
-			if out, err := exec.Command("go", b...).CombinedOutput(); err != nil {
-				t.Errorf("go %s: %v\n%s", strings.Join(b, " "), err, out)
+			path, err := b.binary()
+			if err != nil {
+				t.Error(err)
+			}
+			if b == raceBuild {
+				raceBin = path
+			} else {
+				bin = path
 			}
 		})
 	}

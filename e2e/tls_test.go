@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -22,11 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/auth/basic"
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/config"
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/region"
-	kpssdk "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3"
-	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3/model"
+	"github.com/openkps/kps/daemon"
 )
 
 // testCA issues certificates for 127.0.0.1 in a test.
@@ -77,9 +73,10 @@ func (ca *testCA) issue(t *testing.T, dir string, serial int64) (certFile, keyFi
 // loaded stops the start with a message naming the files.
 func TestTLSConfig(t *testing.T) {
 	t.Parallel()
-	for _, c := range []Config{{TLSCert: "a.crt"}, {TLSKey: "a.key"}} {
+	for _, c := range []daemon.Config{{TLSCert: "a.crt"}, {TLSKey: "a.key"}} {
 		c.TokenTTL, c.Workers, c.KeyPairQuota, c.Region = time.Hour, 1, 1, "local-1"
-		if err := c.validate(); err == nil || !strings.Contains(err.Error(), "--tls-cert and --tls-key") {
+		// Run checks the settings before it opens anything.
+		if err := daemon.NewMain(c, io.Discard, io.Discard).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "--tls-cert and --tls-key") {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
@@ -89,7 +86,7 @@ func TestTLSConfig(t *testing.T) {
 		t.Errorf("serve with --tls-cert only: exit %d, stderr %q", code, stderr.String())
 	}
 	dir := t.TempDir()
-	m := NewMain(Config{Listen: "127.0.0.1:0", DataDir: dir, Region: "local-1", Workers: 1, KeyPairQuota: 1,
+	m := daemon.NewMain(daemon.Config{Listen: "127.0.0.1:0", DataDir: dir, Region: "local-1", Workers: 1, KeyPairQuota: 1,
 		TokenTTL: time.Hour, Lease: time.Second, TaskTimeout: time.Second, Shutdown: time.Second, LogLevel: "error",
 		AdminPassword: "admin-password-for-tests", TLSCert: filepath.Join(dir, "missing.crt"), TLSKey: filepath.Join(dir, "missing.key")}, io.Discard, io.Discard)
 	err := m.Run(context.Background())
@@ -100,9 +97,9 @@ func TestTLSConfig(t *testing.T) {
 }
 
 // TestTLSServing serves HTTPS with --tls-cert/--tls-key: a Go client trusting the CA logs in,
-// plain HTTP is refused, the Huawei SDK lists key pairs over HTTPS, the kps command line logs
-// in and lists them (trusting the CA through SSL_CERT_FILE), and a renewed certificate is
-// served after ReloadTLS (what SIGHUP calls) without a restart.
+// plain HTTP is refused, the kps command line logs in and lists key pairs (trusting the CA
+// through SSL_CERT_FILE), and a renewed certificate is served after ReloadTLS (what SIGHUP
+// calls) without a restart. (The Huawei SDK over HTTPS: TestSDKOverTLS in interop.)
 func TestTLSServing(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t)
@@ -113,7 +110,7 @@ func TestTLSServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	const adminPassword = "admin-password-for-tests"
-	m := NewMain(Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Region: "local-1", Workers: 2, KeyPairQuota: 100,
+	m := daemon.NewMain(daemon.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Region: "local-1", Workers: 2, KeyPairQuota: 100,
 		MaxQueued: 100, TokenTTL: time.Hour, Lease: 6 * time.Second, TaskTimeout: 10 * time.Second, Shutdown: time.Second,
 		LogLevel: "error", AdminPassword: adminPassword, TLSCert: certFile, TLSKey: keyFile}, io.Discard, io.Discard)
 	if err := m.Run(context.Background()); err != nil {
@@ -162,28 +159,8 @@ func TestTLSServing(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	// The Huawei SDK over HTTPS, with an access key.
-	s := &service{t: t, base: base, main: m, project: project}
-	ak, sk := s.accessKey("admin")
-	cred, err := basic.NewCredentialsBuilder().WithAk(ak).WithSk(sk).WithProjectId(project).WithIamEndpointOverride(base).SafeBuild()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := kpssdk.KpsClientBuilder().WithRegion(region.NewRegion("local-1", base)).WithCredential(cred).
-		WithHttpConfig(config.DefaultHttpConfig().WithTimeout(30 * time.Second).WithHttpTransport(transport)).SafeBuild()
-	if err != nil {
-		t.Fatal(err)
-	}
-	list, err := kpssdk.NewKpsClient(hc).ListKeypairs(&model.ListKeypairsRequest{})
-	if err != nil || list.Keypairs == nil || len(*list.Keypairs) != 1 || (*list.Keypairs)[0].Keypair.Name == nil || *(*list.Keypairs)[0].Keypair.Name != "over-tls" {
-		t.Fatalf("SDK list over HTTPS: %v %v", list, err)
-	}
-
 	// The kps command line, as a user runs it: the CA is trusted through SSL_CERT_FILE.
-	bin := filepath.Join(t.TempDir(), "kps")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := kpsBinary(t)
 	pwFile := filepath.Join(dir, "admin-password")
 	os.WriteFile(pwFile, []byte(adminPassword), 0o600)
 	env := append(os.Environ(), "SSL_CERT_FILE="+caFile, "KPS_CONFIG_DIR="+filepath.Join(dir, "profiles"))
