@@ -25,18 +25,18 @@ import (
 func (s *service) accessKey(userName string) (ak, sk string) {
 	s.t.Helper()
 	ctx := context.Background()
-	d, _ := s.main.store.DomainByName(ctx, "Default")
-	u, err := s.main.store.UserByName(ctx, d.ID, userName)
+	d, _ := s.main.Store().DomainByName(ctx, "Default")
+	u, err := s.main.Store().UserByName(ctx, d.ID, userName)
 	if err != nil || u == nil {
 		s.t.Fatalf("user %s: %v", userName, err)
 	}
 	const upper, alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 	ak, sk = randomString(upper, 20), randomString(alnum, 40)
-	sealed, err := s.main.sealer.Seal([]byte(sk), kps.AccessKeyAAD(ak))
+	sealed, err := s.main.Sealer().Seal([]byte(sk), kps.AccessKeyAAD(ak))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := s.main.store.CreateAccessKey(ctx, &kps.AccessKey{Access: ak, UserID: u.ID, Secret: sealed, Status: kps.AccessKeyActive}); err != nil {
+	if err := s.main.Store().CreateAccessKey(ctx, &kps.AccessKey{Access: ak, UserID: u.ID, Secret: sealed, Status: kps.AccessKeyActive}); err != nil {
 		s.t.Fatal(err)
 	}
 	return ak, sk
