@@ -6,6 +6,7 @@
 // beside the root module. (The OpenStack command-line client, a Debian package rather than a
 // Go module, is driven from e2e: TestNovaOpenStackClient.)
 //
-// It has no code outside its tests, which start the real service in process (daemon.Main) with
-// a small harness of their own (service_test.go, a subset of e2e's).
+// It has no code outside its tests (package interop_test, so that govulncheck -test follows
+// their imports), which start the real service in process (daemon.Main) with a small harness of
+// their own (service_test.go, a subset of e2e's).
 package interop
