@@ -38,10 +38,10 @@ type page struct {
 // userView is the signed-in user as the layout shows them.
 type userView struct {
 	Name, Domain, Project, ProjectID, Role string
-	Projects                              []client.Project
-	CSRF                                  string
-	Can                                   can
-	Next                                  string // this page, for the project switcher
+	Projects                               []client.Project
+	CSRF                                   string
+	Can                                    can
+	Next                                   string // this page, for the project switcher
 }
 
 // section is an entry of the navigation. Rotations, drift results and the audit trail,
@@ -85,7 +85,7 @@ var funcs = template.FuncMap{
 		}
 		return m
 	},
-	"join":               strings.Join,
+	"join": strings.Join,
 	"pemData": func(name, pem string) template.URL {
 		// A data: URL the browser downloads as name.pem; it never goes back to the server.
 		return template.URL("data:application/x-pem-file;base64," + base64.StdEncoding.EncodeToString([]byte(pem)))

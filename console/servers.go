@@ -81,11 +81,11 @@ func (d *serverList) fillPages(n int) {
 
 // serverForm is the add or edit form of a server, with what was typed (never a secret).
 type serverForm struct {
-	New                                                bool
+	New                                                 bool
 	ID, Name, Address, Port, User, HostKeys, SSHDConfig string
-	Server                                             *client.Server // the record, when editing
-	Task                                               *client.TaskEntry
-	Error                                              string
+	Server                                              *client.Server // the record, when editing
+	Task                                                *client.TaskEntry
+	Error                                               string
 }
 
 func formOf(srv *client.Server) serverForm {

@@ -10,15 +10,15 @@ import (
 
 // taskList is a page of the running or the failed tasks, with the API's limit and offset.
 type taskList struct {
-	Tasks                        []client.TaskEntry
-	Total, Offset, Limit         int
-	Sizes                        []int
-	First, Last                  int
-	PrevOffset, NextOffset       int
-	HasPrev, HasNext             bool
-	Ready, Running               int // running list: how many of the page wait, how many run
-	Self                         string
-	Back                         string // this page, where a delete returns to
+	Tasks                  []client.TaskEntry
+	Total, Offset, Limit   int
+	Sizes                  []int
+	First, Last            int
+	PrevOffset, NextOffset int
+	HasPrev, HasNext       bool
+	Ready, Running         int // running list: how many of the page wait, how many run
+	Self                   string
+	Back                   string // this page, where a delete returns to
 }
 
 func newTaskList(r *http.Request, pg client.TaskPage, limit, offset int) taskList {
