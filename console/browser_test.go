@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -260,7 +261,7 @@ func (b *tab) progressRows() map[string]string {
 
 // failedRows are the failed-task rows of the page: task ID → code.
 func (b *tab) failedRows() map[string]string {
-	rows := eval[[][]string](b, `[...document.querySelectorAll('table.failed tbody tr')].map(tr => [tr.id.replace('task-', ''), tr.cells[4].textContent.trim(), tr.cells[1].textContent.trim()])`)
+	rows := eval[[][]string](b, `[...document.querySelectorAll('table.failed tbody tr')].map(tr => [tr.id.replace('task-', ''), tr.querySelector('.code-error').textContent.trim(), tr.querySelector('td.server a').textContent.trim()])`)
 	out := map[string]string{}
 	for _, r := range rows {
 		out[r[0]] = r[1] + " " + r[2]
@@ -431,7 +432,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the failed-task page shows %v, want %s with KPS.6603 on web-02", rows, failed1)
 	}
 	b.audit("failed tasks")
-	b.shot("failed-tasks")
 
 	// Retry it with the right password: the new task succeeds and replaces the failed record.
 	b.navigateBy(chromedp.Click(chromedp.CSS("#task-"+failed1+" a[href*='/retry']"), chromedp.NodeVisible))
@@ -471,21 +471,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("at phone width the page is %dpx wide in a %dpx screen", w[0], w[1])
 	}
 	b.audit("failed tasks, phone width")
-	b.shot("phone-failed-tasks")
 	b.do(chromedp.EmulateViewport(1280, 860))
 	for _, p := range []string{"/console/", "/console/keypairs", "/console/keypairs/web-2026", "/console/servers", "/console/servers/web-01", "/console/tasks/running"} {
 		if st := b.open(s.base, p); st != http.StatusOK {
 			t.Fatalf("%s: status %d", p, st)
 		}
 		b.audit(p)
-		switch p {
-		case "/console/":
-			b.shot("overview")
-		case "/console/keypairs":
-			b.shot("keypairs")
-		case "/console/servers":
-			b.shot("servers")
-		case "/console/servers/web-01":
+		if p == "/console/servers/web-01" {
 			b.shot("server")
 		}
 		if len(b.writeControls()) == 0 && p != "/console/" && p != "/console/tasks/running" {
@@ -612,11 +604,59 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("without JavaScript the failed-task page reads %q (%v)", html, err)
 	}
 
-	// The admin deletes all failed tasks with the page's button.
+	// More of a fleet, for the screenshots: two servers that refuse connections and one that
+	// accepts them and never speaks SSH, whose task runs until the handshake deadline (10 s).
 	b.submit(".signout button")
-	b.open(s.base, "/console/login?next=/console/tasks/failed")
+	b.open(s.base, "/console/login?next=/console/tasks/running")
 	b.do(chromedp.SendKeys(chromedp.ID("user"), "admin"), chromedp.SendKeys(chromedp.ID("password"), adminPassword))
 	b.submit("main button[type=submit]")
+	stalled := silentListener(t)
+	for _, srv := range []struct {
+		id, name string
+		port     int
+	}{{"db-01", "db-01 (orders)", closedPort(t)}, {"db-02", "db-02 (orders replica)", closedPort(t)}, {"legacy-01", "legacy-01", stalled}} {
+		name, addr, port := srv.name, "127.0.0.1", srv.port
+		if _, err := s.admin.CreateServer(ctx, client.ServerSpec{ID: srv.id, Name: &name, Address: &addr, Port: &port}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.admin.Bind(ctx, client.Bind{KeyPairName: "web-2027", ServerID: srv.id,
+			Auth: &kps.Credential{Type: kps.CredentialPassword, Key: "x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The running-task page follows the stalled task live: it shows it running, then drops it
+	// when it fails, without a reload.
+	b.open(s.base, "/console/tasks/running")
+	b.do(chromedp.WaitVisible(chromedp.CSS("#running-live tbody tr")))
+	eval[chromedp.Void](b, `window.kpsProbe = 'still this page'`)
+	b.audit("running tasks")
+	b.shot("running")
+	pctx, pcancel := b.timeout(60 * time.Second)
+	_, err = chromedp.Run(pctx, chromedp.Poll[bool](`document.querySelector('#running-live tbody tr') === null`,
+		chromedp.WithPollingTimeout(50*time.Second), chromedp.WithPollingInterval(200*time.Millisecond)))
+	pcancel()
+	if err != nil {
+		t.Fatalf("the running-task page still shows the task: %v", err)
+	}
+	if probe := eval[string](b, `String(window.kpsProbe)`); probe != "still this page" {
+		t.Error("the running-task page was reloaded instead of updated in place by htmx")
+	}
+	b.open(s.base, "/console/tasks/failed")
+	if rows := b.failedRows(); len(rows) != 4 {
+		t.Fatalf("the failed-task page shows %v, want four failures", rows)
+	}
+	b.shot("failed-tasks")
+	b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	b.open(s.base, "/console/tasks/failed")
+	b.shot("phone-failed-tasks")
+	b.do(chromedp.EmulateViewport(1280, 860))
+	for _, p := range []string{"overview", "keypairs", "servers"} {
+		b.open(s.base, strings.TrimSuffix("/console/"+p, "overview"))
+		b.shot(p)
+	}
+
+	// The admin deletes all failed tasks with the page's button.
+	b.open(s.base, "/console/tasks/failed")
 	b.do(chromedp.Click(chromedp.CSS(".danger-inline summary"), chromedp.NodeVisible))
 	b.submit("#delete-all")
 	if page, err := s.admin.ListFailedTasks(ctx, 10, 0); err != nil || page.Total != 0 {
@@ -625,4 +665,40 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := b.text("main"); !strings.Contains(got, "No failed tasks") {
 		t.Errorf("after delete all the page shows:\n%s", got)
 	}
+}
+
+// closedPort is a loopback port nothing listens on: a connection is refused at once.
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// silentListener accepts connections and never answers, as a host whose sshd hangs.
+func silentListener(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -3,6 +3,7 @@ package console_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -63,6 +64,7 @@ const adminPassword = "console-admin-password"
 // service is a running `kps serve` of the built binary.
 type service struct {
 	base    string // http://127.0.0.1:PORT
+	tls     *tls.Config // what trusts the service's test certificate; nil without TLS
 	admin   *client.Client
 	project string
 	logMu   sync.Mutex
@@ -80,6 +82,13 @@ func (s *service) logs() string {
 // directory and the extra flags, and signs its admin in through the API.
 func startService(t testing.TB, flags ...string) *service {
 	t.Helper()
+	return startServiceWith(t, "http", nil, flags...)
+}
+
+// startServiceWith is startService for a scheme (https with --tls-cert and --tls-key among the
+// flags) and the TLS configuration that trusts the service.
+func startServiceWith(t testing.TB, scheme string, tc *tls.Config, flags ...string) *service {
+	t.Helper()
 	bin := kpsBinary(t)
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "info"}, flags...)
 	cmd := exec.Command(bin, args...)
@@ -92,7 +101,7 @@ func startService(t testing.TB, flags ...string) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	s := &service{}
+	s := &service{tls: tc}
 	addr := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`msg="kps serving" listen=(\S+)`)
@@ -109,11 +118,14 @@ func startService(t testing.TB, flags ...string) *service {
 	}()
 	select {
 	case a := <-addr:
-		s.base = "http://" + a
+		s.base = scheme + "://" + a
 	case <-time.After(60 * time.Second):
 		t.Fatalf("kps serve did not start:\n%s", s.logs())
 	}
 	s.admin = client.New(s.base, 0)
+	if tc != nil {
+		s.admin.HTTP = &http.Client{Timeout: client.DefaultTimeout, Transport: &http.Transport{TLSClientConfig: tc}}
+	}
 	if err := s.admin.Login(context.Background(), client.PasswordLogin{Domain: "Default", User: "admin", Password: adminPassword, Project: "local-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -142,14 +154,14 @@ type browserless struct {
 	hc   *http.Client
 }
 
-func newBrowserless(t testing.TB, base string, local string) *browserless {
+func newBrowserless(t testing.TB, s *service, local string) *browserless {
 	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{}
+	tr := &http.Transport{TLSClientConfig: s.tls}
 	if local != "" {
 		d := &netDialer{local: local}
 		tr.DialContext = d.dial
 	}
-	return &browserless{t: t, base: base, hc: &http.Client{Jar: jar, Transport: tr, Timeout: 60 * time.Second,
+	return &browserless{t: t, base: s.base, hc: &http.Client{Jar: jar, Transport: tr, Timeout: 60 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 

@@ -49,15 +49,16 @@ type userView struct {
 // /console/<path> (docs/console/README.md).
 type section struct {
 	Key, Title, Path string
+	Write            bool // only for users who may write (member)
 }
 
 var sections = []section{
-	{"overview", "Overview", Prefix},
-	{"keypairs", "Key pairs", Prefix + "keypairs"},
-	{"servers", "Servers", Prefix + "servers"},
-	{"bind", "Bind / rotate", Prefix + "bind"},
-	{"running", "Running tasks", Prefix + "tasks/running"},
-	{"failed", "Failed tasks", Prefix + "tasks/failed"},
+	{"overview", "Overview", Prefix, false},
+	{"keypairs", "Key pairs", Prefix + "keypairs", false},
+	{"servers", "Servers", Prefix + "servers", false},
+	{"bind", "Bind / rotate", Prefix + "bind", true},
+	{"running", "Running tasks", Prefix + "tasks/running", false},
+	{"failed", "Failed tasks", Prefix + "tasks/failed", false},
 }
 
 var funcs = template.FuncMap{
@@ -134,14 +135,16 @@ func ago(t time.Time) string {
 	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
 }
 
-// hostKeyFingerprint is the SHA256 fingerprint of a pinned host key line, as ssh-keygen -l
-// shows it, with the key's type.
-func hostKeyFingerprint(line string) string {
+// hostKey is a pinned host key as the pages show it: its SHA256 fingerprint, as ssh-keygen -l
+// shows it, and its type.
+type hostKey struct{ Fingerprint, Type string }
+
+func hostKeyFingerprint(line string) hostKey {
 	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
 	if err != nil {
-		return line
+		return hostKey{Fingerprint: line}
 	}
-	return k.Type() + " " + ssh.FingerprintSHA256(k)
+	return hostKey{Fingerprint: ssh.FingerprintSHA256(k), Type: strings.ToUpper(strings.TrimPrefix(k.Type(), "ssh-"))}
 }
 
 // render writes the page: the whole document, or, for an htmx request of a live region, only

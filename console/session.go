@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -146,8 +147,12 @@ func (c *Console) toLogin(w http.ResponseWriter, r *http.Request, msg string) {
 // form cannot be made to send the user elsewhere.
 func safeNext(next string) string {
 	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, Prefix) ||
-		strings.Contains(next, "\\") || strings.HasPrefix(next, "//") || strings.HasPrefix(u.Path, Prefix+"login") {
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		strings.ContainsAny(next, "\\\r\n") || strings.HasPrefix(next, "//") {
+		return Prefix
+	}
+	clean := path.Clean(u.Path)
+	if !strings.HasPrefix(clean+"/", Prefix) || strings.HasPrefix(clean, Prefix+"login") || clean != strings.TrimSuffix(u.Path, "/") && clean+"/" != u.Path {
 		return Prefix
 	}
 	return u.RequestURI()
