@@ -63,7 +63,7 @@ const adminPassword = "console-admin-password"
 
 // service is a running `kps serve` of the built binary.
 type service struct {
-	base    string // http://127.0.0.1:PORT
+	base    string      // http://127.0.0.1:PORT
 	tls     *tls.Config // what trusts the service's test certificate; nil without TLS
 	admin   *client.Client
 	project string
