@@ -668,7 +668,7 @@ func TestConsoleInBrowser(t *testing.T) {
 }
 
 // closedPort is a loopback port nothing listens on: a connection is refused at once.
-func closedPort(t *testing.T) int {
+func closedPort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

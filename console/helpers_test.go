@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,10 +66,24 @@ const adminPassword = "console-admin-password"
 type service struct {
 	base    string      // http://127.0.0.1:PORT
 	tls     *tls.Config // what trusts the service's test certificate; nil without TLS
+	pid     int
 	admin   *client.Client
 	project string
 	logMu   sync.Mutex
 	log     strings.Builder
+}
+
+// cpu is the processor time the service's process has used (user and system).
+func (s *service) cpu(tb testing.TB) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		tb.Skipf("no /proc: %v", err)
+	}
+	// Fields after the command name (which may hold spaces) start after the last ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
 // logs is what the service logged so far.
@@ -101,7 +116,7 @@ func startServiceWith(t testing.TB, scheme string, tc *tls.Config, flags ...stri
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	s := &service{tls: tc}
+	s := &service{tls: tc, pid: cmd.Process.Pid}
 	addr := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`msg="kps serving" listen=(\S+)`)
