@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -217,7 +218,7 @@ func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
-	return itoa(n) + " " + noun + "s"
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // progressURL is the progress page of the tasks and of the servers the API refused (each
@@ -298,9 +299,13 @@ func (c *Console) progress(w http.ResponseWriter, r *http.Request, s *session) e
 			need[rows[i].TaskID] = &rows[i]
 		}
 	}
+	failures := s.api.FailedTasks(r.Context(), 1000)
+	if len(need) == 0 {
+		failures = func(func(client.TaskEntry, error) bool) {}
+	}
 	// Newest first: the tasks of this page are near the top; the search stops after ten pages.
 	read := 0
-	for t, err := range s.api.FailedTasks(r.Context(), 1000) {
+	for t, err := range failures {
 		if len(need) == 0 || read == 10*1000 {
 			break
 		}
@@ -370,5 +375,3 @@ func refusalText(code string) string {
 	}
 	return "Refused by the service."
 }
-
-func itoa(n int) string { return funcs["thousands"].(func(int) string)(n) }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -135,7 +136,7 @@ func (c *Console) retry(w http.ResponseWriter, r *http.Request, s *session) erro
 	}
 	cred, keep, err := loginCredential(f)
 	if err == nil && d.Operation == string(kps.OpReplace) && cred == nil {
-		err = errTextf("This task was a REPLACE: give the password or private key to log in with again.")
+		err = errors.New("This task was a REPLACE: give the password or private key to log in with again.")
 	}
 	if err != nil {
 		d.Error = err.Error()
@@ -187,9 +188,3 @@ func backTo(r *http.Request, def string) string {
 	}
 	return def
 }
-
-type textError string
-
-func (e textError) Error() string { return string(e) }
-
-func errTextf(s string) error { return textError(s) }
