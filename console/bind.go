@@ -14,6 +14,12 @@ import (
 	"github.com/openkps/kps/client"
 )
 
+// formError is a sentence shown beside the form that caused it, telling the user what to
+// fill in.
+type formError string
+
+func (e formError) Error() string { return string(e) }
+
 // loginCredential reads how a task logs in to its hosts from a form: "service" (nil: the
 // server's stored credential, else the hosted key of its bound key pair — a RESET), a password
 // or a private key (a REPLACE), and whether a private key used to log in stays in
@@ -22,13 +28,13 @@ func loginCredential(f url.Values) (cred *kps.Credential, keep bool, err error) 
 	switch f.Get("login") {
 	case "password":
 		if f.Get("password") == "" {
-			return nil, false, errors.New("Give the password of the servers' login user, or choose another way to log in.")
+			return nil, false, formError("Give the password of the servers' login user, or choose another way to log in.")
 		}
 		return &kps.Credential{Type: kps.CredentialPassword, Key: f.Get("password")}, false, nil
 	case "key":
 		k := strings.TrimSpace(f.Get("private_key"))
 		if k == "" {
-			return nil, false, errors.New("Paste the private key to log in with, or choose another way to log in.")
+			return nil, false, formError("Paste the private key to log in with, or choose another way to log in.")
 		}
 		return &kps.Credential{Type: kps.CredentialKeyPair, Key: k + "\n"}, f.Get("keep_login_key") != "", nil
 	}

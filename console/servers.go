@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -145,12 +144,12 @@ func serverCredential(f url.Values) (cred *kps.Credential, clear bool, err error
 	switch f.Get("credential") {
 	case "password":
 		if f.Get("credential_password") == "" {
-			return nil, false, errors.New("Give the password to store, or keep the credential as it is.")
+			return nil, false, formError("Give the password to store, or keep the credential as it is.")
 		}
 		return &kps.Credential{Type: kps.CredentialPassword, Key: f.Get("credential_password")}, false, nil
 	case "keypair":
 		if strings.TrimSpace(f.Get("credential_key")) == "" {
-			return nil, false, errors.New("Paste the private key to store, or keep the credential as it is.")
+			return nil, false, formError("Paste the private key to store, or keep the credential as it is.")
 		}
 		return &kps.Credential{Type: kps.CredentialKeyPair, Key: strings.TrimSpace(f.Get("credential_key")) + "\n"}, false, nil
 	case "remove":

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -136,7 +135,7 @@ func (c *Console) retry(w http.ResponseWriter, r *http.Request, s *session) erro
 	}
 	cred, keep, err := loginCredential(f)
 	if err == nil && d.Operation == string(kps.OpReplace) && cred == nil {
-		err = errors.New("This task was a REPLACE: give the password or private key to log in with again.")
+		err = formError("This task was a REPLACE: give the password or private key to log in with again.")
 	}
 	if err != nil {
 		d.Error = err.Error()
