@@ -172,8 +172,8 @@ func (c *Console) bind(w http.ResponseWriter, r *http.Request, s *session) error
 		}
 		answers, err := s.api.BatchBind(r.Context(), binds)
 		if err != nil {
-			if client.Code(err) == "" {
-				return err
+			if refusesCaller(err) {
+				return err // the user may not bind at all: the error page says so with the API's status
 			}
 			for _, id := range items {
 				out = append(out, submission{Server: id, Code: client.Code(err)})
@@ -198,10 +198,10 @@ func (c *Console) bind(w http.ResponseWriter, r *http.Request, s *session) error
 		switch {
 		case err == nil:
 			out = append(out, submission{Server: id, TaskID: sub.TaskID})
-		case client.Code(err) != "":
-			out = append(out, submission{Server: id, Code: client.Code(err)})
-		default:
+		case refusesCaller(err):
 			return err
+		default:
+			out = append(out, submission{Server: id, Code: client.Code(err)})
 		}
 	}
 	var tasks []string
@@ -218,6 +218,18 @@ func (c *Console) bind(w http.ResponseWriter, r *http.Request, s *session) error
 	u := progressURL(tasks, refused) + "&k=" + url.QueryEscape(d.KeyPair)
 	http.Redirect(w, r, u, http.StatusSeeOther)
 	return nil
+}
+
+// refusesCaller reports whether err refuses the request as a whole — the caller may not do
+// this (401, 403 but a hosted key's KPS.6024, which is about one server's login) or the API did
+// not answer — rather than one server.
+func refusesCaller(err error) bool {
+	code := client.Code(err)
+	if code == "" {
+		return true
+	}
+	st := statusOf(code)
+	return (st == http.StatusUnauthorized || st == http.StatusForbidden) && code != kps.ErrHostedKeyForbidden
 }
 
 func plural(n int, noun string) string {

@@ -585,6 +585,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the reader's forged create made a key pair: %v", err)
 	}
 	b.open(s.base, "/console/tasks/failed")
+	if st := forge("/console/bind", map[string]string{"keypair": "web-2026", "server": "web-01", "login": "service"}); st != http.StatusForbidden {
+		t.Fatalf("a reader's forged bind answered %d, want 403", st)
+	}
+	if running, err := s.admin.ListRunningTasks(ctx, 10, 0); err != nil || running.Total != 0 {
+		t.Fatalf("the reader's forged bind made a task: %+v %v", running, err)
+	}
+	b.open(s.base, "/console/tasks/failed")
 	if st := forge("/console/tasks/failed/delete-all", nil); st != http.StatusForbidden {
 		t.Fatalf("a reader's forged delete-all answered %d, want 403", st)
 	}
