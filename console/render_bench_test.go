@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
@@ -33,4 +34,23 @@ func BenchmarkRenderFailedPage1000(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(buf.Len()), "bytes/page")
+}
+
+// BenchmarkMountOverhead is what Mount adds to an API request: the API's handler alone, then
+// behind Mount (the console costs API requests one prefix comparison).
+func BenchmarkMountOverhead(b *testing.B) {
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	r := httptest.NewRequest(http.MethodGet, "/v3/0b7e4c2a91d34f5e8c6a2d1f3e5b7a90/failed-tasks?limit=1000", nil)
+	w := httptest.NewRecorder()
+	b.Run("api", func(b *testing.B) {
+		for b.Loop() {
+			api.ServeHTTP(w, r)
+		}
+	})
+	b.Run("mounted", func(b *testing.B) {
+		h := Mount(api, Config{Region: "local-1"})
+		for b.Loop() {
+			h.ServeHTTP(w, r)
+		}
+	})
 }
