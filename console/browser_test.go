@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,6 +279,29 @@ func (b *tab) failedRows() map[string]string {
 // check. It takes the screenshots of docs/console (KPS_CONSOLE_SCREENSHOTS=1 writes them there).
 func TestConsoleInBrowser(t *testing.T) {
 	b := newBrowser(t)
+	// Whatever the pages tell the browser's console: a Content-Security-Policy violation (an
+	// inline script or style, a foreign source) or an uncaught exception fails the test.
+	var consoleMu sync.Mutex
+	var consoleProblems []string
+	go func() {
+		for m, err := range chromedp.Console(b.ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") {
+				consoleMu.Lock()
+				consoleProblems = append(consoleProblems, string(m.Type)+": "+m.Text)
+				consoleMu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		consoleMu.Lock()
+		defer consoleMu.Unlock()
+		if len(consoleProblems) > 0 {
+			t.Errorf("the browser's console reported:\n  %s", strings.Join(consoleProblems, "\n  "))
+		}
+	})
 	h1 := sshdtest.Start(t, sshdtest.Options{})
 	h2 := sshdtest.Start(t, sshdtest.Options{})
 	s := startService(t)

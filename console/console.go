@@ -148,7 +148,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mux.ServeHTTP(w, r)
 }
 
-//go:embed assets/htmx.min.js assets/htmx.LICENSE assets/console.css assets/console.js
+//go:embed assets/htmx.min.js assets/htmx.LICENSE assets/console.css assets/console.js assets/icon.svg
 var assetFS embed.FS
 
 // assetVersions are the first hex digits of each asset's SHA-256, put in its URL so that a

@@ -141,4 +141,29 @@ func TestConsolePagingExportAndDelete(t *testing.T) {
 	if _, body = b.get("/console/keypairs"); strings.Contains(body, "bravo") {
 		t.Error("the key pairs of local-1 show in staging")
 	}
+
+	// A member edits a server's name, and nothing of how it is reached: the form has no such
+	// field, and a forged one is refused by the API (inventory.md, "Who may do what").
+	s.addUser(t, "mia", "member-password-2026", kps.RoleMember)
+	m := newBrowserless(t, s, "")
+	if st := m.signIn("mia", "member-password-2026"); st != http.StatusSeeOther {
+		t.Fatalf("member sign-in: %d", st)
+	}
+	_, body = m.get("/console/servers/host-0001")
+	if !strings.Contains(body, `id="name"`) || strings.Contains(body, `id="address"`) || strings.Contains(body, `name="credential"`) {
+		t.Fatalf("the member's edit form offers more than the name:\n%s", body)
+	}
+	mtoken := m.csrf("/console/servers/host-0001")
+	r, _ = m.post("/console/servers/host-0001", url.Values{"csrf": {mtoken}, "name": {"renamed by mia"}}, nil)
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("member rename: %d", r.StatusCode)
+	}
+	r, body = m.post("/console/servers/host-0001", url.Values{"csrf": {mtoken}, "name": {"renamed by mia"},
+		"address": {"10.9.9.9"}, "port": {"22"}, "user": {"root"}, "host_keys": {""}}, nil)
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(body, "KPS.9006") {
+		t.Fatalf("a member's forged change of address: %d\n%s", r.StatusCode, body)
+	}
+	if srv, err := s.admin.Server(ctx, "host-0001"); err != nil || srv.Name != "renamed by mia" || srv.Address != "127.0.0.1" {
+		t.Fatalf("host-0001 after the member's edits: %+v %v", srv, err)
+	}
 }
