@@ -115,6 +115,11 @@ func decode(raw []byte, out any) error {
 
 // send makes one request and returns the answer and its body; an error status becomes an error.
 func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, []byte, error) {
+	return c.sendWith(ctx, method, path, body, nil)
+}
+
+// sendWith is send with extra request headers (X-Subject-Token of the token routes).
+func (c *Client) sendWith(ctx context.Context, method, path string, body any, header http.Header) (*http.Response, []byte, error) {
 	var b []byte
 	if body != nil {
 		var err error
@@ -128,6 +133,9 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	switch {
 	case c.AccessKey != "":

@@ -17,6 +17,7 @@ type NewKeyPair struct {
 	PublicKey      string
 	HostPrivateKey bool
 	PrivateKey     string
+	Scope          string // "user" (the service's default) or "domain"
 }
 
 type keyProtection struct {
@@ -36,11 +37,12 @@ type keyPairMember struct {
 	Name          string         `json:"name"`
 	Type          string         `json:"type,omitempty"`
 	PublicKey     string         `json:"public_key,omitempty"`
+	Scope         string         `json:"scope,omitempty"`
 	KeyProtection *keyProtection `json:"key_protection,omitempty"`
 }
 
 func (k NewKeyPair) member() keyPairMember {
-	m := keyPairMember{Name: k.Name, Type: k.Type, PublicKey: k.PublicKey}
+	m := keyPairMember{Name: k.Name, Type: k.Type, PublicKey: k.PublicKey, Scope: k.Scope}
 	if k.HostPrivateKey || k.PrivateKey != "" {
 		m.KeyProtection = newKeyProtection(k.PrivateKey)
 	}
@@ -92,9 +94,13 @@ type KeyPairDetail struct {
 }
 
 // KeyPairPage is one page of the key pair list; NextMarker is "" on the last page.
+// PreviousMarker is the marker of the page before (§4.2; "" is the first page) when
+// HasPrevious.
 type KeyPairPage struct {
-	KeyPairs   []KeyPair
-	NextMarker string
+	KeyPairs       []KeyPair
+	NextMarker     string
+	PreviousMarker string
+	HasPrevious    bool
 }
 
 // CreateKeyPair creates (generates or imports) a key pair.
@@ -119,13 +125,17 @@ func (c *Client) ListKeyPairs(ctx context.Context, limit int, marker string) (Ke
 			KeyPair KeyPair `json:"keypair"`
 		} `json:"keypairs"`
 		PageInfo struct {
-			NextMarker string `json:"next_marker"`
+			NextMarker     string  `json:"next_marker"`
+			PreviousMarker *string `json:"previous_marker"`
 		} `json:"page_info"`
 	}
 	if err := c.call(ctx, http.MethodGet, c.projectPath("/keypairs?")+q.Encode(), nil, &out); err != nil {
 		return KeyPairPage{}, err
 	}
 	page := KeyPairPage{KeyPairs: make([]KeyPair, len(out.KeyPairs)), NextMarker: out.PageInfo.NextMarker}
+	if p := out.PageInfo.PreviousMarker; p != nil {
+		page.PreviousMarker, page.HasPrevious = *p, true
+	}
 	for i, k := range out.KeyPairs {
 		page.KeyPairs[i] = k.KeyPair
 	}

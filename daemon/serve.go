@@ -19,6 +19,7 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/console"
 	"github.com/openkps/kps/docs"
 	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/secrets"
@@ -96,6 +97,8 @@ type Config struct {
 	// DatabaseFile names a file holding the --database URL, so that a password in it shows
 	// neither in ps nor in the environment of the process.
 	DatabaseFile string
+	// Console serves the web console at /console/ (package console).
+	Console bool
 }
 
 func (c *Config) flags() *flag.FlagSet {
@@ -136,6 +139,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "connections open at once; more are answered 503 and closed (0: no cap)")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 128, "connections open at once from one client IP (IPv6: one /64); trusted proxies are exempt (0: no cap)")
 	fs.StringVar(&c.DatabaseFile, "database-file", "", "file holding the --database URL (mode 0600 or 0400, not writable by group or others); keeps the password out of ps")
+	fs.BoolVar(&c.Console, "console", true, "serve the web console at /console/ (--console=false: the API only)")
 	return fs
 }
 
@@ -434,8 +438,12 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject, ServerQuota: cfg.ServerQuota, OpenAPI: docs.OpenAPI,
 		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota, TrustedProxies: proxies,
 		AllowedTargets: targets})
+	handler := srv.Handler()
+	if cfg.Console {
+		handler = console.Mount(handler, console.Config{Region: cfg.Region, PublicURL: cfg.PublicURL, Log: m.Log})
+	}
 	m.http = &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, 10*time.Second),
 		ReadTimeout:       orDefault(cfg.ReadTimeout, 30*time.Second),
 		WriteTimeout:      60 * time.Second,
