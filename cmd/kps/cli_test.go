@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/openkps/kps/cli"
 	"github.com/openkps/kps/internal/sshdtest"
