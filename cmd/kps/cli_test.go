@@ -47,7 +47,9 @@ func (tm *terminal) runIn(stdin string, args ...string) result {
 	tm.t.Helper()
 	var out, errOut bytes.Buffer
 	con := console{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut, getenv: func(k string) string { return tm.env[k] }}
-	code := run(context.Background(), args, con)
+	// The binary's command tree, its client checked against docs/openapi.json (apiClient).
+	code := cli.Run(context.Background(), args, cli.Console{Stdin: con.stdin, Stdout: con.stdout, Stderr: con.stderr, Getenv: con.getenv},
+		cli.Options{Serve: options.Serve, Transport: apiClient.Transport})
 	return result{code, out.String(), errOut.String()}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,8 +16,19 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
+
+// apiClient is the HTTP client of the end-to-end tests: every answer it receives is checked
+// against docs/openapi.json on the way (internal/openapitest), so the document cannot drift from
+// the service unnoticed. Clients with transports of their own wrap them in
+// openapitest.NewTransport.
+var apiClient = openapitest.Client()
+
+// TestMain also fails the run for an answer that did not match the document although the test
+// that received it went on (a retry, a tolerated error).
+func TestMain(m *testing.M) { os.Exit(openapitest.Main(m)) }
 
 // service is a running `kps serve` (in process or not) and a token for its admin.
 type service struct {
@@ -77,7 +89,7 @@ func (s *service) login(password string) { s.loginAs("admin", password) }
 func (s *service) loginAs(user, password string) {
 	s.t.Helper()
 	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"` + user + `","domain":{"name":"Default"},"password":"` + password + `"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`
-	resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
+	resp, err := apiClient.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -120,7 +132,7 @@ func (s *service) raw(method, path string, body any, headers map[string]string) 
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func (s *service) nova(method, path, version string, body any, headers ...string
 func (s *service) novaSend(req *http.Request) novaResponse {
 	s.t.Helper()
 	method, path := req.Method, req.URL.Path
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -779,7 +779,7 @@ func TestNovaLinkPrefix(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", s.base+"/v3/auth/catalog", nil)
 	req.Header.Set("X-Auth-Token", s.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -845,11 +845,15 @@ func TestNovaServeFlags(t *testing.T) {
 func TestNovaGophercloud(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
-	provider, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+	provider, err := openstack.NewClient(s.base + "/v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider.HTTPClient = http.Client{Transport: apiClient.Transport}
+	if err := openstack.Authenticate(ctx, provider, gophercloud.AuthOptions{
 		IdentityEndpoint: s.base + "/v3", Username: "admin", Password: "admin-password-for-tests",
 		DomainName: "Default", TenantName: "local-1",
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
 	client, err := openstack.NewComputeV2(provider, gophercloud.EndpointOpts{Region: "local-1"})

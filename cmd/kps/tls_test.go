@@ -27,6 +27,8 @@ import (
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/region"
 	kpssdk "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3/model"
+
+	"github.com/openkps/kps/internal/openapitest"
 )
 
 // testCA issues certificates for 127.0.0.1 in a test.
@@ -125,7 +127,7 @@ func TestTLSServing(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.pem)
 	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: openapitest.NewTransport(transport), Timeout: 30 * time.Second}
 	login := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"` +
 		adminPassword + `"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`
 	resp, err := client.Post(base+"/v3/auth/tokens", "application/json", strings.NewReader(login))
@@ -170,7 +172,7 @@ func TestTLSServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc, err := kpssdk.KpsClientBuilder().WithRegion(region.NewRegion("local-1", base)).WithCredential(cred).
-		WithHttpConfig(config.DefaultHttpConfig().WithTimeout(30 * time.Second).WithHttpTransport(transport)).SafeBuild()
+		WithHttpConfig(config.DefaultHttpConfig().WithTimeout(30 * time.Second).WithHttpRoundTripper(openapitest.NewTransport(transport))).SafeBuild()
 	if err != nil {
 		t.Fatal(err)
 	}
