@@ -35,16 +35,14 @@ func (s *Service) ResolveDomainID(ctx context.Context, id string) (string, error
 	return d.ID, nil
 }
 
-// resolveDomainRef resolves *id in place (nil or "" stays as it is).
-func (s *Service) resolveDomainRef(ctx context.Context, id *string) error {
-	if id == nil || *id == "" {
-		return nil
+// resolveDomainFilter resolves the domain ID of a filter (nil matches every domain) into a new
+// pointer, leaving the caller's value alone.
+func (s *Service) resolveDomainFilter(ctx context.Context, id *string) (*string, error) {
+	if id == nil {
+		return nil, nil
 	}
 	v, err := s.ResolveDomainID(ctx, *id)
-	if err == nil {
-		*id = v
-	}
-	return err
+	return &v, err
 }
 
 // sameDomain reports whether a domain ID a request names (X-Domain-Id) is the domain domainID.

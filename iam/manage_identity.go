@@ -15,7 +15,8 @@ func (s *Service) CreateUser(ctx context.Context, p *kps.Principal, u *kps.User,
 	if u.DomainID == "" {
 		u.DomainID = p.DomainID
 	}
-	if err := s.resolveDomainRef(ctx, &u.DomainID); err != nil {
+	var err error
+	if u.DomainID, err = s.ResolveDomainID(ctx, u.DomainID); err != nil {
 		return err
 	}
 	a, err := s.authority(ctx, p)
@@ -189,7 +190,8 @@ func (s *Service) CreateProject(ctx context.Context, p *kps.Principal, pr *kps.P
 	if pr.DomainID == "" {
 		pr.DomainID = p.DomainID
 	}
-	if err := s.resolveDomainRef(ctx, &pr.DomainID); err != nil {
+	var err error
+	if pr.DomainID, err = s.ResolveDomainID(ctx, pr.DomainID); err != nil {
 		return err
 	}
 	a, err := s.authority(ctx, p)

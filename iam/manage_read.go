@@ -13,7 +13,8 @@ import (
 // domain on which the caller has an effective role, or all of them for a domain admin,
 // filtered by f. A domain filter naming another domain yields an empty list, not an error.
 func (s *Service) VisibleProjects(ctx context.Context, p *kps.Principal, f kps.ProjectFilter, pg kps.Page) ([]kps.Project, int, error) {
-	if err := s.resolveDomainRef(ctx, f.DomainID); err != nil {
+	var err error
+	if f.DomainID, err = s.resolveDomainFilter(ctx, f.DomainID); err != nil {
 		return nil, 0, err
 	}
 	if f.DomainID != nil && *f.DomainID != p.DomainID {
@@ -95,7 +96,7 @@ func (s *Service) VisibleUsers(ctx context.Context, p *kps.Principal, f kps.User
 	if !a.administers(p.DomainID) {
 		return nil, 0, forbidden()
 	}
-	if err := s.resolveDomainRef(ctx, f.DomainID); err != nil {
+	if f.DomainID, err = s.resolveDomainFilter(ctx, f.DomainID); err != nil {
 		return nil, 0, err
 	}
 	if f.DomainID == nil {
