@@ -65,9 +65,17 @@ func (a *identityAPI) listProjects(w http.ResponseWriter, r *http.Request, p *kp
 		f.DomainID = &v[0]
 	}
 	if v, ok := q["parent_id"]; ok {
-		// A project's parent is its domain (auth.md §3.1).
+		// A project's parent is its domain (auth.md §3.1); either may be named "default".
 		if f.DomainID != nil && *f.DomainID != v[0] {
-			none = true
+			d1, err := a.resolveDomainID(r.Context(), *f.DomainID)
+			if err != nil {
+				return err
+			}
+			d2, err := a.resolveDomainID(r.Context(), v[0])
+			if err != nil {
+				return err
+			}
+			none = d1 != d2
 		}
 		f.DomainID = &v[0]
 	}

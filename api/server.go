@@ -322,13 +322,42 @@ func (s *Server) verifyCredentials(r *http.Request) (*kps.Principal, error) {
 	}
 	// Row 2, for tokens: the signature check has applied it already.
 	if hd := r.Header.Get("X-Domain-Id"); hd != "" && hd != p.DomainID {
-		return nil, kps.Errorf(kps.ErrProjectMismatch, "Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))
+		same, err := s.sameDomain(r.Context(), hd, p)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			return nil, kps.Errorf(kps.ErrProjectMismatch, "Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))
+		}
 	}
 	// Row 6: every KPS route has a path project, so this only guards the routing table.
 	if !identityRoute && project == "" {
 		return nil, kps.Errorf(kps.ErrProjectMismatch, "Project mismatch: the request does not name a project.")
 	}
 	return p, nil
+}
+
+// domainAliases is an identity that takes another name for a domain's ID (iam.Service: "default"
+// for the operator domain of a store bootstrapped before it had that ID, auth.md §3.7).
+type domainAliases interface {
+	SameDomain(ctx context.Context, named string, p *kps.Principal) (bool, error)
+	ResolveDomainID(ctx context.Context, id string) (string, error)
+}
+
+// sameDomain reports whether the domain ID a request names is the principal's domain.
+func (s *Server) sameDomain(ctx context.Context, named string, p *kps.Principal) (bool, error) {
+	if a, ok := s.identity.(domainAliases); ok {
+		return a.SameDomain(ctx, named, p)
+	}
+	return named == p.DomainID, nil
+}
+
+// resolveDomainID returns the ID of the domain a request's domain ID names.
+func (s *Server) resolveDomainID(ctx context.Context, id string) (string, error) {
+	if a, ok := s.identity.(domainAliases); ok {
+		return a.ResolveDomainID(ctx, id)
+	}
+	return id, nil
 }
 
 // readSignedBody reads the whole body of an AK/SK request, which the signature covers, and

@@ -14,6 +14,7 @@ import (
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/openapitest"
 )
 
 // AK/SK requests against the real `kps serve` (auth.md §6): signed with iam.Sign the way the
@@ -96,10 +97,10 @@ func (s *service) signed(ak, sk string, r signedRequest) signedResponse {
 	req.Body = io.NopCloser(bytes.NewReader(send))
 	req.ContentLength = int64(len(send))
 
-	client := http.DefaultClient
+	client := apiClient
 	if r.from != "" {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(r.from)}}
-		client = &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+		client = &http.Client{Transport: openapitest.NewTransport(&http.Transport{DialContext: d.DialContext})}
 		defer client.CloseIdleConnections()
 	}
 	resp, err := client.Do(req)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -42,7 +41,7 @@ func TestAuthAndRouting(t *testing.T) {
 	}
 	// Identity routes, errors included, carry X-IAM-Trace-Id = X-Request-Id (auth.md §8).
 	for _, path := range []string{"/v3", "/v3/auth/nothing"} {
-		resp, err := http.Get(s.base + path)
+		resp, err := apiClient.Get(s.base + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +211,7 @@ func TestInventory(t *testing.T) {
 	s.wantError(404, "KPS.6204", "DELETE", "/servers/api", nil)
 
 	// The API description is served.
-	resp, err := http.Get(s.base + "/openapi.json")
+	resp, err := apiClient.Get(s.base + "/openapi.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	_ "modernc.org/sqlite"
 
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -185,7 +186,7 @@ func TestChaosCrashRounds(t *testing.T) {
 func chaosRounds(t *testing.T, cfg chaosSettings, engine, bin string) {
 	c := &chaosRun{t: t, cfg: cfg, engine: engine, bin: bin, dataDir: t.TempDir(), tasks: map[string]*chaosTask{},
 		keypairs: map[string]string{}, refused: map[string]int{},
-		client: &http.Client{Timeout: 20 * time.Second}}
+		client: &http.Client{Transport: openapitest.NewTransport(nil), Timeout: 20 * time.Second}}
 	if engine == "postgres" {
 		c.dsn = pgtest.Schema(t)
 	}

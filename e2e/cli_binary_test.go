@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/sshdtest"
 	"github.com/openkps/kps/sshkey"
 )
@@ -52,7 +55,11 @@ func newOperator(t *testing.T, bin string) (*operator, *service) {
 	s.login("admin-password-for-tests")
 	dir := t.TempDir()
 	op := &operator{t: t, bin: bin, dir: dir, env: []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "KPS_CONFIG_DIR=" + filepath.Join(dir, "config")}}
-	op.must(0, "admin-password-for-tests\n", "login", "--endpoint", base, "--user", "admin", "--password-stdin")
+	// The binary's answers pass a proxy that checks them against docs/openapi.json.
+	target, _ := url.Parse(base)
+	px := httptest.NewServer(openapitest.ReverseProxy(target, nil, func(err error) { t.Errorf("kps command line: %v", err) }))
+	t.Cleanup(px.Close)
+	op.must(0, "admin-password-for-tests\n", "login", "--endpoint", px.URL, "--user", "admin", "--password-stdin")
 	return op, s
 }
 

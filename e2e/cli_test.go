@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
-	"gopkg.in/yaml.v3"
 
 	"github.com/openkps/kps/cli"
 	"github.com/openkps/kps/internal/sshdtest"

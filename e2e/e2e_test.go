@@ -23,6 +23,7 @@ import (
 	"github.com/openkps/kps/cli"
 	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -35,16 +36,18 @@ type console struct {
 
 // run runs one command line of the binary in process and returns its exit code: the command
 // tree of package cli with `kps serve` of package daemon plugged in, as cmd/kps/commands.go
-// plugs it.
+// plugs it, its client's answers checked against docs/openapi.json (apiClient).
 func run(ctx context.Context, args []string, con console) int {
-	serve := func() cli.Serve {
-		c := daemon.NewCommand()
-		return cli.Serve{Flags: c.Flags, Run: func(ctx context.Context, con cli.Console, given func(string) bool) error {
-			return c.Run(ctx, con.Stdout, con.Stderr, con.Getenv, given)
-		}}
-	}
 	return cli.Run(ctx, args, cli.Console{Stdin: con.stdin, Stdout: con.stdout, Stderr: con.stderr, Getenv: con.getenv},
-		cli.Options{Serve: serve})
+		cli.Options{Serve: serveCommand, Transport: apiClient.Transport})
+}
+
+// serveCommand is `kps serve` as cmd/kps/commands.go plugs it into the command tree.
+func serveCommand() cli.Serve {
+	c := daemon.NewCommand()
+	return cli.Serve{Flags: c.Flags, Run: func(ctx context.Context, con cli.Console, given func(string) bool) error {
+		return c.Run(ctx, con.Stdout, con.Stderr, con.Getenv, given)
+	}}
 }
 
 // build is a kps binary the tests run: `go build` of cmd/kps with flags, once per test process.
@@ -109,6 +112,16 @@ func (b *build) binary() (string, error) {
 	return b.path, b.err
 }
 
+// apiClient is the HTTP client of the end-to-end tests: every answer it receives is checked
+// against docs/openapi.json on the way (internal/openapitest), so the document cannot drift from
+// the service unnoticed. Clients with transports of their own wrap them in
+// openapitest.NewTransport.
+var apiClient = openapitest.Client()
+
+// TestMain also fails the run for an answer that did not match the document although the test
+// that received it went on (a retry, a tolerated error).
+func TestMain(m *testing.M) { os.Exit(openapitest.Main(m)) }
+
 // service is a running `kps serve` (in process or not) and a token for its admin.
 type service struct {
 	t       testing.TB
@@ -168,7 +181,7 @@ func (s *service) login(password string) { s.loginAs("admin", password) }
 func (s *service) loginAs(user, password string) {
 	s.t.Helper()
 	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"` + user + `","domain":{"name":"Default"},"password":"` + password + `"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`
-	resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
+	resp, err := apiClient.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -211,7 +224,7 @@ func (s *service) raw(method, path string, body any, headers map[string]string) 
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func TestExternalIdentityMode(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", kps2.base+"/v3/"+kps2.project+"/keypairs", nil)
 	req.Header.Set("X-Auth-Token", member.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -159,7 +159,7 @@ func (s *service) tokenOf(domain, user, password, projectID string) string {
 	s.t.Helper()
 	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"` + user + `","domain":{"name":"` + domain +
 		`"},"password":"` + password + `"}}},"scope":{"project":{"id":"` + projectID + `"}}}}`
-	resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
+	resp, err := apiClient.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestRepeatedQueryParameter(t *testing.T) {
 			if tt.version != "" {
 				req.Header.Set("X-OpenStack-Nova-API-Version", tt.version)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := apiClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

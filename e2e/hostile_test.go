@@ -50,7 +50,7 @@ func (s *service) send(c hostileCase) (int, map[string]any, error) {
 			req.Header.Del("X-Auth-Token")
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -113,7 +113,7 @@ func (c *idClient) do(method, path string, body any, headers ...string) idRespon
 	case c.token != "":
 		req.Header.Set("X-Auth-Token", c.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func (c *idClient) login(domain, user, password, scope string) (*idClient, map[s
 	anon := &idClient{t: c.t, base: c.base, tr: c.tr}
 	req, _ := http.NewRequest("POST", c.base+"/v3/auth/tokens", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestIdentityTokens(t *testing.T) {
 	// The login itself carries the catalog; nocatalog drops it; an unscoped token has none.
 	_, body := admin.login("Default", "admin", "admin-password-for-tests", projectScope("local-1", "Default"))
 	wantCatalog(t, body["catalog"], s.base)
-	resp, err := http.Post(s.base+"/v3/auth/tokens?nocatalog", "application/json", strings.NewReader(
+	resp, err := apiClient.Post(s.base+"/v3/auth/tokens?nocatalog", "application/json", strings.NewReader(
 		`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"admin-password-for-tests"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -699,7 +699,7 @@ func signedKPS(t *testing.T, s *service, c *idClient, method, path string) (int,
 	if err := iam.Sign(req, nil, c.ak, c.sk, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

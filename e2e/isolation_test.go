@@ -44,7 +44,7 @@ func (s *service) addTenant(domain *kps.Domain, projectID, name string) *tenant 
 	}
 	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"` + name + `","domain":{"name":"` +
 		domain.Name + `"},"password":"` + name + `-password"}}},"scope":{"project":{"id":"` + projectID + `"}}}}`
-	resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
+	resp, err := apiClient.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func novaAs(t *testing.T, x *tenant, signed bool, method, path string, body any)
 	} else {
 		req.Header.Set("X-Auth-Token", x.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

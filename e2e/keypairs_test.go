@@ -181,7 +181,7 @@ func (s *service) rawBytes(method, path string, body any) []byte {
 	req, _ := http.NewRequest(method, s.base+"/v3/"+s.project+path, strings.NewReader(jsonText(body)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Auth-Token", s.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

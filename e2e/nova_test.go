@@ -101,7 +101,7 @@ func (s *service) nova(method, path, version string, body any, headers ...string
 func (s *service) novaSend(req *http.Request) novaResponse {
 	s.t.Helper()
 	method, path := req.Method, req.URL.Path
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -777,7 +777,7 @@ func TestNovaLinkPrefix(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", s.base+"/v3/auth/catalog", nil)
 	req.Header.Set("X-Auth-Token", s.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps/daemon"
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -79,7 +80,7 @@ func (b *balancer) doOn(method, path string, body any) (string, int, map[string]
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := apiClient.Do(req)
 		if err != nil {
 			var op *net.OpError
 			if method != "GET" && !(errors.As(err, &op) && op.Op == "dial") {
@@ -348,7 +349,7 @@ func (s *service) fromClient(ip, method, path, body string, headers map[string]s
 		req.Header.Set(k, v)
 	}
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	client := &http.Client{Transport: openapitest.NewTransport(&http.Transport{DialContext: d.DialContext})}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {

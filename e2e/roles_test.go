@@ -175,7 +175,7 @@ func roleRank(r kps.Role) int {
 func (s *service) loginScoped(user, password, projectID string) {
 	s.t.Helper()
 	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"` + user + `","domain":{"name":"Default"},"password":"` + password + `"}}},"scope":{"project":{"id":"` + projectID + `"}}}}`
-	resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
+	resp, err := apiClient.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func signedCall(t *testing.T, s *service, ak, sk, method, path string, body any)
 	if err := iam.Sign(req, raw, ak, sk, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,7 +104,7 @@ func TestNoSecretInClearAfterFullRun(t *testing.T) {
 	user.want(204, "POST", "/v3/users/"+id+"/password", map[string]any{"user": map[string]any{"original_password": first, "password": second}})
 	admin.want(200, "PATCH", "/v3/users/"+id, map[string]any{"user": map[string]any{"password": third}})
 	bad := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"scanner","domain":{"name":"Default"},"password":"` + wrong + `"}}}}}`
-	if resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(bad)); err != nil || resp.StatusCode != 401 {
+	if resp, err := apiClient.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(bad)); err != nil || resp.StatusCode != 401 {
 		t.Fatalf("login with a wrong password: %v %v", resp, err)
 	} else {
 		resp.Body.Close()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/pgtest"
 )
 
@@ -69,7 +70,7 @@ func startServeIn(t *testing.T, dataDir, password string, env []string, flags ..
 		time.Sleep(20 * time.Millisecond)
 	}
 	b := &binaryService{t: t, base: "http://" + m[1], cmd: cmd, logs: logs, password: password,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 90 * time.Second}}
+		client: &http.Client{Transport: openapitest.NewTransport(&http.Transport{MaxIdleConnsPerHost: 256}), Timeout: 90 * time.Second}}
 	t.Cleanup(b.client.CloseIdleConnections)
 	admin, tok := (&idClient{t: t, base: b.base, tr: newTranscript()}).login("Default", "admin", password, projectScope("local-1", "Default"))
 	b.admin, b.project = admin, str(obj(tok["project"])["id"])

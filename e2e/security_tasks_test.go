@@ -58,7 +58,7 @@ func (s *service) scopedTo(user, password, projectID string) *service {
 			"name": user, "domain": map[string]any{"name": "Default"}, "password": password}}},
 		"scope": map[string]any{"project": map[string]any{"id": projectID}}}}
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(string(b)))
+	resp, err := apiClient.Post(s.base+"/v3/auth/tokens", "application/json", strings.NewReader(string(b)))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestProjectLimits(t *testing.T) {
 	if st != http.StatusTooManyRequests || out["error_code"] != "KPS.6403" {
 		t.Fatalf("a second task of a project limited to one: %d %v", st, out)
 	}
-	resp, err := http.DefaultClient.Do(func() *http.Request {
+	resp, err := apiClient.Do(func() *http.Request {
 		r, _ := http.NewRequest("POST", s.base+"/v3/"+s.project+"/keypairs/associate", strings.NewReader(`{"keypair_name":"k","server":{"id":"b","auth":{"type":"password","key":"x"}}}`))
 		r.Header.Set("X-Auth-Token", s.token)
 		r.Header.Set("Content-Type", "application/json")

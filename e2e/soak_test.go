@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -185,7 +186,7 @@ func (p *soakProc) rss() float64 {
 	return 0
 }
 
-var soakClient = &http.Client{Timeout: 30 * time.Second}
+var soakClient = &http.Client{Transport: openapitest.NewTransport(nil), Timeout: 30 * time.Second}
 
 // do sends one request and records it under kind; a status other than want is an error.
 func (p *soakProc) do(st *soakStats, kind string, want int, method, path string, body any) map[string]any {

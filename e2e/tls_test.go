@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps/daemon"
+	"github.com/openkps/kps/internal/openapitest"
 )
 
 // testCA issues certificates for 127.0.0.1 in a test.
@@ -122,7 +123,7 @@ func TestTLSServing(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.pem)
 	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: openapitest.NewTransport(transport), Timeout: 30 * time.Second}
 	login := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"` +
 		adminPassword + `"}}},"scope":{"project":{"name":"local-1","domain":{"name":"Default"}}}}}`
 	resp, err := client.Post(base+"/v3/auth/tokens", "application/json", strings.NewReader(login))

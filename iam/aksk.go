@@ -98,9 +98,15 @@ func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, bo
 	}
 
 	// §4.3 row 2; the Go SDK's global credentials send X-Domain-Id, signed.
-	if hd := r.Header.Get("X-Domain-Id"); hd != "" && hd != cred.domain.ID {
-		return nil, &Failure{Reason: "domain-mismatch", Err: kps.Errorf(kps.ErrProjectMismatch,
-			"Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))}
+	if hd := r.Header.Get("X-Domain-Id"); hd != "" {
+		same, err := s.sameDomain(ctx, hd, cred.domain.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			return nil, &Failure{Reason: "domain-mismatch", Err: kps.Errorf(kps.ErrProjectMismatch,
+				"Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))}
+		}
 	}
 	if projectID == "" {
 		if p.Roles, err = s.Store.DomainRoles(ctx, cred.user.ID, cred.domain.ID); err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openkps/kps"
@@ -52,6 +53,9 @@ type Service struct {
 	dummyErr  error
 
 	validations validationCache
+
+	// defaultDomain is the ID DefaultDomainID stands for, once known (ResolveDomainID).
+	defaultDomain atomic.Pointer[string]
 }
 
 func (s *Service) now() time.Time {

@@ -104,8 +104,9 @@ type TokenBody struct {
 	User      TokenUser     `json:"user"`
 	Project   *TokenProject `json:"project,omitempty"`
 	Domain    *Ref          `json:"domain,omitempty"`
-	// Roles is absent for an unscoped token.
-	Roles   []Ref `json:"roles,omitempty"`
+	// Roles is absent (nil) for an unscoped token, and [] for a domain-scoped token of a user
+	// without a domain-level role.
+	Roles   []Ref `json:"roles,omitzero"`
 	Catalog any   `json:"catalog,omitempty"`
 }
 
@@ -336,9 +337,14 @@ func (s *Service) findUser(ctx context.Context, req IssueRequest) (*kps.User, er
 	return s.Store.UserByName(ctx, d.ID, req.UserName)
 }
 
+// domainByRef finds the domain a request names by ID (DefaultDomainID included) or by name.
 func (s *Service) domainByRef(ctx context.Context, id, name string) (*kps.Domain, error) {
 	switch {
 	case id != "":
+		id, err := s.ResolveDomainID(ctx, id)
+		if err != nil {
+			return nil, err
+		}
 		return s.Store.DomainByID(ctx, id)
 	case name != "":
 		return s.Store.DomainByName(ctx, name)
@@ -352,8 +358,11 @@ type scope struct {
 	roles   []kps.Role
 }
 
-// resolveScope applies §5.1 step 5: the scope must exist, be enabled, lie in the user's domain
-// and carry at least one effective role, else KPS.6108.
+// resolveScope applies §5.1 step 5: the scope must exist, be enabled and lie in the user's
+// domain, else KPS.6108; a project scope must carry at least one effective role. The user's own
+// domain is always available, as Huawei IAM grants a token of their account to every user, with
+// the roles assigned on the domain itself, none for a plain member: such a token acts on no
+// project (§4.3 row 4), so it grants nothing a project-scoped token of the user does not.
 func (s *Service) resolveScope(ctx context.Context, user *kps.User, own *kps.Domain, sc Scope) (scope, error) {
 	switch sc.Kind {
 	case ScopeProject:
@@ -385,9 +394,6 @@ func (s *Service) resolveScope(ctx context.Context, user *kps.User, own *kps.Dom
 		roles, err := s.Store.DomainRoles(ctx, user.ID, d.ID)
 		if err != nil {
 			return scope{}, err
-		}
-		if len(roles) == 0 {
-			return scope{}, scopeFailed("scope-no-role")
 		}
 		return scope{domain: d, roles: roles}, nil
 	}

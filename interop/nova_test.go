@@ -28,11 +28,15 @@ var (
 func TestNovaGophercloud(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
-	provider, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+	provider, err := openstack.NewClient(s.base + "/v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider.HTTPClient = http.Client{Transport: apiClient.Transport}
+	if err := openstack.Authenticate(ctx, provider, gophercloud.AuthOptions{
 		IdentityEndpoint: s.base + "/v3", Username: "admin", Password: "admin-password-for-tests",
 		DomainName: "Default", TenantName: "local-1",
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
 	client, err := openstack.NewComputeV2(provider, gophercloud.EndpointOpts{Region: "local-1"})

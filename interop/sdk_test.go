@@ -57,7 +57,7 @@ func (s *service) sdkClient(ak, sk, projectID string) *kpssdk.KpsClient {
 	hc, err := kpssdk.KpsClientBuilder().
 		WithRegion(region.NewRegion("local-1", s.base)).
 		WithCredential(cred).
-		WithHttpConfig(config.DefaultHttpConfig().WithTimeout(30 * time.Second)).
+		WithHttpConfig(config.DefaultHttpConfig().WithTimeout(30 * time.Second).WithHttpRoundTripper(apiClient.Transport)).
 		SafeBuild()
 	if err != nil {
 		s.t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -26,6 +28,14 @@ import (
 // e2e's (e2e/e2e_test.go), which lives in the tests of another module.
 
 const adminPassword = "admin-password-for-tests"
+
+// apiClient checks every answer it receives against docs/openapi.json (internal/openapitest),
+// as e2e's does: the SDKs and gophercloud see the same document the service promises.
+var apiClient = openapitest.Client()
+
+// TestMain also fails the run for an answer that did not match the document although the test
+// that received it went on.
+func TestMain(m *testing.M) { os.Exit(openapitest.Main(m)) }
 
 // service is a running service and a token for one of its users.
 type service struct {
@@ -64,7 +74,7 @@ func start(t testing.TB, mutate ...func(*daemon.Config)) *service {
 	if cfg.TLSCert != "" {
 		scheme = "https://"
 	}
-	return &service{t: t, base: scheme + m.Addr(), client: http.DefaultClient, main: m}
+	return &service{t: t, base: scheme + m.Addr(), client: apiClient, main: m}
 }
 
 // loginAs replaces the service's token with one of the named user of domain Default, scoped to

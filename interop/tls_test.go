@@ -23,6 +23,7 @@ import (
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3/model"
 
 	"github.com/openkps/kps/daemon"
+	"github.com/openkps/kps/internal/openapitest"
 )
 
 // testCA issues certificates for 127.0.0.1 in a test.
@@ -80,7 +81,7 @@ func TestSDKOverTLS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.pem)
 	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	s.client = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	s.client = &http.Client{Transport: openapitest.NewTransport(transport), Timeout: 30 * time.Second}
 	s.loginAs("admin", adminPassword)
 	s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "over-tls"}})
 
@@ -92,7 +93,7 @@ func TestSDKOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc, err := kpssdk.KpsClientBuilder().WithRegion(region.NewRegion("local-1", base)).WithCredential(cred).
-		WithHttpConfig(config.DefaultHttpConfig().WithTimeout(30 * time.Second).WithHttpTransport(transport)).SafeBuild()
+		WithHttpConfig(config.DefaultHttpConfig().WithTimeout(30 * time.Second).WithHttpRoundTripper(openapitest.NewTransport(transport))).SafeBuild()
 	if err != nil {
 		t.Fatal(err)
 	}
