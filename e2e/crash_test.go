@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -26,12 +27,23 @@ func startBinary(t *testing.T, bin string, env []string, flags ...string) (strin
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	addr := make(chan string, 1)
+	// The service's errors are shown with the test's failure: an answer of 500 names its cause
+	// only in the log.
+	var errs lockedBuffer
+	t.Cleanup(func() {
+		if t.Failed() && errs.String() != "" {
+			t.Logf("errors logged by %s:\n%s", bin, errs.String())
+		}
+	})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		re := regexp.MustCompile(`msg="kps serving" listen=(\S+)`)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
+			}
+			if strings.Contains(sc.Text(), "level=ERROR") {
+				fmt.Fprintln(&errs, sc.Text())
 			}
 		}
 	}()
