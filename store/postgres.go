@@ -52,7 +52,11 @@ var postgresLocks = map[lock]string{
 	lockMigrations: postgresAdvisoryLock + `'migrations', 0))`,
 	lockBootstrap:  postgresAdvisoryLock + `'bootstrap', 0))`,
 	// FOR UPDATE, not FOR NO KEY UPDATE: DeleteServer deletes the row it locked.
-	lockServer:        `SELECT 1 FROM servers WHERE project_id = ? AND id = ? FOR UPDATE`,
+	// FOR NO KEY UPDATE, not FOR UPDATE: it serialises the submissions of a server, and must
+	// not block the foreign-key check (FOR KEY SHARE) of a finishing task's binding upsert. That
+	// task already holds its project's task_versions row, which the submission updates next: a
+	// deadlock (TestPostgresServerLockLetsBindingsIn).
+	lockServer:        `SELECT 1 FROM servers WHERE project_id = ? AND id = ? FOR NO KEY UPDATE`,
 	lockKeyPairUse:    `SELECT 1 FROM keypairs WHERE project_id = ? AND name = ? FOR SHARE`,
 	lockKeyPairDelete: `SELECT 1 FROM keypairs WHERE project_id = ? AND name = ? FOR UPDATE`,
 	// The quota counts rows that do not exist yet: no row to lock, so an advisory lock per

@@ -291,3 +291,40 @@ func TestPostgresScanTasksPlan(t *testing.T) {
 		t.Fatalf("ScanTasks: %d rows of %d, %v", n, total, err)
 	}
 }
+
+// TestPostgresServerLockLetsBindingsIn: the lock a submission takes on a server row does not
+// block a binding's insert for that server (whose foreign key locks the row FOR KEY SHARE). A
+// finishing task upserts its binding after it bumped its project's task version, which the
+// submission bumps next: had the server lock blocked the binding, the two would deadlock (seen
+// in the crash rounds on PostgreSQL).
+func TestPostgresServerLockLetsBindingsIn(t *testing.T) {
+	db := openPostgresTest(t, pgtest.Schema(t), nil)
+	ctx := context.Background()
+	const project = "0123456789abcdef0123456789abcdef"
+	if err := db.CreateServer(ctx, &kps.Server{ProjectID: project, ID: "s1", Name: "s1", Address: "192.0.2.1", Port: 22,
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: project, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser,
+		UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "00", Algorithm: "ED25519"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := db.beginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if err := holder.lock(ctx, lockServer, project, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	other, err := db.beginWrite(tctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback()
+	if _, err := other.exec(tctx, upsertBinding, project, "s1", "k", "ssh-ed25519 AAAA", false, int64(1)); err != nil {
+		t.Fatalf("a binding's insert waited for the server lock of a submission: %v", err)
+	}
+}
