@@ -118,5 +118,16 @@ func ErrorMessage(err error) string {
 	return "Internal error."
 }
 
+// KeyPairNotFound is KPS.6201 for a key pair that does not exist or is not visible to the
+// caller: both answer alike (kps-v3-api.md §1.2).
+func KeyPairNotFound(name string) *Error {
+	return Errorf(ErrKeyPairNotFound, "Key pair '%s' does not exist.", name)
+}
+
+// ServerNotFound is KPS.6204.
+func ServerNotFound(id string) *Error {
+	return Errorf(ErrServerNotFound, "Server '%s' does not exist.", id)
+}
+
 // ErrLeaseLost is returned by guarded task transitions when the worker no longer holds the task.
 var ErrLeaseLost = errors.New("task lease lost")

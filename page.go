@@ -17,14 +17,14 @@ func ParsePage(limit string, limitSet bool, offset string, offsetSet bool, defau
 	if limitSet {
 		n, ok := parseDecimal(limit)
 		if !ok || n < 1 || n > 1000 {
-			return p, Errorf(ErrLimit, "Invalid limit '%s': it must be an integer from 1 to 1000.", clip(limit))
+			return p, Errorf(ErrLimit, "Invalid limit '%s': it must be an integer from 1 to 1000.", Clip(limit))
 		}
 		p.Limit = n
 	}
 	if offsetSet {
 		n, ok := parseDecimal(offset)
 		if !ok || n > 2147483647 {
-			return p, Errorf(ErrOffset, "Invalid offset '%s': it must be an integer from 0 to 2147483647.", clip(offset))
+			return p, Errorf(ErrOffset, "Invalid offset '%s': it must be an integer from 0 to 2147483647.", Clip(offset))
 		}
 		p.Offset = n
 	}
@@ -46,8 +46,9 @@ func parseDecimal(s string) (int, bool) {
 	return int(n), err == nil
 }
 
-// clip shortens user input quoted in an error message.
-func clip(s string) string {
+// Clip shortens user input quoted in an error message to 64 characters (runes, so that a
+// message never holds half a character), marking a cut with "…".
+func Clip(s string) string {
 	r := []rune(s)
 	if len(r) > 64 {
 		return string(r[:64]) + "…"

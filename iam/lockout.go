@@ -106,39 +106,13 @@ func (e *LockoutError) Unwrap() error { return e.Err }
 // RetryAfter is the value of the Retry-After header.
 func (e *LockoutError) RetryAfter() time.Duration { return time.Duration(e.Seconds) * time.Second }
 
-// lockKey builds a fixed-size key from a kind and request values, which may be long or contain
-// any byte.
-func lockKey(kind string, parts ...string) string {
-	var b strings.Builder
-	for _, p := range parts {
-		b.WriteString(strconv.Quote(p))
-		b.WriteByte(' ')
-	}
-	sum := sha256.Sum256([]byte(b.String()))
-	return kind + ":" + hex.EncodeToString(sum[:16])
-}
+// lockKey, clientKey and clientBlock are kps.LockKey, kps.ClientLockKey and kps.ClientBlock:
+// the api package reads a client's lock with a request's other reads under the same key.
+func lockKey(kind string, parts ...string) string { return kps.LockKey(kind, parts...) }
 
-// clientKey is the per-IP key; "" (no peer known) counts nothing.
-func clientKey(ip string) string {
-	if ip == "" {
-		return ""
-	}
-	return lockKey("ip", clientBlock(ip))
-}
+func clientKey(ip string) string { return kps.ClientLockKey(ip) }
 
-// clientBlock is what one client is counted as: its IPv4 address or its IPv6 /64.
-func clientBlock(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	a = a.Unmap().WithZone("")
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
-}
+func clientBlock(ip string) string { return kps.ClientBlock(ip) }
 
 // signatureKey is the key of an (AK, client IP) pair.
 func signatureKey(ak, ip string) string { return lockKey("aksk", ak, clientBlock(ip)) }

@@ -71,6 +71,7 @@ func postgresEngine() *engine {
 	}
 	return &engine{
 		name:              "postgres",
+		versions:          &postgresVersions{},
 		migrations:        sub,
 		rebind:            postgresRebind,
 		isUniqueViolation: postgresIsUniqueViolation,

@@ -146,8 +146,9 @@ type ServerStore interface {
 
 // KeyPairStore persists key pairs.
 type KeyPairStore interface {
-	// CreateKeyPair inserts k, enforcing unique names (KPS.6301) and the quota (KPS.6401).
-	CreateKeyPair(ctx context.Context, k *KeyPair, quota int) error
+	// CreateKeyPair inserts k, enforcing unique names (KPS.6301) and the quota (KPS.6401): the
+	// counts and the insert are one transaction, so concurrent creates never both pass a limit.
+	CreateKeyPair(ctx context.Context, k *KeyPair, quota KeyPairQuota) error
 	// KeyPair returns the key pair if it exists and is visible to userID, else KPS.6201.
 	KeyPair(ctx context.Context, projectID, name, userID string) (*KeyPair, error)
 	ListKeyPairs(ctx context.Context, projectID, userID, marker string, limit int) (*KeyPairPage, error)
@@ -160,26 +161,21 @@ type KeyPairStore interface {
 	DeleteKeyPair(ctx context.Context, projectID, name, userID string) error
 }
 
-// TaskStore persists tasks and bindings; every transition is guarded by the expected phase.
+// TaskStore persists tasks and bindings; every transition is guarded by the expected phase
+// (docs/task-state-machine.md). It keeps what needs a transaction — the locks, the counts
+// behind the limits, the guarded transitions, the unique indexes — and nothing else: which
+// task a submission makes, and what a task does on its host, are the service's (TaskAdmission,
+// HostPlanner).
 type TaskStore interface {
-	// SubmitTask runs the synchronous checks of §2.11–2.13 and persists a READY task in one
-	// transaction.
-	SubmitTask(ctx context.Context, s TaskSubmission) (*Task, error)
-	// SubmitTasks submits the items of a batch in one transaction, each with SubmitTask's
-	// checks: refused[i] is item i's refusal (a *Error), tasks[i] its task otherwise; err is a
-	// failure of the whole batch, which then submitted nothing.
-	SubmitTasks(ctx context.Context, subs []TaskSubmission) (tasks []*Task, refused []error, err error)
+	// SubmitTask reads the facts of s under its locks, lets admit decide the task (kps-v3-api.md
+	// §2.11–2.13), then refuses a busy server (KPS.6302), a project at its limit (KPS.6403) or a
+	// full queue (KPS.6502) and persists the task READY, all in one transaction.
+	SubmitTask(ctx context.Context, s TaskSubmission, admit TaskAdmission) (*Task, error)
+	// SubmitTasks submits the items of a batch in one transaction, each as SubmitTask does:
+	// refused[i] is item i's refusal (a *Error), tasks[i] its task otherwise; err is a failure
+	// of the whole batch, which then submitted nothing.
+	SubmitTasks(ctx context.Context, subs []TaskSubmission, admit TaskAdmission) (tasks []*Task, refused []error, err error)
 	Task(ctx context.Context, projectID, id string) (*Task, error)
-	ListTasks(ctx context.Context, projectID string, phases []Phase, p Page) ([]Task, int, error)
-	// ScanTasks is ListTasks for the list routes: it passes each task of the page to fn as a
-	// TaskRow and returns the total and the project's task version as of the read (see
-	// TaskVersion): the rows reflect at least every change that version counts.
-	ScanTasks(ctx context.Context, projectID string, phases []Phase, p Page, fn func(*TaskRow) error) (total int, version int64, err error)
-	// TaskVersion returns the version of the project's tasks: it grows with every committed
-	// change to them (a task created, changing phase, swept or deleted) as seen by every
-	// replica, so a page rendered at one version is current as long as the version is. A lease
-	// renewal is not a change: no list shows the lease.
-	TaskVersion(ctx context.Context, projectID string) (int64, error)
 	DeleteFailedTask(ctx context.Context, projectID, id string) error
 	DeleteFailedTasks(ctx context.Context, projectID string) error
 	Binding(ctx context.Context, projectID, serverID string) (*Binding, error)
@@ -212,8 +208,6 @@ type TaskStore interface {
 	// FinishTask ends a RUNNING task held by t.LeaseOwner and updates the binding on success;
 	// ErrLeaseLost when the lease was lost.
 	FinishTask(ctx context.Context, t *Task, o TaskOutcome) error
-	// FailReadyTask ends a READY task without running it.
-	FailReadyTask(ctx context.Context, t *Task, code, msg string) error
 	// FailExpiredTasks fails every RUNNING task whose lease expired before now (or every
 	// RUNNING task when all is set, at the start of a sole instance) with KPS.6609.
 	FailExpiredTasks(ctx context.Context, all bool) (int, error)
@@ -250,6 +244,10 @@ type Store interface {
 	TaskStore
 	ReplicaStore
 	SecretStore
+	// The read paths (readpath.go), which cmd/kps hands by name to the caches that use them.
+	RequestReader
+	IdentityVersions
+	TaskListReader
 	// Lockouts is the failure counting of auth.md §12.4 kept in the store, shared by every
 	// process that uses it.
 	Lockouts() Limiter
