@@ -46,6 +46,23 @@ func ValidateKeyPairName(name string) error {
 	return nil
 }
 
+// ValidateKeyPairType returns KPS.6003 unless t is a key pair type ("" being the default, ssh).
+func ValidateKeyPairType(t string) error {
+	if t != "" && t != TypeSSH && t != TypeX509 {
+		return Errorf(ErrInvalid, "Invalid parameter keypair.type: 'ssh' or 'x509' is required.")
+	}
+	return nil
+}
+
+// ValidateKeyPairScope returns KPS.6003 unless s is a key pair scope ("" being the default,
+// user).
+func ValidateKeyPairScope(s string) error {
+	if s != "" && s != ScopeUser && s != ScopeDomain {
+		return Errorf(ErrInvalid, "Invalid parameter keypair.scope: 'user' or 'domain' is required.")
+	}
+	return nil
+}
+
 // ValidateDescription returns KPS.6016 for a description that is too long or has control
 // characters or bidirectional overrides.
 func ValidateDescription(d string) error {

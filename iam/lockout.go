@@ -2,13 +2,9 @@ package iam
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,9 +139,22 @@ func (s *Service) lockout() Limiter {
 
 // checkLocked refuses the request when any of keys is locked.
 func (s *Service) checkLocked(ctx context.Context, now time.Time, keys ...string) error {
-	wait, err := s.lockout().LockedFor(ctx, now, keys...)
-	if err != nil {
-		return fmt.Errorf("iam: lockout state: %w", err)
+	return checkLockedAt(ctx, nil, s.lockout(), now, keys...)
+}
+
+// checkLockedAt refuses the request when any of keys is locked (§4.2 step 6). A lone key that
+// reads were made for (the client's IP, kps.RequestReads) is answered from them; anything else
+// asks l.
+func checkLockedAt(ctx context.Context, reads *kps.RequestReads, l Limiter, now time.Time, keys ...string) error {
+	wait, known := time.Duration(0), false
+	if len(keys) == 1 {
+		wait, known = reads.ClientLockedFor(now, keys[0])
+	}
+	if !known {
+		var err error
+		if wait, err = l.LockedFor(ctx, now, keys...); err != nil {
+			return fmt.Errorf("iam: lockout state: %w", err)
+		}
 	}
 	if wait > 0 {
 		return lockedOut(wait)

@@ -18,6 +18,9 @@ import (
 // first use and do not copy it afterwards.
 type Service struct {
 	Store kps.IdentityStore
+	// Versions is the identity version the token validation cache is keyed on
+	// (kps.IdentityVersions: store.DB keeps one on either engine); nil caches nothing.
+	Versions kps.IdentityVersions
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// TokenTTL is the lifetime of a new token (auth.md §5.3: 5 min – 24 h); default 24 h.

@@ -19,20 +19,18 @@ func (s *Service) CreateKeyPair(ctx context.Context, p *kps.Principal, c kps.Key
 	if err := kps.ValidateKeyPairName(c.Name); err != nil {
 		return nil, err
 	}
-	k := &kps.KeyPair{ProjectID: p.ProjectID, Name: c.Name, Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: p.UserID}
-	switch c.Type {
-	case "", kps.TypeSSH:
-	case kps.TypeX509:
-		k.Type = kps.TypeX509
-	default:
-		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.type: 'ssh' or 'x509' is required.")
+	if err := kps.ValidateKeyPairType(c.Type); err != nil {
+		return nil, err
 	}
-	switch c.Scope {
-	case "", kps.ScopeUser:
-	case kps.ScopeDomain:
-		k.Scope = kps.ScopeDomain
-	default:
-		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter keypair.scope: 'user' or 'domain' is required.")
+	if err := kps.ValidateKeyPairScope(c.Scope); err != nil {
+		return nil, err
+	}
+	k := &kps.KeyPair{ProjectID: p.ProjectID, Name: c.Name, Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: p.UserID}
+	if c.Type != "" {
+		k.Type = c.Type
+	}
+	if c.Scope != "" {
+		k.Scope = c.Scope
 	}
 	if c.Hosted && k.Type == kps.TypeX509 {
 		return nil, errX509NotHostable(c.Name)

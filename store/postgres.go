@@ -86,6 +86,11 @@ func postgresEngine() *engine {
 	}
 }
 
+// isPostgres reports whether the engine is PostgreSQL: for tests and benchmarks, which set up
+// what the engine's tables need; the store itself decides on the engine's members, never on
+// its name.
+func (e *engine) isPostgres() bool { return e.name == "postgres" }
+
 // postgresUniqueViolation is SQLSTATE unique_violation.
 const postgresUniqueViolation = "23505"
 

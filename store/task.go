@@ -29,7 +29,7 @@ const (
     created, updated)
 VALUES (?, ?, ?, 'READY', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-	selectTask = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND id = ?`
+	selectTask        = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND id = ?`
 	deleteFailedTask  = `DELETE FROM tasks WHERE project_id = ? AND id = ? AND phase = 'FAILED'`
 	deleteFailedTasks = `DELETE FROM tasks WHERE project_id = ? AND phase = 'FAILED'`
 
@@ -64,7 +64,6 @@ WHERE project_id = ? AND server_id = ? AND phase = 'FAILED' AND operation IN ('R
     AND config_write_reached
     AND seq > COALESCE((SELECT MAX(seq) FROM tasks
         WHERE project_id = ? AND server_id = ? AND phase = 'SUCCESS' AND (operation = 'UNBIND' OR disable_password)), 0)`
-
 )
 
 // SubmitTask reads the facts of s under its locks, lets admit decide the task, and persists it

@@ -42,7 +42,6 @@ LEFT JOIN (SELECT id, operation, phase, created, server_id, server_name, keypair
            FROM tasks WHERE project_id = ? AND phase = 'FAILED'
            ORDER BY created DESC, id LIMIT ? OFFSET ?) p ON TRUE
 ORDER BY p.created DESC, p.id`
-
 )
 
 // ReadTaskList implements kps.TaskListReader: the page and the total from one statement, the

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/service"
 )
 
 // Opener returns a fresh, empty store that reads time from now. It registers its own cleanup
@@ -163,7 +164,7 @@ func (e *env) keyPair(projectID, name, scope, userID string) *kps.KeyPair {
 	k := &kps.KeyPair{ProjectID: projectID, Name: name, Type: kps.TypeSSH, Scope: scope, UserID: userID,
 		PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + name + " " + name, Fingerprint: "fp:" + name,
 		Algorithm: "ED25519"}
-	must(e.t, e.s.CreateKeyPair(e.ctx, k, 0))
+	must(e.t, e.s.CreateKeyPair(e.ctx, k, kps.KeyPairQuota{}))
 	return k
 }
 
@@ -173,7 +174,7 @@ func (e *env) submit(s kps.TaskSubmission) *kps.Task {
 	if s.ID == "" {
 		s.ID = newTaskID()
 	}
-	t, err := e.s.SubmitTask(e.ctx, s)
+	t, err := e.s.SubmitTask(e.ctx, s, service.AdmitTask)
 	must(e.t, err)
 	return t
 }

@@ -1,63 +1,62 @@
-package api
+package keystone
 
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api"
 )
 
 // Decoding and rendering shared by the identity and management handlers.
 
 // readIdentityObject reads the JSON object body of an identity route (at most 64 KiB,
 // auth.md §5.1) with the exact KPS.6001 text of auth.md §11.3.
-func readIdentityObject(r *http.Request) (object, error) {
-	v, err := readBody(r, maxIdentityBody)
+func readIdentityObject(r *http.Request) (api.Object, error) {
+	o, err := api.ReadObject(r, api.MaxIdentityBody)
 	if err == nil {
-		var o object
-		if o, err = rootObject(v); err == nil {
-			return o, nil
-		}
+		return o, nil
 	}
 	if kps.ErrorCode(err) == kps.ErrBadJSON {
 		err = kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
 	}
-	return object{}, err
+	return api.Object{}, err
 }
 
 // exact gives a wrong-type error of a member the exact KPS.6003 text of auth.md §11.3.
-func exact(o object, member string, err error) error {
+func exact(o api.Object, member string, err error) error {
 	if err != nil && kps.ErrorCode(err) == kps.ErrInvalid {
-		return kps.InvalidParameter(o.name(member))
+		return kps.InvalidParameter(o.Name(member))
 	}
 	return err
 }
 
 // member returns the required object member of a body ({"user": {…}}).
-func member(o object, name string) (object, error) {
-	m, _, err := o.object(name, true)
+func member(o api.Object, name string) (api.Object, error) {
+	m, _, err := o.Object(name, true)
 	return m, exact(o, name, err)
 }
 
-func optString(o object, name string) (*string, error) {
-	v, ok, err := o.str(name, false)
+func optString(o api.Object, name string) (*string, error) {
+	v, ok, err := o.Str(name, false)
 	if err != nil || !ok {
 		return nil, exact(o, name, err)
 	}
 	return &v, nil
 }
 
-func optBool(o object, name string) (*bool, error) {
-	v, ok, err := o.boolean(name)
+func optBool(o api.Object, name string) (*bool, error) {
+	v, ok, err := o.Boolean(name)
 	if err != nil || !ok {
 		return nil, exact(o, name, err)
 	}
 	return &v, nil
 }
 
-func requiredString(o object, name string) (string, error) {
-	v, _, err := o.str(name, true)
+func requiredString(o api.Object, name string) (string, error) {
+	v, _, err := o.Str(name, true)
 	return v, exact(o, name, err)
 }
 
@@ -84,8 +83,8 @@ type listLinks struct {
 }
 
 // selfURL is the public URL of the request, query included.
-func (a *identityAPI) selfURL(r *http.Request) string {
-	u := a.cfg.PublicURL + r.URL.Path
+func (a *API) selfURL(r *http.Request) string {
+	u := a.publicURL + r.URL.Path
 	if r.URL.RawQuery != "" {
 		u += "?" + r.URL.RawQuery
 	}
@@ -93,15 +92,15 @@ func (a *identityAPI) selfURL(r *http.Request) string {
 }
 
 // pageURL is the public URL of the request with its page parameter replaced.
-func (a *identityAPI) pageURL(r *http.Request, page int) *string {
+func (a *API) pageURL(r *http.Request, page int) *string {
 	q := r.URL.Query()
-	q.Set("page", itoa(page))
-	u := a.cfg.PublicURL + r.URL.Path + "?" + q.Encode()
+	q.Set("page", strconv.Itoa(page))
+	u := a.publicURL + r.URL.Path + "?" + q.Encode()
 	return &u
 }
 
-func (a *identityAPI) link(path, id string) selfLink {
-	return selfLink{Self: a.cfg.PublicURL + path + url.PathEscape(id)}
+func (a *API) link(path, id string) selfLink {
+	return selfLink{Self: a.publicURL + path + url.PathEscape(id)}
 }
 
 type projectView struct {
@@ -115,12 +114,12 @@ type projectView struct {
 	Links       selfLink `json:"links"`
 }
 
-func (a *identityAPI) project(p kps.Project) projectView {
+func (a *API) project(p kps.Project) projectView {
 	return projectView{ID: p.ID, Name: p.Name, DomainID: p.DomainID, ParentID: p.DomainID, Enabled: p.Enabled,
 		Description: p.Description, Links: a.link("/v3/projects/", p.ID)}
 }
 
-func (a *identityAPI) projects(ps []kps.Project) []projectView {
+func (a *API) projects(ps []kps.Project) []projectView {
 	out := make([]projectView, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, a.project(p))
@@ -136,7 +135,7 @@ type domainView struct {
 	Links       selfLink `json:"links"`
 }
 
-func (a *identityAPI) domain(d kps.Domain) domainView {
+func (a *API) domain(d kps.Domain) domainView {
 	return domainView{ID: d.ID, Name: d.Name, Enabled: d.Enabled, Description: d.Description,
 		Links: a.link("/v3/domains/", d.ID)}
 }
@@ -153,7 +152,7 @@ type userView struct {
 	Links             selfLink `json:"links"`
 }
 
-func (a *identityAPI) user(u kps.User) userView {
+func (a *API) user(u kps.User) userView {
 	return userView{ID: u.ID, Name: u.Name, DomainID: u.DomainID, Enabled: u.Enabled, Description: u.Description,
 		DefaultProjectID: u.DefaultProjectID, Links: a.link("/v3/users/", u.ID)}
 }
@@ -206,5 +205,15 @@ type roleView struct {
 // writeSecret renders a response that carries a secret: never cached (auth.md §12.3).
 func writeSecret(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, status, v)
+	api.WriteJSON(w, status, v)
+}
+
+// queryOnce returns the query of an identity request: a parameter among names given more than
+// once is the KPS.6003 "Invalid parameter" of auth.md §11.3 (kps-v3-api.md §1.4's reason).
+func queryOnce(r *http.Request, names ...string) (url.Values, error) {
+	q := r.URL.Query()
+	if n := api.RepeatedParameter(q, names); n != "" {
+		return nil, kps.InvalidParameter(n)
+	}
+	return q, nil
 }

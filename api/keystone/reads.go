@@ -1,4 +1,4 @@
-package api
+package keystone
 
 import (
 	"net/http"
@@ -7,23 +7,24 @@ import (
 	"strings"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api"
 )
 
 // checkToken is GET and HEAD /v3/auth/tokens (auth.md §5.4): 200 with the body of the token in
 // X-Subject-Token (HEAD: headers only), 404 KPS.6109 for a token that is unknown, expired,
 // revoked or not the caller's to see.
-func (a *identityAPI) checkToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) checkToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	subject := r.Header.Get("X-Subject-Token")
 	if subject == "" {
 		return kps.MissingParameter("X-Subject-Token")
 	}
 	// allow_expired is accepted and ignored: expired tokens are never returned (§5.4).
-	q, err := identityQueryOnce(r, "nocatalog")
+	q, err := queryOnce(r, "nocatalog")
 	if err != nil {
 		return err
 	}
 	_, nocatalog := q["nocatalog"]
-	body, err := a.m.SubjectToken(r.Context(), p, subject, !nocatalog)
+	body, err := a.manager.SubjectToken(r.Context(), p, subject, !nocatalog)
 	if err != nil {
 		return err
 	}
@@ -33,15 +34,15 @@ func (a *identityAPI) checkToken(w http.ResponseWriter, r *http.Request, p *kps.
 }
 
 // revokeToken is DELETE /v3/auth/tokens (auth.md §5.5): 204.
-func (a *identityAPI) revokeToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	subject := r.Header.Get("X-Subject-Token")
 	if subject == "" {
 		return kps.MissingParameter("X-Subject-Token")
 	}
-	if err := a.m.RevokeSubjectToken(r.Context(), p, subject); err != nil {
+	if err := a.manager.RevokeSubjectToken(r.Context(), p, subject); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
 
@@ -51,8 +52,8 @@ const maxPerPage = 5000
 // listProjects is GET /v3/projects (auth.md §8.2), the Huawei SDK's project discovery: the
 // visible projects filtered by name, domain_id, enabled, parent_id and is_domain, all of them
 // unless page or per_page is given.
-func (a *identityAPI) listProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q, err := identityQueryOnce(r, "name", "domain_id", "parent_id", "enabled", "is_domain", "page", "per_page")
+func (a *API) listProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q, err := queryOnce(r, "name", "domain_id", "parent_id", "enabled", "is_domain", "page", "per_page")
 	if err != nil {
 		return err
 	}
@@ -92,12 +93,12 @@ func (a *identityAPI) listProjects(w http.ResponseWriter, r *http.Request, p *kp
 	pg := pageWindow(page, perPage, paged)
 	items, total := []kps.Project{}, 0
 	if !none {
-		if items, total, err = a.m.VisibleProjects(r.Context(), p, f, pg); err != nil {
+		if items, total, err = a.manager.VisibleProjects(r.Context(), p, f, pg); err != nil {
 			return err
 		}
 	}
 	links := a.listLinks(r, page, paged, pg.Offset+len(items) < total)
-	writeJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": links})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": links})
 	return nil
 }
 
@@ -110,7 +111,7 @@ func pageWindow(page, perPage int, paged bool) kps.Page {
 }
 
 // listLinks are a Keystone list's links: self always, previous and next only when paged.
-func (a *identityAPI) listLinks(r *http.Request, page int, paged, more bool) listLinks {
+func (a *API) listLinks(r *http.Request, page int, paged, more bool) listLinks {
 	links := listLinks{Self: a.selfURL(r)}
 	if paged {
 		if page > 1 {
@@ -159,54 +160,54 @@ func queryPage(q url.Values) (page, perPage int, paged bool, err error) {
 
 // showProject is GET /v3/projects/{project}: 200, or 403 KPS.9006 for an invisible or unknown
 // project alike (auth.md §8.2).
-func (a *identityAPI) showProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	proj, err := a.m.VisibleProject(r.Context(), p, r.PathValue("project"))
+func (a *API) showProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	proj, err := a.manager.VisibleProject(r.Context(), p, r.PathValue("project"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"project": a.project(*proj)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"project": a.project(*proj)})
 	return nil
 }
 
 // listAuthProjects is GET /v3/auth/projects (auth.md §8.3): the projects the caller may scope a
 // token to.
-func (a *identityAPI) listAuthProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) listAuthProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	return a.writeUserProjects(w, r, p, "")
 }
 
 // listUserProjects is GET /v3/users/{user_id}/projects (auth.md §8.3).
-func (a *identityAPI) listUserProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) listUserProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	return a.writeUserProjects(w, r, p, r.PathValue("user_id"))
 }
 
-func (a *identityAPI) writeUserProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal, userID string) error {
-	items, err := a.m.UserProjects(r.Context(), p, userID)
+func (a *API) writeUserProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal, userID string) error {
+	items, err := a.manager.UserProjects(r.Context(), p, userID)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": listLinks{Self: a.selfURL(r)}})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": listLinks{Self: a.selfURL(r)}})
 	return nil
 }
 
 // listAuthDomains is GET /v3/auth/domains (auth.md §8.3): exactly the caller's domain.
-func (a *identityAPI) listAuthDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	d, err := a.m.OwnDomain(r.Context(), p)
+func (a *API) listAuthDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	d, err := a.manager.OwnDomain(r.Context(), p)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"domains": []domainView{a.domain(*d)}, "links": listLinks{Self: a.selfURL(r)}})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"domains": []domainView{a.domain(*d)}, "links": listLinks{Self: a.selfURL(r)}})
 	return nil
 }
 
 // showCatalog is GET /v3/auth/catalog (auth.md §8.3, §8.4).
-func (a *identityAPI) showCatalog(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	writeJSON(w, http.StatusOK, map[string]any{"catalog": a.m.Catalog(), "links": listLinks{Self: a.selfURL(r)}})
+func (a *API) showCatalog(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	api.WriteJSON(w, http.StatusOK, map[string]any{"catalog": a.manager.Catalog(), "links": listLinks{Self: a.selfURL(r)}})
 	return nil
 }
 
 // listRoles is GET /v3/roles (auth.md §9): the three fixed roles, weakest first.
-func (a *identityAPI) listRoles(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	ids, err := a.m.RoleIDs(r.Context())
+func (a *API) listRoles(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	ids, err := a.manager.RoleIDs(r.Context())
 	if err != nil {
 		return err
 	}
@@ -214,15 +215,15 @@ func (a *identityAPI) listRoles(w http.ResponseWriter, r *http.Request, p *kps.P
 	for _, role := range kps.Roles {
 		roles = append(roles, roleView{ID: ids[role], Name: string(role), Links: a.link("/v3/roles/", ids[role])})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"roles": roles, "links": listLinks{Self: a.selfURL(r)}})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"roles": roles, "links": listLinks{Self: a.selfURL(r)}})
 	return nil
 }
 
 // listUsers is GET /v3/users (Keystone's list_users, which OpenStack clients call to resolve a
 // user name, e.g. `openstack keypair list --user`): filters name, domain_id and enabled (other
 // parameters are ignored, as Keystone ignores them), page and per_page as for projects.
-func (a *identityAPI) listUsers(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q, err := identityQueryOnce(r, "name", "domain_id", "enabled", "page", "per_page")
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q, err := queryOnce(r, "name", "domain_id", "enabled", "page", "per_page")
 	if err != nil {
 		return err
 	}
@@ -245,7 +246,7 @@ func (a *identityAPI) listUsers(w http.ResponseWriter, r *http.Request, p *kps.P
 		return err
 	}
 	pg := pageWindow(page, perPage, paged)
-	items, total, err := a.m.VisibleUsers(r.Context(), p, f, pg)
+	items, total, err := a.manager.VisibleUsers(r.Context(), p, f, pg)
 	if err != nil {
 		return err
 	}
@@ -254,24 +255,24 @@ func (a *identityAPI) listUsers(w http.ResponseWriter, r *http.Request, p *kps.P
 	for _, u := range items {
 		users = append(users, a.user(u))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": users, "links": links})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"users": users, "links": links})
 	return nil
 }
 
 // showUser is GET /v3/users/{user_id}: oneself, or a user the caller administers.
-func (a *identityAPI) showUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	u, err := a.m.VisibleUser(r.Context(), p, r.PathValue("user_id"))
+func (a *API) showUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	u, err := a.manager.VisibleUser(r.Context(), p, r.PathValue("user_id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": a.user(*u)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"user": a.user(*u)})
 	return nil
 }
 
 // listDomains is GET /v3/domains, filtered by name and enabled: the caller's own domain, every
 // domain for the operator admin (OpenStack clients resolve --user-domain names with it).
-func (a *identityAPI) listDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q, err := identityQueryOnce(r, "name", "enabled")
+func (a *API) listDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q, err := queryOnce(r, "name", "enabled")
 	if err != nil {
 		return err
 	}
@@ -286,7 +287,7 @@ func (a *identityAPI) listDomains(w http.ResponseWriter, r *http.Request, p *kps
 		}
 		f.Enabled = &b
 	}
-	items, err := a.m.VisibleDomains(r.Context(), p, f)
+	items, err := a.manager.VisibleDomains(r.Context(), p, f)
 	if err != nil {
 		return err
 	}
@@ -294,16 +295,16 @@ func (a *identityAPI) listDomains(w http.ResponseWriter, r *http.Request, p *kps
 	for _, d := range items {
 		domains = append(domains, a.domain(d))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"domains": domains, "links": listLinks{Self: a.selfURL(r)}})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"domains": domains, "links": listLinks{Self: a.selfURL(r)}})
 	return nil
 }
 
 // showDomain is GET /v3/domains/{domain_id}: the caller's own domain, any for the operator.
-func (a *identityAPI) showDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	d, err := a.m.VisibleDomain(r.Context(), p, r.PathValue("domain_id"))
+func (a *API) showDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	d, err := a.manager.VisibleDomain(r.Context(), p, r.PathValue("domain_id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"domain": a.domain(*d)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"domain": a.domain(*d)})
 	return nil
 }

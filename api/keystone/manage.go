@@ -1,16 +1,17 @@
-package api
+package keystone
 
 import (
 	"net/http"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api"
 )
 
 // The management routes of auth.md §9: users, projects, role assignments and domains. Bodies
 // are Keystone's; who may do what is the manager's decision.
 
 // createUser is POST /v3/users: 201 {"user": …}, never with the password.
-func (a *identityAPI) createUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) createUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -45,16 +46,16 @@ func (a *identityAPI) createUser(w http.ResponseWriter, r *http.Request, p *kps.
 	}
 	u.DomainID, u.Enabled = deref(domainID, ""), deref(enabled, true)
 	u.Description, u.DefaultProjectID = deref(description, ""), deref(defaultProject, "")
-	if err := a.m.CreateUser(r.Context(), p, &u, deref(password, "")); err != nil {
+	if err := a.manager.CreateUser(r.Context(), p, &u, deref(password, "")); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"user": a.user(u)})
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"user": a.user(u)})
 	return nil
 }
 
 // updateUser is PATCH /v3/users/{user_id}: name, enabled, description, default_project_id (""
 // removes it) and password.
-func (a *identityAPI) updateUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -80,34 +81,34 @@ func (a *identityAPI) updateUser(w http.ResponseWriter, r *http.Request, p *kps.
 	if err != nil {
 		return err
 	}
-	u, err := a.m.UpdateUser(r.Context(), p, r.PathValue("user_id"), uu, password)
+	u, err := a.manager.UpdateUser(r.Context(), p, r.PathValue("user_id"), uu, password)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": a.user(*u)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"user": a.user(*u)})
 	return nil
 }
 
 // deleteUser is DELETE /v3/users/{user_id}: 204.
-func (a *identityAPI) deleteUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	if err := a.m.DeleteUser(r.Context(), p, r.PathValue("user_id")); err != nil {
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.manager.DeleteUser(r.Context(), p, r.PathValue("user_id")); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
 
 // changePassword is POST /v3/users/{user_id}/password: 204; every token of the user dies. A
 // refusal is logged like a refused login (auth.md §12.5).
-func (a *identityAPI) changePassword(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) changePassword(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	err := a.changePasswordOf(w, r, p)
 	if err != nil {
-		a.logRefusal(r, "password change refused", err)
+		a.auth.LogRefusal(r, "password change refused", err)
 	}
 	return err
 }
 
-func (a *identityAPI) changePasswordOf(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) changePasswordOf(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -124,16 +125,16 @@ func (a *identityAPI) changePasswordOf(w http.ResponseWriter, r *http.Request, p
 	if err != nil {
 		return err
 	}
-	if err := a.m.ChangePassword(r.Context(), p, r.PathValue("user_id"), original, password, a.clientIP(r)); err != nil {
+	if err := a.manager.ChangePassword(r.Context(), p, r.PathValue("user_id"), original, password, a.auth.Proxies.ClientIP(r)); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
 
 // createProject is POST /v3/projects: 201 {"project": …}. parent_id, when given, must be the
 // domain (a project's parent is its domain); is_domain must be false.
-func (a *identityAPI) createProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) createProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -158,12 +159,12 @@ func (a *identityAPI) createProject(w http.ResponseWriter, r *http.Request, p *k
 	case parentID != nil && domainID == nil:
 		domainID = parentID
 	case parentID != nil && *parentID != *domainID:
-		return kps.InvalidParameter(b.name("parent_id"))
+		return kps.InvalidParameter(b.Name("parent_id"))
 	}
 	if isDomain, err := optBool(b, "is_domain"); err != nil {
 		return err
 	} else if deref(isDomain, false) {
-		return kps.InvalidParameter(b.name("is_domain"))
+		return kps.InvalidParameter(b.Name("is_domain"))
 	}
 	enabled, err := optBool(b, "enabled")
 	if err != nil {
@@ -174,15 +175,15 @@ func (a *identityAPI) createProject(w http.ResponseWriter, r *http.Request, p *k
 		return err
 	}
 	pr.DomainID, pr.Enabled, pr.Description = deref(domainID, ""), deref(enabled, true), deref(description, "")
-	if err := a.m.CreateProject(r.Context(), p, &pr); err != nil {
+	if err := a.manager.CreateProject(r.Context(), p, &pr); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"project": a.project(pr)})
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"project": a.project(pr)})
 	return nil
 }
 
 // updateProject is PATCH /v3/projects/{project}: name, enabled and description.
-func (a *identityAPI) updateProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) updateProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -191,17 +192,17 @@ func (a *identityAPI) updateProject(w http.ResponseWriter, r *http.Request, p *k
 	if u.Name, u.Enabled, u.Description, err = patchMembers(o, "project"); err != nil {
 		return err
 	}
-	pr, err := a.m.UpdateProject(r.Context(), p, r.PathValue("project"), u)
+	pr, err := a.manager.UpdateProject(r.Context(), p, r.PathValue("project"), u)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"project": a.project(*pr)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"project": a.project(*pr)})
 	return nil
 }
 
 // patchMembers reads the name, enabled and description a PATCH of a project or domain may
 // change; absent members stay nil.
-func patchMembers(o object, kind string) (name *string, enabled *bool, description *string, err error) {
+func patchMembers(o api.Object, kind string) (name *string, enabled *bool, description *string, err error) {
 	b, err := member(o, kind)
 	if err != nil {
 		return nil, nil, nil, err
@@ -217,11 +218,11 @@ func patchMembers(o object, kind string) (name *string, enabled *bool, descripti
 }
 
 // deleteProject is DELETE /v3/projects/{project}: 204.
-func (a *identityAPI) deleteProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	if err := a.m.DeleteProject(r.Context(), p, r.PathValue("project")); err != nil {
+func (a *API) deleteProject(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.manager.DeleteProject(r.Context(), p, r.PathValue("project")); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
 
@@ -232,45 +233,28 @@ func assignment(r *http.Request) kps.RoleAssignment {
 		ProjectID: r.PathValue("project"), DomainID: r.PathValue("domain_id")}
 }
 
-// grantProjectRole is PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}: 204.
-func (a *identityAPI) grantProjectRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	return a.grant(w, r, p)
-}
-
-// revokeProjectRole is DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}: 204.
-func (a *identityAPI) revokeProjectRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	return a.revoke(w, r, p)
-}
-
-// grantDomainRole is PUT /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}: 204.
-func (a *identityAPI) grantDomainRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	return a.grant(w, r, p)
-}
-
-// revokeDomainRole is DELETE /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}: 204.
-func (a *identityAPI) revokeDomainRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	return a.revoke(w, r, p)
-}
-
-func (a *identityAPI) grant(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	if err := a.m.GrantRole(r.Context(), p, assignment(r)); err != nil {
+// grantRole is PUT /v3/projects/{project}/users/{user_id}/roles/{role_id} and PUT
+// /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}: 204.
+func (a *API) grantRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.manager.GrantRole(r.Context(), p, assignment(r)); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
 
-func (a *identityAPI) revoke(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	if err := a.m.RevokeRole(r.Context(), p, assignment(r)); err != nil {
+// revokeRole is the DELETE of the same paths: 204.
+func (a *API) revokeRole(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.manager.RevokeRole(r.Context(), p, assignment(r)); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
 
 // createDomain is POST /v3/domains: 201 {"domain": …}; the domain comes with its default
 // project named after the region (auth.md §3.2).
-func (a *identityAPI) createDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) createDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -292,15 +276,15 @@ func (a *identityAPI) createDomain(w http.ResponseWriter, r *http.Request, p *kp
 		return err
 	}
 	d.Enabled, d.Description = deref(enabled, true), deref(description, "")
-	if _, err := a.m.CreateDomain(r.Context(), p, &d); err != nil {
+	if _, err := a.manager.CreateDomain(r.Context(), p, &d); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"domain": a.domain(d)})
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"domain": a.domain(d)})
 	return nil
 }
 
 // updateDomain is PATCH /v3/domains/{domain_id}: name, enabled and description.
-func (a *identityAPI) updateDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) updateDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -309,19 +293,19 @@ func (a *identityAPI) updateDomain(w http.ResponseWriter, r *http.Request, p *kp
 	if u.Name, u.Enabled, u.Description, err = patchMembers(o, "domain"); err != nil {
 		return err
 	}
-	d, err := a.m.UpdateDomain(r.Context(), p, r.PathValue("domain_id"), u)
+	d, err := a.manager.UpdateDomain(r.Context(), p, r.PathValue("domain_id"), u)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"domain": a.domain(*d)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"domain": a.domain(*d)})
 	return nil
 }
 
 // deleteDomain is DELETE /v3/domains/{domain_id}: 204, for a disabled domain.
-func (a *identityAPI) deleteDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	if err := a.m.DeleteDomain(r.Context(), p, r.PathValue("domain_id")); err != nil {
+func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.manager.DeleteDomain(r.Context(), p, r.PathValue("domain_id")); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }

@@ -1,4 +1,4 @@
-package api
+package keystone
 
 import (
 	"encoding/json"
@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api"
 )
 
 // createCredential is POST /v3.0/OS-CREDENTIAL/credentials (auth.md §9): 201 with the new AK
 // and its SK, the only response that ever carries that SK.
-func (a *identityAPI) createCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) createCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -29,7 +30,7 @@ func (a *identityAPI) createCredential(w http.ResponseWriter, r *http.Request, p
 	if err != nil {
 		return err
 	}
-	k, secret, err := a.m.CreateCredential(r.Context(), p, deref(userID, ""), deref(description, ""))
+	k, secret, err := a.manager.CreateCredential(r.Context(), p, deref(userID, ""), deref(description, ""))
 	if err != nil {
 		return err
 	}
@@ -40,12 +41,12 @@ func (a *identityAPI) createCredential(w http.ResponseWriter, r *http.Request, p
 
 // listCredentials is GET /v3.0/OS-CREDENTIAL/credentials?user_id=… (the caller's keys without
 // user_id).
-func (a *identityAPI) listCredentials(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q, err := identityQueryOnce(r, "user_id")
+func (a *API) listCredentials(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q, err := queryOnce(r, "user_id")
 	if err != nil {
 		return err
 	}
-	keys, err := a.m.Credentials(r.Context(), p, q.Get("user_id"))
+	keys, err := a.manager.Credentials(r.Context(), p, q.Get("user_id"))
 	if err != nil {
 		return err
 	}
@@ -53,23 +54,23 @@ func (a *identityAPI) listCredentials(w http.ResponseWriter, r *http.Request, p 
 	for _, k := range keys {
 		out = append(out, credential(k))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"credentials": out})
 	return nil
 }
 
 // showCredential is GET /v3.0/OS-CREDENTIAL/credentials/{access_key}.
-func (a *identityAPI) showCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	k, err := a.m.Credential(r.Context(), p, r.PathValue("access_key"))
+func (a *API) showCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	k, err := a.manager.Credential(r.Context(), p, r.PathValue("access_key"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"credential": credential(*k)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"credential": credential(*k)})
 	return nil
 }
 
 // updateCredential is PUT /v3.0/OS-CREDENTIAL/credentials/{access_key}: status (active or
 // inactive) and description.
-func (a *identityAPI) updateCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) updateCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -85,26 +86,26 @@ func (a *identityAPI) updateCredential(w http.ResponseWriter, r *http.Request, p
 	if u.Description, err = optString(c, "description"); err != nil {
 		return err
 	}
-	k, err := a.m.UpdateCredential(r.Context(), p, r.PathValue("access_key"), u)
+	k, err := a.manager.UpdateCredential(r.Context(), p, r.PathValue("access_key"), u)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"credential": credential(*k)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"credential": credential(*k)})
 	return nil
 }
 
 // deleteCredential is DELETE /v3.0/OS-CREDENTIAL/credentials/{access_key}: 204.
-func (a *identityAPI) deleteCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	if err := a.m.DeleteCredential(r.Context(), p, r.PathValue("access_key")); err != nil {
+func (a *API) deleteCredential(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	if err := a.manager.DeleteCredential(r.Context(), p, r.PathValue("access_key")); err != nil {
 		return err
 	}
-	writeEmpty(w, http.StatusNoContent)
+	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
 
 // createSecurityToken is POST /v3.0/OS-CREDENTIAL/securitytokens (auth.md §3.6): 201 with a
 // temporary AK/SK and its security token.
-func (a *identityAPI) createSecurityToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+func (a *API) createSecurityToken(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	o, err := readIdentityObject(r)
 	if err != nil {
 		return err
@@ -117,18 +118,18 @@ func (a *identityAPI) createSecurityToken(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
-	methods, ok, err := identity.stringArray("methods")
+	methods, ok, err := identity.StringArray("methods")
 	switch {
 	case err != nil:
 		return exact(identity, "methods", err)
 	case !ok:
-		return identity.missing("methods")
+		return identity.Missing("methods")
 	case len(methods) != 1 || methods[0] != "token":
-		return kps.InvalidParameter(identity.name("methods"))
+		return kps.InvalidParameter(identity.Name("methods"))
 	}
 	var tokenID string
 	var duration time.Duration
-	if tok, ok, err := identity.object("token", false); err != nil {
+	if tok, ok, err := identity.Object("token", false); err != nil {
 		return exact(identity, "token", err)
 	} else if ok {
 		id, err := optString(tok, "id")
@@ -140,7 +141,7 @@ func (a *identityAPI) createSecurityToken(w http.ResponseWriter, r *http.Request
 			return err
 		}
 	}
-	c, secret, securityToken, err := a.m.IssueTemporaryCredential(r.Context(), p, r.Header.Get("X-Auth-Token"), tokenID, duration)
+	c, secret, securityToken, err := a.manager.IssueTemporaryCredential(r.Context(), p, r.Header.Get("X-Auth-Token"), tokenID, duration)
 	if err != nil {
 		return err
 	}
@@ -151,28 +152,28 @@ func (a *identityAPI) createSecurityToken(w http.ResponseWriter, r *http.Request
 
 // durationSeconds reads token.duration_seconds: a positive integer, or a string of digits as
 // Huawei's own examples send (auth.md §3.6); 0 when absent. The range is the manager's rule.
-func durationSeconds(tok object) (time.Duration, error) {
+func durationSeconds(tok api.Object) (time.Duration, error) {
 	var n int64
-	switch v := tok.m["duration_seconds"].(type) {
+	switch v := tok.M["duration_seconds"].(type) {
 	case nil:
 		return 0, nil
 	case json.Number:
 		i, err := v.Int64()
 		if err != nil {
-			return 0, kps.InvalidParameter(tok.name("duration_seconds"))
+			return 0, kps.InvalidParameter(tok.Name("duration_seconds"))
 		}
 		n = i
 	case string:
 		i, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || v == "" || strings.TrimLeft(v, "0123456789") != "" {
-			return 0, kps.InvalidParameter(tok.name("duration_seconds"))
+			return 0, kps.InvalidParameter(tok.Name("duration_seconds"))
 		}
 		n = i
 	default:
-		return 0, kps.InvalidParameter(tok.name("duration_seconds"))
+		return 0, kps.InvalidParameter(tok.Name("duration_seconds"))
 	}
 	if n <= 0 || n > int64(time.Duration(1<<62)/time.Second) {
-		return 0, kps.InvalidParameter(tok.name("duration_seconds"))
+		return 0, kps.InvalidParameter(tok.Name("duration_seconds"))
 	}
 	return time.Duration(n) * time.Second, nil
 }
