@@ -221,28 +221,11 @@ func (db *DB) claim(ctx context.Context, statement, owner string, lease time.Dur
 // the lease, so a worker that lost its task gets kps.ErrLeaseLost and must not write. No list
 // shows the marks, so the project's task version stays.
 func (db *DB) MarkTaskWrite(ctx context.Context, t *kps.Task, step kps.HostWrite) error {
-	var statement string
-	switch step {
-	case kps.WriteKey:
-		statement = markKeyWrite
-	case kps.WriteConfig:
-		statement = markConfigWrite
-	default:
+	statement := map[kps.HostWrite]string{kps.WriteKey: markKeyWrite, kps.WriteConfig: markConfigWrite}[step]
+	if statement == "" {
 		return fmt.Errorf("mark task write: unknown step %q", step)
 	}
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	held, err := tx.execOne(ctx, statement, t.ID, t.LeaseOwner, t.Attempt)
-	if err != nil {
-		return err
-	}
-	if !held {
-		return kps.ErrLeaseLost
-	}
-	if err := tx.Commit(); err != nil {
+	if _, err := db.underLease(ctx, t, statement); err != nil {
 		return err
 	}
 	switch step {
@@ -258,24 +241,35 @@ func (db *DB) MarkTaskWrite(ctx context.Context, t *kps.Task, step kps.HostWrite
 // RUNNING under the same owner and attempt. An expired lease that nobody has acted on yet can
 // still be renewed: expiry only matters once the sweeper (FailExpiredTasks) fails the task.
 func (db *DB) ExtendLease(ctx context.Context, t *kps.Task, lease time.Duration) error {
+	now, err := db.underLease(ctx, t, extendLease, func(now time.Time) any { return millis(now.Add(lease)) })
+	if err == nil {
+		t.LeaseExpires = now.Add(lease)
+	}
+	return err
+}
+
+// underLease runs statement, guarded by t's lease (its last three arguments: id, owner,
+// attempt; the values args make of the transaction's now come first), in a write transaction
+// of its own, and commits it; kps.ErrLeaseLost when the guard matched no row. It returns the
+// transaction's now.
+func (db *DB) underLease(ctx context.Context, t *kps.Task, statement string, args ...func(now time.Time) any) (time.Time, error) {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	defer tx.Rollback()
-	expires := tx.now.Add(lease)
-	held, err := tx.execOne(ctx, extendLease, millis(expires), t.ID, t.LeaseOwner, t.Attempt)
+	values := make([]any, 0, len(args)+3)
+	for _, a := range args {
+		values = append(values, a(tx.now))
+	}
+	held, err := tx.execOne(ctx, statement, append(values, t.ID, t.LeaseOwner, t.Attempt)...)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if !held {
-		return kps.ErrLeaseLost
+		return time.Time{}, kps.ErrLeaseLost
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	t.LeaseExpires = expires
-	return nil
+	return tx.now, tx.Commit()
 }
 
 // FinishTask ends t — RUNNING under t.LeaseOwner and t.Attempt — as SUCCESS or FAILED, and on

@@ -2,12 +2,13 @@ package keystone
 
 import (
 	"net/http"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/api/wire"
 )
 
 // checkToken is GET and HEAD /v3/auth/tokens (auth.md §5.4): 200 with the body of the token in
@@ -49,76 +50,82 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, p *kps.Princip
 // Most a page may hold, as Huawei's KeystoneListProjects allows.
 const maxPerPage = 5000
 
-// listProjects is GET /v3/projects (auth.md §8.2), the Huawei SDK's project discovery: the
-// visible projects filtered by name, domain_id, enabled, parent_id and is_domain, all of them
-// unless page or per_page is given.
-func (a *API) listProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q, err := queryOnce(r, "name", "domain_id", "parent_id", "enabled", "is_domain", "page", "per_page")
-	if err != nil {
-		return err
-	}
-	var f kps.ProjectFilter
-	none := false // a filter that nothing can match
-	if v, ok := q["name"]; ok {
-		f.Name = &v[0]
-	}
-	if v, ok := q["domain_id"]; ok {
-		f.DomainID = &v[0]
-	}
-	if v, ok := q["parent_id"]; ok {
-		// A project's parent is its domain (auth.md §3.1).
-		if f.DomainID != nil && *f.DomainID != v[0] {
-			none = true
-		}
-		f.DomainID = &v[0]
-	}
-	if v, ok := q["enabled"]; ok {
-		b, err := queryBool("enabled", v[0])
-		if err != nil {
-			return err
-		}
-		f.Enabled = &b
-	}
-	if v, ok := q["is_domain"]; ok {
-		b, err := queryBool("is_domain", v[0])
-		if err != nil {
-			return err
-		}
-		none = none || b
-	}
-	page, perPage, paged, err := queryPage(q)
-	if err != nil {
-		return err
-	}
-	pg := pageWindow(page, perPage, paged)
-	items, total := []kps.Project{}, 0
-	if !none {
-		if items, total, err = a.manager.VisibleProjects(r.Context(), p, f, pg); err != nil {
-			return err
-		}
-	}
-	links := a.listLinks(r, page, paged, pg.Offset+len(items) < total)
-	api.WriteJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": links})
-	return nil
+// listQuery is the query of the identity lists: the filters name, domain_id, parent_id,
+// enabled and is_domain as given (nil when absent), and the page/per_page window.
+type listQuery struct {
+	Name, DomainID, ParentID *string
+	Enabled, IsDomain        *bool
+	// page (from 1) and perPage (1–5000, default 5000); paged reports whether either was
+	// given. Unpaged lists everything.
+	page, perPage int
+	paged         bool
 }
 
-// pageWindow is the store page of a Keystone page/per_page query; unpaged lists everything.
-func pageWindow(page, perPage int, paged bool) kps.Page {
-	if !paged {
+// readListQuery reads the parameters names of r's query; any other parameter is ignored, as
+// Keystone ignores it, and one given twice is refused (kps-v3-api.md §1.4).
+func readListQuery(r *http.Request, names ...string) (*listQuery, error) {
+	q, err := queryOnce(r, names...)
+	if err != nil {
+		return nil, err
+	}
+	l := &listQuery{page: 1, perPage: maxPerPage}
+	for _, s := range []struct {
+		name string
+		dst  **string
+	}{{"name", &l.Name}, {"domain_id", &l.DomainID}, {"parent_id", &l.ParentID}} {
+		if v, ok := q[s.name]; ok && slices.Contains(names, s.name) {
+			*s.dst = &v[0]
+		}
+	}
+	for _, b := range []struct {
+		name string
+		dst  **bool
+	}{{"enabled", &l.Enabled}, {"is_domain", &l.IsDomain}} {
+		if v, ok := q[b.name]; ok && slices.Contains(names, b.name) {
+			x, err := queryBool(b.name, v[0])
+			if err != nil {
+				return nil, err
+			}
+			*b.dst = &x
+		}
+	}
+	for _, x := range []struct {
+		name string
+		v    *int
+		max  int
+	}{{"page", &l.page, 1 << 20}, {"per_page", &l.perPage, maxPerPage}} {
+		vs, ok := q[x.name]
+		if !ok || !slices.Contains(names, x.name) {
+			continue
+		}
+		l.paged = true
+		n, err := strconv.Atoi(vs[0])
+		if err != nil || n < 1 || n > x.max || strings.TrimLeft(vs[0], "0123456789") != "" {
+			return nil, kps.InvalidParameter(x.name)
+		}
+		*x.v = n
+	}
+	return l, nil
+}
+
+// window is the store page of the query; unpaged lists everything.
+func (l *listQuery) window() kps.Page {
+	if !l.paged {
 		return kps.Page{}
 	}
-	return kps.Page{Limit: perPage, Offset: (page - 1) * perPage}
+	return kps.Page{Limit: l.perPage, Offset: (l.page - 1) * l.perPage}
 }
 
-// listLinks are a Keystone list's links: self always, previous and next only when paged.
-func (a *API) listLinks(r *http.Request, page int, paged, more bool) listLinks {
+// links are the list's links for a page of n items of total: self always, previous and next
+// only when paged.
+func (a *API) links(r *http.Request, l *listQuery, n, total int) listLinks {
 	links := listLinks{Self: a.selfURL(r)}
-	if paged {
-		if page > 1 {
-			links.Previous = a.pageURL(r, page-1)
+	if l.paged {
+		if l.page > 1 {
+			links.Previous = a.pageURL(r, l.page-1)
 		}
-		if more {
-			links.Next = a.pageURL(r, page+1)
+		if l.window().Offset+n < total {
+			links.Next = a.pageURL(r, l.page+1)
 		}
 	}
 	return links
@@ -135,27 +142,29 @@ func queryBool(name, v string) (bool, error) {
 	return false, kps.InvalidParameter(name)
 }
 
-// queryPage reads page (from 1) and per_page (1–5000, default 5000); paged reports whether
-// either was given.
-func queryPage(q url.Values) (page, perPage int, paged bool, err error) {
-	page, perPage = 1, maxPerPage
-	for _, x := range []struct {
-		name string
-		v    *int
-		max  int
-	}{{"page", &page, 1 << 20}, {"per_page", &perPage, maxPerPage}} {
-		vs, ok := q[x.name]
-		if !ok {
-			continue
-		}
-		paged = true
-		n, err := strconv.Atoi(vs[0])
-		if err != nil || n < 1 || n > x.max || strings.TrimLeft(vs[0], "0123456789") != "" {
-			return 0, 0, false, kps.InvalidParameter(x.name)
-		}
-		*x.v = n
+// listProjects is GET /v3/projects (auth.md §8.2), the Huawei SDK's project discovery: the
+// visible projects filtered by name, domain_id, enabled, parent_id and is_domain, all of them
+// unless page or per_page is given.
+func (a *API) listProjects(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
+	q, err := readListQuery(r, "name", "domain_id", "parent_id", "enabled", "is_domain", "page", "per_page")
+	if err != nil {
+		return err
 	}
-	return page, perPage, paged, nil
+	f := kps.ProjectFilter{Name: q.Name, DomainID: q.DomainID, Enabled: q.Enabled}
+	// A filter that nothing can match: a project is no domain, and its parent is its domain
+	// (auth.md §3.1).
+	none := deref(q.IsDomain, false) || q.ParentID != nil && q.DomainID != nil && *q.DomainID != *q.ParentID
+	if q.ParentID != nil {
+		f.DomainID = q.ParentID
+	}
+	items, total := []kps.Project{}, 0
+	if !none {
+		if items, total, err = a.manager.VisibleProjects(r.Context(), p, f, q.window()); err != nil {
+			return err
+		}
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"projects": a.projects(items), "links": a.links(r, q, len(items), total)})
+	return nil
 }
 
 // showProject is GET /v3/projects/{project}: 200, or 403 KPS.9006 for an invisible or unknown
@@ -223,39 +232,19 @@ func (a *API) listRoles(w http.ResponseWriter, r *http.Request, p *kps.Principal
 // user name, e.g. `openstack keypair list --user`): filters name, domain_id and enabled (other
 // parameters are ignored, as Keystone ignores them), page and per_page as for projects.
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q, err := queryOnce(r, "name", "domain_id", "enabled", "page", "per_page")
+	q, err := readListQuery(r, "name", "domain_id", "enabled", "page", "per_page")
 	if err != nil {
 		return err
 	}
-	var f kps.UserFilter
-	if v, ok := q["name"]; ok {
-		f.Name = &v[0]
-	}
-	if v, ok := q["domain_id"]; ok {
-		f.DomainID = &v[0]
-	}
-	if v, ok := q["enabled"]; ok {
-		b, err := queryBool("enabled", v[0])
-		if err != nil {
-			return err
-		}
-		f.Enabled = &b
-	}
-	page, perPage, paged, err := queryPage(q)
+	items, total, err := a.manager.VisibleUsers(r.Context(), p, kps.UserFilter{Name: q.Name, DomainID: q.DomainID, Enabled: q.Enabled}, q.window())
 	if err != nil {
 		return err
 	}
-	pg := pageWindow(page, perPage, paged)
-	items, total, err := a.manager.VisibleUsers(r.Context(), p, f, pg)
-	if err != nil {
-		return err
-	}
-	links := a.listLinks(r, page, paged, pg.Offset+len(items) < total)
-	users := make([]userView, 0, len(items))
+	users := make([]wire.User, 0, len(items))
 	for _, u := range items {
 		users = append(users, a.user(u))
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"users": users, "links": links})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"users": users, "links": a.links(r, q, len(items), total)})
 	return nil
 }
 
@@ -272,22 +261,11 @@ func (a *API) showUser(w http.ResponseWriter, r *http.Request, p *kps.Principal)
 // listDomains is GET /v3/domains, filtered by name and enabled: the caller's own domain, every
 // domain for the operator admin (OpenStack clients resolve --user-domain names with it).
 func (a *API) listDomains(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	q, err := queryOnce(r, "name", "enabled")
+	q, err := readListQuery(r, "name", "enabled")
 	if err != nil {
 		return err
 	}
-	var f kps.DomainFilter
-	if v, ok := q["name"]; ok {
-		f.Name = &v[0]
-	}
-	if v, ok := q["enabled"]; ok {
-		b, err := queryBool("enabled", v[0])
-		if err != nil {
-			return err
-		}
-		f.Enabled = &b
-	}
-	items, err := a.manager.VisibleDomains(r.Context(), p, f)
+	items, err := a.manager.VisibleDomains(r.Context(), p, kps.DomainFilter{Name: q.Name, Enabled: q.Enabled})
 	if err != nil {
 		return err
 	}

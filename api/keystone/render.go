@@ -8,71 +8,13 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/api/wire"
 )
 
 // Decoding and rendering shared by the identity and management handlers.
 
-// readIdentityObject reads the JSON object body of an identity route (at most 64 KiB,
-// auth.md §5.1) with the exact KPS.6001 text of auth.md §11.3.
-func readIdentityObject(r *http.Request) (api.Object, error) {
-	o, err := api.ReadObject(r, api.MaxIdentityBody)
-	if err == nil {
-		return o, nil
-	}
-	if kps.ErrorCode(err) == kps.ErrBadJSON {
-		err = kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
-	}
-	return api.Object{}, err
-}
-
-// exact gives a wrong-type error of a member the exact KPS.6003 text of auth.md §11.3.
-func exact(o api.Object, member string, err error) error {
-	if err != nil && kps.ErrorCode(err) == kps.ErrInvalid {
-		return kps.InvalidParameter(o.Name(member))
-	}
-	return err
-}
-
-// member returns the required object member of a body ({"user": {…}}).
-func member(o api.Object, name string) (api.Object, error) {
-	m, _, err := o.Object(name, true)
-	return m, exact(o, name, err)
-}
-
-func optString(o api.Object, name string) (*string, error) {
-	v, ok, err := o.Str(name, false)
-	if err != nil || !ok {
-		return nil, exact(o, name, err)
-	}
-	return &v, nil
-}
-
-func optBool(o api.Object, name string) (*bool, error) {
-	v, ok, err := o.Boolean(name)
-	if err != nil || !ok {
-		return nil, exact(o, name, err)
-	}
-	return &v, nil
-}
-
-func requiredString(o api.Object, name string) (string, error) {
-	v, _, err := o.Str(name, true)
-	return v, exact(o, name, err)
-}
-
-func deref[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
-}
-
 // identityTime is the time format of the identity routes, "2006-01-02T15:04:05.000000Z".
 func identityTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
-
-type selfLink struct {
-	Self string `json:"self"`
-}
 
 // listLinks are the links of a Keystone list: previous and next are null on the last page,
 // which is what the Terraform provider pages by (auth.md §8.3).
@@ -99,19 +41,19 @@ func (a *API) pageURL(r *http.Request, page int) *string {
 	return &u
 }
 
-func (a *API) link(path, id string) selfLink {
-	return selfLink{Self: a.publicURL + path + url.PathEscape(id)}
+func (a *API) link(path, id string) wire.Link {
+	return wire.Link{Self: a.publicURL + path + url.PathEscape(id)}
 }
 
 type projectView struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name"`
-	DomainID    string   `json:"domain_id"`
-	ParentID    string   `json:"parent_id"`
-	IsDomain    bool     `json:"is_domain"`
-	Enabled     bool     `json:"enabled"`
-	Description string   `json:"description"`
-	Links       selfLink `json:"links"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	DomainID    string    `json:"domain_id"`
+	ParentID    string    `json:"parent_id"`
+	IsDomain    bool      `json:"is_domain"`
+	Enabled     bool      `json:"enabled"`
+	Description string    `json:"description"`
+	Links       wire.Link `json:"links"`
 }
 
 func (a *API) project(p kps.Project) projectView {
@@ -128,11 +70,11 @@ func (a *API) projects(ps []kps.Project) []projectView {
 }
 
 type domainView struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name"`
-	Enabled     bool     `json:"enabled"`
-	Description string   `json:"description"`
-	Links       selfLink `json:"links"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Enabled     bool      `json:"enabled"`
+	Description string    `json:"description"`
+	Links       wire.Link `json:"links"`
 }
 
 func (a *API) domain(d kps.Domain) domainView {
@@ -140,20 +82,8 @@ func (a *API) domain(d kps.Domain) domainView {
 		Links: a.link("/v3/domains/", d.ID)}
 }
 
-// userView never carries the password or its hash.
-type userView struct {
-	ID                string   `json:"id"`
-	Name              string   `json:"name"`
-	DomainID          string   `json:"domain_id"`
-	Enabled           bool     `json:"enabled"`
-	Description       string   `json:"description"`
-	DefaultProjectID  string   `json:"default_project_id,omitempty"`
-	PasswordExpiresAt *string  `json:"password_expires_at"`
-	Links             selfLink `json:"links"`
-}
-
-func (a *API) user(u kps.User) userView {
-	return userView{ID: u.ID, Name: u.Name, DomainID: u.DomainID, Enabled: u.Enabled, Description: u.Description,
+func (a *API) user(u kps.User) wire.User {
+	return wire.User{ID: u.ID, Name: u.Name, DomainID: u.DomainID, Enabled: u.Enabled, Description: u.Description,
 		DefaultProjectID: u.DefaultProjectID, Links: a.link("/v3/users/", u.ID)}
 }
 
@@ -196,10 +126,10 @@ type temporaryCredentialView struct {
 }
 
 type roleView struct {
-	ID       string   `json:"id"`
-	Name     string   `json:"name"`
-	DomainID *string  `json:"domain_id"`
-	Links    selfLink `json:"links"`
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	DomainID *string   `json:"domain_id"`
+	Links    wire.Link `json:"links"`
 }
 
 // writeSecret renders a response that carries a secret: never cached (auth.md §12.3).

@@ -5,46 +5,8 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/api/wire"
 )
-
-// keyPairCreated is CreateKeypairResp (§2.1).
-type keyPairCreated struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	PublicKey   string `json:"public_key"`
-	PrivateKey  string `json:"private_key,omitempty"`
-	Fingerprint string `json:"fingerprint"`
-	UserID      string `json:"user_id"`
-}
-
-// keyPairItem is the Keypair of a list (§2.2); frozen_state is a string here.
-type keyPairItem struct {
-	Name            string `json:"name"`
-	Type            string `json:"type"`
-	Scope           string `json:"scope"`
-	PublicKey       string `json:"public_key"`
-	Fingerprint     string `json:"fingerprint"`
-	IsKeyProtection bool   `json:"is_key_protection"`
-	FrozenState     string `json:"frozen_state"`
-}
-
-// keyPairDetail is KeypairDetail (§2.3); frozen_state is an integer here.
-type keyPairDetail struct {
-	Name            string `json:"name"`
-	ID              int64  `json:"id"`
-	Type            string `json:"type"`
-	Scope           string `json:"scope"`
-	PublicKey       string `json:"public_key"`
-	Fingerprint     string `json:"fingerprint"`
-	IsKeyProtection bool   `json:"is_key_protection"`
-	Deleted         bool   `json:"deleted"`
-	Description     string `json:"description"`
-	UserID          string `json:"user_id"`
-	CreateTime      int64  `json:"create_time"`
-	UpdateTime      int64  `json:"update_time"`
-	FrozenState     int32  `json:"frozen_state"`
-	Algorithm       string `json:"algorithm"`
-}
 
 type pageInfo struct {
 	NextMarker     *string `json:"next_marker,omitempty"`
@@ -70,8 +32,8 @@ func (a *API) createKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Princ
 	return nil
 }
 
-func created(k *kps.NewKeyPair) *keyPairCreated {
-	return &keyPairCreated{Name: k.KeyPair.Name, Type: k.KeyPair.Type, PublicKey: k.KeyPair.PublicKey,
+func created(k *kps.NewKeyPair) *wire.KeyPairCreated {
+	return &wire.KeyPairCreated{Name: k.KeyPair.Name, Type: k.KeyPair.Type, PublicKey: k.KeyPair.PublicKey,
 		PrivateKey: k.PrivateKey, Fingerprint: k.KeyPair.Fingerprint, UserID: k.KeyPair.UserID}
 }
 
@@ -179,11 +141,11 @@ func (a *API) listKeyPairs(w http.ResponseWriter, r *http.Request, p *kps.Princi
 		return err
 	}
 	type wrapped struct {
-		KeyPair keyPairItem `json:"keypair"`
+		KeyPair wire.KeyPairItem `json:"keypair"`
 	}
 	items := make([]wrapped, 0, len(res.Items))
 	for _, k := range res.Items {
-		items = append(items, wrapped{keyPairItem{Name: k.Name, Type: k.Type, Scope: k.Scope, PublicKey: k.PublicKey,
+		items = append(items, wrapped{wire.KeyPairItem{Name: k.Name, Type: k.Type, Scope: k.Scope, PublicKey: k.PublicKey,
 			Fingerprint: k.Fingerprint, IsKeyProtection: k.PrivateKey != nil, FrozenState: "0"}})
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"keypairs": items,
@@ -206,7 +168,7 @@ func (a *API) showKeyPair(w http.ResponseWriter, r *http.Request, p *kps.Princip
 	if err != nil {
 		return err
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"keypair": keyPairDetail{Name: k.Name, ID: k.ID, Type: k.Type, Scope: k.Scope,
+	api.WriteJSON(w, http.StatusOK, map[string]any{"keypair": wire.KeyPairDetail{Name: k.Name, ID: k.ID, Type: k.Type, Scope: k.Scope,
 		PublicKey: k.PublicKey, Fingerprint: k.Fingerprint, IsKeyProtection: k.PrivateKey != nil, Description: k.Description,
 		UserID: k.UserID, CreateTime: k.Created.UnixMilli(), UpdateTime: k.Updated.UnixMilli(), Algorithm: k.Algorithm}})
 	return nil

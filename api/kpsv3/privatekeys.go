@@ -8,6 +8,7 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/api/wire"
 )
 
 // batchImportKeyPairs is BatchImportKeypair (§2.6): items succeed or fail independently.
@@ -17,7 +18,7 @@ func (a *API) batchImportKeyPairs(w http.ResponseWriter, r *http.Request, p *kps
 		return err
 	}
 	type createdItem struct {
-		KeyPair *keyPairCreated `json:"keypair"`
+		KeyPair *wire.KeyPairCreated `json:"keypair"`
 	}
 	type failed struct {
 		Name   string `json:"keypair_name"`

@@ -8,31 +8,16 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/api/wire"
 )
 
-// serverView is the wire form of an inventory record; the credential never appears.
-type serverView struct {
-	ID               string   `json:"id"`
-	Name             string   `json:"name"`
-	Address          string   `json:"address"`
-	Port             int      `json:"port"`
-	User             string   `json:"user"`
-	HostKeys         []string `json:"host_keys"`
-	SSHDConfig       string   `json:"sshd_config"`
-	HasCredential    bool     `json:"has_credential"`
-	ReachByAdmin     bool     `json:"reach_by_admin"`
-	KeyPairName      string   `json:"keypair_name"`
-	PasswordDisabled bool     `json:"password_disabled"`
-	CreateTime       int64    `json:"create_time"`
-	UpdateTime       int64    `json:"update_time"`
-}
-
-func viewServer(s *kps.Server) serverView {
+// viewServer is the wire form of an inventory record.
+func viewServer(s *kps.Server) wire.Server {
 	keys := s.HostKeys
 	if keys == nil {
 		keys = []string{}
 	}
-	return serverView{ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, User: s.User,
+	return wire.Server{ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, User: s.User,
 		HostKeys: keys, SSHDConfig: s.SSHDConfig, HasCredential: s.Credential != nil,
 		ReachByAdmin: s.ReachByAdmin, KeyPairName: s.KeyPairName, PasswordDisabled: s.PasswordDisabled,
 		CreateTime: s.Created.UnixMilli(), UpdateTime: s.Updated.UnixMilli()}
@@ -175,7 +160,7 @@ func (a *API) listServers(w http.ResponseWriter, r *http.Request, p *kps.Princip
 	if err != nil {
 		return err
 	}
-	out := make([]serverView, 0, len(list))
+	out := make([]wire.Server, 0, len(list))
 	for i := range list {
 		out = append(out, viewServer(&list[i]))
 	}

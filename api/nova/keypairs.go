@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,8 +23,6 @@ type listEntry struct {
 	Fingerprint string `json:"fingerprint"`
 	Type        string `json:"type,omitempty"`
 }
-
-var digitsOnly = regexp.MustCompile(`^[0-9]+$`)
 
 // listKeyPairs is GET …/os-keypairs (§5.1).
 func (a *API) listKeyPairs(w http.ResponseWriter, r *http.Request, n *request) error {
@@ -117,11 +114,6 @@ func (a *API) allKeyPairs(ctx context.Context, p *kps.Principal, user string) ([
 		marker = *page.NextMarker
 	}
 }
-
-var (
-	nameRule    = regexp.MustCompile(`^[_\- a-zA-Z0-9]+$`)
-	nameRule292 = regexp.MustCompile(`^[_\-@. a-zA-Z0-9]+$`)
-)
 
 // createBody is the validated create body (§5.2.1).
 type createBody struct {
@@ -308,16 +300,22 @@ func (a *API) keyPair(ctx context.Context, n *request, user string) (*kps.KeyPai
 	return k, err
 }
 
-// showKeyPair is GET …/os-keypairs/{keypair_name} (§5.3).
-func (a *API) showKeyPair(w http.ResponseWriter, r *http.Request, n *request) error {
+// itemUser is the user a request on one key pair acts for: the query's user_id from 2.10
+// (§10), which action needs the admin role for when it names another user.
+func itemUser(r *http.Request, n *request, action string) (string, error) {
 	if err := checkQuery(n, r.URL.Query(), "user_id"); err != nil {
-		return err
+		return "", err
 	}
 	q, err := query(r, n, false)
 	if err != nil {
-		return err
+		return "", err
 	}
-	user, err := targetUser(n, q, "show")
+	return targetUser(n, q, action)
+}
+
+// showKeyPair is GET …/os-keypairs/{keypair_name} (§5.3).
+func (a *API) showKeyPair(w http.ResponseWriter, r *http.Request, n *request) error {
+	user, err := itemUser(r, n, "show")
 	if err != nil {
 		return err
 	}
@@ -336,14 +334,7 @@ func (a *API) showKeyPair(w http.ResponseWriter, r *http.Request, n *request) er
 
 // deleteKeyPair is DELETE …/os-keypairs/{keypair_name} (§5.4).
 func (a *API) deleteKeyPair(w http.ResponseWriter, r *http.Request, n *request) error {
-	if err := checkQuery(n, r.URL.Query(), "user_id"); err != nil {
-		return err
-	}
-	q, err := query(r, n, false)
-	if err != nil {
-		return err
-	}
-	user, err := targetUser(n, q, "delete")
+	user, err := itemUser(r, n, "delete")
 	if err != nil {
 		return err
 	}
