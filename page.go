@@ -2,6 +2,8 @@ package kps
 
 import (
 	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Page is a validated limit/offset pair (kps-v3-api.md §4.1).
@@ -46,12 +48,13 @@ func parseDecimal(s string) (int, bool) {
 	return int(n), err == nil
 }
 
-// Clip shortens user input quoted in an error message to 64 characters (runes, so that a
-// message never holds half a character), marking a cut with "…".
+// Clip shortens user input quoted in an error message to 64 characters, marking a cut with
+// "…". It counts characters, not bytes, so a message never holds half of one, and it replaces
+// bytes that are not UTF-8 with U+FFFD.
 func Clip(s string) string {
-	r := []rune(s)
-	if len(r) > 64 {
-		return string(r[:64]) + "…"
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if utf8.RuneCountInString(s) > 64 {
+		return string([]rune(s)[:64]) + "…"
 	}
 	return s
 }

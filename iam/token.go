@@ -588,13 +588,8 @@ func (s *Service) authenticateToken(ctx context.Context, now time.Time, ipKey, t
 	return p, v.token.ExpiresAt, nil
 }
 
-// clip shortens request values quoted in messages.
-func clip(v string) string {
-	if len(v) > 64 {
-		return v[:64] + "…"
-	}
-	return v
-}
+// clip shortens request values quoted in messages (kps.Clip, the one rule).
+func clip(v string) string { return kps.Clip(v) }
 
 // checkTokenScope is auth.md §4.3 rows 3 and 4 for a token scoped to tokenProject (""
 // when not scoped to a project), with the exact messages of §5.6.

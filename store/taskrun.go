@@ -155,16 +155,17 @@ const interruptedMessage = "Task interrupted by a service restart."
 var guardedTransitions = []struct {
 	From, To  kps.Phase
 	Statement string
+	Source    string // the constant or function that makes the statement
 	Used      string // the method that runs it
 }{
-	{kps.PhaseReady, kps.PhaseRunning, sqliteClaimTask, "ClaimTask (SQLite)"},
-	{kps.PhaseReady, kps.PhaseRunning, sqliteClaimIdleTask, "ClaimIdleProjectTask (SQLite)"},
-	{kps.PhaseReady, kps.PhaseRunning, postgresClaimTask, "ClaimTask (PostgreSQL)"},
-	{kps.PhaseReady, kps.PhaseRunning, postgresClaimIdleTask, "ClaimIdleProjectTask (PostgreSQL)"},
-	{kps.PhaseRunning, kps.PhaseSuccess, finishRunningTask, "FinishTask"},
-	{kps.PhaseRunning, kps.PhaseFailed, finishRunningTask, "FinishTask"},
-	{kps.PhaseRunning, kps.PhaseFailed, failExpiredTasks, "FailExpiredTasks"},
-	{kps.PhaseRunning, kps.PhaseFailed, failRunningTasks, "FailExpiredTasks (all)"},
+	{kps.PhaseReady, kps.PhaseRunning, sqliteClaimTask, "claimStatement", "ClaimTask (SQLite)"},
+	{kps.PhaseReady, kps.PhaseRunning, sqliteClaimIdleTask, "claimStatement", "ClaimIdleProjectTask (SQLite)"},
+	{kps.PhaseReady, kps.PhaseRunning, postgresClaimTask, "claimStatement", "ClaimTask (PostgreSQL)"},
+	{kps.PhaseReady, kps.PhaseRunning, postgresClaimIdleTask, "claimStatement", "ClaimIdleProjectTask (PostgreSQL)"},
+	{kps.PhaseRunning, kps.PhaseSuccess, finishRunningTask, "finishRunningTask", "FinishTask"},
+	{kps.PhaseRunning, kps.PhaseFailed, finishRunningTask, "finishRunningTask", "FinishTask"},
+	{kps.PhaseRunning, kps.PhaseFailed, failExpiredTasks, "failExpiredTasks", "FailExpiredTasks"},
+	{kps.PhaseRunning, kps.PhaseFailed, failRunningTasks, "failRunningTasks", "FailExpiredTasks (all)"},
 }
 
 // transition asserts the state machine in code: the guarded statements must only ever encode

@@ -58,7 +58,7 @@ func setup(t *testing.T) *fixture {
 	u, _ := db.UserByName(ctx, d.ID, "admin")
 	f := &fixture{db: db, path: path, sealer: secrets.NewSealer(ring), project: p.ID, user: u.ID}
 	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: p.ID, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: u.ID,
-		PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, kps.KeyPairQuota{Project: 0}); err != nil {
+		PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"s1", "s2"} {
@@ -521,7 +521,7 @@ func TestOnlyAnnouncedWritesAreUndone(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range []string{"glass", "written"} {
 		if err := f.db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: f.project, Name: name, Type: kps.TypeSSH, Scope: kps.ScopeUser,
-			UserID: f.user, PublicKey: "ssh-ed25519 AAAA" + name, Fingerprint: name, Algorithm: "ED25519"}, kps.KeyPairQuota{Project: 0}); err != nil {
+			UserID: f.user, PublicKey: "ssh-ed25519 AAAA" + name, Fingerprint: name, Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -575,7 +575,7 @@ func TestReserveWorkerStartsAnIdleProject(t *testing.T) {
 		ctx := context.Background()
 		const other = "b0b00000000000000000000000000002"
 		if err := f.db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: other, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser,
-			UserID: f.user, PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, kps.KeyPairQuota{Project: 0}); err != nil {
+			UserID: f.user, PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 			t.Fatal(err)
 		}
 		for i, id := range []string{"s3", "s4"} {
