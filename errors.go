@@ -1,7 +1,9 @@
 // Package kps is the domain of OpenKPS, a self-hostable SSH Key Pair Service that speaks the
-// HTTP API of Huawei Cloud's KPS v3. It holds the domain types, their validation, the error
-// codes, the task state machine and the interfaces the implementation packages satisfy. It
-// imports nothing from this repository.
+// HTTP API of Huawei Cloud's KPS v3. It holds the domain types and their validation (keypair.go,
+// server.go, task.go, identity.go), the error codes (errors.go), the task state machine
+// (task.go), and the interfaces the implementation packages satisfy: the stores and the
+// services (service.go), the read paths (readpath.go), the lockout limiter (lockout.go). It
+// imports nothing from this repository; every other package may import it.
 package kps
 
 import (

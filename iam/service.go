@@ -1,6 +1,11 @@
 // Package iam authenticates callers of OpenKPS in local identity mode (auth.md): Argon2id
 // passwords, the first-start bootstrap, opaque bearer tokens (issue, re-scope, validate) and the
-// scope checks a token request goes through before a handler runs.
+// scope checks a token request goes through before a handler runs; AK/SK signatures; the
+// lockout of failed authentications; the identity management of auth.md §9 (Service is
+// keystone.Manager); and, in external mode, the validation of another Keystone's tokens
+// (External). It implements what api.Identity and keystone.Tokens ask. It imports the domain
+// package and internal/strictjson: the store comes in as kps.IdentityStore, its read path as
+// kps.IdentityVersions.
 package iam
 
 import (

@@ -1,6 +1,7 @@
 // Package sshkey parses, checks and generates the SSH keys of kps-v3-api.md §1.6: one
 // authorized_keys-style public key line, one unencrypted PEM private key, and the RSA key
-// pair the service generates.
+// pair the service generates; and the x509 certificates of Nova's key pairs. It imports the
+// domain package only.
 package sshkey
 
 import (

@@ -1,11 +1,18 @@
 // Package store persists everything OpenKPS keeps: identity, inventory, key pairs, tasks and
-// bindings. *DB implements kps.Store on top of database/sql. The SQL is written once, with "?"
-// placeholders and portable constructs; what differs between engines (how to open, how a unique
-// violation looks, the few statements that cannot be portable, the migrations) lives in an
-// engine value, so that PostgreSQL can be added as a second engine without a second code path.
-// SQLite (modernc.org/sqlite, pure Go) is the embedded engine; the conformance suite in
-// store/storetest is what every engine must pass; PostgreSQL (pgx through database/sql) is the
-// second engine, for several replicas on one database.
+// bindings. *DB implements kps.Store on top of database/sql, and keeps what needs a transaction
+// and nothing else: locks, the counts behind quotas and limits, guarded transitions of the task
+// state machine (taskrun.go), unique indexes; the rules of what a task is are the service's
+// (kps.TaskAdmission), which the store runs inside the submission's transaction. It also
+// offers the read paths of kps (readpath.go): the per-request reads, the identity and task
+// versions, the task list's rows.
+//
+// The SQL is written once, with "?" placeholders and portable constructs; what differs between
+// engines (how to open, how a unique violation looks, the few statements that cannot be
+// portable, where the versions live, the migrations) lives in an engine value built by
+// sqlite.go or postgres.go (versions in versions_sqlite.go, versions_postgres.go), never in a
+// test of the engine's name. SQLite (modernc.org/sqlite, pure Go) is the embedded engine;
+// PostgreSQL (pgx through database/sql) the one several replicas share; store/storetest is the
+// conformance suite every engine must pass. It imports the domain package only.
 package store
 
 import (

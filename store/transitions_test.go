@@ -68,7 +68,9 @@ func TestGuardedTransitions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		text := func(n ast.Node) string { return string(src[fset.Position(n.Pos()).Offset:fset.Position(n.End()).Offset]) }
+		text := func(n ast.Node) string {
+			return string(src[fset.Position(n.Pos()).Offset:fset.Position(n.End()).Offset])
+		}
 		setsPhase := regexp.MustCompile(`UPDATE tasks\s+SET phase`)
 		for _, d := range f.Decls {
 			switch d := d.(type) {

@@ -1,7 +1,11 @@
 // Package tasks executes KPS tasks: a bounded pool of workers claims READY tasks from the
 // store under a lease, keeps the lease alive with a heartbeat while the host job runs, and
 // ends every task exactly once through a guarded transition. A sweeper fails tasks whose
-// worker vanished. The state machine is written down in docs/task-state-machine.md.
+// worker vanished. The state machine is written down in docs/task-state-machine.md. What a
+// task does on its host is decided by a kps.HostPlanner (package service) and done by a
+// kps.HostExecutor (package sshhost); the runner holds the callers' credentials in memory
+// between submission and claim. It imports the domain package only: the store, the planner
+// and the executor come in as interfaces.
 package tasks
 
 import (

@@ -1,5 +1,7 @@
 // Package storetest is the conformance suite every kps.Store engine must pass (SQLite and
-// PostgreSQL): one behaviour, checked the same way against each engine.
+// PostgreSQL): one behaviour, checked the same way against each engine. The submissions it
+// makes are decided by the service's admission (service.AdmitTask), as in production. It
+// imports the domain package, service and internal test helpers.
 package storetest
 
 import (
