@@ -120,3 +120,14 @@ func (a *API) authorized(min kps.Role, readAhead bool, h readAheadFunc) http.Han
 
 // readObject reads a request body that must be a JSON object (§1.4).
 func readObject(r *http.Request) (api.Object, error) { return api.ReadObject(r, api.MaxBody) }
+
+// pageQuery reads limit/offset (§4.1); either given twice is refused (§1.4).
+func pageQuery(r *http.Request) (kps.Page, error) {
+	q, err := api.QueryOnce(r, "limit", "offset")
+	if err != nil {
+		return kps.Page{}, err
+	}
+	_, hasLimit := q["limit"]
+	_, hasOffset := q["offset"]
+	return kps.ParsePage(q.Get("limit"), hasLimit, q.Get("offset"), hasOffset, 1000)
+}

@@ -227,14 +227,3 @@ func (a *API) deleteServer(w http.ResponseWriter, r *http.Request, p *kps.Princi
 	api.WriteEmpty(w, http.StatusNoContent)
 	return nil
 }
-
-// pageQuery reads limit/offset (§4.1); either given twice is refused (§1.4).
-func pageQuery(r *http.Request) (kps.Page, error) {
-	q, err := api.QueryOnce(r, "limit", "offset")
-	if err != nil {
-		return kps.Page{}, err
-	}
-	_, hasLimit := q["limit"]
-	_, hasOffset := q["offset"]
-	return kps.ParsePage(q.Get("limit"), hasLimit, q.Get("offset"), hasOffset, 1000)
-}
