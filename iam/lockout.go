@@ -40,7 +40,7 @@ import (
 // key was locked meanwhile, so that it too is answered 429.
 //
 // The client IP is the one the api package passes: the TCP peer, or the address a trusted proxy
-// forwarded (api.Config.TrustedProxies). IPv6 peers are counted per /64, the block a single
+// forwarded (router.Config.TrustedProxies). IPv6 peers are counted per /64, the block a single
 // host usually controls.
 
 // LockPolicy says when the failures counted under one key lock it.

@@ -5,8 +5,8 @@
 // render, errors in the KPS body {"error_code","error_msg"}. The task lists are rendered by
 // their read model, tasklist.
 //
-// It imports the domain package, api and api/kpsv3/tasklist, and sshkey-free helpers of
-// golang.org/x/crypto/ssh for decoding; never iam, store or service.
+// It imports the domain package, api, api/kpsv3/tasklist and api/wire (and
+// golang.org/x/crypto/ssh to read host keys and credentials); never iam, store or service.
 package kpsv3
 
 import (

@@ -98,6 +98,9 @@ func New(cfg Config, d Deps) http.Handler {
 	// Every other /v3/<segment> is a project (kps-v3-api.md §1.3).
 	m.mount(kpsAPI, "/v3/{project_id}", "/v3/{project_id}/")
 	m.mount(compute, "/compute", "/compute/", "/v2/", "/v2.1/")
+	// Huawei's Nova trees have no document of their own at /v2 and /v2.1: not found, in the
+	// identity family's body as every path no family serves (and no redirect to "/v2/").
+	m.mount(identity, "/v2", "/v2.1")
 	return api.Handler(m)
 }
 
