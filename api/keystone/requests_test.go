@@ -59,10 +59,10 @@ func TestRequests(t *testing.T) {
 func TestSecurityTokenRequest(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"auth":{"identity":{"methods":["token"],"token":{"id":"t","duration_seconds":"900"}}}}`: "",
-		`{"auth":{"identity":{"methods":["password"],"token":{"id":7}}}}`:                       kps.ErrInvalid + ": Invalid parameter: auth.identity.methods.",
-		`{"auth":{"identity":{"methods":["token"],"token":{"id":7}}}}`:                          kps.ErrInvalid + ": Invalid parameter: auth.identity.token.id.",
-		`{"auth":{"identity":{"methods":["token"],"token":{"duration_seconds":0}}}}`:            kps.ErrInvalid + ": Invalid parameter: auth.identity.token.duration_seconds.",
-		`{"auth":{"identity":{}}}`:                                                              kps.ErrMissing + ": Missing required parameter: auth.identity.methods.",
+		`{"auth":{"identity":{"methods":["password"],"token":{"id":7}}}}`:                         kps.ErrInvalid + ": Invalid parameter: auth.identity.methods.",
+		`{"auth":{"identity":{"methods":["token"],"token":{"id":7}}}}`:                            kps.ErrInvalid + ": Invalid parameter: auth.identity.token.id.",
+		`{"auth":{"identity":{"methods":["token"],"token":{"duration_seconds":0}}}}`:              kps.ErrInvalid + ": Invalid parameter: auth.identity.token.duration_seconds.",
+		`{"auth":{"identity":{}}}`: kps.ErrMissing + ": Missing required parameter: auth.identity.methods.",
 	} {
 		r := httptest.NewRequest("POST", "/v3.0/OS-CREDENTIAL/securitytokens", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
