@@ -6,8 +6,9 @@
 // local one; a failure to reach the service is an error that says so.
 //
 // Requests and answers are structs of this package that follow the wire format; they use the
-// domain's types (kps.Credential, kps.Operation, kps.Role) where those fit. The package
-// imports the domain and iam (for the request signature, auth.md §6), nothing else of this
+// domain's types (kps.Credential, kps.Operation, kps.Role) where those fit, and the bodies the
+// handlers write (api/wire) where the client reads what they write. The package imports the
+// domain, api/wire and iam (for the request signature, auth.md §6), nothing else of this
 // repository.
 package client
 

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/openkps/kps/api/wire"
 )
 
 // NewKeyPair is CreateKeypair's keypair member (§2.1): without PublicKey the service generates
@@ -55,43 +57,13 @@ type keyPairBody struct {
 
 // CreatedKeyPair is CreateKeypair's answer; PrivateKey is set only when the service generated
 // the key pair, and only in this answer.
-type CreatedKeyPair struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	PublicKey   string `json:"public_key"`
-	PrivateKey  string `json:"private_key,omitempty"`
-	Fingerprint string `json:"fingerprint"`
-	UserID      string `json:"user_id"`
-}
+type CreatedKeyPair = wire.KeyPairCreated
 
 // KeyPair is an item of the key pair list (§2.2).
-type KeyPair struct {
-	Name            string `json:"name"`
-	Type            string `json:"type"`
-	Scope           string `json:"scope"`
-	PublicKey       string `json:"public_key"`
-	Fingerprint     string `json:"fingerprint"`
-	IsKeyProtection bool   `json:"is_key_protection"`
-	FrozenState     string `json:"frozen_state"`
-}
+type KeyPair = wire.KeyPairItem
 
 // KeyPairDetail is one key pair in full (§2.3).
-type KeyPairDetail struct {
-	Name            string `json:"name"`
-	ID              int64  `json:"id"`
-	Type            string `json:"type"`
-	Scope           string `json:"scope"`
-	PublicKey       string `json:"public_key"`
-	Fingerprint     string `json:"fingerprint"`
-	IsKeyProtection bool   `json:"is_key_protection"`
-	Deleted         bool   `json:"deleted"`
-	Description     string `json:"description"`
-	UserID          string `json:"user_id"`
-	CreateTime      int64  `json:"create_time"`
-	UpdateTime      int64  `json:"update_time"`
-	FrozenState     int32  `json:"frozen_state"`
-	Algorithm       string `json:"algorithm"`
-}
+type KeyPairDetail = wire.KeyPairDetail
 
 // KeyPairPage is one page of the key pair list; NextMarker is "" on the last page.
 // PreviousMarker is the marker of the page before (§4.2; "" is the first page) when

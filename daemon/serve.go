@@ -19,10 +19,13 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/api/keystone"
+	"github.com/openkps/kps/api/router"
 	"github.com/openkps/kps/console"
 	"github.com/openkps/kps/docs"
 	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/secrets"
+	kpsservice "github.com/openkps/kps/service"
 	"github.com/openkps/kps/sshhost"
 	"github.com/openkps/kps/store"
 	"github.com/openkps/kps/tasks"
@@ -363,7 +366,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// Lockouts and rate limits are counted in the database, so that every replica on it sees
 	// every failure (auth.md §12.4).
-	ids := &iam.Service{Store: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region,
+	ids := &iam.Service{Store: m.store, Versions: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region,
 		Limiter: m.store.Lockouts(), LoginQueue: cfg.LoginQueue}
 	pwFile, err := ids.Bootstrap(ctx, cfg.DataDir, cfg.Region, cfg.AdminPassword)
 	if err != nil {
@@ -376,14 +379,20 @@ func (m *Main) Run(ctx context.Context) error {
 		// Only the path is printed; the password itself never reaches a log.
 		fmt.Fprintf(m.stdout, "kps: created user admin in domain Default; its password is in %s\n", pwFile)
 	}
-	var identity api.Identity = ids
+	// In external mode the users are the identity service's: nothing manages them here.
+	var identity interface {
+		api.Identity
+		keystone.Tokens
+	} = ids
+	var manager keystone.Manager = ids
+	var users kpsservice.Users = m.store
 	if cfg.external() {
 		ext, err := cfg.externalIdentity(m.Log)
 		if err != nil {
 			return usageError{err}
 		}
 		ext.Limiter = m.store.Lockouts()
-		identity = ext
+		identity, manager, users = ext, nil, nil
 	}
 
 	targets, _ := kps.ParseAllowedTargets(cfg.AllowedTargets) // validated above
@@ -395,7 +404,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log.Warn("one project can fill the task queue: --max-queued-per-project should be below --max-queued",
 			"max_queued", cfg.MaxQueued, "max_queued_per_project", cfg.MaxQueuedPerProject)
 	}
-	m.runner = tasks.New(m.store, sealer, &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}, m.Log, tasks.Config{
+	m.runner = tasks.New(m.store, kpsservice.NewPlanner(m.store, sealer), &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}, m.Log, tasks.Config{
 		Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
 		// failed at start, by the sweeper of any replica.
@@ -433,12 +442,14 @@ func (m *Main) Run(ctx context.Context) error {
 		computeBase = ids.PublicURL + "/compute"
 	}
 	ids.ComputeURL = computeBase + "/v2.1"
-	srv := api.New(m.store, identity, m.runner, sealer, m.Log, api.Config{
-		Region: cfg.Region, PublicURL: strings.TrimSuffix(cfg.PublicURL, "/"), KeyPairQuota: cfg.KeyPairQuota,
-		MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject, ServerQuota: cfg.ServerQuota, OpenAPI: docs.OpenAPI,
-		ComputeLinkPrefix: computeBase, KeyPairsPerUser: cfg.KeyPairUserQuota, TrustedProxies: proxies,
-		AllowedTargets: targets})
-	handler := srv.Handler()
+	// The KPS side's rules (package service) and the HTTP API on them; every capability is
+	// passed by name (the read paths included, docs/architecture.md).
+	svc := kpsservice.New(m.store, sealer, m.runner, users, kpsservice.Config{KeyPairQuota: cfg.KeyPairQuota,
+		KeyPairsPerUser: cfg.KeyPairUserQuota, MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject,
+		ServerQuota: cfg.ServerQuota, AllowedTargets: targets})
+	handler := router.New(router.Config{PublicURL: cfg.PublicURL, ComputeLinkPrefix: computeBase, TrustedProxies: proxies,
+		OpenAPI: docs.OpenAPI}, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
+		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping, Log: m.Log})
 	if cfg.Console {
 		handler = console.Mount(handler, console.Config{Region: cfg.Region, PublicURL: cfg.PublicURL, Log: m.Log})
 	}
@@ -563,8 +574,10 @@ func keyRing(cfg *Config) (*secrets.KeyRing, error) {
 }
 
 var (
-	_ api.Identity   = (*iam.Service)(nil)
-	_ api.Identity   = (*iam.External)(nil)
-	_ api.Dispatcher = (*tasks.Runner)(nil)
-	_ kps.Store      = (*store.DB)(nil)
+	_ api.Identity          = (*iam.Service)(nil)
+	_ api.Identity          = (*iam.External)(nil)
+	_ keystone.Tokens       = (*iam.External)(nil)
+	_ keystone.Manager      = (*iam.Service)(nil)
+	_ kpsservice.Dispatcher = (*tasks.Runner)(nil)
+	_ kps.Store             = (*store.DB)(nil)
 )

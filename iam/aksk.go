@@ -41,10 +41,13 @@ type signingCredential struct {
 //
 // Row 1 (path project versus X-Project-Id) and row 6 (no project at all) are the router's:
 // only it knows where projectID came from. The route's minimum role (row 8) is the caller's.
-func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
+//
+// reads, when given, are the request's reads (kps.RequestReads): the lock of clientIP comes
+// from them.
+func (s *Service) AuthenticateSignatureAt(ctx context.Context, reads *kps.RequestReads, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
 	now := s.now()
 	ipKey := clientKey(clientIP)
-	if err := s.checkLocked(ctx, now, ipKey); err != nil {
+	if err := checkLockedAt(ctx, reads, s.lockout(), now, ipKey); err != nil {
 		return nil, err
 	}
 	a, err := ParseAuthorization(r.Header.Get("Authorization"))

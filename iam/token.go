@@ -528,15 +528,17 @@ func printableASCII(s string) bool {
 // on the target project, or on the user's domain for identity routes. The route's minimum role
 // (row 8) is the caller's check. clientIP is the TCP peer: a locked one is 429 KPS.6105
 // before any lookup, and a refused token counts against it (§12.4). Successful validations
-// are remembered while the store's identity version has not moved (validationCache).
-func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clientIP string) (*kps.Principal, error) {
+// are remembered while the store's identity version has not moved (validationCache). reads,
+// when given, are the request's reads (kps.RequestReads): the lock of clientIP and the identity
+// version come from them.
+func (s *Service) AuthenticateAt(ctx context.Context, reads *kps.RequestReads, token, targetProjectID, clientIP string) (*kps.Principal, error) {
 	now, ipKey := s.now(), clientKey(clientIP)
-	if err := s.checkLocked(ctx, now, ipKey); err != nil {
+	if err := checkLockedAt(ctx, reads, s.lockout(), now, ipKey); err != nil {
 		return nil, err
 	}
 	// The version is read before the validation's reads: a write committed meanwhile moves
 	// it, and the entry put below is never used.
-	version, cacheable := s.identityVersion(ctx)
+	version, cacheable := s.identityVersion(ctx, reads)
 	var key validationKey
 	if cacheable {
 		key = validationKey{tokenHash: tokenHash(token), project: targetProjectID}
@@ -592,13 +594,8 @@ func (s *Service) authenticateToken(ctx context.Context, now time.Time, ipKey, t
 	return p, v.token.ExpiresAt, nil
 }
 
-// clip shortens request values quoted in messages.
-func clip(v string) string {
-	if len(v) > 64 {
-		return v[:64] + "…"
-	}
-	return v
-}
+// clip shortens request values quoted in messages (kps.Clip, the one rule).
+func clip(v string) string { return kps.Clip(v) }
 
 // checkTokenScope is auth.md §4.3 rows 3 and 4 for a token scoped to tokenProject (""
 // when not scoped to a project), with the exact messages of §5.6.

@@ -1,4 +1,4 @@
-package api
+package tasklist
 
 import (
 	"container/list"
@@ -6,21 +6,17 @@ import (
 	"sync"
 )
 
-// DefaultTaskListCacheBytes bounds the rendered task list pages a server keeps: about 240 pages
-// of 1,000 failed tasks.
-const DefaultTaskListCacheBytes = 64 << 20
-
-// taskListKey names one rendered page: everything its bytes depend on. The caller's identity
+// pageKey names one rendered page: everything its bytes depend on. The caller's identity
 // is not part of it: every caller authenticated for the project sees the same tasks
 // (kps-v3-api.md §1.2), and authorization happens before the page is looked up.
-type taskListKey struct {
+type pageKey struct {
 	project       string
 	failed        bool // failed-tasks, else running-tasks
 	limit, offset int
 }
 
 // pageCache keeps rendered task list pages, each with the project's task version it was
-// rendered at (kps.TaskStore.TaskVersion), least recently used first out once the bodies
+// rendered at (kps.TaskListReader.TaskVersion), least recently used first out once the bodies
 // exceed max bytes. A page is served only while the project's version has not moved past
 // its own; the store moves the version with every committed change to the project's tasks,
 // on every replica, so a served page is never older than the last change. A nil *pageCache
@@ -30,13 +26,13 @@ type pageCache struct {
 
 	mu      sync.Mutex
 	size    int64
-	entries map[taskListKey]*list.Element // of *pageEntry
-	lru     list.List                     // front: most recently used
+	entries map[pageKey]*list.Element // of *pageEntry
+	lru     list.List                 // front: most recently used
 	fills   map[fillKey]*fill
 }
 
 type pageEntry struct {
-	key     taskListKey
+	key     pageKey
 	version int64
 	body    []byte
 }
@@ -44,7 +40,7 @@ type pageEntry struct {
 // fillKey is a render in progress: concurrent misses of one page at one version wait for it
 // instead of querying the database side by side.
 type fillKey struct {
-	key     taskListKey
+	key     pageKey
 	version int64
 }
 
@@ -60,16 +56,16 @@ func newPageCache(max int64) *pageCache {
 		return nil
 	}
 	if max == 0 {
-		max = DefaultTaskListCacheBytes
+		max = DefaultCacheBytes
 	}
-	return &pageCache{max: max, entries: map[taskListKey]*list.Element{}, fills: map[fillKey]*fill{}}
+	return &pageCache{max: max, entries: map[pageKey]*list.Element{}, fills: map[fillKey]*fill{}}
 }
 
 // entryCost is what an entry counts against max: its body and its bookkeeping.
 func entryCost(e *pageEntry) int64 { return int64(len(e.body)+len(e.key.project)) + 128 }
 
 // get returns the page if it was rendered at version or later.
-func (c *pageCache) get(key taskListKey, version int64) ([]byte, bool) {
+func (c *pageCache) get(key pageKey, version int64) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.entries[key]
@@ -86,7 +82,7 @@ func (c *pageCache) get(key taskListKey, version int64) ([]byte, bool) {
 
 // put keeps body as the page rendered at version, unless a page rendered later is kept.
 // A page larger than an eighth of the cache is not kept: it would push out too many others.
-func (c *pageCache) put(key taskListKey, version int64, body []byte) {
+func (c *pageCache) put(key pageKey, version int64, body []byte) {
 	e := &pageEntry{key: key, version: version, body: body}
 	if entryCost(e) > c.max/8 {
 		return
@@ -116,7 +112,7 @@ func (c *pageCache) put(key taskListKey, version int64, body []byte) {
 
 // page returns the page for key current at version: from the cache, from a render of it
 // already under way, or from render, whose result (rendered at renderedAt ≥ version) it keeps.
-func (c *pageCache) page(key taskListKey, version int64, render func() (body []byte, renderedAt int64, err error)) ([]byte, error) {
+func (c *pageCache) page(key pageKey, version int64, render func() (body []byte, renderedAt int64, err error)) ([]byte, error) {
 	if c == nil {
 		body, _, err := render()
 		return body, err
@@ -156,7 +152,7 @@ func (c *pageCache) page(key taskListKey, version int64, render func() (body []b
 	return body, err
 }
 
-var errRenderAborted = errors.New("api: task list render aborted")
+var errRenderAborted = errors.New("tasklist: render aborted")
 
 // len returns the number of pages kept and their cost in bytes.
 func (c *pageCache) len() (int, int64) {

@@ -1,4 +1,4 @@
-package api
+package router
 
 import (
 	"context"
@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api/kpsv3/tasklist"
 	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/store"
@@ -23,10 +25,10 @@ import (
 // KPS_BENCH_FAILED_TASKS (default 100,000) failed tasks on SQLite (on PostgreSQL with
 // KPS_BENCH_ENGINE=postgres and KPS_TEST_POSTGRES), a token for it.
 //
-//	go test -run '^$' -bench 'TaskList' -benchtime 2s ./api
+//	go test -run '^$' -bench 'TaskList' -benchtime 2s ./api/router
 //
 // BenchmarkTaskListRender and BenchmarkTaskListReference are the uncached read-and-encode
-// (new and as it was: ListTasks, structs, encoding/json); BenchmarkTaskListHandler is one
+// (the read model's, and the same rows through the item structs and encoding/json); BenchmarkTaskListHandler is one
 // request through the whole handler (token check included) with and without the page cache;
 // BenchmarkTaskListHTTP serves many clients over loopback HTTP and compares with a bare
 // net/http handler writing the same bytes. None of them asserts a timing.
@@ -52,7 +54,9 @@ SELECT printf('%08x-5e4f-4a3b-8c2d-%012d', n, n), ?1, 'REPLACE', 'FAILED', 'web-
 FROM g`
 
 type benchList struct {
-	srv     *Server
+	srv     http.Handler
+	lists   *tasklist.Lists // the read model without a cache
+	db      *store.DB
 	token   string
 	project string
 	failed  int
@@ -88,7 +92,7 @@ func newBenchList(b *testing.B) (cached, uncached *benchList) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return db, &iam.Service{Store: db, Params: iam.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}, Region: "local-1"}
+		return db, &iam.Service{Store: db, Versions: db, Params: iam.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}, Region: "local-1"}
 	}
 	db, ids := open()
 	if _, err := ids.Bootstrap(ctx, dir, "local-1", benchPassword); err != nil {
@@ -122,8 +126,10 @@ func newBenchList(b *testing.B) (cached, uncached *benchList) {
 
 	db, ids = open()
 	b.Cleanup(func() { db.Close() })
-	cached = &benchList{srv: New(db, ids, nil, nil, nil, Config{}), token: token, project: project, failed: n}
-	uncached = &benchList{srv: New(db, ids, nil, nil, nil, Config{TaskListCacheBytes: -1}), token: token, project: project, failed: n}
+	deps := Deps{Identity: ids, Tokens: ids, Manager: ids, Reads: db, TaskLists: db, Ping: db.Ping}
+	lists := tasklist.New(db, -1)
+	cached = &benchList{srv: New(Config{}, deps), lists: lists, db: db, token: token, project: project, failed: n}
+	uncached = &benchList{srv: New(Config{TaskListCacheBytes: -1}, deps), lists: lists, db: db, token: token, project: project, failed: n}
 	return cached, uncached
 }
 
@@ -158,18 +164,26 @@ func (l *benchList) query(q string) string {
 	return q
 }
 
+// page is the page a benchmark query asks for.
+func (l *benchList) page(b *testing.B, q string) kps.Page {
+	u, err := url.Parse(l.query(q))
+	if err != nil {
+		b.Fatal(err)
+	}
+	page, err := kps.ParsePage(u.Query().Get("limit"), u.Query().Has("limit"), u.Query().Get("offset"), u.Query().Has("offset"), 1000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return page
+}
+
 func BenchmarkTaskListRender(b *testing.B) {
 	_, l := newBenchList(b)
 	for _, q := range benchQueries {
 		b.Run(q.name, func(b *testing.B) {
-			r := l.request(l.query(q.query))
-			page, err := pageQuery(r)
-			if err != nil {
-				b.Fatal(err)
-			}
-			key := taskListKey{project: l.project, failed: true, limit: page.Limit, offset: page.Offset}
+			page := l.page(b, q.query)
 			for b.Loop() {
-				body, _, err := l.srv.renderTaskList(context.Background(), key)
+				body, err := l.lists.Page(context.Background(), l.project, true, page, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -179,31 +193,36 @@ func BenchmarkTaskListRender(b *testing.B) {
 	}
 }
 
-// BenchmarkTaskListReference is the list as it was rendered before: ListTasks (every column,
-// scanned into kps.Task), the item structs, encoding/json.
+// BenchmarkTaskListReference is the same page through the item structs and encoding/json:
+// what the hand-written encoder saves.
 func BenchmarkTaskListReference(b *testing.B) {
 	_, l := newBenchList(b)
 	for _, q := range benchQueries {
 		b.Run(q.name, func(b *testing.B) {
-			page, err := pageQuery(l.request(l.query(q.query)))
-			if err != nil {
-				b.Fatal(err)
-			}
+			page := l.page(b, q.query)
 			for b.Loop() {
-				list, total, err := l.srv.store.ListTasks(context.Background(), l.project, kps.FailedPhases, page)
+				rows, err := l.db.ReadTaskList(context.Background(), l.project, kps.FailedPhases, page)
 				if err != nil {
 					b.Fatal(err)
 				}
-				out := make([]failedTask, 0, len(list))
-				for i := range list {
-					t := &list[i]
-					out = append(out, failedTask{TaskID: t.ID, OperateType: t.Status(), TaskTime: t.TaskTime(),
-						TaskErrorCode: t.ErrorCode, TaskErrorMsg: t.ErrorMsg, ServerName: serverName(t),
-						ServerID: t.ServerID, KeyPairName: t.KeyPairName})
+				out := []tasklist.FailedTask{}
+				for rows.Next() {
+					t := rows.Row()
+					name := string(t.ServerName)
+					if name == "" {
+						name = string(t.ServerID)
+					}
+					out = append(out, tasklist.FailedTask{TaskID: string(t.ID), OperateType: string(t.Phase) + "_" + string(t.Operation),
+						TaskTime: string(t.Created), TaskErrorCode: string(t.ErrorCode), TaskErrorMsg: string(t.ErrorMsg),
+						ServerName: name, ServerID: string(t.ServerID), KeyPairName: string(t.KeyPairName)})
+				}
+				total := rows.Total()
+				if err := rows.Close(); err != nil || rows.Err() != nil {
+					b.Fatal(err, rows.Err())
 				}
 				body, err := json.Marshal(struct {
-					Total int32        `json:"total"`
-					Tasks []failedTask `json:"tasks"`
+					Total int32                 `json:"total"`
+					Tasks []tasklist.FailedTask `json:"tasks"`
 				}{int32(total), out})
 				if err != nil {
 					b.Fatal(err)
@@ -224,7 +243,7 @@ func BenchmarkTaskListHandler(b *testing.B) {
 	}{{"cached", cached}, {"uncached", uncached}} {
 		for _, q := range benchQueries {
 			b.Run(c.name+"/"+q.name, func(b *testing.B) {
-				h := c.l.srv.Handler()
+				h := c.l.srv
 				r := c.l.request(c.l.query(q.query))
 				for b.Loop() {
 					w := &discard{h: http.Header{}}
@@ -245,8 +264,8 @@ func BenchmarkTaskListHandler(b *testing.B) {
 func BenchmarkTaskListHTTP(b *testing.B) {
 	cached, uncached := newBenchList(b)
 	w := &discard{h: http.Header{}}
-	cached.srv.Handler().ServeHTTP(w, cached.request("?limit=1000"))
-	page, _, err := cached.srv.renderTaskList(context.Background(), taskListKey{project: cached.project, failed: true, limit: 1000})
+	cached.srv.ServeHTTP(w, cached.request("?limit=1000"))
+	page, err := cached.lists.Page(context.Background(), cached.project, true, kps.Page{Limit: 1000}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -259,7 +278,7 @@ func BenchmarkTaskListHTTP(b *testing.B) {
 		name string
 		h    http.Handler
 		l    *benchList
-	}{{"bare", bare, cached}, {"cached", cached.srv.Handler(), cached}, {"uncached", uncached.srv.Handler(), uncached}} {
+	}{{"bare", bare, cached}, {"cached", cached.srv, cached}, {"uncached", uncached.srv, uncached}} {
 		b.Run(c.name, func(b *testing.B) {
 			ts := httptest.NewServer(c.h)
 			defer ts.Close()

@@ -1,43 +1,50 @@
-package api
+package kpsv3
 
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api/kpsv3/tasklist"
 	"github.com/openkps/kps/internal/pgtest"
+	"github.com/openkps/kps/service"
 	"github.com/openkps/kps/store"
 	"github.com/openkps/kps/store/storetest"
 )
 
-// countingStore is the real store, counting the list reads that reach it.
-type countingStore struct {
-	kps.Store
+// countingReader is the real store's read path of the lists, counting the page reads that
+// reach it. Wrapping the store costs the API nothing: the read model is given this reader by
+// name, and the page cache keeps working.
+type countingReader struct {
+	kps.TaskListReader
 	scans atomic.Int64
 }
 
-func (c *countingStore) ScanTasks(ctx context.Context, projectID string, phases []kps.Phase, p kps.Page, fn func(*kps.TaskRow) error) (int, int64, error) {
+func (c *countingReader) ReadTaskList(ctx context.Context, projectID string, phases []kps.Phase, p kps.Page) (kps.TaskListRows, error) {
 	c.scans.Add(1)
-	return c.Store.ScanTasks(ctx, projectID, phases, p, fn)
+	return c.TaskListReader.ReadTaskList(ctx, projectID, phases, p)
 }
 
-// listEnv is a task store with tasks to list, the API server reading it (on PostgreSQL through
-// a second store, as another replica would) and a worker's view for changing the tasks.
+// listEnv is a task store with tasks to list, the API reading it (on PostgreSQL through a
+// second store, as another replica would) and a worker's view for changing the tasks.
 type listEnv struct {
 	t      *testing.T
 	writer kps.Store
-	reader *countingStore
-	srv    *Server
+	reader *countingReader
+	lists  *tasklist.Lists
+	srv    *API
+	db     *sql.DB // the same database, read apart from the store for the reference pages
 	clock  *storetest.Clock
 	n      int
 }
@@ -45,8 +52,8 @@ type listEnv struct {
 const listProject = "0b7e4c2a91d34f5e8c6a2d1f3e5b7a90"
 
 // openStores returns the writer's store and the reader's: one SQLite store (its only writer
-// is this process), or two PostgreSQL stores on one schema.
-func openStores(t *testing.T, engine string, now func() time.Time) (kps.Store, kps.Store) {
+// is this process), or two PostgreSQL stores on one schema; and the database for reading apart.
+func openStores(t *testing.T, engine string, now func() time.Time) (kps.Store, kps.Store, *sql.DB) {
 	open := func(dsn string) kps.Store {
 		db, err := store.OpenPostgres(t.Context(), dsn, store.Options{Now: now})
 		if err != nil {
@@ -55,25 +62,35 @@ func openStores(t *testing.T, engine string, now func() time.Time) (kps.Store, k
 		t.Cleanup(func() { db.Close() })
 		return db
 	}
+	raw := func(driver, dsn string) *sql.DB {
+		db, err := sql.Open(driver, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
 	if engine == "postgres" {
 		dsn := pgtest.Schema(t)
-		return open(dsn), open(dsn)
+		return open(dsn), open(dsn), raw("pgx", dsn)
 	}
-	db, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "kps.db"), store.Options{Now: now})
+	path := filepath.Join(t.TempDir(), "kps.db")
+	db, err := store.OpenSQLite(t.Context(), path, store.Options{Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return db, db
+	return db, db, raw("sqlite", "file:"+path+"?mode=ro")
 }
 
 func newListEnv(t *testing.T, engine string, cacheBytes int64) *listEnv {
 	clock := storetest.NewClock(storetest.Epoch)
-	w, r := openStores(t, engine, clock.Now)
-	e := &listEnv{t: t, writer: w, reader: &countingStore{Store: r}, clock: clock}
-	e.srv = New(e.reader, nil, nil, nil, nil, Config{TaskListCacheBytes: cacheBytes})
+	w, r, db := openStores(t, engine, clock.Now)
+	e := &listEnv{t: t, writer: w, reader: &countingReader{TaskListReader: r}, db: db, clock: clock}
+	e.lists = tasklist.New(e.reader, cacheBytes)
+	e.srv = New(Services{Lists: e.lists}, nil, nil)
 	if err := w.CreateKeyPair(t.Context(), &kps.KeyPair{ProjectID: listProject, Name: "kp", Type: kps.TypeSSH,
-		Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f", Algorithm: "ED25519"}, 0); err != nil {
+		Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f", Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -90,7 +107,7 @@ func (e *listEnv) submit() *kps.Task {
 	}
 	e.clock.Advance(time.Millisecond)
 	task, err := e.writer.SubmitTask(e.t.Context(), kps.TaskSubmission{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", e.n),
-		ProjectID: listProject, UserID: "u", Operation: kps.OpReset, KeyPairName: "kp", ServerID: id})
+		ProjectID: listProject, UserID: "u", Operation: kps.OpReset, KeyPairName: "kp", ServerID: id}, service.AdmitTask)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -123,7 +140,7 @@ func (e *listEnv) get(failed bool, query string) []byte {
 		path, h = "/v3/"+listProject+"/failed-tasks", e.srv.listFailedTasks
 	}
 	w := httptest.NewRecorder()
-	if err := h(w, httptest.NewRequest("GET", path+query, nil), &kps.Principal{ProjectID: listProject, UserID: "u"}); err != nil {
+	if err := h(w, httptest.NewRequest("GET", path+query, nil), &kps.Principal{ProjectID: listProject, UserID: "u"}, nil); err != nil {
 		e.t.Fatalf("GET %s%s: %v", path, query, err)
 	}
 	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/json;charset=UTF-8" ||
@@ -133,42 +150,58 @@ func (e *listEnv) get(failed bool, query string) []byte {
 	return w.Body.Bytes()
 }
 
-// reference renders a page the way the handlers did before the cache: ListTasks, the item
-// structs, json.Marshal.
-func reference(t *testing.T, s kps.Store, failed bool, p kps.Page) []byte {
+// reference renders a page from the database read apart, without the store: the tasks of the
+// list in §4.1 order (newest first, ties by ID), cut to the page, as the reference structs
+// json.Marshal renders.
+func (e *listEnv) reference(failed bool, p kps.Page) []byte {
+	t := e.t
 	t.Helper()
-	phases := kps.RunningPhases
+	phases := "'READY', 'RUNNING'"
 	if failed {
-		phases = kps.FailedPhases
+		phases = "'FAILED'"
 	}
-	list, total, err := s.ListTasks(t.Context(), listProject, phases, p)
+	rows, err := e.db.QueryContext(t.Context(), `SELECT id, operation, phase, created, server_id, server_name,
+    keypair_name, error_code, error_msg FROM tasks
+WHERE project_id = '`+listProject+`' AND phase IN (`+phases+`) ORDER BY created DESC, id`)
 	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var running []tasklist.RunningTask
+	var failures []tasklist.FailedTask
+	total := 0
+	for ; rows.Next(); total++ {
+		var id, op, phase, serverID, serverName, keyPair, code, msg string
+		var created int64
+		if err := rows.Scan(&id, &op, &phase, &created, &serverID, &serverName, &keyPair, &code, &msg); err != nil {
+			t.Fatal(err)
+		}
+		if total < p.Offset || total >= p.Offset+p.Limit {
+			continue
+		}
+		if serverName == "" {
+			serverName = serverID
+		}
+		status, taskTime := kps.Status(kps.Phase(phase), kps.Operation(op)), strconv.FormatInt(created, 10)
+		running = append(running, tasklist.RunningTask{TaskID: id, OperateType: status, TaskTime: taskTime,
+			ServerName: serverName, ServerID: serverID, KeyPairName: keyPair})
+		failures = append(failures, tasklist.FailedTask{TaskID: id, OperateType: status, TaskTime: taskTime,
+			TaskErrorCode: code, TaskErrorMsg: msg, ServerName: serverName, ServerID: serverID, KeyPairName: keyPair})
+	}
+	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	var b []byte
 	if failed {
-		out := make([]failedTask, 0, len(list))
-		for i := range list {
-			t := &list[i]
-			out = append(out, failedTask{TaskID: t.ID, OperateType: t.Status(), TaskTime: t.TaskTime(),
-				TaskErrorCode: t.ErrorCode, TaskErrorMsg: t.ErrorMsg, ServerName: serverName(t),
-				ServerID: t.ServerID, KeyPairName: t.KeyPairName})
-		}
 		b, err = json.Marshal(struct {
-			Total int32        `json:"total"`
-			Tasks []failedTask `json:"tasks"`
-		}{int32(total), out})
+			Total int32                 `json:"total"`
+			Tasks []tasklist.FailedTask `json:"tasks"`
+		}{int32(total), append([]tasklist.FailedTask{}, failures...)})
 	} else {
-		out := make([]runningTask, 0, len(list))
-		for i := range list {
-			t := &list[i]
-			out = append(out, runningTask{TaskID: t.ID, OperateType: t.Status(), TaskTime: t.TaskTime(),
-				ServerName: serverName(t), ServerID: t.ServerID, KeyPairName: t.KeyPairName})
-		}
 		b, err = json.Marshal(struct {
-			Total int32         `json:"total"`
-			Tasks []runningTask `json:"tasks"`
-		}{int32(total), out})
+			Total int32                  `json:"total"`
+			Tasks []tasklist.RunningTask `json:"tasks"`
+		}{int32(total), append([]tasklist.RunningTask{}, running...)})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +224,7 @@ func (e *listEnv) wantCurrent(step string) {
 	e.t.Helper()
 	for _, failed := range []bool{true, false} {
 		for _, q := range listQueries {
-			want := reference(e.t, e.writer, failed, q.page)
+			want := e.reference(failed, q.page)
 			if got := e.get(failed, q.query); !bytes.Equal(got, want) {
 				e.t.Fatalf("%s: failed=%v %q:\n got %s\nwant %s", step, failed, q.query, got, want)
 			}
@@ -238,12 +271,13 @@ func TestTaskListCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.wantCurrent("finish as SUCCESS")
-			ready := e.submit()
+			e.submit()
 			e.wantCurrent("submit again")
-			if err := e.writer.FailReadyTask(ctx, ready, kps.TaskInterrupted, "Task interrupted by a service restart."); err != nil {
+			if err := e.writer.FinishTask(ctx, e.claim(), kps.TaskOutcome{ErrorCode: kps.TaskInterrupted,
+				ErrorMsg: "Task interrupted by a service restart."}); err != nil {
 				t.Fatal(err)
 			}
-			e.wantCurrent("fail a READY task")
+			e.wantCurrent("claim and fail at once")
 			e.submit()
 			e.claim()
 			e.wantCurrent("claim again")
@@ -271,7 +305,7 @@ func TestTaskListCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.wantCurrent("delete all failed tasks")
-			if n, _ := e.srv.pages.len(); n == 0 {
+			if n, _ := e.lists.CachedPages(); n == 0 {
 				t.Fatal("nothing cached")
 			}
 		})
@@ -330,7 +364,7 @@ func TestTaskListCacheIsBounded(t *testing.T) {
 	for off := range 20 {
 		e.get(true, fmt.Sprintf("?limit=3&offset=%d", off))
 	}
-	n, size := e.srv.pages.len()
+	n, size := e.lists.CachedPages()
 	if size > 16<<10 || n == 0 || n == 20 {
 		t.Fatalf("%d pages of %d bytes kept in a 16 KiB cache", n, size)
 	}
@@ -350,7 +384,7 @@ func TestTaskListCacheIsBounded(t *testing.T) {
 		off.submit()
 		off.fail(off.claim())
 	}
-	if off.srv.pages != nil {
+	if off.lists.Caching() {
 		t.Fatal("a negative budget still caches")
 	}
 	off.wantCurrentUncached()
@@ -359,33 +393,8 @@ func TestTaskListCacheIsBounded(t *testing.T) {
 func (e *listEnv) wantCurrentUncached() {
 	e.t.Helper()
 	for _, q := range listQueries {
-		if got, want := e.get(true, q.query), reference(e.t, e.writer, true, q.page); !bytes.Equal(got, want) {
+		if got, want := e.get(true, q.query), e.reference(true, q.page); !bytes.Equal(got, want) {
 			e.t.Fatalf("uncached %q:\n got %s\nwant %s", q.query, got, want)
 		}
-	}
-}
-
-// TestAppendJSONStringMatchesEncodingJSON holds the list encoder to encoding/json on the
-// strings that it treats specially.
-func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{"", "plain", `"quoted" \back\slash`, "<script>&amp;</script>", "\x00\x01\x1f\x7f",
-		"\b\f\n\r\t", "naïve ☃ 𝄞", "\u2028\u2029", "\xff\xfe bad \xc3", "tail \xe2\x80", strings.Repeat("é", 300)} {
-		checkJSONString(t, s)
-	}
-}
-
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "a<b>&c", "\u2028\x00\"\\", "\xff\xe2\x80\xa8"} {
-		f.Add(s)
-	}
-	f.Fuzz(checkJSONString)
-}
-
-func checkJSONString(t *testing.T, s string) {
-	want, _ := json.Marshal(s)
-	got := append([]byte{'"'}, appendJSONStringBody(nil, []byte(s))...)
-	got = append(got, '"')
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%q: got %s, want %s", s, got, want)
 	}
 }

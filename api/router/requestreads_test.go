@@ -1,4 +1,4 @@
-package api
+package router
 
 import (
 	"context"
@@ -11,59 +11,58 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/internal/pgtest"
+	"github.com/openkps/kps/service"
 	"github.com/openkps/kps/store"
 	"github.com/openkps/kps/store/storetest"
 )
 
-// readsCountingStore is the real PostgreSQL store, counting the requests whose reads it was
-// asked to make together, by project.
+const listProject = "0b7e4c2a91d34f5e8c6a2d1f3e5b7a90"
+
+// readsCountingStore is the real PostgreSQL store's request reads, counting the requests whose
+// reads it was asked to make together, by project: a decorator, which keeps every cache
+// working because the router is given it by name.
 type readsCountingStore struct {
-	*store.DB
+	kps.RequestReader
 	asked    atomic.Int64
 	projects chan string
 }
 
-func (s *readsCountingStore) WithRequestReads(ctx context.Context, projectID string) context.Context {
+func (s *readsCountingStore) ReadRequest(ctx context.Context, projectID, clientLockKey string) (*kps.RequestReads, error) {
 	s.asked.Add(1)
 	s.projects <- projectID
-	return s.DB.WithRequestReads(ctx, projectID)
+	return s.RequestReader.ReadRequest(ctx, projectID, clientLockKey)
 }
 
-// versionIdentity accepts one token for listProject, reading the identity version as
-// iam.Service does (under the request's context).
+// versionIdentity accepts one token for listProject, taking the identity version from the
+// request's reads as iam.Service does.
 type versionIdentity struct {
-	db       *store.DB
 	versions chan int64
 	after    func() // run after the version was read, if set
 }
 
-func (v *versionIdentity) Login(context.Context, []byte, string, string) (string, any, error) {
-	return "", nil, kps.Errorf(kps.ErrUnauthenticated, "no logins here")
-}
-
-func (v *versionIdentity) Authenticate(ctx context.Context, token, projectID, _ string) (*kps.Principal, error) {
-	if token != "t" || projectID != listProject {
+func (v *versionIdentity) AuthenticateAt(ctx context.Context, reads *kps.RequestReads, token, projectID, _ string) (*kps.Principal, error) {
+	if token != "t" || projectID != listProject || reads == nil {
 		return nil, kps.Errorf(kps.ErrUnauthenticated, "no")
 	}
-	iv, _, err := v.db.IdentityVersion(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v.versions <- iv
+	v.versions <- reads.IdentityVersion
 	if v.after != nil {
 		v.after()
 	}
 	return &kps.Principal{UserID: "u", ProjectID: listProject, Roles: []kps.Role{kps.RoleReader}, AuthMethod: kps.AuthToken}, nil
 }
 
-func (v *versionIdentity) AuthenticateSignature(context.Context, *http.Request, []byte, string, string) (*kps.Principal, error) {
+func (v *versionIdentity) AuthenticateSignatureAt(context.Context, *kps.RequestReads, *http.Request, []byte, string, string) (*kps.Principal, error) {
 	return nil, kps.Errorf(kps.ErrUnauthenticated, "no")
 }
 
+func (v *versionIdentity) CredentialScheme(*http.Request) (bool, error) { return false, nil }
+
+func (v *versionIdentity) LogCredentials(*http.Request) []any { return nil }
+
 // TestRequestReadsOnPostgres: the router has the store make an authenticated request's reads
-// together, for the path's project, and the authentication and the handler run under that
-// context: the identity version authentication reads and the task version the list is cached
-// on come from the request's one query (on another replica's change, the next request sees it).
+// together, for the path's project, and hands them to the authentication and the handler: the
+// identity version authentication uses and the task version the list is cached on come from
+// the request's one query (on another replica's change, the next request sees it).
 func TestRequestReadsOnPostgres(t *testing.T) {
 	dsn := pgtest.Schema(t)
 	clock := storetest.NewClock(storetest.Epoch)
@@ -76,9 +75,9 @@ func TestRequestReadsOnPostgres(t *testing.T) {
 		return db
 	}
 	writer, reader := open(), open()
-	counting := &readsCountingStore{DB: reader, projects: make(chan string, 10)}
-	ident := &versionIdentity{db: reader, versions: make(chan int64, 10)}
-	srv := New(counting, ident, nil, nil, nil, Config{})
+	counting := &readsCountingStore{RequestReader: reader, projects: make(chan string, 10)}
+	ident := &versionIdentity{versions: make(chan int64, 10)}
+	srv := New(Config{}, Deps{Identity: ident, Reads: counting, TaskLists: reader})
 	project := func() string {
 		t.Helper()
 		select {
@@ -94,7 +93,7 @@ func TestRequestReadsOnPostgres(t *testing.T) {
 		r := httptest.NewRequest("GET", "/v3/"+listProject+"/failed-tasks?limit=10", nil)
 		r.Header.Set("X-Auth-Token", "t")
 		w := httptest.NewRecorder()
-		srv.Handler().ServeHTTP(w, r)
+		srv.ServeHTTP(w, r)
 		return w.Code, w.Body.String()
 	}
 	if code, body := get(); code != 200 || body != `{"total":0,"tasks":[]}` {
@@ -123,7 +122,7 @@ func TestRequestReadsOnPostgres(t *testing.T) {
 	// answer is right for a change that commits while the request runs; this one shows where
 	// the version came from.)
 	if err := writer.CreateKeyPair(t.Context(), &kps.KeyPair{ProjectID: listProject, Name: "kp", Type: kps.TypeSSH,
-		Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f", Algorithm: "ED25519"}, 0); err != nil {
+		Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f", Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := writer.CreateServer(t.Context(), &kps.Server{ProjectID: listProject, ID: "s1", Name: "s1", Address: "192.0.2.1",
@@ -133,7 +132,7 @@ func TestRequestReadsOnPostgres(t *testing.T) {
 	ident.after = func() {
 		ident.after = nil
 		_, err := writer.SubmitTask(t.Context(), kps.TaskSubmission{ID: "00000000-0000-4000-8000-000000000001",
-			ProjectID: listProject, UserID: "u", Operation: kps.OpReset, KeyPairName: "kp", ServerID: "s1"})
+			ProjectID: listProject, UserID: "u", Operation: kps.OpReset, KeyPairName: "kp", ServerID: "s1"}, service.AdmitTask)
 		var task *kps.Task
 		if err == nil {
 			task, err = writer.ClaimTask(t.Context(), "w", time.Minute)
@@ -158,4 +157,8 @@ func TestRequestReadsOnPostgres(t *testing.T) {
 	if n := counting.asked.Load(); n != 4 {
 		t.Fatalf("request reads asked %d times for 4 requests", n)
 	}
+}
+
+func (*versionIdentity) SameDomain(_ context.Context, named string, p *kps.Principal) (bool, error) {
+	return named == p.DomainID, nil
 }
