@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -602,20 +601,4 @@ func TestCLIRetryReplace(t *testing.T) {
 	if srv := s.must(200, "GET", "/servers/r-1", nil)["server"].(map[string]any); srv["keypair_name"] != "" {
 		t.Fatalf("server after the unbind: %v", srv)
 	}
-}
-
-// randomString draws n characters of alphabet from the system's CSPRNG (test access keys).
-func randomString(alphabet string, n int) string {
-	limit := 256 - 256%len(alphabet)
-	out := make([]byte, 0, n)
-	buf := make([]byte, 64)
-	for len(out) < n {
-		rand.Read(buf)
-		for _, b := range buf {
-			if int(b) < limit && len(out) < n {
-				out = append(out, alphabet[int(b)%len(alphabet)])
-			}
-		}
-	}
-	return string(out)
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/cli"
 	"github.com/openkps/kps/daemon"
-	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/kpstest"
 	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -351,23 +351,7 @@ func str(v any) string { return fmt.Sprint(v) }
 // client logged in as that user.
 func (s *service) addUser(name string, role kps.Role) *service {
 	s.t.Helper()
-	ctx := context.Background()
-	st := s.main.Store()
-	d, err := st.DomainByName(ctx, "Default")
-	if err != nil || d == nil {
-		s.t.Fatalf("domain Default: %v", err)
-	}
-	hash, err := iam.HashPassword(name + "-password")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	u := &kps.User{Name: name, DomainID: d.ID, Enabled: true, PasswordHash: hash}
-	if err := st.CreateUser(ctx, u); err != nil {
-		s.t.Fatal(err)
-	}
-	if err := st.GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: role, ProjectID: s.project}); err != nil {
-		s.t.Fatal(err)
-	}
+	kpstest.AddUser(s.t, s.main, s.project, name, role)
 	other := &service{t: s.t, base: s.base, main: s.main}
 	other.loginAs(name, name+"-password")
 	return other

@@ -3,17 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,52 +16,9 @@ import (
 	"time"
 
 	"github.com/openkps/kps/daemon"
+	"github.com/openkps/kps/internal/kpstest"
 	"github.com/openkps/kps/internal/openapitest"
 )
-
-// testCA issues certificates for 127.0.0.1 in a test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kps test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue writes a certificate for 127.0.0.1 with the serial number and its key to dir.
-func (ca *testCA) issue(t *testing.T, dir string, serial int64) (certFile, keyFile string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // TestTLSConfig: --tls-cert and --tls-key come together, and a certificate that cannot be
 // loaded stops the start with a message naming the files.
@@ -103,11 +53,11 @@ func TestTLSConfig(t *testing.T) {
 // calls) without a restart. (The Huawei SDK over HTTPS: TestSDKOverTLS in interop.)
 func TestTLSServing(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t)
+	ca := kpstest.NewCA(t)
 	dir := t.TempDir()
-	certFile, keyFile := ca.issue(t, dir, 100)
+	certFile, keyFile := ca.Issue(t, dir, 100)
 	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	const adminPassword = "admin-password-for-tests"
@@ -121,7 +71,7 @@ func TestTLSServing(t *testing.T) {
 	base := "https://" + m.Addr()
 
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.pem)
+	pool.AppendCertsFromPEM(ca.PEM)
 	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	client := &http.Client{Transport: openapitest.NewTransport(transport), Timeout: 30 * time.Second}
 	login := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"` +
@@ -181,13 +131,13 @@ func TestTLSServing(t *testing.T) {
 	}
 	// Without the CA the command line refuses the server.
 	cmd := exec.Command(bin, "keypair", "list")
-	cmd.Env = append(os.Environ(), "KPS_CONFIG_DIR="+filepath.Join(dir, "profiles"), "SSL_CERT_FILE="+filepath.Join(dir, "no-ca.pem"))
+	cmd.Env = append(os.Environ(), "KPS_CONFIG_DIR="+filepath.Join(dir, "profiles"), "SSL_CERT_FILE="+filepath.Join(dir, "no-ca.PEM"))
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
 		t.Errorf("kps without the CA: %v\n%s", err, out)
 	}
 
 	// Renewal: new files, ReloadTLS, and new connections see the new certificate.
-	ca.issue(t, dir, 200)
+	ca.Issue(t, dir, 200)
 	if err := m.ReloadTLS(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package interop_test
 import (
 	"archive/zip"
 	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -16,7 +15,7 @@ import (
 	kpssdk "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/kps/v3/model"
 
-	"github.com/openkps/kps"
+	"github.com/openkps/kps/internal/kpstest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
 
@@ -24,22 +23,7 @@ import (
 // them (SK sealed under the key ring).
 func (s *service) accessKey(userName string) (ak, sk string) {
 	s.t.Helper()
-	ctx := context.Background()
-	d, _ := s.main.Store().DomainByName(ctx, "Default")
-	u, err := s.main.Store().UserByName(ctx, d.ID, userName)
-	if err != nil || u == nil {
-		s.t.Fatalf("user %s: %v", userName, err)
-	}
-	const upper, alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	ak, sk = randomString(upper, 20), randomString(alnum, 40)
-	sealed, err := s.main.Sealer().Seal([]byte(sk), kps.AccessKeyAAD(ak))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := s.main.Store().CreateAccessKey(ctx, &kps.AccessKey{Access: ak, UserID: u.ID, Secret: sealed, Status: kps.AccessKeyActive}); err != nil {
-		s.t.Fatal(err)
-	}
-	return ak, sk
+	return kpstest.AccessKey(s.t, s.main, userName)
 }
 
 // sdkClient builds the official Huawei Cloud Go SDK client exactly as a user would, changing

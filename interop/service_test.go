@@ -19,7 +19,7 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/daemon"
-	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/kpstest"
 	"github.com/openkps/kps/internal/openapitest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -147,23 +147,7 @@ func (s *service) addHost(id string, h *sshdtest.Host, extra map[string]any) {
 // name followed by "-password").
 func (s *service) addUser(name string, role kps.Role) {
 	s.t.Helper()
-	ctx := context.Background()
-	st := s.main.Store()
-	d, err := st.DomainByName(ctx, "Default")
-	if err != nil || d == nil {
-		s.t.Fatalf("domain Default: %v", err)
-	}
-	hash, err := iam.HashPassword(name + "-password")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	u := &kps.User{Name: name, DomainID: d.ID, Enabled: true, PasswordHash: hash}
-	if err := st.CreateUser(ctx, u); err != nil {
-		s.t.Fatal(err)
-	}
-	if err := st.GrantRole(ctx, kps.RoleAssignment{UserID: u.ID, Role: role, ProjectID: s.project}); err != nil {
-		s.t.Fatal(err)
-	}
+	kpstest.AddUser(s.t, s.main, s.project, name, role)
 }
 
 // userIDOf is the ID of a user of domain Default.
@@ -209,20 +193,4 @@ func newEd25519(t testing.TB, comment string) (priv, pub string) {
 	}
 	sp, _ := ssh.NewPublicKey(pk)
 	return string(pem.EncodeToMemory(block)), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " " + comment
-}
-
-// randomString draws n characters of alphabet from the system's CSPRNG (test access keys).
-func randomString(alphabet string, n int) string {
-	limit := 256 - 256%len(alphabet)
-	out := make([]byte, 0, n)
-	buf := make([]byte, 64)
-	for len(out) < n {
-		rand.Read(buf)
-		for _, b := range buf {
-			if int(b) < limit && len(out) < n {
-				out = append(out, alphabet[int(b)%len(alphabet)])
-			}
-		}
-	}
-	return string(out)
 }
