@@ -64,16 +64,9 @@ func (s *Service) UserProjects(ctx context.Context, p *kps.Principal, userID str
 		userID = p.UserID
 	}
 	if userID != p.UserID {
-		a, err := s.authority(ctx, p)
+		u, _, err := s.administeredUser(ctx, p, userID)
 		if err != nil {
 			return nil, err
-		}
-		u, err := s.Store.UserByID(ctx, userID)
-		if err != nil {
-			return nil, err
-		}
-		if u == nil || !a.administers(u.DomainID) {
-			return nil, a.hidden(notFound("user", userID))
 		}
 		domainID = u.DomainID
 	}
