@@ -248,6 +248,7 @@ type Store interface {
 	RequestReader
 	IdentityVersions
 	TaskListReader
+	TaskQueueReader
 	// Lockouts is the failure counting of auth.md §12.4 kept in the store, shared by every
 	// process that uses it.
 	Lockouts() Limiter
