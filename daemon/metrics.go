@@ -47,15 +47,17 @@ type metricsServer struct {
 }
 
 // serveMetrics starts serving h at GET /metrics on addr, in plain HTTP: the listener is meant
-// for an internal network that only the monitoring reaches (docs/operations.md).
-func serveMetrics(addr string, h http.Handler, log *slog.Logger) (*metricsServer, error) {
+// for an internal network that only the monitoring reaches (docs/operations.md). Its requests
+// get an ID and, with access, an access line (family "metrics"); they are not counted.
+func serveMetrics(addr string, h http.Handler, log, access *slog.Logger) (*metricsServer, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
-	s := &metricsServer{listener: l, served: make(chan error, 1), http: &http.Server{Handler: mux,
+	edge := &api.Edge{Family: "metrics", Access: access}
+	s := &metricsServer{listener: l, served: make(chan error, 1), http: &http.Server{Handler: edge.Handler(mux),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}

@@ -488,15 +488,16 @@ func (m *Main) Run(ctx context.Context) error {
 	handler := router.New(routerCfg, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
 		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping,
 		Metrics: apiMetrics(reg), Log: m.Log})
+	var access *slog.Logger // the access lines' (api.Edge), nil without --access-log
+	if cfg.AccessLog {
+		access = m.Log
+	}
 	if cfg.Console {
-		pages := &api.Edge{Family: "console", Proxies: proxies, Metrics: apiMetrics(reg)}
-		if cfg.AccessLog {
-			pages.Access = m.Log
-		}
+		pages := &api.Edge{Family: "console", Proxies: proxies, Metrics: apiMetrics(reg), Access: access}
 		handler = console.Mount(handler, console.Config{Region: cfg.Region, PublicURL: cfg.PublicURL, Log: m.Log, Pages: pages.Handler})
 	}
 	if reg != nil && cfg.MetricsListen != "" {
-		if m.metrics, err = serveMetrics(cfg.MetricsListen, reg.Handler(), m.Log); err != nil {
+		if m.metrics, err = serveMetrics(cfg.MetricsListen, reg.Handler(), m.Log, access); err != nil {
 			return fmt.Errorf("--metrics-listen: %w", err)
 		}
 	}
