@@ -148,3 +148,62 @@ func TestQueueGauges(t *testing.T) {
 		t.Errorf("a failed queue read failed the scrape: %d", code)
 	}
 }
+
+// TestHistogramsObserve: each recorded duration lands in its series' count, sum and buckets
+// (in seconds), apart by the labels the series has, and counters count once per call.
+func TestHistogramsObserve(t *testing.T) {
+	r := New(Options{})
+	r.TaskEnded(kps.OpReplace, true, "", 200*time.Millisecond)
+	r.TaskEnded(kps.OpReplace, true, "", 3*time.Second)
+	r.TaskEnded(kps.OpReplace, false, kps.TaskTimeout, 121*time.Second)
+	r.SSHConnected(true, 3*time.Millisecond)
+	r.SSHConnected(false, 10*time.Second)
+	r.HTTPRequest("nova", "GET /compute/v2.1/os-keypairs", 200, 2*time.Millisecond)
+	r.HTTPRequest("nova", "GET /compute/v2.1/os-keypairs", 200, 2*time.Millisecond)
+	fams, _ := scrape(t, r)
+
+	histogram := func(name string, want map[string]string) *dto.Histogram {
+		t.Helper()
+		for _, m := range fams[name].GetMetric() {
+			l := labels(m)
+			match := true
+			for k, v := range want {
+				match = match && l[k] == v
+			}
+			if match {
+				return m.Histogram
+			}
+		}
+		t.Fatalf("%s has no series %v", name, want)
+		return nil
+	}
+	below := func(h *dto.Histogram, le float64) uint64 {
+		for _, b := range h.Bucket {
+			if b.GetUpperBound() == le {
+				return b.GetCumulativeCount()
+			}
+		}
+		t.Fatalf("no bucket le=%v", le)
+		return 0
+	}
+	ok := histogram("kps_task_duration_seconds", map[string]string{"operation": "REPLACE", "outcome": "success"})
+	if ok.GetSampleCount() != 2 || ok.GetSampleSum() != 3.2 || below(ok, .25) != 1 || below(ok, 5) != 2 {
+		t.Errorf("REPLACE success: count %d sum %v ≤0.25s %d ≤5s %d, want 2, 3.2, 1, 2", ok.GetSampleCount(), ok.GetSampleSum(), below(ok, .25), below(ok, 5))
+	}
+	bad := histogram("kps_task_duration_seconds", map[string]string{"operation": "REPLACE", "outcome": "failed"})
+	if bad.GetSampleCount() != 1 || below(bad, 120) != 0 || below(bad, 300) != 1 {
+		t.Errorf("REPLACE failed: count %d, ≤120s %d, ≤300s %d, want 1, 0, 1", bad.GetSampleCount(), below(bad, 120), below(bad, 300))
+	}
+	if c := histogram("kps_ssh_connect_seconds", map[string]string{"outcome": "success"}); c.GetSampleCount() != 1 || below(c, .005) != 1 || below(c, .0025) != 0 {
+		t.Errorf("ssh success: %v", c)
+	}
+	if c := histogram("kps_ssh_connect_seconds", map[string]string{"outcome": "failed"}); c.GetSampleCount() != 1 || below(c, 10) != 1 || below(c, 5) != 0 {
+		t.Errorf("ssh failed: %v", c)
+	}
+	if h := histogram("kps_http_request_duration_seconds", map[string]string{"api": "nova", "route": "GET /compute/v2.1/os-keypairs"}); h.GetSampleCount() != 2 {
+		t.Errorf("http duration count %d, want 2", h.GetSampleCount())
+	}
+	if v := fams["kps_http_requests_total"].GetMetric()[0].GetCounter().GetValue(); v != 2 {
+		t.Errorf("kps_http_requests_total %v, want 2", v)
+	}
+}
