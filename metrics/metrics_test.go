@@ -207,3 +207,23 @@ func TestHistogramsObserve(t *testing.T) {
 		t.Errorf("kps_http_requests_total %v, want 2", v)
 	}
 }
+
+// BenchmarkRecord is what the metrics add to each request and task: a request's counter and
+// histogram (the route label looked up among the existing series), and a task's.
+//
+//	go test -run '^$' -bench Record ./metrics
+func BenchmarkRecord(b *testing.B) {
+	r := New(Options{})
+	b.Run("http", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				r.HTTPRequest("kps", "GET /v3/{project_id}/failed-tasks", 200, 3*time.Millisecond)
+			}
+		})
+	})
+	b.Run("task", func(b *testing.B) {
+		for b.Loop() {
+			r.TaskEnded(kps.OpReset, false, "KPS.6603", time.Second)
+		}
+	})
+}
