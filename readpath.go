@@ -90,3 +90,19 @@ type TaskRow struct {
 	ID, Operation, Phase, Created                          []byte
 	ServerID, ServerName, KeyPairName, ErrorCode, ErrorMsg []byte
 }
+
+// TaskQueueReader is the read path of the task queue's gauges (package metrics): how many tasks
+// wait and run in the database, whichever replica claimed them, read at every scrape.
+type TaskQueueReader interface {
+	TaskQueue(ctx context.Context) (TaskQueue, error)
+}
+
+// TaskQueue is the depth of the task queue at one moment.
+type TaskQueue struct {
+	// Ready and Running count the tasks in those phases.
+	Ready, Running int
+	// OldestReady is the submission time of the oldest READY task; zero when none is READY.
+	OldestReady time.Time
+	// Now is the store's clock at the read, against which OldestReady's age is measured.
+	Now time.Time
+}

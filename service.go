@@ -248,6 +248,7 @@ type Store interface {
 	RequestReader
 	IdentityVersions
 	TaskListReader
+	TaskQueueReader
 	// Lockouts is the failure counting of auth.md §12.4 kept in the store, shared by every
 	// process that uses it.
 	Lockouts() Limiter
@@ -288,6 +289,9 @@ type HostJob struct {
 	// returned nil: the runner persists the mark there, so that a crash after it is known to
 	// have possibly written, and one before it known not to have.
 	BeforeWrite func(ctx context.Context, step HostWrite) error
+
+	// ServerID and ProjectID name the task's server for the executor's log lines.
+	ServerID, ProjectID string
 }
 
 // HostResult is what a successful job leaves on the host.

@@ -14,7 +14,6 @@
 package api
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -24,14 +23,8 @@ import (
 )
 
 // Handler gives every request an ID: X-Request-Id, also on the request's context for the
-// logs (RequestID).
-func Handler(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := newRequestID()
-		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
-	})
-}
+// logs (RequestID). It is an Edge that records nothing and trusts no proxy.
+func Handler(next http.Handler) http.Handler { return (&Edge{}).Handler(next) }
 
 // Recover, deferred by a family's ServeHTTP, turns a panic into a 500 that fail renders in the
 // family's body. The request's headers and body are never dumped: they may carry secrets
@@ -51,14 +44,16 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-// requestIDKey carries the request ID to code that has the request but not its response, such
-// as the log of a refused authentication.
+// requestIDKey carries the request's *requestInfo: its ID to code that has the request but not
+// its response, such as the log of a refused authentication.
 type requestIDKey struct{}
 
-// RequestID is the ID Handler gave the request.
+// RequestID is the ID the Edge gave the request: its X-Request-Id.
 func RequestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey{}).(string)
-	return id
+	if info, ok := r.Context().Value(requestIDKey{}).(*requestInfo); ok {
+		return info.id
+	}
+	return ""
 }
 
 // Serve serves r with mux when one of its routes matches; otherwise it answers what ServeMux
@@ -66,6 +61,7 @@ func RequestID(r *http.Request) string {
 // KPS.6205. Routing is decided before authentication (kps-v3-api.md §1.4).
 func Serve(mux *http.ServeMux, w http.ResponseWriter, r *http.Request, miss func(w http.ResponseWriter, r *http.Request, err error)) {
 	h, pattern := mux.Handler(r)
+	setRoute(r, pattern)
 	if pattern != "" {
 		mux.ServeHTTP(w, r)
 		return

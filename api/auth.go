@@ -89,6 +89,8 @@ type Authenticator struct {
 	Reads   kps.RequestReader
 	Proxies Proxies
 	Log     *slog.Logger
+	// Metrics counts every refusal LogRefusal logs (Metrics.AuthFailure); nil counts nothing.
+	Metrics Metrics
 }
 
 // Authenticate authenticates r for t; reads are the request's reads when t.ReadAhead asked for
@@ -196,8 +198,8 @@ var refusalCodes = map[string]bool{
 	kps.ErrLockedOut: true, kps.ErrLoginFailed: true, kps.ErrScope: true, kps.ErrForbidden: true,
 }
 
-// LogRefusal logs a refused request at INFO, as msg, with what diagnoses it and nothing that
-// authenticates (auth.md §12.5): the reason key, the user a login or password change named
+// LogRefusal logs a refused request at INFO, as msg, and counts it by its reason (Metrics), with
+// what diagnoses it and nothing that authenticates (auth.md §12.5): the reason key, the user a login or password change named
 // (their ID, or the name as given), the AK or the token's fingerprint, the client IP; never a
 // password, the signature, a secret key or a token.
 func (a *Authenticator) LogRefusal(r *http.Request, msg string, err error) {
@@ -205,8 +207,12 @@ func (a *Authenticator) LogRefusal(r *http.Request, msg string, err error) {
 	if !refusalCodes[code] {
 		return
 	}
+	reason := refusalReason(err)
+	if a.Metrics != nil {
+		a.Metrics.AuthFailure(reason)
+	}
 	attrs := []any{"request_id", RequestID(r), "method", r.Method, "path", r.URL.Path,
-		"code", code, "reason", refusalReason(err), "client_ip", a.Proxies.ClientIP(r)}
+		"code", code, "reason", reason, "client_ip", a.Proxies.ClientIP(r)}
 	var f Refusal
 	if errors.As(err, &f) && f.RefusedUser() != "" {
 		attrs = append(attrs, "user", f.RefusedUser())

@@ -41,6 +41,9 @@ type Config struct {
 	Log       *slog.Logger
 	// Timeout bounds one API call; 0 is client.DefaultTimeout.
 	Timeout time.Duration
+	// Pages, when set, wraps the console's own pages (not the API beside them) in Mount: kps
+	// serve gives them the request ID, metrics and access line of its API requests (api.Edge).
+	Pages func(http.Handler) http.Handler
 }
 
 // Console serves the console's pages. Build it with New.
@@ -67,10 +70,13 @@ func New(cfg Config) *Console {
 // api, which stays as it was: the console costs API requests one prefix comparison.
 func Mount(api http.Handler, cfg Config) http.Handler {
 	cfg.API = api
-	c := New(cfg)
+	var pages http.Handler = New(cfg)
+	if cfg.Pages != nil {
+		pages = cfg.Pages(pages)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.URL.Path; strings.HasPrefix(p, "/console") && (len(p) == len("/console") || p[len("/console")] == '/') {
-			c.ServeHTTP(w, r)
+			pages.ServeHTTP(w, r)
 			return
 		}
 		api.ServeHTTP(w, r)

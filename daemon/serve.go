@@ -24,6 +24,7 @@ import (
 	"github.com/openkps/kps/console"
 	"github.com/openkps/kps/docs"
 	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/metrics"
 	"github.com/openkps/kps/secrets"
 	kpsservice "github.com/openkps/kps/service"
 	"github.com/openkps/kps/sshhost"
@@ -102,6 +103,14 @@ type Config struct {
 	DatabaseFile string
 	// Console serves the web console at /console/ (package console).
 	Console bool
+
+	// Metrics serves the Prometheus metrics (package metrics) at GET /metrics: on the main
+	// listener, or on MetricsListen alone when that is set.
+	Metrics       bool
+	MetricsListen string
+	// LogFormat is text (the default) or json; AccessLog writes one line per request.
+	LogFormat string
+	AccessLog bool
 }
 
 func (c *Config) flags() *flag.FlagSet {
@@ -143,6 +152,12 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 128, "connections open at once from one client IP (IPv6: one /64); trusted proxies are exempt (0: no cap)")
 	fs.StringVar(&c.DatabaseFile, "database-file", "", "file holding the --database URL (mode 0600 or 0400, not writable by group or others); keeps the password out of ps")
 	fs.BoolVar(&c.Console, "console", true, "serve the web console at /console/ (--console=false: the API only)")
+
+	// Operations (docs/operations.md).
+	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics, without authentication, on the main listener or --metrics-listen (--metrics=false: none)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address of a listener of its own for GET /metrics, e.g. 127.0.0.1:9801, instead of the main listener (plain HTTP: keep it on an internal network)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log lines as text (key=value) or json")
+	fs.BoolVar(&c.AccessLog, "access-log", false, "log one line per HTTP request: method, route pattern, status, duration, bytes, request ID, client IP")
 	return fs
 }
 
@@ -191,6 +206,12 @@ func (c *Config) validate() error {
 	}
 	if c.Database != "" && !c.postgres() {
 		return usageError{fmt.Errorf("--database must be a postgres:// or postgresql:// URL (or empty for the embedded SQLite file)")}
+	}
+	if c.LogFormat != "" && c.LogFormat != "text" && c.LogFormat != "json" {
+		return usageError{fmt.Errorf("--log-format must be text or json")}
+	}
+	if c.MetricsListen != "" && !c.Metrics {
+		return usageError{fmt.Errorf("--metrics-listen needs --metrics")}
 	}
 	return nil
 }
@@ -327,13 +348,19 @@ type Main struct {
 	listener  net.Listener
 	cert      *certificate // nil without TLS
 	served    chan error
+	metrics   *metricsServer // nil unless --metrics-listen
 }
 
-// NewMain returns a service for cfg, logging to stderr.
+// NewMain returns a service for cfg, logging to stderr in cfg.LogFormat.
 func NewMain(cfg Config, stdout, stderr io.Writer) *Main {
 	level := slog.LevelInfo
 	level.UnmarshalText([]byte(cfg.LogLevel))
-	return &Main{Config: cfg, stdout: stdout, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, opts)
+	}
+	return &Main{Config: cfg, stdout: stdout, Log: slog.New(h)}
 }
 
 // Run opens the data directory, applies migrations, bootstraps identity on first start,
@@ -404,11 +431,17 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log.Warn("one project can fill the task queue: --max-queued-per-project should be below --max-queued",
 			"max_queued", cfg.MaxQueued, "max_queued_per_project", cfg.MaxQueuedPerProject)
 	}
-	m.runner = tasks.New(m.store, kpsservice.NewPlanner(m.store, sealer), &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}, m.Log, tasks.Config{
+	// One registry for the whole service, handed to each part through the interface it declares.
+	var reg *metrics.Registry
+	if cfg.Metrics {
+		reg = metrics.New(metrics.Options{Queue: m.store, Log: m.Log})
+	}
+	m.runner = tasks.New(m.store, kpsservice.NewPlanner(m.store, sealer), &sshhost.Executor{Logger: m.Log, AllowedTargets: targets,
+		Metrics: sshMetrics(reg)}, m.Log, tasks.Config{
 		Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
 		// failed at start, by the sweeper of any replica.
-		SoleInstance: !cfg.postgres()})
+		SoleInstance: !cfg.postgres(), Metrics: taskMetrics(reg)})
 	if err := m.runner.Start(ctx); err != nil {
 		return fmt.Errorf("starting the task workers: %w", err)
 	}
@@ -447,11 +480,26 @@ func (m *Main) Run(ctx context.Context) error {
 	svc := kpsservice.New(m.store, sealer, m.runner, users, kpsservice.Config{KeyPairQuota: cfg.KeyPairQuota,
 		KeyPairsPerUser: cfg.KeyPairUserQuota, MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject,
 		ServerQuota: cfg.ServerQuota, AllowedTargets: targets})
-	handler := router.New(router.Config{PublicURL: cfg.PublicURL, ComputeLinkPrefix: computeBase, TrustedProxies: proxies,
-		OpenAPI: docs.OpenAPI}, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
-		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping, Log: m.Log})
+	routerCfg := router.Config{PublicURL: cfg.PublicURL, ComputeLinkPrefix: computeBase, TrustedProxies: proxies,
+		OpenAPI: docs.OpenAPI, AccessLog: cfg.AccessLog}
+	if reg != nil && cfg.MetricsListen == "" {
+		routerCfg.Metrics = reg.Handler()
+	}
+	handler := router.New(routerCfg, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
+		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping,
+		Metrics: apiMetrics(reg), Log: m.Log})
+	var access *slog.Logger // the access lines' (api.Edge), nil without --access-log
+	if cfg.AccessLog {
+		access = m.Log
+	}
 	if cfg.Console {
-		handler = console.Mount(handler, console.Config{Region: cfg.Region, PublicURL: cfg.PublicURL, Log: m.Log})
+		pages := &api.Edge{Family: "console", Proxies: proxies, Metrics: apiMetrics(reg), Access: access}
+		handler = console.Mount(handler, console.Config{Region: cfg.Region, PublicURL: cfg.PublicURL, Log: m.Log, Pages: pages.Handler})
+	}
+	if reg != nil && cfg.MetricsListen != "" {
+		if m.metrics, err = serveMetrics(cfg.MetricsListen, reg.Handler(), m.Log, access); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
 	}
 	m.http = &http.Server{
 		Handler:           handler,
@@ -469,7 +517,8 @@ func (m *Main) Run(ctx context.Context) error {
 		engine = "postgres"
 	}
 	m.Log.Info("kps serving", "listen", m.listener.Addr().String(), "tls", m.cert != nil, "data_dir", cfg.DataDir, "database", engine,
-		"region", cfg.Region, "max_connections", cfg.MaxConnections, "max_connections_per_ip", cfg.MaxConnectionsPerIP)
+		"region", cfg.Region, "max_connections", cfg.MaxConnections, "max_connections_per_ip", cfg.MaxConnectionsPerIP,
+		"metrics", metricsWhere(cfg, m.metrics), "access_log", cfg.AccessLog)
 	if targets.Everything() {
 		m.Log.Info("servers may point at any address and port; set --allowed-targets to keep members from probing the service's networks")
 	} else {
@@ -552,6 +601,9 @@ func (m *Main) close() error {
 		if err := <-m.served; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.metrics != nil {
+		errs = append(errs, m.metrics.close(ctx))
 	}
 	if m.runner != nil {
 		m.runner.Stop(ctx)

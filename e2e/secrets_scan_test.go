@@ -83,11 +83,23 @@ func scanForSecrets(t *testing.T, when, dir string, logs string, secrets map[str
 // creates), hosted private keys (generated, imported on create, imported later, exported),
 // service credentials of servers (password and private key), caller password and caller key
 // binds against a real sshd, and a master key rotation (kps keyring add, then the reload
-// SIGHUP triggers).
+// SIGHUP triggers). It runs once per log format (text and json), with the access log on, and
+// scans what /metrics exports with the log.
 func TestNoSecretInClearAfterFullRun(t *testing.T) {
 	t.Parallel()
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			testNoSecretInClearAfterFullRun(t, format)
+		})
+	}
+}
+
+func testNoSecretInClearAfterFullRun(t *testing.T, format string) {
 	var log lockedBuffer
-	s := setupLogged(t, &log, func(c *daemon.Config) { c.LogLevel = "debug" })
+	s := setupLogged(t, &log, func(c *daemon.Config) {
+		c.LogLevel, c.LogFormat, c.AccessLog, c.Metrics = "debug", format, true, true
+	})
 	h := sshdtest.Start(t, sshdtest.Options{})
 	tr := newTranscript()
 	admin := as(t, s, tr)
@@ -174,6 +186,10 @@ func TestNoSecretInClearAfterFullRun(t *testing.T) {
 	}
 	s.main.WaitRewrap()
 
+	// What the metrics export is scanned with the log.
+	_, exported := scrape(t, s.base+"/metrics")
+	log.Write([]byte(exported))
+
 	dir := s.main.Config.DataDir
 	wal := false
 	if _, err := os.Stat(filepath.Join(dir, "kps.db-wal")); err == nil {
@@ -190,4 +206,11 @@ func TestNoSecretInClearAfterFullRun(t *testing.T) {
 	if !strings.Contains(log.String(), `"level":"DEBUG"`) && !strings.Contains(log.String(), "level=DEBUG") {
 		t.Error("the log has no debug records: the scan did not cover debug logging")
 	}
+	// The scan covered the format asked for, the access lines and the metrics.
+	for _, l := range parseLog(t, format, strings.Split(log.String(), "# HELP")[0]) {
+		if l["msg"] == "request" && l["route"] == "POST /v3/{project_id}/keypairs/associate" {
+			return
+		}
+	}
+	t.Error("the log has no access line of a bind: the scan did not cover the access log")
 }

@@ -46,6 +46,15 @@ type Executor struct {
 	// --allowed-targets), checked on every address a host name resolves to, before the TCP
 	// connection is attempted; the zero value allows everything.
 	AllowedTargets kps.AllowedTargets
+	// Metrics records every SSH connection attempted; nil records nothing.
+	Metrics Metrics
+}
+
+// Metrics records the executor's SSH connections (package metrics implements it).
+type Metrics interface {
+	// SSHConnected records one connection attempted: whether it ended logged in, and the time
+	// from the TCP connect to the end of authentication (or the failure).
+	SSHConnected(ok bool, took time.Duration)
 }
 
 var _ kps.HostExecutor = (*Executor)(nil)
@@ -58,8 +67,10 @@ func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult
 		where:   net.JoinHostPort(strings.Trim(job.Address, "[]"), strconv.Itoa(job.Port)),
 		log:     e.logger(),
 		allowed: e.AllowedTargets,
+		metrics: e.Metrics,
 	}
-	t.log = t.log.With("task_id", job.TaskID, "operation", string(job.Operation), "host", t.where, "user", job.User)
+	t.log = t.log.With("task_id", job.TaskID, "server_id", job.ServerID, "project_id", job.ProjectID,
+		"operation", string(job.Operation), "host", t.where, "user", job.User)
 	start := time.Now()
 	res, err := t.execute(ctx, e.connectTimeout())
 	t.close()
@@ -91,6 +102,7 @@ type task struct {
 	where    string // host:port
 	log      *slog.Logger
 	allowed  kps.AllowedTargets
+	metrics  Metrics       // nil: none
 	timeout  time.Duration // connect and handshake
 	auth     []ssh.AuthMethod
 	closers  []func() // of every connection made, in order
@@ -307,12 +319,24 @@ func (t *task) close() {
 // connection of the same task checks it as strictly as a pinned one.
 func (t *task) dial(ctx context.Context) (err error) {
 	timeout := t.timeout
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
+	attempted := true
+	if t.metrics != nil {
+		defer func() {
+			if attempted {
+				t.metrics.SSHConnected(err == nil, time.Since(start))
+			}
+		}()
+	}
 	conn, err := t.dialer(net.Dialer{Deadline: deadline}).DialContext(ctx, "tcp", t.where)
 	if err != nil {
 		if ctx.Err() != nil {
 			return t.ctxError(ctx, "connecting")
 		}
+		// A target the operator forbids was never connected to: no attempt to record.
+		var refused *targetRefused
+		attempted = !errors.As(err, &refused)
 		return t.dialError(err)
 	}
 	closeOnDone := context.AfterFunc(ctx, func() { conn.Close() })

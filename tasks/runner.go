@@ -54,7 +54,24 @@ type Config struct {
 	// SoleInstance fails every RUNNING task at start (nobody else can hold a lease), instead
 	// of waiting for leases to expire. True with the embedded SQLite store.
 	SoleInstance bool
+	// Metrics counts the tasks this runner ends; nil counts nothing.
+	Metrics Metrics
 }
+
+// Metrics counts what the runner ends (package metrics implements it).
+type Metrics interface {
+	// TaskEnded counts a task whose outcome this runner recorded: its operation, whether it
+	// succeeded, the KPS code of its failure, and the time since its submission.
+	TaskEnded(op kps.Operation, success bool, code string, sinceSubmission time.Duration)
+	// TasksSwept counts tasks this runner's sweeper failed because their worker vanished.
+	TasksSwept(n int)
+}
+
+// noMetrics counts nothing.
+type noMetrics struct{}
+
+func (noMetrics) TaskEnded(kps.Operation, bool, string, time.Duration) {}
+func (noMetrics) TasksSwept(int)                                       {}
 
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
@@ -74,6 +91,9 @@ func (c *Config) defaults() {
 	}
 	if c.Retention <= 0 {
 		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
 	}
 }
 
@@ -152,6 +172,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	if n > 0 {
 		r.log.Warn("tasks interrupted by a restart were failed", "count", n, "code", kps.TaskInterrupted)
+		r.cfg.Metrics.TasksSwept(n)
 	}
 	if r.cfg.SoleInstance {
 		// Nobody else can be alive: the credentials of tasks queued before the restart are
@@ -332,6 +353,7 @@ func (r *Runner) sweep(ctx context.Context) {
 			r.log.Error("sweeping expired leases failed", "err", err)
 		} else if n > 0 {
 			r.log.Warn("tasks whose worker vanished were failed", "count", n, "code", kps.TaskInterrupted)
+			r.cfg.Metrics.TasksSwept(n)
 		}
 		if err := r.dropStaleCredentials(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("checking held caller credentials failed", "err", err)
@@ -348,7 +370,7 @@ func (r *Runner) sweep(ctx context.Context) {
 // run executes one claimed task and ends it. It never returns with the task RUNNING unless
 // the lease was lost, in which case whoever holds the task now ends it.
 func (r *Runner) run(t *kps.Task) {
-	log := r.log.With("task_id", t.ID, "server_id", t.ServerID, "operation", t.Operation)
+	log := r.log.With("task_id", t.ID, "server_id", t.ServerID, "project_id", t.ProjectID, "operation", t.Operation)
 	var caller *kps.Credential
 	if v, held := r.vault.LoadAndDelete(t.ID); held {
 		c := v.(heldCredential).cred
@@ -364,6 +386,8 @@ func (r *Runner) run(t *kps.Task) {
 	var outcome kps.TaskOutcome
 	plan, err := r.planner.PlanHostJob(ctx, t, caller)
 	job := plan.Job
+	// For the executor's log lines, which name the task's server and project as the runner's do.
+	job.ServerID, job.ProjectID = t.ServerID, t.ProjectID
 	if err == nil {
 		r.attend(&job, t)
 		var res kps.HostResult
@@ -397,10 +421,13 @@ func (r *Runner) run(t *kps.Task) {
 		log.Warn("task lease lost before its outcome was recorded")
 	} else if ferr != nil {
 		log.Error("recording a task outcome failed", "err", ferr)
-	} else if outcome.Success {
-		log.Info("task succeeded")
 	} else {
-		log.Info("task failed", "code", outcome.ErrorCode, "reason", outcome.ErrorMsg)
+		r.cfg.Metrics.TaskEnded(t.Operation, outcome.Success, outcome.ErrorCode, time.Since(t.Created))
+		if outcome.Success {
+			log.Info("task succeeded")
+		} else {
+			log.Info("task failed", "code", outcome.ErrorCode, "reason", outcome.ErrorMsg)
+		}
 	}
 }
 
@@ -419,7 +446,7 @@ func (r *Runner) heartbeat(ctx context.Context, t *kps.Task, cancel context.Canc
 			cancel()
 			return
 		} else if err != nil && ctx.Err() == nil {
-			r.log.Error("renewing a task lease failed", "task_id", t.ID, "err", err)
+			r.log.Error("renewing a task lease failed", "task_id", t.ID, "server_id", t.ServerID, "project_id", t.ProjectID, "err", err)
 		}
 	}
 }

@@ -37,6 +37,11 @@ type Config struct {
 	TaskListCacheBytes int64
 	// OpenAPI is the API description served at /openapi.json.
 	OpenAPI []byte
+	// Metrics, when set, is served at GET /metrics (the Prometheus exposition), beside the
+	// health checks and with their standing: no authentication (docs/operations.md).
+	Metrics http.Handler
+	// AccessLog writes one access line per request on Deps.Log (api.Edge).
+	AccessLog bool
 }
 
 // Deps are the implementations the API serves with; cmd/kps fills them.
@@ -57,6 +62,8 @@ type Deps struct {
 	TaskLists kps.TaskListReader
 	// Ping reports whether the database answers, for /readyz; nil: always ready.
 	Ping func(ctx context.Context) error
+	// Metrics records the requests and the refused authentications; nil records nothing.
+	Metrics api.Metrics
 
 	Log *slog.Logger
 }
@@ -71,7 +78,7 @@ func New(cfg Config, d Deps) http.Handler {
 		cfg.ComputeLinkPrefix = cfg.PublicURL + "/compute"
 	}
 	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
-	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log}
+	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Metrics: d.Metrics}
 
 	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers,
 		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
@@ -86,22 +93,42 @@ func New(cfg Config, d Deps) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
 	}))
+	if cfg.Metrics != nil {
+		identity.Handle("GET /metrics", cfg.Metrics)
+	}
 
-	m := &mux{ServeMux: http.NewServeMux(), families: map[string]http.Handler{}, fallback: identity}
+	m := &mux{ServeMux: http.NewServeMux(), families: map[string]family{}, fallback: family{identity, Identity}}
 	// The identity paths (auth.md §1.3): the version documents, and /v3/<segment> for the
 	// literal segments of the identity API, each with and without what follows (a registered
 	// "/x/" alone would have ServeMux redirect "/x").
-	m.mount(identity, "/{$}", "/v3", "/v3/{$}", "/v3.0/", "/healthz", "/readyz", "/openapi.json")
+	m.mount(identity, Identity, "/{$}", "/v3", "/v3/{$}", "/v3.0/", "/healthz", "/readyz", "/openapi.json", "/metrics")
 	for _, seg := range []string{"auth", "projects", "users", "domains", "roles", "regions"} {
-		m.mount(identity, "/v3/"+seg, "/v3/"+seg+"/")
+		m.mount(identity, Identity, "/v3/"+seg, "/v3/"+seg+"/")
 	}
 	// Every other /v3/<segment> is a project (kps-v3-api.md §1.3).
-	m.mount(kpsAPI, "/v3/{project_id}", "/v3/{project_id}/")
-	m.mount(compute, "/compute", "/compute/", "/v2/", "/v2.1/")
+	m.mount(kpsAPI, KPS, "/v3/{project_id}", "/v3/{project_id}/")
+	m.mount(compute, Nova, "/compute", "/compute/", "/v2/", "/v2.1/")
 	// Huawei's Nova trees have no document of their own at /v2 and /v2.1: not found, in the
 	// identity family's body as every path no family serves (and no redirect to "/v2/").
-	m.mount(identity, "/v2", "/v2.1")
-	return api.Handler(m)
+	m.mount(identity, Identity, "/v2", "/v2.1")
+	edge := &api.Edge{Proxies: cfg.TrustedProxies, Metrics: d.Metrics}
+	if cfg.AccessLog {
+		edge.Access = d.Log
+	}
+	return edge.Handler(m)
+}
+
+// The families' names in the metrics and access lines (api.SetFamily).
+const (
+	KPS      = "kps"
+	Identity = "identity"
+	Nova     = "nova"
+)
+
+// family is a mounted family and its name.
+type family struct {
+	http.Handler
+	name string
 }
 
 // mux chooses the family of a request by the pattern its path matches, without running what
@@ -109,22 +136,23 @@ func New(cfg Config, d Deps) http.Handler {
 // decides about that path, as it decides 404 and 405.
 type mux struct {
 	*http.ServeMux
-	families map[string]http.Handler // pattern → family
-	fallback http.Handler
+	families map[string]family // pattern → family
+	fallback family
 }
 
-func (m *mux) mount(family http.Handler, patterns ...string) {
+func (m *mux) mount(h http.Handler, name string, patterns ...string) {
 	for _, p := range patterns {
-		m.Handle(p, family)
-		m.families[p] = family
+		m.Handle(p, h)
+		m.families[p] = family{h, name}
 	}
 }
 
 func (m *mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, pattern := m.Handler(r)
-	family := m.families[pattern]
-	if family == nil {
-		family = m.fallback
+	f, ok := m.families[pattern]
+	if !ok {
+		f = m.fallback
 	}
-	family.ServeHTTP(w, r)
+	api.SetFamily(r, f.name)
+	f.ServeHTTP(w, r)
 }

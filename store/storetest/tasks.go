@@ -45,6 +45,7 @@ var taskTests = map[string]func(*testing.T, *env){
 	"DeleteFailedTasks":                testDeleteFailedTasks,
 	"PurgeSucceededTasks":              testPurgeSucceeded,
 	"ConcurrentWorkload":               testConcurrentWorkload,
+	"QueueDepthOfEveryProject":         testTaskQueue,
 }
 
 // submitErr submits s and returns the error (the task must not be created on error).
