@@ -89,6 +89,9 @@ type Authenticator struct {
 	Reads   kps.RequestReader
 	Proxies Proxies
 	Log     *slog.Logger
+	// Audit records the audit events of refused authentications and refused calls (audit.go);
+	// nil keeps no audit trail.
+	Audit AuditRecorder
 }
 
 // Authenticate authenticates r for t; reads are the request's reads when t.ReadAhead asked for
@@ -213,6 +216,7 @@ func (a *Authenticator) LogRefusal(r *http.Request, msg string, err error) {
 	}
 	attrs = append(attrs, a.Identity.LogCredentials(r)...)
 	a.Log.Info(msg, attrs...)
+	a.auditRefusal(r, err)
 }
 
 // refusalReason is the reason key of a refusal (auth.md §11.4).

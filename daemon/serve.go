@@ -102,6 +102,12 @@ type Config struct {
 	DatabaseFile string
 	// Console serves the web console at /console/ (package console).
 	Console bool
+
+	// AuditRetention is how long audit events are kept (docs/spec/audit.md); zero means
+	// DefaultAuditRetention. AuditLog is a file, or "-" for standard output, that also receives
+	// every committed audit event as a JSON line; "" none.
+	AuditRetention time.Duration
+	AuditLog       string
 }
 
 func (c *Config) flags() *flag.FlagSet {
@@ -143,6 +149,8 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 128, "connections open at once from one client IP (IPv6: one /64); trusted proxies are exempt (0: no cap)")
 	fs.StringVar(&c.DatabaseFile, "database-file", "", "file holding the --database URL (mode 0600 or 0400, not writable by group or others); keeps the password out of ps")
 	fs.BoolVar(&c.Console, "console", true, "serve the web console at /console/ (--console=false: the API only)")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", DefaultAuditRetention, "how long audit events are kept (at least 1h)")
+	fs.StringVar(&c.AuditLog, "audit-log", "", "file that also receives every audit event as a JSON line once committed, for a SIEM (-: standard output; default: none)")
 	return fs
 }
 
@@ -182,6 +190,9 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
 		return usageError{fmt.Errorf("--memory-limit: %w", err)}
+	}
+	if c.AuditRetention != 0 && c.AuditRetention < time.Hour {
+		return usageError{fmt.Errorf("--audit-retention must be at least 1h")}
 	}
 	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
 		return usageError{fmt.Errorf("--max-connections and --max-connections-per-ip must not be negative")}
@@ -254,11 +265,11 @@ func (c *Config) postgres() bool {
 }
 
 // openStore opens the configured database and applies its migrations.
-func openStore(ctx context.Context, c *Config) (*store.DB, error) {
+func openStore(ctx context.Context, c *Config, opt store.Options) (*store.DB, error) {
 	if c.postgres() {
-		return store.OpenPostgres(ctx, c.Database, store.Options{})
+		return store.OpenPostgres(ctx, c.Database, opt)
 	}
-	return store.OpenSQLite(ctx, filepath.Join(c.DataDir, "kps.db"), store.Options{})
+	return store.OpenSQLite(ctx, filepath.Join(c.DataDir, "kps.db"), opt)
 }
 
 // external reports whether tokens come from an external identity service.
@@ -327,6 +338,10 @@ type Main struct {
 	listener  net.Listener
 	cert      *certificate // nil without TLS
 	served    chan error
+
+	auditLog        *auditLog // nil without --audit-log
+	stopAuditSweep  context.CancelFunc
+	auditSweepEnded chan struct{}
 }
 
 // NewMain returns a service for cfg, logging to stderr.
@@ -360,14 +375,28 @@ func (m *Main) Run(ctx context.Context) error {
 	m.sealer = secrets.NewSealer(m.keys)
 	sealer := m.sealer
 
-	m.store, err = openStore(ctx, cfg)
+	if m.auditLog, err = openAuditLog(cfg.AuditLog, m.stdout, m.Log); err != nil {
+		return err
+	}
+	var opt store.Options
+	if m.auditLog != nil {
+		opt.OnAudit = m.auditLog.write
+	}
+	m.store, err = openStore(ctx, cfg, opt)
 	if err != nil {
 		return err
 	}
+	retention := cfg.AuditRetention
+	if retention == 0 {
+		retention = DefaultAuditRetention
+	}
+	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopAuditSweep, m.auditSweepEnded = stop, make(chan struct{})
+	go sweepAudit(sweepCtx, m.store, retention, m.Log, m.auditSweepEnded)
 	// Lockouts and rate limits are counted in the database, so that every replica on it sees
 	// every failure (auth.md §12.4).
 	ids := &iam.Service{Store: m.store, Versions: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region,
-		Limiter: m.store.Lockouts(), LoginQueue: cfg.LoginQueue}
+		Limiter: m.store.Lockouts(), LoginQueue: cfg.LoginQueue, AuditTrail: m.store}
 	pwFile, err := ids.Bootstrap(ctx, cfg.DataDir, cfg.Region, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("bootstrapping identity: %w", err)
@@ -449,7 +478,8 @@ func (m *Main) Run(ctx context.Context) error {
 		ServerQuota: cfg.ServerQuota, AllowedTargets: targets})
 	handler := router.New(router.Config{PublicURL: cfg.PublicURL, ComputeLinkPrefix: computeBase, TrustedProxies: proxies,
 		OpenAPI: docs.OpenAPI}, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
-		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping, Log: m.Log})
+		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping, Log: m.Log,
+		Audit: m.store, AuditReader: svc})
 	if cfg.Console {
 		handler = console.Mount(handler, console.Config{Region: cfg.Region, PublicURL: cfg.PublicURL, Log: m.Log})
 	}
@@ -557,8 +587,15 @@ func (m *Main) close() error {
 		m.runner.Stop(ctx)
 	}
 	m.rewraps.Wait()
+	if m.stopAuditSweep != nil {
+		m.stopAuditSweep()
+		<-m.auditSweepEnded
+	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
+	}
+	if m.auditLog != nil {
+		errs = append(errs, m.auditLog.close())
 	}
 	m.Log.Info("kps stopped")
 	return errors.Join(errs...)

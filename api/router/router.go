@@ -58,6 +58,11 @@ type Deps struct {
 	// Ping reports whether the database answers, for /readyz; nil: always ready.
 	Ping func(ctx context.Context) error
 
+	// Audit records the audit events of refused calls and authentications; AuditReader serves
+	// a project's audit trail to its admin. Both nil: no audit trail (docs/spec/audit.md).
+	Audit       api.AuditRecorder
+	AuditReader kps.AuditReader
+
 	Log *slog.Logger
 }
 
@@ -71,9 +76,9 @@ func New(cfg Config, d Deps) http.Handler {
 		cfg.ComputeLinkPrefix = cfg.PublicURL + "/compute"
 	}
 	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
-	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log}
+	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Audit: d.Audit}
 
-	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers,
+	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader,
 		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
 	identity := keystone.New(d.Tokens, d.Manager, auth, errs, cfg.PublicURL)
 	compute := nova.New(d.KeyPairs, auth, errs, cfg.ComputeLinkPrefix)
@@ -92,7 +97,7 @@ func New(cfg Config, d Deps) http.Handler {
 	// literal segments of the identity API, each with and without what follows (a registered
 	// "/x/" alone would have ServeMux redirect "/x").
 	m.mount(identity, "/{$}", "/v3", "/v3/{$}", "/v3.0/", "/healthz", "/readyz", "/openapi.json")
-	for _, seg := range []string{"auth", "projects", "users", "domains", "roles", "regions"} {
+	for _, seg := range []string{"auth", "projects", "users", "domains", "roles", "regions", "audit-events"} {
 		m.mount(identity, "/v3/"+seg, "/v3/"+seg+"/")
 	}
 	// Every other /v3/<segment> is a project (kps-v3-api.md §1.3).
