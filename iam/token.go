@@ -230,8 +230,9 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 			ev.Credential = TokenFingerprint(req.Token)
 		}
 	}
-	// The new token is named by its audit ID, which its body shows too; never by the token.
-	if err := s.audited(req.Audit.For(kps.TargetToken, audit[0])).CreateToken(ctx, rec, s.maxTokensPerUser()); err != nil {
+	// The new token is named by its fingerprint, as the events of its calls name their
+	// credential and a revocation names what it revokes: the trail links them. Never the token.
+	if err := s.audited(req.Audit.For(kps.TargetToken, TokenFingerprint(token))).CreateToken(ctx, rec, s.maxTokensPerUser()); err != nil {
 		return "", nil, fmt.Errorf("iam: store token: %w", err)
 	}
 	return token, body, nil

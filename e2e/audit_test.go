@@ -1,0 +1,589 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/openkps/kps/daemon"
+	"github.com/openkps/kps/iam"
+	"github.com/openkps/kps/internal/pgtest"
+	"github.com/openkps/kps/internal/sshdtest"
+)
+
+// The audit trail end to end (docs/spec/audit.md): every state-changing route of the OpenAPI
+// file records exactly one event naming its actor and target, on both engines; a change rolled
+// back inside its transaction leaves no event of success; refused logins are auth.refused with
+// the client IP.
+
+// engines runs f on a service over SQLite and one over PostgreSQL (skipped when
+// KPS_TEST_POSTGRES is not set), each as a parallel subtest.
+func engines(t *testing.T, f func(t *testing.T, s *service, engine string), mutate ...func(*daemon.Config)) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			m := mutate
+			if engine == "postgres" {
+				dsn := pgtest.Schema(t)
+				m = append([]func(*daemon.Config){func(c *daemon.Config) { c.Database = dsn }}, m...)
+			}
+			f(t, setup(t, m...), engine)
+		})
+	}
+}
+
+// auditEvent is an event as the listings answer it.
+type auditEvent struct {
+	ID             int64  `json:"id"`
+	Time           string `json:"time"`
+	RequestID      string `json:"request_id"`
+	ProjectID      string `json:"project_id"`
+	UserID         string `json:"user_id"`
+	UserName       string `json:"user_name"`
+	DomainID       string `json:"domain_id"`
+	ActorProjectID string `json:"actor_project_id"`
+	AuthMethod     string `json:"auth_method"`
+	Credential     string `json:"credential"`
+	ClientIP       string `json:"client_ip"`
+	Action         string `json:"action"`
+	TargetType     string `json:"target_type"`
+	TargetID       string `json:"target_id"`
+	Status         int    `json:"status"`
+	Code           string `json:"code"`
+	TaskID         string `json:"task_id"`
+}
+
+// auditEvents lists a whole trail with s's token: the project's (GET
+// /v3/{project_id}/audit-events) or, for project "", the operator's (GET /v3/audit-events).
+// query is appended to the URL.
+func (s *service) auditEvents(project, query string) []auditEvent {
+	s.t.Helper()
+	path := "/v3/audit-events"
+	if project != "" {
+		path = "/v3/" + project + "/audit-events"
+	}
+	var all []auditEvent
+	for offset := 0; ; {
+		req, _ := http.NewRequest("GET", s.base+path+"?limit=1000&offset="+strconv.Itoa(offset)+query, nil)
+		req.Header.Set("X-Auth-Token", s.token)
+		resp, err := apiClient.Do(req)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var page struct {
+			Total  int          `json:"total"`
+			Events []auditEvent `json:"audit_events"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			s.t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+		all = append(all, page.Events...)
+		offset += len(page.Events)
+		if len(page.Events) == 0 || offset >= page.Total {
+			return all
+		}
+	}
+}
+
+// auditWalk is the state of the route walk: the service, the admin's identity, and the
+// highest event ID seen before the call under test.
+type auditWalk struct {
+	t       *testing.T
+	s       *service
+	adminID string
+	mark    int64
+	n       int // a counter for unique names
+	host    *sshdtest.Host
+}
+
+// want is what the event of the call under test must say.
+type auditWant struct {
+	project    string // "" for the operator's trail
+	action     string
+	targetType string
+	targetID   string
+	userID     string // "" means the admin
+	status     int
+	task       string // the task the call made, "" none
+}
+
+func (w *auditWalk) name(prefix string) string {
+	w.n++
+	return prefix + "-" + strconv.Itoa(w.n)
+}
+
+// newest returns the highest event ID of both trails.
+func (w *auditWalk) newest() int64 {
+	var max int64
+	for _, p := range []string{w.s.project, ""} {
+		for _, e := range w.s.auditEvents(p, "") {
+			if e.ID > max {
+				max = e.ID
+			}
+		}
+	}
+	return max
+}
+
+// start marks the events before the call under test: what a case's setup recorded is not
+// counted.
+func (w *auditWalk) start() { w.mark = w.newest() }
+
+// do sends a request with the admin's token (or the token given) and returns the status and
+// the body.
+func (w *auditWalk) do(method, path string, body any, headers ...string) (int, map[string]any) {
+	w.t.Helper()
+	h := map[string]string{"X-Auth-Token": w.s.token}
+	for i := 0; i+1 < len(headers); i += 2 {
+		h[headers[i]] = headers[i+1]
+	}
+	return w.s.raw(method, path, body, h)
+}
+
+// must is do asserting the status.
+func (w *auditWalk) must(status int, method, path string, body any, headers ...string) map[string]any {
+	w.t.Helper()
+	got, out := w.do(method, path, body, headers...)
+	if got != status {
+		w.t.Fatalf("%s %s: %d %v, want %d", method, path, got, out, status)
+	}
+	return out
+}
+
+// auditRoutes is the walk's table: one case per state-changing route of docs/openapi.json. A
+// case prepares what its call needs, calls w.start, makes the call and says what its event
+// must hold. A route added to the OpenAPI file without a case fails the walk.
+var auditRoutes = map[string]func(w *auditWalk) auditWant{
+	// KPS v3.
+	"POST /v3/{project_id}/keypairs": func(w *auditWalk) auditWant {
+		n := w.name("create")
+		w.start()
+		w.must(200, "POST", w.kps("/keypairs"), kp(map[string]any{"name": n}))
+		return auditWant{project: w.s.project, action: "keypair.create", targetType: "keypair", targetID: n, status: 200}
+	},
+	"PUT /v3/{project_id}/keypairs/{keypair_name}": func(w *auditWalk) auditWant {
+		n := w.keyPair("update", nil)
+		w.start()
+		w.must(200, "PUT", w.kps("/keypairs/"+n), kp(map[string]any{"description": "updated"}))
+		return auditWant{project: w.s.project, action: "keypair.update", targetType: "keypair", targetID: n, status: 200}
+	},
+	"DELETE /v3/{project_id}/keypairs/{keypair_name}": func(w *auditWalk) auditWant {
+		n := w.keyPair("delete", nil)
+		w.start()
+		w.must(204, "DELETE", w.kps("/keypairs/"+n), nil)
+		return auditWant{project: w.s.project, action: "keypair.delete", targetType: "keypair", targetID: n, status: 204}
+	},
+	"POST /v3/{project_id}/keypairs/batch-import": func(w *auditWalk) auditWant {
+		n := w.name("batch")
+		_, pub := newEd25519(w.t, n)
+		w.start()
+		w.must(200, "POST", w.kps("/keypairs/batch-import"), []any{kp(map[string]any{"name": n, "public_key": pub})})
+		return auditWant{project: w.s.project, action: "keypair.create", targetType: "keypair", targetID: n, status: 200}
+	},
+	"POST /v3/{project_id}/keypairs/private-key/import": func(w *auditWalk) auditWant {
+		n := w.name("import")
+		priv, pub := newEd25519(w.t, n)
+		w.must(200, "POST", w.kps("/keypairs"), kp(map[string]any{"name": n, "public_key": pub}))
+		w.start()
+		w.must(200, "POST", w.kps("/keypairs/private-key/import"), kp(map[string]any{"name": n, "key_protection": protect(map[string]any{"private_key": priv})}))
+		return auditWant{project: w.s.project, action: "keypair.import_private_key", targetType: "keypair", targetID: n, status: 200}
+	},
+	"POST /v3/{project_id}/keypairs/private-key/export": func(w *auditWalk) auditWant {
+		n := w.keyPair("export", protect(nil))
+		w.start()
+		w.must(200, "POST", w.kps("/keypairs/private-key/export"), kp(map[string]any{"name": n}))
+		return auditWant{project: w.s.project, action: "keypair.export_private_key", targetType: "keypair", targetID: n, status: 200}
+	},
+	"POST /v3/{project_id}/keypairs/private-key/batch-export": func(w *auditWalk) auditWant {
+		n := w.keyPair("bexport", protect(nil))
+		w.start()
+		w.must(200, "POST", w.kps("/keypairs/private-key/batch-export"), []any{kp(map[string]any{"name": n})})
+		return auditWant{project: w.s.project, action: "keypair.export_private_key", targetType: "keypair", targetID: n, status: 200}
+	},
+	"DELETE /v3/{project_id}/keypairs/{keypair_name}/private-key": func(w *auditWalk) auditWant {
+		n := w.keyPair("clear", protect(nil))
+		w.start()
+		w.must(200, "DELETE", w.kps("/keypairs/"+n+"/private-key"), nil)
+		return auditWant{project: w.s.project, action: "keypair.clear_private_key", targetType: "keypair", targetID: n, status: 200}
+	},
+	"POST /v3/{project_id}/keypairs/associate": func(w *auditWalk) auditWant {
+		n, srv := w.keyPair("assoc", nil), w.server("assoc")
+		w.start()
+		task := str(w.must(200, "POST", w.kps("/keypairs/associate"), map[string]any{"keypair_name": n, "server": map[string]any{"id": srv}})["task_id"])
+		return auditWant{project: w.s.project, action: "keypair.associate", targetType: "server", targetID: srv, status: 200, task: task}
+	},
+	"POST /v3/{project_id}/keypairs/batch-associate": func(w *auditWalk) auditWant {
+		n, srv := w.keyPair("bassoc", nil), w.server("bassoc")
+		w.start()
+		out := w.must(200, "POST", w.kps("/keypairs/batch-associate"), map[string]any{"batch_keypairs": []any{
+			map[string]any{"keypair_name": n, "server": map[string]any{"id": srv}}}})
+		var task string
+		if items := list(out["tasks"]); len(items) == 1 {
+			task = str(obj(items[0])["task_id"])
+		}
+		// One event per item, aimed at the item's server.
+		return auditWant{project: w.s.project, action: "keypair.batch_associate", targetType: "server", targetID: srv, status: 200, task: task}
+	},
+	"POST /v3/{project_id}/keypairs/disassociate": func(w *auditWalk) auditWant {
+		// Only a bound server can be unbound: bind one on a real sshd first.
+		srv := w.name("disassoc")
+		w.s.addHost(srv, w.host, map[string]any{"credential": map[string]any{"type": "password", "key": w.host.Password}})
+		n := w.keyPair("disassoc", nil)
+		bind := str(w.must(200, "POST", w.kps("/keypairs/associate"), map[string]any{"keypair_name": n, "server": map[string]any{"id": srv}})["task_id"])
+		if st := w.s.waitTask(bind); !strings.HasPrefix(st, "SUCCESS_") {
+			w.t.Fatalf("bind %s ended %s", bind, st)
+		}
+		w.start()
+		task := str(w.must(200, "POST", w.kps("/keypairs/disassociate"), map[string]any{"server": map[string]any{"id": srv}})["task_id"])
+		return auditWant{project: w.s.project, action: "keypair.disassociate", targetType: "server", targetID: srv, status: 200, task: task}
+	},
+	"DELETE /v3/{project_id}/failed-tasks/{task_id}": func(w *auditWalk) auditWant {
+		task := w.failedTask("dfailed")
+		w.start()
+		w.must(200, "DELETE", w.kps("/failed-tasks/"+task), nil)
+		return auditWant{project: w.s.project, action: "task.delete_failed", targetType: "task", targetID: task, status: 200}
+	},
+	"DELETE /v3/{project_id}/failed-tasks": func(w *auditWalk) auditWant {
+		w.failedTask("dfailedall")
+		w.start()
+		w.must(200, "DELETE", w.kps("/failed-tasks"), nil)
+		return auditWant{project: w.s.project, action: "task.delete_all_failed", targetType: "project", targetID: w.s.project, status: 200}
+	},
+	"POST /v3/{project_id}/servers": func(w *auditWalk) auditWant {
+		id := w.name("srv")
+		w.start()
+		w.must(201, "POST", w.kps("/servers"), map[string]any{"server": map[string]any{"id": id, "address": "127.0.0.1", "port": 22,
+			"credential": map[string]any{"type": "password", "key": "server-password"}}})
+		return auditWant{project: w.s.project, action: "server.create", targetType: "server", targetID: id, status: 201}
+	},
+	"PUT /v3/{project_id}/servers/{server_id}": func(w *auditWalk) auditWant {
+		id := w.server("usrv")
+		w.start()
+		w.must(200, "PUT", w.kps("/servers/"+id), map[string]any{"server": map[string]any{"name": "renamed"}})
+		return auditWant{project: w.s.project, action: "server.update", targetType: "server", targetID: id, status: 200}
+	},
+	"DELETE /v3/{project_id}/servers/{server_id}": func(w *auditWalk) auditWant {
+		id := w.server("dsrv")
+		w.start()
+		w.must(204, "DELETE", w.kps("/servers/"+id), nil)
+		return auditWant{project: w.s.project, action: "server.delete", targetType: "server", targetID: id, status: 204}
+	},
+
+	// Identity: the operator's trail.
+	"POST /v3/auth/tokens": func(w *auditWalk) auditWant {
+		w.start()
+		c, _ := as(w.t, w.s, newTranscript()).login("Default", "admin", "admin-password-for-tests", projectScope("local-1", "Default"))
+		return auditWant{action: "auth.login", targetType: "token", targetID: fingerprint(c.token), status: 201}
+	},
+	"DELETE /v3/auth/tokens": func(w *auditWalk) auditWant {
+		other, _ := as(w.t, w.s, newTranscript()).login("Default", "admin", "admin-password-for-tests", projectScope("local-1", "Default"))
+		w.start()
+		w.must(204, "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", other.token)
+		return auditWant{action: "token.revoke", targetType: "token", targetID: fingerprint(other.token), status: 204}
+	},
+	"POST /v3/projects": func(w *auditWalk) auditWant {
+		w.start()
+		id := str(obj(w.must(201, "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": w.name("proj")}})["project"])["id"])
+		return auditWant{action: "project.create", targetType: "project", targetID: id, status: 201}
+	},
+	"PATCH /v3/projects/{project}": func(w *auditWalk) auditWant {
+		id := w.project()
+		w.start()
+		w.must(200, "PATCH", "/v3/projects/"+id, map[string]any{"project": map[string]any{"description": "updated"}})
+		return auditWant{action: "project.update", targetType: "project", targetID: id, status: 200}
+	},
+	"DELETE /v3/projects/{project}": func(w *auditWalk) auditWant {
+		id := w.project()
+		w.start()
+		w.must(204, "DELETE", "/v3/projects/"+id, nil)
+		return auditWant{action: "project.delete", targetType: "project", targetID: id, status: 204}
+	},
+	"PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}": func(w *auditWalk) auditWant {
+		p, u := w.project(), w.user()
+		w.start()
+		w.must(204, "PUT", "/v3/projects/"+p+"/users/"+u+"/roles/member", nil)
+		return auditWant{action: "role.grant", targetType: "role_assignment", targetID: "projects/" + p + "/users/" + u + "/roles/member", status: 204}
+	},
+	"DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}": func(w *auditWalk) auditWant {
+		p, u := w.project(), w.user()
+		w.must(204, "PUT", "/v3/projects/"+p+"/users/"+u+"/roles/member", nil)
+		w.start()
+		w.must(204, "DELETE", "/v3/projects/"+p+"/users/"+u+"/roles/member", nil)
+		return auditWant{action: "role.revoke", targetType: "role_assignment", targetID: "projects/" + p + "/users/" + u + "/roles/member", status: 204}
+	},
+	"POST /v3/users": func(w *auditWalk) auditWant {
+		w.start()
+		id := str(obj(w.must(201, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": w.name("user"), "password": "walk-user-password-1"}})["user"])["id"])
+		return auditWant{action: "user.create", targetType: "user", targetID: id, status: 201}
+	},
+	"PATCH /v3/users/{user_id}": func(w *auditWalk) auditWant {
+		id := w.user()
+		w.start()
+		w.must(200, "PATCH", "/v3/users/"+id, map[string]any{"user": map[string]any{"description": "updated"}})
+		return auditWant{action: "user.update", targetType: "user", targetID: id, status: 200}
+	},
+	"DELETE /v3/users/{user_id}": func(w *auditWalk) auditWant {
+		id := w.user()
+		w.start()
+		w.must(204, "DELETE", "/v3/users/"+id, nil)
+		return auditWant{action: "user.delete", targetType: "user", targetID: id, status: 204}
+	},
+	"POST /v3/users/{user_id}/password": func(w *auditWalk) auditWant {
+		// The user changes their own password: the actor is the user, not the admin.
+		name := w.name("pwuser")
+		id := str(obj(w.must(201, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": name, "password": "walk-user-password-1"}})["user"])["id"])
+		user, _ := as(w.t, w.s, newTranscript()).login("Default", name, "walk-user-password-1", "")
+		w.start()
+		w.must(204, "POST", "/v3/users/"+id+"/password", map[string]any{"user": map[string]any{"original_password": "walk-user-password-1", "password": "walk-user-password-2"}},
+			"X-Auth-Token", user.token)
+		return auditWant{action: "user.change_password", targetType: "user", targetID: id, userID: id, status: 204}
+	},
+	"POST /v3/domains": func(w *auditWalk) auditWant {
+		w.start()
+		id := str(obj(w.must(201, "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": w.name("dom")}})["domain"])["id"])
+		return auditWant{action: "domain.create", targetType: "domain", targetID: id, status: 201}
+	},
+	"PATCH /v3/domains/{domain_id}": func(w *auditWalk) auditWant {
+		id := w.domain()
+		w.start()
+		w.must(200, "PATCH", "/v3/domains/"+id, map[string]any{"domain": map[string]any{"description": "updated"}})
+		return auditWant{action: "domain.update", targetType: "domain", targetID: id, status: 200}
+	},
+	"DELETE /v3/domains/{domain_id}": func(w *auditWalk) auditWant {
+		id := w.domain()
+		w.must(200, "PATCH", "/v3/domains/"+id, map[string]any{"domain": map[string]any{"enabled": false}})
+		w.start()
+		w.must(204, "DELETE", "/v3/domains/"+id, nil)
+		return auditWant{action: "domain.delete", targetType: "domain", targetID: id, status: 204}
+	},
+	"PUT /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}": func(w *auditWalk) auditWant {
+		d, u := w.defaultDomain(), w.user()
+		w.start()
+		w.must(204, "PUT", "/v3/domains/"+d+"/users/"+u+"/roles/reader", nil)
+		return auditWant{action: "role.grant", targetType: "role_assignment", targetID: "domains/" + d + "/users/" + u + "/roles/reader", status: 204}
+	},
+	"DELETE /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}": func(w *auditWalk) auditWant {
+		d, u := w.defaultDomain(), w.user()
+		w.must(204, "PUT", "/v3/domains/"+d+"/users/"+u+"/roles/reader", nil)
+		w.start()
+		w.must(204, "DELETE", "/v3/domains/"+d+"/users/"+u+"/roles/reader", nil)
+		return auditWant{action: "role.revoke", targetType: "role_assignment", targetID: "domains/" + d + "/users/" + u + "/roles/reader", status: 204}
+	},
+	"POST /v3.0/OS-CREDENTIAL/credentials": func(w *auditWalk) auditWant {
+		w.start()
+		ak := w.credential()
+		return auditWant{action: "credential.create", targetType: "credential", targetID: ak, status: 201}
+	},
+	"PUT /v3.0/OS-CREDENTIAL/credentials/{access_key}": func(w *auditWalk) auditWant {
+		ak := w.credential()
+		w.start()
+		w.must(200, "PUT", "/v3.0/OS-CREDENTIAL/credentials/"+ak, map[string]any{"credential": map[string]any{"description": "updated"}})
+		return auditWant{action: "credential.update", targetType: "credential", targetID: ak, status: 200}
+	},
+	"DELETE /v3.0/OS-CREDENTIAL/credentials/{access_key}": func(w *auditWalk) auditWant {
+		ak := w.credential()
+		w.start()
+		w.must(204, "DELETE", "/v3.0/OS-CREDENTIAL/credentials/"+ak, nil)
+		return auditWant{action: "credential.delete", targetType: "credential", targetID: ak, status: 204}
+	},
+	"POST /v3.0/OS-CREDENTIAL/securitytokens": func(w *auditWalk) auditWant {
+		w.start()
+		c := obj(w.must(201, "POST", "/v3.0/OS-CREDENTIAL/securitytokens", map[string]any{"auth": map[string]any{"identity": map[string]any{
+			"methods": []string{"token"}, "token": map[string]any{"duration_seconds": 900}}}})["credential"])
+		return auditWant{action: "credential.create_temporary", targetType: "credential", targetID: str(c["access"]), status: 201}
+	},
+}
+
+func init() {
+	// Nova: each tree, with the project in the path or taken from the token.
+	for _, tree := range []struct {
+		prefix string
+		legacy bool
+	}{{"/compute/v2.1", false}, {"/compute/v2", true}, {"/v2.1", false}, {"/v2", true}} {
+		for _, withProject := range []bool{true, false} {
+			tree, withProject := tree, withProject
+			if !withProject && !strings.HasPrefix(tree.prefix, "/compute") {
+				continue // /v2.1/os-keypairs and /v2/os-keypairs are not routes
+			}
+			pattern := tree.prefix + "/os-keypairs"
+			if withProject {
+				pattern = tree.prefix + "/{project_id}/os-keypairs"
+			}
+			path := func(w *auditWalk) string { return strings.Replace(pattern, "{project_id}", w.s.project, 1) }
+			version, create, del := "2.2", 201, 204
+			if tree.legacy {
+				version, create, del = "", 200, 202
+			}
+			auditRoutes["POST "+pattern] = func(w *auditWalk) auditWant {
+				n := w.name("nova")
+				w.start()
+				w.s.nova("POST", path(w), version, kp(map[string]any{"name": n})).want(w.t, create, "")
+				return auditWant{project: w.s.project, action: "keypair.create", targetType: "keypair", targetID: n, status: create}
+			}
+			auditRoutes["DELETE "+pattern+"/{keypair_name}"] = func(w *auditWalk) auditWant {
+				n := w.keyPair("novadel", nil)
+				w.start()
+				w.s.nova("DELETE", path(w)+"/"+n, version, nil).want(w.t, del, "")
+				return auditWant{project: w.s.project, action: "keypair.delete", targetType: "keypair", targetID: n, status: del}
+			}
+		}
+	}
+}
+
+// fingerprint is how the trail names a token (auth.md §12.5).
+func fingerprint(token string) string { return iam.TokenFingerprint(token) }
+
+func (w *auditWalk) kps(path string) string { return "/v3/" + w.s.project + path }
+
+// keyPair creates a key pair, hosted when protection is given, and returns its name.
+func (w *auditWalk) keyPair(prefix string, protection map[string]any) string {
+	n := w.name(prefix)
+	k := map[string]any{"name": n}
+	if protection != nil {
+		k["key_protection"] = protection
+	}
+	w.must(200, "POST", w.kps("/keypairs"), kp(k))
+	return n
+}
+
+// server adds a server nothing listens for: its tasks fail fast.
+func (w *auditWalk) server(prefix string) string {
+	id := w.name(prefix)
+	w.must(201, "POST", w.kps("/servers"), map[string]any{"server": map[string]any{"id": id, "address": "127.0.0.1",
+		"port": closedPort(w.t), "credential": map[string]any{"type": "password", "key": "server-password"}}})
+	return id
+}
+
+// failedTask binds a key pair to a server that refuses the connection and returns the failed
+// task.
+func (w *auditWalk) failedTask(prefix string) string {
+	n, srv := w.keyPair(prefix, nil), w.server(prefix)
+	task := str(w.must(200, "POST", w.kps("/keypairs/associate"), map[string]any{"keypair_name": n, "server": map[string]any{"id": srv}})["task_id"])
+	if st := w.s.waitTask(task); !strings.HasPrefix(st, "FAILED_") {
+		w.t.Fatalf("task %s ended %s", task, st)
+	}
+	return task
+}
+
+func (w *auditWalk) project() string {
+	return str(obj(w.must(201, "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": w.name("proj")}})["project"])["id"])
+}
+
+func (w *auditWalk) user() string {
+	return str(obj(w.must(201, "POST", "/v3/users", map[string]any{"user": map[string]any{"name": w.name("user"), "password": "walk-user-password-1"}})["user"])["id"])
+}
+
+func (w *auditWalk) domain() string {
+	return str(obj(w.must(201, "POST", "/v3/domains", map[string]any{"domain": map[string]any{"name": w.name("dom")}})["domain"])["id"])
+}
+
+func (w *auditWalk) defaultDomain() string {
+	for _, d := range list(w.must(200, "GET", "/v3/domains?name=Default", nil)["domains"]) {
+		return str(obj(d)["id"])
+	}
+	w.t.Fatal("no domain Default")
+	return ""
+}
+
+// credential creates an access key of the admin's and returns its AK.
+func (w *auditWalk) credential() string {
+	return str(obj(w.must(201, "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{"description": "walk"}})["credential"])["access"])
+}
+
+// stateChangingRoutes returns "METHOD path" of every POST, PUT, PATCH and DELETE of
+// docs/openapi.json.
+func stateChangingRoutes(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../docs/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			switch m := strings.ToUpper(method); m {
+			case "POST", "PUT", "PATCH", "DELETE":
+				routes = append(routes, m+" "+path)
+			}
+		}
+	}
+	sort.Strings(routes)
+	return routes
+}
+
+// TestAuditEveryStateChangingRoute walks every state-changing route of docs/openapi.json on
+// both engines: each call records exactly one event, in the right trail, naming the actor (the
+// admin's user, name, domain, project, token fingerprint, client IP, request ID), the action,
+// the target, the status and the task it made. A route without a case in auditRoutes fails.
+func TestAuditEveryStateChangingRoute(t *testing.T) {
+	t.Parallel()
+	routes := stateChangingRoutes(t)
+	inDoc := map[string]bool{}
+	for _, r := range routes {
+		inDoc[r] = true
+		if auditRoutes[r] == nil {
+			t.Errorf("%s changes state and has no case in auditRoutes: say which event it records", r)
+		}
+	}
+	for r := range auditRoutes {
+		if !inDoc[r] {
+			t.Errorf("auditRoutes has a case for %s, which docs/openapi.json does not list", r)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	engines(t, func(t *testing.T, s *service, engine string) {
+		w := &auditWalk{t: t, s: s, host: sshdtest.Start(t, sshdtest.Options{})}
+		tok := obj(w.must(200, "GET", "/v3/auth/tokens", nil, "X-Subject-Token", s.token)["token"])
+		w.adminID = str(obj(tok["user"])["id"])
+		for _, route := range routes {
+			want := auditRoutes[route](w)
+			var got []auditEvent
+			for _, p := range []string{s.project, ""} {
+				for _, e := range s.auditEvents(p, "") {
+					if e.ID > w.mark {
+						got = append(got, e)
+					}
+				}
+			}
+			if len(got) != 1 {
+				t.Errorf("%s: %d events, want exactly one: %+v", route, len(got), got)
+				continue
+			}
+			e := got[0]
+			user := want.userID
+			if user == "" {
+				user = w.adminID
+			}
+			if e.ProjectID != want.project || e.Action != want.action || e.TargetType != want.targetType || e.TargetID != want.targetID ||
+				e.Status != want.status || e.Code != "" || e.TaskID != want.task {
+				t.Errorf("%s: event %+v, want %+v", route, e, want)
+			}
+			if e.UserID != user || e.UserName == "" || e.DomainID == "" || e.ClientIP != "127.0.0.1" ||
+				!hex32.MatchString(e.RequestID) || e.Time == "" {
+				t.Errorf("%s: actor of %+v, want user %s from 127.0.0.1", route, e, user)
+			}
+			if want.action == "auth.login" {
+				if e.AuthMethod != "password" || e.Credential != "" || e.ActorProjectID != s.project {
+					t.Errorf("%s: login's actor %+v", route, e)
+				}
+			} else if e.AuthMethod != "token" || e.Credential == "" || strings.Contains(s.token, e.Credential) {
+				t.Errorf("%s: credential of %+v: want the token's fingerprint", route, e)
+			}
+		}
+		t.Logf("%s: %d routes walked", engine, len(routes))
+	})
+}
