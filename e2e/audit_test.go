@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"database/sql"
 	"encoding/json"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -586,4 +588,164 @@ func TestAuditEveryStateChangingRoute(t *testing.T) {
 		}
 		t.Logf("%s: %d routes walked", engine, len(routes))
 	})
+}
+
+// database opens the service's database beside it, for what no API does: forcing a failure
+// inside a transaction.
+func (s *service) database() *sql.DB {
+	s.t.Helper()
+	driver, source := "sqlite", "file:"+filepath.Join(s.main.Config.DataDir, "kps.db")+"?_pragma=busy_timeout(5000)"
+	if s.main.Config.Database != "" {
+		driver, source = "pgx", s.main.Config.Database
+	}
+	db, err := sql.Open(driver, source)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestAuditRolledBackChangeLeavesNoEvent forces failures inside the write transaction of a
+// change, with triggers the service does not know of, on both engines. When the event's own
+// insert fails (the transaction's last statement), the change goes with it: no server created,
+// no task made, no key pair bound, and no event. When the change's statement fails, the
+// transaction commits nothing and the trail holds only the refusal (5xx with its code), never
+// an event of success.
+func TestAuditRolledBackChangeLeavesNoEvent(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, s *service, engine string) {
+		s.must(200, "POST", "/keypairs", kp(map[string]any{"name": "rb"}))
+		s.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "doomed-bind", "address": "127.0.0.1",
+			"port": closedPort(t), "credential": map[string]any{"type": "password", "key": "server-password"}}})
+
+		db := s.database()
+		ddl := []string{
+			`CREATE TRIGGER doom_event BEFORE INSERT ON audit_events WHEN NEW.target_id LIKE 'doomed-%' BEGIN SELECT RAISE(ABORT, 'forced failure'); END`,
+			`CREATE TRIGGER doom_server BEFORE INSERT ON servers WHEN NEW.id = 'broken-srv' BEGIN SELECT RAISE(ABORT, 'forced failure'); END`,
+		}
+		if engine == "postgres" {
+			ddl = []string{
+				`CREATE FUNCTION doom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'forced failure'; END $$`,
+				`CREATE TRIGGER doom_event BEFORE INSERT ON audit_events FOR EACH ROW WHEN (NEW.target_id LIKE 'doomed-%') EXECUTE FUNCTION doom()`,
+				`CREATE TRIGGER doom_server BEFORE INSERT ON servers FOR EACH ROW WHEN (NEW.id = 'broken-srv') EXECUTE FUNCTION doom()`,
+			}
+		}
+		for _, q := range ddl {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		before := len(s.auditEvents(s.project, ""))
+
+		// The event's insert fails: the server is not created.
+		if got, out := s.call("POST", "/servers", map[string]any{"server": map[string]any{"id": "doomed-srv", "address": "127.0.0.1",
+			"port": 22, "credential": map[string]any{"type": "password", "key": "server-password"}}}); got < 500 {
+			t.Fatalf("create with a failing event: %d %v, want 5xx", got, out)
+		}
+		s.wantError(404, "KPS.6204", "GET", "/servers/doomed-srv", nil)
+
+		// The event's insert fails: the bind makes no task and binds nothing.
+		if got, out := s.call("POST", "/keypairs/associate", map[string]any{"keypair_name": "rb", "server": map[string]any{"id": "doomed-bind"}}); got < 500 {
+			t.Fatalf("bind with a failing event: %d %v, want 5xx", got, out)
+		}
+		if srv := obj(s.must(200, "GET", "/servers/doomed-bind", nil)["server"]); srv["keypair_name"] != nil && srv["keypair_name"] != "" {
+			t.Errorf("doomed-bind is bound to %v", srv["keypair_name"])
+		}
+		for _, l := range []string{"/running-tasks", "/failed-tasks"} {
+			if total := s.must(200, "GET", l, nil)["total"]; total != float64(0) {
+				t.Errorf("GET %s: total %v after a bind rolled back", l, total)
+			}
+		}
+
+		// The change's own statement fails: only the refusal is recorded.
+		if got, out := s.call("POST", "/servers", map[string]any{"server": map[string]any{"id": "broken-srv", "address": "127.0.0.1",
+			"port": 22, "credential": map[string]any{"type": "password", "key": "server-password"}}}); got < 500 {
+			t.Fatalf("create failing in its statement: %d %v, want 5xx", got, out)
+		}
+		s.wantError(404, "KPS.6204", "GET", "/servers/broken-srv", nil)
+
+		events := s.auditEvents(s.project, "")
+		for _, e := range events {
+			if e.TargetID == "doomed-srv" || (e.TargetID == "doomed-bind" && e.Action == "keypair.associate") {
+				t.Errorf("an event of a rolled-back change: %+v", e)
+			}
+		}
+		var broken []auditEvent
+		for _, e := range events {
+			if e.TargetID == "broken-srv" {
+				broken = append(broken, e)
+			}
+		}
+		if len(broken) != 1 || broken[0].Status < 500 || broken[0].Code == "" || broken[0].Action != "server.create" {
+			t.Errorf("events of the create that failed in its statement: %+v, want one refusal (5xx, a code)", broken)
+		}
+		if len(events) != before+1 {
+			t.Errorf("%d events after the three failures, want %d (the one refusal)", len(events), before+1)
+		}
+	})
+}
+
+// TestAuditRefusedLoginsAndCredentials: a refused login is auth.refused with the client IP a
+// trusted proxy gave (--trusted-proxies), the user it named and no password; a request with a
+// revoked token or a bad signature is auth.refused naming the route and the credential's
+// fingerprint or AK, never the token or the secret; a refusal of the caller's role on a route is
+// the route's event with 403, not auth.refused. All in the operator's trail but the last.
+func TestAuditRefusedLoginsAndCredentials(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, s *service, engine string) {
+		// A refused login through the proxy.
+		body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"not-the-password-9"}}}}}`
+		code, _ := s.raw("POST", "/v3/auth/tokens", body, map[string]string{"X-Forwarded-For": "203.0.113.7"})
+		if code != 401 {
+			t.Fatalf("login with a wrong password: %d", code)
+		}
+		// A revoked token on a KPS route.
+		other := as(t, s, newTranscript())
+		gone, _ := other.login("Default", "admin", "admin-password-for-tests", projectScope("local-1", "Default"))
+		s.raw("DELETE", "/v3/auth/tokens", nil, map[string]string{"X-Auth-Token": s.token, "X-Subject-Token": gone.token})
+		if code, _ := s.raw("GET", "/v3/"+s.project+"/keypairs", nil, map[string]string{"X-Auth-Token": gone.token}); code != 401 {
+			t.Fatalf("GET with a revoked token: %d", code)
+		}
+		// A signature with a wrong SK.
+		c := obj(other.want(201, "POST", "/v3.0/OS-CREDENTIAL/credentials", map[string]any{"credential": map[string]any{"description": "refused"}})["credential"])
+		ak := str(c["access"])
+		if code, _ := signedCall(t, s, ak, "not-the-secret-key-of-this-ak-0000000000", "GET", "/keypairs", nil); code != 401 {
+			t.Fatalf("GET with a bad signature: %d", code)
+		}
+		// A reader creating a key pair: the route's refusal, not an authentication's.
+		reader := s.addUser("audit-reader", "reader")
+		reader.wantError(403, "KPS.9006", "POST", "/keypairs", kp(map[string]any{"name": "nope"}))
+
+		var refused []auditEvent
+		for _, e := range s.auditEvents("", "&action=auth.refused") {
+			refused = append(refused, e)
+		}
+		if len(refused) != 3 {
+			t.Fatalf("%d auth.refused events, want 3: %+v", len(refused), refused)
+		}
+		// Newest first: the signature, the token, the login.
+		sig, tok, login := refused[0], refused[1], refused[2]
+		if login.ClientIP != "203.0.113.7" || login.TargetType != "user" || login.TargetID == "" || login.Status != 401 ||
+			!strings.HasPrefix(login.Code, "KPS.") || login.UserID != "" || login.ProjectID != "" {
+			t.Errorf("refused login: %+v", login)
+		}
+		if tok.ClientIP != "127.0.0.1" || tok.AuthMethod != "token" || tok.Credential != fingerprint(gone.token) ||
+			tok.TargetType != "route" || tok.TargetID != "GET /v3/"+s.project+"/keypairs" || tok.Status != 401 {
+			t.Errorf("refused token: %+v", tok)
+		}
+		if sig.AuthMethod != "aksk" || sig.Credential != ak || sig.TargetType != "route" || sig.Status != 401 {
+			t.Errorf("refused signature: %+v", sig)
+		}
+		var denied []auditEvent
+		// Refused before its body was read, the call names no key pair: the route's action does.
+		for _, e := range s.auditEvents(s.project, "&action=keypair.create") {
+			if e.UserName == "audit-reader" {
+				denied = append(denied, e)
+			}
+		}
+		if len(denied) != 1 || denied[0].Status != 403 || denied[0].Code != "KPS.9006" || denied[0].UserName != "audit-reader" {
+			t.Errorf("the reader's refused create: %+v", denied)
+		}
+	}, func(c *daemon.Config) { c.TrustedProxies = "127.0.0.1/32" })
 }
