@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
@@ -748,4 +749,55 @@ func TestAuditRefusedLoginsAndCredentials(t *testing.T) {
 			t.Errorf("the reader's refused create: %+v", denied)
 		}
 	}, func(c *daemon.Config) { c.TrustedProxies = "127.0.0.1/32" })
+}
+
+// TestAuditRetentionSweep: the events past --audit-retention are deleted when the service
+// starts (and hourly after, as old tasks are purged); the default keeps 90 days, on both
+// engines. The events are aged in the database, since nobody waits 90 days.
+func TestAuditRetentionSweep(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, s *service, engine string) {
+		for _, n := range []string{"aged-100d", "aged-60d", "fresh"} {
+			s.must(200, "POST", "/keypairs", kp(map[string]any{"name": n}))
+		}
+		db := s.database()
+		const day = int64(24 * 60 * 60 * 1000)
+		for n, days := range map[string]int64{"aged-100d": 100, "aged-60d": 60} {
+			if _, err := db.Exec("UPDATE audit_events SET created = created - "+strconv.FormatInt(days*day, 10)+" WHERE target_id = '"+n+"'"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.Close()
+		targets := func(s *service) string {
+			var names []string
+			for _, e := range s.auditEvents(s.project, "&action=keypair.create") {
+				names = append(names, e.TargetID)
+			}
+			sort.Strings(names)
+			return strings.Join(names, ",")
+		}
+		if got := targets(s); got != "aged-100d,aged-60d,fresh" {
+			t.Fatalf("before the sweep: %s", got)
+		}
+		restart := func(retention time.Duration) *service {
+			cfg := s.main.Config
+			s.main.Close()
+			s = setup(t, func(c *daemon.Config) { c.DataDir, c.Database, c.AuditRetention = cfg.DataDir, cfg.Database, retention })
+			return s
+		}
+		// The sweep runs beside the service: poll it, with a deadline.
+		eventually := func(s *service, want string) string {
+			got := targets(s)
+			for deadline := time.Now().Add(15 * time.Second); got != want && time.Now().Before(deadline); got = targets(s) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			return got
+		}
+		if got := eventually(restart(0), "aged-60d,fresh"); got != "aged-60d,fresh" {
+			t.Errorf("after a start with the default retention: %s, want aged-60d,fresh", got)
+		}
+		if got := eventually(restart(30*24*time.Hour), "fresh"); got != "fresh" {
+			t.Errorf("after a start with --audit-retention 720h: %s, want fresh", got)
+		}
+	})
 }
