@@ -763,7 +763,7 @@ func TestAuditRetentionSweep(t *testing.T) {
 		db := s.database()
 		const day = int64(24 * 60 * 60 * 1000)
 		for n, days := range map[string]int64{"aged-100d": 100, "aged-60d": 60} {
-			if _, err := db.Exec("UPDATE audit_events SET created = created - "+strconv.FormatInt(days*day, 10)+" WHERE target_id = '"+n+"'"); err != nil {
+			if _, err := db.Exec("UPDATE audit_events SET created = created - " + strconv.FormatInt(days*day, 10) + " WHERE target_id = '" + n + "'"); err != nil {
 				t.Fatal(err)
 			}
 		}
