@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/openkps/kps/daemon"
 	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/internal/pgtest"
@@ -800,4 +802,54 @@ func TestAuditRetentionSweep(t *testing.T) {
 			t.Errorf("after a start with --audit-retention 720h: %s, want fresh", got)
 		}
 	})
+}
+
+// TestCLIAuditList: `kps audit list` reads the project's trail (--operator: the operator's),
+// with its filters, --limit across pages, and -o json|yaml|table.
+func TestCLIAuditList(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tm := newTerminal(t, s)
+	tm.login()
+	for i := range 5 {
+		tm.must(0, "", "keypair", "create", "cli-audit-"+strconv.Itoa(i), "--out", filepath.Join(t.TempDir(), "key"))
+	}
+	type ev struct {
+		ID         int64  `json:"id"`
+		Action     string `json:"action"`
+		TargetID   string `json:"target_id"`
+		UserName   string `json:"user_name"`
+		ClientIP   string `json:"client_ip"`
+		Credential string `json:"credential"`
+	}
+	all := decodeJSON[[]ev](t, tm.must(0, "", "audit", "list", "-o", "json").stdout)
+	if len(all) != 5 || all[0].TargetID != "cli-audit-4" || all[4].TargetID != "cli-audit-0" || all[0].Action != "keypair.create" ||
+		all[0].UserName != "admin" || all[0].ClientIP != "127.0.0.1" || all[0].Credential == "" {
+		t.Fatalf("kps audit list -o json: %+v", all)
+	}
+	// --limit reads only that many, newest first; a filter narrows on the service.
+	if got := decodeJSON[[]ev](t, tm.must(0, "", "audit", "list", "--limit", "2", "-o", "json").stdout); len(got) != 2 || got[1].ID != all[1].ID {
+		t.Fatalf("--limit 2: %+v", got)
+	}
+	if got := decodeJSON[[]ev](t, tm.must(0, "", "audit", "list", "--resource", "cli-audit-2", "-o", "json").stdout); len(got) != 1 || got[0].ID != all[2].ID {
+		t.Fatalf("--resource cli-audit-2: %+v", got)
+	}
+	if got := decodeJSON[[]ev](t, tm.must(0, "", "audit", "list", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "-o", "json").stdout); len(got) != 0 {
+		t.Fatalf("--since in an hour: %+v", got)
+	}
+	// The operator's trail holds the logins.
+	ops := decodeJSON[[]ev](t, tm.must(0, "", "audit", "list", "--operator", "--action", "auth.login", "-o", "json").stdout)
+	if len(ops) < 2 || ops[0].Action != "auth.login" {
+		t.Fatalf("--operator --action auth.login: %+v", ops)
+	}
+	var y []map[string]any
+	if err := yaml.Unmarshal([]byte(tm.must(0, "", "audit", "list", "-o", "yaml").stdout), &y); err != nil || len(y) != 5 || y[0]["id"] != int(all[0].ID) {
+		t.Fatalf("-o yaml: %v %v", y, err)
+	}
+	if out := tm.must(0, "", "audit", "list").stdout; !strings.HasPrefix(out, "TIME") || !strings.Contains(out, "keypair cli-audit-3") ||
+		strings.Count(out, "\n") != 6 {
+		t.Fatalf("table:\n%s", out)
+	}
+	tm.must(2, "", "audit", "list", "--since", "yesterday")
+	tm.must(2, "", "audit", "list", "--limit", "-1")
 }
