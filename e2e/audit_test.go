@@ -853,3 +853,29 @@ func TestCLIAuditList(t *testing.T) {
 	tm.must(2, "", "audit", "list", "--since", "yesterday")
 	tm.must(2, "", "audit", "list", "--limit", "-1")
 }
+
+// TestAuditTrailReaders: the project's trail is its admin's to read (a member or reader gets
+// 403 KPS.9006); the events without a project are the operator admin's alone, not a project
+// admin's. Bad queries are 400 with a KPS code.
+func TestAuditTrailReaders(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.must(200, "POST", "/keypairs", kp(map[string]any{"name": "read-me"}))
+	admin, member, reader := s.addUser("trail-admin", "admin"), s.addUser("trail-member", "member"), s.addUser("trail-reader", "reader")
+	if got := admin.must(200, "GET", "/audit-events?resource_id=read-me", nil); got["total"] != float64(1) {
+		t.Fatalf("the project admin reads %v", got)
+	}
+	for _, c := range []*service{member, reader} {
+		c.wantError(403, "KPS.9006", "GET", "/audit-events", nil)
+	}
+	for _, c := range []*service{admin, member} {
+		if code, out := c.raw("GET", "/v3/audit-events", nil, map[string]string{"X-Auth-Token": c.token}); code != 403 || out["error_code"] != "KPS.9006" {
+			t.Errorf("%s reads the operator's trail: %d %v", c.token[:8], code, out)
+		}
+	}
+	for _, q := range []string{"?limit=0", "?limit=1001", "?offset=-1", "?since=yesterday", "?until=2025-13-01T00:00:00Z", "?action=a&action=b"} {
+		if code, out := admin.call("GET", "/audit-events"+q, nil); code != 400 || !strings.HasPrefix(str(out["error_code"]), "KPS.600") {
+			t.Errorf("GET audit-events%s: %d %v", q, code, out)
+		}
+	}
+}
