@@ -380,6 +380,10 @@ type Principal struct {
 	AuthMethod   string // AuthToken, AuthAKSK or AuthAKSKTemporary
 	TokenAuditID string // token requests
 	AccessKey    string // the AK of AK/SK requests
+	// Audit is the audit event of the request's call (audit.go), made by the API for a route
+	// that changes something: the services aim it at what they change (AuditEvent.For) and hand
+	// it to the store's transaction. nil outside an audited request: nothing is recorded.
+	Audit *AuditEvent
 }
 
 // Authentication methods of a Principal (auth.md §4.5).

@@ -16,6 +16,8 @@ import (
 // auth.md §5.5 in the same transaction as the change that causes them. Revoking a temporary
 // credential deletes it.
 type IdentityStore interface {
+	Audited
+
 	// Bootstrap creates the operator domain, its default project and the admin user with a
 	// domain-level admin assignment, unless any domain exists; created reports whether it did.
 	Bootstrap(ctx context.Context, b Bootstrap) (created bool, err error)
@@ -236,6 +238,16 @@ type SecretStore interface {
 	RewrapSecrets(ctx context.Context, rewrap func(sealed []byte) (out []byte, changed bool, err error)) (int, error)
 }
 
+// Audited is how a change records its audit event in its own transaction (audit.go): the
+// services pass the event down explicitly, on the store value they call.
+type Audited interface {
+	// Audit returns the store with ev attached: each write method called on the result records
+	// ev in the transaction of its change, inserted before the commit, and calls ev.Committed
+	// after it; a method that fails, or changes nothing, records nothing. A nil ev returns the
+	// store itself. The result is for one call and is never closed.
+	Audit(ev *AuditEvent) Store
+}
+
 // Store is everything the service persists.
 type Store interface {
 	IdentityStore
@@ -244,6 +256,7 @@ type Store interface {
 	TaskStore
 	ReplicaStore
 	SecretStore
+	AuditStore
 	// The read paths (readpath.go), which cmd/kps hands by name to the caches that use them.
 	RequestReader
 	IdentityVersions

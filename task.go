@@ -116,6 +116,10 @@ type TaskSubmission struct {
 	// MaxProjectTasks is how many READY and RUNNING tasks the project may have (KPS.6403), so
 	// that one project cannot fill the service-wide queue; 0 means unlimited.
 	MaxProjectTasks int
+	// Audit is the submission's audit event (audit.go), recorded in the submission's
+	// transaction when the task is persisted, and in a batch also when the item is refused
+	// (with its code); nil records nothing.
+	Audit *AuditEvent
 }
 
 // TaskFacts are what the rules of a new task decide on (kps-v3-api.md §2.11–2.13), read by the

@@ -91,6 +91,9 @@ type Authenticator struct {
 	Log     *slog.Logger
 	// Metrics counts every refusal LogRefusal logs (Metrics.AuthFailure); nil counts nothing.
 	Metrics Metrics
+	// Audit records the audit events of refused authentications and refused calls (audit.go);
+	// nil keeps no audit trail.
+	Audit AuditRecorder
 }
 
 // Authenticate authenticates r for t; reads are the request's reads when t.ReadAhead asked for
@@ -219,6 +222,7 @@ func (a *Authenticator) LogRefusal(r *http.Request, msg string, err error) {
 	}
 	attrs = append(attrs, a.Identity.LogCredentials(r)...)
 	a.Log.Info(msg, attrs...)
+	a.auditRefusal(r, err)
 }
 
 // refusalReason is the reason key of a refusal (auth.md §11.4).

@@ -121,6 +121,7 @@ func (c *Console) routes() {
 	m.Handle("POST /console/tasks/failed/{id}/retry", c.signedIn(c.retry))
 	m.Handle("POST /console/tasks/failed/{id}/delete", c.signedIn(c.deleteFailedTask))
 	m.Handle("POST /console/tasks/failed/delete-all", c.signedIn(c.deleteFailedTasks))
+	m.Handle("GET /console/audit", c.signedIn(c.auditTrail))
 }
 
 // contentSecurityPolicy allows the console's own scripts, styles and requests and nothing

@@ -44,21 +44,23 @@ type userView struct {
 	Next                                   string // this page, for the project switcher
 }
 
-// section is an entry of the navigation. Rotations, drift results and the audit trail,
-// specified by later issues, are added here as entries with their own pages under
+// section is an entry of the navigation. Rotations and drift results, specified by later
+// issues, are added here as entries with their own pages under
 // /console/<path> (docs/console/README.md).
 type section struct {
 	Key, Title, Path string
 	Write            bool // only for users who may write (member)
+	Admin            bool // only for the project's admins
 }
 
 var sections = []section{
-	{"overview", "Overview", Prefix, false},
-	{"keypairs", "Key pairs", Prefix + "keypairs", false},
-	{"servers", "Servers", Prefix + "servers", false},
-	{"bind", "Bind / rotate", Prefix + "bind", true},
-	{"running", "Running tasks", Prefix + "tasks/running", false},
-	{"failed", "Failed tasks", Prefix + "tasks/failed", false},
+	{"overview", "Overview", Prefix, false, false},
+	{"keypairs", "Key pairs", Prefix + "keypairs", false, false},
+	{"servers", "Servers", Prefix + "servers", false, false},
+	{"bind", "Bind / rotate", Prefix + "bind", true, false},
+	{"running", "Running tasks", Prefix + "tasks/running", false, false},
+	{"failed", "Failed tasks", Prefix + "tasks/failed", false, false},
+	{"audit", "Audit trail", Prefix + "audit", false, true},
 }
 
 var funcs = template.FuncMap{

@@ -111,6 +111,11 @@ type Config struct {
 	// LogFormat is text (the default) or json; AccessLog writes one line per request.
 	LogFormat string
 	AccessLog bool
+	// AuditRetention is how long audit events are kept (docs/spec/audit.md); zero means
+	// DefaultAuditRetention. AuditLog is a file, or "-" for standard output, that also receives
+	// every committed audit event as a JSON line; "" none.
+	AuditRetention time.Duration
+	AuditLog       string
 }
 
 func (c *Config) flags() *flag.FlagSet {
@@ -158,6 +163,8 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address of a listener of its own for GET /metrics, e.g. 127.0.0.1:9801, instead of the main listener (plain HTTP: keep it on an internal network)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log lines as text (key=value) or json")
 	fs.BoolVar(&c.AccessLog, "access-log", false, "log one line per HTTP request: method, route pattern, status, duration, bytes, request ID, client IP")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", DefaultAuditRetention, "how long audit events are kept (at least 1h)")
+	fs.StringVar(&c.AuditLog, "audit-log", "", "file that also receives every audit event as a JSON line once committed, for a SIEM (-: standard output; default: none)")
 	return fs
 }
 
@@ -197,6 +204,9 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
 		return usageError{fmt.Errorf("--memory-limit: %w", err)}
+	}
+	if c.AuditRetention != 0 && c.AuditRetention < time.Hour {
+		return usageError{fmt.Errorf("--audit-retention must be at least 1h")}
 	}
 	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
 		return usageError{fmt.Errorf("--max-connections and --max-connections-per-ip must not be negative")}
@@ -275,11 +285,11 @@ func (c *Config) postgres() bool {
 }
 
 // openStore opens the configured database and applies its migrations.
-func openStore(ctx context.Context, c *Config) (*store.DB, error) {
+func openStore(ctx context.Context, c *Config, opt store.Options) (*store.DB, error) {
 	if c.postgres() {
-		return store.OpenPostgres(ctx, c.Database, store.Options{})
+		return store.OpenPostgres(ctx, c.Database, opt)
 	}
-	return store.OpenSQLite(ctx, filepath.Join(c.DataDir, "kps.db"), store.Options{})
+	return store.OpenSQLite(ctx, filepath.Join(c.DataDir, "kps.db"), opt)
 }
 
 // external reports whether tokens come from an external identity service.
@@ -349,6 +359,10 @@ type Main struct {
 	cert      *certificate // nil without TLS
 	served    chan error
 	metrics   *metricsServer // nil unless --metrics-listen
+
+	auditLog        *auditLog // nil without --audit-log
+	stopAuditSweep  context.CancelFunc
+	auditSweepEnded chan struct{}
 }
 
 // NewMain returns a service for cfg, logging to stderr in cfg.LogFormat.
@@ -387,14 +401,28 @@ func (m *Main) Run(ctx context.Context) error {
 	m.sealer = secrets.NewSealer(m.keys)
 	sealer := m.sealer
 
-	m.store, err = openStore(ctx, cfg)
+	if m.auditLog, err = openAuditLog(cfg.AuditLog, m.stdout, m.Log); err != nil {
+		return err
+	}
+	var opt store.Options
+	if m.auditLog != nil {
+		opt.OnAudit = m.auditLog.write
+	}
+	m.store, err = openStore(ctx, cfg, opt)
 	if err != nil {
 		return err
 	}
+	retention := cfg.AuditRetention
+	if retention == 0 {
+		retention = DefaultAuditRetention
+	}
+	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopAuditSweep, m.auditSweepEnded = stop, make(chan struct{})
+	go sweepAudit(sweepCtx, m.store, retention, m.Log, m.auditSweepEnded)
 	// Lockouts and rate limits are counted in the database, so that every replica on it sees
 	// every failure (auth.md §12.4).
 	ids := &iam.Service{Store: m.store, Versions: m.store, TokenTTL: cfg.TokenTTL, Sealer: sealer, Region: cfg.Region,
-		Limiter: m.store.Lockouts(), LoginQueue: cfg.LoginQueue}
+		Limiter: m.store.Lockouts(), LoginQueue: cfg.LoginQueue, AuditTrail: m.store}
 	pwFile, err := ids.Bootstrap(ctx, cfg.DataDir, cfg.Region, cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("bootstrapping identity: %w", err)
@@ -487,7 +515,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	handler := router.New(routerCfg, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
 		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping,
-		Metrics: apiMetrics(reg), Log: m.Log})
+		Metrics: apiMetrics(reg), Log: m.Log,
+		Audit: m.store, AuditReader: svc})
 	var access *slog.Logger // the access lines' (api.Edge), nil without --access-log
 	if cfg.AccessLog {
 		access = m.Log
@@ -609,8 +638,15 @@ func (m *Main) close() error {
 		m.runner.Stop(ctx)
 	}
 	m.rewraps.Wait()
+	if m.stopAuditSweep != nil {
+		m.stopAuditSweep()
+		<-m.auditSweepEnded
+	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
+	}
+	if m.auditLog != nil {
+		errs = append(errs, m.auditLog.close())
 	}
 	m.Log.Info("kps stopped")
 	return errors.Join(errs...)

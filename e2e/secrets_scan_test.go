@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"os"
@@ -84,7 +85,8 @@ func scanForSecrets(t *testing.T, when, dir string, logs string, secrets map[str
 // service credentials of servers (password and private key), caller password and caller key
 // binds against a real sshd, and a master key rotation (kps keyring add, then the reload
 // SIGHUP triggers). It runs once per log format (text and json), with the access log on, and
-// scans what /metrics exports with the log.
+// scans what /metrics exports with the log. The audit trail of the run — every event of both listings, and the
+// --audit-log stream — is scanned too, and must hold the run's events.
 func TestNoSecretInClearAfterFullRun(t *testing.T) {
 	t.Parallel()
 	for _, format := range []string{"text", "json"} {
@@ -97,8 +99,9 @@ func TestNoSecretInClearAfterFullRun(t *testing.T) {
 
 func testNoSecretInClearAfterFullRun(t *testing.T, format string) {
 	var log lockedBuffer
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
 	s := setupLogged(t, &log, func(c *daemon.Config) {
-		c.LogLevel, c.LogFormat, c.AccessLog, c.Metrics = "debug", format, true, true
+		c.LogLevel, c.LogFormat, c.AccessLog, c.Metrics, c.AuditLog = "debug", format, true, true, auditLog
 	})
 	h := sshdtest.Start(t, sshdtest.Options{})
 	tr := newTranscript()
@@ -189,6 +192,39 @@ func testNoSecretInClearAfterFullRun(t *testing.T, format string) {
 	// What the metrics export is scanned with the log.
 	_, exported := scrape(t, s.base+"/metrics")
 	log.Write([]byte(exported))
+	// The audit trail: both listings and the stream, which holds every committed event.
+	trail := append(s.auditEvents(s.project, ""), s.auditEvents("", "")...)
+	listed, _ := json.Marshal(trail)
+	stream, err := os.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanForSecrets(t, "in the audit trail", t.TempDir(), string(listed)+"\n"+string(stream), secrets)
+	streamed := map[int64]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(stream)), "\n") {
+		var e auditEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("--audit-log line %q: %v", line, err)
+		}
+		streamed[e.ID] = true
+	}
+	actions := map[string]bool{}
+	for _, e := range trail {
+		actions[e.Action] = true
+		if !streamed[e.ID] {
+			t.Errorf("event %+v is not in the --audit-log stream", e)
+		}
+	}
+	for _, a := range []string{"auth.login", "auth.refused", "user.create", "user.change_password", "user.update", "credential.create",
+		"credential.create_temporary", "keypair.create", "keypair.import_private_key", "keypair.export_private_key",
+		"server.create", "keypair.associate", "keypair.disassociate"} {
+		if !actions[a] {
+			t.Errorf("the audit trail of the run has no %s event: the scan did not cover it", a)
+		}
+	}
+	if len(streamed) != len(trail) {
+		t.Errorf("%d events streamed, %d listed", len(streamed), len(trail))
+	}
 
 	dir := s.main.Config.DataDir
 	wal := false

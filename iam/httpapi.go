@@ -23,8 +23,9 @@ func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, bo
 
 // LoginWithCatalog is Login, leaving the catalog out of the token body unless catalog is set
 // (?nocatalog, auth.md §5.1).
-func (s *Service) LoginWithCatalog(ctx context.Context, body []byte, headerToken, clientIP string, catalog bool) (string, any, error) {
-	token, resp, err := s.Login(ctx, body, headerToken, clientIP)
+// audit is the login's audit event, which the token's transaction records (nil: none).
+func (s *Service) LoginWithCatalog(ctx context.Context, body []byte, headerToken, clientIP string, catalog bool, audit *kps.AuditEvent) (string, any, error) {
+	token, resp, err := s.login(ctx, body, headerToken, clientIP, audit)
 	if err == nil && !catalog {
 		resp.(*TokenResponse).OmitCatalog()
 	}
@@ -50,7 +51,7 @@ func (e *External) AuthenticateSignature(ctx context.Context, r *http.Request, b
 }
 
 // LoginWithCatalog refuses every login, as Login does.
-func (e *External) LoginWithCatalog(ctx context.Context, body []byte, headerToken, clientIP string, _ bool) (string, any, error) {
+func (e *External) LoginWithCatalog(ctx context.Context, body []byte, headerToken, clientIP string, _ bool, _ *kps.AuditEvent) (string, any, error) {
 	return e.Login(ctx, body, headerToken, clientIP)
 }
 

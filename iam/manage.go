@@ -25,6 +25,24 @@ import (
 
 func forbidden() error { return kps.Errorf(kps.ErrForbidden, msgForbidden) }
 
+// audited is the store on which a change records ev in its own transaction (kps.Audited): the
+// management methods aim the request's event (kps.Principal.Audit) at what they change. The
+// store itself when there is no event.
+func (s *Service) audited(ev *kps.AuditEvent) kps.IdentityStore {
+	if ev == nil {
+		return s.Store
+	}
+	return s.Store.Audit(ev)
+}
+
+// roleTarget names a role assignment in the audit trail as its path does.
+func roleTarget(a kps.RoleAssignment) string {
+	if a.ProjectID != "" {
+		return "projects/" + a.ProjectID + "/users/" + a.UserID + "/roles/" + string(a.Role)
+	}
+	return "domains/" + a.DomainID + "/users/" + a.UserID + "/roles/" + string(a.Role)
+}
+
 func notFound(kind, id string) error {
 	return kps.Errorf(kps.ErrIdentityNotFound, "The %s %s could not be found.", kind, clip(id))
 }

@@ -120,12 +120,15 @@ func (s *Service) CreateCredential(ctx context.Context, p *kps.Principal, userID
 	if err := refuseTemporary(p); err != nil {
 		return nil, "", err
 	}
+	p.Audit.Name(kps.TargetUser, userID)
 	u, err := s.keyOwner(ctx, p, userID, true)
 	if err != nil {
 		return nil, "", err
 	}
 	for attempt := 1; ; attempt++ {
 		ak, sk := newAccessKeyID(), newSecretKey()
+		// The event names the AK (never the SK); a clash draws a new AK and a new event.
+		ev := p.Audit.For(kps.TargetCredential, ak)
 		sealed, err := s.seal(ak, sk)
 		if err != nil {
 			return nil, "", err
@@ -134,7 +137,7 @@ func (s *Service) CreateCredential(ctx context.Context, p *kps.Principal, userID
 		if err := k.Validate(); err != nil {
 			return nil, "", err
 		}
-		err = s.Store.CreateAccessKey(ctx, k)
+		err = s.audited(ev).CreateAccessKey(ctx, k)
 		if err != nil && kps.ErrorCode(err) == kps.ErrIdentityConflict && attempt < newKeyAttempts {
 			continue
 		}
@@ -163,6 +166,7 @@ func (s *Service) Credential(ctx context.Context, p *kps.Principal, access strin
 // UpdateCredential changes the status (active or inactive) or the description of an access
 // key. Deactivating a key revokes no token (§5.5).
 func (s *Service) UpdateCredential(ctx context.Context, p *kps.Principal, access string, u kps.AccessKeyUpdate) (*kps.AccessKey, error) {
+	p.Audit.Name(kps.TargetCredential, access)
 	if err := refuseTemporary(p); err != nil {
 		return nil, err
 	}
@@ -174,18 +178,19 @@ func (s *Service) UpdateCredential(ctx context.Context, p *kps.Principal, access
 	if err := k.Validate(); err != nil {
 		return nil, err
 	}
-	return s.Store.UpdateAccessKey(ctx, access, u)
+	return s.audited(p.Audit.For(kps.TargetCredential, access)).UpdateAccessKey(ctx, access, u)
 }
 
 // DeleteCredential deletes an access key.
 func (s *Service) DeleteCredential(ctx context.Context, p *kps.Principal, access string) error {
+	ev := p.Audit.For(kps.TargetCredential, access)
 	if err := refuseTemporary(p); err != nil {
 		return err
 	}
 	if _, err := s.accessKey(ctx, p, access, true); err != nil {
 		return err
 	}
-	return s.Store.DeleteAccessKey(ctx, access)
+	return s.audited(ev).DeleteAccessKey(ctx, access)
 }
 
 // IssueTemporaryCredential issues a temporary AK/SK with a security token (POST
@@ -258,7 +263,8 @@ func (s *Service) IssueTemporaryCredential(ctx context.Context, p *kps.Principal
 			return nil, "", "", err
 		}
 		c.Access, c.Secret, c.SecurityTokenHash = ak, sealed, tokenHash(st)
-		err = s.Store.CreateTemporaryCredential(ctx, c)
+		// The event names the temporary AK; the SK and the security token stay out of it.
+		err = s.audited(p.Audit.For(kps.TargetCredential, ak)).CreateTemporaryCredential(ctx, c)
 		if err != nil && kps.ErrorCode(err) == kps.ErrIdentityConflict && attempt < newKeyAttempts {
 			continue
 		}

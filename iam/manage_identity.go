@@ -38,7 +38,8 @@ func (s *Service) CreateUser(ctx context.Context, p *kps.Principal, u *kps.User,
 			return err
 		}
 	}
-	return s.Store.CreateUser(ctx, u)
+	// The store names the new user's ID in the event.
+	return s.audited(p.Audit.For(kps.TargetUser, "")).CreateUser(ctx, u)
 }
 
 // administeredUser returns a user the caller may manage.
@@ -66,6 +67,7 @@ func errSelf() error {
 // does. Callers cannot disable themselves (409 KPS.6111): the last admin would lock everybody
 // out.
 func (s *Service) UpdateUser(ctx context.Context, p *kps.Principal, id string, uu kps.UserUpdate, password *string) (*kps.User, error) {
+	ev := p.Audit.For(kps.TargetUser, id)
 	u, _, err := s.administeredUser(ctx, p, id)
 	if err != nil {
 		return nil, err
@@ -87,7 +89,9 @@ func (s *Service) UpdateUser(ctx context.Context, p *kps.Principal, id string, u
 			return nil, err
 		}
 	}
-	updated, err := s.Store.UpdateUser(ctx, id, uu)
+	// The update's transaction records the event; a new password follows in a second one, whose
+	// failure the API records as the call's.
+	updated, err := s.audited(ev).UpdateUser(ctx, id, uu)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +113,7 @@ func (s *Service) DeleteUser(ctx context.Context, p *kps.Principal, id string) e
 	if u.ID == p.UserID {
 		return errSelf()
 	}
-	return s.Store.DeleteUser(ctx, id)
+	return s.audited(p.Audit.For(kps.TargetUser, id)).DeleteUser(ctx, id)
 }
 
 // ChangePassword is the self-service password change (POST /v3/users/{user_id}/password): only
@@ -122,6 +126,7 @@ func (s *Service) DeleteUser(ctx context.Context, p *kps.Principal, id string) e
 // temporary credential of the user, the caller's own included (§5.5). clientIP is the caller's
 // address, as for a login.
 func (s *Service) ChangePassword(ctx context.Context, p *kps.Principal, id, original, password, clientIP string) error {
+	ev := p.Audit.For(kps.TargetUser, id)
 	if p.AuthMethod == kps.AuthAKSKTemporary {
 		return &Failure{Reason: "temporary-credential", Err: kps.Errorf(kps.ErrForbidden, msgForbidden), User: p.UserID}
 	}
@@ -152,7 +157,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *kps.Principal, id, orig
 	if err != nil {
 		return err
 	}
-	return s.Store.UpdatePasswordHash(ctx, id, hash)
+	return s.audited(ev).UpdatePasswordHash(ctx, id, hash)
 }
 
 // verifyOriginal checks the original password of a password change reserved as g, and settles g
@@ -204,7 +209,8 @@ func (s *Service) CreateProject(ctx context.Context, p *kps.Principal, pr *kps.P
 	if err := pr.Validate(); err != nil {
 		return err
 	}
-	return s.Store.CreateProject(ctx, pr)
+	// The store names the new project's ID in the event.
+	return s.audited(p.Audit.For(kps.TargetProject, "")).CreateProject(ctx, pr)
 }
 
 func (s *Service) administeredProject(ctx context.Context, p *kps.Principal, id string) (*kps.Project, authority, error) {
@@ -225,6 +231,7 @@ func (s *Service) administeredProject(ctx context.Context, p *kps.Principal, id 
 // UpdateProject changes a project (PATCH /v3/projects/{id}). The default project cannot be
 // renamed (409 KPS.6111, §3.2); disabling a project revokes the tokens scoped to it (§5.5).
 func (s *Service) UpdateProject(ctx context.Context, p *kps.Principal, id string, u kps.ProjectUpdate) (*kps.Project, error) {
+	ev := p.Audit.For(kps.TargetProject, id)
 	pr, _, err := s.administeredProject(ctx, p, id)
 	if err != nil {
 		return nil, err
@@ -233,16 +240,17 @@ func (s *Service) UpdateProject(ctx context.Context, p *kps.Principal, id string
 	if err := pr.Validate(); err != nil {
 		return nil, err
 	}
-	return s.Store.UpdateProject(ctx, id, u)
+	return s.audited(ev).UpdateProject(ctx, id, u)
 }
 
 // DeleteProject deletes a project (DELETE /v3/projects/{id}). The default project (§3.2) and a
 // project that still holds key pairs, servers or unfinished tasks refuse it (409 KPS.6111).
 func (s *Service) DeleteProject(ctx context.Context, p *kps.Principal, id string) error {
+	ev := p.Audit.For(kps.TargetProject, id)
 	if _, _, err := s.administeredProject(ctx, p, id); err != nil {
 		return err
 	}
-	return s.Store.DeleteProject(ctx, id)
+	return s.audited(ev).DeleteProject(ctx, id)
 }
 
 // Role assignments ------------------------------------------------------------------------------
@@ -251,21 +259,23 @@ func (s *Service) DeleteProject(ctx context.Context, p *kps.Principal, id string
 // /v3/domains/{d}/users/{u}/roles/{r}); a.Role may carry the role's name or its ID. The caller
 // must administer the target's domain; user and target must share a domain (400 KPS.6003).
 func (s *Service) GrantRole(ctx context.Context, p *kps.Principal, a kps.RoleAssignment) error {
+	p.Audit.Name(kps.TargetRole, roleTarget(a))
 	a, err := s.assignment(ctx, p, a)
 	if err != nil {
 		return err
 	}
-	return s.Store.GrantRole(ctx, a)
+	return s.audited(p.Audit.For(kps.TargetRole, roleTarget(a))).GrantRole(ctx, a)
 }
 
 // RevokeRole removes a role assignment (404 KPS.6110 when there is none). Tokens stay valid:
 // roles are evaluated live (§3.4).
 func (s *Service) RevokeRole(ctx context.Context, p *kps.Principal, a kps.RoleAssignment) error {
+	p.Audit.Name(kps.TargetRole, roleTarget(a))
 	a, err := s.assignment(ctx, p, a)
 	if err != nil {
 		return err
 	}
-	return s.Store.RevokeRole(ctx, a)
+	return s.audited(p.Audit.For(kps.TargetRole, roleTarget(a))).RevokeRole(ctx, a)
 }
 
 // assignment checks the caller's authority over an assignment and resolves its role.
@@ -338,13 +348,15 @@ func (s *Service) CreateDomain(ctx context.Context, p *kps.Principal, d *kps.Dom
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	return s.Store.CreateDomain(ctx, d, s.Region)
+	// The store names the new domain's ID in the event.
+	return s.audited(p.Audit.For(kps.TargetDomain, "")).CreateDomain(ctx, d, s.Region)
 }
 
 // UpdateDomain changes a domain (PATCH /v3/domains/{id}); disabling it revokes every token of
 // the domain (§5.5). Operator admin only. The operator domain can be neither renamed nor
 // disabled (409 KPS.6111): its name is what makes it the operator domain.
 func (s *Service) UpdateDomain(ctx context.Context, p *kps.Principal, id string, u kps.DomainUpdate) (*kps.Domain, error) {
+	p.Audit.Name(kps.TargetDomain, id)
 	d, err := s.operatorTarget(ctx, p, id)
 	if err != nil {
 		return nil, err
@@ -356,7 +368,7 @@ func (s *Service) UpdateDomain(ctx context.Context, p *kps.Principal, id string,
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	return s.Store.UpdateDomain(ctx, d.ID, u)
+	return s.audited(p.Audit.For(kps.TargetDomain, d.ID)).UpdateDomain(ctx, d.ID, u)
 }
 
 // DeleteDomain deletes a disabled domain with everything in it (DELETE /v3/domains/{id}).
@@ -364,6 +376,7 @@ func (s *Service) UpdateDomain(ctx context.Context, p *kps.Principal, id string,
 // asks) and a domain whose projects still hold key pairs, servers or unfinished tasks refuse
 // it (409 KPS.6111).
 func (s *Service) DeleteDomain(ctx context.Context, p *kps.Principal, id string) error {
+	p.Audit.Name(kps.TargetDomain, id)
 	d, err := s.operatorTarget(ctx, p, id)
 	if err != nil {
 		return err
@@ -374,7 +387,7 @@ func (s *Service) DeleteDomain(ctx context.Context, p *kps.Principal, id string)
 	case d.Enabled:
 		return kps.Errorf(kps.ErrIdentityConflict, "The domain '%s' is enabled; disable it before deleting it.", d.Name)
 	}
-	return s.Store.DeleteDomain(ctx, d.ID)
+	return s.audited(p.Audit.For(kps.TargetDomain, d.ID)).DeleteDomain(ctx, d.ID)
 }
 
 func (s *Service) operatorTarget(ctx context.Context, p *kps.Principal, id string) (*kps.Domain, error) {

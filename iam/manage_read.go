@@ -313,11 +313,13 @@ func (s *Service) SubjectToken(ctx context.Context, p *kps.Principal, subject st
 // RevokeSubjectToken revokes the token of X-Subject-Token (DELETE /v3/auth/tokens, auth.md
 // §5.5) under the rules of SubjectToken. Temporary credentials derived from it go with it.
 func (s *Service) RevokeSubjectToken(ctx context.Context, p *kps.Principal, subject string) error {
+	// The revoked token is named by its fingerprint, as the logs name tokens (auth.md §12.5).
+	ev := p.Audit.For(kps.TargetToken, TokenFingerprint(subject))
 	v, err := s.subject(ctx, p, subject)
 	if err != nil {
 		return err
 	}
-	return s.Store.RevokeToken(ctx, v.token.Hash)
+	return s.audited(ev).RevokeToken(ctx, v.token.Hash)
 }
 
 func tokenNotFound() error {

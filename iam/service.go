@@ -48,6 +48,9 @@ type Service struct {
 	// MaxTokensPerUser caps a user's live tokens (auth.md §5.3): issuing one more revokes the
 	// oldest. Zero means DefaultMaxTokensPerUser; a negative value caps nothing.
 	MaxTokensPerUser int
+	// AuditTrail is where the operator admin reads the audit events without a project
+	// (AuditEvents); nil: none are kept.
+	AuditTrail kps.AuditStore
 	// LoginQueue is how many logins may wait for a password hash slot (auth.md §12.1) before
 	// the next is refused with 429 KPS.6105; zero means four per slot open to logins (half of
 	// the CPUs, at least one).

@@ -50,6 +50,9 @@ type IssueRequest struct {
 	Scope Scope
 	// ClientIP is the TCP peer, for the lockout of auth.md §12.4; "" counts nothing per IP.
 	ClientIP string
+	// Audit is the login's audit event (kps.ActionLogin): the issue fills in the actor and
+	// records it in the token's transaction; nil records nothing.
+	Audit *kps.AuditEvent
 }
 
 // String hides the password and the token from any accidental formatting.
@@ -119,6 +122,11 @@ type TokenResponse struct {
 // X-Auth-Token header, used by the token method when the body names no token; clientIP is the
 // TCP peer, for the lockout (auth.md §12.4). resp is a *TokenResponse.
 func (s *Service) Login(ctx context.Context, body []byte, headerToken, clientIP string) (token string, resp any, err error) {
+	return s.login(ctx, body, headerToken, clientIP, nil)
+}
+
+// login is Login recording the token's issue as audit, when given.
+func (s *Service) login(ctx context.Context, body []byte, headerToken, clientIP string, audit *kps.AuditEvent) (token string, resp any, err error) {
 	req, err := DecodeAuthRequest(body)
 	if IsFailure(err) {
 		// An unsupported method or an over-long password is a failed login from this client.
@@ -134,7 +142,7 @@ func (s *Service) Login(ctx context.Context, body []byte, headerToken, clientIP 
 	if req.Method == MethodToken && req.Token == "" {
 		req.Token = headerToken
 	}
-	req.ClientIP = clientIP
+	req.ClientIP, req.Audit = clientIP, audit
 	token, b, err := s.IssueToken(ctx, req)
 	if err != nil {
 		return "", nil, err
@@ -215,7 +223,16 @@ func (s *Service) IssueToken(ctx context.Context, req IssueRequest) (token strin
 		// Unscoped tokens carry no catalog (§5.1); the api drops it for ?nocatalog.
 		body.Catalog = s.Catalog()
 	}
-	if err := s.Store.CreateToken(ctx, rec, s.maxTokensPerUser()); err != nil {
+	if ev := req.Audit; ev != nil {
+		ev.UserID, ev.UserName, ev.DomainID, ev.DomainName = user.ID, user.Name, domain.ID, domain.Name
+		ev.ActorProjectID, ev.AuthMethod = rec.ProjectID, req.Method
+		if req.Method == MethodToken {
+			ev.Credential = TokenFingerprint(req.Token)
+		}
+	}
+	// The new token is named by its fingerprint, as the events of its calls name their
+	// credential and a revocation names what it revokes: the trail links them. Never the token.
+	if err := s.audited(req.Audit.For(kps.TargetToken, TokenFingerprint(token))).CreateToken(ctx, rec, s.maxTokensPerUser()); err != nil {
 		return "", nil, fmt.Errorf("iam: store token: %w", err)
 	}
 	return token, body, nil

@@ -16,6 +16,7 @@ import (
 // limit early (N-31), make or check the key material, seal a hosted private key, and insert
 // under the quotas in one transaction.
 func (s *Service) CreateKeyPair(ctx context.Context, p *kps.Principal, c kps.KeyPairCreate) (*kps.NewKeyPair, error) {
+	ev := p.Audit.For(kps.TargetKeyPair, c.Name)
 	if err := kps.ValidateKeyPairName(c.Name); err != nil {
 		return nil, err
 	}
@@ -100,7 +101,7 @@ func (s *Service) CreateKeyPair(ctx context.Context, p *kps.Principal, c kps.Key
 		}
 		k.PrivateKey = sealed
 	}
-	if err := s.store.CreateKeyPair(ctx, k, quota); err != nil {
+	if err := s.audited(ev).CreateKeyPair(ctx, k, quota); err != nil {
 		return nil, err
 	}
 	return created, nil
@@ -221,20 +222,22 @@ func (s *Service) UpdateKeyPairDescription(ctx context.Context, p *kps.Principal
 	if err := kps.ValidateDescription(description); err != nil {
 		return err
 	}
-	return s.store.UpdateKeyPairDescription(ctx, p.ProjectID, name, p.UserID, description)
+	return s.audited(p.Audit.For(kps.TargetKeyPair, name)).UpdateKeyPairDescription(ctx, p.ProjectID, name, p.UserID, description)
 }
 
 // DeleteKeyPair implements kps.KeyPairService.
 func (s *Service) DeleteKeyPair(ctx context.Context, p *kps.Principal, name, userID string) error {
+	ev := p.Audit.For(kps.TargetKeyPair, name)
 	user, err := viewer(p, userID)
 	if err != nil {
 		return err
 	}
-	return s.store.DeleteKeyPair(ctx, p.ProjectID, name, user)
+	return s.audited(ev).DeleteKeyPair(ctx, p.ProjectID, name, user)
 }
 
 // ImportPrivateKey implements kps.KeyPairService (§2.7).
 func (s *Service) ImportPrivateKey(ctx context.Context, p *kps.Principal, name, privateKey, userID string) (*kps.KeyPair, error) {
+	ev := p.Audit.For(kps.TargetKeyPair, name)
 	signer, _, err := sshkey.ParsePrivateKey(privateKey)
 	if err != nil {
 		return nil, err
@@ -260,14 +263,18 @@ func (s *Service) ImportPrivateKey(ctx context.Context, p *kps.Principal, name, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.SetPrivateKey(ctx, p.ProjectID, name, p.UserID, sealed); err != nil {
+	if err := s.audited(ev).SetPrivateKey(ctx, p.ProjectID, name, p.UserID, sealed); err != nil {
 		return nil, err
 	}
 	return k, nil
 }
 
 // ExportPrivateKey implements kps.KeyPairService (§2.8).
+//
+// An export changes nothing, yet it hands out a secret: its event is recorded before the key
+// is returned, and a key whose event could not be recorded is not returned.
 func (s *Service) ExportPrivateKey(ctx context.Context, p *kps.Principal, name string) ([]byte, error) {
+	ev := p.Audit.For(kps.TargetKeyPair, name)
 	if !p.Has(kps.ExportRole) {
 		return nil, forbidden()
 	}
@@ -282,10 +289,15 @@ func (s *Service) ExportPrivateKey(ctx context.Context, p *kps.Principal, name s
 	if err != nil {
 		return nil, fmt.Errorf("opening the hosted private key of %s: %w", name, err)
 	}
+	if ev != nil {
+		if err := s.store.RecordAudit(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
 	return plain, nil
 }
 
 // ClearPrivateKey implements kps.KeyPairService (§2.10).
 func (s *Service) ClearPrivateKey(ctx context.Context, p *kps.Principal, name string) error {
-	return s.store.SetPrivateKey(ctx, p.ProjectID, name, p.UserID, nil)
+	return s.audited(p.Audit.For(kps.TargetKeyPair, name)).SetPrivateKey(ctx, p.ProjectID, name, p.UserID, nil)
 }

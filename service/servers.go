@@ -24,6 +24,7 @@ func (s *Service) CreateServer(ctx context.Context, p *kps.Principal, id string,
 	if id == "" {
 		id = uuid.NewString()
 	}
+	ev := p.Audit.For(kps.TargetServer, id)
 	srv := &kps.Server{ProjectID: p.ProjectID, ID: id, Name: id, Port: 22, User: "root", SSHDConfig: kps.DefaultSSHDConfig}
 	if err := s.sealCredential(&u, p.ProjectID, id, cred); err != nil {
 		return nil, err
@@ -36,7 +37,7 @@ func (s *Service) CreateServer(ctx context.Context, p *kps.Principal, id string,
 	if err := s.cfg.AllowedTargets.CheckServer(srv.Address, srv.Port); err != nil {
 		return nil, err
 	}
-	if err := s.store.CreateServer(ctx, srv, s.cfg.ServerQuota); err != nil {
+	if err := s.audited(ev).CreateServer(ctx, srv, s.cfg.ServerQuota); err != nil {
 		return nil, err
 	}
 	return srv, nil
@@ -48,6 +49,7 @@ func (s *Service) CreateServer(ctx context.Context, p *kps.Principal, id string,
 // at a host of their own (docs/SECURITY.md 1.1). A member's update that repeats them unchanged
 // (an inventory imported again) writes none of them.
 func (s *Service) UpdateServer(ctx context.Context, p *kps.Principal, id string, u kps.ServerUpdate, cred *kps.Credential) (*kps.Server, error) {
+	ev := p.Audit.For(kps.TargetServer, id)
 	if u.SetCredential && !p.Has(kps.RoleAdmin) {
 		return nil, forbidden()
 	}
@@ -76,7 +78,7 @@ func (s *Service) UpdateServer(ctx context.Context, p *kps.Principal, id string,
 	if err := s.sealCredential(&u, p.ProjectID, id, cred); err != nil {
 		return nil, err
 	}
-	return s.store.UpdateServer(ctx, p.ProjectID, id, u)
+	return s.audited(ev).UpdateServer(ctx, p.ProjectID, id, u)
 }
 
 // sealCredential puts cred, sealed to its server, in u when u sets the credential (nil
@@ -106,5 +108,5 @@ func (s *Service) ListServers(ctx context.Context, p *kps.Principal, pg kps.Page
 
 // DeleteServer implements kps.ServerService.
 func (s *Service) DeleteServer(ctx context.Context, p *kps.Principal, id string) error {
-	return s.store.DeleteServer(ctx, p.ProjectID, id)
+	return s.audited(p.Audit.For(kps.TargetServer, id)).DeleteServer(ctx, p.ProjectID, id)
 }

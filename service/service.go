@@ -36,6 +36,11 @@ type Store interface {
 	Task(ctx context.Context, projectID, id string) (*kps.Task, error)
 	DeleteFailedTask(ctx context.Context, projectID, id string) error
 	DeleteFailedTasks(ctx context.Context, projectID string) error
+	// The audit trail: a change records its event through Audit, in its transaction; an export,
+	// which changes nothing, through RecordAudit; the project's admin reads it.
+	kps.Audited
+	RecordAudit(ctx context.Context, ev *kps.AuditEvent) error
+	ListAuditEvents(ctx context.Context, f kps.AuditFilter, p kps.Page) ([]kps.AuditEvent, int, error)
 }
 
 // Dispatcher hands tasks to the workers (tasks.Runner).
@@ -90,6 +95,7 @@ var (
 	_ kps.KeyPairService = (*Service)(nil)
 	_ kps.TaskService    = (*Service)(nil)
 	_ kps.ServerService  = (*Service)(nil)
+	_ kps.AuditReader    = (*Service)(nil)
 )
 
 // New returns the service. users may be nil (external identity mode).
@@ -119,4 +125,23 @@ func viewer(p *kps.Principal, userID string) (string, error) {
 		return "", forbidden()
 	}
 	return userID, nil
+}
+
+// audited is the store on which a change records ev in its own transaction (kps.Audited); the
+// store itself when there is no event to record.
+func (s *Service) audited(ev *kps.AuditEvent) Store {
+	if ev == nil {
+		return s.store
+	}
+	return s.store.Audit(ev)
+}
+
+// AuditEvents implements kps.AuditReader: the audit trail of the caller's project, for its
+// admin (docs/spec/audit.md).
+func (s *Service) AuditEvents(ctx context.Context, p *kps.Principal, f kps.AuditFilter, pg kps.Page) ([]kps.AuditEvent, int, error) {
+	if !p.Has(kps.RoleAdmin) {
+		return nil, 0, forbidden()
+	}
+	f.ProjectID = p.ProjectID
+	return s.store.ListAuditEvents(ctx, f, pg)
 }

@@ -23,6 +23,7 @@ func (s *Service) Unbind(ctx context.Context, p *kps.Principal, serverID string,
 // then the items go in one transaction (one commit, and one turn on the database writer, whose
 // queue the running tasks' claims and outcomes share), each refused or accepted on its own.
 func (s *Service) BindBatch(ctx context.Context, p *kps.Principal, keyPairName string, items []kps.BindRequest) ([]*kps.Task, []error, error) {
+	p.Audit.Name(kps.TargetKeyPair, keyPairName) // a refused batch; each item's event names its server
 	k, err := s.store.KeyPair(ctx, p.ProjectID, keyPairName, p.UserID)
 	if err != nil {
 		return nil, nil, err
@@ -78,6 +79,10 @@ func (s *Service) submit(ctx context.Context, p *kps.Principal, sub kps.TaskSubm
 func (s *Service) submission(p *kps.Principal, sub kps.TaskSubmission, auth *kps.Credential) kps.TaskSubmission {
 	sub.ID = uuid.NewString()
 	sub.ProjectID, sub.UserID = p.ProjectID, p.UserID
+	// One event per task, in the submission's transaction (a batch's items each have theirs).
+	if sub.Audit = p.Audit.For(kps.TargetServer, sub.ServerID); sub.Audit != nil {
+		sub.Audit.TaskID = sub.ID
+	}
 	sub.MaxQueued, sub.MaxProjectTasks = s.cfg.MaxQueued, s.cfg.MaxProjectTasks
 	// A hosted private key logs in only for a caller who could export it (SECURITY.md 2.1).
 	sub.MayExport = p.Has(kps.ExportRole)
@@ -95,12 +100,12 @@ func (s *Service) Task(ctx context.Context, p *kps.Principal, id string) (*kps.T
 
 // DeleteFailedTask implements kps.TaskService (§2.17).
 func (s *Service) DeleteFailedTask(ctx context.Context, p *kps.Principal, id string) error {
-	return s.store.DeleteFailedTask(ctx, p.ProjectID, id)
+	return s.audited(p.Audit.For(kps.TargetTask, id)).DeleteFailedTask(ctx, p.ProjectID, id)
 }
 
 // DeleteFailedTasks implements kps.TaskService (§2.17).
 func (s *Service) DeleteFailedTasks(ctx context.Context, p *kps.Principal) error {
-	return s.store.DeleteFailedTasks(ctx, p.ProjectID)
+	return s.audited(p.Audit.For(kps.TargetProject, p.ProjectID)).DeleteFailedTasks(ctx, p.ProjectID)
 }
 
 // AdmitTask is the admission of every new task (kps.TaskAdmission): the synchronous checks of

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sync"
 	"time"
 
 	"github.com/openkps/kps"
@@ -32,6 +31,9 @@ import (
 type Options struct {
 	// Now is the clock; default time.Now. Every transaction reads it once.
 	Now func() time.Time
+	// OnAudit, when set, receives each audit event once its transaction has committed (the
+	// --audit-log stream); it must not block for long: the caller of the change waits.
+	OnAudit func(ev *kps.AuditEvent)
 }
 
 // DB is the persistence engine; it implements kps.Store.
@@ -45,9 +47,14 @@ type DB struct {
 	now  func() time.Time
 	// release frees the process-level lock on the database (SQLite: the flock on <path>.lock).
 	release func() error
+	// onAudit is Options.OnAudit.
+	onAudit func(ev *kps.AuditEvent)
+	// audit is the event the write transactions of this value record (Audit: a copy of the DB
+	// that shares everything else); nil on the DB itself.
+	audit *kps.AuditEvent
 
-	lockoutsOnce sync.Once
-	lockouts     *lockouts
+	// lockouts is made with the DB (a pointer, so that the copies Audit makes share it).
+	lockouts *lockouts
 }
 
 var _ kps.Store = (*DB)(nil)
@@ -151,6 +158,11 @@ type txn struct {
 	// changed are the projects whose task versions Commit bumps in this process (SQLite's
 	// taskChanged).
 	changed []string
+	// ctx is the write transaction's context, for the audit events Commit inserts; audits are
+	// those events (audit.go) and onAudit where they go once committed.
+	ctx     context.Context
+	audits  []*kps.AuditEvent
+	onAudit func(ev *kps.AuditEvent)
 }
 
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
@@ -160,7 +172,9 @@ func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &txn{tx: tx, eng: db.eng, now: db.clock(), write: true}, nil
+	t := &txn{tx: tx, eng: db.eng, now: db.clock(), write: true, ctx: ctx, onAudit: db.onAudit}
+	t.addAudit(db.audit)
+	return t, nil
 }
 
 // beginRead starts a read-only transaction: several queries see one snapshot.
@@ -179,9 +193,25 @@ func (db *DB) clock() time.Time { return fromMillis(db.now().UnixMilli()) }
 // Commit commits the transaction, then lets the engine's versions count it (SQLite bumps its
 // in-process versions here: after the commit, so that a reader who sees the new version also
 // sees the change).
+//
+// A write transaction's audit events (audit.go) are inserted first, as its last statements: a
+// failure to record them rolls the change back.
 func (tx *txn) Commit() error {
-	err := tx.tx.Commit()
+	ids, err := tx.insertAudits()
+	if err != nil {
+		tx.tx.Rollback()
+		return fmt.Errorf("record the audit event: %w", err)
+	}
+	err = tx.tx.Commit()
 	tx.eng.versions.committed(tx)
+	if err == nil {
+		for i, ev := range tx.audits {
+			ev.Committed(ids[i], tx.now)
+			if tx.onAudit != nil {
+				tx.onAudit(ev)
+			}
+		}
+	}
 	return err
 }
 

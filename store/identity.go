@@ -185,6 +185,7 @@ func (db *DB) CreateDomain(ctx context.Context, d *kps.Domain, region string) (*
 	if err != nil {
 		return nil, err
 	}
+	tx.auditTarget(d.ID)
 	return p, tx.Commit()
 }
 
@@ -383,6 +384,7 @@ func (db *DB) CreateProject(ctx context.Context, p *kps.Project) error {
 	if err := insertProjectRow(ctx, tx, p); err != nil {
 		return err
 	}
+	tx.auditTarget(p.ID)
 	return tx.Commit()
 }
 
@@ -536,6 +538,7 @@ func (db *DB) CreateUser(ctx context.Context, u *kps.User) error {
 	if err := createUser(ctx, tx, u); err != nil {
 		return err
 	}
+	tx.auditTarget(u.ID)
 	return tx.Commit()
 }
 

@@ -40,10 +40,7 @@ WHERE lock_key = ? AND locked_until <= ? AND in_flight_until > ?`
 
 // Lockouts returns the failure counters and locks kept in the database (kps.Limiter), shared by
 // every process on it.
-func (db *DB) Lockouts() kps.Limiter {
-	db.lockoutsOnce.Do(func() { db.lockouts = &lockouts{db: db} })
-	return db.lockouts
-}
+func (db *DB) Lockouts() kps.Limiter { return db.lockouts }
 
 type lockouts struct {
 	db *DB

@@ -152,7 +152,8 @@ const postgresMaxConns = 16
 // advisory lock, so that several replicas may start at once, and returns the store. Any number
 // of processes may open the same database.
 func OpenPostgres(ctx context.Context, url string, opt Options) (*DB, error) {
-	db := &DB{eng: postgresEngine(), now: opt.Now}
+	db := &DB{eng: postgresEngine(), now: opt.Now, onAudit: opt.OnAudit}
+	db.lockouts = &lockouts{db: db}
 	if db.now == nil {
 		db.now = time.Now
 	}

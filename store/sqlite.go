@@ -113,7 +113,8 @@ func OpenSQLite(ctx context.Context, path string, opt Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("lock database %s: %w", path, err)
 	}
-	db := &DB{eng: sqliteEngine(), now: opt.Now, release: release}
+	db := &DB{eng: sqliteEngine(), now: opt.Now, release: release, onAudit: opt.OnAudit}
+	db.lockouts = &lockouts{db: db}
 	if db.now == nil {
 		db.now = time.Now
 	}

@@ -150,6 +150,12 @@ func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission, admit 
 				return nil, nil, err
 			}
 			refused[i] = err
+			// The item's refusal is part of the batch's answer: its event says so, with the
+			// batch (the events are inserted at the commit, outside the savepoint).
+			if s.Audit != nil {
+				s.Audit.Code, s.Audit.TaskID = ke.Code, ""
+				tx.addAudit(s.Audit)
+			}
 		} else {
 			tasks[i] = t
 			projects = append(projects, t.ProjectID)
@@ -248,6 +254,7 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission, admit kps.Ta
 	if err := insertReadyTask(ctx, tx, t); err != nil {
 		return nil, err
 	}
+	tx.addAudit(s.Audit)
 	return t, nil
 }
 

@@ -23,9 +23,10 @@ import (
 // external mode, refuses every login with 404 KPS.6205.
 type Tokens interface {
 	// LoginWithCatalog handles the body of POST /v3/auth/tokens; headerToken is the
-	// X-Auth-Token header (token method); catalog false leaves the catalog out (?nocatalog). It
-	// returns the new token and the response body.
-	LoginWithCatalog(ctx context.Context, body []byte, headerToken, clientIP string, catalog bool) (token string, resp any, err error)
+	// X-Auth-Token header (token method); catalog false leaves the catalog out (?nocatalog);
+	// audit is the login's audit event, which the identity completes with the user and records
+	// in the token's transaction (nil: none). It returns the new token and the response body.
+	LoginWithCatalog(ctx context.Context, body []byte, headerToken, clientIP string, catalog bool, audit *kps.AuditEvent) (token string, resp any, err error)
 }
 
 // Manager is what the identity and management routes need from the local identity: every
@@ -75,6 +76,10 @@ type Manager interface {
 	CreateDomain(ctx context.Context, p *kps.Principal, d *kps.Domain) (*kps.Project, error)
 	UpdateDomain(ctx context.Context, p *kps.Principal, id string, u kps.DomainUpdate) (*kps.Domain, error)
 	DeleteDomain(ctx context.Context, p *kps.Principal, id string) error
+
+	// AuditEvents reads the audit events without a project (logins, identity changes, refused
+	// authentications) for the operator admin (docs/spec/audit.md).
+	AuditEvents(ctx context.Context, p *kps.Principal, f kps.AuditFilter, pg kps.Page) ([]kps.AuditEvent, int, error)
 }
 
 // API is the identity family: its routes on their own ServeMux.
@@ -150,54 +155,73 @@ func (a *API) routes() {
 	if a.manager == nil {
 		return
 	}
-	route := func(pattern string, h handlerFunc) { m.Handle(pattern, a.authenticated(h)) }
+	route := func(pattern string, h handlerFunc) { m.Handle(pattern, a.authenticated(nil, h)) }
+	// A route that changes something is audited (docs/spec/audit.md): its action, its status
+	// of success, what it acts on. Identity events belong to no project.
+	audited := func(pattern, action string, status int, target, pathTarget string, h handlerFunc) {
+		m.Handle(pattern, a.authenticated(&api.AuditRoute{Action: action, Status: status, Target: target, PathTarget: pathTarget}, h))
+	}
+	ok, created, empty := http.StatusOK, http.StatusCreated, http.StatusNoContent
 
 	route("GET /v3/auth/tokens", a.checkToken)
 	route("HEAD /v3/auth/tokens", a.checkToken)
-	route("DELETE /v3/auth/tokens", a.revokeToken)
+	audited("DELETE /v3/auth/tokens", kps.ActionTokenRevoke, empty, kps.TargetToken, "", a.revokeToken)
 	route("GET /v3/auth/projects", a.listAuthProjects)
 	route("GET /v3/auth/domains", a.listAuthDomains)
 	route("GET /v3/auth/catalog", a.showCatalog)
 	route("GET /v3/roles", a.listRoles)
 
 	route("GET /v3/projects", a.listProjects)
-	route("POST /v3/projects", a.createProject)
+	audited("POST /v3/projects", kps.ActionProjectCreate, created, kps.TargetProject, "", a.createProject)
 	route("GET /v3/projects/{project}", a.showProject)
-	route("PATCH /v3/projects/{project}", a.updateProject)
-	route("DELETE /v3/projects/{project}", a.deleteProject)
-	route("PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}", a.grantRole)
-	route("DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}", a.revokeRole)
+	audited("PATCH /v3/projects/{project}", kps.ActionProjectUpdate, ok, kps.TargetProject, "project", a.updateProject)
+	audited("DELETE /v3/projects/{project}", kps.ActionProjectDelete, empty, kps.TargetProject, "project", a.deleteProject)
+	audited("PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}", kps.ActionRoleGrant, empty, kps.TargetRole, "", a.grantRole)
+	audited("DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
 
 	route("GET /v3/users", a.listUsers)
 	route("GET /v3/users/{user_id}", a.showUser)
-	route("POST /v3/users", a.createUser)
-	route("PATCH /v3/users/{user_id}", a.updateUser)
-	route("DELETE /v3/users/{user_id}", a.deleteUser)
-	route("POST /v3/users/{user_id}/password", a.changePassword)
+	audited("POST /v3/users", kps.ActionUserCreate, created, kps.TargetUser, "", a.createUser)
+	audited("PATCH /v3/users/{user_id}", kps.ActionUserUpdate, ok, kps.TargetUser, "user_id", a.updateUser)
+	audited("DELETE /v3/users/{user_id}", kps.ActionUserDelete, empty, kps.TargetUser, "user_id", a.deleteUser)
+	audited("POST /v3/users/{user_id}/password", kps.ActionPasswordChange, empty, kps.TargetUser, "user_id", a.changePassword)
 	route("GET /v3/users/{user_id}/projects", a.listUserProjects)
 
 	route("GET /v3/domains", a.listDomains)
 	route("GET /v3/domains/{domain_id}", a.showDomain)
-	route("POST /v3/domains", a.createDomain)
-	route("PATCH /v3/domains/{domain_id}", a.updateDomain)
-	route("DELETE /v3/domains/{domain_id}", a.deleteDomain)
-	route("PUT /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", a.grantRole)
-	route("DELETE /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", a.revokeRole)
+	audited("POST /v3/domains", kps.ActionDomainCreate, created, kps.TargetDomain, "", a.createDomain)
+	audited("PATCH /v3/domains/{domain_id}", kps.ActionDomainUpdate, ok, kps.TargetDomain, "domain_id", a.updateDomain)
+	audited("DELETE /v3/domains/{domain_id}", kps.ActionDomainDelete, empty, kps.TargetDomain, "domain_id", a.deleteDomain)
+	audited("PUT /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", kps.ActionRoleGrant, empty, kps.TargetRole, "", a.grantRole)
+	audited("DELETE /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
 
-	route("POST /v3.0/OS-CREDENTIAL/credentials", a.createCredential)
+	audited("POST /v3.0/OS-CREDENTIAL/credentials", kps.ActionCredentialCreate, created, kps.TargetCredential, "", a.createCredential)
 	route("GET /v3.0/OS-CREDENTIAL/credentials", a.listCredentials)
 	route("GET /v3.0/OS-CREDENTIAL/credentials/{access_key}", a.showCredential)
-	route("PUT /v3.0/OS-CREDENTIAL/credentials/{access_key}", a.updateCredential)
-	route("DELETE /v3.0/OS-CREDENTIAL/credentials/{access_key}", a.deleteCredential)
-	route("POST /v3.0/OS-CREDENTIAL/securitytokens", a.createSecurityToken)
+	audited("PUT /v3.0/OS-CREDENTIAL/credentials/{access_key}", kps.ActionCredentialUpdate, ok, kps.TargetCredential, "access_key", a.updateCredential)
+	audited("DELETE /v3.0/OS-CREDENTIAL/credentials/{access_key}", kps.ActionCredentialDelete, empty, kps.TargetCredential, "access_key", a.deleteCredential)
+	audited("POST /v3.0/OS-CREDENTIAL/securitytokens", kps.ActionTemporaryCredential, created, kps.TargetCredential, "", a.createSecurityToken)
+
+	// The operator's audit trail: the events without a project (docs/spec/audit.md).
+	route("GET /v3/audit-events", a.listAuditEvents)
 }
 
-// authenticated authenticates an identity request; the route's own rules are the manager's.
-func (a *API) authenticated(h handlerFunc) http.Handler {
+// authenticated authenticates an identity request; the route's own rules are the manager's. An
+// audited route (ar not nil) gives the principal the request's audit event and records what
+// the call's transactions did not (api.AuditOutcome).
+func (a *API) authenticated(ar *api.AuditRoute, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _, err := a.auth.Authenticate(r, api.Target{Identity: true})
+		var ev *kps.AuditEvent
+		if ar != nil {
+			ev = a.auth.AuditEvent(r, p, *ar, "")
+			p = api.Audited(p, ev)
+		}
 		if err == nil {
 			err = h(w, r, p)
+		}
+		if ar != nil {
+			a.auth.AuditOutcome(r, ev, err, api.HTTPStatus(kps.ErrorCode(err)))
 		}
 		if err != nil {
 			a.Fail(w, r, err)
@@ -213,11 +237,13 @@ func (a *API) issueToken(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		body, err = api.ReadRaw(r, api.MaxIdentityBody)
 	}
+	// Nobody is authenticated yet: the identity fills in the actor of a login it grants.
+	ev := a.auth.AuditEvent(r, &kps.Principal{}, api.AuditRoute{Action: kps.ActionLogin, Status: http.StatusCreated, Target: kps.TargetToken}, "")
 	if err == nil {
 		var token string
 		var resp any
 		_, nocatalog := q["nocatalog"]
-		token, resp, err = a.tokens.LoginWithCatalog(r.Context(), body, r.Header.Get("X-Auth-Token"), a.auth.Proxies.ClientIP(r), !nocatalog)
+		token, resp, err = a.tokens.LoginWithCatalog(r.Context(), body, r.Header.Get("X-Auth-Token"), a.auth.Proxies.ClientIP(r), !nocatalog, ev)
 		if err == nil {
 			w.Header().Set("X-Subject-Token", token)
 			w.Header().Set("Cache-Control", "no-store")
@@ -226,6 +252,8 @@ func (a *API) issueToken(w http.ResponseWriter, r *http.Request) {
 		}
 		a.auth.LogRefusal(r, "login refused", err)
 	}
+	// A refused login is kps.ActionAuthRefused (LogRefusal); a malformed one is the login's.
+	a.auth.AuditOutcome(r, ev, err, api.HTTPStatus(kps.ErrorCode(err)))
 	a.Fail(w, r, err)
 }
 

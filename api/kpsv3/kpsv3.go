@@ -22,6 +22,7 @@ type API struct {
 	keyPairs kps.KeyPairService
 	tasks    kps.TaskService
 	servers  kps.ServerService
+	audit    kps.AuditReader
 	lists    *tasklist.Lists
 	auth     *api.Authenticator
 	errs     *api.Errors
@@ -33,6 +34,8 @@ type Services struct {
 	KeyPairs kps.KeyPairService
 	Tasks    kps.TaskService
 	Servers  kps.ServerService
+	// Audit reads the project's audit trail; nil: the route answers 404.
+	Audit kps.AuditReader
 	// Lists renders the running and failed task lists.
 	Lists *tasklist.Lists
 }
@@ -40,7 +43,7 @@ type Services struct {
 // New returns the KPS v3 API on services, authenticating with auth and rendering errors with
 // errs.
 func New(services Services, auth *api.Authenticator, errs *api.Errors) *API {
-	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, lists: services.Lists,
+	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, audit: services.Audit, lists: services.Lists,
 		auth: auth, errs: errs, mux: http.NewServeMux()}
 	a.routes()
 	return a
@@ -51,37 +54,48 @@ func ErrorBody(_ int, code, msg string) any { return api.CodeBody{ErrorCode: cod
 
 func (a *API) routes() {
 	route := func(pattern string, min kps.Role, h handlerFunc) {
-		a.mux.Handle(pattern, a.authorized(min, false, func(w http.ResponseWriter, r *http.Request, p *kps.Principal, _ *kps.RequestReads) error {
+		a.mux.Handle(pattern, a.authorized(min, false, nil, func(w http.ResponseWriter, r *http.Request, p *kps.Principal, _ *kps.RequestReads) error {
 			return h(w, r, p)
 		}))
 	}
-	route("POST /v3/{project_id}/servers", kps.RoleMember, a.createServer)
+	// A route that changes something (or hands out a private key) is audited
+	// (docs/spec/audit.md): its action, its status of success, what it acts on.
+	audited := func(pattern string, min kps.Role, ar api.AuditRoute, h handlerFunc) {
+		a.mux.Handle(pattern, a.authorized(min, false, &ar, func(w http.ResponseWriter, r *http.Request, p *kps.Principal, _ *kps.RequestReads) error {
+			return h(w, r, p)
+		}))
+	}
+	ok, created, empty := http.StatusOK, http.StatusCreated, http.StatusNoContent
+	audited("POST /v3/{project_id}/servers", kps.RoleMember, api.AuditRoute{Action: kps.ActionServerCreate, Status: created, Target: kps.TargetServer}, a.createServer)
 	route("GET /v3/{project_id}/servers", kps.RoleReader, a.listServers)
 	route("GET /v3/{project_id}/servers/{server_id}", kps.RoleReader, a.showServer)
-	route("PUT /v3/{project_id}/servers/{server_id}", kps.RoleMember, a.updateServer)
-	route("DELETE /v3/{project_id}/servers/{server_id}", kps.RoleMember, a.deleteServer)
+	audited("PUT /v3/{project_id}/servers/{server_id}", kps.RoleMember, api.AuditRoute{Action: kps.ActionServerUpdate, Status: ok, Target: kps.TargetServer, PathTarget: "server_id"}, a.updateServer)
+	audited("DELETE /v3/{project_id}/servers/{server_id}", kps.RoleMember, api.AuditRoute{Action: kps.ActionServerDelete, Status: empty, Target: kps.TargetServer, PathTarget: "server_id"}, a.deleteServer)
 
-	route("POST /v3/{project_id}/keypairs", kps.RoleMember, a.createKeyPair)
+	audited("POST /v3/{project_id}/keypairs", kps.RoleMember, api.AuditRoute{Action: kps.ActionKeyPairCreate, Status: ok, Target: kps.TargetKeyPair}, a.createKeyPair)
 	route("GET /v3/{project_id}/keypairs", kps.RoleReader, a.listKeyPairs)
 	route("GET /v3/{project_id}/keypairs/{keypair_name}", kps.RoleReader, a.showKeyPair)
-	route("PUT /v3/{project_id}/keypairs/{keypair_name}", kps.RoleMember, a.updateKeyPair)
-	route("DELETE /v3/{project_id}/keypairs/{keypair_name}", kps.RoleMember, a.deleteKeyPair)
+	audited("PUT /v3/{project_id}/keypairs/{keypair_name}", kps.RoleMember, api.AuditRoute{Action: kps.ActionKeyPairUpdate, Status: ok, Target: kps.TargetKeyPair, PathTarget: "keypair_name"}, a.updateKeyPair)
+	audited("DELETE /v3/{project_id}/keypairs/{keypair_name}", kps.RoleMember, api.AuditRoute{Action: kps.ActionKeyPairDelete, Status: empty, Target: kps.TargetKeyPair, PathTarget: "keypair_name"}, a.deleteKeyPair)
 
-	route("POST /v3/{project_id}/keypairs/batch-import", kps.RoleMember, a.batchImportKeyPairs)
-	route("POST /v3/{project_id}/keypairs/private-key/import", kps.RoleMember, a.importPrivateKey)
-	route("POST /v3/{project_id}/keypairs/private-key/export", kps.ExportRole, a.exportPrivateKey)
-	route("POST /v3/{project_id}/keypairs/private-key/batch-export", kps.ExportRole, a.batchExportPrivateKeys)
-	route("DELETE /v3/{project_id}/keypairs/{keypair_name}/private-key", kps.RoleMember, a.clearPrivateKey)
-	route("POST /v3/{project_id}/keypairs/associate", kps.RoleMember, a.associate)
-	route("POST /v3/{project_id}/keypairs/batch-associate", kps.RoleMember, a.batchAssociate)
-	route("POST /v3/{project_id}/keypairs/disassociate", kps.RoleMember, a.disassociate)
+	audited("POST /v3/{project_id}/keypairs/batch-import", kps.RoleMember, api.AuditRoute{Action: kps.ActionKeyPairCreate, Status: ok, Target: kps.TargetKeyPair}, a.batchImportKeyPairs)
+	audited("POST /v3/{project_id}/keypairs/private-key/import", kps.RoleMember, api.AuditRoute{Action: kps.ActionPrivateKeyImport, Status: ok, Target: kps.TargetKeyPair}, a.importPrivateKey)
+	audited("POST /v3/{project_id}/keypairs/private-key/export", kps.ExportRole, api.AuditRoute{Action: kps.ActionPrivateKeyExport, Status: ok, Target: kps.TargetKeyPair}, a.exportPrivateKey)
+	audited("POST /v3/{project_id}/keypairs/private-key/batch-export", kps.ExportRole, api.AuditRoute{Action: kps.ActionPrivateKeyExport, Status: ok, Target: kps.TargetKeyPair}, a.batchExportPrivateKeys)
+	audited("DELETE /v3/{project_id}/keypairs/{keypair_name}/private-key", kps.RoleMember, api.AuditRoute{Action: kps.ActionPrivateKeyClear, Status: ok, Target: kps.TargetKeyPair, PathTarget: "keypair_name"}, a.clearPrivateKey)
+	audited("POST /v3/{project_id}/keypairs/associate", kps.RoleMember, api.AuditRoute{Action: kps.ActionKeyPairAssociate, Status: ok, Target: kps.TargetServer}, a.associate)
+	audited("POST /v3/{project_id}/keypairs/batch-associate", kps.RoleMember, api.AuditRoute{Action: kps.ActionKeyPairBatchAssociate, Status: ok, Target: kps.TargetKeyPair}, a.batchAssociate)
+	audited("POST /v3/{project_id}/keypairs/disassociate", kps.RoleMember, api.AuditRoute{Action: kps.ActionKeyPairDisassociate, Status: ok, Target: kps.TargetServer}, a.disassociate)
 	route("GET /v3/{project_id}/tasks/{task_id}", kps.RoleReader, a.showTask)
 	// The lists read ahead: their page cache is keyed on the task version the request read
 	// with its authentication, in one round trip (kps.RequestReads).
-	a.mux.Handle("GET /v3/{project_id}/running-tasks", a.authorized(kps.RoleReader, true, a.listRunningTasks))
-	a.mux.Handle("GET /v3/{project_id}/failed-tasks", a.authorized(kps.RoleReader, true, a.listFailedTasks))
-	route("DELETE /v3/{project_id}/failed-tasks/{task_id}", kps.RoleMember, a.deleteFailedTask)
-	route("DELETE /v3/{project_id}/failed-tasks", kps.RoleMember, a.deleteFailedTasks)
+	a.mux.Handle("GET /v3/{project_id}/running-tasks", a.authorized(kps.RoleReader, true, nil, a.listRunningTasks))
+	a.mux.Handle("GET /v3/{project_id}/failed-tasks", a.authorized(kps.RoleReader, true, nil, a.listFailedTasks))
+	audited("DELETE /v3/{project_id}/failed-tasks/{task_id}", kps.RoleMember, api.AuditRoute{Action: kps.ActionFailedTaskDelete, Status: ok, Target: kps.TargetTask, PathTarget: "task_id"}, a.deleteFailedTask)
+	audited("DELETE /v3/{project_id}/failed-tasks", kps.RoleMember, api.AuditRoute{Action: kps.ActionFailedTasksDelete, Status: ok, Target: kps.TargetProject, PathTarget: "project_id"}, a.deleteFailedTasks)
+	if a.audit != nil {
+		route("GET /v3/{project_id}/audit-events", kps.RoleAdmin, a.listAuditEvents)
+	}
 }
 
 // ServeHTTP serves the KPS v3 routes; another path or method under /v3/{project_id} is 404
@@ -105,12 +119,22 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p *kps.Principal) 
 type readAheadFunc func(w http.ResponseWriter, r *http.Request, p *kps.Principal, reads *kps.RequestReads) error
 
 // authorized authenticates the request for its path project and requires role min (auth.md
-// §4.2–4.3, §3.3).
-func (a *API) authorized(min kps.Role, readAhead bool, h readAheadFunc) http.Handler {
+// §4.2–4.3, §3.3). An audited route (ar not nil) gives the caller's principal the request's
+// audit event, and records what the call's transactions did not (api.AuditOutcome).
+func (a *API) authorized(min kps.Role, readAhead bool, ar *api.AuditRoute, h readAheadFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, reads, err := a.auth.Require(r, api.Target{Project: r.PathValue("project_id"), ReadAhead: readAhead}, min)
+		project := r.PathValue("project_id")
+		p, reads, err := a.auth.Require(r, api.Target{Project: project, ReadAhead: readAhead}, min)
+		var ev *kps.AuditEvent
+		if ar != nil {
+			ev = a.auth.AuditEvent(r, p, *ar, project)
+			p = api.Audited(p, ev)
+		}
 		if err == nil {
 			err = h(w, r, p, reads)
+		}
+		if ar != nil {
+			a.auth.AuditOutcome(r, ev, err, api.HTTPStatus(kps.ErrorCode(err)))
 		}
 		if err != nil {
 			a.fail(w, r, err)

@@ -52,6 +52,9 @@ func (a *API) batchImportKeyPairs(w http.ResponseWriter, r *http.Request, p *kps
 				return err
 			}
 			failures = append(failures, failed{Name: name, Reason: kps.ErrorCode(err) + ": " + kps.ErrorMessage(err)})
+			// A refused item is part of the batch's answer (200): the trail has one event per
+			// item, the refused ones with their code.
+			a.auth.AuditOutcome(r, p.Audit.For(kps.TargetKeyPair, name), err, http.StatusOK)
 			continue
 		}
 		succeeded = append(succeeded, createdItem{created(k)})

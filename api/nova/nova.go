@@ -131,18 +131,21 @@ func (a *API) routes(mux *http.ServeMux) {
 		}
 		item := strings.HasSuffix(path, "{keypair_name}")
 		var h func(http.ResponseWriter, *http.Request, *request) error
+		var audit *api.AuditRoute
 		min := kps.RoleReader
 		switch {
 		case method == http.MethodGet && !item:
 			h = a.listKeyPairs
 		case method == http.MethodPost:
 			h, min = a.createKeyPair, kps.RoleMember
+			audit = &api.AuditRoute{Action: kps.ActionKeyPairCreate, Target: kps.TargetKeyPair}
 		case method == http.MethodGet:
 			h = a.showKeyPair
 		default:
 			h, min = a.deleteKeyPair, kps.RoleMember
+			audit = &api.AuditRoute{Action: kps.ActionKeyPairDelete, Target: kps.TargetKeyPair, PathTarget: "keypair_name"}
 		}
-		m.Handle(route, a.handler(tree.prefix, tree.legacy, min, h))
+		m.Handle(route, a.handler(tree.prefix, tree.legacy, min, audit, h))
 	}
 	for _, t := range trees {
 		mux.Handle(t.prefix+"/", a.treeHandler(t.prefix, withProject, projectless))
@@ -305,7 +308,7 @@ func setRequestID(w http.ResponseWriter) {
 
 // handler runs a key pair operation: authentication for the target project, the
 // operation's minimum role, the microversion (not on legacy trees), then h.
-func (a *API) handler(prefix string, legacy bool, min kps.Role, h func(http.ResponseWriter, *http.Request, *request) error) http.Handler {
+func (a *API) handler(prefix string, legacy bool, min kps.Role, audit *api.AuditRoute, h func(http.ResponseWriter, *http.Request, *request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setRequestID(w)
 		n := &request{tree: prefix, legacy: legacy, project: r.PathValue("project_id"), name: r.PathValue("keypair_name")}
@@ -314,16 +317,58 @@ func (a *API) handler(prefix string, legacy bool, min kps.Role, h func(http.Resp
 			err = api.RoleTooLow()
 			a.auth.LogRefusal(r, "authentication refused", err)
 		}
+		var ev *kps.AuditEvent
+		if audit != nil && n.p != nil {
+			// The audit event of a create or delete: the project the token reached.
+			ev = a.auth.AuditEvent(r, n.p, *audit, n.p.ProjectID)
+			n.p = api.Audited(n.p, ev)
+		}
 		if err == nil && !legacy {
 			err = a.microversion(w, r, n)
 		}
+		if ev != nil {
+			ev.Status = successStatus(r.Method, n)
+		}
 		if err == nil {
 			err = h(w, r, n)
+		}
+		if ev != nil {
+			// A fault is recorded with its status and the KPS code it carries, if any.
+			var outcome error
+			status, code := faultStatus(err)
+			if err != nil {
+				outcome = &kps.Error{Code: code, Message: "refused"}
+			}
+			a.auth.AuditOutcome(r, ev, outcome, status)
 		}
 		if err != nil {
 			a.fail(w, r, err)
 		}
 	})
+}
+
+// successStatus is the status a create or delete answers on success (§5.2, §5.4): 201 and 204
+// from microversion 2.2, 200 and 202 before.
+func successStatus(method string, n *request) int {
+	switch {
+	case method == http.MethodPost && n.atLeast(2):
+		return http.StatusCreated
+	case method == http.MethodPost:
+		return http.StatusOK
+	case n.atLeast(2):
+		return http.StatusNoContent
+	}
+	return http.StatusAccepted
+}
+
+// faultStatus is the status and KPS code a's answer to err has: a fault's own, else the code's.
+func faultStatus(err error) (int, string) {
+	var f *fault
+	if errors.As(err, &f) {
+		return f.status, f.code
+	}
+	code := kps.ErrorCode(err)
+	return api.HTTPStatus(code), code
 }
 
 // probeProject is a target project that cannot exist (project IDs are 32 hex characters): a

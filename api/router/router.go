@@ -65,6 +65,11 @@ type Deps struct {
 	// Metrics records the requests and the refused authentications; nil records nothing.
 	Metrics api.Metrics
 
+	// Audit records the audit events of refused calls and authentications; AuditReader serves
+	// a project's audit trail to its admin. Both nil: no audit trail (docs/spec/audit.md).
+	Audit       api.AuditRecorder
+	AuditReader kps.AuditReader
+
 	Log *slog.Logger
 }
 
@@ -78,9 +83,9 @@ func New(cfg Config, d Deps) http.Handler {
 		cfg.ComputeLinkPrefix = cfg.PublicURL + "/compute"
 	}
 	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
-	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Metrics: d.Metrics}
+	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Metrics: d.Metrics, Audit: d.Audit}
 
-	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers,
+	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader,
 		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
 	identity := keystone.New(d.Tokens, d.Manager, auth, errs, cfg.PublicURL)
 	compute := nova.New(d.KeyPairs, auth, errs, cfg.ComputeLinkPrefix)
@@ -102,7 +107,7 @@ func New(cfg Config, d Deps) http.Handler {
 	// literal segments of the identity API, each with and without what follows (a registered
 	// "/x/" alone would have ServeMux redirect "/x").
 	m.mount(identity, Identity, "/{$}", "/v3", "/v3/{$}", "/v3.0/", "/healthz", "/readyz", "/openapi.json", "/metrics")
-	for _, seg := range []string{"auth", "projects", "users", "domains", "roles", "regions"} {
+	for _, seg := range []string{"auth", "projects", "users", "domains", "roles", "regions", "audit-events"} {
 		m.mount(identity, Identity, "/v3/"+seg, "/v3/"+seg+"/")
 	}
 	// Every other /v3/<segment> is a project (kps-v3-api.md §1.3).
