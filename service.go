@@ -398,6 +398,9 @@ type BindRequest struct {
 	Auth            *Credential // nil: log in with what the service has (RESET)
 	DisablePassword bool
 	Port            int // 0: the inventory's port
+	// ExpiresAt, when set, makes the binding expire then: the service unbinds by itself
+	// (an OpenKPS extension, kps-v3-api.md §7.1).
+	ExpiresAt time.Time
 }
 
 // ServerService keeps the inventory (inventory.md): who may register, change and remove
