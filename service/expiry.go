@@ -1,0 +1,140 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/openkps/kps"
+)
+
+// Expiring bindings (kps-v3-api.md §7.1, an OpenKPS extension).
+
+// checkUndoable refuses an expiring bind the service could never undo by itself (KPS.6026): at
+// expiry nobody gives a credential, so the UNBIND logs in with the server's stored credential
+// or, without one, the hosted private key of the key pair being bound — which the caller must
+// be allowed to use (ExportRole) — and either goes only where CheckLogin lets a stored secret
+// go: the inventory's port, and a reach pinned or set by an admin.
+func checkUndoable(s *kps.TaskSubmission, f *kps.TaskFacts) error {
+	srv := f.Server
+	login := kps.LoginService
+	if len(srv.Credential) == 0 {
+		if f.KeyPair.PrivateKey == nil || !s.MayExport {
+			return kps.Errorf(kps.ErrUndoableExpiry,
+				"Server '%s' has no service credential and the private key of key pair '%s' is not hosted (or not one you may use): the service could not unbind it when it expires.",
+				srv.ID, f.KeyPair.Name)
+		}
+		login = kps.LoginHosted
+	}
+	if err := srv.CheckLogin(login, 0); err != nil {
+		return kps.Errorf(kps.ErrUndoableExpiry, "The binding could not be undone by the service when it expires: %s", kps.ErrorMessage(err))
+	}
+	return nil
+}
+
+// ExpiresAt resolves the extension members of a bind: expires_at (RFC 3339) or ttl (from
+// now), at most one of them; zero when neither is given. now is the time the request came.
+func ExpiresAt(now time.Time, expiresAt string, ttl time.Duration, hasTTL bool, name func(string) string) (time.Time, error) {
+	switch {
+	case expiresAt != "" && hasTTL:
+		return time.Time{}, kps.Errorf(kps.ErrInvalid, "Parameters %s and %s exclude each other.", name("expires_at"), name("ttl"))
+	case hasTTL:
+		if ttl < time.Second || ttl > kps.MaxBindingTTL {
+			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it must be from 1 second to 10 years.", name("ttl"))
+		}
+		return now.Add(ttl), nil
+	case expiresAt != "":
+		at, err := time.Parse(time.RFC3339, expiresAt)
+		if err != nil {
+			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: an RFC 3339 time such as 2026-01-02T15:04:05Z is required.", name("expires_at"))
+		}
+		if !at.After(now) || at.Sub(now) > kps.MaxBindingTTL {
+			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it must lie in the future, at most 10 years ahead.", name("expires_at"))
+		}
+		return at, nil
+	}
+	return time.Time{}, nil
+}
+
+// ExpiryStore is what the expiry loop needs of the store.
+type ExpiryStore interface {
+	kps.ExpiryStore
+	SubmitTask(ctx context.Context, s kps.TaskSubmission, admit kps.TaskAdmission) (*kps.Task, error)
+}
+
+// Expirer unbinds expired bindings: it submits one UNBIND per due binding, which the runner
+// executes like any other (restoring password login where the bind disabled it); a failed one
+// is in the failed-task list. Every replica may run one: a binding's expiry is cleared by the
+// transaction that submits its UNBIND, so it is submitted once.
+type Expirer struct {
+	Store      ExpiryStore
+	Dispatcher Dispatcher
+	Log        *slog.Logger
+	// Interval is the pause between two looks for due bindings; 1s when zero.
+	Interval time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Run looks for due bindings until ctx ends. A binding due while no process ran is found at
+// the first look.
+func (e *Expirer) Run(ctx context.Context) {
+	interval := e.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		e.Once(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Once submits the UNBIND of every binding due now and returns how many it submitted. A
+// server busy with another task is left for the next look.
+func (e *Expirer) Once(ctx context.Context) int {
+	now := time.Now
+	if e.Now != nil {
+		now = e.Now
+	}
+	log := e.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	due, err := e.Store.DueExpiries(ctx, now(), 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Error("reading the expired bindings failed", "err", err)
+		}
+		return 0
+	}
+	n := 0
+	for _, b := range due {
+		sub := kps.TaskSubmission{ID: uuid.NewString(), ProjectID: b.ProjectID, Operation: kps.OpUnbind,
+			ServerID: b.ServerID, Expiry: true, MayExport: true}
+		t, err := e.Store.SubmitTask(ctx, sub, AdmitTask)
+		switch {
+		case err == nil:
+			n++
+			log.Info("binding expired: unbinding", "project_id", b.ProjectID, "server_id", b.ServerID,
+				"keypair_name", b.KeyPairName, "task_id", t.ID)
+		case kps.ErrorCode(err) == kps.ErrServerBusy || kps.ErrorCode(err) == kps.ErrServerNotBound:
+			// Busy: the next look. Not bound or not due: another replica was first.
+		default:
+			if ctx.Err() == nil {
+				log.Error("submitting the unbind of an expired binding failed", "server_id", b.ServerID, "err", err)
+			}
+		}
+	}
+	if n > 0 && e.Dispatcher != nil {
+		e.Dispatcher.Wake()
+	}
+	return n
+}
