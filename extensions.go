@@ -98,8 +98,10 @@ type HostInspection struct {
 	Mode, Owner          string // of authorized_keys: octal, uid:gid
 	UID                  string // the login user's
 	SSHDir               string // ~/.ssh's mode, "" when absent
-	// SSHDT is the output of sshd -T, nil when it could not be run (no privileges).
-	SSHDT []byte
+	// SSHD holds the keywords of sshd -T the drift check reads (passwordauthentication,
+	// kbdinteractiveauthentication, authorizedkeysfile), lower case; nil when sshd -T could
+	// not be run (no privileges).
+	SSHD map[string]string
 }
 
 // HostInspector reads a host without changing it. Job.Operation is "" and only the connection
@@ -130,4 +132,28 @@ type DriftService interface {
 	StartDriftCheck(ctx context.Context, p *Principal, serverIDs []string) (*DriftCheck, error)
 	DriftCheck(ctx context.Context, p *Principal, id string) (*DriftCheck, error)
 	ListDriftChecks(ctx context.Context, p *Principal, pg Page) ([]DriftCheck, int, error)
+}
+
+// BindingExpiry resolves the extension members of a bind: expires_at (RFC 3339) or ttl (from
+// now), at most one of them; zero when neither is given. now is the time the request came.
+func BindingExpiry(now time.Time, expiresAt string, ttl time.Duration, hasTTL bool, name func(string) string) (time.Time, error) {
+	switch {
+	case expiresAt != "" && hasTTL:
+		return time.Time{}, Errorf(ErrInvalid, "Parameters %s and %s exclude each other.", name("expires_at"), name("ttl"))
+	case hasTTL:
+		if ttl < time.Second || ttl > MaxBindingTTL {
+			return time.Time{}, Errorf(ErrInvalid, "Invalid parameter %s: it must be from 1 second to 10 years.", name("ttl"))
+		}
+		return now.Add(ttl), nil
+	case expiresAt != "":
+		at, err := time.Parse(time.RFC3339, expiresAt)
+		if err != nil {
+			return time.Time{}, Errorf(ErrInvalid, "Invalid parameter %s: an RFC 3339 time such as 2026-01-02T15:04:05Z is required.", name("expires_at"))
+		}
+		if !at.After(now) || at.Sub(now) > MaxBindingTTL {
+			return time.Time{}, Errorf(ErrInvalid, "Invalid parameter %s: it must lie in the future, at most 10 years ahead.", name("expires_at"))
+		}
+		return at, nil
+	}
+	return time.Time{}, nil
 }

@@ -34,30 +34,6 @@ func checkUndoable(s *kps.TaskSubmission, f *kps.TaskFacts) error {
 	return nil
 }
 
-// ExpiresAt resolves the extension members of a bind: expires_at (RFC 3339) or ttl (from
-// now), at most one of them; zero when neither is given. now is the time the request came.
-func ExpiresAt(now time.Time, expiresAt string, ttl time.Duration, hasTTL bool, name func(string) string) (time.Time, error) {
-	switch {
-	case expiresAt != "" && hasTTL:
-		return time.Time{}, kps.Errorf(kps.ErrInvalid, "Parameters %s and %s exclude each other.", name("expires_at"), name("ttl"))
-	case hasTTL:
-		if ttl < time.Second || ttl > kps.MaxBindingTTL {
-			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it must be from 1 second to 10 years.", name("ttl"))
-		}
-		return now.Add(ttl), nil
-	case expiresAt != "":
-		at, err := time.Parse(time.RFC3339, expiresAt)
-		if err != nil {
-			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: an RFC 3339 time such as 2026-01-02T15:04:05Z is required.", name("expires_at"))
-		}
-		if !at.After(now) || at.Sub(now) > kps.MaxBindingTTL {
-			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it must lie in the future, at most 10 years ahead.", name("expires_at"))
-		}
-		return at, nil
-	}
-	return time.Time{}, nil
-}
-
 // ExpiryStore is what the expiry loop needs of the store.
 type ExpiryStore interface {
 	kps.ExpiryStore

@@ -17,7 +17,7 @@ const (
 VALUES (?, ?, 'RUNNING', ?, ?, '[]', ?)`
 	finishDriftCheck = `UPDATE drift_checks SET state = 'DONE', results = ?, finished = ?
 WHERE id = ? AND state = 'RUNNING'`
-	setServerDrift = `UPDATE servers SET last_drift_check = ?, drift = ? WHERE project_id = ? AND id = ?`
+	setServerDrift   = `UPDATE servers SET last_drift_check = ?, drift = ? WHERE project_id = ? AND id = ?`
 	selectDriftCheck = `SELECT id, project_id, state, scheduled, servers, results, created, finished
 FROM drift_checks WHERE project_id = ? AND id = ?`
 	listDriftChecks = `SELECT id, project_id, state, scheduled, servers, '[]', created, finished, COUNT(*) OVER ()
