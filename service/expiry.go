@@ -18,20 +18,40 @@ import (
 // be allowed to use (ExportRole) — and either goes only where CheckLogin lets a stored secret
 // go: the inventory's port, and a reach pinned or set by an admin.
 func checkUndoable(s *kps.TaskSubmission, f *kps.TaskFacts) error {
-	srv := f.Server
-	login := kps.LoginService
-	if len(srv.Credential) == 0 {
-		if f.KeyPair.PrivateKey == nil || !s.MayExport {
-			return kps.Errorf(kps.ErrUndoableExpiry,
-				"Server '%s' has no service credential and the private key of key pair '%s' is not hosted (or not one you may use): the service could not unbind it when it expires.",
-				srv.ID, f.KeyPair.Name)
-		}
+	srv, hosted := f.Server, f.KeyPair.PrivateKey != nil && s.MayExport
+	var login kps.LoginSource
+	switch {
+	case s.DisablePassword && hosted:
+		// Password login will be off: a stored password could no longer log in, the hosted key
+		// of the bound key pair can (expiryLogin).
 		login = kps.LoginHosted
+	case s.DisablePassword:
+		return kps.Errorf(kps.ErrUndoableExpiry,
+			"An expiring bind with disable_password needs the private key of key pair '%s' hosted (and one you may use): once password login is off, only it is sure to log in to server '%s' when the binding expires.",
+			f.KeyPair.Name, srv.ID)
+	case len(srv.Credential) > 0:
+		login = kps.LoginService
+	case hosted:
+		login = kps.LoginHosted
+	default:
+		return kps.Errorf(kps.ErrUndoableExpiry,
+			"Server '%s' has no service credential and the private key of key pair '%s' is not hosted (or not one you may use): the service could not unbind it when it expires.",
+			srv.ID, f.KeyPair.Name)
 	}
 	if err := srv.CheckLogin(login, 0); err != nil {
 		return kps.Errorf(kps.ErrUndoableExpiry, "The binding could not be undone by the service when it expires: %s", kps.ErrorMessage(err))
 	}
 	return nil
+}
+
+// expiryLogin is what the UNBIND of an expired binding logs in with: the hosted key of the
+// bound key pair when the bind turned password login off (a stored password no longer logs
+// in), else as any task without server.auth (chooseLogin).
+func expiryLogin(s *kps.TaskSubmission, f *kps.TaskFacts) (kps.LoginSource, string, error) {
+	if b := f.Binding; b != nil && b.PasswordDisabled && b.PrivateKey != nil {
+		return kps.LoginHosted, b.KeyPairName, nil
+	}
+	return chooseLogin(s, f)
 }
 
 // ExpiryStore is what the expiry loop needs of the store.

@@ -141,7 +141,11 @@ func AdmitTask(s *kps.TaskSubmission, f *kps.TaskFacts, t *kps.Task) error {
 		if f.Binding == nil {
 			return kps.Errorf(kps.ErrServerNotBound, "Server '%s' is not bound to a key pair.", f.Server.ID)
 		}
-		if t.Login, t.LoginKeyPair, err = chooseLogin(s, f); err != nil && !s.Expiry {
+		choose := chooseLogin
+		if s.Expiry {
+			choose = expiryLogin
+		}
+		if t.Login, t.LoginKeyPair, err = choose(s, f); err != nil && !s.Expiry {
 			return err
 		} else if err != nil {
 			// An expiry is not refused: its UNBIND fails when it runs, with the reason, and so

@@ -14,21 +14,6 @@ import (
 // maxDriftServers bounds the servers one check names.
 const maxDriftServers = 1000
 
-func (a *API) driftRoutes() {
-	if a.drift == nil {
-		return
-	}
-	route := func(pattern string, min kps.Role, h handlerFunc) {
-		a.mux.Handle(pattern, a.authorized(min, false, func(w http.ResponseWriter, r *http.Request, p *kps.Principal, _ *kps.RequestReads) error {
-			return h(w, r, p)
-		}))
-	}
-	// Starting one logs in to hosts with the stored credentials, as a bind does: member.
-	route("POST /v3/{project_id}/drift-checks", kps.RoleMember, a.startDriftCheck)
-	route("GET /v3/{project_id}/drift-checks", kps.RoleReader, a.listDriftChecks)
-	route("GET /v3/{project_id}/drift-checks/{check_id}", kps.RoleReader, a.showDriftCheck)
-}
-
 func (a *API) startDriftCheck(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
 	root, err := readObject(r)
 	if err != nil {

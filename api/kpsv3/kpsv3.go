@@ -85,7 +85,13 @@ func (a *API) routes() {
 	a.mux.Handle("GET /v3/{project_id}/failed-tasks", a.authorized(kps.RoleReader, true, a.listFailedTasks))
 	route("DELETE /v3/{project_id}/failed-tasks/{task_id}", kps.RoleMember, a.deleteFailedTask)
 	route("DELETE /v3/{project_id}/failed-tasks", kps.RoleMember, a.deleteFailedTasks)
-	a.driftRoutes()
+	// Drift checks (§7.2, an OpenKPS extension): starting one logs in to hosts with the stored
+	// credentials, as a bind does.
+	if a.drift != nil {
+		route("POST /v3/{project_id}/drift-checks", kps.RoleMember, a.startDriftCheck)
+		route("GET /v3/{project_id}/drift-checks", kps.RoleReader, a.listDriftChecks)
+		route("GET /v3/{project_id}/drift-checks/{check_id}", kps.RoleReader, a.showDriftCheck)
+	}
 }
 
 // ServeHTTP serves the KPS v3 routes; another path or method under /v3/{project_id} is 404
