@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,9 +24,6 @@ func forEngines(t *testing.T, f func(t *testing.T, engine func(*daemon.Config)))
 		f(t, func(c *daemon.Config) { c.DataDir = dir })
 	})
 	t.Run("postgres", func(t *testing.T) {
-		if os.Getenv(pgtest.Env) == "" && os.Getenv("KPS_REQUIRE_POSTGRES") == "" {
-			t.Skip(pgtest.Env + " is not set")
-		}
 		dsn, dir := pgtest.Schema(t), t.TempDir()
 		f(t, func(c *daemon.Config) { c.Database, c.DataDir = dsn, dir })
 	})
@@ -168,7 +164,7 @@ func TestDriftCheck(t *testing.T) {
 	})
 }
 
-// bindTTL submits an associate and waits for its success.
+// bindOK submits an associate and waits for its success.
 func (s *service) bindOK(body map[string]any) {
 	s.t.Helper()
 	id := str(s.must(200, "POST", "/keypairs/associate", body)["task_id"])
@@ -190,8 +186,8 @@ func (s *service) waitUnbound(id string, within time.Duration) {
 	s.t.Fatalf("server %s still bound after %v", id, within)
 }
 
-// importHosted imports a fresh key pair whose private key the service hosts, and returns the
-// signer of that private key.
+// importKeyPair imports a fresh key pair, its private key hosted when hosted is set, and
+// returns the signer of that private key.
 func (s *service) importKeyPair(t *testing.T, name string, hosted bool) ssh.Signer {
 	priv := privatePEM(t)
 	signer, err := ssh.ParsePrivateKey([]byte(priv))
