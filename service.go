@@ -244,6 +244,9 @@ type Store interface {
 	TaskStore
 	ReplicaStore
 	SecretStore
+	// The OpenKPS extensions (kps-v3-api.md §7): expiring bindings and drift checks.
+	ExpiryStore
+	DriftStore
 	// The read paths (readpath.go), which cmd/kps hands by name to the caches that use them.
 	RequestReader
 	IdentityVersions
