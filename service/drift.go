@@ -396,4 +396,3 @@ func keyBlob(line string) string {
 	}
 	return f[0] + " " + f[1]
 }
-
