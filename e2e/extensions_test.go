@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +326,42 @@ func TestBindingExpiresAcrossRestart(t *testing.T) {
 			t.Fatal("the key still logs in after the restart")
 		}
 	})
+}
+
+// TestCLIDriftAndTTL: kps keypair bind --ttl binds for a while, kps drift check finds a key
+// added by hand (exit code 3), and the binding ends by itself.
+func TestCLIDriftAndTTL(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	tm := newTerminal(t, s)
+	tm.login()
+	hosts := map[string]*sshdtest.Host{"web-1": sshdtest.Start(t, sshdtest.Options{}), "web-2": sshdtest.Start(t, sshdtest.Options{})}
+	for id, h := range hosts {
+		tm.must(0, h.Password, "server", "add", id, "--address", h.Address, "--port", fmt.Sprint(h.Port), "--user", h.User,
+			"--sshd-config", h.ConfigPath, "--credential-password-stdin")
+	}
+	tm.must(0, "", "keypair", "create", "temp", "--out", filepath.Join(t.TempDir(), "temp.pem"))
+	tm.must(2, "", "keypair", "bind", "temp", "--servers", "web-1", "--ttl", "soon")
+	tm.must(0, "", "keypair", "bind", "temp", "--servers", "web-1,web-2", "--ttl", "12")
+
+	r := tm.must(0, "", "drift", "check")
+	if !strings.Contains(r.stdout, "2 checked, 0 drifted, 0 unreadable") || !strings.Contains(r.stderr, "drift check") {
+		t.Fatalf("clean check: %s\n%s", r.stdout, r.stderr)
+	}
+	ak, _ := hosts["web-2"].AuthorizedKeys(t)
+	hosts["web-2"].WriteAuthorizedKeys(t, ak+ed25519Line(t, "intruder")+"\n")
+	r = tm.must(3, "", "drift", "check", "-o", "json")
+	c := decodeJSON[map[string]any](t, r.stdout)
+	if c["summary"].(map[string]any)["drifted"] != float64(1) {
+		t.Fatalf("check: %v", c)
+	}
+	r = tm.must(3, "", "drift", "show")
+	if !strings.Contains(r.stdout, "intruder") || !strings.Contains(r.stdout, "web-2") {
+		t.Fatalf("drift show: %s", r.stdout)
+	}
+	if r := tm.must(0, "", "drift", "list", "-o", "json"); decodeJSON[map[string]any](t, r.stdout)["total"] != float64(2) {
+		t.Fatalf("drift list: %s", r.stdout)
+	}
+	s.waitUnbound("web-1", 60*time.Second)
+	s.waitUnbound("web-2", 60*time.Second)
 }
