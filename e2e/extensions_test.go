@@ -365,3 +365,31 @@ func TestCLIDriftAndTTL(t *testing.T) {
 	s.waitUnbound("web-1", 60*time.Second)
 	s.waitUnbound("web-2", 60*time.Second)
 }
+
+// TestScheduledDriftCheck: --drift-interval checks every server by itself, and the result goes
+// to the server's record.
+func TestScheduledDriftCheck(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(c *daemon.Config) { c.DriftInterval = time.Second })
+	h := sshdtest.Start(t, sshdtest.Options{})
+	s.addHost("web", h, map[string]any{"credential": map[string]any{"type": "password", "key": h.Password}})
+	h.WriteAuthorizedKeys(t, ed25519Line(t, "by-hand")+"\n")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		srv := s.must(200, "GET", "/servers/web", nil)["server"].(map[string]any)
+		if d, ok := srv["drift"].(map[string]any); ok {
+			if d["drift"] != true || d["bound_key"] != "none" || len(d["unmanaged_keys"].([]any)) != 1 {
+				t.Fatalf("scheduled result: %v", d)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no scheduled drift check reached the server's record")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	list := s.must(200, "GET", "/drift-checks", nil)["drift_checks"].([]any)
+	if len(list) == 0 || list[len(list)-1].(map[string]any)["scheduled"] != true {
+		t.Fatalf("drift checks: %v", list)
+	}
+}
