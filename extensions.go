@@ -66,6 +66,8 @@ type DriftResult struct {
 	BoundKey    string `json:"bound_key"`
 	// Unmanaged are the keys of authorized_keys that no binding of the service put there.
 	Unmanaged []DriftKey `json:"unmanaged_keys"`
+	// UnmanagedCount counts them all: Unmanaged lists the first 100.
+	UnmanagedCount int `json:"unmanaged_count"`
 	// Password is password login as sshd -T shows it ("yes", "no", or "unknown" when sshd -T
 	// could not be run); PasswordExpected is what the binding implies: "no" when the bind
 	// disabled it, else "" (the service does not decide it).

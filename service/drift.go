@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/ssh"
@@ -25,6 +27,26 @@ import (
 
 // MaxDriftServers bounds the servers one check names.
 const MaxDriftServers = 1000
+
+// MaxUnmanagedKeys bounds the keys nobody manages a result lists; UnmanagedCount counts them
+// all. A host may hold thousands, and the result is kept on the server's record.
+const MaxUnmanagedKeys = 100
+
+// hostText makes a value the host printed safe to store and show: what is not UTF-8 and every
+// control character (a terminal escape in a key comment, say) becomes U+FFFD, and it is cut
+// at max characters. The host is not trusted (docs/SECURITY.md §5.2).
+func hostText(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if utf8.RuneCountInString(s) > max {
+		return string([]rune(s)[:max]) + "…"
+	}
+	return s
+}
 
 // DriftStore is what drift checks need of the store.
 type DriftStore interface {
@@ -340,9 +362,13 @@ func Compare(r *kps.DriftResult, srv *kps.Server, b *kps.Binding, login kps.Cred
 		case loginKey != nil && bytes.Equal(blob, loginKey):
 			// The service's own login key: managed by whoever stored the credential.
 		default:
+			r.UnmanagedCount++
+			if len(r.Unmanaged) >= MaxUnmanagedKeys {
+				continue
+			}
 			sum := sha256.Sum256(blob)
 			r.Unmanaged = append(r.Unmanaged, kps.DriftKey{Fingerprint: "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:]),
-				Type: pk.Type(), Comment: comment, Options: strings.Join(options, ","), Line: i + 1})
+				Type: hostText(pk.Type(), 64), Comment: hostText(comment, 256), Options: hostText(strings.Join(options, ","), 256), Line: i + 1})
 		}
 	}
 	switch {
@@ -355,6 +381,7 @@ func Compare(r *kps.DriftResult, srv *kps.Server, b *kps.Binding, login kps.Cred
 	default:
 		r.BoundKey = "duplicated"
 	}
+	in.Mode, in.Owner, in.UID, in.SSHDir = hostText(in.Mode, 16), hostText(in.Owner, 32), hostText(in.UID, 16), hostText(in.SSHDir, 16)
 	if in.AuthorizedKeysExists {
 		r.FileMode, r.FileOwner = in.Mode, in.Owner
 		if len(in.Mode) >= 10 && (in.Mode[5] == 'w' || in.Mode[8] == 'w') {
@@ -368,16 +395,16 @@ func Compare(r *kps.DriftResult, srv *kps.Server, b *kps.Binding, login kps.Cred
 		r.FileProblems = append(r.FileProblems, "~/.ssh is writable by group or others ("+in.SSHDir+")")
 	}
 	if in.SSHD != nil {
-		r.Password = in.SSHD["passwordauthentication"]
+		r.Password = hostText(in.SSHD["passwordauthentication"], 16)
 		if r.Password == "" {
 			r.Password = "unknown"
 		}
-		r.AuthorizedKeysFile = in.SSHD["authorizedkeysfile"]
+		r.AuthorizedKeysFile = hostText(in.SSHD["authorizedkeysfile"], 256)
 		if r.AuthorizedKeysFile != "" && !readsHomeFile(r.AuthorizedKeysFile) {
 			r.FileProblems = append(r.FileProblems, "sshd reads AuthorizedKeysFile "+r.AuthorizedKeysFile+", not ~/.ssh/authorized_keys: keys the service writes are ignored")
 		}
 	}
-	r.Drift = r.BoundKey == "missing" || r.BoundKey == "duplicated" || len(r.Unmanaged) > 0 || len(r.FileProblems) > 0 ||
+	r.Drift = r.BoundKey == "missing" || r.BoundKey == "duplicated" || r.UnmanagedCount > 0 || len(r.FileProblems) > 0 ||
 		(r.PasswordExpected != "" && r.Password != "unknown" && r.Password != r.PasswordExpected)
 }
 

@@ -64,6 +64,21 @@ func TestCompare(t *testing.T) {
 		t.Fatalf("unbound: %+v", r)
 	}
 
+	// What the host wrote is shown without its control characters, and at most 100 keys.
+	var many strings.Builder
+	for i := range 150 {
+		line, _ := newKey(t, "k")
+		if i == 0 {
+			line += "\x1b[31mred\u009b"
+		}
+		many.WriteString(line + "\n")
+	}
+	in.AuthorizedKeys = []byte(many.String())
+	r = compare(b, keypair, in)
+	if r.UnmanagedCount != 150 || len(r.Unmanaged) != MaxUnmanagedKeys || r.Unmanaged[0].Comment != "k\uFFFD[31mred\uFFFD" {
+		t.Fatalf("many keys: count %d, listed %d, first comment %q", r.UnmanagedCount, len(r.Unmanaged), r.Unmanaged[0].Comment)
+	}
+
 	// What the binding implies about password login, and what makes sshd ignore the file.
 	bad := ok
 	bad.AuthorizedKeys = []byte(bound + "\n")

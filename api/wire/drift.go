@@ -32,6 +32,7 @@ type DriftResult struct {
 	KeyPairName        string     `json:"keypair_name"`
 	BoundKey           string     `json:"bound_key"`
 	Unmanaged          []DriftKey `json:"unmanaged_keys"`
+	UnmanagedCount     int        `json:"unmanaged_count"`
 	Password           string     `json:"password_authentication"`
 	PasswordExpected   string     `json:"password_expected,omitempty"`
 	AuthorizedKeysFile string     `json:"authorized_keys_file,omitempty"`
