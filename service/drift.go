@@ -173,6 +173,12 @@ func (d *Drift) RunSchedule(ctx context.Context, interval time.Duration) {
 			continue
 		}
 		for _, project := range projects {
+			// Replicas on one PostgreSQL each run the schedule: a project checked less than
+			// half an interval ago (by another replica, or on request) is left alone.
+			if recent, _, err := d.Store.ListDriftChecks(ctx, project, kps.Page{Limit: 1}); err == nil && len(recent) == 1 &&
+				time.Since(recent[0].Created) < interval/2 {
+				continue
+			}
 			servers, err := d.servers(ctx, project, nil)
 			if err != nil || len(servers) == 0 {
 				continue
