@@ -393,3 +393,36 @@ func TestScheduledDriftCheck(t *testing.T) {
 		t.Fatalf("drift checks: %v", list)
 	}
 }
+
+// TestDriftCheckLogin: a drift check logs in as a task without server.auth would — a hosted
+// private key only for a caller who could export it, no stored secret on trust on first use to
+// a reach no admin set — and says so in the server's result instead of logging in.
+func TestDriftCheckLogin(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	member := s.addUser("drift-member", "member")
+	s.importKeyPair(t, "admins", true) // user scope: the member does not see it
+	h := sshdtest.Start(t, sshdtest.Options{})
+	s.addHost("hosted", h, nil)
+	s.bindOK(map[string]any{"keypair_name": "admins", "server": map[string]any{"id": "hosted",
+		"auth": map[string]any{"type": "password", "key": h.Password}}})
+	// A member registers a server: its reach is not an admin's, and it has no pinned key.
+	m := sshdtest.Start(t, sshdtest.Options{})
+	member.addHost("members", m, nil)
+	s.must(200, "PUT", "/servers/members", map[string]any{"server": map[string]any{"credential": map[string]any{"type": "password", "key": m.Password}}})
+
+	_, got := member.driftResults(map[string]any{})
+	if r := got["hosted"]; r["checked"] != false || r["error_code"] != "KPS.6024" {
+		t.Fatalf("member's check of hosted: %v", r)
+	}
+	if r := got["members"]; r["checked"] != false || r["error_code"] != "KPS.6025" {
+		t.Fatalf("member's check of members: %v", r)
+	}
+	_, got = s.driftResults(map[string]any{"servers": []string{"hosted"}})
+	if r := got["hosted"]; r["checked"] != true || r["drift"] != false || r["bound_key"] != "present" {
+		t.Fatalf("admin's check of hosted: %v", r)
+	}
+	if strings.Contains(m.Log(t), "Accepted") {
+		t.Fatal("the stored credential was sent to a reach no admin set")
+	}
+}
