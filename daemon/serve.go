@@ -48,19 +48,20 @@ type Config struct {
 	// limit.
 	MaxQueuedPerProject int
 	// ServerQuota bounds one project's servers (403 KPS.6402); 0: no limit.
-	ServerQuota int
-	TokenTTL    time.Duration
-	Lease       time.Duration
-	TaskTimeout time.Duration
-	Shutdown    time.Duration
+	ServerQuota   int
+	TokenTTL      time.Duration
+	Lease         time.Duration
+	TaskTimeout   time.Duration
+	Shutdown      time.Duration
+	LogLevel      string
+	AdminPassword string // KPS_ADMIN_PASSWORD only: a flag would land in shell history
+	MasterKey     string // KPS_MASTER_KEY only, for the same reason
+
 	// DriftInterval runs a drift check of every server of every project this often (0: never;
 	// kps-v3-api.md §7.2).
 	DriftInterval time.Duration
 	// ExpiryInterval is how often the service looks for expired bindings (1s when zero).
 	ExpiryInterval time.Duration
-	LogLevel       string
-	AdminPassword  string // KPS_ADMIN_PASSWORD only: a flag would land in shell history
-	MasterKey      string // KPS_MASTER_KEY only, for the same reason
 
 	// KeyPairUserQuota is Nova's per-user key pair limit (nova-keypairs.md §11): -1 none, 0 no
 	// Nova creates; nil (a Config not built from flags) is Nova's default, 100.
