@@ -36,6 +36,9 @@ const (
 	ActionServerUpdate = "server.update"
 	ActionServerDelete = "server.delete"
 
+	// ActionDriftCheck starts a drift check (kps-v3-api.md §7.2, an OpenKPS extension).
+	ActionDriftCheck = "drift.check"
+
 	ActionProjectCreate       = "project.create"
 	ActionProjectUpdate       = "project.update"
 	ActionProjectDelete       = "project.delete"
@@ -64,6 +67,7 @@ const (
 	TargetUser       = "user"
 	TargetCredential = "credential"
 	TargetToken      = "token"
+	TargetDriftCheck = "drift_check"
 	// TargetRole names a role assignment as its path does:
 	// "projects/<id>/users/<id>/roles/<role>" or "domains/<id>/users/<id>/roles/<role>".
 	TargetRole = "role_assignment"

@@ -33,6 +33,12 @@ type Server struct {
 	// Read-only, from the binding.
 	KeyPairName      string
 	PasswordDisabled bool
+	BindingExpires   time.Time // zero: the binding does not expire (or there is none)
+
+	// Read-only, from the last drift check (kps-v3-api.md §7.2): when, and its result as JSON
+	// ("" before the first).
+	LastDriftCheck time.Time
+	Drift          string
 }
 
 // Credential is a login secret for a host: a password or a private key. It exists in clear

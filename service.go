@@ -257,6 +257,9 @@ type Store interface {
 	ReplicaStore
 	SecretStore
 	AuditStore
+	// The OpenKPS extensions (kps-v3-api.md §7): expiring bindings and drift checks.
+	ExpiryStore
+	DriftStore
 	// The read paths (readpath.go), which cmd/kps hands by name to the caches that use them.
 	RequestReader
 	IdentityVersions
@@ -415,6 +418,9 @@ type BindRequest struct {
 	Auth            *Credential // nil: log in with what the service has (RESET)
 	DisablePassword bool
 	Port            int // 0: the inventory's port
+	// ExpiresAt, when set, makes the binding expire then: the service unbinds by itself
+	// (an OpenKPS extension, kps-v3-api.md §7.1).
+	ExpiresAt time.Time
 }
 
 // ServerService keeps the inventory (inventory.md): who may register, change and remove

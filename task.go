@@ -120,6 +120,12 @@ type TaskSubmission struct {
 	// transaction when the task is persisted, and in a batch also when the item is refused
 	// (with its code); nil records nothing.
 	Audit *AuditEvent
+	// ExpiresAt makes the binding of a RESET/REPLACE expire then (kps-v3-api.md §7.1); zero:
+	// never.
+	ExpiresAt time.Time
+	// Expiry marks the UNBIND the service submits itself for an expired binding: no caller,
+	// and the binding's expiry is cleared with the submission (ExpiryStore).
+	Expiry bool
 }
 
 // TaskFacts are what the rules of a new task decide on (kps-v3-api.md §2.11–2.13), read by the
@@ -174,6 +180,8 @@ type Binding struct {
 	KeyPairName      string
 	PublicKey        string
 	PasswordDisabled bool
+	// ExpiresAt is when the service unbinds by itself (kps-v3-api.md §7.1); zero: never.
+	ExpiresAt time.Time
 	// PrivateKey is the sealed hosted private key of the bound key pair, nil when it has none:
 	// with it the service can log in without a credential of its own (issue: hosted keys).
 	PrivateKey []byte

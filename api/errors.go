@@ -50,6 +50,10 @@ var statusOf = map[string]int{
 	// Where a stored credential or hosted key may go (docs/SECURITY.md §1–2).
 	kps.ErrHostedKeyForbidden: http.StatusForbidden,
 	kps.ErrUnconfirmedReach:   http.StatusConflict,
+
+	// OpenKPS extensions (kps-v3-api.md §7).
+	kps.ErrUndoableExpiry:     http.StatusConflict,
+	kps.ErrDriftCheckNotFound: http.StatusNotFound,
 }
 
 // HTTPStatus returns the HTTP status for a KPS code.

@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
@@ -53,6 +55,8 @@ type fleetFlags struct {
 	keepLoginKey    bool
 	port            int
 	disablePassword bool
+	ttl             string        // --ttl as given
+	expiry          time.Duration // --ttl parsed
 }
 
 func (f *fleetFlags) defineServers(cmd *cobra.Command, a *app) {
@@ -212,10 +216,18 @@ func (a *app) bindCommand(rotate bool) *cobra.Command {
 	f.defineLogin(cmd, true)
 	cmd.Flags().IntVar(&f.port, "port", 0, "SSH port for these tasks (default: each server's)")
 	cmd.Flags().BoolVar(&f.disablePassword, "disable-password", false, "turn SSH password login off on the servers once the key is in place")
+	cmd.Flags().StringVar(&f.ttl, "ttl", "", "the bindings expire this long after the request (seconds, or a `duration` such as 8h); the service then unbinds by itself")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 		name := args[0]
 		if err := checkName(name); err != nil {
 			return err
+		}
+		if f.ttl != "" {
+			d, err := parseTTL(f.ttl)
+			if err != nil {
+				return err
+			}
+			f.expiry = d
 		}
 		if f.port < 0 || f.port > 65535 {
 			return usagef("--port %d: a port is from 1 to 65535", f.port)
@@ -428,7 +440,7 @@ func (a *app) printPlan(ctx context.Context, cl *client.Client, name string, res
 func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*outcome, login *loginKey, f *fleetFlags) {
 	bind := func(o *outcome) client.Bind {
 		b := client.Bind{KeyPairName: o.KeyPair, ServerID: o.Server, DisablePassword: f.disablePassword, Port: f.port,
-			KeepLoginKey: f.keepLoginKey}
+			KeepLoginKey: f.keepLoginKey, TTL: f.expiry}
 		if login != nil {
 			b.Auth = login.cred
 		}
@@ -662,4 +674,16 @@ func (a *app) interrupted(results []*outcome) error {
 		msg += fmt.Sprintf("; %d servers were not submitted", notSubmitted)
 	}
 	return interruptedError{msg}
+}
+
+// parseTTL reads --ttl: whole seconds, or a Go duration ("8h", "90m"), from 1s to 10 years.
+func parseTTL(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if n, nerr := strconv.ParseInt(v, 10, 64); nerr == nil && n <= int64(kps.MaxBindingTTL/time.Second) {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	if err != nil || d < time.Second || d > kps.MaxBindingTTL {
+		return 0, usagef("--ttl %q: give seconds or a duration such as 8h, from 1s to 10 years", v)
+	}
+	return d, nil
 }

@@ -239,7 +239,7 @@ func (a *app) tree() *cobra.Command {
 			root.AddCommand(c)
 		}
 	}
-	add("client", a.keypairCommand(), a.serverCommand(), a.taskCommand(), a.auditCommand())
+	add("client", a.keypairCommand(), a.serverCommand(), a.taskCommand(), a.auditCommand(), a.driftCommand())
 	add("service", a.adminCommand(), a.keyringCommand())
 	if a.opts.Serve != nil {
 		add("service", a.serveCommand())

@@ -23,6 +23,9 @@ type Bind struct {
 	// KeepLoginKey leaves the key of Auth (type keypair) in authorized_keys, where a REPLACE
 	// removes it by default (§6.3). An OpenKPS extension: server.keep_login_key.
 	KeepLoginKey bool
+	// TTL makes the binding expire that long after the request: the service then unbinds by
+	// itself (an OpenKPS extension, server.ttl, kps-v3-api.md §7.1); 0: never.
+	TTL time.Duration
 }
 
 type wireAuth struct {
@@ -43,6 +46,7 @@ type bindServer struct {
 	DisablePassword bool      `json:"disable_password,omitempty"`
 	Port            int       `json:"port,omitempty"`
 	KeepLoginKey    bool      `json:"keep_login_key,omitempty"`
+	TTL             any       `json:"ttl,omitempty"`
 }
 
 type bindBody struct {
@@ -52,7 +56,18 @@ type bindBody struct {
 
 func (b Bind) body() bindBody {
 	return bindBody{KeyPairName: b.KeyPairName, Server: bindServer{ID: b.ServerID, Auth: auth(b.Auth),
-		DisablePassword: b.DisablePassword, Port: b.Port, KeepLoginKey: b.KeepLoginKey}}
+		DisablePassword: b.DisablePassword, Port: b.Port, KeepLoginKey: b.KeepLoginKey, TTL: ttl(b.TTL)}}
+}
+
+// ttl is server.ttl: whole seconds as a number, else a duration string; nil for none.
+func ttl(d time.Duration) any {
+	switch {
+	case d <= 0:
+		return nil
+	case d%time.Second == 0:
+		return int64(d / time.Second)
+	}
+	return d.String()
 }
 
 // Submitted is the service's answer to a submission (TaskResponseBody): Status "SUCCESS" means

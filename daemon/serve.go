@@ -58,6 +58,12 @@ type Config struct {
 	AdminPassword string // KPS_ADMIN_PASSWORD only: a flag would land in shell history
 	MasterKey     string // KPS_MASTER_KEY only, for the same reason
 
+	// DriftInterval runs a drift check of every server of every project this often (0: never;
+	// kps-v3-api.md §7.2).
+	DriftInterval time.Duration
+	// ExpiryInterval is how often the service looks for expired bindings (1s when zero).
+	ExpiryInterval time.Duration
+
 	// KeyPairUserQuota is Nova's per-user key pair limit (nova-keypairs.md §11): -1 none, 0 no
 	// Nova creates; nil (a Config not built from flags) is Nova's default, 100.
 	KeyPairUserQuota *int
@@ -138,6 +144,7 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.IntVar(&c.LoginQueue, "login-queue", 0, "logins that may wait for a password hash slot before more are refused with 429 (0: four per slot open to logins, half the CPUs)")
 	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task lease; a worker silent for this long loses its task")
 	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
+	fs.DurationVar(&c.DriftInterval, "drift-interval", 0, "run a drift check of every server of every project this often, e.g. 6h (0: only on request)")
 	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "soft memory limit of the Go runtime, e.g. 256MiB or 1GiB, or off (default: GOMEMLIMIT when set, else 128MiB)")
@@ -207,6 +214,9 @@ func (c *Config) validate() error {
 	}
 	if c.AuditRetention != 0 && c.AuditRetention < time.Hour {
 		return usageError{fmt.Errorf("--audit-retention must be at least 1h")}
+	}
+	if c.DriftInterval < 0 {
+		return usageError{fmt.Errorf("--drift-interval must not be negative")}
 	}
 	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
 		return usageError{fmt.Errorf("--max-connections and --max-connections-per-ip must not be negative")}
@@ -349,6 +359,11 @@ type Main struct {
 	keys    *secrets.LiveKeyRing
 	sealer  *secrets.Sealer
 	rewraps sync.WaitGroup
+	// The background loops of the extensions (kps-v3-api.md §7): the expiry of bindings and
+	// the scheduled drift checks.
+	drift     *kpsservice.Drift
+	stopLoops context.CancelFunc
+	loops     sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -464,8 +479,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.Metrics {
 		reg = metrics.New(metrics.Options{Queue: m.store, Log: m.Log})
 	}
-	m.runner = tasks.New(m.store, kpsservice.NewPlanner(m.store, sealer), &sshhost.Executor{Logger: m.Log, AllowedTargets: targets,
-		Metrics: sshMetrics(reg)}, m.Log, tasks.Config{
+	executor := &sshhost.Executor{Logger: m.Log, AllowedTargets: targets, Metrics: sshMetrics(reg)}
+	m.runner = tasks.New(m.store, kpsservice.NewPlanner(m.store, sealer), executor, m.Log, tasks.Config{
 		Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
 		// failed at start, by the sweeper of any replica.
@@ -508,13 +523,16 @@ func (m *Main) Run(ctx context.Context) error {
 	svc := kpsservice.New(m.store, sealer, m.runner, users, kpsservice.Config{KeyPairQuota: cfg.KeyPairQuota,
 		KeyPairsPerUser: cfg.KeyPairUserQuota, MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject,
 		ServerQuota: cfg.ServerQuota, AllowedTargets: targets})
+	if err := m.startLoops(ctx, executor); err != nil {
+		return err
+	}
 	routerCfg := router.Config{PublicURL: cfg.PublicURL, ComputeLinkPrefix: computeBase, TrustedProxies: proxies,
 		OpenAPI: docs.OpenAPI, AccessLog: cfg.AccessLog}
 	if reg != nil && cfg.MetricsListen == "" {
 		routerCfg.Metrics = reg.Handler()
 	}
 	handler := router.New(routerCfg, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
-		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping,
+		KeyPairs: svc, Tasks: svc, Servers: svc, Drift: m.drift, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping,
 		Metrics: apiMetrics(reg), Log: m.Log,
 		Audit: m.store, AuditReader: svc})
 	var access *slog.Logger // the access lines' (api.Edge), nil without --access-log
@@ -631,6 +649,11 @@ func (m *Main) close() error {
 			errs = append(errs, err)
 		}
 	}
+	if m.stopLoops != nil {
+		m.stopLoops()
+		m.loops.Wait()
+		m.drift.Stop()
+	}
 	if m.metrics != nil {
 		errs = append(errs, m.metrics.close(ctx))
 	}
@@ -669,3 +692,33 @@ var (
 	_ kpsservice.Dispatcher = (*tasks.Runner)(nil)
 	_ kps.Store             = (*store.DB)(nil)
 )
+
+// startLoops starts the expiry of bindings and, with --drift-interval, the scheduled drift
+// checks (kps-v3-api.md §7). A sole instance first marks the drift checks a previous process
+// left RUNNING as INTERRUPTED.
+func (m *Main) startLoops(ctx context.Context, executor *sshhost.Executor) error {
+	cfg := &m.Config
+	m.drift = &kpsservice.Drift{Store: m.store, Sealer: m.sealer, Inspector: executor, Log: m.Log,
+		Concurrency: cfg.Workers, Timeout: cfg.TaskTimeout}
+	if !cfg.postgres() {
+		if err := m.store.InterruptDriftChecks(ctx); err != nil {
+			return fmt.Errorf("recovering drift checks: %w", err)
+		}
+	}
+	loops, stop := context.WithCancel(context.Background())
+	m.stopLoops = stop
+	expirer := &kpsservice.Expirer{Store: m.store, Dispatcher: m.runner, Log: m.Log, Interval: cfg.ExpiryInterval}
+	m.loops.Add(1)
+	go func() {
+		defer m.loops.Done()
+		expirer.Run(loops)
+	}()
+	if cfg.DriftInterval > 0 {
+		m.loops.Add(1)
+		go func() {
+			defer m.loops.Done()
+			m.drift.RunSchedule(loops, cfg.DriftInterval)
+		}()
+	}
+	return nil
+}

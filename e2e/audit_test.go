@@ -260,6 +260,13 @@ var auditRoutes = map[string]func(w *auditWalk) auditWant{
 		w.must(200, "DELETE", w.kps("/failed-tasks"), nil)
 		return auditWant{project: w.s.project, action: "task.delete_all_failed", targetType: "project", targetID: w.s.project, status: 200}
 	},
+	"POST /v3/{project_id}/drift-checks": func(w *auditWalk) auditWant {
+		id := w.server("dsrv")
+		w.start()
+		out := w.must(200, "POST", w.kps("/drift-checks"), map[string]any{"servers": []string{id}})
+		check, _ := out["drift_check"].(map[string]any)
+		return auditWant{project: w.s.project, action: "drift.check", targetType: "drift_check", targetID: str(check["id"]), status: 200}
+	},
 	"POST /v3/{project_id}/servers": func(w *auditWalk) auditWant {
 		id := w.name("srv")
 		w.start()

@@ -57,7 +57,7 @@ func bindSubmission(b kps.BindRequest, batch bool) kps.TaskSubmission {
 		op = kps.OpReplace
 	}
 	return kps.TaskSubmission{Operation: op, KeyPairName: b.KeyPairName, ServerID: b.ServerID,
-		Port: b.Port, DisablePassword: b.DisablePassword, Batch: batch}
+		Port: b.Port, DisablePassword: b.DisablePassword, Batch: batch, ExpiresAt: b.ExpiresAt}
 }
 
 // submit persists one task, holding the caller's credential in memory for the worker first so
@@ -134,6 +134,11 @@ func AdmitTask(s *kps.TaskSubmission, f *kps.TaskFacts, t *kps.Task) error {
 			return err
 		}
 		t.KeyPairName, t.PublicKey = f.KeyPair.Name, f.KeyPair.PublicKey
+		if !s.ExpiresAt.IsZero() {
+			if err := checkUndoable(s, f); err != nil {
+				return err
+			}
+		}
 	case kps.OpUnbind:
 		if f.Server == nil {
 			return kps.ServerNotFound(s.ServerID)
@@ -141,8 +146,16 @@ func AdmitTask(s *kps.TaskSubmission, f *kps.TaskFacts, t *kps.Task) error {
 		if f.Binding == nil {
 			return kps.Errorf(kps.ErrServerNotBound, "Server '%s' is not bound to a key pair.", f.Server.ID)
 		}
-		if t.Login, t.LoginKeyPair, err = chooseLogin(s, f); err != nil {
+		choose := chooseLogin
+		if s.Expiry {
+			choose = expiryLogin
+		}
+		if t.Login, t.LoginKeyPair, err = choose(s, f); err != nil && !s.Expiry {
 			return err
+		} else if err != nil {
+			// An expiry is not refused: its UNBIND fails when it runs, with the reason, and so
+			// shows in the failed-task list (kps-v3-api.md §7.1).
+			t.Login, t.LoginKeyPair = kps.LoginService, ""
 		}
 		t.KeyPairName, t.PublicKey = f.Binding.KeyPairName, f.Binding.PublicKey
 	default:
@@ -150,7 +163,7 @@ func AdmitTask(s *kps.TaskSubmission, f *kps.TaskFacts, t *kps.Task) error {
 	}
 	// Where the login may go: no stored secret to a per-task port or, on first use, to a reach
 	// no admin set; the caller's own to a per-task port only when the host is pinned.
-	if err := f.Server.CheckLogin(t.Login, s.Port); err != nil {
+	if err := f.Server.CheckLogin(t.Login, s.Port); err != nil && !s.Expiry {
 		return err
 	}
 	if s.CallerAuth {
@@ -180,7 +193,9 @@ func chooseLogin(s *kps.TaskSubmission, f *kps.TaskFacts) (kps.LoginSource, stri
 		// private key of its bound key pair.
 		return "", "", kps.Errorf(kps.ErrNoCredential,
 			"Server '%s' has no service credential: give server.auth, store a credential in the inventory, or host the private key of its bound key pair.", srv.ID)
-	case !s.MayExport || !f.BoundKeyPairVisible:
+	case !s.Expiry && (!s.MayExport || !f.BoundKeyPairVisible):
+		// (The expiry's own UNBIND has no caller: its bind was admitted only with a login
+		// the service could undo it with, checkUndoable.)
 		return "", "", kps.Errorf(kps.ErrHostedKeyForbidden,
 			"Server '%s' has no service credential, and the hosted private key of its bound key pair '%s' is not one you may export: give server.auth.",
 			srv.ID, b.KeyPairName)

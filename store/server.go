@@ -15,7 +15,8 @@ const (
 	// The binding's key pair and flag are read-only members of a server (inventory.md).
 	serverColumns = `s.project_id, s.id, s.name, s.address, s.port, s.login_user, s.host_keys,
     s.sshd_config, s.credential, s.reach_by_admin, s.created, s.updated,
-    COALESCE(b.keypair_name, ''), COALESCE(b.password_disabled, FALSE)`
+    COALESCE(b.keypair_name, ''), COALESCE(b.password_disabled, FALSE), COALESCE(b.expires_at, 0),
+    s.last_drift_check, s.drift`
 	selectServer = `SELECT ` + serverColumns + `
 FROM servers s LEFT JOIN bindings b ON b.project_id = s.project_id AND b.server_id = s.id
 WHERE s.project_id = ? AND s.id = ?`
@@ -125,9 +126,11 @@ func scanServer(row scanner, extra ...any) (*kps.Server, error) {
 		s                kps.Server
 		hostKeys         string
 		created, updated int64
+		expires, drifted int64
 	)
 	dest := append([]any{&s.ProjectID, &s.ID, &s.Name, &s.Address, &s.Port, &s.User, &hostKeys,
-		&s.SSHDConfig, &s.Credential, &s.ReachByAdmin, &created, &updated, &s.KeyPairName, &s.PasswordDisabled}, extra...)
+		&s.SSHDConfig, &s.Credential, &s.ReachByAdmin, &created, &updated, &s.KeyPairName, &s.PasswordDisabled,
+		&expires, &drifted, &s.Drift}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -136,6 +139,12 @@ func scanServer(row scanner, extra ...any) (*kps.Server, error) {
 		return nil, err
 	}
 	s.Created, s.Updated = fromMillis(created), fromMillis(updated)
+	if expires > 0 {
+		s.BindingExpires = fromMillis(expires)
+	}
+	if drifted > 0 {
+		s.LastDriftCheck = fromMillis(drifted)
+	}
 	return &s, nil
 }
 

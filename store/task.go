@@ -209,6 +209,11 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission, admit kps.Ta
 	if err := admit(&s, f, t); err != nil {
 		return nil, err
 	}
+	if s.Expiry {
+		if err := expiryDue(ctx, tx, &s); err != nil {
+			return nil, err
+		}
+	}
 
 	busy, err := tx.exists(ctx, selectServerBusy, s.ProjectID, s.ServerID)
 	if err != nil {
@@ -252,6 +257,9 @@ func submitTask(ctx context.Context, tx *txn, s kps.TaskSubmission, admit kps.Ta
 		return nil, fmt.Errorf("submit task: task ID %s already exists", t.ID)
 	}
 	if err := insertReadyTask(ctx, tx, t); err != nil {
+		return nil, err
+	}
+	if err := recordExpiry(ctx, tx, &s); err != nil {
 		return nil, err
 	}
 	tx.addAudit(s.Audit)

@@ -329,6 +329,9 @@ func finishTask(ctx context.Context, tx *txn, t *kps.Task, to kps.Phase, code, m
 	case kps.OpReset, kps.OpReplace:
 		_, err = tx.exec(ctx, upsertBinding, projectID, serverID, keyPairName, o.PublicKey, o.PasswordDisabled,
 			millis(tx.now))
+		if err == nil {
+			err = bindingExpiryFromTask(ctx, tx, t.ID, projectID, serverID)
+		}
 	case kps.OpUnbind:
 		_, err = tx.exec(ctx, deleteBinding, projectID, serverID)
 	default:

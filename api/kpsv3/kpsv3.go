@@ -23,6 +23,7 @@ type API struct {
 	tasks    kps.TaskService
 	servers  kps.ServerService
 	audit    kps.AuditReader
+	drift    kps.DriftService
 	lists    *tasklist.Lists
 	auth     *api.Authenticator
 	errs     *api.Errors
@@ -36,6 +37,8 @@ type Services struct {
 	Servers  kps.ServerService
 	// Audit reads the project's audit trail; nil: the route answers 404.
 	Audit kps.AuditReader
+	// Drift runs the drift checks of §7.2 (an OpenKPS extension); nil leaves their routes out.
+	Drift kps.DriftService
 	// Lists renders the running and failed task lists.
 	Lists *tasklist.Lists
 }
@@ -43,7 +46,7 @@ type Services struct {
 // New returns the KPS v3 API on services, authenticating with auth and rendering errors with
 // errs.
 func New(services Services, auth *api.Authenticator, errs *api.Errors) *API {
-	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, audit: services.Audit, lists: services.Lists,
+	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, audit: services.Audit, drift: services.Drift, lists: services.Lists,
 		auth: auth, errs: errs, mux: http.NewServeMux()}
 	a.routes()
 	return a
@@ -95,6 +98,13 @@ func (a *API) routes() {
 	audited("DELETE /v3/{project_id}/failed-tasks", kps.RoleMember, api.AuditRoute{Action: kps.ActionFailedTasksDelete, Status: ok, Target: kps.TargetProject, PathTarget: "project_id"}, a.deleteFailedTasks)
 	if a.audit != nil {
 		route("GET /v3/{project_id}/audit-events", kps.RoleAdmin, a.listAuditEvents)
+	}
+	// Drift checks (§7.2, an OpenKPS extension): starting one logs in to hosts with the stored
+	// credentials, as a bind does.
+	if a.drift != nil {
+		audited("POST /v3/{project_id}/drift-checks", kps.RoleMember, api.AuditRoute{Action: kps.ActionDriftCheck, Status: ok, Target: kps.TargetDriftCheck}, a.startDriftCheck)
+		route("GET /v3/{project_id}/drift-checks", kps.RoleReader, a.listDriftChecks)
+		route("GET /v3/{project_id}/drift-checks/{check_id}", kps.RoleReader, a.showDriftCheck)
 	}
 }
 

@@ -1,8 +1,10 @@
 package kpsv3
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -17,10 +19,20 @@ func viewServer(s *kps.Server) wire.Server {
 	if keys == nil {
 		keys = []string{}
 	}
-	return wire.Server{ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, User: s.User,
+	v := wire.Server{ID: s.ID, Name: s.Name, Address: s.Address, Port: s.Port, User: s.User,
 		HostKeys: keys, SSHDConfig: s.SSHDConfig, HasCredential: s.Credential != nil,
 		ReachByAdmin: s.ReachByAdmin, KeyPairName: s.KeyPairName, PasswordDisabled: s.PasswordDisabled,
-		CreateTime: s.Created.UnixMilli(), UpdateTime: s.Updated.UnixMilli()}
+		CreateTime: s.Created.UnixMilli(), UpdateTime: s.Updated.UnixMilli(), Drift: json.RawMessage("null")}
+	if !s.BindingExpires.IsZero() {
+		v.BindingExpiresAt = s.BindingExpires.UTC().Format(time.RFC3339)
+	}
+	if !s.LastDriftCheck.IsZero() {
+		v.LastDriftCheck = s.LastDriftCheck.UnixMilli()
+	}
+	if s.Drift != "" {
+		v.Drift = json.RawMessage(s.Drift)
+	}
+	return v
 }
 
 // decodeServer decodes the members shared by register and update: the update, and the

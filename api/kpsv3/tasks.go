@@ -3,6 +3,7 @@ package kpsv3
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/api"
@@ -77,6 +78,9 @@ func decodeBind(o api.Object) (kps.BindRequest, error) {
 			return b, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it applies only with server.auth of type 'keypair'.", srv.Name("keep_login_key"))
 		}
 		b.Auth.KeepOnHost = true
+	}
+	if b.ExpiresAt, err = decodeExpiry(srv, time.Now()); err != nil {
+		return b, err
 	}
 	return b, nil
 }
@@ -218,4 +222,31 @@ func (a *API) deleteFailedTasks(w http.ResponseWriter, r *http.Request, p *kps.P
 	}
 	api.WriteEmpty(w, http.StatusOK)
 	return nil
+}
+
+// decodeExpiry reads the OpenKPS extension members server.expires_at (RFC 3339) and server.ttl
+// (whole seconds as a number, or a Go duration string such as "8h") of a bind (kps-v3-api.md
+// §7.1).
+func decodeExpiry(srv api.Object, now time.Time) (time.Time, error) {
+	at, _, err := srv.Str("expires_at", false)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var ttl time.Duration
+	hasTTL := srv.M["ttl"] != nil
+	if s, ok := srv.M["ttl"].(string); ok {
+		if ttl, err = time.ParseDuration(s); err != nil {
+			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: whole seconds or a duration such as \"8h\" or \"90m\" is required.", srv.Name("ttl"))
+		}
+	} else if hasTTL {
+		n, _, err := srv.Integer("ttl")
+		if err != nil {
+			return time.Time{}, err
+		}
+		if n < 0 || n > int64(kps.MaxBindingTTL/time.Second) {
+			return time.Time{}, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it must be from 1 second to 10 years.", srv.Name("ttl"))
+		}
+		ttl = time.Duration(n) * time.Second
+	}
+	return kps.BindingExpiry(now, at, ttl, hasTTL, srv.Name)
 }

@@ -56,6 +56,8 @@ type Deps struct {
 	KeyPairs kps.KeyPairService
 	Tasks    kps.TaskService
 	Servers  kps.ServerService
+	// Drift serves the drift checks (an OpenKPS extension); nil: not offered.
+	Drift kps.DriftService
 
 	// The read paths (kps.RequestReader, kps.TaskListReader); Reads may be nil.
 	Reads     kps.RequestReader
@@ -85,7 +87,7 @@ func New(cfg Config, d Deps) http.Handler {
 	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
 	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Metrics: d.Metrics, Audit: d.Audit}
 
-	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader,
+	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader, Drift: d.Drift,
 		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
 	identity := keystone.New(d.Tokens, d.Manager, auth, errs, cfg.PublicURL)
 	compute := nova.New(d.KeyPairs, auth, errs, cfg.ComputeLinkPrefix)

@@ -3,6 +3,8 @@
 // client that decodes them. It imports nothing.
 package wire
 
+import "encoding/json"
+
 // KeyPairCreated is CreateKeypairResp (kps-v3-api.md §2.1); PrivateKey is set only when the
 // service generated the key pair, and only in this answer.
 type KeyPairCreated struct {
@@ -57,8 +59,14 @@ type Server struct {
 	ReachByAdmin     bool     `json:"reach_by_admin"`
 	KeyPairName      string   `json:"keypair_name"`
 	PasswordDisabled bool     `json:"password_disabled"`
-	CreateTime       int64    `json:"create_time"`
-	UpdateTime       int64    `json:"update_time"`
+	// OpenKPS extensions (kps-v3-api.md §7): when the binding expires (RFC 3339, absent when
+	// it does not), when the last drift check read the server (epoch ms, 0: never) and what
+	// it found.
+	BindingExpiresAt string          `json:"binding_expires_at,omitempty"`
+	LastDriftCheck   int64           `json:"last_drift_check"`
+	Drift            json.RawMessage `json:"drift"`
+	CreateTime       int64           `json:"create_time"`
+	UpdateTime       int64           `json:"update_time"`
 }
 
 // User is a Keystone user (auth.md §9); it never carries the password or its hash.

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"Hosting", hostingTests},
 		{"Replicas", replicaTests},
 		{"Audit", auditTests},
+		{"Extensions", extensionTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
