@@ -291,13 +291,13 @@ var auditRoutes = map[string]func(w *auditWalk) auditWant{
 	"POST /v3/auth/tokens": func(w *auditWalk) auditWant {
 		w.start()
 		c, _ := as(w.t, w.s, newTranscript()).login("Default", "admin", "admin-password-for-tests", projectScope("local-1", "Default"))
-		return auditWant{action: "auth.login", targetType: "token", targetID: fingerprint(c.token), status: 201}
+		return auditWant{action: "auth.login", targetType: "token", targetID: tokenFingerprint(c.token), status: 201}
 	},
 	"DELETE /v3/auth/tokens": func(w *auditWalk) auditWant {
 		other, _ := as(w.t, w.s, newTranscript()).login("Default", "admin", "admin-password-for-tests", projectScope("local-1", "Default"))
 		w.start()
 		w.must(204, "DELETE", "/v3/auth/tokens", nil, "X-Subject-Token", other.token)
-		return auditWant{action: "token.revoke", targetType: "token", targetID: fingerprint(other.token), status: 204}
+		return auditWant{action: "token.revoke", targetType: "token", targetID: tokenFingerprint(other.token), status: 204}
 	},
 	"POST /v3/projects": func(w *auditWalk) auditWant {
 		w.start()
@@ -449,7 +449,7 @@ func init() {
 }
 
 // fingerprint is how the trail names a token (auth.md §12.5).
-func fingerprint(token string) string { return iam.TokenFingerprint(token) }
+func tokenFingerprint(token string) string { return iam.TokenFingerprint(token) }
 
 func (w *auditWalk) kps(path string) string { return "/v3/" + w.s.project + path }
 
@@ -740,7 +740,7 @@ func TestAuditRefusedLoginsAndCredentials(t *testing.T) {
 			!strings.HasPrefix(login.Code, "KPS.") || login.UserID != "" || login.ProjectID != "" {
 			t.Errorf("refused login: %+v", login)
 		}
-		if tok.ClientIP != "127.0.0.1" || tok.AuthMethod != "token" || tok.Credential != fingerprint(gone.token) ||
+		if tok.ClientIP != "127.0.0.1" || tok.AuthMethod != "token" || tok.Credential != tokenFingerprint(gone.token) ||
 			tok.TargetType != "route" || tok.TargetID != "GET /v3/"+s.project+"/keypairs" || tok.Status != 401 {
 			t.Errorf("refused token: %+v", tok)
 		}
