@@ -244,6 +244,7 @@ type Store interface {
 	TaskStore
 	ReplicaStore
 	SecretStore
+	RotationStore
 	// The read paths (readpath.go), which cmd/kps hands by name to the caches that use them.
 	RequestReader
 	IdentityVersions
@@ -288,6 +289,11 @@ type HostJob struct {
 	// returned nil: the runner persists the mark there, so that a crash after it is known to
 	// have possibly written, and one before it known not to have.
 	BeforeWrite func(ctx context.Context, step HostWrite) error
+	// Verify, when set, stages the job (a rotation's, kps-v3-api.md §7.3): InstallKey goes in
+	// beside the keys RemoveKeys names, a fresh login with Verify (the new key's private key)
+	// must succeed, and only then are RemoveKeys taken out, over that login. When the login is
+	// refused, InstallKey is taken out again and the old keys stay.
+	Verify *Credential
 }
 
 // HostResult is what a successful job leaves on the host.

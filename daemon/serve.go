@@ -323,6 +323,7 @@ type Main struct {
 	closeErr  error
 	store     *store.DB
 	runner    *tasks.Runner
+	rotations *rotationLoop
 	http      *http.Server
 	listener  net.Listener
 	cert      *certificate // nil without TLS
@@ -404,7 +405,12 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log.Warn("one project can fill the task queue: --max-queued-per-project should be below --max-queued",
 			"max_queued", cfg.MaxQueued, "max_queued_per_project", cfg.MaxQueuedPerProject)
 	}
-	m.runner = tasks.New(m.store, kpsservice.NewPlanner(m.store, sealer), &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}, m.Log, tasks.Config{
+	// Rotations (kps-v3-api.md §7) advance whenever a task ends; their staged jobs run on the
+	// same executor.
+	rotations := &rotationLoop{}
+	m.rotations = rotations
+	m.runner = tasks.New(taskEnds{m.store, rotations.wake}, kpsservice.NewPlanner(m.store, sealer),
+		sshhost.Staged{Executor: &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}}, m.Log, tasks.Config{
 		Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
 		// failed at start, by the sweeper of any replica.
@@ -447,9 +453,11 @@ func (m *Main) Run(ctx context.Context) error {
 	svc := kpsservice.New(m.store, sealer, m.runner, users, kpsservice.Config{KeyPairQuota: cfg.KeyPairQuota,
 		KeyPairsPerUser: cfg.KeyPairUserQuota, MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject,
 		ServerQuota: cfg.ServerQuota, AllowedTargets: targets})
+	rotations.start(kpsservice.NewRotations(m.store, sealer, m.runner, kpsservice.Config{MaxQueued: cfg.MaxQueued,
+		MaxProjectTasks: cfg.MaxQueuedPerProject}, m.Log))
 	handler := router.New(router.Config{PublicURL: cfg.PublicURL, ComputeLinkPrefix: computeBase, TrustedProxies: proxies,
 		OpenAPI: docs.OpenAPI}, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
-		KeyPairs: svc, Tasks: svc, Servers: svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping, Log: m.Log})
+		KeyPairs: svc, Tasks: svc, Servers: svc, Rotations: rotations.svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping, Log: m.Log})
 	if cfg.Console {
 		handler = console.Mount(handler, console.Config{Region: cfg.Region, PublicURL: cfg.PublicURL, Log: m.Log})
 	}
@@ -552,6 +560,9 @@ func (m *Main) close() error {
 		if err := <-m.served; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.rotations != nil {
+		m.rotations.stop()
 	}
 	if m.runner != nil {
 		m.runner.Stop(ctx)

@@ -14,6 +14,7 @@ type PlanStore interface {
 	Server(ctx context.Context, projectID, id string) (*kps.Server, error)
 	Binding(ctx context.Context, projectID, serverID string) (*kps.Binding, error)
 	UnconfirmedKeys(ctx context.Context, projectID, serverID string) (keys []string, passwordMaybeDisabled bool, err error)
+	RotationStep(ctx context.Context, projectID, taskID string) (*kps.RotationStep, error)
 }
 
 // Planner implements kps.HostPlanner: what a claimed task's host must end up with.
@@ -93,6 +94,12 @@ func (pl *Planner) PlanHostJob(ctx context.Context, t *kps.Task, caller *kps.Cre
 			return plan, kps.Errorf(kps.ErrServerNotBound, "Server '%s' has no bound key pair.", t.ServerID)
 		}
 		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
+	}
+	if t.Operation == kps.OpReset {
+		// A rotation's task is staged: add, log in with the new key, then remove (§7.3).
+		if err := pl.planRotationStep(ctx, t, job); err != nil {
+			return plan, err
+		}
 	}
 	// Likewise a bind with disable_password that failed after reaching its configuration
 	// session may have turned password login off unrecorded: an unbind restores it, and, should

@@ -22,6 +22,7 @@ type API struct {
 	keyPairs kps.KeyPairService
 	tasks    kps.TaskService
 	servers  kps.ServerService
+	rotate   kps.RotationService
 	lists    *tasklist.Lists
 	auth     *api.Authenticator
 	errs     *api.Errors
@@ -33,6 +34,8 @@ type Services struct {
 	KeyPairs kps.KeyPairService
 	Tasks    kps.TaskService
 	Servers  kps.ServerService
+	// Rotations serves the rotations extension (§7); nil leaves its routes out.
+	Rotations kps.RotationService
 	// Lists renders the running and failed task lists.
 	Lists *tasklist.Lists
 }
@@ -40,7 +43,7 @@ type Services struct {
 // New returns the KPS v3 API on services, authenticating with auth and rendering errors with
 // errs.
 func New(services Services, auth *api.Authenticator, errs *api.Errors) *API {
-	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, lists: services.Lists,
+	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, rotate: services.Rotations, lists: services.Lists,
 		auth: auth, errs: errs, mux: http.NewServeMux()}
 	a.routes()
 	return a
@@ -82,6 +85,9 @@ func (a *API) routes() {
 	a.mux.Handle("GET /v3/{project_id}/failed-tasks", a.authorized(kps.RoleReader, true, a.listFailedTasks))
 	route("DELETE /v3/{project_id}/failed-tasks/{task_id}", kps.RoleMember, a.deleteFailedTask)
 	route("DELETE /v3/{project_id}/failed-tasks", kps.RoleMember, a.deleteFailedTasks)
+	if a.rotate != nil {
+		a.rotationRoutes(route)
+	}
 }
 
 // ServeHTTP serves the KPS v3 routes; another path or method under /v3/{project_id} is 404

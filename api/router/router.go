@@ -51,6 +51,8 @@ type Deps struct {
 	KeyPairs kps.KeyPairService
 	Tasks    kps.TaskService
 	Servers  kps.ServerService
+	// Rotations serves the rotations extension (kps-v3-api.md §7); nil: its routes answer 404.
+	Rotations kps.RotationService
 
 	// The read paths (kps.RequestReader, kps.TaskListReader); Reads may be nil.
 	Reads     kps.RequestReader
@@ -73,7 +75,7 @@ func New(cfg Config, d Deps) http.Handler {
 	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
 	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log}
 
-	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers,
+	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Rotations: d.Rotations,
 		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
 	identity := keystone.New(d.Tokens, d.Manager, auth, errs, cfg.PublicURL)
 	compute := nova.New(d.KeyPairs, auth, errs, cfg.ComputeLinkPrefix)

@@ -1,0 +1,248 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/openkps/kps"
+	"github.com/openkps/kps/sshkey"
+)
+
+// RotationStore is what rotations need from persistence: their own rows, and the key pairs
+// they rotate to.
+type RotationStore interface {
+	kps.RotationStore
+	KeyPair(ctx context.Context, projectID, name, userID string) (*kps.KeyPair, error)
+}
+
+// Rotations implements kps.RotationService and drives the rotations (kps-v3-api.md §7): Run
+// advances every rotation with work left whenever a task ends (Wake) or a tick passes. Every
+// advance is one transaction of the store, so several replicas may run it on one database, and
+// a restart finds every rotation where its last step left it.
+type Rotations struct {
+	store      RotationStore
+	sealer     kps.Sealer
+	dispatcher Dispatcher
+	cfg        Config
+	log        *slog.Logger
+	wake       chan struct{}
+	// Tick is how often the rotations are advanced without a wake: the safety net for tasks
+	// that ended in another replica. Default 1s.
+	Tick time.Duration
+}
+
+var _ kps.RotationService = (*Rotations)(nil)
+
+// NewRotations returns the rotations of a deployment; cfg's task limits apply to their tasks.
+func NewRotations(store RotationStore, sealer kps.Sealer, dispatcher Dispatcher, cfg Config, log *slog.Logger) *Rotations {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Rotations{store: store, sealer: sealer, dispatcher: dispatcher, cfg: cfg, log: log,
+		wake: make(chan struct{}, 1), Tick: time.Second}
+}
+
+// Rotation defaults and bounds (kps-v3-api.md §7.1).
+const (
+	DefaultRotationBatch = 10
+	MaxRotationBatch     = 1000
+)
+
+// CreateRotation implements kps.RotationService (§7.1). The caller needs the member role (the
+// route's, as for an associate); the key the fresh logins use is the target key pair's hosted
+// one only for a caller who could export it, or the one the caller gives, sealed.
+func (s *Rotations) CreateRotation(ctx context.Context, p *kps.Principal, c kps.RotationCreate) (*kps.Rotation, error) {
+	switch {
+	case c.BatchSize == 0:
+		c.BatchSize = DefaultRotationBatch
+	case c.BatchSize < 0 || c.BatchSize > MaxRotationBatch:
+		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter batch_size: it must be from 1 to %d.", MaxRotationBatch)
+	}
+	if c.MaxFailures < 0 {
+		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter max_failures: it must not be negative.")
+	}
+	if c.Canary < 0 {
+		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter canary: it must not be negative.")
+	}
+	if (len(c.ServerIDs) == 0) == (c.FromKeyPair == "") {
+		return nil, kps.Errorf(kps.ErrInvalid, "Give either servers or from_keypair, not both and not neither.")
+	}
+	if len(c.ServerIDs) > kps.RotationMaxServers {
+		return nil, kps.Errorf(kps.ErrInvalid, "A rotation may take at most %d servers, not %d.", kps.RotationMaxServers, len(c.ServerIDs))
+	}
+	seen := make(map[string]bool, len(c.ServerIDs))
+	for _, id := range c.ServerIDs {
+		if err := kps.ValidateServerID(id); err != nil {
+			return nil, err
+		}
+		if seen[id] {
+			return nil, kps.Errorf(kps.ErrDuplicate, "Server '%s' is named twice.", id)
+		}
+		seen[id] = true
+	}
+	if c.Canary > 0 && len(c.ServerIDs) > 0 && c.Canary >= len(c.ServerIDs) {
+		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter canary: it must be below the number of servers (%d).", len(c.ServerIDs))
+	}
+	k, err := s.store.KeyPair(ctx, p.ProjectID, c.KeyPairName, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if k.Type == kps.TypeX509 {
+		return nil, errX509NotBindable(k.Name)
+	}
+	if c.FromKeyPair != "" {
+		if c.FromKeyPair == c.KeyPairName {
+			return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter from_keypair: it names the key pair rotated to.")
+		}
+		if _, err := s.store.KeyPair(ctx, p.ProjectID, c.FromKeyPair, p.UserID); err != nil {
+			return nil, err
+		}
+	}
+	r := &kps.Rotation{ID: uuid.NewString(), ProjectID: p.ProjectID, UserID: p.UserID, KeyPairName: k.Name,
+		FromKeyPair: c.FromKeyPair, BatchSize: c.BatchSize, MaxFailures: c.MaxFailures, Canary: c.Canary,
+		MayExport: p.Has(kps.ExportRole)}
+	switch {
+	case c.PrivateKey != "":
+		signer, _, err := sshkey.ParsePrivateKey(c.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		pub, err := sshkey.ParsePublicKey(k.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		if !sshkey.Matches(signer, pub) {
+			return nil, kps.Errorf(kps.ErrPrivateKey, "Parameter private_key does not match the public key of key pair '%s'.", k.Name)
+		}
+		// Sealed like a hosted key, for as long as the rotation runs (the logins of a rotation
+		// that outlives a restart need it); erased when it ends.
+		if r.PrivateKey, err = s.sealer.Seal([]byte(c.PrivateKey), kps.RotationKeyAAD(r.ProjectID, r.ID)); err != nil {
+			return nil, err
+		}
+	case k.PrivateKey == nil:
+		return nil, kps.Errorf(kps.ErrNoPrivateKey,
+			"Key pair '%s' has no hosted private key to verify the new logins with: give private_key, or host it first.", k.Name)
+	case !r.MayExport:
+		// A hosted key is used only by a caller who could export it (docs/SECURITY.md 2.1).
+		return nil, kps.Errorf(kps.ErrHostedKeyForbidden, "The hosted private key of key pair '%s' is not one you may export: give private_key.", k.Name)
+	}
+	if err := s.store.CreateRotation(ctx, r, c.ServerIDs); err != nil {
+		return nil, err
+	}
+	s.Wake()
+	return s.store.Rotation(ctx, p.ProjectID, r.ID)
+}
+
+// Rotation implements kps.RotationService.
+func (s *Rotations) Rotation(ctx context.Context, p *kps.Principal, id string) (*kps.Rotation, error) {
+	return s.store.Rotation(ctx, p.ProjectID, id)
+}
+
+// ListRotations implements kps.RotationService.
+func (s *Rotations) ListRotations(ctx context.Context, p *kps.Principal, pg kps.Page) ([]kps.Rotation, int, error) {
+	return s.store.ListRotations(ctx, p.ProjectID, pg)
+}
+
+// RotationAction implements kps.RotationService (§7.5).
+func (s *Rotations) RotationAction(ctx context.Context, p *kps.Principal, id, action string) (*kps.Rotation, error) {
+	var (
+		from   []kps.RotationState
+		to     kps.RotationState
+		reason string
+	)
+	switch action {
+	case kps.RotationPause:
+		from, to, reason = []kps.RotationState{kps.RotationRunning}, kps.RotationPaused, "Paused by "+p.UserName+"."
+	case kps.RotationResume:
+		from, to = []kps.RotationState{kps.RotationPaused, kps.RotationHalted}, kps.RotationRunning
+	case kps.RotationCancel:
+		from = []kps.RotationState{kps.RotationRunning, kps.RotationPaused, kps.RotationHalted}
+		to, reason = kps.RotationCancelled, "Cancelled by "+p.UserName+"; servers in flight finish, the others are skipped."
+	default:
+		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter action: it must be pause, resume or cancel.")
+	}
+	r, err := s.store.SetRotationState(ctx, p.ProjectID, id, from, to, reason)
+	if err != nil {
+		return nil, err
+	}
+	s.Wake()
+	return r, nil
+}
+
+// Wake asks Run for a step at once: a task ended, or a rotation was created or resumed.
+func (s *Rotations) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run advances the rotations until ctx ends.
+func (s *Rotations) Run(ctx context.Context) {
+	tick := time.NewTicker(s.Tick)
+	defer tick.Stop()
+	for {
+		s.step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// step advances every rotation with work left once.
+func (s *Rotations) step(ctx context.Context) {
+	refs, err := s.store.ActiveRotations(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("listing the active rotations failed", "err", err)
+		}
+		return
+	}
+	for _, ref := range refs {
+		n, err := s.store.AdvanceRotation(ctx, ref, s.submission, AdmitTask)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("advancing a rotation failed", "rotation_id", ref.ID, "err", err)
+			}
+			continue
+		}
+		if n > 0 {
+			s.dispatcher.Wake()
+		}
+	}
+}
+
+// submission is the task of one server of r: a RESET of the target key pair (operate_type
+// stays a KPS value, §7.3), submitted as its creator, logging in with what the service holds
+// for the server — the admission's login rules apply to every server as to an associate.
+func (s *Rotations) submission(r *kps.Rotation, serverID string) kps.TaskSubmission {
+	return kps.TaskSubmission{ID: uuid.NewString(), ProjectID: r.ProjectID, UserID: r.UserID, Operation: kps.OpReset,
+		KeyPairName: r.KeyPairName, ServerID: serverID, MayExport: r.MayExport,
+		MaxQueued: s.cfg.MaxQueued, MaxProjectTasks: s.cfg.MaxProjectTasks}
+}
+
+// planRotationStep makes the job of a rotation's task a staged one (kps.HostJob.Verify): the
+// fresh login with the new key uses the private key the rotation was given, else the target
+// key pair's hosted one (checked at creation: only for a caller who could export it). A task
+// that is no rotation's is left as it is.
+func (pl *Planner) planRotationStep(ctx context.Context, t *kps.Task, job *kps.HostJob) error {
+	step, err := pl.store.RotationStep(ctx, t.ProjectID, t.ID)
+	if err != nil || step == nil {
+		return err
+	}
+	if step.Sealed == nil {
+		return kps.Errorf(kps.TaskAuthFailed, "No private key is available to verify a login with key pair '%s' on server '%s': its hosted private key was removed.", t.KeyPairName, t.ServerID)
+	}
+	plain, err := pl.sealer.Open(step.Sealed, step.AAD)
+	if err != nil {
+		return err
+	}
+	job.Verify = &kps.Credential{Type: kps.CredentialKeyPair, Key: string(plain)}
+	return nil
+}
