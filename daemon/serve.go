@@ -411,10 +411,10 @@ func (m *Main) Run(ctx context.Context) error {
 	m.rotations = rotations
 	m.runner = tasks.New(taskEnds{m.store, rotations.wake}, kpsservice.NewPlanner(m.store, sealer),
 		sshhost.Staged{Executor: &sshhost.Executor{Logger: m.Log, AllowedTargets: targets}}, m.Log, tasks.Config{
-		Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
-		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
-		// failed at start, by the sweeper of any replica.
-		SoleInstance: !cfg.postgres()})
+			Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
+			// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
+			// failed at start, by the sweeper of any replica.
+			SoleInstance: !cfg.postgres()})
 	if err := m.runner.Start(ctx); err != nil {
 		return fmt.Errorf("starting the task workers: %w", err)
 	}
