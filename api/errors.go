@@ -50,6 +50,9 @@ var statusOf = map[string]int{
 	// Where a stored credential or hosted key may go (docs/SECURITY.md §1–2).
 	kps.ErrHostedKeyForbidden: http.StatusForbidden,
 	kps.ErrUnconfirmedReach:   http.StatusConflict,
+	// Rotations (kps-v3-api.md §7).
+	kps.ErrRotationNotFound: http.StatusNotFound,
+	kps.ErrRotationState:    http.StatusConflict,
 }
 
 // HTTPStatus returns the HTTP status for a KPS code.
