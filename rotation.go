@@ -82,7 +82,11 @@ type Rotation struct {
 	// logins with (RotationKeyAAD), nil when the key pair's hosted one is used. It is erased
 	// when the rotation ends.
 	PrivateKey []byte
-	Created    time.Time
+	// Login is the sealed credential the caller gave to log in to the hosts with
+	// (RotationLoginAAD), which makes the servers' tasks REPLACEs; nil: RESETs, logging in
+	// with what the service holds. Erased when the rotation ends.
+	Login   []byte
+	Created time.Time
 	Updated    time.Time
 	Totals     RotationTotals
 	// Servers in rotation order; only filled by a read of one rotation.
@@ -119,6 +123,14 @@ type RotationCreate struct {
 	// PrivateKey is the target key pair's private key to verify logins with, "" to use its
 	// hosted one. It is stored sealed until the rotation ends, never in clear.
 	PrivateKey string
+	// Login is the caller's credential for the hosts (a password, or the private key being
+	// replaced), nil to log in with what the service holds. Sealed until the rotation ends.
+	Login *Credential
+}
+
+// RotationLoginAAD binds a rotation's sealed login credential to its rotation.
+func RotationLoginAAD(projectID, id string) []byte {
+	return []byte("kps/rotation-login/v1/" + projectID + "/" + id)
 }
 
 // RotationKeyAAD binds a rotation's sealed private key to its rotation.
@@ -144,6 +156,9 @@ type RotationStep struct {
 	RotationID string
 	Sealed     []byte
 	AAD        []byte
+	// Login is the sealed login credential the rotation was given (RotationLoginAAD), nil
+	// when its tasks log in with what the service holds.
+	Login []byte
 }
 
 // RotationRef names a rotation that still has work: a state that is not terminal, or servers

@@ -61,6 +61,15 @@ func (pl *Planner) PlanHostJob(ctx context.Context, t *kps.Task, caller *kps.Cre
 	if err != nil {
 		return plan, err
 	}
+	// A rotation's task: the private key its fresh login verifies with and, when the rotation
+	// was given one, the caller's credential it logs in with (kps-v3-api.md §7.3).
+	step, err := pl.rotationStep(ctx, t)
+	if err != nil {
+		return plan, err
+	}
+	if step != nil && caller == nil {
+		caller = step.login
+	}
 	if job.Login, err = pl.login(t, srv, binding, caller); err != nil {
 		return plan, err
 	}
@@ -95,11 +104,9 @@ func (pl *Planner) PlanHostJob(ctx context.Context, t *kps.Task, caller *kps.Cre
 		}
 		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
 	}
-	if t.Operation == kps.OpReset {
+	if step != nil {
 		// A rotation's task is staged: add, log in with the new key, then remove (§7.3).
-		if err := pl.planRotationStep(ctx, t, job); err != nil {
-			return plan, err
-		}
+		job.Verify = step.verify
 	}
 	// Likewise a bind with disable_password that failed after reaching its configuration
 	// session may have turned password login off unrecorded: an unbind restores it, and, should

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -129,6 +130,18 @@ func (s *Rotations) CreateRotation(ctx context.Context, p *kps.Principal, c kps.
 		// A hosted key is used only by a caller who could export it (docs/SECURITY.md 2.1).
 		return nil, kps.Errorf(kps.ErrHostedKeyForbidden, "The hosted private key of key pair '%s' is not one you may export: give private_key.", k.Name)
 	}
+	if c.Login != nil {
+		// The caller's credential for the hosts, sealed for as long as the rotation runs: its
+		// tasks (REPLACEs) log in with it after a restart too, unlike an associate's, which
+		// lives in one process's memory (§2.11).
+		plain, err := json.Marshal(sealedLogin{Type: c.Login.Type, Key: c.Login.Key, KeepOnHost: c.Login.KeepOnHost})
+		if err != nil {
+			return nil, err
+		}
+		if r.Login, err = s.sealer.Seal(plain, kps.RotationLoginAAD(r.ProjectID, r.ID)); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.store.CreateRotation(ctx, r, c.ServerIDs); err != nil {
 		return nil, err
 	}
@@ -218,31 +231,65 @@ func (s *Rotations) step(ctx context.Context) {
 	}
 }
 
-// submission is the task of one server of r: a RESET of the target key pair (operate_type
-// stays a KPS value, §7.3), submitted as its creator, logging in with what the service holds
-// for the server — the admission's login rules apply to every server as to an associate.
+// submission is the task of one server of r, submitted as its creator: a RESET of the target
+// key pair logging in with what the service holds for the server, or a REPLACE with the
+// credential the rotation was given (operate_type stays a KPS value, §7.3). The admission's
+// login rules apply to every server as to an associate.
 func (s *Rotations) submission(r *kps.Rotation, serverID string) kps.TaskSubmission {
-	return kps.TaskSubmission{ID: uuid.NewString(), ProjectID: r.ProjectID, UserID: r.UserID, Operation: kps.OpReset,
+	sub := kps.TaskSubmission{ID: uuid.NewString(), ProjectID: r.ProjectID, UserID: r.UserID, Operation: kps.OpReset,
 		KeyPairName: r.KeyPairName, ServerID: serverID, MayExport: r.MayExport,
 		MaxQueued: s.cfg.MaxQueued, MaxProjectTasks: s.cfg.MaxProjectTasks}
+	if r.Login != nil {
+		// The caller's credential, sealed with the rotation rather than held in one process's
+		// memory: no holder, so any replica may run the task (the planner opens it).
+		sub.Operation, sub.CallerAuth = kps.OpReplace, true
+	}
+	return sub
 }
 
-// planRotationStep makes the job of a rotation's task a staged one (kps.HostJob.Verify): the
-// fresh login with the new key uses the private key the rotation was given, else the target
-// key pair's hosted one (checked at creation: only for a caller who could export it). A task
-// that is no rotation's is left as it is.
-func (pl *Planner) planRotationStep(ctx context.Context, t *kps.Task, job *kps.HostJob) error {
+// rotationStep is what a rotation's task needs, opened: the credential the fresh login with
+// the new key uses — the private key the rotation was given, else the target key pair's hosted
+// one (checked at creation: only for a caller who could export it) — and the caller's login
+// credential when the rotation was given one. nil for a task that is no rotation's.
+type rotationStep struct {
+	verify *kps.Credential
+	login  *kps.Credential
+}
+
+func (pl *Planner) rotationStep(ctx context.Context, t *kps.Task) (*rotationStep, error) {
+	if t.Operation == kps.OpUnbind {
+		return nil, nil
+	}
 	step, err := pl.store.RotationStep(ctx, t.ProjectID, t.ID)
 	if err != nil || step == nil {
-		return err
+		return nil, err
 	}
 	if step.Sealed == nil {
-		return kps.Errorf(kps.TaskAuthFailed, "No private key is available to verify a login with key pair '%s' on server '%s': its hosted private key was removed.", t.KeyPairName, t.ServerID)
+		return nil, kps.Errorf(kps.TaskAuthFailed, "No private key is available to verify a login with key pair '%s' on server '%s': its hosted private key was removed.", t.KeyPairName, t.ServerID)
 	}
 	plain, err := pl.sealer.Open(step.Sealed, step.AAD)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	job.Verify = &kps.Credential{Type: kps.CredentialKeyPair, Key: string(plain)}
-	return nil
+	out := &rotationStep{verify: &kps.Credential{Type: kps.CredentialKeyPair, Key: string(plain)}}
+	if step.Login != nil {
+		plain, err := pl.sealer.Open(step.Login, kps.RotationLoginAAD(t.ProjectID, step.RotationID))
+		if err != nil {
+			return nil, err
+		}
+		var c sealedLogin
+		if err := json.Unmarshal(plain, &c); err != nil {
+			return nil, err
+		}
+		out.login = &kps.Credential{Type: c.Type, Key: c.Key, KeepOnHost: c.KeepOnHost}
+	}
+	return out, nil
+}
+
+// sealedLogin is a rotation's login credential as sealed: with keep_login_key, which a stored
+// kps.Credential never carries.
+type sealedLogin struct {
+	Type       string `json:"type"`
+	Key        string `json:"key"`
+	KeepOnHost bool   `json:"keep_on_host,omitempty"`
 }

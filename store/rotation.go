@@ -20,10 +20,10 @@ const rotationRetries = 3
 
 const (
 	rotationColumns = `r.project_id, r.id, r.user_id, r.keypair_name, r.from_keypair, r.batch_size, r.max_failures,
-    r.canary, r.canary_done, r.may_export, r.state, r.reason, r.private_key, r.created, r.updated, r.failed_base`
+    r.canary, r.canary_done, r.may_export, r.state, r.reason, r.private_key, r.login, r.created, r.updated, r.failed_base`
 	insertRotation = `INSERT INTO rotations (project_id, id, user_id, keypair_name, from_keypair, batch_size,
-    max_failures, canary, may_export, state, private_key, created, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)`
+    max_failures, canary, may_export, state, private_key, login, created, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)`
 	insertRotationServer = `INSERT INTO rotation_servers (project_id, rotation_id, seq, server_id, state, updated)
 VALUES (?, ?, ?, ?, 'PENDING', ?)`
 	selectBoundServers = `SELECT server_id FROM bindings WHERE project_id = ? AND keypair_name = ? ORDER BY server_id`
@@ -47,7 +47,7 @@ WHERE project_id = ? AND rotation_id = ? AND seq = ?`
 WHERE project_id = ? AND rotation_id = ? AND seq = ? AND state = 'PENDING'`
 	countCanaryLeft = `SELECT COUNT(*) FROM rotation_servers
 WHERE project_id = ? AND rotation_id = ? AND seq < ? AND state IN ('PENDING', 'RUNNING')`
-	updateRotation = `UPDATE rotations SET state = ?, reason = ?, canary_done = ?, failed_base = ?, private_key = ?, updated = ?
+	updateRotation = `UPDATE rotations SET state = ?, reason = ?, canary_done = ?, failed_base = ?, private_key = ?, login = ?, updated = ?
 WHERE project_id = ? AND id = ?`
 	skipPendingServers = `UPDATE rotation_servers SET state = 'SKIPPED', updated = ?
 WHERE project_id = ? AND rotation_id = ? AND state = 'PENDING'`
@@ -57,7 +57,7 @@ WHERE r.state = 'RUNNING' OR EXISTS (SELECT 1 FROM rotation_servers rs
 ORDER BY r.created, r.id`
 	// The private key a rotation's task verifies with: the one given to the rotation, else
 	// the target key pair's hosted one.
-	selectRotationStep = `SELECT r.id, r.keypair_name, r.private_key, k.private_key
+	selectRotationStep = `SELECT r.id, r.keypair_name, r.private_key, k.private_key, r.login
 FROM rotation_servers rs JOIN rotations r ON r.project_id = rs.project_id AND r.id = rs.rotation_id
 LEFT JOIN keypairs k ON k.project_id = r.project_id AND k.name = r.keypair_name
 WHERE rs.task_id = ? AND rs.project_id = ?`
@@ -76,7 +76,7 @@ func scanRotation(row scanner, extra ...any) (*rotationRow, error) {
 		created, updated int64
 	)
 	dest := append([]any{&r.ProjectID, &r.ID, &r.UserID, &r.KeyPairName, &r.FromKeyPair, &r.BatchSize, &r.MaxFailures,
-		&r.Canary, &r.CanaryDone, &r.MayExport, &state, &r.Reason, &r.PrivateKey, &created, &updated, &r.failedBase}, extra...)
+		&r.Canary, &r.CanaryDone, &r.MayExport, &state, &r.Reason, &r.PrivateKey, &r.Login, &created, &updated, &r.failedBase}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (db *DB) CreateRotation(ctx context.Context, r *kps.Rotation, servers []str
 	}
 	r.Created, r.Updated, r.State = tx.now, tx.now, kps.RotationRunning
 	if _, err := tx.exec(ctx, insertRotation, r.ProjectID, r.ID, r.UserID, r.KeyPairName, r.FromKeyPair, r.BatchSize,
-		r.MaxFailures, r.Canary, r.MayExport, r.PrivateKey, millis(tx.now), millis(tx.now)); err != nil {
+		r.MaxFailures, r.Canary, r.MayExport, r.PrivateKey, r.Login, millis(tx.now), millis(tx.now)); err != nil {
 		return err
 	}
 	for i, id := range servers {
@@ -282,11 +282,11 @@ func lockRotation(ctx context.Context, tx *txn, projectID, id string) (*rotation
 // need it, and no longer.
 func (tx *txn) saveRotation(ctx context.Context, r *rotationRow, idle bool) error {
 	if r.State.Terminal() && idle {
-		r.PrivateKey = nil
+		r.PrivateKey, r.Login = nil, nil
 	}
 	r.Updated = tx.now
 	_, err := tx.exec(ctx, updateRotation, string(r.State), r.Reason, r.CanaryDone, r.failedBase, r.PrivateKey,
-		millis(tx.now), r.ProjectID, r.ID)
+		r.Login, millis(tx.now), r.ProjectID, r.ID)
 	return err
 }
 
@@ -531,8 +531,9 @@ func (db *DB) RotationStep(ctx context.Context, projectID, taskID string) (*kps.
 	var (
 		id, keyPair   string
 		given, hosted []byte
+		login         []byte
 	)
-	err := db.read.QueryRowContext(ctx, db.bind(selectRotationStep), taskID, projectID).Scan(&id, &keyPair, &given, &hosted)
+	err := db.read.QueryRowContext(ctx, db.bind(selectRotationStep), taskID, projectID).Scan(&id, &keyPair, &given, &hosted, &login)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -540,7 +541,7 @@ func (db *DB) RotationStep(ctx context.Context, projectID, taskID string) (*kps.
 		return nil, err
 	}
 	if given != nil {
-		return &kps.RotationStep{RotationID: id, Sealed: given, AAD: kps.RotationKeyAAD(projectID, id)}, nil
+		return &kps.RotationStep{RotationID: id, Sealed: given, AAD: kps.RotationKeyAAD(projectID, id), Login: login}, nil
 	}
-	return &kps.RotationStep{RotationID: id, Sealed: hosted, AAD: kps.PrivateKeyAAD(projectID, keyPair)}, nil
+	return &kps.RotationStep{RotationID: id, Sealed: hosted, AAD: kps.PrivateKeyAAD(projectID, keyPair), Login: login}, nil
 }

@@ -63,6 +63,27 @@ func decodeRotation(root api.Object) (kps.RotationCreate, error) {
 	if c.PrivateKey, _, err = o.Str("private_key", false); err != nil {
 		return c, err
 	}
+	a, ok, err := o.Object("auth", false, kps.ErrAuth)
+	if err != nil {
+		return c, err
+	}
+	if ok {
+		cred, err := decodeCredential(a)
+		if err != nil {
+			return c, err
+		}
+		c.Login = &cred
+	}
+	keep, _, err := o.Boolean("keep_login_key")
+	if err != nil {
+		return c, err
+	}
+	if keep {
+		if c.Login == nil || c.Login.Type != kps.CredentialKeyPair {
+			return c, kps.Errorf(kps.ErrInvalid, "Invalid parameter %s: it applies only with auth of type 'keypair'.", o.Name("keep_login_key"))
+		}
+		c.Login.KeepOnHost = true
+	}
 	return c, nil
 }
 

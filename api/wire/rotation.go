@@ -19,6 +19,16 @@ type RotationRequest struct {
 	// PrivateKey is the target key pair's private key to verify the new logins with; it is
 	// sealed at once and never returned.
 	PrivateKey string `json:"private_key,omitempty"`
+	// Auth is the caller's credential for the hosts (the tasks are then REPLACEs); absent: the
+	// service logs in with what it holds (RESETs). Sealed until the rotation ends.
+	Auth         *RotationAuth `json:"auth,omitempty"`
+	KeepLoginKey bool          `json:"keep_login_key,omitempty"`
+}
+
+// RotationAuth is a login credential: type "password" or "keypair", and the secret.
+type RotationAuth struct {
+	Type string `json:"type"`
+	Key  string `json:"key"`
 }
 
 // RotationBody wraps one rotation: the answer of create, show and action.

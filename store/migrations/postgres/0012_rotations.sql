@@ -19,6 +19,7 @@ CREATE TABLE rotations (
     state        TEXT COLLATE "C" NOT NULL CHECK (state IN ('RUNNING', 'PAUSED', 'HALTED', 'COMPLETED', 'CANCELLED')),
     reason       TEXT COLLATE "C" NOT NULL DEFAULT '',
     private_key  BYTEA, -- sealed (kps.RotationKeyAAD); NULL when the hosted key verifies, or once ended
+    login        BYTEA, -- sealed login credential given for the hosts (kps.RotationLoginAAD); NULL: the service's own; erased once ended
     created      BIGINT NOT NULL,
     updated      BIGINT NOT NULL,
     PRIMARY KEY (project_id, id)

@@ -19,6 +19,7 @@ CREATE TABLE rotations (
     state        TEXT NOT NULL CHECK (state IN ('RUNNING', 'PAUSED', 'HALTED', 'COMPLETED', 'CANCELLED')),
     reason       TEXT NOT NULL DEFAULT '',
     private_key  BLOB, -- sealed (kps.RotationKeyAAD); NULL when the hosted key verifies, or once ended
+    login        BLOB, -- sealed login credential given for the hosts (kps.RotationLoginAAD); NULL: the service's own; erased once ended
     created      INTEGER NOT NULL,
     updated      INTEGER NOT NULL,
     PRIMARY KEY (project_id, id)
