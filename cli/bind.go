@@ -182,9 +182,9 @@ Servers without a key pair are submitted ten at a time (batch-associate), bound 
 stops waiting (exit 130) while the tasks go on in the service. Exit code 3 when some servers
 failed, 1 when all did.`
 
-func (a *app) bindCommand(rotate bool) *cobra.Command {
+func (a *app) bindCommand() *cobra.Command {
 	var f fleetFlags
-	var fromKeyPair string
+	var fromKeyPair string // none for bind: every server is named
 	cmd := &cobra.Command{
 		Use:   "bind NAME",
 		Short: "bind a key pair to servers (rotating the key of bound ones), with a plan, progress and a summary",
@@ -196,17 +196,6 @@ func (a *app) bindCommand(rotate bool) *cobra.Command {
 			"kps keypair bind web --servers web-01 --ask-auth-password",
 		Args:              exactArgs(1, "key pair name"),
 		ValidArgsFunction: a.completeKeyPairs(1),
-	}
-	if rotate {
-		cmd.Use = "rotate NEW"
-		cmd.Short = "replace the key pair of bound servers by NEW (all servers of --from OLD, or those listed)"
-		cmd.Long = "rotate is bind for servers that already have a key pair: it refuses a server without one, and\n" +
-			"--from OLD selects every server bound to OLD.\n\n" + bindLong
-		cmd.Example = "kps keypair rotate web-2027 --from web-2026\n" +
-			"kps keypair rotate web-2027 --servers web-01,web-02 --auth-key-file web-2026.pem\n" +
-			"kps keypair rotate web-2027 --from web-2026 --no-wait -o json"
-		cmd.Flags().StringVar(&fromKeyPair, "from", "", "rotate every server bound to this key pair")
-		cmd.RegisterFlagCompletionFunc("from", a.completeKeyPairs(1))
 	}
 	f.defineServers(cmd, a)
 	f.defineLogin(cmd, true)
@@ -254,17 +243,6 @@ func (a *app) bindCommand(rotate bool) *cobra.Command {
 			}
 		} else if servers, results, err = a.lookUp(ctx, cl, ids); err != nil {
 			return err
-		}
-		if rotate {
-			var unbound []string
-			for _, id := range ids {
-				if s := servers[id]; s != nil && (s.KeyPairName == "" || (fromKeyPair != "" && s.KeyPairName != fromKeyPair)) {
-					unbound = append(unbound, fmt.Sprintf("%s (%s)", id, firstOf(s.KeyPairName, "no key pair")))
-				}
-			}
-			if len(unbound) > 0 {
-				return usagef("rotate replaces the key pair %s: %s; use kps keypair bind", firstOf(fromKeyPair, "of bound servers"), strings.Join(unbound, ", "))
-			}
 		}
 		for _, id := range ids {
 			if s := servers[id]; s != nil {
