@@ -545,3 +545,18 @@ func (db *DB) RotationStep(ctx context.Context, projectID, taskID string) (*kps.
 	}
 	return &kps.RotationStep{RotationID: id, Sealed: hosted, AAD: kps.PrivateKeyAAD(projectID, keyPair), Login: login}, nil
 }
+
+// A rotation's sealed secrets move to a new master key with the others (RewrapSecrets).
+func init() {
+	for _, col := range []string{"private_key", "login"} {
+		sealedColumns = append(sealedColumns, struct {
+			scan, update string
+			first        any
+		}{
+			scan: `SELECT project_id || '/' || id, ` + col + ` FROM rotations
+WHERE ` + col + ` IS NOT NULL AND project_id || '/' || id > ? ORDER BY project_id || '/' || id LIMIT 100`,
+			update: `UPDATE rotations SET ` + col + ` = ? WHERE project_id || '/' || id = ? AND ` + col + ` = ?`,
+			first:  "",
+		})
+	}
+}

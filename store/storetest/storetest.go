@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"IdentityVersions", identityVersionTests},
 		{"Hosting", hostingTests},
 		{"Replicas", replicaTests},
+		{"Rotations", rotationTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
