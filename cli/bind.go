@@ -184,7 +184,6 @@ failed, 1 when all did.`
 
 func (a *app) bindCommand() *cobra.Command {
 	var f fleetFlags
-	var fromKeyPair string // none for bind: every server is named
 	cmd := &cobra.Command{
 		Use:   "bind NAME",
 		Short: "bind a key pair to servers (rotating the key of bound ones), with a plan, progress and a summary",
@@ -209,17 +208,9 @@ func (a *app) bindCommand() *cobra.Command {
 		if f.port < 0 || f.port > 65535 {
 			return usagef("--port %d: a port is from 1 to 65535", f.port)
 		}
-		var ids []string
-		var err error
-		if fromKeyPair == "" || f.servers != "" || f.from != "" {
-			if ids, err = a.serverIDs(&f); err != nil {
-				return err
-			}
-		}
-		if fromKeyPair != "" {
-			if err := checkName(fromKeyPair); err != nil {
-				return err
-			}
+		ids, err := a.serverIDs(&f)
+		if err != nil {
+			return err
 		}
 		login, err := a.login(&f)
 		if err != nil {
@@ -232,16 +223,8 @@ func (a *app) bindCommand() *cobra.Command {
 		if _, err := cl.KeyPair(ctx, name); err != nil {
 			return fmt.Errorf("key pair %s: %w", name, err)
 		}
-		var servers map[string]*client.Server
-		var results []*outcome
-		if fromKeyPair != "" && ids == nil {
-			if servers, ids, err = serversBoundTo(ctx, cl, fromKeyPair); err != nil {
-				return err
-			}
-			if len(ids) == 0 {
-				return fmt.Errorf("no server is bound to key pair %s", fromKeyPair)
-			}
-		} else if servers, results, err = a.lookUp(ctx, cl, ids); err != nil {
+		servers, results, err := a.lookUp(ctx, cl, ids)
+		if err != nil {
 			return err
 		}
 		for _, id := range ids {
@@ -309,22 +292,6 @@ func (a *app) lookUp(ctx context.Context, cl *client.Client, ids []string) (map[
 		}
 	}
 	return servers, refused, nil
-}
-
-// serversBoundTo lists the servers a key pair is bound to.
-func serversBoundTo(ctx context.Context, cl *client.Client, keyPair string) (map[string]*client.Server, []string, error) {
-	servers := map[string]*client.Server{}
-	var ids []string
-	for s, err := range cl.Servers(ctx, 1000) {
-		if err != nil {
-			return nil, nil, err
-		}
-		if s.KeyPairName == keyPair {
-			servers[s.ID] = &s
-			ids = append(ids, s.ID)
-		}
-	}
-	return servers, ids, nil
 }
 
 // printPlan says, before anything is submitted, what each server goes from and to and which
