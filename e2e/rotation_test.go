@@ -376,3 +376,40 @@ var acceptedLine = regexp.MustCompile(`(?m)Accepted (password|publickey) for `)
 func acceptedLogins(t *testing.T, h *sshdtest.Host) int {
 	return len(acceptedLine.FindAllString(h.Log(t), -1))
 }
+
+// TestRotationLoginRules: a rotation's tasks are admitted per server as its creator's associate
+// would be (issue 13): a member may not have the service log in with the hosted key of a key
+// pair she cannot see, so her rotation fails that server with KPS.6024 and touches nothing;
+// the admin who owns the key pair rotates it, logging in with that hosted key.
+func TestRotationLoginRules(t *testing.T) {
+	t.Parallel()
+	admin := setup(t)
+	member := admin.addUser("rotating-member", "member")
+	h := sshdtest.Start(t, sshdtest.Options{})
+	admin.addHost("web", h, nil) // no stored credential: only the bound key pair's hosted key logs in
+	own := admin.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "admins-own"}})["keypair"].(map[string]any)
+	admin.must(200, "POST", "/keypairs/private-key/import", map[string]any{"keypair": map[string]any{"name": "admins-own",
+		"key_protection": map[string]any{"private_key": own["private_key"], "encryption": map[string]any{"type": "default"}}}})
+	bind := admin.must(200, "POST", "/keypairs/associate", map[string]any{"keypair_name": "admins-own",
+		"server": map[string]any{"id": "web", "auth": map[string]any{"type": "password", "key": h.Password}}})["task_id"].(string)
+	if st := admin.waitTask(bind); st != "SUCCESS_REPLACE" {
+		t.Fatalf("bind ended %s", st)
+	}
+	next := member.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "next", "scope": "domain"}})["keypair"].(map[string]any)
+	ownS, nextS := signer(t, own["private_key"].(string)), signer(t, next["private_key"].(string))
+	body := map[string]any{"rotation": map[string]any{"keypair_name": "next", "servers": []string{"web"}, "private_key": next["private_key"]}}
+
+	r := member.must(201, "POST", "/rotations", body)["rotation"].(map[string]any)
+	done := member.waitRotation(r["id"].(string), "HALTED", "COMPLETED")
+	if st := serverStates(done)["web"]; st["state"] != "FAILED" || st["error_code"] != "KPS.6024" || st["task_id"] != nil {
+		t.Fatalf("member's rotation: %v", st)
+	}
+	exactlyOne(t, "web", h, ownS, nextS, "old")
+
+	r = admin.must(201, "POST", "/rotations", body)["rotation"].(map[string]any)
+	done = admin.waitRotation(r["id"].(string), "COMPLETED")
+	if st := serverStates(done)["web"]; st["state"] != "SUCCEEDED" {
+		t.Fatalf("admin's rotation: %v", st)
+	}
+	exactlyOne(t, "web", h, ownS, nextS, "new")
+}
