@@ -41,5 +41,5 @@ CREATE TABLE rotation_servers (
     UNIQUE (project_id, rotation_id, server_id)
 );
 -- The planner's lookup of a task's rotation, and a rotation's servers in flight.
-CREATE INDEX rotation_servers_by_task ON rotation_servers (task_id) WHERE task_id <> '';
+CREATE INDEX rotation_servers_by_task ON rotation_servers (task_id); -- not partial: a parameter cannot prove task_id <> ''
 CREATE INDEX rotation_servers_running ON rotation_servers (project_id, rotation_id) WHERE state = 'RUNNING';
