@@ -405,8 +405,8 @@ func rotateSection(p func(string, ...any), rows []RotateRow) {
 	p("One key pair rotated over N hosts (kps-v3-api.md §7), each an OpenSSH sshd with its own login user that\n")
 	p("accepts the old key: per host the new key is added beside the old, a fresh login with the new key must\n")
 	p("succeed, and only then is the old key removed. Host keys are pinned. The floor and OpenKPS run at the\n")
-	p("same concurrency, interleaved run by run; the load average before each run is listed, the machine\n")
-	p("being shared.\n\n")
+	p("same concurrency, interleaved run by run (the floor first on odd runs, OpenKPS first on even ones); the\n")
+	p("load average before each run is listed, the machine being shared.\n\n")
 	for _, r := range rows {
 		p("* **%s** (N=%d): %s.\n", r.Tool, r.Hosts, r.Method)
 	}

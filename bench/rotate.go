@@ -108,28 +108,46 @@ func (b *bench) rotate(ctx context.Context) ([]RotateRow, error) {
 			Method: fmt.Sprintf("POST /rotations (from_keypair, batch_size %d, private_key given), GET /rotations?limit=1 every 20 ms until COMPLETED; --workers %d", par, par)}
 		var fw, fc, kw, kc, rss, hwm []float64
 		for run := range b.cfg.Runs {
-			if _, err := b.startHosts(n); err != nil {
-				return nil, err
+			runFloor := func() error {
+				if _, err := b.startHosts(n); err != nil {
+					return err
+				}
+				load := loadAvg()
+				floor.Load = append(floor.Load, load)
+				wall, cpu, bad, err := b.floorRotate(ctx, hosts)
+				if err != nil {
+					return fmt.Errorf("floor: %w", err)
+				}
+				fw, fc, floor.Failed = append(fw, wall), append(fc, cpu), floor.Failed+bad
+				b.logf("rotate N=%d run %d: floor %.2fs (cpu %.2fs, %d failed), load %s", n, run+1, wall, cpu, bad, load)
+				return nil
 			}
-			floor.Load = append(floor.Load, loadAvg())
-			wall, cpu, bad, err := b.floorRotate(ctx, hosts)
-			if err != nil {
-				return nil, fmt.Errorf("floor: %w", err)
+			runKPS := func() error {
+				if _, err := b.startHosts(n); err != nil {
+					return err
+				}
+				load := loadAvg()
+				kpsRow.Load = append(kpsRow.Load, load)
+				res, err := b.kpsRotate(ctx, svc, hosts, ids, fmt.Sprintf("%s-r%d", prefix, run), par)
+				if err != nil {
+					return fmt.Errorf("OpenKPS: %w", err)
+				}
+				kw, kc, rss, hwm = append(kw, res.wall), append(kc, res.cpu), append(rss, res.peakRSS), append(hwm, res.hwm)
+				kpsRow.Failed += res.failed
+				b.logf("rotate N=%d run %d: OpenKPS %.2fs (cpu %.2fs, RSS %.1f MiB, %d failed), load %s", n, run+1, res.wall, res.cpu, res.peakRSS, res.failed, load)
+				return nil
 			}
-			fw, fc, floor.Failed = append(fw, wall), append(fc, cpu), floor.Failed+bad
-			b.logf("rotate N=%d run %d: floor %.2fs (cpu %.2fs, %d failed), load %s", n, run+1, wall, cpu, bad, floor.Load[run])
-
-			if _, err := b.startHosts(n); err != nil {
-				return nil, err
+			// The order alternates run by run: on a shared machine whose load drifts, neither
+			// tool always goes first.
+			order := []func() error{runFloor, runKPS}
+			if run%2 == 1 {
+				order[0], order[1] = runKPS, runFloor
 			}
-			kpsRow.Load = append(kpsRow.Load, loadAvg())
-			res, err := b.kpsRotate(ctx, svc, hosts, ids, fmt.Sprintf("%s-r%d", prefix, run), par)
-			if err != nil {
-				return nil, fmt.Errorf("OpenKPS: %w", err)
+			for _, step := range order {
+				if err := step(); err != nil {
+					return nil, err
+				}
 			}
-			kw, kc, rss, hwm = append(kw, res.wall), append(kc, res.cpu), append(rss, res.peakRSS), append(hwm, res.hwm)
-			kpsRow.Failed += res.failed
-			b.logf("rotate N=%d run %d: OpenKPS %.2fs (cpu %.2fs, peak RSS %.1f MiB, %d failed), load %s", n, run+1, res.wall, res.cpu, res.peakRSS, res.failed, kpsRow.Load[run])
 		}
 		floor.Wall, floor.CPU = stat(fw), stat(fc)
 		kpsRow.Wall, kpsRow.CPU, kpsRow.PeakRSS, kpsRow.HWM = stat(kw), stat(kc), stat(rss), stat(hwm)
