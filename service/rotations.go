@@ -166,14 +166,18 @@ func (s *Rotations) RotationAction(ctx context.Context, p *kps.Principal, id, ac
 		to     kps.RotationState
 		reason string
 	)
+	who := p.UserName
+	if who == "" {
+		who = p.UserID
+	}
 	switch action {
 	case kps.RotationPause:
-		from, to, reason = []kps.RotationState{kps.RotationRunning}, kps.RotationPaused, "Paused by "+p.UserName+"."
+		from, to, reason = []kps.RotationState{kps.RotationRunning}, kps.RotationPaused, "Paused by "+who+"."
 	case kps.RotationResume:
 		from, to = []kps.RotationState{kps.RotationPaused, kps.RotationHalted}, kps.RotationRunning
 	case kps.RotationCancel:
 		from = []kps.RotationState{kps.RotationRunning, kps.RotationPaused, kps.RotationHalted}
-		to, reason = kps.RotationCancelled, "Cancelled by "+p.UserName+"; servers in flight finish, the others are skipped."
+		to, reason = kps.RotationCancelled, "Cancelled by "+who+"; servers in flight finish, the others are skipped."
 	default:
 		return nil, kps.Errorf(kps.ErrInvalid, "Invalid parameter action: it must be pause, resume or cancel.")
 	}
