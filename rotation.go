@@ -87,8 +87,8 @@ type Rotation struct {
 	// with what the service holds. Erased when the rotation ends.
 	Login   []byte
 	Created time.Time
-	Updated    time.Time
-	Totals     RotationTotals
+	Updated time.Time
+	Totals  RotationTotals
 	// Servers in rotation order; only filled by a read of one rotation.
 	Servers []RotationServer
 }
