@@ -243,6 +243,28 @@ func testRotateFleet(t *testing.T, bin string) {
 	// The extension is refused where it means nothing.
 	s.wantError(400, "KPS.6003", "POST", "/keypairs/associate", map[string]any{"keypair_name": "ops",
 		"server": map[string]any{"id": "web-02", "auth": map[string]any{"type": "password", "key": hosts[2].Password}, "keep_login_key": true}})
+
+	// A rotation with canaries stops after them and says how to go on; resume finishes it.
+	op.must(0, "", "keypair", "create", "web-2028", "--out", "web-2028.pem")
+	r = op.must(0, "", "keypair", "rotate", "web-2028", "--from", "web-2027", "--canary", "2", "--new-key-file", "web-2028.pem",
+		"--auth-key-file", "web-2027.pem", "-o", "json")
+	var paused struct {
+		ID     string         `json:"id"`
+		State  string         `json:"state"`
+		Totals map[string]int `json:"totals"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &paused); err != nil || paused.State != "PAUSED" || paused.Totals["succeeded"] != 2 ||
+		!strings.Contains(r.stderr, "kps keypair rotation resume "+paused.ID) {
+		t.Fatalf("canary rotation: %v %s\n%s", err, r.stdout, r.stderr)
+	}
+	r = op.must(0, "", "keypair", "rotation", "resume", paused.ID)
+	if !strings.Contains(r.stdout, "completed; "+fmt.Sprint(n-2)+" succeeded, 0 failed") {
+		t.Fatalf("resume: %s\n%s", r.stdout, r.stderr)
+	}
+	if r := op.must(0, "", "keypair", "rotation", "list"); !strings.Contains(r.stdout, paused.ID) {
+		t.Fatalf("rotation list: %s", r.stdout)
+	}
+	op.must(1, "", "keypair", "rotation", "cancel", paused.ID) // KPS.6307: completed
 }
 
 // testSecretFiles: a private key is never lost and never overwritten by accident.
