@@ -38,6 +38,10 @@ const (
 
 	// ActionDriftCheck starts a drift check (kps-v3-api.md §7.2, an OpenKPS extension).
 	ActionDriftCheck = "drift.check"
+	// ActionRotationCreate and ActionRotationAction start a staged rotation and pause,
+	// resume or cancel it (kps-v3-api.md §8, an OpenKPS extension).
+	ActionRotationCreate = "rotation.create"
+	ActionRotationAction = "rotation.action"
 
 	ActionProjectCreate       = "project.create"
 	ActionProjectUpdate       = "project.update"
@@ -68,6 +72,7 @@ const (
 	TargetCredential = "credential"
 	TargetToken      = "token"
 	TargetDriftCheck = "drift_check"
+	TargetRotation   = "rotation"
 	// TargetRole names a role assignment as its path does:
 	// "projects/<id>/users/<id>/roles/<role>" or "domains/<id>/users/<id>/roles/<role>".
 	TargetRole = "role_assignment"

@@ -15,7 +15,7 @@ import (
 const ErrUndoableExpiry = "KPS.6026" // 409
 
 // ErrDriftCheckNotFound is the 404 of a drift check the project does not have.
-const ErrDriftCheckNotFound = "KPS.6207"
+const ErrDriftCheckNotFound = "KPS.6208"
 
 // MaxBindingTTL bounds how far ahead a binding may expire.
 const MaxBindingTTL = 10 * 366 * 24 * time.Hour

@@ -260,6 +260,7 @@ type Store interface {
 	// The OpenKPS extensions (kps-v3-api.md §7): expiring bindings and drift checks.
 	ExpiryStore
 	DriftStore
+	RotationStore
 	// The read paths (readpath.go), which cmd/kps hands by name to the caches that use them.
 	RequestReader
 	IdentityVersions
@@ -308,6 +309,11 @@ type HostJob struct {
 
 	// ServerID and ProjectID name the task's server for the executor's log lines.
 	ServerID, ProjectID string
+	// Verify, when set, stages the job (a rotation's, kps-v3-api.md §8.3): InstallKey goes in
+	// beside the keys RemoveKeys names, a fresh login with Verify (the new key's private key)
+	// must succeed, and only then are RemoveKeys taken out, over that login. When the login is
+	// refused, InstallKey is taken out again and the old keys stay.
+	Verify *Credential
 }
 
 // HostResult is what a successful job leaves on the host.

@@ -51,9 +51,11 @@ var statusOf = map[string]int{
 	kps.ErrHostedKeyForbidden: http.StatusForbidden,
 	kps.ErrUnconfirmedReach:   http.StatusConflict,
 
-	// OpenKPS extensions (kps-v3-api.md §7).
+	// OpenKPS extensions (kps-v3-api.md §7, §8).
 	kps.ErrUndoableExpiry:     http.StatusConflict,
 	kps.ErrDriftCheckNotFound: http.StatusNotFound,
+	kps.ErrRotationNotFound:   http.StatusNotFound,
+	kps.ErrRotationState:      http.StatusConflict,
 }
 
 // HTTPStatus returns the HTTP status for a KPS code.

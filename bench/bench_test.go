@@ -136,6 +136,25 @@ func TestHarness(t *testing.T) {
 		}
 		chart(t, res, "scale.png")
 	})
+	t.Run("rotate", func(t *testing.T) {
+		t.Parallel()
+		res, report := harness(t, "rotate")
+		if len(res.Rotate) != 2 || res.Rotate[0].Tool != "floor" || res.Rotate[1].Tool != "OpenKPS" {
+			t.Fatalf("rotate rows %+v", res.Rotate)
+		}
+		for _, r := range res.Rotate {
+			if r.Hosts != 2 || r.Failed != 0 || r.Wall.Median <= 0 || len(r.Load) != 1 {
+				t.Errorf("rotate row %+v", r)
+			}
+		}
+		if res.Rotate[1].PeakRSS.Median <= 1 || res.Rotate[1].CPU.Median <= 0 {
+			t.Errorf("no RSS or CPU of kps serve: %+v", res.Rotate[1])
+		}
+		if !strings.Contains(report, "## 5. Staged rotation") || !strings.Contains(report, "| 2 | OpenKPS |") {
+			t.Errorf("BENCHMARKS.md lacks the rotate table:\n%s", report)
+		}
+		chart(t, res, "rotate.png")
+	})
 	t.Run("memory", func(t *testing.T) {
 		t.Parallel()
 		res, report := harness(t, "memory")

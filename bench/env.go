@@ -29,6 +29,8 @@ type bench struct {
 	seq     int
 	// checkpoint receives the fleet rows measured so far after each (size, auth) group.
 	checkpoint func([]FleetRow) error
+	// rotateCheckpoint receives the rotate rows measured so far after each fleet size.
+	rotateCheckpoint func([]RotateRow) error
 }
 
 func newBench(ctx context.Context, cfg Config) (*bench, error) {

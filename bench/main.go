@@ -73,7 +73,8 @@ const usage = `usage: go -C bench run . [flags] fleet|query|scale|memory|all|rep
   query   part 2: GET /failed-tasks with 100,000 failed tasks under wrk, and a bare handler
   scale   part 3: the same query with 1,000 and 1,000,000 tasks in the table, per engine
   memory  part 4: RSS of kps serve idle and while 1,000 tasks run
-  all     the four parts in this order
+  rotate  part 5: a staged rotation of one key pair over N hosts (-n) against the x/crypto/ssh floor
+  all     the five parts in this order
   report  regenerate BENCHMARKS.md and the charts from <out>/bench/results.json
 
 flags:
@@ -163,10 +164,10 @@ func ints(s string) ([]int, error) {
 // run executes one subcommand, merges its rows into results.json and rewrites the report.
 func run(ctx context.Context, cfg Config, part string, args []string) error {
 	parts := map[string][]string{"fleet": {"fleet"}, "query": {"query"}, "scale": {"scale"}, "memory": {"memory"},
-		"all": {"fleet", "query", "scale", "memory"}, "report": nil}
+		"rotate": {"rotate"}, "all": {"fleet", "query", "scale", "memory", "rotate"}, "report": nil}
 	todo, ok := parts[part]
 	if !ok {
-		return fmt.Errorf("unknown part %q (fleet, query, scale, memory, all, report)", part)
+		return fmt.Errorf("unknown part %q (fleet, query, scale, memory, rotate, all, report)", part)
 	}
 	res, err := loadResults(cfg.Out)
 	if err != nil {
@@ -193,8 +194,8 @@ func run(ctx context.Context, cfg Config, part string, args []string) error {
 			started := time.Now()
 			b.logf("== part %s", p)
 			key, when := p, fmt.Sprintf("run %s, load %s", started.UTC().Format("2006-01-02 15:04Z"), b.machine()["load at start"])
-			if p == "fleet" {
-				key = fmt.Sprintf("fleet N=%s", strings.Trim(strings.Join(strings.Fields(fmt.Sprint(cfg.Hosts)), ","), "[]"))
+			if p == "fleet" || p == "rotate" {
+				key = fmt.Sprintf("%s N=%s", p, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(cfg.Hosts)), ","), "[]"))
 			}
 			switch p {
 			case "fleet":
@@ -214,11 +215,21 @@ func run(ctx context.Context, cfg Config, part string, args []string) error {
 				res.Scale, err = b.scale(ctx)
 			case "memory":
 				res.Memory, err = b.memory(ctx)
+			case "rotate":
+				// As the fleet part: rows of other sizes are kept, each size saved when done.
+				kept := slices.DeleteFunc(slices.Clone(res.Rotate), func(r RotateRow) bool { return slices.Contains(cfg.Hosts, r.Hosts) })
+				b.rotateCheckpoint = func(rows []RotateRow) error {
+					res.Rotate = append(slices.Clone(kept), rows...)
+					slices.SortStableFunc(res.Rotate, func(a, b RotateRow) int { return a.Hosts - b.Hosts })
+					res.addCommand(p, key, command(args), when+" (partial)")
+					return save()
+				}
+				_, err = b.rotate(ctx)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			if p != "fleet" {
+			if p != "fleet" && p != "rotate" {
 				res.Commands[p] = nil
 			}
 			res.addCommand(p, key, command(args), when)

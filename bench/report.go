@@ -42,8 +42,8 @@ func writeReport(out string, res *Results) error {
 			p("| %s | %s |\n", k, strings.TrimSpace(v))
 		}
 	}
-	p("\n## Commands\n\n```sh\nmake bench                 # go -C bench run . all: the four parts below, then this file\n")
-	for _, part := range []string{"fleet", "query", "scale", "memory"} {
+	p("\n## Commands\n\n```sh\nmake bench                 # go -C bench run . all: the five parts below, then this file\n")
+	for _, part := range []string{"fleet", "query", "scale", "memory", "rotate"} {
 		for _, c := range res.Commands[part] {
 			p("%s\n", c)
 		}
@@ -63,6 +63,10 @@ func writeReport(out string, res *Results) error {
 		return err
 	}
 	memorySection(p, res.Memory)
+	rotateSection(p, res.Rotate)
+	if err := rotateChart(dir, res.Rotate); err != nil {
+		return err
+	}
 
 	if b, err := os.ReadFile(filepath.Join(dir, analysisFile)); err == nil {
 		p("## Analysis\n\n_From `docs/bench/%s`, written by hand after reading the figures and the profiles._\n\n%s", analysisFile, b)
@@ -390,4 +394,83 @@ func memorySection(p func(string, ...any), rows []MemoryRow) {
 			f(r.LoginRSS, 1, 1), r.Tasks, r.HostsUsed, f(r.BusyRSS, 1, 1), f(r.BusyHWM, 1, 1), verdict(r.BusyHWM.Max <= 150*mb), f(r.Wall, 1, 1), r.Failed)
 	}
 	p("\n")
+}
+
+func rotateSection(p func(string, ...any), rows []RotateRow) {
+	p("## 5. Staged rotation\n\n")
+	if len(rows) == 0 {
+		p("Not measured yet (`go -C bench run . -n 1000 rotate`).\n\n")
+		return
+	}
+	p("One key pair rotated over N hosts (kps-v3-api.md §8), each an OpenSSH sshd with its own login user that\n")
+	p("accepts the old key: per host the new key is added beside the old, a fresh login with the new key must\n")
+	p("succeed, and only then is the old key removed. Host keys are pinned. The floor and OpenKPS run at the\n")
+	p("same concurrency, interleaved run by run (the floor first on odd runs, OpenKPS first on even ones); the\n")
+	p("load average before each run is listed, the machine being shared.\n\n")
+	for _, r := range rows {
+		p("* **%s** (N=%d): %s.\n", r.Tool, r.Hosts, r.Method)
+	}
+	p("* CPU: OpenKPS is `kps serve` (utime+stime over the run); the floor is the harness process. RSS of\n")
+	p("  `kps serve` during the rotation: the largest VmRSS sampled at every poll, or its VmHWM after the\n")
+	p("  rotation when the rotation raised it (a peak between two samples). VmHWM is also listed: the peak of\n")
+	p("  the process's life, which includes the admin's password login (Argon2id, 64 MiB) and registering\n")
+	p("  the servers before any rotation.\n\n")
+	p("| Hosts | Tool | Wall (s) | Per host (ms) | CPU (s) | RSS during the rotation (MiB) | VmHWM of its life (MiB) | Failed hosts | load before each run |\n")
+	p("|---:|---|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, r := range rows {
+		rss, hwm := "–", "–"
+		if r.PeakRSS.Runs > 0 {
+			rss, hwm = f(r.PeakRSS, 1, 1), f(r.HWM, 1, 1)
+		}
+		p("| %d | %s | %s | %s | %s | %s | %s | %d | %s |\n", r.Hosts, r.Tool, f(r.Wall, 1, 2), f(r.Wall, 1000/float64(r.Hosts), 1),
+			f(r.CPU, 1, 2), rss, hwm, r.Failed, strings.Join(r.Load, "; "))
+	}
+	p("\nRatios of the medians. Targets: OpenKPS ≤ 1.3× the floor; kps serve ≤ 150 MB while it rotates.\n\n")
+	p("| Hosts | OpenKPS / floor | | RSS during the rotation (largest run) | |\n|---:|---:|---|---:|---|\n")
+	const mb = 1e6 / (1 << 20)
+	for _, g := range rotateGroups(rows) {
+		floor, kps := g["floor"], g["OpenKPS"]
+		if floor.Wall.Runs == 0 || kps.Wall.Runs == 0 {
+			continue
+		}
+		r := kps.Wall.Median / floor.Wall.Median
+		p("| %d | %.2f× | %s | %.1f MiB | %s |\n", kps.Hosts, r, verdict(r <= 1.3), kps.PeakRSS.Max, verdict(kps.PeakRSS.Max <= 150*mb))
+	}
+	p("\n![Per-host rotation cost](bench/rotate.png)\n\n")
+}
+
+func rotateGroups(rows []RotateRow) []map[string]RotateRow {
+	var out []map[string]RotateRow
+	for i, r := range rows {
+		if i == 0 || rows[i-1].Hosts != r.Hosts {
+			out = append(out, map[string]RotateRow{})
+		}
+		out[len(out)-1][r.Tool] = r
+	}
+	return out
+}
+
+func rotateChart(dir string, rows []RotateRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	groups := rotateGroups(rows)
+	c := barChart{Title: "Staged rotation: wall time per host (ms), median with min-max", YLabel: "ms per host",
+		Series: []string{"floor", "OpenKPS"}, Format: func(v float64) string { return fmt.Sprintf("%.1f", v) }}
+	c.Median, c.Min, c.Max = nanGrid(2, len(groups)), nanGrid(2, len(groups)), nanGrid(2, len(groups))
+	for gi, g := range groups {
+		for _, r := range g {
+			c.Groups = append(c.Groups, fmt.Sprintf("N=%d", r.Hosts))
+			break
+		}
+		for si, tool := range c.Series {
+			r, ok := g[tool]
+			if !ok || r.Wall.Runs == 0 {
+				continue
+			}
+			k := 1000 / float64(r.Hosts)
+			c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = r.Wall.Median*k, r.Wall.Min*k, r.Wall.Max*k
+		}
+	}
+	return c.write(filepath.Join(dir, "rotate.png"))
 }

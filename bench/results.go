@@ -93,6 +93,7 @@ type Results struct {
 	Query    []QueryRow          `json:"query"`
 	Scale    []ScaleRow          `json:"scale"`
 	Memory   []MemoryRow         `json:"memory"`
+	Rotate   []RotateRow         `json:"rotate,omitempty"`
 }
 
 func resultsPath(out string) string { return filepath.Join(out, "bench", "results.json") }

@@ -186,9 +186,8 @@ Servers without a key pair are submitted ten at a time (batch-associate), bound 
 stops waiting (exit 130) while the tasks go on in the service. Exit code 3 when some servers
 failed, 1 when all did.`
 
-func (a *app) bindCommand(rotate bool) *cobra.Command {
+func (a *app) bindCommand() *cobra.Command {
 	var f fleetFlags
-	var fromKeyPair string
 	cmd := &cobra.Command{
 		Use:   "bind NAME",
 		Short: "bind a key pair to servers (rotating the key of bound ones), with a plan, progress and a summary",
@@ -200,17 +199,6 @@ func (a *app) bindCommand(rotate bool) *cobra.Command {
 			"kps keypair bind web --servers web-01 --ask-auth-password",
 		Args:              exactArgs(1, "key pair name"),
 		ValidArgsFunction: a.completeKeyPairs(1),
-	}
-	if rotate {
-		cmd.Use = "rotate NEW"
-		cmd.Short = "replace the key pair of bound servers by NEW (all servers of --from OLD, or those listed)"
-		cmd.Long = "rotate is bind for servers that already have a key pair: it refuses a server without one, and\n" +
-			"--from OLD selects every server bound to OLD.\n\n" + bindLong
-		cmd.Example = "kps keypair rotate web-2027 --from web-2026\n" +
-			"kps keypair rotate web-2027 --servers web-01,web-02 --auth-key-file web-2026.pem\n" +
-			"kps keypair rotate web-2027 --from web-2026 --no-wait -o json"
-		cmd.Flags().StringVar(&fromKeyPair, "from", "", "rotate every server bound to this key pair")
-		cmd.RegisterFlagCompletionFunc("from", a.completeKeyPairs(1))
 	}
 	f.defineServers(cmd, a)
 	f.defineLogin(cmd, true)
@@ -232,17 +220,9 @@ func (a *app) bindCommand(rotate bool) *cobra.Command {
 		if f.port < 0 || f.port > 65535 {
 			return usagef("--port %d: a port is from 1 to 65535", f.port)
 		}
-		var ids []string
-		var err error
-		if fromKeyPair == "" || f.servers != "" || f.from != "" {
-			if ids, err = a.serverIDs(&f); err != nil {
-				return err
-			}
-		}
-		if fromKeyPair != "" {
-			if err := checkName(fromKeyPair); err != nil {
-				return err
-			}
+		ids, err := a.serverIDs(&f)
+		if err != nil {
+			return err
 		}
 		login, err := a.login(&f)
 		if err != nil {
@@ -255,28 +235,9 @@ func (a *app) bindCommand(rotate bool) *cobra.Command {
 		if _, err := cl.KeyPair(ctx, name); err != nil {
 			return fmt.Errorf("key pair %s: %w", name, err)
 		}
-		var servers map[string]*client.Server
-		var results []*outcome
-		if fromKeyPair != "" && ids == nil {
-			if servers, ids, err = serversBoundTo(ctx, cl, fromKeyPair); err != nil {
-				return err
-			}
-			if len(ids) == 0 {
-				return fmt.Errorf("no server is bound to key pair %s", fromKeyPair)
-			}
-		} else if servers, results, err = a.lookUp(ctx, cl, ids); err != nil {
+		servers, results, err := a.lookUp(ctx, cl, ids)
+		if err != nil {
 			return err
-		}
-		if rotate {
-			var unbound []string
-			for _, id := range ids {
-				if s := servers[id]; s != nil && (s.KeyPairName == "" || (fromKeyPair != "" && s.KeyPairName != fromKeyPair)) {
-					unbound = append(unbound, fmt.Sprintf("%s (%s)", id, firstOf(s.KeyPairName, "no key pair")))
-				}
-			}
-			if len(unbound) > 0 {
-				return usagef("rotate replaces the key pair %s: %s; use kps keypair bind", firstOf(fromKeyPair, "of bound servers"), strings.Join(unbound, ", "))
-			}
 		}
 		for _, id := range ids {
 			if s := servers[id]; s != nil {
@@ -343,22 +304,6 @@ func (a *app) lookUp(ctx context.Context, cl *client.Client, ids []string) (map[
 		}
 	}
 	return servers, refused, nil
-}
-
-// serversBoundTo lists the servers a key pair is bound to.
-func serversBoundTo(ctx context.Context, cl *client.Client, keyPair string) (map[string]*client.Server, []string, error) {
-	servers := map[string]*client.Server{}
-	var ids []string
-	for s, err := range cl.Servers(ctx, 1000) {
-		if err != nil {
-			return nil, nil, err
-		}
-		if s.KeyPairName == keyPair {
-			servers[s.ID] = &s
-			ids = append(ids, s.ID)
-		}
-	}
-	return servers, ids, nil
 }
 
 // printPlan says, before anything is submitted, what each server goes from and to and which

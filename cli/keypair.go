@@ -24,7 +24,7 @@ func (a *app) keypairCommand() *cobra.Command {
 		Example: "kps keypair private-key export web --out web.pem"}
 	pk.AddCommand(a.privateKeyImport(), a.privateKeyExport(), a.privateKeyClear(), a.privateKeyBatchExport())
 	cmd.AddCommand(a.keypairCreate(), a.keypairImport(), a.keypairList(), a.keypairShow(), a.keypairUpdate(),
-		a.keypairDelete(), a.keypairBatchImport(), pk, a.bindCommand(false), a.bindCommand(true), a.unbindCommand())
+		a.keypairDelete(), a.keypairBatchImport(), pk, a.bindCommand(), a.rotateCommand(), a.rotationCommand(), a.unbindCommand())
 	return cmd
 }
 

@@ -369,6 +369,7 @@ type Main struct {
 	closeErr  error
 	store     *store.DB
 	runner    *tasks.Runner
+	rotations *rotationLoop
 	http      *http.Server
 	listener  net.Listener
 	cert      *certificate // nil without TLS
@@ -479,12 +480,17 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.Metrics {
 		reg = metrics.New(metrics.Options{Queue: m.store, Log: m.Log})
 	}
+	// Rotations (kps-v3-api.md §8) advance whenever a task ends; their staged jobs run on the
+	// same executor.
+	rotations := &rotationLoop{}
+	m.rotations = rotations
 	executor := &sshhost.Executor{Logger: m.Log, AllowedTargets: targets, Metrics: sshMetrics(reg)}
-	m.runner = tasks.New(m.store, kpsservice.NewPlanner(m.store, sealer), executor, m.Log, tasks.Config{
-		Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
-		// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
-		// failed at start, by the sweeper of any replica.
-		SoleInstance: !cfg.postgres(), Metrics: taskMetrics(reg)})
+	m.runner = tasks.New(taskEnds{m.store, rotations.wake}, kpsservice.NewPlanner(m.store, sealer),
+		sshhost.Staged{Executor: executor}, m.Log, tasks.Config{
+			Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
+			// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
+			// failed at start, by the sweeper of any replica.
+			SoleInstance: !cfg.postgres(), Metrics: taskMetrics(reg)})
 	if err := m.runner.Start(ctx); err != nil {
 		return fmt.Errorf("starting the task workers: %w", err)
 	}
@@ -526,13 +532,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.startLoops(ctx, executor); err != nil {
 		return err
 	}
+	rotations.start(kpsservice.NewRotations(m.store, sealer, m.runner, kpsservice.Config{MaxQueued: cfg.MaxQueued,
+		MaxProjectTasks: cfg.MaxQueuedPerProject}, m.Log))
 	routerCfg := router.Config{PublicURL: cfg.PublicURL, ComputeLinkPrefix: computeBase, TrustedProxies: proxies,
 		OpenAPI: docs.OpenAPI, AccessLog: cfg.AccessLog}
 	if reg != nil && cfg.MetricsListen == "" {
 		routerCfg.Metrics = reg.Handler()
 	}
 	handler := router.New(routerCfg, router.Deps{Identity: identity, Tokens: identity, Manager: manager,
-		KeyPairs: svc, Tasks: svc, Servers: svc, Drift: m.drift, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping,
+		KeyPairs: svc, Tasks: svc, Servers: svc, Drift: m.drift, Rotations: rotations.svc, Reads: m.store, TaskLists: m.store, Ping: m.store.Ping,
 		Metrics: apiMetrics(reg), Log: m.Log,
 		Audit: m.store, AuditReader: svc})
 	var access *slog.Logger // the access lines' (api.Edge), nil without --access-log
@@ -648,6 +656,9 @@ func (m *Main) close() error {
 		if err := <-m.served; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.rotations != nil {
+		m.rotations.stop()
 	}
 	if m.stopLoops != nil {
 		m.stopLoops()

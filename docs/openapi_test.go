@@ -139,7 +139,7 @@ var routePattern = regexp.MustCompile(`"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)
 // routeFiles are the files under api/ that register routes: the KPS and inventory routes of
 // api/kpsv3, the identity and management routes of api/keystone, the Nova-compatible routes of
 // api/nova, and the service-wide ones (/healthz, /readyz, /openapi.json) of api/router.
-var routeFiles = []string{"../api/kpsv3/kpsv3.go", "../api/keystone/keystone.go", "../api/nova/nova.go", "../api/router/router.go"}
+var routeFiles = []string{"../api/kpsv3/kpsv3.go", "../api/kpsv3/rotations.go", "../api/keystone/keystone.go", "../api/nova/nova.go", "../api/router/router.go"}
 
 // serverRoutes returns the routes registered in routeFiles as "METHOD /path" in OpenAPI form.
 func serverRoutes(t *testing.T) []string {

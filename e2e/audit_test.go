@@ -267,6 +267,16 @@ var auditRoutes = map[string]func(w *auditWalk) auditWant{
 		check, _ := out["drift_check"].(map[string]any)
 		return auditWant{project: w.s.project, action: "drift.check", targetType: "drift_check", targetID: str(check["id"]), status: 200}
 	},
+	"POST /v3/{project_id}/rotations": func(w *auditWalk) auditWant {
+		id := w.rotation("rot")
+		return auditWant{project: w.s.project, action: "rotation.create", targetType: "rotation", targetID: id, status: 201}
+	},
+	"POST /v3/{project_id}/rotations/{rotation_id}/action": func(w *auditWalk) auditWant {
+		id := w.rotation("rota")
+		w.start()
+		w.must(200, "POST", w.kps("/rotations/"+id+"/action"), map[string]any{"action": "cancel"})
+		return auditWant{project: w.s.project, action: "rotation.action", targetType: "rotation", targetID: id, status: 200}
+	},
 	"POST /v3/{project_id}/servers": func(w *auditWalk) auditWant {
 		id := w.name("srv")
 		w.start()
@@ -462,6 +472,19 @@ func (w *auditWalk) keyPair(prefix string, protection map[string]any) string {
 	}
 	w.must(200, "POST", w.kps("/keypairs"), kp(k))
 	return n
+}
+
+// rotation starts a rotation of one server nothing listens for to a new key pair (given its
+// private key) and returns its ID; the walk's mark is set just before the call.
+func (w *auditWalk) rotation(prefix string) string {
+	srv := w.server(prefix + "srv")
+	out := w.must(200, "POST", w.kps("/keypairs"), kp(map[string]any{"name": w.name(prefix + "kp")}))
+	k, _ := out["keypair"].(map[string]any)
+	w.start()
+	out = w.must(201, "POST", w.kps("/rotations"), map[string]any{"rotation": map[string]any{"keypair_name": k["name"],
+		"servers": []string{srv}, "private_key": k["private_key"]}})
+	r, _ := out["rotation"].(map[string]any)
+	return str(r["id"])
 }
 
 // server adds a server nothing listens for: its tasks fail fast.

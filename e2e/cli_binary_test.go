@@ -173,21 +173,27 @@ func testRotateFleet(t *testing.T, bin string) {
 			t.Fatalf("web-2026 does not log in on %s", h.Addr())
 		}
 	}
-	// Rotation: bound servers take the single associate (no KPS.6303), the plan says what goes.
+	// Rotation: staged (kps-v3-api.md §8), logging in with the old key, verifying with the new.
 	op.must(0, "", "keypair", "create", "web-2027", "--type", "rsa", "--out", "web-2027.pem")
-	r := op.must(0, "", "keypair", "rotate", "web-2027", "--from", "web-2026", "--auth-key-file", "web-2026.pem", "-o", "json")
-	if !strings.Contains(r.stderr, "plan for 12 servers, logging in with the key of web-2026.pem (REPLACE)") ||
-		!strings.Contains(r.stderr, "web-2026 → web-2027: web-00, web-01, web-02, web-03, web-04 and 7 more") ||
-		!strings.Contains(r.stderr, "removed from authorized_keys: the key of web-2026") ||
-		!strings.Contains(r.stderr, "is the key of web-2026, which is replaced") {
+	r := op.must(0, "", "keypair", "rotate", "web-2027", "--from", "web-2026", "--auth-key-file", "web-2026.pem",
+		"--new-key-file", "web-2027.pem", "--batch-size", "4", "-o", "json")
+	if !regexp.MustCompile(`rotation \S+ of 12 servers to web-2027, logging in with the key of web-2026.pem \(REPLACE\)`).MatchString(r.stderr) ||
+		!strings.Contains(r.stderr, "add web-2027 beside the old key, log in with it, then remove the old key; 4 at a time") {
 		t.Fatalf("plan:\n%s", r.stderr)
 	}
-	var rows []outcome
-	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != n {
+	var rot struct {
+		State   string `json:"state"`
+		Servers []struct {
+			ServerID string `json:"server_id"`
+			State    string `json:"state"`
+			TaskID   string `json:"task_id"`
+		} `json:"servers"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rot); err != nil || rot.State != "COMPLETED" || len(rot.Servers) != n {
 		t.Fatalf("summary: %v %s", err, r.stdout)
 	}
-	for _, o := range rows {
-		if o.Status != "SUCCESS_REPLACE" || o.Previous != "web-2026" || o.KeyPair != "web-2027" {
+	for _, o := range rot.Servers {
+		if o.State != "SUCCEEDED" || s.must(200, "GET", "/tasks/"+o.TaskID, nil)["task_status"] != "SUCCESS_REPLACE" {
 			t.Errorf("%+v", o)
 		}
 	}
@@ -237,6 +243,28 @@ func testRotateFleet(t *testing.T, bin string) {
 	// The extension is refused where it means nothing.
 	s.wantError(400, "KPS.6003", "POST", "/keypairs/associate", map[string]any{"keypair_name": "ops",
 		"server": map[string]any{"id": "web-02", "auth": map[string]any{"type": "password", "key": hosts[2].Password}, "keep_login_key": true}})
+
+	// A rotation with canaries stops after them and says how to go on; resume finishes it.
+	op.must(0, "", "keypair", "create", "web-2028", "--out", "web-2028.pem")
+	r = op.must(0, "", "keypair", "rotate", "web-2028", "--from", "web-2027", "--canary", "2", "--new-key-file", "web-2028.pem",
+		"--auth-key-file", "web-2027.pem", "-o", "json")
+	var paused struct {
+		ID     string         `json:"id"`
+		State  string         `json:"state"`
+		Totals map[string]int `json:"totals"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &paused); err != nil || paused.State != "PAUSED" || paused.Totals["succeeded"] != 2 ||
+		!strings.Contains(r.stderr, "kps keypair rotation resume "+paused.ID) {
+		t.Fatalf("canary rotation: %v %s\n%s", err, r.stdout, r.stderr)
+	}
+	r = op.must(0, "", "keypair", "rotation", "resume", paused.ID)
+	if !strings.Contains(r.stdout, "completed; "+fmt.Sprint(n-2)+" succeeded, 0 failed") {
+		t.Fatalf("resume: %s\n%s", r.stdout, r.stderr)
+	}
+	if r := op.must(0, "", "keypair", "rotation", "list"); !strings.Contains(r.stdout, paused.ID) {
+		t.Fatalf("rotation list: %s", r.stdout)
+	}
+	op.must(1, "", "keypair", "rotation", "cancel", paused.ID) // KPS.6307: completed
 }
 
 // testSecretFiles: a private key is never lost and never overwritten by accident.

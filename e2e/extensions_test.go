@@ -154,7 +154,7 @@ func TestDriftCheck(t *testing.T) {
 		}
 		s.wantError(404, "KPS.6204", "POST", "/drift-checks", map[string]any{"servers": []string{"clean-2", "nope"}})
 		s.wantError(400, "KPS.6013", "POST", "/drift-checks", map[string]any{"servers": []string{"clean-2", "clean-2"}})
-		s.wantError(404, "KPS.6207", "GET", "/drift-checks/nope", nil)
+		s.wantError(404, "KPS.6208", "GET", "/drift-checks/nope", nil)
 		list := s.must(200, "GET", "/drift-checks?limit=2", nil)
 		if list["total"] != float64(3) || len(list["drift_checks"].([]any)) != 2 {
 			t.Fatalf("list: %v", list)

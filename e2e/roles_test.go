@@ -62,6 +62,10 @@ func TestRoleMatrix(t *testing.T) {
 	taskID := failedTask("seed")
 	failedIDs := map[string]string{}
 	none := func(string) any { return nil }
+	// A rotation to look at (kps-v3-api.md §8); its one server's task fails on the closed port.
+	hosted("rot")
+	rotationID := admin.must(201, "POST", "/rotations", map[string]any{"rotation": map[string]any{"keypair_name": "kp-rot",
+		"servers": []string{"srv"}}})["rotation"].(map[string]any)["id"].(string)
 	routes := []route{
 		{kps.RoleReader, "GET", "/keypairs", none, nil, 200},
 		{kps.RoleReader, "GET", "/keypairs/shared", none, nil, 200},
@@ -115,6 +119,14 @@ func TestRoleMatrix(t *testing.T) {
 			return map[string]any{"server": map[string]any{"id": "cred-" + tag, "address": "h", "credential": map[string]any{"type": "password", "key": "pw"}}}
 		}, nil, 201},
 		{kps.RoleMember, "DELETE", "/servers/srv-{tag}", none, server, 204},
+		// Rotations: a member's, like associate; looking is a reader's.
+		{kps.RoleMember, "POST", "/rotations", func(tag string) any {
+			return map[string]any{"rotation": map[string]any{"keypair_name": "kp-" + tag, "servers": []string{"srv"}}}
+		}, hosted, 201},
+		{kps.RoleReader, "GET", "/rotations", none, nil, 200},
+		{kps.RoleReader, "GET", "/rotations/" + rotationID, none, nil, 200},
+		// The action is refused for its name (400 KPS.6003) once the role allows it.
+		{kps.RoleMember, "POST", "/rotations/" + rotationID + "/action", func(string) any { return map[string]any{"action": "frobnicate"} }, nil, 400},
 	}
 
 	// Callers without a role on the project: a user whose only role is on another project

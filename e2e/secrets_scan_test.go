@@ -180,6 +180,16 @@ func testNoSecretInClearAfterFullRun(t *testing.T, format string) {
 		}
 	}
 
+	// A staged rotation (kps-v3-api.md §8) given the new key's private key and the caller's
+	// password: both are kept sealed while it runs, then erased.
+	rot := obj(s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "rot-new"}})["keypair"])
+	secrets["private key given to a rotation"] = str(rot["private_key"])
+	rid := str(obj(s.must(201, "POST", "/rotations", map[string]any{"rotation": map[string]any{"keypair_name": "rot-new", "servers": []string{"h-key"},
+		"private_key": rot["private_key"], "auth": map[string]any{"type": "password", "key": h.Password}}})["rotation"])["id"])
+	if r := s.waitRotation(rid, "COMPLETED"); r["totals"].(map[string]any)["succeeded"] != float64(1) {
+		t.Fatalf("rotation: %v", r)
+	}
+
 	// A master key rotation while serving.
 	if code := run(t.Context(), []string{"keyring", "add", "--data-dir", s.main.Config.DataDir}, console{nil, io.Discard, io.Discard, func(string) string { return "" }}); code != 0 {
 		t.Fatalf("kps keyring add exited %d", code)

@@ -14,6 +14,7 @@ type PlanStore interface {
 	Server(ctx context.Context, projectID, id string) (*kps.Server, error)
 	Binding(ctx context.Context, projectID, serverID string) (*kps.Binding, error)
 	UnconfirmedKeys(ctx context.Context, projectID, serverID string) (keys []string, passwordMaybeDisabled bool, err error)
+	RotationStep(ctx context.Context, projectID, taskID string) (*kps.RotationStep, error)
 }
 
 // Planner implements kps.HostPlanner: what a claimed task's host must end up with.
@@ -60,6 +61,15 @@ func (pl *Planner) PlanHostJob(ctx context.Context, t *kps.Task, caller *kps.Cre
 	if err != nil {
 		return plan, err
 	}
+	// A rotation's task: the private key its fresh login verifies with and, when the rotation
+	// was given one, the caller's credential it logs in with (kps-v3-api.md §8.3).
+	step, err := pl.rotationStep(ctx, t)
+	if err != nil {
+		return plan, err
+	}
+	if step != nil && caller == nil {
+		caller = step.login
+	}
 	if job.Login, err = pl.login(t, srv, binding, caller); err != nil {
 		return plan, err
 	}
@@ -93,6 +103,10 @@ func (pl *Planner) PlanHostJob(ctx context.Context, t *kps.Task, caller *kps.Cre
 			return plan, kps.Errorf(kps.ErrServerNotBound, "Server '%s' has no bound key pair.", t.ServerID)
 		}
 		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
+	}
+	if step != nil {
+		// A rotation's task is staged: add, log in with the new key, then remove (§8.3).
+		job.Verify = step.verify
 	}
 	// Likewise a bind with disable_password that failed after reaching its configuration
 	// session may have turned password login off unrecorded: an unbind restores it, and, should

@@ -103,7 +103,7 @@ func scanDriftCheck(row scanner, extra ...any) (*kps.DriftCheck, error) {
 	return &c, nil
 }
 
-// DriftCheck implements kps.DriftStore: KPS.6207 when the project has no such check.
+// DriftCheck implements kps.DriftStore: KPS.6208 when the project has no such check.
 func (db *DB) DriftCheck(ctx context.Context, projectID, id string) (*kps.DriftCheck, error) {
 	c, err := scanDriftCheck(db.read.QueryRowContext(ctx, db.bind(selectDriftCheck), projectID, id))
 	if errors.Is(err, sql.ErrNoRows) {

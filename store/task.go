@@ -98,6 +98,20 @@ func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission, admit 
 		return nil, nil, err
 	}
 	defer tx.Rollback()
+	tasks, refused, err = submitBatch(ctx, tx, subs, admit)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, nil, err
+	}
+	return tasks, refused, nil
+}
+
+// submitBatch is SubmitTasks inside tx (a rotation's step submits its servers' tasks in the
+// transaction that records the step, store/rotation.go); the task versions of the projects
+// concerned move with it.
+func submitBatch(ctx context.Context, tx *txn, subs []kps.TaskSubmission, admit kps.TaskAdmission) (tasks []*kps.Task, refused []error, err error) {
 	// Every item takes its locks in the order server, key pair, project, queue, and holds them
 	// to the commit. Taken item by item, a batch would hold the queue (and the first server) while it
 	// waits for the next server, which a single submission may hold while it waits for the
@@ -168,9 +182,6 @@ func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission, admit 
 		if err := tx.taskChanged(ctx, projects...); err != nil {
 			return nil, nil, err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, nil, err
 	}
 	return tasks, refused, nil
 }

@@ -24,6 +24,7 @@ type API struct {
 	servers  kps.ServerService
 	audit    kps.AuditReader
 	drift    kps.DriftService
+	rotate   kps.RotationService
 	lists    *tasklist.Lists
 	auth     *api.Authenticator
 	errs     *api.Errors
@@ -39,6 +40,8 @@ type Services struct {
 	Audit kps.AuditReader
 	// Drift runs the drift checks of §7.2 (an OpenKPS extension); nil leaves their routes out.
 	Drift kps.DriftService
+	// Rotations serves the rotations extension (§8); nil leaves its routes out.
+	Rotations kps.RotationService
 	// Lists renders the running and failed task lists.
 	Lists *tasklist.Lists
 }
@@ -46,7 +49,7 @@ type Services struct {
 // New returns the KPS v3 API on services, authenticating with auth and rendering errors with
 // errs.
 func New(services Services, auth *api.Authenticator, errs *api.Errors) *API {
-	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, audit: services.Audit, drift: services.Drift, lists: services.Lists,
+	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, audit: services.Audit, drift: services.Drift, rotate: services.Rotations, lists: services.Lists,
 		auth: auth, errs: errs, mux: http.NewServeMux()}
 	a.routes()
 	return a
@@ -105,6 +108,9 @@ func (a *API) routes() {
 		audited("POST /v3/{project_id}/drift-checks", kps.RoleMember, api.AuditRoute{Action: kps.ActionDriftCheck, Status: ok, Target: kps.TargetDriftCheck}, a.startDriftCheck)
 		route("GET /v3/{project_id}/drift-checks", kps.RoleReader, a.listDriftChecks)
 		route("GET /v3/{project_id}/drift-checks/{check_id}", kps.RoleReader, a.showDriftCheck)
+	}
+	if a.rotate != nil {
+		a.rotationRoutes(route, audited)
 	}
 }
 

@@ -58,6 +58,8 @@ type Deps struct {
 	Servers  kps.ServerService
 	// Drift serves the drift checks (an OpenKPS extension); nil: not offered.
 	Drift kps.DriftService
+	// Rotations serves the rotations extension (kps-v3-api.md §8); nil: its routes answer 404.
+	Rotations kps.RotationService
 
 	// The read paths (kps.RequestReader, kps.TaskListReader); Reads may be nil.
 	Reads     kps.RequestReader
@@ -87,7 +89,7 @@ func New(cfg Config, d Deps) http.Handler {
 	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
 	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Metrics: d.Metrics, Audit: d.Audit}
 
-	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader, Drift: d.Drift,
+	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader, Drift: d.Drift, Rotations: d.Rotations,
 		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
 	identity := keystone.New(d.Tokens, d.Manager, auth, errs, cfg.PublicURL)
 	compute := nova.New(d.KeyPairs, auth, errs, cfg.ComputeLinkPrefix)

@@ -48,6 +48,9 @@ type Options struct {
 	// disable_password then edits the main file (kps-v3-api.md §6.5 step 3) instead of writing
 	// a drop-in.
 	NoInclude bool
+	// AuthorizedKeysFile is sshd's AuthorizedKeysFile (relative to the home, or absolute);
+	// "" is .ssh/authorized_keys. Another file makes a host whose sshd ignores what KPS writes.
+	AuthorizedKeysFile string
 }
 
 // Host is a running sshd with its login user.
@@ -78,6 +81,7 @@ type Host struct {
 	sudoers   string
 	pam       bool
 	extra     string
+	akFile    string
 	noInclude bool
 }
 
@@ -152,6 +156,7 @@ func New(opt Options) (_ *Host, err error) {
 	h.pam = opt.KbdInteractive
 	h.extra = opt.Config
 	h.noInclude = opt.NoInclude
+	h.akFile = opt.AuthorizedKeysFile
 	if err := os.Mkdir(h.DropInDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -365,6 +370,10 @@ func (h *Host) writeConfig() error {
 		pam, password = "yes", "no"
 	}
 	include := "Include " + h.DropInDir + "/*.conf\n"
+	akFile := ".ssh/authorized_keys"
+	if h.akFile != "" {
+		akFile = h.akFile
+	}
 	if h.noInclude {
 		include = ""
 	}
@@ -376,7 +385,7 @@ UsePAM %[5]s
 PasswordAuthentication %[6]s
 KbdInteractiveAuthentication yes
 PubkeyAuthentication yes
-AuthorizedKeysFile .ssh/authorized_keys
+AuthorizedKeysFile %[7]s
 PermitRootLogin no
 AllowUsers %[4]s
 StrictModes yes
@@ -384,7 +393,7 @@ LogLevel VERBOSE
 LoginGraceTime 30
 MaxStartups 64:30:128
 PrintMotd no
-`, h.Port, h.Dir, h.PidFile, h.User, pam, password) + h.extra
+`, h.Port, h.Dir, h.PidFile, h.User, pam, password, akFile) + h.extra
 	return os.WriteFile(h.ConfigPath, []byte(cfg), 0o644)
 }
 

@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"Replicas", replicaTests},
 		{"Audit", auditTests},
 		{"Extensions", extensionTests},
+		{"Rotations", rotationTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
