@@ -474,15 +474,16 @@ func (w *auditWalk) keyPair(prefix string, protection map[string]any) string {
 	return n
 }
 
-// rotation starts a rotation of one server nothing listens for to a new key pair (given its
-// private key) and returns its ID; the walk's mark is set just before the call.
+// rotation starts a rotation of two servers nothing listens for to a new key pair (given its
+// private key) and returns its ID; the walk's mark is set just before the call. It stops after
+// its one canary until resumed, so it cannot have ended before a later action.
 func (w *auditWalk) rotation(prefix string) string {
-	srv := w.server(prefix + "srv")
+	srvs := []string{w.server(prefix + "srv"), w.server(prefix + "srv2")}
 	out := w.must(200, "POST", w.kps("/keypairs"), kp(map[string]any{"name": w.name(prefix + "kp")}))
 	k, _ := out["keypair"].(map[string]any)
 	w.start()
 	out = w.must(201, "POST", w.kps("/rotations"), map[string]any{"rotation": map[string]any{"keypair_name": k["name"],
-		"servers": []string{srv}, "private_key": k["private_key"]}})
+		"servers": srvs, "private_key": k["private_key"], "batch_size": 1, "canary": 1, "max_failures": 5}})
 	r, _ := out["rotation"].(map[string]any)
 	return str(r["id"])
 }
