@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/sshkey"
 )
 
 // Store is what the runner needs from persistence.
@@ -465,7 +466,7 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 			return err
 		}
 		for _, p := range pins {
-			if sameKey(p, key) {
+			if sshkey.SameKeyLine(p, key) {
 				return nil
 			}
 		}
@@ -574,11 +575,4 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 	recorded = binding != nil && binding.PasswordDisabled
 	job.RestorePassword = t.Operation == kps.OpUnbind && (recorded || maybeDisabled)
 	return job, recorded, nil
-}
-
-// sameKey compares two authorized_keys-style lines by key identity (type and blob).
-func sameKey(a, b string) bool {
-	ka, _, _, _, err1 := ssh.ParseAuthorizedKey([]byte(a))
-	kb, _, _, _, err2 := ssh.ParseAuthorizedKey([]byte(b))
-	return err1 == nil && err2 == nil && ka.Type() == kb.Type() && string(ka.Marshal()) == string(kb.Marshal())
 }
