@@ -93,8 +93,10 @@ func (t *task) newSession(ctx context.Context, step string) (*ssh.Session, error
 }
 
 // command is the remote command line running script with args as its positional parameters.
+// The login shell that sshd runs it with executes /bin/sh in its own process (exec) rather
+// than forking one more.
 func command(script string, args []string) string {
-	cmd := "/bin/sh -c " + shellQuote(script) + " kps"
+	cmd := "exec /bin/sh -c " + shellQuote(script) + " kps"
 	for _, a := range args {
 		cmd += " " + shellQuote(a)
 	}

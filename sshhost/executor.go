@@ -69,7 +69,7 @@ func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult
 		t.log.Warn("host task failed", "code", kps.ErrorCode(err), "error", err, "sessions", t.sessions, "duration", time.Since(start))
 		return kps.HostResult{}, err
 	}
-	t.log.Info("host task done", "password_disabled", res.PasswordDisabled, "authorized_keys_written", t.wrote, "sessions", t.sessions, "duration", time.Since(start))
+	t.log.Info("host task done", "password_disabled", res.PasswordDisabled, "authorized_keys_written", t.wrote, "sessions", t.sessions, "script", t.scriptOnly || t.job.DisablePassword || t.job.RestorePassword, "duration", time.Since(start))
 	return res, nil
 }
 
@@ -100,6 +100,10 @@ type task struct {
 	local    net.Addr // our end of the connection, as the host sees it (for sshd -T -C)
 	sessions int
 	wrote    bool
+	// files is the file transfer session, while it is open; scriptOnly says the task uses the
+	// script from now on (the host has no usable subsystem, or handed a step back).
+	files      *sftpSession
+	scriptOnly bool
 	// promptRefused says why a keyboard-interactive question went unanswered.
 	promptRefused string
 }
@@ -139,27 +143,34 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 	changeConfig := job.DisablePassword || job.RestorePassword
 	var st *hostState
 	for attempt := 0; ; attempt++ {
-		var d *dialogue
-		if d, st, err = t.readState(ctx, changeConfig); err != nil {
+		var ks keysSession
+		if ks, st, err = t.readState(ctx, changeConfig); err != nil {
 			return kps.HostResult{}, err
 		}
 		content, err := editAuthorizedKeys(st.authorizedKeys, install, job.RemoveKeys)
 		if err != nil {
-			d.close()
+			ks.close()
 			return kps.HostResult{}, fmt.Errorf("sshhost: %w", err)
 		}
 		if st.authorizedKeysExists && bytes.Equal(content, st.authorizedKeys) {
-			d.close()
+			ks.close()
 			break
 		}
 		if !st.authorizedKeysExists && len(content) == 0 {
-			d.close()
+			ks.close()
 			break // unbind on a host without the file: the desired state holds
 		}
 		// The key is written by this task only when the file does not hold it already: a bind
 		// of a key the host already holds (someone else's, say) writes at most the removals.
 		adds := install != "" && !holdsKey(st.authorizedKeys, install)
-		err = t.writeAuthorizedKeys(ctx, d, st, content, adds)
+		err = ks.write(ctx, st, content, adds)
+		var fb *fallback
+		if errors.As(err, &fb) {
+			// Nothing was changed, or what was staged is removed: the script does it all.
+			t.useScript(fb)
+			attempt--
+			continue
+		}
 		if errors.Is(err, errChanged) && attempt == 0 {
 			t.log.Info("authorized_keys changed while being edited; editing again")
 			continue
@@ -254,6 +265,26 @@ func (t *task) awaitDaemon(ctx context.Context, step string) error {
 	}
 }
 
+// keysSession is the session that reads and writes authorized_keys: the file transfer
+// subsystem (files.go) or the task script's dialogue (writeAuthorizedKeys). write replaces
+// the file with content, announcing the write first when the content adds the job's key
+// (adds); it ends the session, except after errChanged, when the next read may use it again.
+type keysSession interface {
+	write(ctx context.Context, st *hostState, content []byte, adds bool) error
+	close()
+}
+
+func (d *dialogue) write(ctx context.Context, st *hostState, content []byte, adds bool) error {
+	return d.t.writeAuthorizedKeys(ctx, d, st, content, adds)
+}
+
+// useScript makes the rest of the task use the task script, for the reason given.
+func (t *task) useScript(fb *fallback) {
+	t.log.Info("using the task script", "reason", fb.reason)
+	t.scriptOnly = true
+	t.files = nil
+}
+
 // hostState is what the read session found.
 type hostState struct {
 	authorizedKeys       []byte
@@ -271,10 +302,41 @@ func (t *task) sshdConfigPath() string {
 	return kps.DefaultSSHDConfig
 }
 
-// readState starts the task's session and reads the state it prints; with priv it also checks
-// privileges (before anything is changed, §6.5) and reads the daemon configuration. The
-// session stays open for the write (writeAuthorizedKeys) or is closed with d.close.
-func (t *task) readState(ctx context.Context, priv bool) (*dialogue, *hostState, error) {
+// readState reads the state a task starts from in the session that will write authorized_keys:
+// the file transfer subsystem (files.go) where the host offers it and the task does not
+// change the daemon configuration, else the task script's dialogue, which with priv also
+// checks privileges (before anything is changed, §6.5) and reads the daemon configuration.
+// The session stays open for the write (keysSession.write) or is closed with close.
+func (t *task) readState(ctx context.Context, priv bool) (keysSession, *hostState, error) {
+	if !priv && !t.scriptOnly {
+		if t.files == nil {
+			s, err := t.openSFTP(ctx)
+			var fb *fallback
+			switch {
+			case errors.As(err, &fb):
+				t.useScript(fb)
+			case err != nil:
+				return nil, nil, err
+			default:
+				t.files = s
+			}
+		}
+		if s := t.files; s != nil {
+			st, err := s.read(ctx)
+			var fb *fallback
+			switch {
+			case errors.As(err, &fb):
+				s.close()
+				t.useScript(fb)
+			case err != nil:
+				return nil, nil, err
+			default:
+				t.log.Debug("remote step", "step", stepLocate, "duration", time.Since(s.start), "file_transfer", "sftp")
+				s.start = time.Now()
+				return s, st, nil
+			}
+		}
+	}
 	args := []string{t.job.User, "-"}
 	if priv {
 		args = []string{t.job.User, "priv", t.sshdConfigPath(), privReadScript}
