@@ -294,11 +294,15 @@ func (q *sftpRequest) name() (string, error) {
 
 // The requests a task makes.
 
-func (c *sftpClient) stat(path string) *sftpRequest  { return c.request(fxpStat, putString(nil, path)) }
-func (c *sftpClient) lstat(path string) *sftpRequest { return c.request(fxpLstat, putString(nil, path)) }
-func (c *sftpClient) fstat(h string) *sftpRequest  { return c.request(fxpFstat, putString(nil, h)) }
-func (c *sftpClient) close(h string) *sftpRequest  { return c.request(fxpClose, putString(nil, h)) }
-func (c *sftpClient) remove(path string) *sftpRequest { return c.request(fxpRemove, putString(nil, path)) }
+func (c *sftpClient) stat(path string) *sftpRequest { return c.request(fxpStat, putString(nil, path)) }
+func (c *sftpClient) lstat(path string) *sftpRequest {
+	return c.request(fxpLstat, putString(nil, path))
+}
+func (c *sftpClient) fstat(h string) *sftpRequest { return c.request(fxpFstat, putString(nil, h)) }
+func (c *sftpClient) close(h string) *sftpRequest { return c.request(fxpClose, putString(nil, h)) }
+func (c *sftpClient) remove(path string) *sftpRequest {
+	return c.request(fxpRemove, putString(nil, path))
+}
 
 // open opens path with the protocol's flags; with create, the file is created with mode perm
 // (the server's open(2) applies its umask, which only takes bits away).
