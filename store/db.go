@@ -46,6 +46,8 @@ type DB struct {
 	versions *taskVersions
 	// requestReads shares the per-request read of concurrent requests (PostgreSQL).
 	requestReads readGroup
+	// group runs the write transactions as commit groups (SQLite; nil on PostgreSQL).
+	group *groupWriter
 }
 
 var _ kps.Store = (*DB)(nil)
@@ -119,6 +121,9 @@ func (db *DB) Close() error {
 	if db.read != nil && db.read != db.write {
 		errs = append(errs, db.read.Close())
 	}
+	if db.group != nil {
+		db.group.close()
+	}
 	if db.write != nil {
 		errs = append(errs, db.write.Close())
 	}
@@ -134,9 +139,10 @@ func (db *DB) Close() error {
 // the service look down.
 func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
 
-// txn is a transaction with the one "now" every change in it uses.
+// txn is a transaction with the one "now" every change in it uses: a database/sql transaction,
+// or on SQLite's writer a transaction of a commit group (groupcommit.go).
 type txn struct {
-	tx  *sql.Tx
+	tx  txConn
 	eng *engine
 	now time.Time
 	// versions and changed: the projects whose task versions Commit bumps in this process
@@ -148,11 +154,27 @@ type txn struct {
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
 // the write lock is taken up front and never upgraded).
 func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
+	if db.group != nil {
+		tx, err := db.group.begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &txn{tx: tx, eng: db.eng, now: db.clock(), versions: db.versions}, nil
+	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	return &txn{tx: tx, eng: db.eng, now: db.clock(), versions: db.versions}, nil
+}
+
+// txConn is what a txn runs its statements on and ends: *sql.Tx or *groupTx.
+type txConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	Commit() error
+	Rollback() error
 }
 
 // beginRead starts a read-only transaction: several queries see one snapshot.
