@@ -42,12 +42,19 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 		return nil, err
 	}
 	defer svc.Stop()
+	var other *service
+	if b.cfg.CompareKPS != "" {
+		if other, err = startService(ctx, b.cfg.CompareKPS, b.scratch("fleet-kps-compare"), "", workers); err != nil {
+			return nil, err
+		}
+		defer other.Stop()
+	}
 
 	var rows []FleetRow
 	for _, n := range b.cfg.Hosts {
 		for _, auth := range []string{"password", "key"} {
 			type series struct{ wall, cpu, rss []float64 }
-			var floor, kpsS, ans series
+			var floor, kpsS, ans, cmp series
 			var procMS, handshakeMS []float64
 			failed := map[string]int{}
 			for run := range b.cfg.Runs {
@@ -82,6 +89,17 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 				kpsS.rss = append(kpsS.rss, rss)
 				b.logf("N=%d %s run %d: OpenKPS %.2fs (cpu %.2fs, peak RSS %.1f MiB, %d failed), %.2f× the floor", n, auth, run+1, wall, cpu, rss, bad, wall/floor.wall[len(floor.wall)-1])
 
+				if other != nil {
+					if _, err := b.startHosts(n); err != nil {
+						return nil, err
+					}
+					wall, cpu, rss, bad, err = b.kpsBind(ctx, other, hosts, auth)
+					if err != nil {
+						return nil, fmt.Errorf("OpenKPS-compare: %w", err)
+					}
+					cmp.wall, cmp.cpu, cmp.rss, failed["OpenKPS-compare"] = append(cmp.wall, wall), append(cmp.cpu, cpu), append(cmp.rss, rss), failed["OpenKPS-compare"]+bad
+					b.logf("N=%d %s run %d: OpenKPS-compare %.2fs (cpu %.2fs, peak RSS %.1f MiB, %d failed), %.2f× the floor", n, auth, run+1, wall, cpu, rss, bad, wall/floor.wall[len(floor.wall)-1])
+				}
 				if ansible {
 					if _, err := b.startHosts(n); err != nil {
 						return nil, err
@@ -102,6 +120,10 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 					RSS: stat(kpsS.rss),
 					Method: fmt.Sprintf("batch-associate in tens, %d requests at once, GET /running-tasks every 20 ms until none is left; --workers %d",
 						submitConcurrency, workers)})
+			if other != nil {
+				rows = append(rows, FleetRow{Hosts: n, Auth: auth, Tool: "OpenKPS-compare", Wall: stat(cmp.wall), CPU: stat(cmp.cpu),
+					RSS: stat(cmp.rss), Failed: failed["OpenKPS-compare"], Method: "the same, with " + b.cfg.CompareKPS})
+			}
 			if ansible {
 				rows = append(rows, FleetRow{Hosts: n, Auth: auth, Tool: "Ansible", Wall: stat(ans.wall), CPU: stat(ans.cpu),
 					Failed: failed["Ansible"], Method: fmt.Sprintf("ansible.posix.authorized_key, forks=%d, pipelining", b.cfg.Forks)})

@@ -27,8 +27,13 @@ import (
 //   - the write is announced (HostJob.BeforeWrite) once the staged file is in place, before
 //     anything can change authorized_keys;
 //   - the file is read again and must still be what the edit started from (else the task
-//     edits again), then the staged file is renamed over it (posix-rename@openssh.com,
-//     rename(2)), the directory is flushed, and the file is read back.
+//     edits again; read while the announcement is committed, which the rename waits for),
+//     then the staged file is renamed over it (posix-rename@openssh.com, rename(2)), the
+//     directory is flushed, and the file is read back.
+//
+// Requests go out in batches, one round trip each, so that a task takes three after the login
+// (the read, the staging, the commit) and one more to check the file: every round trip waits
+// for sftp-server to be scheduled on a host that may be busy.
 //
 // Whatever this path cannot decide the way the script does — a layout the script refuses
 // (with its own message), a host with restorecon (SELinux labels), a server without the
@@ -66,8 +71,8 @@ func fallbackf(format string, args ...any) error { return &fallback{fmt.Sprintf(
 // after the rename, so such a host is the script's.
 var restoreconPaths = []string{"/sbin/restorecon", "/usr/sbin/restorecon"}
 
-// openSFTP starts the subsystem on the task's connection. A host that refuses it, or whose
-// subsystem does not answer as the protocol says within the connect timeout, is a *fallback.
+// openSFTP starts the subsystem on the task's connection and sends INIT; the first batch
+// (read) takes its answer. A host that refuses the subsystem is a *fallback.
 func (t *task) openSFTP(ctx context.Context) (*sftpSession, error) {
 	sess, err := t.newSession(ctx, stepLocate)
 	if err != nil {
@@ -90,50 +95,25 @@ func (t *task) openSFTP(ctx context.Context) (*sftpSession, error) {
 		return nil, fallbackf("the host offers no sftp subsystem")
 	}
 	s.stdin = stdin
-	// A subsystem that never answers is cut after the connect timeout.
-	timer := time.AfterFunc(t.timeout, func() { sess.Close() })
-	s.c, err = newSFTPClient(stdin, stdout)
-	stopped := timer.Stop()
-	if err != nil {
+	if s.c, err = newSFTPClient(stdin, stdout); err != nil {
 		sess.Close()
-		if ctx.Err() != nil {
-			return nil, &lostError{t.ctxError(ctx, lowerFirst(stepLocate))}
-		}
-		if !stopped {
-			return nil, fallbackf("the subsystem did not answer within %s", t.timeout)
-		}
-		return nil, fallbackf("no version: %v", err)
-	}
-	for _, ext := range []string{extPosixRename, extFsync, extHomeDir} {
-		if !s.c.has(ext) {
-			s.close()
-			return nil, fallbackf("the server lacks %s", ext)
-		}
+		return nil, fallbackf("INIT: %v", err)
 	}
 	return s, nil
 }
 
-// close ends the session: the server sees the end of its input and exits. The exit is
-// awaited briefly, so that nothing of the task still runs on the host once it has ended.
+// close ends the session: the server sees the end of its input and exits. Like the script's
+// session it is not waited for: the task's answers are all in.
 func (s *sftpSession) close() {
 	if s.ended {
 		return
 	}
 	s.ended = true
 	s.stdin.Close()
-	done := make(chan struct{})
-	go func() {
-		_ = s.sess.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
 	s.sess.Close()
 }
 
-// abandon ends the session without waiting.
+// abandon ends the session after a failure.
 func (s *sftpSession) abandon() {
 	s.ended = true
 	s.sess.Close()
@@ -150,39 +130,79 @@ func (s *sftpSession) failed(ctx context.Context, step string, err error) error 
 	return &lostError{s.t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")}
 }
 
-// read reads the state a task starts from (§6.2, §6.4 steps 1–2) in one round trip, then
-// authorized_keys. Anything the script would refuse, or that this path does not handle, is a
-// *fallback; a file over MaxAuthorizedKeys fails the task as the script's read does.
+// read reads the state a task starts from (§6.2, §6.4 steps 1–2) and authorized_keys, in
+// one round trip for a file of less than a read chunk: the first batch goes with INIT, names
+// the files relative to the session's working directory (sshd starts it in the home
+// directory) and asks for the home directory and that directory's real path, to check it;
+// where they differ (a home reached through a symbolic link, a home sshd could not enter)
+// it reads again by the home directory's path. Anything the script would refuse, or that
+// this path does not handle, is a *fallback; a file over MaxAuthorizedKeys fails the task as
+// the script's read does.
 func (s *sftpSession) read(ctx context.Context) (*hostState, error) {
 	c := s.c
-	if s.sshPath == "" {
-		home := c.homeDir(s.t.job.User)
-		if err := c.do(home); err != nil {
-			return nil, s.readFailed(ctx, err)
-		}
-		dir, err := home.name()
-		if err != nil || !path.IsAbs(dir) {
-			return nil, fallbackf("the home directory is unknown")
-		}
-		s.sshPath = path.Join(dir, ".ssh")
-		s.akPath = s.sshPath + "/authorized_keys"
+	first := s.sshPath == ""
+	homePath, sshPath, akPath := ".", ".ssh", ".ssh/authorized_keys"
+	var home, cwd *sftpRequest
+	var reqs []*sftpRequest
+	if first {
+		home, cwd = c.homeDir(s.t.job.User), c.realpath(".")
+		reqs = append(reqs, home, cwd)
+	} else {
+		homePath, sshPath, akPath = path.Dir(s.sshPath), s.sshPath, s.akPath
 	}
-	homeAttrs, dir, ak := c.stat(path.Dir(s.sshPath)), c.lstat(s.sshPath), c.lstat(s.akPath)
-	open := c.open(s.akPath, fxfRead, 0)
-	reqs := []*sftpRequest{homeAttrs, dir, ak, open}
+	homeAttrs, dir, ak := c.stat(homePath), c.lstat(sshPath), c.lstat(akPath)
+	open := c.open(akPath, fxfRead, 0)
+	// No handle is open (the ones before are closed first, c.later): the file gets the first.
+	ahead := []*sftpRequest{c.read(firstHandle, 0, sftpReadChunk), c.read(firstHandle, sftpReadChunk, 1)}
+	reqs = append(reqs, homeAttrs, dir, ak, open)
+	reqs = append(reqs, ahead...)
 	var labels []*sftpRequest
 	for _, p := range restoreconPaths {
 		labels = append(labels, c.stat(p))
 	}
-	if err := c.do(append(reqs, labels...)...); err != nil {
+	reqs = append(reqs, labels...)
+	// A subsystem that never answers is cut after the connect timeout.
+	var timer *time.Timer
+	if c.versionPending {
+		timer = time.AfterFunc(s.t.timeout, func() { s.sess.Close() })
+	}
+	err := c.do(reqs...)
+	if timer != nil && !timer.Stop() && err != nil && ctx.Err() == nil {
+		s.abandon()
+		return nil, fallbackf("the subsystem did not answer within %s", s.t.timeout)
+	}
+	if err != nil {
 		return nil, s.readFailed(ctx, err)
+	}
+	for _, ext := range []string{extPosixRename, extFsync, extHomeDir} {
+		if !c.has(ext) {
+			return nil, fallbackf("the server lacks %s", ext)
+		}
 	}
 	var h string
 	if open.answer == fxpHandle {
 		h, _ = open.handle()
 	}
-	if h != "" {
-		defer func() { c.later = append(c.later, c.close(h)) }()
+	// Closed with the next batch, once it has been read.
+	defer func() {
+		if h != "" {
+			c.later = append(c.later, c.close(h))
+		}
+	}()
+	if first {
+		dirPath, err1 := home.name()
+		cwdPath, err2 := cwd.name()
+		if err1 != nil || err2 != nil || !path.IsAbs(dirPath) {
+			return nil, fallbackf("the home directory is unknown")
+		}
+		s.sshPath = path.Join(dirPath, ".ssh")
+		s.akPath = s.sshPath + "/authorized_keys"
+		if dirPath != cwdPath {
+			if h != "" {
+				c.later, h = append(c.later, c.close(h)), ""
+			}
+			return s.read(ctx) // by the home directory's path
+		}
 	}
 	for _, l := range labels {
 		if l.answer == fxpAttrs {
@@ -199,6 +219,7 @@ func (s *sftpSession) read(ctx context.Context) (*hostState, error) {
 	da, err := dir.attrs()
 	switch {
 	case statusCode(err) == fxNoSuchFile:
+		s.sshExists = false
 	case err != nil:
 		return nil, fallbackf("~/.ssh cannot be read: %v", err)
 	case !da.dir() || da.flags&attrUIDGID == 0:
@@ -221,6 +242,20 @@ func (s *sftpSession) read(ctx context.Context) (*hostState, error) {
 	size := int64(-1)
 	if aa.flags&attrSize != 0 && aa.size <= MaxAuthorizedKeys {
 		size = int64(aa.size)
+	}
+	// Read ahead: the whole file when it is smaller than a chunk and was opened on the first
+	// handle (the read at 0 answered with all of it, the one past the chunk with the end).
+	if h == firstHandle && size >= 0 && size < sftpReadChunk {
+		r0, r1 := ahead[0], ahead[1]
+		d, _, ok := takeString(r0.data)
+		switch {
+		case size == 0 && r0.answer == fxpStatus && statusCode(r0.status()) == fxEOF:
+			st.authorizedKeys, st.authorizedKeysExists = []byte{}, true
+			return st, nil
+		case r0.answer == fxpData && ok && int64(len(d)) == size && r1.answer == fxpStatus && statusCode(r1.status()) == fxEOF:
+			st.authorizedKeys, st.authorizedKeysExists = bytes.Clone(d), true
+			return st, nil
+		}
 	}
 	content, err := c.readFile(h, size, MaxAuthorizedKeys, sectionFile("authorized_keys"))
 	if err != nil {
@@ -284,13 +319,26 @@ func (s *sftpSession) replace(ctx context.Context, st *hostState, content []byte
 		return then
 	}
 
-	// Stage: exclusive create, mode 0600.
+	// Stage, in one round trip: the exclusive create (mode 0600), the content, its attributes,
+	// the flush and the close, on the handle the create gets (firstHandle; again on the one it
+	// got should the server give another). The flush follows the writes of the same handle in
+	// the batch: the server answers a batch in order, as OpenSSH's sftp-server does, whose
+	// extensions this path requires.
 	var reqs []*sftpRequest
 	if !s.sshExists {
 		reqs = append(reqs, c.mkdir(s.sshPath, 0o700))
 	}
 	open := c.open(staged, fxfWrite|fxfCreate|fxfExcl, 0o600)
-	if err := c.do(append(reqs, open)...); err != nil {
+	writeAll := func(h string) (writes []*sftpRequest, fst, sync, closeH *sftpRequest) {
+		for off := 0; off < len(content); off += sftpReadChunk {
+			writes = append(writes, c.write(h, uint64(off), content[off:min(off+sftpReadChunk, len(content))]))
+		}
+		return writes, c.fstat(h), c.fsync(h), c.close(h)
+	}
+	writes, fst, sync, closeH := writeAll(firstHandle)
+	reqs = append(reqs, open)
+	reqs = append(reqs, writes...)
+	if err := c.do(append(reqs, fst, sync, closeH)...); err != nil {
 		return lost(err) // the create may have happened
 	}
 	h, err := open.handle()
@@ -300,59 +348,62 @@ func (s *sftpSession) replace(ctx context.Context, st *hostState, content []byte
 		}
 		return lost(err)
 	}
-	reqs = reqs[:0]
-	for off := 0; off < len(content); off += sftpReadChunk {
-		reqs = append(reqs, c.write(h, uint64(off), content[off:min(off+sftpReadChunk, len(content))]))
+	if h != firstHandle {
+		writes, fst, sync, closeH = writeAll(h)
+		if err := c.do(append(writes, fst, sync, closeH)...); err != nil {
+			return lost(err)
+		}
 	}
-	fst := c.fstat(h)
-	if err := c.do(append(reqs, fst)...); err != nil {
-		return lost(err)
-	}
-	for _, q := range reqs {
+	for _, q := range append(writes, sync, closeH) {
 		if err := q.status(); err != nil {
-			_ = c.do(c.close(h))
 			return unstage(fallbackf("writing the staged file: %v", err))
 		}
 	}
 	fa, err := fst.attrs()
 	if err != nil || fa.flags&attrUIDGID == 0 || fa.size != uint64(len(content)) || !fa.regular() {
-		_ = c.do(c.close(h))
 		return unstage(fallbackf("the staged file is not what was written"))
 	}
 	// The file was created by the user: its owner is the user, whom ~/.ssh must belong to.
 	if s.sshExists && s.sshDir.uid != fa.uid {
-		_ = c.do(c.close(h))
 		return unstage(fallbackf("~/.ssh is not owned by the user"))
 	}
-	// Flushed once the writes are answered; the modes fixed where a default ACL or an odd
-	// ~/.ssh mode asks for it.
-	sync, closeH := c.fsync(h), c.close(h)
-	reqs = []*sftpRequest{sync, closeH}
+	// The modes, where a default ACL or an odd ~/.ssh mode asks for it.
+	reqs = reqs[:0]
 	if fa.perm&0o7777 != 0o600 {
 		reqs = append(reqs, c.chmod(staged, 0o600))
 	}
 	if s.sshExists && s.sshDir.perm&0o7777 != 0o700 {
 		reqs = append(reqs, c.chmod(s.sshPath, 0o700))
 	}
-	if err := c.do(reqs...); err != nil {
-		return lost(err)
-	}
-	for _, q := range reqs {
-		if err := q.status(); err != nil {
-			return unstage(fallbackf("flushing the staged file or setting modes: %v", err))
+	if len(reqs) > 0 {
+		if err := c.do(reqs...); err != nil {
+			return lost(err)
+		}
+		for _, q := range reqs {
+			if err := q.status(); err != nil {
+				return unstage(fallbackf("setting modes: %v", err))
+			}
 		}
 	}
 	t.log.Debug("remote step", "step", stepWrite, "duration", time.Since(s.start))
 	s.start = time.Now()
 
+	// The announcement (a commit on the service's side) and the check that the file is still
+	// what the edit started from (a round trip to the host) run side by side; the rename
+	// waits for both.
+	announced := make(chan error, 1)
 	if adds {
-		if merr := t.beforeWrite(ctx, kps.WriteKey); merr != nil {
-			return unstage(merr)
-		}
+		go func() { announced <- t.beforeWrite(ctx, kps.WriteKey) }()
+	} else {
+		announced <- nil
 	}
-
-	// The file must still be what the edit started from.
 	cur, err := s.readCurrent(int64(len(st.authorizedKeys)))
+	if merr := <-announced; merr != nil {
+		if err != nil {
+			return lost(err)
+		}
+		return unstage(merr)
+	}
 	if err != nil {
 		return lost(err)
 	}
@@ -360,9 +411,20 @@ func (s *sftpSession) replace(ctx context.Context, st *hostState, content []byte
 		return unstage(errChanged)
 	}
 
-	// Commit: rename, flush the directory, read back.
-	rename, dirOpen := c.posixRename(staged, s.akPath), c.open(s.sshPath, fxfRead, 0)
-	if err := c.do(rename, dirOpen); err != nil {
+	// Commit, in one round trip: the rename, the flush of ~/.ssh and the read-back, in this
+	// order (the server answers in order, see above), each open getting firstHandle after
+	// the close before it.
+	rename := c.posixRename(staged, s.akPath)
+	dirOpen := c.open(s.sshPath, fxfRead, 0)
+	dirSync, dirClose := c.fsync(firstHandle), c.close(firstHandle)
+	reqs = []*sftpRequest{rename, dirOpen, dirSync, dirClose}
+	var backOpen *sftpRequest
+	back := c.readAhead(firstHandle, int64(len(content)))
+	if len(back) > 0 {
+		backOpen = c.open(s.akPath, fxfRead, 0)
+		reqs = append(append(append(reqs, backOpen), back...), c.close(firstHandle))
+	}
+	if err := c.do(reqs...); err != nil {
 		return lost(err)
 	}
 	if err := rename.status(); err != nil {
@@ -373,17 +435,30 @@ func (s *sftpSession) replace(ctx context.Context, st *hostState, content []byte
 		return unstage(t.fail(kps.TaskWriteFailed, stepWrite, reasons["rename"]))
 	}
 	t.wrote = true
-	if dh, err := dirOpen.handle(); err == nil {
-		// A file system that cannot flush a directory is what `sync -- .` ignores too.
+	// A file system that cannot flush a directory is what `sync -- .` ignores too.
+	if dh, err := dirOpen.handle(); err == nil && dh != firstHandle {
 		if err := c.do(c.fsync(dh), c.close(dh)); err != nil {
 			return lost(err)
 		}
 	}
-	back, err := s.readCurrent(int64(len(content)))
-	if err != nil {
-		return lost(err)
+	var got []byte
+	ok := false
+	if backOpen != nil {
+		got, ok = gathered(back, MaxAuthorizedKeys)
+		if bh, err := backOpen.handle(); err == nil && bh != firstHandle {
+			c.later, ok = append(c.later, c.close(bh)), false
+		} else if err != nil {
+			ok = false
+		}
 	}
-	if !back.exists || !bytes.Equal(back.content, content) {
+	if !ok {
+		b, err := s.readCurrent(int64(len(content)))
+		if err != nil {
+			return lost(err)
+		}
+		got, ok = b.content, b.exists
+	}
+	if !ok || !bytes.Equal(got, content) {
 		return t.fail(kps.TaskWriteFailed, stepWrite, reasons["read-back"])
 	}
 	t.log.Debug("remote step", "step", stepWrite, "duration", time.Since(s.start))
@@ -396,13 +471,18 @@ type current struct {
 	exists  bool
 }
 
-// readCurrent reads authorized_keys by its path; size is the size expected, so that the file
-// is read in one round trip when it has it. A status other than "no such file" is an error
-// like a lost session: the file cannot be checked.
+// readCurrent reads authorized_keys by its path, in one round trip when it has the size
+// expected (size) and is opened on the first handle. A status other than "no such file" is an
+// error like a lost session: the file cannot be checked.
 func (s *sftpSession) readCurrent(size int64) (current, error) {
 	c := s.c
 	open := c.open(s.akPath, fxfRead, 0)
-	if err := c.do(open); err != nil {
+	ahead := c.readAhead(firstHandle, size)
+	reqs := append([]*sftpRequest{open}, ahead...)
+	if len(ahead) > 0 {
+		reqs = append(reqs, c.close(firstHandle))
+	}
+	if err := c.do(reqs...); err != nil {
 		return current{}, err
 	}
 	h, err := open.handle()
@@ -411,6 +491,14 @@ func (s *sftpSession) readCurrent(size int64) (current, error) {
 	}
 	if err != nil {
 		return current{}, err
+	}
+	if len(ahead) > 0 {
+		if b, ok := gathered(ahead, MaxAuthorizedKeys); ok && h == firstHandle {
+			return current{content: b, exists: true}, nil
+		}
+		if h == firstHandle {
+			return s.readCurrent(-1) // closed with the batch: open it again and read it whole
+		}
 	}
 	b, err := c.readFile(h, size, MaxAuthorizedKeys, sectionFile("authorized_keys"))
 	c.later = append(c.later, c.close(h))

@@ -122,3 +122,54 @@ func TestLargeAuthorizedKeysOverSFTP(t *testing.T) {
 		t.Error("the oversized file changed")
 	}
 }
+
+// TestSizesAroundAReadChunk: files just under, at and over one read chunk, and empty, are read,
+// checked and read back whole through the subsystem (the reads sent ahead of the open's answer
+// cover a file by its expected size; any other size is read again).
+func TestSizesAroundAReadChunk(t *testing.T) {
+	h, e, job, logs := setup(t, sshdtest.Options{})
+	key := newKey(t, "k")
+	job.InstallKey = key.public
+	line := normalised(t, key.public) + "\n"
+	for _, size := range []int{0, 100, sftpReadChunk - 1, sftpReadChunk, sftpReadChunk + 1, 3*sftpReadChunk - len(line)} {
+		old := strings.Repeat("#", max(size-1, 0)) + "\n"
+		if size == 0 {
+			old = ""
+		}
+		h.WriteAuthorizedKeys(t, old)
+		mustExecute(t, e, job)
+		if got, _ := h.AuthorizedKeys(t); got != old+line {
+			t.Fatalf("size %d: authorized_keys of %d bytes, want %d", size, len(got), len(old+line))
+		}
+		if got := logs.record(t, "host task done")["script"]; got != false {
+			t.Fatalf("size %d: script = %v", size, got)
+		}
+	}
+}
+
+// TestHomeThroughASymlink: a home directory whose path in the password database goes through a
+// symbolic link is not the session's working directory by name (its real path): the
+// subsystem reads the files again by the home directory's path, and binds.
+func TestHomeThroughASymlink(t *testing.T) {
+	h, e, job, logs := setup(t, sshdtest.Options{})
+	link := filepath.Join(h.Dir, "link-"+h.User)
+	if err := os.Symlink(h.Home, link); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("usermod", "-d", link, h.User).CombinedOutput(); err != nil {
+		t.Skipf("usermod: %v: %s", err, out)
+	}
+	key := newKey(t, "k")
+	h.WriteAuthorizedKeys(t, "# before\n")
+	job.InstallKey = key.public
+	mustExecute(t, e, job)
+	if got, _ := h.AuthorizedKeys(t); got != "# before\n"+normalised(t, key.public)+"\n" {
+		t.Fatalf("authorized_keys = %q", got)
+	}
+	if got := logs.record(t, "host task done")["script"]; got != false {
+		t.Fatalf("script = %v: the subsystem did not do the task", got)
+	}
+	if !h.KeyLoginWorks(t, key.signer) {
+		t.Error("the installed key does not log in")
+	}
+}

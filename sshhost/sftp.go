@@ -35,6 +35,7 @@ const (
 	fxpFstat    = 8
 	fxpSetstat  = 9
 	fxpRemove   = 13
+	fxpRealpath = 16
 	fxpMkdir    = 14
 	fxpStat     = 17
 	fxpStatus   = 101
@@ -142,34 +143,43 @@ type sftpClient struct {
 	// later are requests whose answers nobody waits for (closing a handle that was read to
 	// its end): they go out with the next batch.
 	later []*sftpRequest
+	// versionPending: INIT went out, its VERSION answer is still to be read.
+	versionPending bool
 }
 
-// newSFTPClient sends INIT and reads VERSION. A server that answers with anything but
-// version 3 gets errNotSFTP.
+// newSFTPClient sends INIT. The VERSION answer is read with the answers of the first batch
+// (do), which goes out without waiting for it: a server takes requests after INIT in order,
+// and one that answers anything but version 3 fails that batch with errNotSFTP.
 func newSFTPClient(w io.Writer, r io.Reader) (*sftpClient, error) {
-	c := &sftpClient{w: w, r: bufio.NewReaderSize(r, 64<<10), ext: map[string]string{}}
+	c := &sftpClient{w: w, r: bufio.NewReaderSize(r, 64<<10), ext: map[string]string{}, versionPending: true}
 	if _, err := w.Write([]byte{0, 0, 0, 5, fxpInit, 0, 0, 0, 3}); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// version reads the VERSION answer to INIT.
+func (c *sftpClient) version() error {
 	p, err := c.packet()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(p) < 5 || p[0] != fxpVersion || binary.BigEndian.Uint32(p[1:]) != 3 {
-		return nil, errNotSFTP
+		return errNotSFTP
 	}
 	for b := p[5:]; len(b) > 0; {
 		var name, data []byte
 		var ok bool
 		if name, b, ok = takeString(b); !ok {
-			return nil, errNotSFTP
+			return errNotSFTP
 		}
 		if data, b, ok = takeString(b); !ok {
-			return nil, errNotSFTP
+			return errNotSFTP
 		}
 		c.ext[string(name)] = string(data)
 	}
-	return c, nil
+	c.versionPending = false
+	return nil
 }
 
 // has reports that the server offers an extension (at version "1", the one used here).
@@ -214,6 +224,11 @@ func (c *sftpClient) do(reqs ...*sftpRequest) error {
 	}
 	if _, err := c.w.Write(c.out); err != nil {
 		return err
+	}
+	if c.versionPending {
+		if err := c.version(); err != nil {
+			return err
+		}
 	}
 	pending := make(map[uint32]*sftpRequest, len(reqs))
 	for _, q := range reqs {
@@ -277,7 +292,7 @@ func (q *sftpRequest) attrs() (fileAttrs, error) {
 	return a, nil
 }
 
-// name is the one name a home-directory request was answered with.
+// name is the one name a REALPATH or home-directory request was answered with.
 func (q *sftpRequest) name() (string, error) {
 	if q.answer != fxpName {
 		return "", q.status()
@@ -295,6 +310,9 @@ func (q *sftpRequest) name() (string, error) {
 // The requests a task makes.
 
 func (c *sftpClient) stat(path string) *sftpRequest { return c.request(fxpStat, putString(nil, path)) }
+func (c *sftpClient) realpath(path string) *sftpRequest {
+	return c.request(fxpRealpath, putString(nil, path))
+}
 func (c *sftpClient) lstat(path string) *sftpRequest {
 	return c.request(fxpLstat, putString(nil, path))
 }
@@ -426,6 +444,45 @@ func (c *sftpClient) readFile(h string, sizeHint int64, limit int, what string) 
 		}
 		sizeHint = -1 // the file was not what the STAT said; read on chunk by chunk
 	}
+}
+
+// firstHandle is the handle OpenSSH's sftp-server gives an OPEN while no other handle is open
+// (the index of its handle table, four bytes big-endian). Reads of a file opened in the same
+// batch are sent on it ahead of the answer: if the server answers the OPEN with another handle,
+// or not at all, those reads fail (no handle of that name is open) and the file is read again
+// on the handle it gave. It saves a round trip for every file a task reads or writes.
+const firstHandle = "\x00\x00\x00\x00"
+
+// readAhead are the READs of a whole file of size bytes on handle h: its chunks, then one at
+// size, whose answer must be the end of file; none for a file larger than a window of reads
+// (readFile reads those).
+func (c *sftpClient) readAhead(h string, size int64) []*sftpRequest {
+	if size < 0 || size > (sftpReadWindow-1)*sftpReadChunk {
+		return nil
+	}
+	var reqs []*sftpRequest
+	for off := int64(0); off < size; off += sftpReadChunk {
+		reqs = append(reqs, c.read(h, uint64(off), uint32(min(sftpReadChunk, size-off))))
+	}
+	return append(reqs, c.read(h, uint64(size), sftpReadChunk))
+}
+
+// gathered is the content the READs of readAhead answered, when they read the whole file:
+// each chunk full, then the end of file where it was expected. Anything else (a file of another
+// size, a handle that was not the one predicted) is !ok, and the file is to be read again.
+func gathered(reqs []*sftpRequest, limit int) (content []byte, ok bool) {
+	for i, q := range reqs {
+		last := i == len(reqs)-1
+		if last {
+			return content, q.answer == fxpStatus && statusCode(q.status()) == fxEOF
+		}
+		d, _, good := takeString(q.data)
+		if q.answer != fxpData || !good || len(d) != int(binary.BigEndian.Uint32(q.body[len(q.body)-4:])) || len(content)+len(d) > limit {
+			return nil, false
+		}
+		content = append(content, d...)
+	}
+	return content, false
 }
 
 // putString appends an SSH string (length, then bytes).
