@@ -149,6 +149,9 @@ type txn struct {
 	// (taskChanged).
 	versions *taskVersions
 	changed  []string
+	// tasksOnly: the transaction changes tasks and bindings and nothing else (submitting,
+	// claiming, marking, extending, finishing), so it does not move WriteVersion.
+	tasksOnly bool
 }
 
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
@@ -195,7 +198,7 @@ func (db *DB) clock() time.Time { return fromMillis(db.now().UnixMilli()) }
 // bumps them too; a needless bump costs a cache miss, a missing one a stale page.
 func (tx *txn) Commit() error {
 	err := tx.tx.Commit()
-	tx.versions.bump(tx.changed)
+	tx.versions.bump(tx.changed, !tx.tasksOnly)
 	return err
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/openkps/kps"
 )
 
 // groupTable is a table of its own for the group commit tests.
@@ -169,4 +171,42 @@ func waiting(db *DB) int {
 	db.group.mu.Lock()
 	defer db.group.mu.Unlock()
 	return db.group.waiting
+}
+
+// TestTaskTransitionsKeepTheWriteVersion: submitting, claiming, marking, extending and finishing
+// a task do not move WriteVersion (the version iam's validation cache and the lockout cache
+// are kept on), so that a fleet's task transitions do not make its polling clients validate
+// their token again on every request; any other write does.
+func TestTaskTransitionsKeepTheWriteVersion(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	v0, ok := db.WriteVersion()
+	if !ok {
+		t.Fatal("no write version on SQLite")
+	}
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	task, err := db.ClaimTask(ctx, "w", time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("claim: %v %v", task, err)
+	}
+	if err := db.MarkTaskWrite(ctx, task, kps.WriteKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ExtendLease(ctx, task, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishTask(ctx, task, kps.TaskOutcome{Success: true, PublicKey: "ssh-ed25519 AAAA"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := db.WriteVersion(); v != v0 {
+		t.Fatalf("task transitions moved the write version from %d to %d", v0, v)
+	}
+	if err := db.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: "s2", Name: "s2", Address: "h", Port: 22,
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, ReachByAdmin: true}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := db.WriteVersion(); v == v0 { // a server registered: not a task transition
+		t.Fatal("other writes do not move the write version")
+	}
 }

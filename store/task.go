@@ -258,6 +258,7 @@ func (db *DB) SubmitTask(ctx context.Context, s kps.TaskSubmission) (*kps.Task, 
 		return nil, err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	t, err := submitTask(ctx, tx, s)
 	if err != nil {
 		return nil, err
@@ -280,6 +281,7 @@ func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission) (tasks
 		return nil, nil, err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	// Every item takes its locks in the order server, key pair, project, queue, and holds them
 	// to the commit. Taken item by item, a batch would hold the queue (and the first server) while it
 	// waits for the next server, which a single submission may hold while it waits for the
@@ -803,6 +805,7 @@ func (db *DB) claim(ctx context.Context, statement, owner string, lease time.Dur
 		return nil, err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	t, err := scanTask(tx.queryRow(ctx, statement, owner, millis(tx.now.Add(lease)), millis(tx.now),
 		owner, millis(tx.now)))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -836,6 +839,7 @@ func (db *DB) MarkTaskWrite(ctx context.Context, t *kps.Task, step kps.HostWrite
 		return err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	held, err := tx.execOne(ctx, statement, t.ID, t.LeaseOwner, t.Attempt)
 	if err != nil {
 		return err
@@ -864,6 +868,7 @@ func (db *DB) ExtendLease(ctx context.Context, t *kps.Task, lease time.Duration)
 		return err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	expires := tx.now.Add(lease)
 	held, err := tx.execOne(ctx, extendLease, millis(expires), t.ID, t.LeaseOwner, t.Attempt)
 	if err != nil {
@@ -904,6 +909,7 @@ func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) er
 		return err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	if err := finishTask(ctx, tx, t, to, code, msg, o); err != nil {
 		return err
 	}

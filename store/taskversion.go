@@ -33,7 +33,8 @@ ON CONFLICT (project_id) DO UPDATE SET version = task_versions.version + 1`
 
 // taskVersions are the in-process versions (SQLite). The zero version of a project is 0; the
 // map only grows with the projects whose tasks changed since the process started. writes
-// counts every committed write transaction (WriteVersion).
+// counts the committed write transactions that may have changed more than tasks and bindings
+// (WriteVersion).
 type taskVersions struct {
 	m      sync.Map // project ID → *atomic.Int64
 	writes atomic.Int64
@@ -51,14 +52,16 @@ func (v *taskVersions) get(projectID string) int64 {
 	return 0
 }
 
-// bump counts a committed write transaction and increments the versions of the projects
-// whose tasks it changed; nil-safe, as a store opened without in-process versions
+// bump counts a committed write transaction (when write) and increments the versions of the
+// projects whose tasks it changed; nil-safe, as a store opened without in-process versions
 // (PostgreSQL) has none.
-func (v *taskVersions) bump(projects []string) {
+func (v *taskVersions) bump(projects []string, write bool) {
 	if v == nil {
 		return
 	}
-	v.writes.Add(1)
+	if write {
+		v.writes.Add(1)
+	}
 	for _, p := range projects {
 		c, ok := v.m.Load(p)
 		if !ok {
@@ -128,11 +131,14 @@ func projectsOf(rows *sql.Rows) (projects []string, n int, err error) {
 	return projects, n, rows.Err()
 }
 
-// WriteVersion returns the number of write transactions this process has committed and
-// whether that number moves with every change to the database, which holds only where this
-// process is its only writer (SQLite; not PostgreSQL, where replicas write too). Whatever was
-// read from the database is still current while it has not moved: iam caches token
-// validations on it.
+// WriteVersion returns the number of write transactions this process has committed that may
+// have changed something other than tasks and bindings, and whether that number moves with
+// every such change to the database, which holds only where this process is its only writer
+// (SQLite; not PostgreSQL, where replicas write too). Whatever was read from the database
+// other than tasks and bindings is still current while it has not moved: iam caches token
+// validations and the lockout check on it. The transactions of the task runner (claim, write
+// mark, lease, outcome) and submissions do not move it, so that a fleet's hundreds of task
+// transitions a second do not make every request of its polling clients validate again.
 func (db *DB) WriteVersion() (int64, bool) {
 	if db.eng.name != "sqlite" || db.versions == nil {
 		return 0, false
