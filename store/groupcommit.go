@@ -121,7 +121,7 @@ func (w *groupWriter) begin(ctx context.Context) (*groupTx, error) {
 		}
 	}
 	t := &groupTx{w: w, conn: w.conn, group: w.group}
-	if _, err := w.conn.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+	if _, err := w.conn.ExecContext(context.WithoutCancel(ctx), "SAVEPOINT "+savepoint); err != nil {
 		t.ended = true
 		w.leave(true)
 		return nil, fmt.Errorf("begin: %w", err)
@@ -138,7 +138,9 @@ func (w *groupWriter) open(ctx context.Context) error {
 		}
 		w.conn = c
 	}
-	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	// Not interrupted with the caller's context either: an interrupt that lands as BEGIN
+	// returns could leave the pooled connection inside a transaction nobody owns.
+	if _, err := w.conn.ExecContext(context.WithoutCancel(ctx), "BEGIN IMMEDIATE"); err != nil {
 		w.conn.Close()
 		w.conn = nil
 		return fmt.Errorf("begin: %w", err)

@@ -383,18 +383,26 @@ func (r *Runner) run(t *kps.Task) {
 	if err != nil {
 		outcome = failure(err, r.jobs.Err() != nil, job)
 	}
-	// The outcome is recorded even while shutting down: a fresh context, bounded in time.
-	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer fcancel()
-	if ferr := r.store.FinishTask(fctx, t, outcome); errors.Is(ferr, kps.ErrLeaseLost) {
-		log.Warn("task lease lost before its outcome was recorded")
-	} else if ferr != nil {
-		log.Error("recording a task outcome failed", "err", ferr)
-	} else if outcome.Success {
-		log.Info("task succeeded")
-	} else {
-		log.Info("task failed", "code", outcome.ErrorCode, "reason", outcome.ErrorMsg)
-	}
+	// The outcome is recorded while this worker goes on to claim its next task: the two
+	// commits can share one (SQLite's group commit), and the worker does not wait for this
+	// one's first (issue 18). The task stays RUNNING until it is recorded, so nothing else
+	// can run on its server meanwhile. Stop waits for it (r.wg).
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		// Recorded even while shutting down: a fresh context, bounded in time.
+		fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer fcancel()
+		if ferr := r.store.FinishTask(fctx, t, outcome); errors.Is(ferr, kps.ErrLeaseLost) {
+			log.Warn("task lease lost before its outcome was recorded")
+		} else if ferr != nil {
+			log.Error("recording a task outcome failed", "err", ferr)
+		} else if outcome.Success {
+			log.Info("task succeeded")
+		} else {
+			log.Info("task failed", "code", outcome.ErrorCode, "reason", outcome.ErrorMsg)
+		}
+	}()
 }
 
 func (r *Runner) heartbeat(ctx context.Context, t *kps.Task, cancel context.CancelFunc, done, lost chan struct{}) {
