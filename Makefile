@@ -8,15 +8,16 @@ $(error go.mod has no toolchain line)
 endif
 export GOTOOLCHAIN
 
-# make bench: the benchmark harness of issue 7 (bench/): every part, then docs/BENCHMARKS.md and
-# the charts in docs/bench/. It needs root (the sshd test hosts create users) and installs
-# ansible, sshpass and wrk from Debian packages when they are missing. Pass flags with e.g.
+# make bench: the benchmark harness of issue 7 (bench/, a module of its own): every part, then
+# docs/BENCHMARKS.md and the charts in docs/bench/. It needs root (the sshd test hosts create
+# users) and installs ansible, sshpass and wrk from Debian packages when they are missing. Pass
+# flags with e.g.
 #   make bench BENCH_FLAGS='-n 50 -runs 3 -engine sqlite'
 BENCH_FLAGS ?=
 
 .PHONY: bench
 bench:
-	go run ./bench $(BENCH_FLAGS) all
+	$(GO) -C bench run . $(BENCH_FLAGS) all
 
 # Long reliability runs of issue 9 (docs/RELIABILITY.md). `go test ./...` runs short forms of
 # both; these run them at length. They need root and openssh-server, like the sshd tests.
@@ -45,9 +46,9 @@ SOAK_SUMMARY ?= soak-summary.txt
 
 chaos:
 	KPS_REQUIRE_SSHD=1 KPS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) KPS_CHAOS_TASKS=$(CHAOS_TASKS) KPS_CHAOS_HOSTS=$(CHAOS_HOSTS) \
-		KPS_CHAOS_ENGINE=$(CHAOS_ENGINE) $(GO) test -count=1 -timeout 90m -run '^TestChaosCrashRounds$$' -v ./cmd/kps
+		KPS_CHAOS_ENGINE=$(CHAOS_ENGINE) $(GO) test -count=1 -timeout 90m -run '^TestChaosCrashRounds$$' -v ./e2e
 
 soak:
 	KPS_REQUIRE_SSHD=1 KPS_SOAK_DURATION=$(SOAK_DURATION) KPS_SOAK_RACE=$(SOAK_RACE) KPS_SOAK_HOSTS=$(SOAK_HOSTS) \
 		KPS_SOAK_RATE=$(SOAK_RATE) KPS_SOAK_SUMMARY=$(CURDIR)/$(SOAK_SUMMARY) \
-		$(GO) test -count=1 -timeout 120m -run '^TestSoak$$' -v ./cmd/kps
+		$(GO) test -count=1 -timeout 120m -run '^TestSoak$$' -v ./e2e

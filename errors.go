@@ -1,7 +1,9 @@
 // Package kps is the domain of OpenKPS, a self-hostable SSH Key Pair Service that speaks the
-// HTTP API of Huawei Cloud's KPS v3. It holds the domain types, their validation, the error
-// codes, the task state machine and the interfaces the implementation packages satisfy. It
-// imports nothing from this repository.
+// HTTP API of Huawei Cloud's KPS v3. It holds the domain types and their validation (keypair.go,
+// server.go, task.go, identity.go), the error codes (errors.go), the task state machine
+// (task.go), and the interfaces the implementation packages satisfy: the stores and the
+// services (service.go), the read paths (readpath.go), the lockout limiter (lockout.go). It
+// imports nothing from this repository; every other package may import it.
 package kps
 
 import (
@@ -116,6 +118,17 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "Internal error."
+}
+
+// KeyPairNotFound is KPS.6201 for a key pair that does not exist or is not visible to the
+// caller: both answer alike (kps-v3-api.md §1.2).
+func KeyPairNotFound(name string) *Error {
+	return Errorf(ErrKeyPairNotFound, "Key pair '%s' does not exist.", name)
+}
+
+// ServerNotFound is KPS.6204.
+func ServerNotFound(id string) *Error {
+	return Errorf(ErrServerNotFound, "Server '%s' does not exist.", id)
 }
 
 // ErrLeaseLost is returned by guarded task transitions when the worker no longer holds the task.

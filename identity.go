@@ -401,6 +401,9 @@ func (p *Principal) Has(r Role) bool {
 
 // Bootstrap describes what a first start creates (auth.md §3.7).
 type Bootstrap struct {
+	// DomainID is the operator domain's ID: Keystone's "default" for a new bootstrap, so that
+	// clients configured for Keystone's default domain find it; "" draws a random one.
+	DomainID          string
 	DomainName        string
 	ProjectName       string // the region ID
 	AdminName         string

@@ -41,7 +41,24 @@ func ValidKeyPairName(name string) bool { return keyPairName.MatchString(name) }
 // ValidateKeyPairName returns KPS.6004 for an invalid name.
 func ValidateKeyPairName(name string) error {
 	if !ValidKeyPairName(name) {
-		return Errorf(ErrKeyPairName, "Invalid key pair name '%s': 1 to 64 letters, digits, '_' or '-' are allowed.", clip(name))
+		return Errorf(ErrKeyPairName, "Invalid key pair name '%s': 1 to 64 letters, digits, '_' or '-' are allowed.", Clip(name))
+	}
+	return nil
+}
+
+// ValidateKeyPairType returns KPS.6003 unless t is a key pair type ("" being the default, ssh).
+func ValidateKeyPairType(t string) error {
+	if t != "" && t != TypeSSH && t != TypeX509 {
+		return Errorf(ErrInvalid, "Invalid parameter keypair.type: 'ssh' or 'x509' is required.")
+	}
+	return nil
+}
+
+// ValidateKeyPairScope returns KPS.6003 unless s is a key pair scope ("" being the default,
+// user).
+func ValidateKeyPairScope(s string) error {
+	if s != "" && s != ScopeUser && s != ScopeDomain {
+		return Errorf(ErrInvalid, "Invalid parameter keypair.scope: 'user' or 'domain' is required.")
 	}
 	return nil
 }
@@ -58,6 +75,16 @@ func ValidateDescription(d string) error {
 // VisibleTo reports whether the key pair is visible to a user of its project (§1.2).
 func (k *KeyPair) VisibleTo(userID string) bool {
 	return k.Scope == ScopeDomain || k.UserID == userID
+}
+
+// KeyPairQuota bounds the key pairs a creation may add to (KeyPairStore.CreateKeyPair).
+type KeyPairQuota struct {
+	// Project is how many key pairs one project may hold (KPS.6401); 0 or less: no limit.
+	Project int
+	// User is how many key pairs one user may own in the project when PerUser is set: Nova's
+	// per-user limit (nova-keypairs.md §11), 0 forbidding every creation (KPS.6401).
+	User    int
+	PerUser bool
 }
 
 // KeyPairPage is a page of a marker-paginated key pair list (§4.2).

@@ -2,6 +2,11 @@ package kps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -177,4 +182,40 @@ func (s LockState) Reset(now time.Time) LockState {
 		s.Failures, s.WindowEnd = 0, time.Time{}
 	}
 	return s
+}
+
+// LockKey builds a fixed-size lock key of kind from request values, which may be long or
+// contain any byte.
+func LockKey(kind string, parts ...string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(strconv.Quote(p))
+		b.WriteByte(' ')
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return kind + ":" + hex.EncodeToString(sum[:16])
+}
+
+// ClientLockKey is the lock key of a client IP (auth.md §12.4); "" (no peer known) counts
+// nothing.
+func ClientLockKey(ip string) string {
+	if ip == "" {
+		return ""
+	}
+	return LockKey("ip", ClientBlock(ip))
+}
+
+// ClientBlock is what one client is counted as: its IPv4 address or its IPv6 /64, the block a
+// single host usually controls.
+func ClientBlock(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }

@@ -2,6 +2,8 @@ package kps
 
 import (
 	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Page is a validated limit/offset pair (kps-v3-api.md §4.1).
@@ -17,14 +19,14 @@ func ParsePage(limit string, limitSet bool, offset string, offsetSet bool, defau
 	if limitSet {
 		n, ok := parseDecimal(limit)
 		if !ok || n < 1 || n > 1000 {
-			return p, Errorf(ErrLimit, "Invalid limit '%s': it must be an integer from 1 to 1000.", clip(limit))
+			return p, Errorf(ErrLimit, "Invalid limit '%s': it must be an integer from 1 to 1000.", Clip(limit))
 		}
 		p.Limit = n
 	}
 	if offsetSet {
 		n, ok := parseDecimal(offset)
 		if !ok || n > 2147483647 {
-			return p, Errorf(ErrOffset, "Invalid offset '%s': it must be an integer from 0 to 2147483647.", clip(offset))
+			return p, Errorf(ErrOffset, "Invalid offset '%s': it must be an integer from 0 to 2147483647.", Clip(offset))
 		}
 		p.Offset = n
 	}
@@ -46,11 +48,13 @@ func parseDecimal(s string) (int, bool) {
 	return int(n), err == nil
 }
 
-// clip shortens user input quoted in an error message.
-func clip(s string) string {
-	r := []rune(s)
-	if len(r) > 64 {
-		return string(r[:64]) + "…"
+// Clip shortens user input quoted in an error message to 64 characters, marking a cut with
+// "…". It counts characters, not bytes, so a message never holds half of one, and it replaces
+// bytes that are not UTF-8 with U+FFFD.
+func Clip(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if utf8.RuneCountInString(s) > 64 {
+		return string([]rune(s)[:64]) + "…"
 	}
 	return s
 }

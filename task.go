@@ -28,15 +28,16 @@ const (
 func Status(p Phase, op Operation) string { return string(p) + "_" + string(op) }
 
 // transitions is the whole task state machine (docs/task-state-machine.md). The operation never
-// changes; SUCCESS and FAILED are terminal.
+// changes; SUCCESS and FAILED are terminal. A READY task never fails without being claimed: one
+// whose caller credential was lost with a restart is claimed like any other and ends FAILED
+// (KPS.6609) from RUNNING, so every failure goes through the one guarded FinishTask or the
+// sweeper. store's TestGuardedTransitions holds the store's guarded statements to this table.
 var transitions = map[Phase][]Phase{
-	PhaseReady:   {PhaseRunning, PhaseFailed},
+	PhaseReady:   {PhaseRunning},
 	PhaseRunning: {PhaseSuccess, PhaseFailed},
 }
 
-// CanTransition reports whether a task may move from one phase to another. READY → FAILED is
-// the only shortcut: a queued task whose caller credential was lost with a restart fails
-// without running (KPS.6609).
+// CanTransition reports whether a task may move from one phase to another.
 func CanTransition(from, to Phase) bool {
 	for _, p := range transitions[from] {
 		if p == to {
@@ -94,17 +95,8 @@ func (t *Task) TaskTime() string { return strconv.FormatInt(t.Created.UnixMilli(
 // Active reports whether the task is queued or executing.
 func (t *Task) Active() bool { return t.Phase == PhaseReady || t.Phase == PhaseRunning }
 
-// TaskRow is one task as the running and failed task lists show it (§2.15, §2.16), read
-// straight from the database for the lists' hot path. Created is the creation time as decimal
-// epoch milliseconds (the wire's task_time). The slices belong to the store and are valid only
-// during the callback that receives the row.
-type TaskRow struct {
-	ID, Operation, Phase, Created                          []byte
-	ServerID, ServerName, KeyPairName, ErrorCode, ErrorMsg []byte
-}
-
-// TaskSubmission is a validated request for a new task; the store applies the synchronous
-// checks of §2.11–2.13 and persists it atomically.
+// TaskSubmission is a validated request for a new task; TaskStore.SubmitTask decides it with a
+// TaskAdmission on the facts it reads and persists it, in one transaction.
 type TaskSubmission struct {
 	ID              string
 	ProjectID       string
@@ -125,6 +117,30 @@ type TaskSubmission struct {
 	// that one project cannot fill the service-wide queue; 0 means unlimited.
 	MaxProjectTasks int
 }
+
+// TaskFacts are what the rules of a new task decide on (kps-v3-api.md §2.11–2.13), read by the
+// store under the submission's locks, so that nothing they show can change before the task is
+// persisted.
+type TaskFacts struct {
+	// KeyPair is the key pair a RESET or REPLACE names, when it exists and is visible to the
+	// caller (TaskSubmission.UserID); nil otherwise, and for an UNBIND.
+	KeyPair *KeyPair
+	// Server is the server named, with its binding's key pair name; nil when it is not in the
+	// inventory.
+	Server *Server
+	// Binding is the server's binding with the sealed hosted private key of its key pair; nil
+	// when the server is not bound.
+	Binding *Binding
+	// BoundKeyPairVisible reports whether the key pair of Binding is visible to the caller.
+	BoundKeyPairVisible bool
+}
+
+// TaskAdmission decides a submission on its facts: it returns the task to persist, with the
+// members only the rules decide (KeyPairName, PublicKey, ServerName, Login, LoginKeyPair,
+// Holder) filled in on t, which the store has made from s; or the refusal, a *Error. It runs
+// inside the store's transaction and must not call the store. The service's rules are the one
+// production admission (service.AdmitTask).
+type TaskAdmission func(s *TaskSubmission, f *TaskFacts, t *Task) error
 
 // HostWrite names a step of a host job that changes the host, which the runner records
 // before the step may begin (HostJob.BeforeWrite).

@@ -8,24 +8,27 @@ import (
 	"strings"
 )
 
-// clientIP is the address of the client of r: the one the lockout of auth.md §12.4 counts
-// failures against and the logs show. It is the TCP peer, unless the peer is a trusted proxy
-// (Config.TrustedProxies): then X-Forwarded-For is read from the right, every proxy appending
+// Proxies are the load balancers and reverse proxies whose X-Forwarded-For names the client
+// (auth.md §12.4, auth.trusted_proxies); empty: the TCP peer is the client.
+type Proxies []netip.Prefix
+
+// ClientIP is the address of the client of r: the one the lockout of auth.md §12.4 counts
+// failures against and the logs show. It is the TCP peer, unless the peer is a trusted proxy: then X-Forwarded-For is read from the right, every proxy appending
 // the address it was reached from, and the first address that is not a trusted proxy is the
 // client. Addresses left of it were written by the client or by proxies nobody vouches for,
 // so they are never believed: a client cannot choose the address it is counted as by sending
 // X-Forwarded-For itself. (auth.md says "the left-most untrusted address"; read literally that
 // is the address a client forges, see docs/decisions.md.)
-func (s *Server) clientIP(r *http.Request) string {
+func (ps Proxies) ClientIP(r *http.Request) string {
 	peer := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(peer); err == nil {
 		peer = host
 	}
-	if len(s.cfg.TrustedProxies) == 0 {
+	if len(ps) == 0 {
 		return peer
 	}
 	addr, err := netip.ParseAddr(peer)
-	if err != nil || !s.trustedProxy(addr) {
+	if err != nil || !ps.trusted(addr) {
 		return peer
 	}
 	// Several X-Forwarded-For headers are one list, in order (RFC 9110 §5.3).
@@ -37,7 +40,7 @@ func (s *Server) clientIP(r *http.Request) string {
 			// the nearest address known for sure is that proxy's.
 			break
 		}
-		if !s.trustedProxy(hop) {
+		if !ps.trusted(hop) {
 			return hop.String()
 		}
 		addr = hop
@@ -45,10 +48,10 @@ func (s *Server) clientIP(r *http.Request) string {
 	return addr.String()
 }
 
-// trustedProxy reports whether a is in one of the configured proxy ranges.
-func (s *Server) trustedProxy(a netip.Addr) bool {
+// trusted reports whether a is in one of the proxy ranges.
+func (ps Proxies) trusted(a netip.Addr) bool {
 	a = a.Unmap()
-	for _, p := range s.cfg.TrustedProxies {
+	for _, p := range ps {
 		if p.Contains(a) {
 			return true
 		}
@@ -70,7 +73,7 @@ func parseHop(h string) (netip.Addr, bool) {
 }
 
 // ParseTrustedProxies parses a comma-separated list of CIDR ranges or single addresses
-// ("10.0.0.0/8, 192.0.2.7, fd00::/8") into the prefixes of Config.TrustedProxies.
+// ("10.0.0.0/8, 192.0.2.7, fd00::/8") into Proxies.
 func ParseTrustedProxies(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, item := range strings.Split(list, ",") {

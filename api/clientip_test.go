@@ -10,8 +10,8 @@ func TestClientIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusting := &Server{cfg: Config{TrustedProxies: proxies}}
-	direct := &Server{}
+	trusting := Proxies(proxies)
+	var direct Proxies
 	for _, c := range []struct {
 		name, peer string
 		xff        []string
@@ -40,10 +40,10 @@ func TestClientIP(t *testing.T) {
 		for _, v := range c.xff {
 			r.Header.Add("X-Forwarded-For", v)
 		}
-		if got := trusting.clientIP(r); got != c.want {
+		if got := trusting.ClientIP(r); got != c.want {
 			t.Errorf("%s: client IP %q, want %q", c.name, got, c.want)
 		}
-		if got := direct.clientIP(r); got != c.wantDirect {
+		if got := direct.ClientIP(r); got != c.wantDirect {
 			t.Errorf("%s without trusted proxies: client IP %q, want %q", c.name, got, c.wantDirect)
 		}
 	}

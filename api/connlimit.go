@@ -148,7 +148,7 @@ var (
 )
 
 func newRefusal(msg string) refusal {
-	body, _ := json.Marshal(errorBody{ErrorCode: kps.ErrUnavailable, ErrorMsg: msg})
+	body, _ := json.Marshal(CodeBody{ErrorCode: kps.ErrUnavailable, ErrorMsg: msg})
 	return refusal{head: "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json;charset=UTF-8\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\nRetry-After: 5\r\nConnection: close\r\n", body: string(body)}
 }

@@ -1,10 +1,8 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"io"
-	"math"
 	"mime"
 	"net/http"
 	"strings"
@@ -13,17 +11,41 @@ import (
 	"github.com/openkps/kps/internal/strictjson"
 )
 
-// maxBody is the request body limit of §1.4.
-const maxBody = 1 << 20
+// MaxBody is the request body limit of kps-v3-api.md §1.4.
+const MaxBody = 1 << 20
 
-// readBody checks the content type and size of a request body and parses it as JSON, keeping
+// MaxIdentityBody is the body limit of the identity routes (auth.md §5.1).
+const MaxIdentityBody = 64 << 10
+
+// ReadBody checks the content type and size of a request body and parses it as JSON, keeping
 // numbers exact. The result is a map, a slice, or another JSON value.
-func readBody(r *http.Request, limit int64) (any, error) {
-	raw, err := readRaw(r, limit)
+func ReadBody(r *http.Request, limit int64) (any, error) {
+	raw, err := ReadRaw(r, limit)
 	if err != nil {
 		return nil, err
 	}
-	return parseJSON(raw)
+	return ParseJSON(raw)
+}
+
+// ReadRaw checks the content type and size of a body and returns its bytes.
+func ReadRaw(r *http.Request, limit int64) ([]byte, error) {
+	if err := checkJSONContentType(r); err != nil {
+		return nil, err
+	}
+	return ReadLimited(r, limit)
+}
+
+// ReadLimited reads a request body of at most limit bytes; a larger one is 413 KPS.6020.
+func ReadLimited(r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, kps.Errorf(kps.ErrTooLarge, "The request body is too large.")
+	case err != nil:
+		return nil, kps.Errorf(kps.ErrBadJSON, "The request body could not be read.")
+	}
+	return b, nil
 }
 
 // checkJSONContentType accepts any application/json media type, parameters allowed (§1.4).
@@ -35,177 +57,22 @@ func checkJSONContentType(r *http.Request) error {
 	return nil
 }
 
-func parseJSON(raw []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
-	}
-	if name, dup := strictjson.DuplicateKey(raw); dup {
-		return nil, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON: member '%s' appears twice in one object.", clip(name))
-	}
-	return v, nil
-}
+// ParseJSON parses one JSON value, numbers kept exact (json.Number); trailing data, invalid
+// JSON and a member given twice in one object are KPS.6001 (strictjson.Parse).
+func ParseJSON(raw []byte) (any, error) { return strictjson.Parse(raw) }
 
-// object is a JSON object being validated; path names it in error messages ("server.auth").
-// Unknown members are ignored and null equals absent (§1.4).
-type object struct {
-	m    map[string]any
-	path string
-}
+// Object is a JSON object being validated (strictjson.Object): Path names it in error
+// messages ("server.auth"); unknown members are ignored and null equals absent (§1.4).
+type Object = strictjson.Object
 
-// readObject reads a request body that must be a JSON object (§1.4).
-func readObject(r *http.Request) (object, error) {
-	v, err := readBody(r, maxBody)
+// ReadObject reads a request body that must be a JSON object (§1.4), of at most limit bytes.
+func ReadObject(r *http.Request, limit int64) (Object, error) {
+	v, err := ReadBody(r, limit)
 	if err != nil {
-		return object{}, err
+		return Object{}, err
 	}
-	return rootObject(v)
+	return RootObject(v)
 }
 
-// rootObject returns the body as an object, or KPS.6001 for any other shape.
-func rootObject(v any) (object, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return object{}, kps.Errorf(kps.ErrBadJSON, "The request body must be a JSON object.")
-	}
-	return object{m: m}, nil
-}
-
-func (o object) name(member string) string {
-	if o.path == "" {
-		return member
-	}
-	return o.path + "." + member
-}
-
-// present reports whether member is present and not null.
-func (o object) present(member string) bool { return o.m[member] != nil }
-
-// explicitNull reports whether member is present with the value null.
-func (o object) explicitNull(member string) bool {
-	v, ok := o.m[member]
-	return ok && v == nil
-}
-
-// wrongType is the generic type error, or the member's specific code when one is given.
-func (o object) wrongType(member, want string, code ...string) error {
-	c := kps.ErrInvalid
-	if len(code) > 0 {
-		c = code[0]
-	}
-	return kps.Errorf(c, "Invalid parameter %s: %s is required.", o.name(member), want)
-}
-
-func (o object) missing(member string, code ...string) error {
-	c := kps.ErrMissing
-	if len(code) > 0 {
-		c = code[0]
-	}
-	return kps.Errorf(c, "Missing required parameter: %s.", o.name(member))
-}
-
-// object returns a nested object; required makes absence an error (with code, if given).
-func (o object) object(member string, required bool, code ...string) (object, bool, error) {
-	v := o.m[member]
-	if v == nil {
-		if required {
-			return object{}, false, o.missing(member, code...)
-		}
-		return object{}, false, nil
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return object{}, false, o.wrongType(member, "an object", code...)
-	}
-	return object{m: m, path: o.name(member)}, true, nil
-}
-
-// str returns a string member; required makes absence, null and "" an error.
-func (o object) str(member string, required bool, code ...string) (string, bool, error) {
-	v := o.m[member]
-	if v == nil {
-		if required {
-			return "", false, o.missing(member, code...)
-		}
-		return "", false, nil
-	}
-	s, ok := v.(string)
-	if !ok {
-		return "", false, o.wrongType(member, "a string", code...)
-	}
-	if required && s == "" {
-		return "", false, o.missing(member, code...)
-	}
-	return s, true, nil
-}
-
-func (o object) boolean(member string, code ...string) (bool, bool, error) {
-	v := o.m[member]
-	if v == nil {
-		return false, false, nil
-	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, false, o.wrongType(member, "a boolean", code...)
-	}
-	return b, true, nil
-}
-
-// integer returns an integer member; fractions, exponents beyond int64 and strings are refused.
-func (o object) integer(member string, code ...string) (int64, bool, error) {
-	v := o.m[member]
-	if v == nil {
-		return 0, false, nil
-	}
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0, false, o.wrongType(member, "an integer", code...)
-	}
-	i, err := n.Int64()
-	if err != nil {
-		f, ferr := n.Float64()
-		// float64(math.MaxInt64) is 2^63, itself out of range: converting it is undefined.
-		if ferr != nil || f != math.Trunc(f) || f >= math.MaxInt64 || f < math.MinInt64 {
-			return 0, false, o.wrongType(member, "an integer", code...)
-		}
-		i = int64(f)
-	}
-	return i, true, nil
-}
-
-func (o object) array(member string, required bool, code ...string) ([]any, bool, error) {
-	v := o.m[member]
-	if v == nil {
-		if required {
-			return nil, false, o.missing(member, code...)
-		}
-		return nil, false, nil
-	}
-	a, ok := v.([]any)
-	if !ok {
-		return nil, false, o.wrongType(member, "an array", code...)
-	}
-	return a, true, nil
-}
-
-// stringArray returns an array of strings.
-func (o object) stringArray(member string, code ...string) ([]string, bool, error) {
-	a, ok, err := o.array(member, false, code...)
-	if err != nil || !ok {
-		return nil, ok, err
-	}
-	out := make([]string, 0, len(a))
-	for _, v := range a {
-		s, isStr := v.(string)
-		if !isStr {
-			return nil, false, o.wrongType(member, "an array of strings", code...)
-		}
-		out = append(out, s)
-	}
-	return out, true, nil
-}
+// RootObject returns the body as an object, or KPS.6001 for any other shape.
+func RootObject(v any) (Object, error) { return strictjson.RootObject(v) }

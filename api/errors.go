@@ -60,40 +60,51 @@ func HTTPStatus(code string) int {
 	return http.StatusBadRequest
 }
 
-// errorBody is the KPS error body; both members are always non-empty (§1.5).
-type errorBody struct {
+// ErrorBody makes a family's error body from the status and the error's KPS code and
+// message: {"error_code","error_msg"} for KPS v3, Keystone's with both conventions for the
+// identity routes, Nova's fault for the compute API.
+type ErrorBody func(status int, code, msg string) any
+
+// CodeBody is the plain KPS error body; both members are always non-empty (kps-v3-api.md
+// §1.5). It is KPS v3's, and what a refused connection gets before any family is known.
+type CodeBody struct {
 	ErrorCode string `json:"error_code"`
 	ErrorMsg  string `json:"error_msg"`
 }
 
-// identityErrorBody carries both the Keystone and the KPS conventions (auth.md §11.1).
-type identityErrorBody struct {
-	Error struct {
-		Code    int    `json:"code"`
-		Title   string `json:"title"`
-		Message string `json:"message"`
-	} `json:"error"`
-	ErrorCode string `json:"error_code"`
-	ErrorMsg  string `json:"error_msg"`
+// Errors is the error core every family renders through: the status of a code, the headers a
+// status needs, and the log line of an internal error. Internal errors are logged with their
+// detail and shown with a generic message.
+type Errors struct {
+	Log *slog.Logger
+	// PublicURL is the service's public base URL, named by WWW-Authenticate on a 401.
+	PublicURL string
 }
 
-// renderError is the one error renderer. Internal errors are logged with their detail and shown
-// with a generic message; a Nova fault (which carries a status and no KPS code) is logged by
-// its status, never as an internal error when it is a 4xx.
-func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+// Render answers err: the status of its KPS code, body of the family.
+func (e *Errors) Render(w http.ResponseWriter, r *http.Request, err error, body ErrorBody) {
 	code, msg := kps.ErrorCode(err), kps.ErrorMessage(err)
 	status := HTTPStatus(code)
-	var nf *novaFault
-	isNova := isNovaPath(r.URL.Path) && errors.As(err, &nf)
-	if isNova {
-		status = nf.status
+	if code == kps.ErrInternal {
+		e.LogInternal(w, r, status, err)
 	}
-	s.logError(w, r, status, code == kps.ErrInternal && !isNova, isNova, err)
+	e.Write(w, r, status, code, msg, err, body)
+}
+
+// LogInternal logs an internal error with its detail, which the answer never shows.
+func (e *Errors) LogInternal(w http.ResponseWriter, r *http.Request, status int, err error) {
+	e.Log.Error("internal error", "request_id", w.Header().Get("X-Request-Id"), "method", r.Method, "path", r.URL.Path,
+		"status", status, "err", err)
+}
+
+// Write answers status with body(status, code, msg) and the headers the status calls for:
+// WWW-Authenticate on a 401; Retry-After on a 503 or 429, from the error when it knows when
+// to retry (a lockout, auth.md §12.4), else 5 seconds.
+func (e *Errors) Write(w http.ResponseWriter, r *http.Request, status int, code, msg string, err error, body ErrorBody) {
 	switch status {
 	case http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Keystone uri="`+s.cfg.PublicURL+`"`)
+		w.Header().Set("WWW-Authenticate", `Keystone uri="`+e.PublicURL+`"`)
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		// A lockout knows when it ends (auth.md §12.4); anything else suggests 5 seconds.
 		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(ra.RetryAfter().Seconds()))))
@@ -102,56 +113,34 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 			w.Header().Set("Retry-After", "5")
 		}
 	}
-	if isNovaPath(r.URL.Path) {
-		if isNova {
-			code, msg = nf.code, nf.msg
-		}
-		writeJSON(w, status, novaErrorBody(status, code, msg))
-		return
-	}
-	if isIdentityPath(r.URL.Path) {
-		var b identityErrorBody
-		b.Error.Code, b.Error.Title, b.Error.Message = status, http.StatusText(status), msg
-		b.ErrorCode, b.ErrorMsg = code, msg
-		writeJSON(w, status, b)
-		return
-	}
-	writeJSON(w, status, errorBody{ErrorCode: code, ErrorMsg: msg})
+	WriteJSON(w, status, body(status, code, msg))
 }
 
-// logError logs what renderError answers with status: an internal error (or a Nova fault of
-// 5xx) with its detail; a Nova fault of 401, 403 or 429 as a refusal at INFO (the KPS-coded
-// refusals are logged where they are decided, logRefusal); other Nova faults at DEBUG.
-func (s *Server) logError(w http.ResponseWriter, r *http.Request, status int, internal, nova bool, err error) {
-	attrs := []any{"request_id", w.Header().Get("X-Request-Id"), "method", r.Method, "path", r.URL.Path, "status", status}
-	switch {
-	case internal, nova && status >= 500:
-		s.log.Error("internal error", append(attrs, "err", err)...)
-	case !nova:
-	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusTooManyRequests:
-		s.log.Info("request refused", append(attrs, "reason", err.Error(), "client_ip", s.clientIP(r))...)
-	default:
-		s.log.Debug("request rejected", append(attrs, "reason", err.Error())...)
-	}
-}
+// JSONContentType is the Content-Type of every JSON answer (kps-v3-api.md §1.4), shared rather
+// than rebuilt per response.
+var JSONContentType = []string{"application/json;charset=UTF-8"}
 
-// writeJSON renders v with the content type of §1.4.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON renders v with the content type of §1.4.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		slog.Error("encoding a response failed", "err", err)
 		b, status = []byte(`{"error_code":"KPS.6501","error_msg":"Internal error."}`), http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	WriteBytes(w, status, b)
+}
+
+// WriteBytes answers status with a JSON body already encoded.
+func WriteBytes(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = JSONContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
 	w.Write(b)
 }
 
-// writeEmpty answers with no body (§1.4 "empty body").
-func writeEmpty(w http.ResponseWriter, status int) {
+// WriteEmpty answers with no body (§1.4 "empty body").
+func WriteEmpty(w http.ResponseWriter, status int) {
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(status)
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -13,8 +13,8 @@ import (
 // pick another value than the handler, and a request must mean one thing to all of them.
 // Parameters a route does not read are ignored, repeated or not.
 
-// repeatedParameter returns the first of names given more than once in q, or "".
-func repeatedParameter(q url.Values, names []string) string {
+// RepeatedParameter returns the first of names given more than once in q, or "".
+func RepeatedParameter(q url.Values, names []string) string {
 	for _, n := range names {
 		if len(q[n]) > 1 {
 			return n
@@ -23,12 +23,12 @@ func repeatedParameter(q url.Values, names []string) string {
 	return ""
 }
 
-// queryOnce returns the query of a KPS or Nova request, refusing a repeated parameter among
+// QueryOnce returns the query of a KPS or Nova request, refusing a repeated parameter among
 // names with its own code where it has one (limit KPS.6005, offset KPS.6006, marker
-// KPS.6007) and KPS.6003 otherwise. renderError gives it the body of the route's family.
-func queryOnce(r *http.Request, names ...string) (url.Values, error) {
+// KPS.6007) and KPS.6003 otherwise. The family renders it with its own body.
+func QueryOnce(r *http.Request, names ...string) (url.Values, error) {
 	q := r.URL.Query()
-	n := repeatedParameter(q, names)
+	n := RepeatedParameter(q, names)
 	if n == "" {
 		return q, nil
 	}
@@ -42,14 +42,4 @@ func queryOnce(r *http.Request, names ...string) (url.Values, error) {
 		code = kps.ErrMarker
 	}
 	return nil, kps.Errorf(code, "Invalid %s: the query parameter is given more than once.", n)
-}
-
-// identityQueryOnce is queryOnce for the identity routes: a repeated parameter is the
-// KPS.6003 "Invalid parameter" of auth.md §11.3.
-func identityQueryOnce(r *http.Request, names ...string) (url.Values, error) {
-	q := r.URL.Query()
-	if n := repeatedParameter(q, names); n != "" {
-		return nil, kps.InvalidParameter(n)
-	}
-	return q, nil
 }

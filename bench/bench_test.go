@@ -61,7 +61,7 @@ func TestHarness(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(report), "go run ./bench -n 2 "+part) || !strings.Contains(string(report), "| openssh | OpenSSH_") {
+		if !strings.Contains(string(report), "go -C bench run . -n 2 "+part) || !strings.Contains(string(report), "| openssh | OpenSSH_") {
 			t.Errorf("BENCHMARKS.md lacks the command or the versions:\n%s", report)
 		}
 		return res, string(report)

@@ -83,16 +83,16 @@ func (b *bench) scratch(name string) string {
 	return d
 }
 
+// moduleRoot is the directory of the OpenKPS module, which this module replaces with ../ (its
+// go.mod): where `go build ./cmd/kps` builds the service as it ships, with the service's own
+// go.mod, and where docs/ is.
 func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %v", err)
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openkps/kps").Output()
+	dir := strings.TrimSpace(string(out))
+	if err != nil || dir == "" {
+		return "", errors.New("run the harness inside its module, from the root of OpenKPS: go -C bench run . …")
 	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run the harness inside the OpenKPS module (go run ./bench)")
-	}
-	return filepath.Dir(mod), nil
+	return dir, nil
 }
 
 // ensureTool finds a command, installing its Debian package (saying so) when it is missing.

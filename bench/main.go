@@ -6,11 +6,16 @@
 // throwaway cluster of the Debian package's binaries), and installs ansible, sshpass and wrk
 // from Debian packages when they are missing. It needs root, like the sshd test hosts.
 //
-//	go run ./bench all                      # every part, the figures of docs/BENCHMARKS.md
-//	go run ./bench -n 50 -runs 3 fleet      # one part; the other parts' figures are kept
+//	go -C bench run . all                   # every part, the figures of docs/BENCHMARKS.md
+//	go -C bench run . -n 50 -runs 3 fleet   # one part; the other parts' figures are kept
 //
 // Every part stores its rows in <out>/bench/results.json; the report and the charts are
 // regenerated from that file after each part, so parts can be re-run one at a time.
+//
+// It is a module of its own (go.mod here, `replace github.com/openkps/kps => ../`), so that its
+// chart code (golang.org/x/image) stays out of the service's go.sum and govulncheck report;
+// hence `go -C bench run .` from the root of OpenKPS (or `make bench`). The kps binary it
+// measures is built in the root module, as the service ships.
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,7 +39,7 @@ type Config struct {
 	Hosts         []int    // fleet sizes (part 1)
 	Runs          int      // repetitions of every figure; the median is reported with min and max
 	Engines       []string // sqlite and/or postgres (parts 2, 3)
-	Out           string   // directory of BENCHMARKS.md; charts and results.json go to Out/bench
+	Out           string   // directory of BENCHMARKS.md; charts and results.json go to Out/bench; "": docs/ of the OpenKPS module
 	FloorParallel int      // concurrent connections of the floor program
 	Forks         int      // Ansible forks
 	Workers       int      // kps serve --workers
@@ -57,12 +63,12 @@ type Config struct {
 }
 
 func defaultConfig() Config {
-	return Config{Hosts: []int{50, 200}, Runs: 3, Engines: []string{"sqlite", "postgres"}, Out: "docs",
+	return Config{Hosts: []int{50, 200}, Runs: 3, Engines: []string{"sqlite", "postgres"},
 		FloorParallel: 32, Forks: 50, Workers: 16, FailedTasks: 100_000, ScaleSizes: []int{1_000, 1_000_000},
 		MemoryTasks: 1_000, MemoryLimit: "64MiB", Conns: []int{16, 64}, Duration: 5 * time.Second, Settle: 2 * time.Second, Log: os.Stderr}
 }
 
-const usage = `usage: go run ./bench [flags] fleet|query|scale|memory|all|report
+const usage = `usage: go -C bench run . [flags] fleet|query|scale|memory|all|report
 
   fleet   part 1: one key pair bound to N hosts: OpenKPS, the x/crypto/ssh floor, Ansible
   query   part 2: GET /failed-tasks with 100,000 failed tasks under wrk, and a bare handler
@@ -83,7 +89,7 @@ func main() {
 	sizes := fs.String("scale-sizes", "1000,1000000", "tasks in the table for the scale part")
 	conns := fs.String("conns", "16,64", "wrk connections")
 	fs.IntVar(&cfg.Runs, "runs", cfg.Runs, "runs of every figure (median, min, max)")
-	fs.StringVar(&cfg.Out, "out", cfg.Out, "output directory: BENCHMARKS.md there, charts and results.json in <out>/bench")
+	fs.StringVar(&cfg.Out, "out", cfg.Out, "output directory: BENCHMARKS.md there, charts and results.json in <out>/bench (default: docs/ of the OpenKPS module)")
 	fs.IntVar(&cfg.FloorParallel, "floor-parallel", cfg.FloorParallel, "concurrent SSH connections of the floor program")
 	fs.IntVar(&cfg.Forks, "forks", cfg.Forks, "Ansible forks")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "kps serve --workers")
@@ -120,6 +126,14 @@ func main() {
 	if err != nil || cfg.Runs < 1 {
 		fmt.Fprintln(os.Stderr, "bench:", errors.Join(err, errIf(cfg.Runs < 1, "-runs must be at least 1")))
 		os.Exit(2)
+	}
+	if cfg.Out == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		cfg.Out = filepath.Join(root, "docs")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -230,5 +244,5 @@ func command(args []string) string {
 			quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
 	}
-	return "go run ./bench " + strings.Join(quoted, " ")
+	return "go -C bench run . " + strings.Join(quoted, " ")
 }

@@ -42,7 +42,7 @@ func writeReport(out string, res *Results) error {
 			p("| %s | %s |\n", k, strings.TrimSpace(v))
 		}
 	}
-	p("\n## Commands\n\n```sh\nmake bench                 # go run ./bench all: the four parts below, then this file\n")
+	p("\n## Commands\n\n```sh\nmake bench                 # go -C bench run . all: the four parts below, then this file\n")
 	for _, part := range []string{"fleet", "query", "scale", "memory"} {
 		for _, c := range res.Commands[part] {
 			p("%s\n", c)
@@ -91,7 +91,7 @@ func verdict(ok bool) string {
 func fleetSection(p func(string, ...any), rows []FleetRow) {
 	p("## 1. Fleet bind\n\n")
 	if len(rows) == 0 {
-		p("Not measured yet (`go run ./bench fleet`).\n\n")
+		p("Not measured yet (`go -C bench run . fleet`).\n\n")
 		return
 	}
 	p("One new key pair bound to N hosts, each an OpenSSH sshd with its own login user, with the login\n")
@@ -216,7 +216,7 @@ func fleetChart(dir string, rows []FleetRow) error {
 func querySection(p func(string, ...any), rows []QueryRow) {
 	p("## 2. The failed-task query\n\n")
 	if len(rows) == 0 {
-		p("Not measured yet (`go run ./bench query`; it needs wrk).\n\n")
+		p("Not measured yet (`go -C bench run . query`; it needs wrk).\n\n")
 		return
 	}
 	total := 0
@@ -315,7 +315,7 @@ func queryChart(dir string, rows []QueryRow) error {
 func scaleSection(p func(string, ...any), rows []ScaleRow) {
 	p("## 3. Scale: 1,000 against 1,000,000 tasks in the table\n\n")
 	if len(rows) == 0 {
-		p("Not measured yet (`go run ./bench scale`).\n\n")
+		p("Not measured yet (`go -C bench run . scale`).\n\n")
 		return
 	}
 	p("`GET /failed-tasks?limit=1000` in a table of N tasks over 100 projects; every project holds %d\n", scaleFailed)
@@ -394,7 +394,7 @@ func scaleChart(dir string, rows []ScaleRow) error {
 func memorySection(p func(string, ...any), rows []MemoryRow) {
 	p("## 4. Memory\n\n")
 	if len(rows) == 0 {
-		p("Not measured yet (`go run ./bench memory`).\n\n")
+		p("Not measured yet (`go -C bench run . memory`).\n\n")
 		return
 	}
 	p("`kps serve` (SQLite) started on a data directory an earlier start bootstrapped: VmRSS (/proc/<pid>/status)\n")

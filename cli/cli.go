@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type Serve struct {
 type Options struct {
 	// Serve returns a fresh `kps serve` (nil: the binary has no service).
 	Serve func() Serve
+	// Transport carries the client commands' requests; nil means Go's default. The end-to-end
+	// tests check every answer against docs/openapi.json with it.
+	Transport http.RoundTripper
 }
 
 // UsageError is a command line that cannot be run as given: exit code 2, one line. Any

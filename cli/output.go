@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // emit writes v on standard output as JSON or YAML (-o), or calls table for the readable form.

@@ -138,6 +138,13 @@ func (a *app) connection() (Profile, error) {
 	return p, nil
 }
 
+// newClient returns a client of endpoint with the global --timeout and the tree's transport.
+func (a *app) newClient(endpoint string) *client.Client {
+	c := client.New(endpoint, a.timeout)
+	c.HTTP.Transport = a.opts.Transport
+	return c
+}
+
 // client is the API client of the profile, the flags and the environment (KPS_ACCESS_KEY and
 // KPS_SECRET_KEY override the profile's credentials).
 func (a *app) client() (*client.Client, error) {
@@ -149,7 +156,7 @@ func (a *app) client() (*client.Client, error) {
 		return nil, usagef("not logged in: run `kps login --profile %s` (or set %s, %s, %s and %s)",
 			a.profileName(), envEndpoint, envProjectID, envAccessKey, envSecretKey)
 	}
-	c := client.New(p.Endpoint, a.timeout)
+	c := a.newClient(p.Endpoint)
 	c.ProjectID, c.Token, c.AccessKey, c.SecretKey = p.ProjectID, p.Token, p.AccessKey, p.SecretKey
 	return c, nil
 }
@@ -218,7 +225,7 @@ func (a *app) loginCommand() *cobra.Command {
 				}
 			}
 		}
-		c := client.New(p.Endpoint, a.timeout)
+		c := a.newClient(p.Endpoint)
 		if err := c.Login(ctx, client.PasswordLogin{Domain: p.Domain, User: p.User, Password: pw, Project: p.Project}); err != nil {
 			return err
 		}
@@ -279,7 +286,7 @@ func (a *app) saveAccessKey(ctx context.Context, accessKey string, skStdin bool)
 	if p.SecretKey == "" {
 		return usagef("the secret key is empty")
 	}
-	c := client.New(p.Endpoint, a.timeout)
+	c := a.newClient(p.Endpoint)
 	c.ProjectID, c.AccessKey, c.SecretKey = p.ProjectID, p.AccessKey, p.SecretKey
 	if _, err := c.ListKeyPairs(ctx, 1, ""); err != nil {
 		return fmt.Errorf("the access key %s does not work: %w", accessKey, err)

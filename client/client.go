@@ -6,8 +6,9 @@
 // local one; a failure to reach the service is an error that says so.
 //
 // Requests and answers are structs of this package that follow the wire format; they use the
-// domain's types (kps.Credential, kps.Operation, kps.Role) where those fit. The package
-// imports the domain and iam (for the request signature, auth.md §6), nothing else of this
+// domain's types (kps.Credential, kps.Operation, kps.Role) where those fit, and the bodies the
+// handlers write (api/wire) where the client reads what they write. The package imports the
+// domain, api/wire and iam (for the request signature, auth.md §6), nothing else of this
 // repository.
 package client
 
@@ -115,6 +116,11 @@ func decode(raw []byte, out any) error {
 
 // send makes one request and returns the answer and its body; an error status becomes an error.
 func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, []byte, error) {
+	return c.sendWith(ctx, method, path, body, nil)
+}
+
+// sendWith is send with extra request headers (X-Subject-Token of the token routes).
+func (c *Client) sendWith(ctx context.Context, method, path string, body any, header http.Header) (*http.Response, []byte, error) {
 	var b []byte
 	if body != nil {
 		var err error
@@ -128,6 +134,9 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	switch {
 	case c.AccessKey != "":

@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api/wire"
 )
 
 // PasswordLogin is the Keystone password method scoped to a project (auth.md §5.1).
@@ -84,14 +85,7 @@ type Project struct {
 }
 
 // User is a Keystone user.
-type User struct {
-	ID               string `json:"id"`
-	Name             string `json:"name"`
-	DomainID         string `json:"domain_id"`
-	Enabled          bool   `json:"enabled"`
-	Description      string `json:"description"`
-	DefaultProjectID string `json:"default_project_id,omitempty"`
-}
+type User = wire.User
 
 // NewUser is a user to create; Password is required.
 type NewUser struct {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/openkps/kps/api/wire"
 )
 
 // NewKeyPair is CreateKeypair's keypair member (§2.1): without PublicKey the service generates
@@ -17,6 +19,7 @@ type NewKeyPair struct {
 	PublicKey      string
 	HostPrivateKey bool
 	PrivateKey     string
+	Scope          string // "user" (the service's default) or "domain"
 }
 
 type keyProtection struct {
@@ -36,11 +39,12 @@ type keyPairMember struct {
 	Name          string         `json:"name"`
 	Type          string         `json:"type,omitempty"`
 	PublicKey     string         `json:"public_key,omitempty"`
+	Scope         string         `json:"scope,omitempty"`
 	KeyProtection *keyProtection `json:"key_protection,omitempty"`
 }
 
 func (k NewKeyPair) member() keyPairMember {
-	m := keyPairMember{Name: k.Name, Type: k.Type, PublicKey: k.PublicKey}
+	m := keyPairMember{Name: k.Name, Type: k.Type, PublicKey: k.PublicKey, Scope: k.Scope}
 	if k.HostPrivateKey || k.PrivateKey != "" {
 		m.KeyProtection = newKeyProtection(k.PrivateKey)
 	}
@@ -53,48 +57,22 @@ type keyPairBody struct {
 
 // CreatedKeyPair is CreateKeypair's answer; PrivateKey is set only when the service generated
 // the key pair, and only in this answer.
-type CreatedKeyPair struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	PublicKey   string `json:"public_key"`
-	PrivateKey  string `json:"private_key,omitempty"`
-	Fingerprint string `json:"fingerprint"`
-	UserID      string `json:"user_id"`
-}
+type CreatedKeyPair = wire.KeyPairCreated
 
 // KeyPair is an item of the key pair list (§2.2).
-type KeyPair struct {
-	Name            string `json:"name"`
-	Type            string `json:"type"`
-	Scope           string `json:"scope"`
-	PublicKey       string `json:"public_key"`
-	Fingerprint     string `json:"fingerprint"`
-	IsKeyProtection bool   `json:"is_key_protection"`
-	FrozenState     string `json:"frozen_state"`
-}
+type KeyPair = wire.KeyPairItem
 
 // KeyPairDetail is one key pair in full (§2.3).
-type KeyPairDetail struct {
-	Name            string `json:"name"`
-	ID              int64  `json:"id"`
-	Type            string `json:"type"`
-	Scope           string `json:"scope"`
-	PublicKey       string `json:"public_key"`
-	Fingerprint     string `json:"fingerprint"`
-	IsKeyProtection bool   `json:"is_key_protection"`
-	Deleted         bool   `json:"deleted"`
-	Description     string `json:"description"`
-	UserID          string `json:"user_id"`
-	CreateTime      int64  `json:"create_time"`
-	UpdateTime      int64  `json:"update_time"`
-	FrozenState     int32  `json:"frozen_state"`
-	Algorithm       string `json:"algorithm"`
-}
+type KeyPairDetail = wire.KeyPairDetail
 
 // KeyPairPage is one page of the key pair list; NextMarker is "" on the last page.
+// PreviousMarker is the marker of the page before (§4.2; "" is the first page) when
+// HasPrevious.
 type KeyPairPage struct {
-	KeyPairs   []KeyPair
-	NextMarker string
+	KeyPairs       []KeyPair
+	NextMarker     string
+	PreviousMarker string
+	HasPrevious    bool
 }
 
 // CreateKeyPair creates (generates or imports) a key pair.
@@ -119,13 +97,17 @@ func (c *Client) ListKeyPairs(ctx context.Context, limit int, marker string) (Ke
 			KeyPair KeyPair `json:"keypair"`
 		} `json:"keypairs"`
 		PageInfo struct {
-			NextMarker string `json:"next_marker"`
+			NextMarker     string  `json:"next_marker"`
+			PreviousMarker *string `json:"previous_marker"`
 		} `json:"page_info"`
 	}
 	if err := c.call(ctx, http.MethodGet, c.projectPath("/keypairs?")+q.Encode(), nil, &out); err != nil {
 		return KeyPairPage{}, err
 	}
 	page := KeyPairPage{KeyPairs: make([]KeyPair, len(out.KeyPairs)), NextMarker: out.PageInfo.NextMarker}
+	if p := out.PageInfo.PreviousMarker; p != nil {
+		page.PreviousMarker, page.HasPrevious = *p, true
+	}
 	for i, k := range out.KeyPairs {
 		page.KeyPairs[i] = k.KeyPair
 	}

@@ -9,23 +9,11 @@ import (
 	"strconv"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/api/wire"
 )
 
 // Server is a record of the inventory as the service shows it (inventory.md).
-type Server struct {
-	ID               string   `json:"id"`
-	Name             string   `json:"name"`
-	Address          string   `json:"address"`
-	Port             int      `json:"port"`
-	User             string   `json:"user"`
-	HostKeys         []string `json:"host_keys"`
-	SSHDConfig       string   `json:"sshd_config"`
-	HasCredential    bool     `json:"has_credential"`
-	KeyPairName      string   `json:"keypair_name"`
-	PasswordDisabled bool     `json:"password_disabled"`
-	CreateTime       int64    `json:"create_time"`
-	UpdateTime       int64    `json:"update_time"`
-}
+type Server = wire.Server
 
 // ServerSpec is a record to register, or the members of one to change: a nil member is left
 // as it is (on create: the service's default). An empty, non-nil HostKeys clears the pins;

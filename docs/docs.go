@@ -1,4 +1,5 @@
-// Package docs holds the project's API description.
+// Package docs holds the project's API description (the documents beside it are prose). It
+// imports nothing.
 package docs
 
 import _ "embed"

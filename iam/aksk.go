@@ -41,10 +41,13 @@ type signingCredential struct {
 //
 // Row 1 (path project versus X-Project-Id) and row 6 (no project at all) are the router's:
 // only it knows where projectID came from. The route's minimum role (row 8) is the caller's.
-func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
+//
+// reads, when given, are the request's reads (kps.RequestReads): the lock of clientIP comes
+// from them.
+func (s *Service) AuthenticateSignatureAt(ctx context.Context, reads *kps.RequestReads, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
 	now := s.now()
 	ipKey := clientKey(clientIP)
-	if err := s.checkLocked(ctx, now, ipKey); err != nil {
+	if err := checkLockedAt(ctx, reads, s.lockout(), now, ipKey); err != nil {
 		return nil, err
 	}
 	a, err := ParseAuthorization(r.Header.Get("Authorization"))
@@ -98,9 +101,15 @@ func (s *Service) AuthenticateSignature(ctx context.Context, r *http.Request, bo
 	}
 
 	// §4.3 row 2; the Go SDK's global credentials send X-Domain-Id, signed.
-	if hd := r.Header.Get("X-Domain-Id"); hd != "" && hd != cred.domain.ID {
-		return nil, &Failure{Reason: "domain-mismatch", Err: kps.Errorf(kps.ErrProjectMismatch,
-			"Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))}
+	if hd := r.Header.Get("X-Domain-Id"); hd != "" {
+		same, err := s.sameDomain(ctx, hd, cred.domain.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			return nil, &Failure{Reason: "domain-mismatch", Err: kps.Errorf(kps.ErrProjectMismatch,
+				"Domain mismatch: X-Domain-Id %s differs from the caller's domain.", clip(hd))}
+		}
 	}
 	if projectID == "" {
 		if p.Roles, err = s.Store.DomainRoles(ctx, cred.user.ID, cred.domain.ID); err != nil {

@@ -20,11 +20,12 @@ const (
 	AdminPasswordFile = "admin-password"
 )
 
-// Bootstrap creates the operator domain "Default", its default project named after the region
-// and the user "admin" holding the admin role on the domain, when the store is empty (auth.md
-// §3.7). The password is adminPassword (from KPS_ADMIN_PASSWORD) or, when that is empty, a
-// generated one written once to <dataDir>/admin-password (mode 0600); passwordFile is then
-// that path, for the caller to print, and "" otherwise. A non-empty store ignores all of it.
+// Bootstrap creates the operator domain "Default" (ID DefaultDomainID), its default project
+// named after the region and the user "admin" holding the admin role on the domain, when the
+// store is empty (auth.md §3.7). The password is adminPassword (from KPS_ADMIN_PASSWORD) or,
+// when that is empty, a generated one written once to <dataDir>/admin-password (mode 0600);
+// passwordFile is then that path, for the caller to print, and "" otherwise. A non-empty store
+// ignores all of it.
 //
 // A generated password file left by a start that did not finish bootstrapping is reused rather
 // than replaced, so the file always holds the password that works. Bootstrap never logs.
@@ -52,6 +53,7 @@ func (s *Service) Bootstrap(ctx context.Context, dataDir, region, adminPassword 
 		return "", err
 	}
 	created, err := s.Store.Bootstrap(ctx, kps.Bootstrap{
+		DomainID:          DefaultDomainID,
 		DomainName:        BootstrapDomain,
 		ProjectName:       region,
 		AdminName:         BootstrapAdmin,

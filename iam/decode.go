@@ -1,8 +1,6 @@
 package iam
 
 import (
-	"encoding/json"
-
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/internal/strictjson"
 )
@@ -25,13 +23,11 @@ func DecodeAuthRequest(body []byte) (IssueRequest, error) {
 	if len(body) > MaxAuthBodyBytes {
 		return req, kps.Errorf(kps.ErrTooLarge, "The request body is too large.")
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return req, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
-	}
-	// encoding/json keeps the last of duplicate members; a filter in front that reads the
-	// first would judge another login than the one served.
-	if _, dup := strictjson.DuplicateKey(body); dup {
+	// strictjson refuses duplicate members too: encoding/json keeps the last of them, and a
+	// filter in front that reads the first would judge another login than the one served.
+	v, err := strictjson.Parse(body)
+	top, _ := v.(map[string]any)
+	if err != nil || top == nil {
 		return req, kps.Errorf(kps.ErrBadJSON, "The request body is not valid JSON.")
 	}
 	root := object{path: "", m: top}
@@ -74,16 +70,12 @@ func DecodeAuthRequest(body []byte) (IssueRequest, error) {
 }
 
 func methods(identity object) (string, error) {
-	raw, ok := identity.m["methods"]
 	path := identity.path + ".methods"
-	if !ok || isNull(raw) {
-		return "", missing(path)
-	}
-	var ms []string
-	if err := json.Unmarshal(raw, &ms); err != nil {
+	ms, ok, err := identity.reader().StringArray("methods")
+	if err != nil {
 		return "", invalid(path)
 	}
-	if len(ms) == 0 {
+	if !ok || len(ms) == 0 {
 		return "", missing(path)
 	}
 	if len(ms) != 1 || (ms[0] != MethodPassword && ms[0] != MethodToken) {
@@ -188,30 +180,24 @@ func idOrName(o object) (id, name string, err error) {
 	return id, name, nil
 }
 
-// object is a JSON object being decoded, with its path for messages.
+// object is a JSON object being decoded, with its path for messages: strictjson's reader,
+// its refusals given the exact texts of auth.md §11.3.
 type object struct {
 	path string
-	m    map[string]json.RawMessage
+	m    map[string]any
 }
 
-func (o object) child(key string) string {
-	if o.path == "" {
-		return key
-	}
-	return o.path + "." + key
-}
+func (o object) reader() strictjson.Object { return strictjson.Object{M: o.m, Path: o.path} }
+
+func (o object) child(key string) string { return o.reader().Name(key) }
 
 // optional returns the member object; a member that is absent or null is not there.
 func (o object) optional(key string) (object, bool, error) {
-	raw, ok := o.m[key]
-	if !ok || isNull(raw) {
-		return object{}, false, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	c, ok, err := o.reader().Object(key, false)
+	if err != nil {
 		return object{}, false, invalid(o.child(key))
 	}
-	return object{o.child(key), m}, true, nil
+	return object{c.Path, c.M}, ok, nil
 }
 
 func (o object) required(key string) (object, error) {
@@ -224,18 +210,12 @@ func (o object) required(key string) (object, error) {
 
 // str returns a string member; absent and null are "".
 func (o object) str(key string) (string, error) {
-	raw, ok := o.m[key]
-	if !ok || isNull(raw) {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, _, err := o.reader().Str(key, false)
+	if err != nil {
 		return "", invalid(o.child(key))
 	}
 	return s, nil
 }
-
-func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
 
 func missing(path string) error {
 	return kps.Errorf(kps.ErrMissing, "Missing required parameter: %s.", path)

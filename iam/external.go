@@ -130,10 +130,10 @@ func (e *External) Login(ctx context.Context, body []byte, headerToken, clientIP
 // AuthenticateSignature refuses every AK/SK request with 401 KPS.6102 access-key-invalid:
 // access keys bound to external users (auth.md §10.2) are not implemented yet, and a local
 // user's key would act for an identity the external service does not know.
-func (e *External) AuthenticateSignature(ctx context.Context, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
+func (e *External) AuthenticateSignatureAt(ctx context.Context, reads *kps.RequestReads, r *http.Request, body []byte, projectID, clientIP string) (*kps.Principal, error) {
 	e.init()
 	now, ipKey := e.now(), clientKey(clientIP)
-	if err := e.checkLocked(ctx, now, ipKey); err != nil {
+	if err := checkLockedAt(ctx, reads, e.Limiter, now, ipKey); err != nil {
 		return nil, err
 	}
 	return nil, e.refuse(ctx, now, SignatureFailure(ReasonAccessKeyInvalid), ipKey)
@@ -146,11 +146,12 @@ func (e *External) AuthenticateSignature(ctx context.Context, r *http.Request, b
 // the TCP peer: a locked one is 429 KPS.6105 before any call, and a refused token counts
 // against it (§12.4).
 //
-// An identity service that cannot answer yields 503 KPS.6106, never 401.
-func (e *External) Authenticate(ctx context.Context, token, targetProjectID, clientIP string) (*kps.Principal, error) {
+// An identity service that cannot answer yields 503 KPS.6106, never 401. reads, when given, are
+// the request's reads (kps.RequestReads): the lock of clientIP comes from them.
+func (e *External) AuthenticateAt(ctx context.Context, reads *kps.RequestReads, token, targetProjectID, clientIP string) (*kps.Principal, error) {
 	e.init()
 	now, ipKey := e.now(), clientKey(clientIP)
-	if err := e.checkLocked(ctx, now, ipKey); err != nil {
+	if err := checkLockedAt(ctx, reads, e.Limiter, now, ipKey); err != nil {
 		return nil, err
 	}
 	var t *externalToken
@@ -303,18 +304,6 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// checkLocked refuses the request when any of keys is locked (§4.2 step 6).
-func (e *External) checkLocked(ctx context.Context, now time.Time, keys ...string) error {
-	wait, err := e.Limiter.LockedFor(ctx, now, keys...)
-	if err != nil {
-		return fmt.Errorf("iam: lockout state: %w", err)
-	}
-	if wait > 0 {
-		return lockedOut(wait)
-	}
-	return nil
 }
 
 // refuse counts the refusal err under each non-empty key and returns err, a LockoutError when

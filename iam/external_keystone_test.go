@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
-	"github.com/openkps/kps/api"
+	"github.com/openkps/kps/api/router"
 	"github.com/openkps/kps/iam"
 	"github.com/openkps/kps/store"
 )
@@ -117,7 +117,7 @@ func startKeystone(t *testing.T) *keystone {
 		}
 	}
 
-	h := api.New(db, ks.svc, nil, nil, nil, api.Config{Region: "my-region-1"}).Handler()
+	h := router.New(router.Config{}, router.Deps{Identity: ks.svc, Tokens: ks.svc, Manager: ks.svc})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.URL.Path == "/v3/auth/tokens" {
 			ks.calls.Add(1)

@@ -114,7 +114,7 @@ func setupOn(t *testing.T, open func(t *testing.T, dir string, now func() time.T
 	c := &clock{now: time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.UTC)}
 	dir := t.TempDir()
 	db := open(t, dir, c.Now)
-	fx := &fixture{svc: &Service{Store: db, Now: c.Now, Params: cheap}, db: db, dir: dir, clock: c,
+	fx := &fixture{svc: &Service{Store: db, Versions: db, Now: c.Now, Params: cheap}, db: db, dir: dir, clock: c,
 		users: map[string]*kps.User{}, ids: map[string]string{}}
 	check := func(err error) {
 		t.Helper()

@@ -2,13 +2,9 @@ package iam
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +40,7 @@ import (
 // key was locked meanwhile, so that it too is answered 429.
 //
 // The client IP is the one the api package passes: the TCP peer, or the address a trusted proxy
-// forwarded (api.Config.TrustedProxies). IPv6 peers are counted per /64, the block a single
+// forwarded (router.Config.TrustedProxies). IPv6 peers are counted per /64, the block a single
 // host usually controls.
 
 // LockPolicy says when the failures counted under one key lock it.
@@ -106,39 +102,13 @@ func (e *LockoutError) Unwrap() error { return e.Err }
 // RetryAfter is the value of the Retry-After header.
 func (e *LockoutError) RetryAfter() time.Duration { return time.Duration(e.Seconds) * time.Second }
 
-// lockKey builds a fixed-size key from a kind and request values, which may be long or contain
-// any byte.
-func lockKey(kind string, parts ...string) string {
-	var b strings.Builder
-	for _, p := range parts {
-		b.WriteString(strconv.Quote(p))
-		b.WriteByte(' ')
-	}
-	sum := sha256.Sum256([]byte(b.String()))
-	return kind + ":" + hex.EncodeToString(sum[:16])
-}
+// lockKey, clientKey and clientBlock are kps.LockKey, kps.ClientLockKey and kps.ClientBlock:
+// the api package reads a client's lock with a request's other reads under the same key.
+func lockKey(kind string, parts ...string) string { return kps.LockKey(kind, parts...) }
 
-// clientKey is the per-IP key; "" (no peer known) counts nothing.
-func clientKey(ip string) string {
-	if ip == "" {
-		return ""
-	}
-	return lockKey("ip", clientBlock(ip))
-}
+func clientKey(ip string) string { return kps.ClientLockKey(ip) }
 
-// clientBlock is what one client is counted as: its IPv4 address or its IPv6 /64.
-func clientBlock(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	a = a.Unmap().WithZone("")
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
-}
+func clientBlock(ip string) string { return kps.ClientBlock(ip) }
 
 // signatureKey is the key of an (AK, client IP) pair.
 func signatureKey(ak, ip string) string { return lockKey("aksk", ak, clientBlock(ip)) }
@@ -169,9 +139,22 @@ func (s *Service) lockout() Limiter {
 
 // checkLocked refuses the request when any of keys is locked.
 func (s *Service) checkLocked(ctx context.Context, now time.Time, keys ...string) error {
-	wait, err := s.lockout().LockedFor(ctx, now, keys...)
-	if err != nil {
-		return fmt.Errorf("iam: lockout state: %w", err)
+	return checkLockedAt(ctx, nil, s.lockout(), now, keys...)
+}
+
+// checkLockedAt refuses the request when any of keys is locked (§4.2 step 6). A lone key that
+// reads were made for (the client's IP, kps.RequestReads) is answered from them; anything else
+// asks l.
+func checkLockedAt(ctx context.Context, reads *kps.RequestReads, l Limiter, now time.Time, keys ...string) error {
+	wait, known := time.Duration(0), false
+	if len(keys) == 1 {
+		wait, known = reads.ClientLockedFor(now, keys[0])
+	}
+	if !known {
+		var err error
+		if wait, err = l.LockedFor(ctx, now, keys...); err != nil {
+			return fmt.Errorf("iam: lockout state: %w", err)
+		}
 	}
 	if wait > 0 {
 		return lockedOut(wait)

@@ -91,18 +91,8 @@ func (s *Service) keyOwner(ctx context.Context, p *kps.Principal, userID string,
 		}
 		return u, err
 	}
-	a, err := s.authority(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	u, err := s.Store.UserByID(ctx, userID)
-	if err != nil {
-		return nil, err
-	}
-	if u == nil || !a.administers(u.DomainID) {
-		return nil, a.hidden(notFound("user", userID))
-	}
-	return u, nil
+	u, _, err := s.administeredUser(ctx, p, userID)
+	return u, err
 }
 
 // accessKey returns a key the caller may see or change, under the rules of keyOwner.

@@ -15,6 +15,10 @@ func (s *Service) CreateUser(ctx context.Context, p *kps.Principal, u *kps.User,
 	if u.DomainID == "" {
 		u.DomainID = p.DomainID
 	}
+	var err error
+	if u.DomainID, err = s.ResolveDomainID(ctx, u.DomainID); err != nil {
+		return err
+	}
 	a, err := s.authority(ctx, p)
 	if err != nil {
 		return err
@@ -186,6 +190,10 @@ func (s *Service) CreateProject(ctx context.Context, p *kps.Principal, pr *kps.P
 	if pr.DomainID == "" {
 		pr.DomainID = p.DomainID
 	}
+	var err error
+	if pr.DomainID, err = s.ResolveDomainID(ctx, pr.DomainID); err != nil {
+		return err
+	}
 	a, err := s.authority(ctx, p)
 	if err != nil {
 		return err
@@ -277,14 +285,14 @@ func (s *Service) assignment(ctx context.Context, p *kps.Principal, ra kps.RoleA
 		}
 		domainID = pr.DomainID
 	} else {
-		d, err := s.Store.DomainByID(ctx, ra.DomainID)
+		d, err := s.domainByRef(ctx, ra.DomainID, "")
 		if err != nil {
 			return ra, err
 		}
 		if d == nil || !auth.administers(d.ID) {
 			return ra, auth.hidden(notFound("domain", ra.DomainID))
 		}
-		domainID = d.ID
+		domainID, ra.DomainID = d.ID, d.ID
 	}
 	u, err := s.Store.UserByID(ctx, ra.UserID)
 	if err != nil {
@@ -348,7 +356,7 @@ func (s *Service) UpdateDomain(ctx context.Context, p *kps.Principal, id string,
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	return s.Store.UpdateDomain(ctx, id, u)
+	return s.Store.UpdateDomain(ctx, d.ID, u)
 }
 
 // DeleteDomain deletes a disabled domain with everything in it (DELETE /v3/domains/{id}).
@@ -366,14 +374,14 @@ func (s *Service) DeleteDomain(ctx context.Context, p *kps.Principal, id string)
 	case d.Enabled:
 		return kps.Errorf(kps.ErrIdentityConflict, "The domain '%s' is enabled; disable it before deleting it.", d.Name)
 	}
-	return s.Store.DeleteDomain(ctx, id)
+	return s.Store.DeleteDomain(ctx, d.ID)
 }
 
 func (s *Service) operatorTarget(ctx context.Context, p *kps.Principal, id string) (*kps.Domain, error) {
 	if err := s.operatorOnly(ctx, p); err != nil {
 		return nil, err
 	}
-	d, err := s.Store.DomainByID(ctx, id)
+	d, err := s.domainByRef(ctx, id, "")
 	if err == nil && d == nil {
 		err = notFound("domain", id)
 	}

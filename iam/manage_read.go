@@ -13,6 +13,10 @@ import (
 // domain on which the caller has an effective role, or all of them for a domain admin,
 // filtered by f. A domain filter naming another domain yields an empty list, not an error.
 func (s *Service) VisibleProjects(ctx context.Context, p *kps.Principal, f kps.ProjectFilter, pg kps.Page) ([]kps.Project, int, error) {
+	var err error
+	if f.DomainID, err = s.resolveDomainFilter(ctx, f.DomainID); err != nil {
+		return nil, 0, err
+	}
 	if f.DomainID != nil && *f.DomainID != p.DomainID {
 		return []kps.Project{}, 0, nil
 	}
@@ -60,16 +64,9 @@ func (s *Service) UserProjects(ctx context.Context, p *kps.Principal, userID str
 		userID = p.UserID
 	}
 	if userID != p.UserID {
-		a, err := s.authority(ctx, p)
+		u, _, err := s.administeredUser(ctx, p, userID)
 		if err != nil {
 			return nil, err
-		}
-		u, err := s.Store.UserByID(ctx, userID)
-		if err != nil {
-			return nil, err
-		}
-		if u == nil || !a.administers(u.DomainID) {
-			return nil, a.hidden(notFound("user", userID))
 		}
 		domainID = u.DomainID
 	}
@@ -91,6 +88,9 @@ func (s *Service) VisibleUsers(ctx context.Context, p *kps.Principal, f kps.User
 	}
 	if !a.administers(p.DomainID) {
 		return nil, 0, forbidden()
+	}
+	if f.DomainID, err = s.resolveDomainFilter(ctx, f.DomainID); err != nil {
+		return nil, 0, err
 	}
 	if f.DomainID == nil {
 		f.DomainID = &p.DomainID
@@ -144,10 +144,14 @@ func (s *Service) VisibleDomain(ctx context.Context, p *kps.Principal, id string
 	if err != nil {
 		return nil, err
 	}
-	if id != p.DomainID && !a.operator {
+	resolved, err := s.ResolveDomainID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if resolved != p.DomainID && !a.operator {
 		return nil, a.hidden(notFound("domain", id))
 	}
-	d, err := s.Store.DomainByID(ctx, id)
+	d, err := s.Store.DomainByID(ctx, resolved)
 	if err == nil && d == nil {
 		err = a.hidden(notFound("domain", id))
 	}

@@ -1,6 +1,11 @@
 // Package iam authenticates callers of OpenKPS in local identity mode (auth.md): Argon2id
 // passwords, the first-start bootstrap, opaque bearer tokens (issue, re-scope, validate) and the
-// scope checks a token request goes through before a handler runs.
+// scope checks a token request goes through before a handler runs; AK/SK signatures; the
+// lockout of failed authentications; the identity management of auth.md §9 (Service is
+// keystone.Manager); and, in external mode, the validation of another Keystone's tokens
+// (External). It implements what api.Identity and keystone.Tokens ask. It imports the domain
+// package and internal/strictjson: the store comes in as kps.IdentityStore, its read path as
+// kps.IdentityVersions.
 package iam
 
 import (
@@ -9,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openkps/kps"
@@ -18,6 +24,9 @@ import (
 // first use and do not copy it afterwards.
 type Service struct {
 	Store kps.IdentityStore
+	// Versions is the identity version the token validation cache is keyed on
+	// (kps.IdentityVersions: store.DB keeps one on either engine); nil caches nothing.
+	Versions kps.IdentityVersions
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// TokenTTL is the lifetime of a new token (auth.md §5.3: 5 min – 24 h); default 24 h.
@@ -52,6 +61,9 @@ type Service struct {
 	dummyErr  error
 
 	validations validationCache
+
+	// defaultDomain is the ID DefaultDomainID stands for, once known (ResolveDomainID).
+	defaultDomain atomic.Pointer[string]
 }
 
 func (s *Service) now() time.Time {

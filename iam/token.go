@@ -104,8 +104,9 @@ type TokenBody struct {
 	User      TokenUser     `json:"user"`
 	Project   *TokenProject `json:"project,omitempty"`
 	Domain    *Ref          `json:"domain,omitempty"`
-	// Roles is absent for an unscoped token.
-	Roles   []Ref `json:"roles,omitempty"`
+	// Roles is absent (nil) for an unscoped token, and [] for a domain-scoped token of a user
+	// without a domain-level role.
+	Roles   []Ref `json:"roles,omitzero"`
 	Catalog any   `json:"catalog,omitempty"`
 }
 
@@ -336,9 +337,14 @@ func (s *Service) findUser(ctx context.Context, req IssueRequest) (*kps.User, er
 	return s.Store.UserByName(ctx, d.ID, req.UserName)
 }
 
+// domainByRef finds the domain a request names by ID (DefaultDomainID included) or by name.
 func (s *Service) domainByRef(ctx context.Context, id, name string) (*kps.Domain, error) {
 	switch {
 	case id != "":
+		id, err := s.ResolveDomainID(ctx, id)
+		if err != nil {
+			return nil, err
+		}
 		return s.Store.DomainByID(ctx, id)
 	case name != "":
 		return s.Store.DomainByName(ctx, name)
@@ -352,8 +358,11 @@ type scope struct {
 	roles   []kps.Role
 }
 
-// resolveScope applies §5.1 step 5: the scope must exist, be enabled, lie in the user's domain
-// and carry at least one effective role, else KPS.6108.
+// resolveScope applies §5.1 step 5: the scope must exist, be enabled and lie in the user's
+// domain, else KPS.6108; a project scope must carry at least one effective role. The user's own
+// domain is always available, as Huawei IAM grants a token of their account to every user, with
+// the roles assigned on the domain itself, none for a plain member: such a token acts on no
+// project (§4.3 row 4), so it grants nothing a project-scoped token of the user does not.
 func (s *Service) resolveScope(ctx context.Context, user *kps.User, own *kps.Domain, sc Scope) (scope, error) {
 	switch sc.Kind {
 	case ScopeProject:
@@ -385,9 +394,6 @@ func (s *Service) resolveScope(ctx context.Context, user *kps.User, own *kps.Dom
 		roles, err := s.Store.DomainRoles(ctx, user.ID, d.ID)
 		if err != nil {
 			return scope{}, err
-		}
-		if len(roles) == 0 {
-			return scope{}, scopeFailed("scope-no-role")
 		}
 		return scope{domain: d, roles: roles}, nil
 	}
@@ -522,15 +528,17 @@ func printableASCII(s string) bool {
 // on the target project, or on the user's domain for identity routes. The route's minimum role
 // (row 8) is the caller's check. clientIP is the TCP peer: a locked one is 429 KPS.6105
 // before any lookup, and a refused token counts against it (§12.4). Successful validations
-// are remembered while the store's identity version has not moved (validationCache).
-func (s *Service) Authenticate(ctx context.Context, token, targetProjectID, clientIP string) (*kps.Principal, error) {
+// are remembered while the store's identity version has not moved (validationCache). reads,
+// when given, are the request's reads (kps.RequestReads): the lock of clientIP and the identity
+// version come from them.
+func (s *Service) AuthenticateAt(ctx context.Context, reads *kps.RequestReads, token, targetProjectID, clientIP string) (*kps.Principal, error) {
 	now, ipKey := s.now(), clientKey(clientIP)
-	if err := s.checkLocked(ctx, now, ipKey); err != nil {
+	if err := checkLockedAt(ctx, reads, s.lockout(), now, ipKey); err != nil {
 		return nil, err
 	}
 	// The version is read before the validation's reads: a write committed meanwhile moves
 	// it, and the entry put below is never used.
-	version, cacheable := s.identityVersion(ctx)
+	version, cacheable := s.identityVersion(ctx, reads)
 	var key validationKey
 	if cacheable {
 		key = validationKey{tokenHash: tokenHash(token), project: targetProjectID}
@@ -586,13 +594,8 @@ func (s *Service) authenticateToken(ctx context.Context, now time.Time, ipKey, t
 	return p, v.token.ExpiresAt, nil
 }
 
-// clip shortens request values quoted in messages.
-func clip(v string) string {
-	if len(v) > 64 {
-		return v[:64] + "…"
-	}
-	return v
-}
+// clip shortens request values quoted in messages (kps.Clip, the one rule).
+func clip(v string) string { return kps.Clip(v) }
 
 // checkTokenScope is auth.md §4.3 rows 3 and 4 for a token scoped to tokenProject (""
 // when not scoped to a project), with the exact messages of §5.6.

@@ -9,24 +9,17 @@ import (
 	"github.com/openkps/kps"
 )
 
-// identityVersioner is a store that keeps an identity version: a number that moves with every
-// committed change to what a validation reads (the token, its user, domain and project, the
-// role assignments), on every replica. IdentityVersion returns false where the store keeps
-// none. store.DB implements it: SQLite counts its own writes (it is the only writer),
-// PostgreSQL reads a row that triggers bump in the writing transaction.
-type identityVersioner interface {
-	IdentityVersion(ctx context.Context) (int64, bool, error)
-}
-
-// identityVersion returns the store's identity version, and false when there is none or it
-// cannot be read now (the validation then reads everything, and reports the error if the
-// database is down).
-func (s *Service) identityVersion(ctx context.Context) (int64, bool) {
-	w, ok := s.Store.(identityVersioner)
-	if !ok {
+// identityVersion returns the identity version (Service.Versions, or the request's reads when
+// given), and false when there is none or it cannot be read now (the validation then reads
+// everything, and reports the error if the database is down).
+func (s *Service) identityVersion(ctx context.Context, reads *kps.RequestReads) (int64, bool) {
+	if reads != nil && reads.IdentityVersioned {
+		return reads.IdentityVersion, true
+	}
+	if s.Versions == nil {
 		return 0, false
 	}
-	v, ok, err := w.IdentityVersion(ctx)
+	v, ok, err := s.Versions.IdentityVersion(ctx)
 	return v, ok && err == nil
 }
 

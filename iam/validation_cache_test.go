@@ -145,7 +145,7 @@ func TestValidationCacheAcrossReplicas(t *testing.T) {
 	fx := setupOn(t, openPG) // replica A: fx.svc, fx.db
 	ctx := context.Background()
 	counting := &lookupCountingStore{DB: openPG(t, "", fx.clock.Now)}
-	b := &Service{Store: counting, Now: fx.clock.Now, Params: cheap}
+	b := &Service{Store: counting, Versions: counting, Now: fx.clock.Now, Params: cheap}
 	alice, proj1 := fx.users["alice"].ID, fx.id(p1)
 	req := byName("alice", "acme")
 	req.Scope = fx.scope(Scope{Kind: ScopeProject, ProjectID: p1})

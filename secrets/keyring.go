@@ -1,6 +1,8 @@
 // Package secrets encrypts secrets at rest (hosted private keys, host credentials, secret
 // access keys) with envelope encryption: every secret gets its own random data key, and the
-// data key is wrapped by a KeyWrapper, by default a local ring of versioned master keys.
+// data key is wrapped by a KeyWrapper, by default a local ring of versioned master keys. Sealer
+// implements kps.Sealer; the service, iam and the store's re-wrap take it as that interface.
+// It imports nothing from this repository.
 package secrets
 
 import (

@@ -1,6 +1,7 @@
 // Package sshkey parses, checks and generates the SSH keys of kps-v3-api.md §1.6: one
 // authorized_keys-style public key line, one unencrypted PEM private key, and the RSA key
-// pair the service generates.
+// pair the service generates; and the x509 certificates of Nova's key pairs. It imports the
+// domain package only.
 package sshkey
 
 import (
@@ -115,7 +116,7 @@ func ParsePublicKey(text string) (*PublicKey, error) {
 				return nil, publicKeyError("options before the key type are not allowed.")
 			}
 		}
-		return nil, publicKeyError("key type '%s' is not supported.", clip(typ))
+		return nil, publicKeyError("key type '%s' is not supported.", kps.Clip(typ))
 	}
 	if len(fields) < 2 {
 		return nil, publicKeyError("the base64 key data is missing.")
@@ -155,12 +156,12 @@ func checkPublicKey(typ string, blob []byte, comment string) (*PublicKey, error)
 			Rest []byte `ssh:"rest"`
 		}
 		if ssh.Unmarshal(blob, &head) == nil && head.Type != typ {
-			return nil, publicKeyError("the key data holds a %s key, not %s.", clip(head.Type), typ)
+			return nil, publicKeyError("the key data holds a %s key, not %s.", kps.Clip(head.Type), typ)
 		}
 		return nil, publicKeyError("the %s key data cannot be decoded.", typ)
 	}
 	if pk.Type() != typ {
-		return nil, publicKeyError("the key data holds a %s key, not %s.", clip(pk.Type()), typ)
+		return nil, publicKeyError("the key data holds a %s key, not %s.", kps.Clip(pk.Type()), typ)
 	}
 	alg := algorithms[typ]
 	if typ == TypeRSA {
@@ -229,7 +230,7 @@ func ParsePrivateKey(text string) (ssh.Signer, *PublicKey, error) {
 		return nil, nil, errPassphrase
 	}
 	if !privateTypes[block.Type] {
-		return nil, nil, privateKeyError("PEM type '%s' is not supported.", clip(block.Type))
+		return nil, nil, privateKeyError("PEM type '%s' is not supported.", kps.Clip(block.Type))
 	}
 	raw, err := ssh.ParseRawPrivateKey(pem.EncodeToMemory(block))
 	if err != nil {
@@ -285,11 +286,3 @@ func GenerateRSA(comment string) (privatePEM, publicLine string, err error) {
 }
 
 func isBlank(r rune) bool { return r == ' ' || r == '\t' }
-
-// clip shortens user input quoted in an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
-	}
-	return strings.ToValidUTF8(s, "?")
-}

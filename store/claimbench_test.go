@@ -82,7 +82,7 @@ func benchmarkClaim(b *testing.B, db *DB, seed string, q claimQueue, lock string
 	if _, err := db.write.ExecContext(ctx, db.bind(seed), total, q.projects, q.runs); err != nil {
 		b.Fatal(err)
 	}
-	if db.eng.name != "sqlite" {
+	if db.eng.isPostgres() {
 		if _, err := db.write.ExecContext(ctx, "VACUUM ANALYZE tasks"); err != nil {
 			b.Fatal(err)
 		}

@@ -1,11 +1,18 @@
 // Package store persists everything OpenKPS keeps: identity, inventory, key pairs, tasks and
-// bindings. *DB implements kps.Store on top of database/sql. The SQL is written once, with "?"
-// placeholders and portable constructs; what differs between engines (how to open, how a unique
-// violation looks, the few statements that cannot be portable, the migrations) lives in an
-// engine value, so that PostgreSQL can be added as a second engine without a second code path.
-// SQLite (modernc.org/sqlite, pure Go) is the embedded engine; the conformance suite in
-// store/storetest is what every engine must pass; PostgreSQL (pgx through database/sql) is the
-// second engine, for several replicas on one database.
+// bindings. *DB implements kps.Store on top of database/sql, and keeps what needs a transaction
+// and nothing else: locks, the counts behind quotas and limits, guarded transitions of the task
+// state machine (taskrun.go), unique indexes; the rules of what a task is are the service's
+// (kps.TaskAdmission), which the store runs inside the submission's transaction. It also
+// offers the read paths of kps (readpath.go): the per-request reads, the identity and task
+// versions, the task list's rows.
+//
+// The SQL is written once, with "?" placeholders and portable constructs; what differs between
+// engines (how to open, how a unique violation looks, the few statements that cannot be
+// portable, where the versions live, the migrations) lives in an engine value built by
+// sqlite.go or postgres.go (versions in versions_sqlite.go, versions_postgres.go), never in a
+// test of the engine's name. SQLite (modernc.org/sqlite, pure Go) is the embedded engine;
+// PostgreSQL (pgx through database/sql) the one several replicas share; store/storetest is the
+// conformance suite every engine must pass. It imports the domain package only.
 package store
 
 import (
@@ -41,11 +48,6 @@ type DB struct {
 
 	lockoutsOnce sync.Once
 	lockouts     *lockouts
-	// versions holds the task versions in this process where it is the database's only writer
-	// (SQLite); nil where they live in the database (PostgreSQL). See taskversion.go.
-	versions *taskVersions
-	// requestReads shares the per-request read of concurrent requests (PostgreSQL).
-	requestReads readGroup
 	// group runs the write transactions as commit groups (SQLite; nil on PostgreSQL).
 	group *groupWriter
 }
@@ -61,7 +63,13 @@ var _ kps.Store = (*DB)(nil)
 // advisory locks, see postgres.go) serialise exactly those sequences, and SQLite has none. The
 // partial unique index still guarantees one active task per server on both.
 type engine struct {
+	// name is "sqlite" or "postgres", for messages and tests; what differs is in the members
+	// below, never decided on the name.
 	name string
+	// versions keeps the task and identity versions and makes the per-request reads: in this
+	// process (SQLite, the only writer) or in the database (PostgreSQL). Each engine value has
+	// its own, so it is built afresh for every DB.
+	versions versionKeeper
 	// migrations holds NNNN_name.sql files, applied in order.
 	migrations fs.FS
 	// rebind turns "?" placeholders into the engine's own; nil keeps them.
@@ -142,16 +150,16 @@ func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) 
 // txn is a transaction with the one "now" every change in it uses: a database/sql transaction,
 // or on SQLite's writer a transaction of a commit group (groupcommit.go).
 type txn struct {
-	tx  txConn
-	eng *engine
-	now time.Time
-	// versions and changed: the projects whose task versions Commit bumps in this process
-	// (taskChanged).
-	versions *taskVersions
-	changed  []string
+	tx    txConn
+	eng   *engine
+	now   time.Time
+	write bool
 	// tasksOnly: the transaction changes tasks and bindings and nothing else (submitting,
 	// claiming, marking, extending, finishing), so it does not move WriteVersion.
 	tasksOnly bool
+	// changed are the projects whose task versions Commit bumps in this process (SQLite's
+	// taskChanged).
+	changed []string
 }
 
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
@@ -162,13 +170,13 @@ func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &txn{tx: tx, eng: db.eng, now: db.clock(), versions: db.versions}, nil
+		return &txn{tx: tx, eng: db.eng, now: db.clock(), write: true}, nil
 	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &txn{tx: tx, eng: db.eng, now: db.clock(), versions: db.versions}, nil
+	return &txn{tx: tx, eng: db.eng, now: db.clock(), write: true}, nil
 }
 
 // txConn is what a txn runs its statements on and ends: *sql.Tx or *groupTx.
@@ -193,12 +201,12 @@ func (db *DB) beginRead(ctx context.Context) (*txn, error) {
 // what a later read returns.
 func (db *DB) clock() time.Time { return fromMillis(db.now().UnixMilli()) }
 
-// Commit commits the transaction, then bumps the in-process task versions it changed: after
-// the commit, so that a reader who sees the new version also sees the change. A failed commit
-// bumps them too; a needless bump costs a cache miss, a missing one a stale page.
+// Commit commits the transaction, then lets the engine's versions count it (SQLite bumps its
+// in-process versions here: after the commit, so that a reader who sees the new version also
+// sees the change).
 func (tx *txn) Commit() error {
 	err := tx.tx.Commit()
-	tx.versions.bump(tx.changed, !tx.tasksOnly)
+	tx.eng.versions.committed(tx)
 	return err
 }
 

@@ -146,7 +146,7 @@ func bootstrap(ctx context.Context, tx *txn, b kps.Bootstrap) (bool, error) {
 	if err := tx.queryRow(ctx, selectRoleIDByName, string(kps.RoleAdmin)).Scan(&adminRole); err != nil {
 		return false, fmt.Errorf("role %s: %w", kps.RoleAdmin, err)
 	}
-	d := &kps.Domain{Name: b.DomainName, Enabled: true}
+	d := &kps.Domain{ID: b.DomainID, Name: b.DomainName, Enabled: true}
 	p, err := createDomain(ctx, tx, d, b.ProjectName)
 	if err != nil {
 		return false, fmt.Errorf("domain: %w", err)
@@ -172,13 +172,15 @@ func newID() string {
 // Domains -------------------------------------------------------------------------------------
 
 // CreateDomain inserts d under a new ID together with its default project named region
-// (auth.md §3.2), and returns that project. A taken name is KPS.6111.
+// (auth.md §3.2), and returns that project. A taken name is KPS.6111. d.ID is ignored: only the
+// bootstrap chooses a domain's ID.
 func (db *DB) CreateDomain(ctx context.Context, d *kps.Domain, region string) (*kps.Project, error) {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
+	d.ID = ""
 	p, err := createDomain(ctx, tx, d, region)
 	if err != nil {
 		return nil, err
@@ -186,8 +188,12 @@ func (db *DB) CreateDomain(ctx context.Context, d *kps.Domain, region string) (*
 	return p, tx.Commit()
 }
 
+// createDomain inserts d under d.ID, or a new random ID when d.ID is empty.
 func createDomain(ctx context.Context, tx *txn, d *kps.Domain, region string) (*kps.Project, error) {
-	id := newID()
+	id := d.ID
+	if id == "" {
+		id = newID()
+	}
 	_, err := tx.exec(ctx, insertDomain, id, d.Name, d.Enabled, d.Description, millis(tx.now))
 	if tx.eng.isUniqueViolation(err) {
 		return nil, kps.Errorf(kps.ErrIdentityConflict, "The domain name '%s' is already taken.", d.Name)

@@ -10,10 +10,11 @@ import (
 	"github.com/openkps/kps/internal/pgtest"
 )
 
-// TestPostgresRequestReads: under WithRequestReads the first lockout check reads the identity
-// version and the project's task version with it, and the request's later reads are answered
-// from that one query — values equal to separate reads made at that moment, not moved by a
-// later change (made here through another replica), while a new request sees the change.
+// TestPostgresRequestReads: ReadRequest reads the identity version, the project's task version
+// and the client's lock in one query — values equal to separate reads made at that moment, not
+// moved by a later change (made here through another replica), while the next request's reads
+// see the change. The reads answer only for their own key: a later check of the lock (a failure
+// counted meanwhile, by the request itself say) asks the lockouts again.
 func TestPostgresRequestReads(t *testing.T) {
 	dsn := pgtest.Schema(t)
 	clock := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -32,52 +33,77 @@ func TestPostgresRequestReads(t *testing.T) {
 	if err != nil || err2 != nil {
 		t.Fatal(err, err2)
 	}
-	req := b.WithRequestReads(ctx, "p")
-	wait, err := b.Lockouts().LockedFor(req, clock, "ip:192.0.2.1")
-	if err != nil || wait != time.Hour {
-		t.Fatalf("locked for %v (%v), want 1h", wait, err)
+	req, err := b.ReadRequest(ctx, "p", "ip:192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Changes through replica A after the request's reads.
+	if !req.IdentityVersioned || req.IdentityVersion != iv0 || req.TaskVersion != tv0 {
+		t.Fatalf("request reads %+v; read apart: identity %d, tasks %d", req, iv0, tv0)
+	}
+	if wait, ok := req.ClientLockedFor(clock, "ip:192.0.2.1"); !ok || wait != time.Hour {
+		t.Fatalf("locked for %v (%v), want 1h", wait, ok)
+	}
+	if _, ok := req.ClientLockedFor(clock, "ip:192.0.2.2"); ok {
+		t.Fatal("the reads answered for another key")
+	}
+	// Changes through replica A after the request's reads; another project's version.
 	submitReset(t, a, "00000000-0000-4000-8000-000000000002", "s2")
 	if _, err := a.CreateDomain(ctx, &kps.Domain{Name: "d2", Enabled: true}, "r"); err != nil {
 		t.Fatal(err)
 	}
-	iv, ok, err := b.IdentityVersion(req)
-	if err != nil || !ok || iv != iv0 {
-		t.Fatalf("identity version in the request %d, %v, %v; read before it %d", iv, ok, err, iv0)
+	if q, err := b.ReadRequest(ctx, "q", ""); err != nil || q.TaskVersion != 0 || q.IdentityVersion <= iv0 || !q.ClientLockedUntil.IsZero() {
+		t.Fatalf("reads of q without a lock key: %+v (%v)", q, err)
 	}
-	if tv, err := b.TaskVersion(req, "p"); err != nil || tv != tv0 {
-		t.Fatalf("task version in the request %d (%v); read before it %d", tv, err, tv0)
-	}
-	// Another project's version, another lockout key: read on their own.
-	if tv, err := b.TaskVersion(req, "q"); err != nil || tv != 0 {
-		t.Fatalf("task version of q %d (%v)", tv, err)
-	}
-	if wait, err := b.Lockouts().LockedFor(req, clock, "ip:192.0.2.2"); err != nil || wait != 0 {
-		t.Fatalf("other key locked for %v (%v)", wait, err)
-	}
-	// Only the request's first check comes from its query: a failure counted meanwhile (by
-	// the request itself, say) shows on a second check of the same key.
-	req2 := b.WithRequestReads(ctx, "p")
-	if wait, err := b.Lockouts().LockedFor(req2, clock, "ip:192.0.2.3"); err != nil || wait != 0 {
-		t.Fatalf("before the failure: %v (%v)", wait, err)
+	// A failure counted after the reads shows on the lockouts, not in the reads.
+	before, err := b.ReadRequest(ctx, "p", "ip:192.0.2.3")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, err := a.Lockouts().Fail(ctx, clock, pol, "ip:192.0.2.3"); err != nil {
 		t.Fatal(err)
 	}
-	if wait, err := b.Lockouts().LockedFor(req2, clock, "ip:192.0.2.3"); err != nil || wait != time.Hour {
-		t.Fatalf("second check after the failure: %v (%v), want 1h", wait, err)
+	if wait, ok := before.ClientLockedFor(clock, "ip:192.0.2.3"); !ok || wait != 0 {
+		t.Fatalf("reads before the failure: %v (%v)", wait, ok)
+	}
+	if wait, err := b.Lockouts().LockedFor(ctx, clock, "ip:192.0.2.3"); err != nil || wait != time.Hour {
+		t.Fatalf("a check after the failure: %v (%v), want 1h", wait, err)
 	}
 	// The next request sees the changes.
-	next := b.WithRequestReads(ctx, "p")
-	if iv, _, err := b.IdentityVersion(next); err != nil || iv <= iv0 {
-		t.Fatalf("next request's identity version %d (%v), the previous %d", iv, err, iv0)
+	next, err := b.ReadRequest(ctx, "p", "ip:192.0.2.1")
+	if err != nil || next.IdentityVersion <= iv0 || next.TaskVersion <= tv0 {
+		t.Fatalf("next request's reads %+v (%v), the previous identity %d, tasks %d", next, err, iv0, tv0)
 	}
-	if tv, err := b.TaskVersion(next, "p"); err != nil || tv <= tv0 {
-		t.Fatalf("next request's task version %d (%v), the previous %d", tv, err, tv0)
+	if wait, ok := next.ClientLockedFor(clock.Add(2*time.Hour), "ip:192.0.2.1"); !ok || wait != 0 {
+		t.Fatalf("after the lock: %v (%v)", wait, ok)
 	}
-	if wait, err := b.Lockouts().LockedFor(next, clock.Add(2*time.Hour), "ip:192.0.2.1"); err != nil || wait != 0 {
-		t.Fatalf("after the lock: %v (%v)", wait, err)
+}
+
+// TestSQLiteRequestReads: on SQLite the reads come from this process's counters and the
+// remembered lockout reads, and follow every commit.
+func TestSQLiteRequestReads(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), func() time.Time { return now })
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	r0, err := db.ReadRequest(ctx, "p", "ip:a")
+	if err != nil || !r0.IdentityVersioned {
+		t.Fatal(r0, err)
+	}
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	if _, err := db.Lockouts().Fail(ctx, now, kps.LockPolicy{Threshold: 1, Window: time.Minute, Lock: time.Hour}, "ip:a"); err != nil {
+		t.Fatal(err)
+	}
+	r1, err := db.ReadRequest(ctx, "p", "ip:a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv, _, _ := db.IdentityVersion(ctx)
+	tv, _ := db.TaskVersion(ctx, "p")
+	if r1.IdentityVersion <= r0.IdentityVersion || r1.IdentityVersion != iv || r1.TaskVersion <= r0.TaskVersion || r1.TaskVersion != tv {
+		t.Fatalf("reads %+v then %+v; now identity %d, tasks %d", r0, r1, iv, tv)
+	}
+	if wait, ok := r1.ClientLockedFor(now, "ip:a"); !ok || wait != time.Hour {
+		t.Fatalf("locked for %v (%v), want 1h", wait, ok)
 	}
 }
 

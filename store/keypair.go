@@ -14,6 +14,7 @@ const (
 
 	selectKeyPairExists = `SELECT 1 FROM keypairs WHERE project_id = ? AND name = ?`
 	countKeyPairs       = `SELECT COUNT(*) FROM keypairs WHERE project_id = ?`
+	countOwnedKeyPairs  = `SELECT COUNT(*) FROM keypairs WHERE project_id = ? AND user_id = ?`
 	insertKeyPair       = `INSERT INTO keypairs (project_id, name, type, scope, user_id, public_key,
     fingerprint, algorithm, description, private_key, created, updated)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -48,14 +49,13 @@ WHERE project_id = ? AND keypair_name = ? AND phase IN ('READY', 'RUNNING')`
 	updateKeyPairPrivateKey  = `UPDATE keypairs SET private_key = ?, updated = ? WHERE id = ?`
 )
 
-func errKeyPairNotFound(name string) error {
-	return kps.Errorf(kps.ErrKeyPairNotFound, "Key pair '%s' does not exist.", name)
-}
+func errKeyPairNotFound(name string) error { return kps.KeyPairNotFound(name) }
 
 // CreateKeyPair inserts k and sets its ID and times. A name used by any key pair of the project
-// (visible to the caller or not) is KPS.6301; a project holding quota key pairs already is
-// KPS.6401 (quota ≤ 0: unlimited). The count and the insert are one transaction.
-func (db *DB) CreateKeyPair(ctx context.Context, k *kps.KeyPair, quota int) error {
+// (visible to the caller or not) is KPS.6301; a project holding quota.Project key pairs already
+// (≤ 0: unlimited), or with quota.PerUser an owner holding quota.User, is KPS.6401. The counts
+// and the insert are one transaction, under the project's quota lock.
+func (db *DB) CreateKeyPair(ctx context.Context, k *kps.KeyPair, quota kps.KeyPairQuota) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
@@ -67,9 +67,9 @@ func (db *DB) CreateKeyPair(ctx context.Context, k *kps.KeyPair, quota int) erro
 	return tx.Commit()
 }
 
-func createKeyPair(ctx context.Context, tx *txn, k *kps.KeyPair, quota int) error {
+func createKeyPair(ctx context.Context, tx *txn, k *kps.KeyPair, quota kps.KeyPairQuota) error {
 	conflict := kps.Errorf(kps.ErrKeyPairExists, "Key pair name '%s' already exists.", k.Name)
-	if quota > 0 {
+	if quota.Project > 0 || quota.PerUser {
 		if err := tx.lock(ctx, lockKeyPairQuota, k.ProjectID); err != nil {
 			return err
 		}
@@ -82,13 +82,22 @@ func createKeyPair(ctx context.Context, tx *txn, k *kps.KeyPair, quota int) erro
 	if exists {
 		return conflict
 	}
-	if quota > 0 {
+	if quota.Project > 0 {
 		var n int
 		if err := tx.queryRow(ctx, countKeyPairs, k.ProjectID).Scan(&n); err != nil {
 			return err
 		}
-		if n >= quota {
-			return kps.Errorf(kps.ErrQuota, "The key pair quota of %d per project is exceeded.", quota)
+		if n >= quota.Project {
+			return kps.Errorf(kps.ErrQuota, "The key pair quota of %d per project is exceeded.", quota.Project)
+		}
+	}
+	if quota.PerUser {
+		var n int
+		if err := tx.queryRow(ctx, countOwnedKeyPairs, k.ProjectID, k.UserID).Scan(&n); err != nil {
+			return err
+		}
+		if n >= quota.User {
+			return kps.Errorf(kps.ErrQuota, "The key pair quota of %d per user is exceeded.", quota.User)
 		}
 	}
 	now := millis(tx.now)

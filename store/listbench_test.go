@@ -67,7 +67,7 @@ func seedListTable(b *testing.B, db *DB, seed string, tb listTable) {
 	// PostgreSQL: VACUUM as autovacuum would after a bulk insert; it sets the visibility map
 	// that index-only scans need. SQLite's ANALYZE is its only counterpart.
 	vacuum := "ANALYZE"
-	if db.eng.name == "postgres" {
+	if db.eng.isPostgres() {
 		vacuum = "VACUUM ANALYZE tasks"
 	}
 	if _, err := db.write.ExecContext(ctx, vacuum); err != nil {
@@ -80,7 +80,7 @@ func seedListTable(b *testing.B, db *DB, seed string, tb listTable) {
 	b.Logf("%s: %d rows seeded in %s", tb.name, n, time.Since(start).Round(time.Millisecond))
 	// The plan of the route's statement on this table, first page, for docs/query-plans.md.
 	explain := "EXPLAIN QUERY PLAN "
-	if db.eng.name == "postgres" {
+	if db.eng.isPostgres() {
 		explain = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
 	}
 	rows, err := db.read.QueryContext(ctx, db.bind(explain+scanFailedTasks), listFailedProject, listFailedProject, 1000, 0)
@@ -108,10 +108,10 @@ func seedListTable(b *testing.B, db *DB, seed string, tb listTable) {
 
 // benchmarkListFailed runs the same request at offset 0 and at a deep offset against each
 // table, the sizes one after the other for each offset, so that a machine whose load changes
-// during the run affects both alike. "route" is ScanTasks, what GET /failed-tasks runs (the
-// columns it shows, handed over without copies); "list" is ListTasks (whole tasks).
+// during the run affects both alike. "route" is ReadTaskList, what GET /failed-tasks runs (the
+// columns it shows, handed over without copies).
 func benchmarkListFailed(b *testing.B, dbs []*DB) {
-	for _, method := range []string{"route", "list"} {
+	for _, method := range []string{"route"} {
 		for _, offset := range []int{0, listDeepOffset} {
 			for i, tb := range listTables {
 				db := dbs[i]
@@ -119,18 +119,17 @@ func benchmarkListFailed(b *testing.B, dbs []*DB) {
 					ctx := context.Background()
 					page := kps.Page{Limit: 1000, Offset: offset}
 					for b.Loop() {
-						var n, total int
-						var err error
-						if method == "route" {
-							total, _, err = db.ScanTasks(ctx, listFailedProject, kps.FailedPhases, page,
-								func(*kps.TaskRow) error { n++; return nil })
-						} else {
-							var tasks []kps.Task
-							tasks, total, err = db.ListTasks(ctx, listFailedProject, kps.FailedPhases, page)
-							n = len(tasks)
-						}
+						n := 0
+						rows, err := db.ReadTaskList(ctx, listFailedProject, kps.FailedPhases, page)
 						if err != nil {
 							b.Fatal(err)
+						}
+						for rows.Next() {
+							n++
+						}
+						total := rows.Total()
+						if err := rows.Close(); err != nil || rows.Err() != nil {
+							b.Fatal(err, rows.Err())
 						}
 						if total != listFailedCount || n != listFailedCount-offset {
 							b.Fatalf("%d tasks of %d", n, total)

@@ -64,36 +64,33 @@ func (l *lockouts) LockedFor(ctx context.Context, now time.Time, keys ...string)
 	if len(args) == 0 {
 		return 0, nil
 	}
-	// PostgreSQL: the request's first check comes with its other reads (WithRequestReads).
-	if m := requestReadsOf(ctx, l.db); m != nil {
-		keys := make([]string, len(args))
-		for i, a := range args {
-			keys[i] = a.(string)
-		}
-		if until, ok, err := m.lockedUntil(ctx, keys); err != nil {
-			return 0, fmt.Errorf("lockout state: %w", err)
-		} else if ok {
-			return lockWait(until, now), nil
-		}
+	until, err := l.lockedUntil(ctx, args)
+	if err != nil {
+		return 0, err
 	}
-	// SQLite: a read stays exact while this process, the only writer, has committed nothing.
+	return lockWait(until, now), nil
+}
+
+// lockedUntil returns MAX(locked_until) of the keys (epoch ms). On SQLite a read of one key
+// stays exact while this process, the only writer, has committed nothing, and is remembered.
+func (l *lockouts) lockedUntil(ctx context.Context, keys []any) (int64, error) {
 	version, cacheable := l.db.WriteVersion()
 	cacheKey := ""
-	if cacheable && len(args) == 1 {
-		cacheKey = args[0].(string)
+	if cacheable && len(keys) == 1 {
+		cacheKey = keys[0].(string)
 		if until, ok := l.cache.get(cacheKey, version); ok {
-			return lockWait(until, now), nil
+			return until, nil
 		}
 	}
 	var until int64
-	q := fmt.Sprintf(selectLockedUntil, placeholders(len(args)))
-	if err := l.db.read.QueryRowContext(ctx, l.db.bind(q), args...).Scan(&until); err != nil {
+	q := fmt.Sprintf(selectLockedUntil, placeholders(len(keys)))
+	if err := l.db.read.QueryRowContext(ctx, l.db.bind(q), keys...).Scan(&until); err != nil {
 		return 0, fmt.Errorf("lockout state: %w", err)
 	}
 	if cacheKey != "" {
 		l.cache.put(cacheKey, version, until)
 	}
-	return lockWait(until, now), nil
+	return until, nil
 }
 
 // Reserve implements kps.Limiter: the check and the reservation of every key in one write

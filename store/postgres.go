@@ -51,8 +51,13 @@ const postgresAdvisoryLock = `SELECT pg_advisory_xact_lock(hashtextextended('kps
 var postgresLocks = map[lock]string{
 	lockMigrations: postgresAdvisoryLock + `'migrations', 0))`,
 	lockBootstrap:  postgresAdvisoryLock + `'bootstrap', 0))`,
-	// FOR UPDATE, not FOR NO KEY UPDATE: DeleteServer deletes the row it locked.
-	lockServer:        `SELECT 1 FROM servers WHERE project_id = ? AND id = ? FOR UPDATE`,
+	// FOR NO KEY UPDATE, not FOR UPDATE: it serialises the submissions, updates and deletion
+	// of a server, and must not block the foreign-key check (FOR KEY SHARE) of a finishing
+	// task's binding upsert. That task already holds its project's task_versions row, which a
+	// submission updates next: a deadlock (TestPostgresServerLockLetsBindingsIn). DeleteServer's
+	// DELETE takes the stronger lock itself, after its busy check under this one has excluded
+	// a running task (the only writer of a binding).
+	lockServer:        `SELECT 1 FROM servers WHERE project_id = ? AND id = ? FOR NO KEY UPDATE`,
 	lockKeyPairUse:    `SELECT 1 FROM keypairs WHERE project_id = ? AND name = ? FOR SHARE`,
 	lockKeyPairDelete: `SELECT 1 FROM keypairs WHERE project_id = ? AND name = ? FOR UPDATE`,
 	// The quota counts rows that do not exist yet: no row to lock, so an advisory lock per
@@ -71,6 +76,7 @@ func postgresEngine() *engine {
 	}
 	return &engine{
 		name:              "postgres",
+		versions:          &postgresVersions{},
 		migrations:        sub,
 		rebind:            postgresRebind,
 		isUniqueViolation: postgresIsUniqueViolation,
@@ -84,6 +90,11 @@ func postgresEngine() *engine {
 		readTx: &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
 	}
 }
+
+// isPostgres reports whether the engine is PostgreSQL: for tests and benchmarks, which set up
+// what the engine's tables need; the store itself decides on the engine's members, never on
+// its name.
+func (e *engine) isPostgres() bool { return e.name == "postgres" }
 
 // postgresUniqueViolation is SQLSTATE unique_violation.
 const postgresUniqueViolation = "23505"

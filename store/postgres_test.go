@@ -11,6 +11,7 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/internal/pgtest"
+	"github.com/openkps/kps/service"
 	"github.com/openkps/kps/store/storetest"
 )
 
@@ -158,7 +159,7 @@ func TestPostgresConcurrentChecks(t *testing.T) {
 		wg.Go(func() {
 			errs[i] = db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: "p", Name: fmt.Sprintf("k%02d", i),
 				Type: kps.TypeSSH, Scope: kps.ScopeDomain, UserID: "u", PublicKey: "ssh-ed25519 AAAA",
-				Fingerprint: "f", Algorithm: "ED25519"}, quota)
+				Fingerprint: "f", Algorithm: "ED25519"}, kps.KeyPairQuota{Project: quota})
 		})
 	}
 	wg.Wait()
@@ -185,7 +186,7 @@ func TestPostgresConcurrentChecks(t *testing.T) {
 		db := []*DB{a, b}[i%2]
 		wg.Go(func() {
 			_, errs[i] = db.SubmitTask(ctx, kps.TaskSubmission{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i),
-				ProjectID: "p", UserID: "u", Operation: kps.OpReset, KeyPairName: name, ServerID: "s"})
+				ProjectID: "p", UserID: "u", Operation: kps.OpReset, KeyPairName: name, ServerID: "s"}, service.AdmitTask)
 		})
 	}
 	wg.Wait()
@@ -230,12 +231,12 @@ func vacuumAllVisible(t *testing.T, db *DB) {
 	}
 }
 
-// TestPostgresScanTasksPlan: on PostgreSQL too, a page of a project's failed tasks is an
+// TestPostgresTaskListPlan: on PostgreSQL too, a page of a project's failed tasks is an
 // index-only scan of tasks_failed_list, and its total one of an index, that fetch nothing from
 // the table (after a
 // VACUUM, as autovacuum keeps it), in a custom plan and in the generic plan a prepared statement
 // switches to, so the page costs the same however many tasks share the table.
-func TestPostgresScanTasksPlan(t *testing.T) {
+func TestPostgresTaskListPlan(t *testing.T) {
 	db := openPostgresTest(t, pgtest.Schema(t), nil)
 	ctx := t.Context()
 	// 20,000 tasks over 100 projects, one in ten FAILED: p7 has 200 tasks, 20 of them FAILED.
@@ -285,9 +286,52 @@ func TestPostgresScanTasksPlan(t *testing.T) {
 		}
 	}
 	var n int
-	total, _, err := db.ScanTasks(ctx, "p7", kps.FailedPhases, kps.Page{Limit: 10, Offset: 15},
-		func(*kps.TaskRow) error { n++; return nil })
-	if err != nil || total != 20 || n != 5 {
-		t.Fatalf("ScanTasks: %d rows of %d, %v", n, total, err)
+	rows, err := db.ReadTaskList(ctx, "p7", kps.FailedPhases, kps.Page{Limit: 10, Offset: 15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		n++
+	}
+	if total := rows.Total(); rows.Err() != nil || total != 20 || n != 5 {
+		t.Fatalf("ReadTaskList: %d rows of %d, %v", n, total, rows.Err())
+	}
+	rows.Close()
+}
+
+// TestPostgresServerLockLetsBindingsIn: the lock a submission takes on a server row does not
+// block a binding's insert for that server (whose foreign key locks the row FOR KEY SHARE). A
+// finishing task upserts its binding after it bumped its project's task version, which the
+// submission bumps next: had the server lock blocked the binding, the two would deadlock (seen
+// in the crash rounds on PostgreSQL).
+func TestPostgresServerLockLetsBindingsIn(t *testing.T) {
+	db := openPostgresTest(t, pgtest.Schema(t), nil)
+	ctx := context.Background()
+	const project = "0123456789abcdef0123456789abcdef"
+	if err := db.CreateServer(ctx, &kps.Server{ProjectID: project, ID: "s1", Name: "s1", Address: "192.0.2.1", Port: 22,
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: project, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser,
+		UserID: "u", PublicKey: "ssh-ed25519 AAAA", Fingerprint: "00", Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := db.beginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if err := holder.lock(ctx, lockServer, project, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	other, err := db.beginWrite(tctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback()
+	if _, err := other.exec(tctx, upsertBinding, project, "s1", "k", "ssh-ed25519 AAAA", false, int64(1)); err != nil {
+		t.Fatalf("a binding's insert waited for the server lock of a submission: %v", err)
 	}
 }

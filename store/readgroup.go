@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// readGroup lets concurrent requests share the per-request read of WithRequestReads on
+// readGroup lets concurrent requests share the per-request read of ReadRequest on
 // PostgreSQL: under load, the round trip is most of what a cached request costs the service
 // and the database. Sharing must not make a request see a state older than the request: a
 // request may only use a read that started after it asked. So per set of arguments there is

@@ -45,9 +45,7 @@ WHERE project_id = ? AND id = ? AND host_keys = '[]'`
 WHERE project_id = ? AND server_id = ? AND phase IN ('READY', 'RUNNING')`
 )
 
-func errServerNotFound(id string) error {
-	return kps.Errorf(kps.ErrServerNotFound, "Server '%s' does not exist.", id)
-}
+func errServerNotFound(id string) error { return kps.ServerNotFound(id) }
 
 func errServerBusy(id string) error {
 	return kps.Errorf(kps.ErrServerBusy, "Server '%s' already has a task in progress.", id)

@@ -72,6 +72,7 @@ func sqliteEngine() *engine {
 	}
 	return &engine{
 		name:              "sqlite",
+		versions:          &sqliteVersions{},
 		migrations:        sub,
 		isUniqueViolation: sqliteIsUniqueViolation,
 		claimTask:         sqliteClaimTask,
@@ -112,7 +113,7 @@ func OpenSQLite(ctx context.Context, path string, opt Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("lock database %s: %w", path, err)
 	}
-	db := &DB{eng: sqliteEngine(), now: opt.Now, release: release, versions: newTaskVersions()}
+	db := &DB{eng: sqliteEngine(), now: opt.Now, release: release}
 	if db.now == nil {
 		db.now = time.Now
 	}

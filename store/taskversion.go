@@ -4,103 +4,61 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"slices"
-	"sync"
-	"sync/atomic"
+
+	"github.com/openkps/kps"
 )
 
 // Task versions: a number per project that grows with every committed change to the project's
-// tasks, so that the API can serve a rendered task list for as long as the version it was
-// rendered at is current (docs/decisions.md, "Task list cache").
+// tasks, so that the task list read model can serve a rendered page for as long as the version
+// it was rendered at is current (docs/decisions.md, "Task list cache").
 //
 // Every statement that inserts, deletes or changes the phase of tasks is followed, in its
 // transaction, by taskChanged with the projects it touched. Where the versions live depends on
-// who else can write:
+// who else can write, which is the engine's to say (engine.versions):
 //
 //   - SQLite: this process is the database's only writer (the flock), so the versions are
-//     counters in memory, bumped after the commit. Reading one costs no query.
+//     counters in memory, bumped after the commit. Reading one costs no query
+//     (versions_sqlite.go).
 //   - PostgreSQL: replicas write concurrently, so the versions are rows of task_versions
 //     (migration 0004) bumped in the same transaction as the change: a replica that reads the
 //     version after a commit sees the bump, and one that reads it in the snapshot of a list
-//     reads the version of exactly that list.
+//     reads the version of exactly that list (versions_postgres.go).
 
-const (
-	// bumpTaskVersion is the same statement on both engines, but only PostgreSQL runs it.
-	bumpTaskVersion = `INSERT INTO task_versions (project_id, version) VALUES (?, 1)
-ON CONFLICT (project_id) DO UPDATE SET version = task_versions.version + 1`
-	selectTaskVersion = `SELECT version FROM task_versions WHERE project_id = ?`
-)
-
-// taskVersions are the in-process versions (SQLite). The zero version of a project is 0; the
-// map only grows with the projects whose tasks changed since the process started. writes
-// counts the committed write transactions that may have changed more than tasks and bindings
-// (WriteVersion).
-type taskVersions struct {
-	m      sync.Map // project ID → *atomic.Int64
-	writes atomic.Int64
+// versionKeeper is how an engine keeps the task and identity versions and makes the
+// per-request reads (kps.RequestReads).
+type versionKeeper interface {
+	// taskChanged records, in tx, that tasks of the projects changed.
+	taskChanged(ctx context.Context, tx *txn, projects []string) error
+	// committed runs after tx's commit was tried: a failed commit counts too (a needless bump
+	// costs a cache miss, a missing one a stale page).
+	committed(tx *txn)
+	// taskVersion reads the project's task version now.
+	taskVersion(ctx context.Context, db *DB, projectID string) (int64, error)
+	// pageVersion returns the version a page of the project's tasks will show: either read
+	// before the page's snapshot is taken (before: every change it counts is committed, so the
+	// page shows it) or, when before reports false, read as the first statement of the page's
+	// read transaction (inSnapshot).
+	pageVersionBefore(projectID string) (v int64, before bool)
+	pageVersionInSnapshot(ctx context.Context, tx *txn, projectID string) (int64, error)
+	// identityVersion reads the identity version (identityversion.go); false where the
+	// engine keeps none.
+	identityVersion(ctx context.Context, db *DB) (int64, bool, error)
+	// writeVersion is the number of write transactions this process committed, and whether
+	// that number moves with every change to the database (this process its only writer).
+	writeVersion() (int64, bool)
+	// readRequest makes the reads of kps.RequestReads.
+	readRequest(ctx context.Context, db *DB, projectID, clientLockKey string) (*kps.RequestReads, error)
 }
 
-func newTaskVersions() *taskVersions { return &taskVersions{} }
-
-func (v *taskVersions) get(projectID string) int64 {
-	if v == nil {
-		return 0
-	}
-	if c, ok := v.m.Load(projectID); ok {
-		return c.(*atomic.Int64).Load()
-	}
-	return 0
-}
-
-// bump counts a committed write transaction (when write) and increments the versions of the
-// projects whose tasks it changed; nil-safe, as a store opened without in-process versions
-// (PostgreSQL) has none.
-func (v *taskVersions) bump(projects []string, write bool) {
-	if v == nil {
-		return
-	}
-	if write {
-		v.writes.Add(1)
-	}
-	for _, p := range projects {
-		c, ok := v.m.Load(p)
-		if !ok {
-			c, _ = v.m.LoadOrStore(p, new(atomic.Int64))
-		}
-		c.(*atomic.Int64).Add(1)
-	}
-}
-
-// taskChanged records that the transaction changed tasks of the projects. PostgreSQL bumps
-// their rows now, in sorted order so that two transactions bumping several projects (two
-// replicas' sweepers) cannot deadlock; SQLite bumps its counters when the transaction commits.
+// taskChanged records that the transaction changed tasks of the projects.
 func (tx *txn) taskChanged(ctx context.Context, projects ...string) error {
-	if tx.eng.name == "sqlite" {
-		tx.changed = append(tx.changed, projects...)
-		return nil
-	}
-	projects = slices.Clone(projects)
-	slices.Sort(projects)
-	for _, p := range slices.Compact(projects) {
-		if _, err := tx.exec(ctx, bumpTaskVersion, p); err != nil {
-			return err
-		}
-	}
-	return nil
+	return tx.eng.versions.taskChanged(ctx, tx, projects)
 }
 
-// TaskVersion implements kps.TaskStore: a map read on SQLite, one primary-key read on
-// PostgreSQL, made with the request's other reads under WithRequestReads.
+// TaskVersion implements kps.TaskListReader: a map read on SQLite, one primary-key read on
+// PostgreSQL.
 func (db *DB) TaskVersion(ctx context.Context, projectID string) (int64, error) {
-	if db.eng.name == "sqlite" {
-		return db.versions.get(projectID), nil
-	}
-	if m := requestReadsOf(ctx, db); m != nil {
-		if v, ok, err := m.taskVersion(ctx, projectID); ok || err != nil {
-			return v, err
-		}
-	}
-	return queryTaskVersion(db.read.QueryRowContext(ctx, db.bind(selectTaskVersion), projectID))
+	return db.eng.versions.taskVersion(ctx, db, projectID)
 }
 
 func queryTaskVersion(row *sql.Row) (int64, error) {
@@ -135,13 +93,8 @@ func projectsOf(rows *sql.Rows) (projects []string, n int, err error) {
 // have changed something other than tasks and bindings, and whether that number moves with
 // every such change to the database, which holds only where this process is its only writer
 // (SQLite; not PostgreSQL, where replicas write too). Whatever was read from the database
-// other than tasks and bindings is still current while it has not moved: iam caches token
-// validations and the lockout check on it. The transactions of the task runner (claim, write
-// mark, lease, outcome) and submissions do not move it, so that a fleet's hundreds of task
-// transitions a second do not make every request of its polling clients validate again.
-func (db *DB) WriteVersion() (int64, bool) {
-	if db.eng.name != "sqlite" || db.versions == nil {
-		return 0, false
-	}
-	return db.versions.writes.Load(), true
-}
+// other than tasks and bindings is still current while it has not moved: the lockout reads
+// are remembered on it. The transactions of the task runner (claim, write mark, lease,
+// outcome) and submissions do not move it, so that a fleet's hundreds of task transitions a
+// second do not make every request of its polling clients read again.
+func (db *DB) WriteVersion() (int64, bool) { return db.eng.versions.writeVersion() }

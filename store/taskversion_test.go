@@ -10,11 +10,11 @@ import (
 	"github.com/openkps/kps/internal/pgtest"
 )
 
-// TestScanTasksPlan keeps the list routes' queries off the table's pages. The failed list
+// TestTaskListPlan keeps the list routes' queries off the table's pages. The failed list
 // (unbounded) reads its page from the partial index tasks_failed_list alone, which holds every
 // column it shows, and its total from an index; the running list (bounded by the queue) chooses its page's seqs
 // from the covering index tasks_by_project_phase and reads only the page's rows by rowid.
-func TestScanTasksPlan(t *testing.T) {
+func TestTaskListPlan(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
 	plan := func(query string, args ...any) string {
 		t.Helper()
@@ -68,10 +68,17 @@ func TestPostgresTaskVersionAcrossReplicas(t *testing.T) {
 	fixture(t, a, "s1")
 	page := func() (int, int64) {
 		t.Helper()
-		total, v, err := b.ScanTasks(t.Context(), "p", kps.RunningPhases, kps.Page{Limit: 10}, func(*kps.TaskRow) error { return nil })
+		rows, err := b.ReadTaskList(t.Context(), "p", kps.RunningPhases, kps.Page{Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
+		for rows.Next() {
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		total, v := rows.Total(), rows.Version()
+		rows.Close()
 		if now, err := b.TaskVersion(t.Context(), "p"); err != nil || now != v {
 			t.Fatalf("TaskVersion %d (%v), page version %d", now, err, v)
 		}

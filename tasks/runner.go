@@ -1,14 +1,17 @@
 // Package tasks executes KPS tasks: a bounded pool of workers claims READY tasks from the
 // store under a lease, keeps the lease alive with a heartbeat while the host job runs, and
 // ends every task exactly once through a guarded transition. A sweeper fails tasks whose
-// worker vanished. The state machine is written down in docs/task-state-machine.md.
+// worker vanished. The state machine is written down in docs/task-state-machine.md. What a
+// task does on its host is decided by a kps.HostPlanner (package service) and done by a
+// kps.HostExecutor (package sshhost); the runner holds the callers' credentials in memory
+// between submission and claim. It imports the domain package only: the store, the planner
+// and the executor come in as interfaces.
 package tasks
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,17 +21,21 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/sshkey"
 )
 
-// Store is what the runner needs from persistence.
+// Store is what the runner needs from persistence: the claims, leases, write marks and
+// outcomes of tasks, the replicas' heartbeats, and the trust-on-first-use pin of a host key.
 type Store interface {
-	kps.TaskStore // ClaimTask, ClaimIdleProjectTask, MarkTaskWrite among others
+	ClaimTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error)
+	ClaimIdleProjectTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error)
+	ExtendLease(ctx context.Context, t *kps.Task, lease time.Duration) error
+	MarkTaskWrite(ctx context.Context, t *kps.Task, step kps.HostWrite) error
+	FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) error
+	FailExpiredTasks(ctx context.Context, all bool) (int, error)
+	PurgeSucceededTasks(ctx context.Context, olderThan time.Duration) (int, error)
 	kps.ReplicaStore
-	Server(ctx context.Context, projectID, id string) (*kps.Server, error)
 	PinHostKey(ctx context.Context, projectID, id, key string) ([]string, error)
 }
 
@@ -72,7 +79,7 @@ func (c *Config) defaults() {
 // Runner is the worker pool. Start it once; Stop it once.
 type Runner struct {
 	store    Store
-	sealer   kps.Sealer
+	planner  kps.HostPlanner
 	executor kps.HostExecutor
 	log      *slog.Logger
 	cfg      Config
@@ -88,16 +95,17 @@ type Runner struct {
 	wg          sync.WaitGroup
 }
 
-// New returns a runner. It draws this process's replica ID, which names it in leases, in the
-// replicas table and as the holder of the caller credentials it keeps.
-func New(store Store, sealer kps.Sealer, executor kps.HostExecutor, log *slog.Logger, cfg Config) *Runner {
+// New returns a runner that executes, with executor, the host jobs planner makes of the tasks
+// it claims. It draws this process's replica ID, which names it in leases, in the replicas
+// table and as the holder of the caller credentials it keeps.
+func New(store Store, planner kps.HostPlanner, executor kps.HostExecutor, log *slog.Logger, cfg Config) *Runner {
 	cfg.defaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := make([]byte, 8)
 	rand.Read(b)
-	return &Runner{store: store, sealer: sealer, executor: executor, log: log, cfg: cfg,
+	return &Runner{store: store, planner: planner, executor: executor, log: log, cfg: cfg,
 		owner: "kps-" + hex.EncodeToString(b), wake: make(chan struct{}, 1), wakeReserve: make(chan struct{}, 1)}
 }
 
@@ -340,10 +348,10 @@ func (r *Runner) sweep(ctx context.Context) {
 // the lease was lost, in which case whoever holds the task now ends it.
 func (r *Runner) run(t *kps.Task) {
 	log := r.log.With("task_id", t.ID, "server_id", t.ServerID, "operation", t.Operation)
-	var callerCred kps.Credential
-	v, held := r.vault.LoadAndDelete(t.ID)
-	if held {
-		callerCred = v.(heldCredential).cred
+	var caller *kps.Credential
+	if v, held := r.vault.LoadAndDelete(t.ID); held {
+		c := v.(heldCredential).cred
+		caller = &c
 	}
 
 	ctx, cancel := context.WithTimeout(r.jobs, r.cfg.TaskTimeout)
@@ -353,11 +361,13 @@ func (r *Runner) run(t *kps.Task) {
 	go r.heartbeat(ctx, t, cancel, hbDone, lost)
 
 	var outcome kps.TaskOutcome
-	job, recorded, err := r.prepare(ctx, t, callerCred, held)
+	plan, err := r.planner.PlanHostJob(ctx, t, caller)
+	job := plan.Job
 	if err == nil {
+		r.attend(&job, t)
 		var res kps.HostResult
 		res, err = r.executor.Execute(ctx, job)
-		if err != nil && job.RestorePassword && !recorded && kps.ErrorCode(err) == kps.TaskPrivileges {
+		if err != nil && plan.RetryWithoutRestore && kps.ErrorCode(err) == kps.TaskPrivileges {
 			// Only a failed bind may have disabled password login, and without privileges it
 			// cannot have (they are checked before any change): unbind without restoring.
 			log.Info("no privileges to restore password login a failed bind may have disabled; unbinding without")
@@ -365,11 +375,7 @@ func (r *Runner) run(t *kps.Task) {
 			res, err = r.executor.Execute(ctx, job)
 		}
 		if err == nil {
-			outcome = kps.TaskOutcome{Success: true, PublicKey: t.PublicKey, PasswordDisabled: res.PasswordDisabled}
-			if t.Operation != kps.OpUnbind && recorded && !job.DisablePassword {
-				// disable_password=false leaves the daemon as it was, including our own change.
-				outcome.PasswordDisabled = true
-			}
+			outcome = plan.Outcome(t, res)
 		}
 	}
 	cancel()
@@ -446,28 +452,10 @@ func hostPort(j kps.HostJob) string {
 	return net.JoinHostPort(j.Address, strconv.Itoa(j.Port))
 }
 
-// prepare resolves the server, binding and credential of a task into a host job. recorded
-// says whether the binding records that the service disabled password login on the host.
-func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Credential, held bool) (job kps.HostJob, recorded bool, err error) {
-	srv, err := r.store.Server(ctx, t.ProjectID, t.ServerID)
-	if err != nil {
-		if kps.ErrorCode(err) == kps.ErrServerNotFound {
-			return kps.HostJob{}, false, kps.Errorf(kps.TaskRemoteFailed, "Server '%s' is no longer in the inventory.", t.ServerID)
-		}
-		return kps.HostJob{}, false, err
-	}
-	job = kps.HostJob{
-		TaskID:     t.ID,
-		Operation:  t.Operation,
-		Address:    srv.Address,
-		Port:       srv.Port,
-		User:       srv.User,
-		HostKeys:   srv.HostKeys,
-		SSHDConfig: srv.SSHDConfig,
-	}
-	if t.Port > 0 {
-		job.Port = t.Port
-	}
+// attend gives job what it tells the runner on the way: the host key it met on first use,
+// which is pinned (trust on first use, under the store's guard), and each write step it is
+// about to begin, which is recorded under the lease before the job may go on.
+func (r *Runner) attend(job *kps.HostJob, t *kps.Task) {
 	job.PinHostKey = func(ctx context.Context, key string) error {
 		pins, err := r.store.PinHostKey(ctx, t.ProjectID, t.ServerID, key)
 		if err != nil {
@@ -478,109 +466,20 @@ func (r *Runner) prepare(ctx context.Context, t *kps.Task, callerCred kps.Creden
 				return nil
 			}
 		}
-		return kps.Errorf(kps.TaskHostKeyMismatch, "The host key of %s does not match the key recorded for server '%s'.", hostPort(job), t.ServerID)
+		return kps.Errorf(kps.TaskHostKeyMismatch, "The host key of %s does not match the key recorded for server '%s'.", hostPort(*job), t.ServerID)
 	}
-	// The host job tells us before it may change the host; the mark is committed (under the
-	// lease: a worker that lost its task is told so and writes nothing) before the job goes on,
-	// so a crash at any point leaves a mark exactly when the host may have been changed. Only a
-	// bind with a mark may have left its key behind or turned password login off (see
-	// UnconfirmedKeys below).
+	// The mark is committed (under the lease: a worker that lost its task is told so and
+	// writes nothing) before the job goes on, so a crash at any point leaves a mark exactly
+	// when the host may have been changed. Only a bind with a mark may have left its key
+	// behind or turned password login off (kps.TaskStore.UnconfirmedKeys).
 	job.BeforeWrite = func(ctx context.Context, step kps.HostWrite) error {
 		err := r.store.MarkTaskWrite(ctx, t, step)
 		if errors.Is(err, kps.ErrLeaseLost) {
-			return kps.Errorf(kps.TaskInterrupted, "Task interrupted: this worker lost the task before writing to %s.", hostPort(job))
+			return kps.Errorf(kps.TaskInterrupted, "Task interrupted: this worker lost the task before writing to %s.", hostPort(*job))
 		}
 		if err != nil {
 			return fmt.Errorf("recording the write step %s of task %s: %w", step, t.ID, err)
 		}
 		return nil
 	}
-	binding, err := r.store.Binding(ctx, t.ProjectID, t.ServerID)
-	if err != nil {
-		return job, false, err
-	}
-	// Exactly the login decided at submission, nothing else (docs/SECURITY.md §1–2): a stored
-	// credential removed since, or a hosted key no longer the bound one's, fails the task
-	// rather than falling back to another secret.
-	login := t.Login
-	if login == "" && t.CallerAuth {
-		login = kps.LoginCaller // queued by a replica older than migration 0009
-	}
-	if login != "" {
-		// Checked again where the login goes now, should the server have changed since.
-		if err := srv.CheckLogin(login, t.Port); err != nil {
-			return job, false, kps.Errorf(kps.TaskAuthFailed, "%s", kps.ErrorMessage(err))
-		}
-	}
-	switch login {
-	case kps.LoginCaller:
-		if !held {
-			// Claimed here because the replica holding the credential died or stopped (or
-			// this process restarted): the claim rule gives such a task to nobody else.
-			return job, false, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service restart: the caller's credential is kept only in memory; submit the task again.")
-		}
-		job.Login = callerCred
-	case kps.LoginService:
-		if srv.Credential == nil {
-			return job, false, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the service credential was removed.", t.ServerID)
-		}
-		plain, err := r.sealer.Open(srv.Credential, kps.CredentialAAD(t.ProjectID, t.ServerID))
-		if err != nil {
-			return job, false, err
-		}
-		if err := json.Unmarshal(plain, &job.Login); err != nil {
-			return job, false, err
-		}
-	case kps.LoginHosted:
-		if binding == nil || binding.KeyPairName != t.LoginKeyPair || binding.PrivateKey == nil {
-			return job, false, kps.Errorf(kps.TaskAuthFailed, "No credential is available to log in to server '%s': the hosted private key of key pair '%s' is no longer there.", t.ServerID, t.LoginKeyPair)
-		}
-		// The hosted private key of the bound key pair is on the host: log in with it.
-		plain, err := r.sealer.Open(binding.PrivateKey, kps.PrivateKeyAAD(t.ProjectID, binding.KeyPairName))
-		if err != nil {
-			return job, false, err
-		}
-		job.Login = kps.Credential{Type: kps.CredentialKeyPair, Key: string(plain)}
-	default:
-		// Submitted before the login was recorded: under the old rules, which may have chosen
-		// a secret the caller had no right to send there.
-		return job, false, kps.Errorf(kps.TaskInterrupted, "Task interrupted by a service upgrade: it was queued before the service recorded what a task logs in with; submit it again.")
-	}
-	// A bind that failed after reaching its write (interrupted by a crash, say) may have left
-	// its key on the host without a binding to say so; every later task removes such keys too,
-	// so that the host ends with exactly the keys its last successful task implies. A bind
-	// that failed before its write (a refused login, say) never wrote its key and is not
-	// listed: its key, if the host holds it, was put there by someone else (docs/SECURITY.md
-	// §3.1).
-	unconfirmed, maybeDisabled, err := r.store.UnconfirmedKeys(ctx, t.ProjectID, t.ServerID)
-	if err != nil {
-		return job, false, err
-	}
-	switch t.Operation {
-	case kps.OpReset, kps.OpReplace:
-		job.RemoveKeys = append(job.RemoveKeys, unconfirmed...)
-		job.InstallKey = t.PublicKey
-		job.DisablePassword = t.DisablePassword
-		if binding != nil {
-			job.RemoveKeys = append(job.RemoveKeys, binding.PublicKey)
-		}
-		if t.Operation == kps.OpReplace && job.Login.Type == kps.CredentialKeyPair && !job.Login.KeepOnHost {
-			// The replaced key is the one the caller logs in with (§6.3), unless the caller
-			// asked to keep it (server.keep_login_key).
-			if s, err := ssh.ParsePrivateKey([]byte(job.Login.Key)); err == nil {
-				job.RemoveKeys = append(job.RemoveKeys, string(ssh.MarshalAuthorizedKey(s.PublicKey())))
-			}
-		}
-	case kps.OpUnbind:
-		if binding == nil {
-			return job, false, kps.Errorf(kps.ErrServerNotBound, "Server '%s' has no bound key pair.", t.ServerID)
-		}
-		job.RemoveKeys = append([]string{binding.PublicKey}, unconfirmed...)
-	}
-	// Likewise a bind with disable_password that failed after reaching its configuration
-	// session may have turned password login off unrecorded: an unbind restores it (and,
-	// should the host give no privileges, unbinds without: see run).
-	recorded = binding != nil && binding.PasswordDisabled
-	job.RestorePassword = t.Operation == kps.OpUnbind && (recorded || maybeDisabled)
-	return job, recorded, nil
 }

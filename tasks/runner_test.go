@@ -16,6 +16,7 @@ import (
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/secrets"
+	"github.com/openkps/kps/service"
 	"github.com/openkps/kps/store"
 )
 
@@ -57,7 +58,7 @@ func setup(t *testing.T) *fixture {
 	u, _ := db.UserByName(ctx, d.ID, "admin")
 	f := &fixture{db: db, path: path, sealer: secrets.NewSealer(ring), project: p.ID, user: u.ID}
 	if err := db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: p.ID, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser, UserID: u.ID,
-		PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, 0); err != nil {
+		PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"s1", "s2"} {
@@ -74,7 +75,7 @@ func (f *fixture) submit(t *testing.T, r *Runner, server string) string {
 	id := uuid.NewString()
 	holder := r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
 	if _, err := f.db.SubmitTask(context.Background(), kps.TaskSubmission{ID: id, ProjectID: f.project, UserID: f.user,
-		Operation: kps.OpReplace, KeyPairName: "k", ServerID: server, CallerAuth: true, Holder: holder}); err != nil {
+		Operation: kps.OpReplace, KeyPairName: "k", ServerID: server, CallerAuth: true, Holder: holder}, service.AdmitTask); err != nil {
 		t.Fatal(err)
 	}
 	r.Wake()
@@ -101,7 +102,7 @@ func (f *fixture) wait(t *testing.T, id string) *kps.Task {
 
 func start(t *testing.T, f *fixture, ex kps.HostExecutor, cfg Config) *Runner {
 	t.Helper()
-	r := New(f.db, f.sealer, ex, nil, cfg)
+	r := New(f.db, service.NewPlanner(f.db, f.sealer), ex, nil, cfg)
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestFailures(t *testing.T) {
 func TestCredentialLostWithRestart(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	earlier := New(f.db, f.sealer, nil, nil, Config{})
+	earlier := New(f.db, service.NewPlanner(f.db, f.sealer), nil, nil, Config{})
 	id := f.submit(t, earlier, "s1")
 	var ran atomic.Bool
 	start(t, f, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
@@ -216,7 +217,7 @@ func TestStopInterruptsJobs(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	running := make(chan struct{})
-	r := New(f.db, f.sealer, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+	r := New(f.db, service.NewPlanner(f.db, f.sealer), executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
 		close(running)
 		<-ctx.Done()
 		return kps.HostResult{}, ctx.Err()
@@ -294,7 +295,7 @@ func TestHeldTaskFailedOnceHolderDies(t *testing.T) {
 	ctx := context.Background()
 	const lease = 300 * time.Millisecond
 	// The dead replica: it heartbeated once, then vanished without a word.
-	dead := New(f.db, f.sealer, nil, nil, Config{Lease: lease})
+	dead := New(f.db, service.NewPlanner(f.db, f.sealer), nil, nil, Config{Lease: lease})
 	if err := f.db.HeartbeatReplica(ctx, dead.owner, lease); err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestHeldTaskFailedOnceHolderDies(t *testing.T) {
 
 	// A clean stop: the holder's tasks fail without waiting for its heartbeat (an hour) to
 	// expire. Its only worker is busy, so the held task is still queued when it stops.
-	stopping := New(f.db, f.sealer, executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+	stopping := New(f.db, service.NewPlanner(f.db, f.sealer), executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
 		<-ctx.Done()
 		return kps.HostResult{}, ctx.Err()
 	}), nil, Config{Workers: 1, Lease: time.Hour, Poll: 10 * time.Millisecond})
@@ -381,7 +382,7 @@ func TestOneWakeStartsEveryWaitingTask(t *testing.T) {
 		subs[i] = kps.TaskSubmission{ID: id, ProjectID: f.project, UserID: f.user, Operation: kps.OpReplace, KeyPairName: "k",
 			ServerID: "s" + string(rune('1'+i)), CallerAuth: true, Holder: r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"}), Batch: true}
 	}
-	_, refused, err := f.db.SubmitTasks(ctx, subs)
+	_, refused, err := f.db.SubmitTasks(ctx, subs, service.AdmitTask)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +457,7 @@ func TestTaskLogsInWithWhatWasDecided(t *testing.T) {
 	reset := func(server string) *kps.Task {
 		t.Helper()
 		task, err := f.db.SubmitTask(ctx, kps.TaskSubmission{ID: uuid.NewString(), ProjectID: f.project, UserID: f.user,
-			Operation: kps.OpReset, KeyPairName: "k", ServerID: server, MayExport: true})
+			Operation: kps.OpReset, KeyPairName: "k", ServerID: server, MayExport: true}, service.AdmitTask)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -520,7 +521,7 @@ func TestOnlyAnnouncedWritesAreUndone(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range []string{"glass", "written"} {
 		if err := f.db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: f.project, Name: name, Type: kps.TypeSSH, Scope: kps.ScopeUser,
-			UserID: f.user, PublicKey: "ssh-ed25519 AAAA" + name, Fingerprint: name, Algorithm: "ED25519"}, 0); err != nil {
+			UserID: f.user, PublicKey: "ssh-ed25519 AAAA" + name, Fingerprint: name, Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -543,7 +544,7 @@ func TestOnlyAnnouncedWritesAreUndone(t *testing.T) {
 		id := uuid.NewString()
 		holder := r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
 		if _, err := f.db.SubmitTask(ctx, kps.TaskSubmission{ID: id, ProjectID: f.project, UserID: f.user,
-			Operation: kps.OpReplace, KeyPairName: keyPair, ServerID: "s1", CallerAuth: true, Holder: holder}); err != nil {
+			Operation: kps.OpReplace, KeyPairName: keyPair, ServerID: "s1", CallerAuth: true, Holder: holder}, service.AdmitTask); err != nil {
 			t.Fatal(err)
 		}
 		r.Wake()
@@ -574,7 +575,7 @@ func TestReserveWorkerStartsAnIdleProject(t *testing.T) {
 		ctx := context.Background()
 		const other = "b0b00000000000000000000000000002"
 		if err := f.db.CreateKeyPair(ctx, &kps.KeyPair{ProjectID: other, Name: "k", Type: kps.TypeSSH, Scope: kps.ScopeUser,
-			UserID: f.user, PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, 0); err != nil {
+			UserID: f.user, PublicKey: "ssh-ed25519 AAAA k", Fingerprint: "00", Algorithm: "ED25519"}, kps.KeyPairQuota{}); err != nil {
 			t.Fatal(err)
 		}
 		for i, id := range []string{"s3", "s4"} {
@@ -611,7 +612,7 @@ func TestReserveWorkerStartsAnIdleProject(t *testing.T) {
 		id := uuid.NewString()
 		holder := r.Hold(id, kps.Credential{Type: kps.CredentialPassword, Key: "pw"})
 		if _, err := f.db.SubmitTask(ctx, kps.TaskSubmission{ID: id, ProjectID: other, UserID: f.user,
-			Operation: kps.OpReplace, KeyPairName: "k", ServerID: "b1", CallerAuth: true, Holder: holder}); err != nil {
+			Operation: kps.OpReplace, KeyPairName: "k", ServerID: "b1", CallerAuth: true, Holder: holder}, service.AdmitTask); err != nil {
 			t.Fatal(err)
 		}
 		r.Wake()

@@ -1,6 +1,6 @@
 // Command kps is OpenKPS: a self-hostable SSH Key Pair Service that speaks Huawei Cloud's KPS v3
-// API. The command tree is package cli; this package adds `kps serve`, the only place that
-// knows every implementation (serve.go).
+// API. The command tree is package cli; this package plugs `kps serve` into it, whose wiring is
+// package daemon, the only package that knows every implementation (commands.go).
 package main
 
 import (

@@ -6,7 +6,7 @@
 // print without end, or answer every command with a fixed output.
 //
 // Real hosts are real sshd processes (internal/sshdtest); this server exists for what no
-// honest sshd does.
+// honest sshd does. Test code only; it imports nothing from this repository.
 package hostilessh
 
 import (

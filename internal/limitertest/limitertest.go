@@ -1,7 +1,7 @@
 // Package limitertest is the conformance suite of kps.Limiter (auth.md §12.4): the same cases
 // run against the in-memory limiter (iam.MemoryLimiter) and the database one on both engines
 // (store/storetest), so that one replica and several on PostgreSQL count, reserve and lock
-// alike — under concurrency too.
+// alike — under concurrency too. Test code only; it imports the domain package.
 package limitertest
 
 import (

@@ -1,5 +1,6 @@
 // Package pgtest gives tests a PostgreSQL database of their own: a fresh schema on the server
 // that KPS_TEST_POSTGRES names (.ci/run starts a throwaway one), dropped when the test ends.
+// Test code only; it imports nothing from this repository.
 package pgtest
 
 import (

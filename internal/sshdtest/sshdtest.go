@@ -5,7 +5,8 @@
 // It needs root (to run sshd and create users). Without root or without sshd the test is
 // skipped, unless the environment variable KPS_REQUIRE_SSHD=1 is set (CI sets it), in which
 // case the test fails. New and Close start and stop a host outside of a test (the benchmark
-// harness, bench/, starts hundreds of them).
+// harness, bench/, starts hundreds of them). Test code only; it imports nothing from this
+// repository.
 package sshdtest
 
 import (

@@ -1,5 +1,7 @@
-// Package strictjson holds the checks encoding/json leaves out that a security service needs
-// on its request bodies.
+// Package strictjson is the one reader of JSON request bodies: the checks encoding/json leaves
+// out that a security service needs (DuplicateKey, Parse), and Object, which reads a body's
+// members one at a time, each refusal a KPS error naming the member by its path. The HTTP API
+// (api.Object) and iam's token request read with it. It imports the domain package only.
 package strictjson
 
 import (

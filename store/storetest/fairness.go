@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/service"
 )
 
 // The write marks of docs/SECURITY.md §3 (only writes the service may have made are undone).
@@ -264,7 +265,7 @@ func testProjectTaskLimitBatch(t *testing.T, e *env) {
 		subs = append(subs, s)
 	}
 	e.submit(resetOf(project, "kp", "s0")) // s0 busy, one task active
-	tasks, refused, err := e.s.SubmitTasks(e.ctx, subs)
+	tasks, refused, err := e.s.SubmitTasks(e.ctx, subs, service.AdmitTask)
 	must(t, err)
 	wantCode(t, refused[0], kps.ErrServerBusy)
 	if tasks[1] == nil || tasks[2] == nil || tasks[3] != nil {

@@ -71,7 +71,7 @@ func testHostedKeyStandsInForCredential(t *testing.T, e *env) {
 	must(t, e.s.SetPrivateKey(e.ctx, project, "kp", alice, []byte("sealed-kp")))
 	reset := e.submit(resetOf(project, "next", "a"))
 	e.clock.Advance(time.Millisecond)
-	must(t, e.s.FailReadyTask(e.ctx, reset, kps.TaskAuthFailed, "x"))
+	must(t, e.s.FinishTask(e.ctx, e.claim(reset.ID), kps.TaskOutcome{ErrorCode: kps.TaskAuthFailed, ErrorMsg: "x"}))
 	e.submit(unbindOf(project, "a", false))
 }
 

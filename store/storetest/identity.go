@@ -11,6 +11,7 @@ import (
 
 var identityTests = map[string]func(*testing.T, *env){
 	"BootstrapIsIdempotent":       testBootstrapIsIdempotent,
+	"BootstrapDomainID":           testBootstrapDomainID,
 	"LookupsMissReturnNil":        testLookupsMissReturnNil,
 	"EffectiveRolesOfBootstrap":   testEffectiveRolesOfBootstrap,
 	"TokenRoundTrip":              testTokenRoundTrip,
@@ -93,6 +94,46 @@ func testBootstrapIsIdempotent(t *testing.T, e *env) {
 	must(t, err)
 	if again.PasswordHash != operator.AdminPasswordHash {
 		t.Fatal("second Bootstrap changed the admin password")
+	}
+}
+
+// testBootstrapDomainID: the bootstrap creates the operator domain under the ID it is given
+// (Keystone's "default", auth.md §3.7), while other domains still get random IDs.
+func testBootstrapDomainID(t *testing.T, e *env) {
+	b := operator
+	b.DomainID = "default"
+	created, err := e.s.Bootstrap(e.ctx, b)
+	must(t, err)
+	if !created {
+		t.Fatal("Bootstrap of an empty store reported created = false")
+	}
+	d, err := e.s.DomainByID(e.ctx, "default")
+	must(t, err)
+	if d == nil || d.Name != b.DomainName || !d.Enabled {
+		t.Fatalf("DomainByID(default) = %+v", d)
+	}
+	p, err := e.s.ProjectByName(e.ctx, "default", b.ProjectName)
+	must(t, err)
+	if p == nil || p.DomainID != "default" || !p.IsDefault || !hexID.MatchString(p.ID) {
+		t.Fatalf("default project = %+v", p)
+	}
+	u, err := e.s.UserByName(e.ctx, "default", b.AdminName)
+	must(t, err)
+	if u == nil || u.DomainID != "default" || !hexID.MatchString(u.ID) {
+		t.Fatalf("admin = %+v", u)
+	}
+	roles, err := e.s.DomainRoles(e.ctx, u.ID, "default")
+	must(t, err)
+	if !slices.Contains(roles, kps.RoleAdmin) {
+		t.Errorf("admin's roles on the domain = %v", roles)
+	}
+	// CreateDomain never takes the caller's ID: only the bootstrap chooses one.
+	other := &kps.Domain{ID: "default", Name: "Other", Enabled: true}
+	if _, err := e.s.CreateDomain(e.ctx, other, b.ProjectName); err != nil {
+		t.Fatal(err)
+	}
+	if !hexID.MatchString(other.ID) {
+		t.Errorf("CreateDomain kept the ID %q", other.ID)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ var keyPairTests = map[string]func(*testing.T, *env){
 	"NamesAreUniquePerProject":         testKeyPairNamesUnique,
 	"IDsAreNeverReused":                testKeyPairIDsNeverReused,
 	"Quota":                            testKeyPairQuota,
+	"QuotaPerUser":                     testKeyPairQuotaPerUser,
 	"Visibility":                       testKeyPairVisibility,
 	"UpdateDescription":                testKeyPairUpdateDescription,
 	"ListMarkerPages":                  testKeyPairListMarkerPages,
@@ -28,7 +30,7 @@ func testKeyPairCreateAndRead(t *testing.T, e *env) {
 	k := &kps.KeyPair{ProjectID: project, Name: "web-prod", Type: kps.TypeSSH, Scope: kps.ScopeUser,
 		UserID: alice, PublicKey: "ssh-rsa AAAAB3NzaC1yc2E web-prod\n", Fingerprint: "4e:0b:91",
 		Algorithm: "RSA2048", Description: "prod web tier", PrivateKey: []byte{9, 8, 7, 0}}
-	must(t, e.s.CreateKeyPair(e.ctx, k, 1000))
+	must(t, e.s.CreateKeyPair(e.ctx, k, kps.KeyPairQuota{Project: 1000}))
 	if k.ID <= 0 || !k.Created.Equal(Epoch) || !k.Updated.Equal(Epoch) {
 		t.Fatalf("after create: ID %d, created %v, updated %v", k.ID, k.Created, k.Updated)
 	}
@@ -56,7 +58,7 @@ func testKeyPairNamesUnique(t *testing.T, e *env) {
 	// Taken even though bob cannot see alice's user-scope key pair (§1.2).
 	dup := &kps.KeyPair{ProjectID: project, Name: "kp", Type: kps.TypeSSH, Scope: kps.ScopeDomain, UserID: bob,
 		PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f", Algorithm: "ED25519"}
-	wantCode(t, e.s.CreateKeyPair(e.ctx, dup, 1000), kps.ErrKeyPairExists)
+	wantCode(t, e.s.CreateKeyPair(e.ctx, dup, kps.KeyPairQuota{Project: 1000}), kps.ErrKeyPairExists)
 	if dup.ID != 0 {
 		t.Errorf("refused key pair got ID %d", dup.ID)
 	}
@@ -82,7 +84,7 @@ func testKeyPairQuota(t *testing.T, e *env) {
 	create := func(projectID, name string) error {
 		return e.s.CreateKeyPair(e.ctx, &kps.KeyPair{ProjectID: projectID, Name: name, Type: kps.TypeSSH,
 			Scope: kps.ScopeUser, UserID: alice, PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f",
-			Algorithm: "ED25519"}, quota)
+			Algorithm: "ED25519"}, kps.KeyPairQuota{Project: quota})
 	}
 	for i := range quota {
 		must(t, create(project, fmt.Sprintf("k%d", i)))
@@ -101,7 +103,54 @@ func testKeyPairQuota(t *testing.T, e *env) {
 	wantCode(t, create(project, "k9"), kps.ErrQuota)
 	// A quota of 0 means no limit.
 	must(t, e.s.CreateKeyPair(e.ctx, &kps.KeyPair{ProjectID: project, Name: "unlimited", Type: kps.TypeSSH,
-		Scope: kps.ScopeUser, UserID: alice, PublicKey: "p", Fingerprint: "f", Algorithm: "ED25519"}, 0))
+		Scope: kps.ScopeUser, UserID: alice, PublicKey: "p", Fingerprint: "f", Algorithm: "ED25519"}, kps.KeyPairQuota{}))
+}
+
+// testKeyPairQuotaPerUser: with PerUser, an owner holding User key pairs of the project is
+// refused (KPS.6401) in the insert's transaction, however many create at once (Nova's per-user
+// limit, nova-keypairs.md §11); other users' key pairs do not count, 0 forbids every creation,
+// and the project's quota still applies.
+func testKeyPairQuotaPerUser(t *testing.T, e *env) {
+	create := func(user, name string, q kps.KeyPairQuota) error {
+		return e.s.CreateKeyPair(e.ctx, &kps.KeyPair{ProjectID: project, Name: name, Type: kps.TypeSSH,
+			Scope: kps.ScopeDomain, UserID: user, PublicKey: "ssh-ed25519 AAAA", Fingerprint: "f",
+			Algorithm: "ED25519"}, q)
+	}
+	perUser := kps.KeyPairQuota{Project: 100, User: 2, PerUser: true}
+	must(t, create(alice, "a1", perUser))
+	must(t, create(bob, "b1", perUser))
+	must(t, create(alice, "a2", perUser))
+	err := create(alice, "a3", perUser)
+	wantCode(t, err, kps.ErrQuota)
+	if want := "The key pair quota of 2 per user is exceeded."; kps.ErrorMessage(err) != want {
+		t.Errorf("message %q, want %q", kps.ErrorMessage(err), want)
+	}
+	// Conflict before quota, as for the project's (§1.4).
+	wantCode(t, create(alice, "a1", perUser), kps.ErrKeyPairExists)
+	must(t, create(bob, "b2", perUser))
+	wantCode(t, create(bob, "b3", kps.KeyPairQuota{User: 0, PerUser: true}), kps.ErrQuota)
+	wantCode(t, create(bob, "b3", kps.KeyPairQuota{Project: 4, User: 10, PerUser: true}), kps.ErrQuota)
+	must(t, create(bob, "b3", kps.KeyPairQuota{Project: 100}))
+
+	// Concurrent creates of one user never both pass the limit.
+	const racers = 8
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() { errs[i] = create("c0ffee00000000000000000000000003", fmt.Sprintf("race%d", i), perUser) })
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else {
+			wantCode(t, err, kps.ErrQuota)
+		}
+	}
+	if won != 2 {
+		t.Fatalf("%d of %d concurrent creates passed a per-user limit of 2", won, racers)
+	}
 }
 
 func testKeyPairVisibility(t *testing.T, e *env) {

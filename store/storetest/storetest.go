@@ -1,5 +1,7 @@
 // Package storetest is the conformance suite every kps.Store engine must pass (SQLite and
-// PostgreSQL): one behaviour, checked the same way against each engine.
+// PostgreSQL): one behaviour, checked the same way against each engine. The submissions it
+// makes are decided by the service's admission (service.AdmitTask), as in production. It
+// imports the domain package, service and internal test helpers.
 package storetest
 
 import (
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/service"
 )
 
 // Opener returns a fresh, empty store that reads time from now. It registers its own cleanup
@@ -163,7 +166,7 @@ func (e *env) keyPair(projectID, name, scope, userID string) *kps.KeyPair {
 	k := &kps.KeyPair{ProjectID: projectID, Name: name, Type: kps.TypeSSH, Scope: scope, UserID: userID,
 		PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + name + " " + name, Fingerprint: "fp:" + name,
 		Algorithm: "ED25519"}
-	must(e.t, e.s.CreateKeyPair(e.ctx, k, 0))
+	must(e.t, e.s.CreateKeyPair(e.ctx, k, kps.KeyPairQuota{}))
 	return k
 }
 
@@ -173,7 +176,7 @@ func (e *env) submit(s kps.TaskSubmission) *kps.Task {
 	if s.ID == "" {
 		s.ID = newTaskID()
 	}
-	t, err := e.s.SubmitTask(e.ctx, s)
+	t, err := e.s.SubmitTask(e.ctx, s, service.AdmitTask)
 	must(e.t, err)
 	return t
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/service"
 )
 
 var taskTests = map[string]func(*testing.T, *env){
@@ -34,7 +35,7 @@ var taskTests = map[string]func(*testing.T, *env){
 	"BindingChangesOnlyOnSuccess":      testBindingOnlyOnSuccess,
 	"UnconfirmedKeysOfFailedBinds":     testUnconfirmedKeys,
 	"FailureWithoutCodeGetsOne":        testFailureWithoutCode,
-	"FailReadyTask":                    testFailReadyTask,
+	"ReadyLeavesOnlyByClaim":           testReadyLeavesOnlyByClaim,
 	"GetTask":                          testGetTask,
 	"ListOrderAndTieBreak":             testListOrder,
 	"ListPhasesAndProjects":            testListPhases,
@@ -49,7 +50,7 @@ var taskTests = map[string]func(*testing.T, *env){
 // submitErr submits s and returns the error (the task must not be created on error).
 func (e *env) submitErr(s kps.TaskSubmission) error {
 	e.t.Helper()
-	t, err := e.s.SubmitTask(e.ctx, s)
+	t, err := e.s.SubmitTask(e.ctx, s, service.AdmitTask)
 	if err == nil {
 		return nil
 	}
@@ -69,7 +70,7 @@ func testSubmitBindChecksInOrder(t *testing.T, e *env) {
 	e.keyPair(project, "bobs", kps.ScopeUser, bob)
 	cert := &kps.KeyPair{ProjectID: project, Name: "cert", Type: kps.TypeX509, Scope: kps.ScopeDomain,
 		UserID: alice, PublicKey: "-----BEGIN CERTIFICATE-----", Fingerprint: "f", Algorithm: "X509"}
-	must(t, e.s.CreateKeyPair(e.ctx, cert, 0))
+	must(t, e.s.CreateKeyPair(e.ctx, cert, kps.KeyPairQuota{}))
 	e.server(project, "nocred", false) // no service credential
 	e.server(project, "free", false)
 	e.server(project, "other", true)
@@ -96,7 +97,7 @@ func testSubmitBindChecksInOrder(t *testing.T, e *env) {
 	replace.ServerID = "free"
 	wantCode(t, e.submitErr(replace), kps.ErrUnavailable)
 	replace.MaxQueued = 3
-	got, err := e.s.SubmitTask(e.ctx, replace)
+	got, err := e.s.SubmitTask(e.ctx, replace, service.AdmitTask)
 	must(t, err)
 	if got.Phase != kps.PhaseReady || got.Operation != kps.OpReplace {
 		t.Fatalf("task = %+v", got)
@@ -267,7 +268,7 @@ func testSubmitLoginWhereAdminSent(t *testing.T, e *env) {
 	for i := range items {
 		items[i].Batch = true
 	}
-	tasks, refused, err := e.s.SubmitTasks(e.ctx, items)
+	tasks, refused, err := e.s.SubmitTasks(e.ctx, items, service.AdmitTask)
 	must(t, err)
 	wantCode(t, refused[0], kps.ErrPortOverride)
 	if tasks[0] != nil || refused[1] != nil || tasks[1] == nil || tasks[1].Login != kps.LoginService {
@@ -307,7 +308,7 @@ func testSubmitHostedKeyOnlyIfExportable(t *testing.T, e *env) {
 		t.Fatalf("unbind task = %+v", u)
 	}
 	e.clock.Advance(time.Millisecond)
-	must(t, e.s.FailReadyTask(e.ctx, u, kps.TaskAuthFailed, "x"))
+	must(t, e.s.FinishTask(e.ctx, e.claim(u.ID), kps.TaskOutcome{ErrorCode: kps.TaskAuthFailed, ErrorMsg: "x"}))
 	// A visible (domain) key pair and a role that may export: the task logs in with it.
 	got := e.submit(asBob(resetOf(project, "next", "s")))
 	if got.Login != kps.LoginHosted || got.LoginKeyPair != "shared" {
@@ -362,7 +363,7 @@ func testSubmitConcurrentOneServer(t *testing.T, e *env) {
 			if i%2 == 1 {
 				s = replaceOf(project, "kp", "web-01")
 			}
-			_, errs[i] = e.s.SubmitTask(e.ctx, s)
+			_, errs[i] = e.s.SubmitTask(e.ctx, s, service.AdmitTask)
 		})
 	}
 	close(start)
@@ -378,7 +379,7 @@ func testSubmitConcurrentOneServer(t *testing.T, e *env) {
 	if won != 1 {
 		t.Fatalf("%d concurrent submissions for one server succeeded, want exactly 1", won)
 	}
-	_, total, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 10})
+	_, total, err := e.listTasks(project, kps.RunningPhases, kps.Page{Limit: 10})
 	must(t, err)
 	if total != 1 {
 		t.Fatalf("%d active tasks for one server", total)
@@ -402,7 +403,7 @@ func testSubmitReusedTaskID(t *testing.T, e *env) {
 	first := e.submit(resetOf(project, "kp", "a"))
 	s := resetOf(project, "kp", "b")
 	s.ID = first.ID
-	_, err := e.s.SubmitTask(e.ctx, s)
+	_, err := e.s.SubmitTask(e.ctx, s, service.AdmitTask)
 	if err == nil || kps.ErrorCode(err) != kps.ErrInternal {
 		t.Fatalf("reused task ID: %v, want an internal error (not a busy server)", err)
 	}
@@ -428,7 +429,7 @@ func testSubmitTasks(t *testing.T, e *env) {
 		batch(resetOf(project, "kp", "a")),
 		batch(resetOf(project, "kp", "missing")),
 	}
-	tasks, refused, err := e.s.SubmitTasks(e.ctx, subs)
+	tasks, refused, err := e.s.SubmitTasks(e.ctx, subs, service.AdmitTask)
 	must(t, err)
 	if len(tasks) != len(subs) || len(refused) != len(subs) {
 		t.Fatalf("%d tasks and %d refusals for %d items", len(tasks), len(refused), len(subs))
@@ -452,13 +453,13 @@ func testSubmitTasks(t *testing.T, e *env) {
 	first := batch(resetOf(project, "kp", "c"))
 	reused := batch(resetOf(project, "kp", "d"))
 	reused.ID = subs[0].ID
-	if _, _, err := e.s.SubmitTasks(e.ctx, []kps.TaskSubmission{first, reused}); err == nil || kps.ErrorCode(err) != kps.ErrInternal {
+	if _, _, err := e.s.SubmitTasks(e.ctx, []kps.TaskSubmission{first, reused}, service.AdmitTask); err == nil || kps.ErrorCode(err) != kps.ErrInternal {
 		t.Fatalf("batch with a reused task ID: %v, want an internal error", err)
 	}
 	if _, err := e.s.Task(e.ctx, project, first.ID); kps.ErrorCode(err) != kps.ErrTaskNotFound {
 		t.Errorf("the failed batch left its first item behind: %v", err)
 	}
-	tasks, refused, err = e.s.SubmitTasks(e.ctx, []kps.TaskSubmission{first})
+	tasks, refused, err = e.s.SubmitTasks(e.ctx, []kps.TaskSubmission{first}, service.AdmitTask)
 	must(t, err)
 	if refused[0] != nil || tasks[0] == nil {
 		t.Errorf("server c after the failed batch: %v", refused[0])
@@ -770,30 +771,34 @@ func testFailureWithoutCode(t *testing.T, e *env) {
 	}
 }
 
-func testFailReadyTask(t *testing.T, e *env) {
+// testReadyLeavesOnlyByClaim: a READY task leaves READY only by a claim (the state machine has
+// no READY → FAILED edge, docs/task-state-machine.md). An outcome for a task nobody claimed is
+// fenced, the sweeper passes over it however old it is, and the claim that takes it may fail
+// it at once — what the runner does with a task whose caller credential was lost — which frees
+// the server.
+func testReadyLeavesOnlyByClaim(t *testing.T, e *env) {
 	e.keyPair(project, "kp", kps.ScopeDomain, alice)
 	e.server(project, "a", true)
-	e.server(project, "b", true)
 	ready := e.submit(replaceOf(project, "kp", "a"))
-	e.clock.Advance(time.Second)
-	must(t, e.s.FailReadyTask(e.ctx, ready, kps.TaskInterrupted, "Task interrupted by a service restart."))
-	if ready.Phase != kps.PhaseFailed || !ready.Updated.Equal(e.clock.Now()) {
-		t.Fatalf("handle = %+v", ready)
+	forged := *ready
+	forged.LeaseOwner, forged.Attempt = worker, 1
+	if err := e.s.FinishTask(e.ctx, &forged, kps.TaskOutcome{ErrorCode: kps.TaskInterrupted, ErrorMsg: "x"}); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("FinishTask of a READY task = %v", err)
 	}
+	e.clock.Advance(time.Hour)
+	for _, all := range []bool{false, true} {
+		if n, err := e.s.FailExpiredTasks(e.ctx, all); err != nil || n != 0 {
+			t.Fatalf("sweep (all %v) failed %d tasks: %v", all, n, err)
+		}
+	}
+	e.wantPhase(project, ready.ID, kps.PhaseReady)
+	running := e.claim(ready.ID)
+	must(t, e.s.FinishTask(e.ctx, running, kps.TaskOutcome{ErrorCode: kps.TaskInterrupted, ErrorMsg: "Task interrupted by a service restart."}))
 	got := e.wantPhase(project, ready.ID, kps.PhaseFailed)
-	if got.ErrorCode != kps.TaskInterrupted || got.Attempt != 0 || got.LeaseOwner != "" {
+	if got.ErrorCode != kps.TaskInterrupted || got.Attempt != 1 || got.LeaseOwner != worker {
 		t.Fatalf("task = %+v", got)
 	}
-	// Only from READY.
-	if err := e.s.FailReadyTask(e.ctx, got, kps.TaskInterrupted, "x"); !errors.Is(err, kps.ErrLeaseLost) {
-		t.Fatalf("FailReadyTask of a FAILED task = %v", err)
-	}
-	running := e.claim(e.submit(resetOf(project, "kp", "b")).ID)
-	if err := e.s.FailReadyTask(e.ctx, running, kps.TaskInterrupted, "x"); !errors.Is(err, kps.ErrLeaseLost) {
-		t.Fatalf("FailReadyTask of a RUNNING task = %v", err)
-	}
-	e.wantPhase(project, running.ID, kps.PhaseRunning)
-	// The server is free again after the READY task failed.
+	// The server is free again.
 	e.submit(resetOf(project, "kp", "a"))
 }
 
@@ -840,7 +845,7 @@ func testListOrder(t *testing.T, e *env) {
 			same = append(same, task.ID)
 		}
 	}
-	all, total, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 1000})
+	all, total, err := e.listTasks(project, kps.RunningPhases, kps.Page{Limit: 1000})
 	must(t, err)
 	if total != 5 || len(all) != 5 {
 		t.Fatalf("total %d, %d tasks", total, len(all))
@@ -862,7 +867,7 @@ func testListOrder(t *testing.T, e *env) {
 	// Pages cut the same order.
 	var paged []string
 	for off := 0; off < 5; off += 2 {
-		page, _, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 2, Offset: off})
+		page, _, err := e.listTasks(project, kps.RunningPhases, kps.Page{Limit: 2, Offset: off})
 		must(t, err)
 		paged = append(paged, ids(page)...)
 	}
@@ -894,20 +899,20 @@ func testListPhases(t *testing.T, e *env) {
 		{kps.RunningPhases, []string{ready.ID, running.ID}},
 		{kps.FailedPhases, []string{failed.ID}},
 	} {
-		tasks, total, err := e.s.ListTasks(e.ctx, project, c.phases, kps.Page{Limit: 1000})
+		tasks, total, err := e.listTasks(project, c.phases, kps.Page{Limit: 1000})
 		must(t, err)
 		if !slices.Equal(ids(tasks), c.want) || total != len(c.want) {
 			t.Errorf("phases %v: %v total %d, want %v", c.phases, ids(tasks), total, c.want)
 		}
 	}
-	tasks, _, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, kps.Page{Limit: 1})
+	tasks, _, err := e.listTasks(project, kps.FailedPhases, kps.Page{Limit: 1})
 	must(t, err)
 	if got := tasks[0]; got.ErrorCode != kps.TaskTimeout || got.ErrorMsg != "slow" || got.ServerName != "b (name)" ||
 		got.KeyPairName != "kp" || got.Operation != kps.OpReset {
 		t.Errorf("failed task in list = %+v", got)
 	}
 	// No phases: everything of the project.
-	_, total, err := e.s.ListTasks(e.ctx, project, nil, kps.Page{Limit: 1000})
+	_, total, err := e.listTasks(project, nil, kps.Page{Limit: 1000})
 	must(t, err)
 	if total != 4 {
 		t.Errorf("all phases: total %d, want 4", total)
@@ -915,7 +920,7 @@ func testListPhases(t *testing.T, e *env) {
 }
 
 func testListPages(t *testing.T, e *env) {
-	tasks, total, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, kps.Page{Limit: 10, Offset: 5})
+	tasks, total, err := e.listTasks(project, kps.FailedPhases, kps.Page{Limit: 10, Offset: 5})
 	must(t, err)
 	if tasks == nil || len(tasks) != 0 || total != 0 {
 		t.Fatalf("empty: %v total %d", tasks, total)
@@ -938,7 +943,7 @@ func testListPages(t *testing.T, e *env) {
 		{kps.Page{Limit: 2, Offset: 6}, 0},
 		{kps.Page{Limit: 1000, Offset: 2147483647}, 0},
 	} {
-		tasks, total, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, c.page)
+		tasks, total, err := e.listTasks(project, kps.FailedPhases, c.page)
 		must(t, err)
 		if len(tasks) != c.n || total != 5 || tasks == nil {
 			t.Errorf("page %+v: %d tasks (nil %v), total %d; want %d, total 5", c.page, len(tasks), tasks == nil, total, c.n)
@@ -967,14 +972,14 @@ func testListPagesSlices(t *testing.T, e *env) {
 		}
 	}
 	for _, phases := range [][]kps.Phase{nil, kps.FailedPhases, {kps.PhaseRunning, kps.PhaseSuccess}} {
-		all, total, err := e.s.ListTasks(e.ctx, project, phases, kps.Page{Limit: 1000})
+		all, total, err := e.listTasks(project, phases, kps.Page{Limit: 1000})
 		must(t, err)
 		if total != len(all) {
 			t.Fatalf("phases %v: %d tasks, total %d", phases, len(all), total)
 		}
 		for offset := 0; offset <= total; offset++ {
 			for _, limit := range []int{1, 2, 3, 5, 1000} {
-				page, got, err := e.s.ListTasks(e.ctx, project, phases, kps.Page{Limit: limit, Offset: offset})
+				page, got, err := e.listTasks(project, phases, kps.Page{Limit: limit, Offset: offset})
 				must(t, err)
 				want := all[offset:min(offset+limit, total)]
 				if got != total || len(page) != len(want) {
@@ -1034,7 +1039,7 @@ func testDeleteFailedTasks(t *testing.T, e *env) {
 	ready := e.submit(resetOf(project, "kp", "c"))
 
 	must(t, e.s.DeleteFailedTasks(e.ctx, project))
-	_, total, err := e.s.ListTasks(e.ctx, project, kps.FailedPhases, kps.Page{Limit: 10})
+	_, total, err := e.listTasks(project, kps.FailedPhases, kps.Page{Limit: 10})
 	must(t, err)
 	if total != 0 {
 		t.Fatalf("%d failed tasks left", total)
@@ -1091,7 +1096,7 @@ func testConcurrentWorkload(t *testing.T, e *env) {
 	)
 	for i := range servers {
 		wg.Go(func() {
-			if _, err := e.s.SubmitTask(e.ctx, resetOf(project, "kp", fmt.Sprintf("s%02d", i))); err != nil {
+			if _, err := e.s.SubmitTask(e.ctx, resetOf(project, "kp", fmt.Sprintf("s%02d", i)), service.AdmitTask); err != nil {
 				errs <- fmt.Errorf("submit: %w", err)
 			}
 		})
@@ -1134,7 +1139,7 @@ func testConcurrentWorkload(t *testing.T, e *env) {
 					return
 				default:
 				}
-				if _, _, err := e.s.ListTasks(e.ctx, project, kps.RunningPhases, kps.Page{Limit: 100}); err != nil {
+				if _, _, err := e.listTasks(project, kps.RunningPhases, kps.Page{Limit: 100}); err != nil {
 					errs <- fmt.Errorf("list tasks: %w", err)
 					return
 				}
@@ -1209,9 +1214,8 @@ func testUnconfirmedKeys(t *testing.T, e *env) {
 		kps.TaskPrivileges, kps.TaskNoUser, kps.TaskWriteFailed, kps.TaskInterrupted, kps.TaskTimeout} {
 		e.runMarked(replaceOf(project, "kp4", "a"), failed(code))
 	}
-	// A task failed before it ran (attempt 0) never touched the host.
-	ready := e.submit(resetOf(project, "kp4", "a"))
-	must(t, e.s.FailReadyTask(e.ctx, ready, kps.TaskInterrupted, "x"))
+	// A task failed as soon as it was claimed (a lost caller credential) never touched the host.
+	e.run(resetOf(project, "kp4", "a"), failed(kps.TaskInterrupted))
 	unconfirmed(project, "a", k1.PublicKey, k2.PublicKey, k3.PublicKey)
 	unconfirmed(project, "b")
 	unconfirmed(otherProject, "a")

@@ -1,8 +1,10 @@
 package storetest
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,10 +14,11 @@ import (
 	"github.com/openkps/kps"
 )
 
-// The task lists' hot path: ScanTasks shows what ListTasks shows, and TaskVersion moves with
-// every change a list could show — the API serves cached pages for as long as it does not.
+// The task lists' read path (kps.TaskListReader): ReadTaskList shows what the tasks are, and
+// TaskVersion moves with every change a list could show — the API serves cached pages for as
+// long as it does not.
 var taskVersionTests = map[string]func(*testing.T, *env){
-	"ScanMatchesList":              testScanMatchesList,
+	"ScanMatchesTasks":             testScanMatchesTasks,
 	"ScanKeepsBytes":               testScanKeepsBytes,
 	"ScanLongestValues":            testScanLongestValues,
 	"VersionMovesWithEveryChange":  testVersionMovesWithEveryChange,
@@ -23,7 +26,7 @@ var taskVersionTests = map[string]func(*testing.T, *env){
 	"ScanVersionIsTheCurrentOne":   testScanVersionIsCurrent,
 }
 
-// scanned is one page as ScanTasks returns it, the rows copied out of the callback.
+// scanned is one page as ReadTaskList returns it, the rows copied out.
 type scanned struct {
 	rows    []map[string]string
 	total   int
@@ -32,17 +35,46 @@ type scanned struct {
 
 func (e *env) scan(projectID string, phases []kps.Phase, p kps.Page) scanned {
 	e.t.Helper()
-	var out scanned
-	var err error
-	out.total, out.version, err = e.s.ScanTasks(e.ctx, projectID, phases, p, func(r *kps.TaskRow) error {
+	rows, err := e.s.ReadTaskList(e.ctx, projectID, phases, p)
+	must(e.t, err)
+	defer rows.Close()
+	out := scanned{version: rows.Version()}
+	for rows.Next() {
+		r := rows.Row()
 		out.rows = append(out.rows, map[string]string{"id": string(r.ID), "operation": string(r.Operation),
 			"phase": string(r.Phase), "created": string(r.Created), "server_id": string(r.ServerID),
 			"server_name": string(r.ServerName), "keypair_name": string(r.KeyPairName),
 			"error_code": string(r.ErrorCode), "error_msg": string(r.ErrorMsg)})
-		return nil
-	})
-	must(e.t, err)
+	}
+	must(e.t, rows.Err())
+	out.total = rows.Total()
 	return out
+}
+
+// listTasks is a page of the project's tasks in phases (all of them when none are given) as
+// ReadTaskList returns it, each row as a task with the members a list shows, and the total.
+func (e *env) listTasks(projectID string, phases []kps.Phase, p kps.Page) ([]kps.Task, int, error) {
+	if len(phases) == 0 {
+		phases = []kps.Phase{kps.PhaseReady, kps.PhaseRunning, kps.PhaseSuccess, kps.PhaseFailed}
+	}
+	rows, err := e.s.ReadTaskList(e.ctx, projectID, phases, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	tasks := []kps.Task{}
+	for rows.Next() {
+		r := rows.Row()
+		ms, err := strconv.ParseInt(string(r.Created), 10, 64)
+		if err != nil {
+			return nil, 0, err
+		}
+		tasks = append(tasks, kps.Task{ID: string(r.ID), ProjectID: projectID, Operation: kps.Operation(r.Operation),
+			Phase: kps.Phase(r.Phase), Created: time.UnixMilli(ms).UTC(), ServerID: string(r.ServerID),
+			ServerName: string(r.ServerName), KeyPairName: string(r.KeyPairName), ErrorCode: string(r.ErrorCode),
+			ErrorMsg: string(r.ErrorMsg)})
+	}
+	return tasks, rows.Total(), rows.Err()
 }
 
 func (e *env) version(projectID string) int64 {
@@ -52,9 +84,10 @@ func (e *env) version(projectID string) int64 {
 	return v
 }
 
-// testScanMatchesList compares ScanTasks with ListTasks on every page shape of §4.1, for both
-// lists, with tasks created in the same millisecond (the ID tie-break) and across several.
-func testScanMatchesList(t *testing.T, e *env) {
+// testScanMatchesTasks compares ReadTaskList with the tasks themselves (Task, one by one,
+// sorted and cut into pages here) on every page shape of §4.1, for both lists, with tasks
+// created in the same millisecond (the ID tie-break) and across several.
+func testScanMatchesTasks(t *testing.T, e *env) {
 	if s := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10}); len(s.rows) != 0 || s.total != 0 {
 		t.Fatalf("empty project: %+v", s)
 	}
@@ -64,6 +97,7 @@ func testScanMatchesList(t *testing.T, e *env) {
 	e.server(otherProject, "x", true)
 	e.run(resetOf(otherProject, "kp", "x"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "x"})
 	// Claims take the oldest READY task, so the tasks left READY come last.
+	var ids []string
 	for i := range 12 {
 		id := fmt.Sprintf("s%02d", i)
 		e.server(project, id, true)
@@ -72,29 +106,37 @@ func testScanMatchesList(t *testing.T, e *env) {
 		}
 		switch {
 		case i >= 9:
-			e.submit(resetOf(project, "kp", id))
+			ids = append(ids, e.submit(resetOf(project, "kp", id)).ID)
 		case i%3 == 2:
-			e.claim(e.submit(replaceOf(project, "kp", id)).ID)
+			ids = append(ids, e.claim(e.submit(replaceOf(project, "kp", id)).ID).ID)
 		default:
-			e.run(resetOf(project, "kp", id), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down " + id})
+			ids = append(ids, e.run(resetOf(project, "kp", id), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down " + id}).ID)
 		}
 	}
 
 	for _, phases := range [][]kps.Phase{kps.FailedPhases, kps.RunningPhases} {
+		var all []*kps.Task
+		for _, id := range ids {
+			if task := e.task(project, id); slices.Contains(phases, task.Phase) {
+				all = append(all, task)
+			}
+		}
+		slices.SortFunc(all, func(a, b *kps.Task) int {
+			return cmp.Or(-a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+		})
 		for _, p := range []kps.Page{{Limit: 1000}, {Limit: 1}, {Limit: 2, Offset: 1}, {Limit: 4, Offset: 3},
 			{Limit: 5, Offset: 5}, {Limit: 5, Offset: 6}, {Limit: 1000, Offset: 2147483647}} {
-			list, total, err := e.s.ListTasks(e.ctx, project, phases, p)
-			must(t, err)
+			list := all[min(p.Offset, len(all)):min(p.Offset+p.Limit, len(all))]
 			s := e.scan(project, phases, p)
-			if s.total != total || len(s.rows) != len(list) {
-				t.Fatalf("%v %+v: scan %d rows of %d, list %d of %d", phases, p, len(s.rows), s.total, len(list), total)
+			if s.total != len(all) || len(s.rows) != len(list) {
+				t.Fatalf("%v %+v: scan %d rows of %d, want %d of %d", phases, p, len(s.rows), s.total, len(list), len(all))
 			}
 			for i, task := range list {
 				want := map[string]string{"id": task.ID, "operation": string(task.Operation), "phase": string(task.Phase),
 					"created": task.TaskTime(), "server_id": task.ServerID, "server_name": task.ServerName,
 					"keypair_name": task.KeyPairName, "error_code": task.ErrorCode, "error_msg": task.ErrorMsg}
 				if fmt.Sprint(s.rows[i]) != fmt.Sprint(want) {
-					t.Fatalf("%v %+v row %d: scan %v, list %v", phases, p, i, s.rows[i], want)
+					t.Fatalf("%v %+v row %d: scan %v, task %v", phases, p, i, s.rows[i], want)
 				}
 			}
 		}
@@ -123,7 +165,7 @@ func testScanKeepsBytes(t *testing.T, e *env) {
 
 // testScanLongestValues: a failed task with the longest server name and ID the API accepts (255
 // four-byte characters; 255 bytes) and a message of 8,000 bytes that a host could provoke is
-// recorded and listed, on both failure paths (FinishTask, FailReadyTask). The names come back
+// recorded and listed, by FinishTask as by the sweeper's path. The names come back
 // whole; the message is cut to at most 1,000 bytes at a character boundary, marked with "…".
 // The text is random, so that no engine can compress it: on PostgreSQL the failed-task index
 // holds these columns and refuses an entry over about 2,700 bytes.
@@ -146,11 +188,11 @@ func testScanLongestValues(t *testing.T, e *env) {
 			ReachByAdmin: true}, 0))
 	}
 	e.run(resetOf(project, keyPair, id.String()), kps.TaskOutcome{ErrorCode: kps.TaskRemoteFailed, ErrorMsg: msg.String()})
-	ready := e.submit(resetOf(project, keyPair, id.String()[:254]+"-"))
-	must(t, e.s.FailReadyTask(e.ctx, ready, kps.TaskInterrupted, msg.String()))
-	if len(ready.ErrorMsg) > 1000 || ready.ErrorMsg != e.task(project, ready.ID).ErrorMsg {
-		t.Fatalf("FailReadyTask left %d bytes in the task, the store %d", len(ready.ErrorMsg),
-			len(e.task(project, ready.ID).ErrorMsg))
+	lost := e.claim(e.submit(resetOf(project, keyPair, id.String()[:254]+"-")).ID)
+	must(t, e.s.FinishTask(e.ctx, lost, kps.TaskOutcome{ErrorCode: kps.TaskInterrupted, ErrorMsg: msg.String()}))
+	if len(lost.ErrorMsg) > 1000 || lost.ErrorMsg != e.task(project, lost.ID).ErrorMsg {
+		t.Fatalf("FinishTask left %d bytes in the task, the store %d", len(lost.ErrorMsg),
+			len(e.task(project, lost.ID).ErrorMsg))
 	}
 	got := e.scan(project, kps.FailedPhases, kps.Page{Limit: 10})
 	if got.total != 2 || len(got.rows) != 2 {
@@ -215,12 +257,12 @@ func testVersionMovesWithEveryChange(t *testing.T, e *env) {
 			e.t.Fatal("finishing a task as SUCCESS did not move the version")
 		}
 	})
-	step("fail ready", true, func() {
-		r := e.submit(replaceOf(project, "kp", "c"))
+	step("claim and fail at once (a lost caller credential)", true, func() {
+		r := e.claim(e.submit(replaceOf(project, "kp", "c")).ID)
 		before := e.version(project)
-		must(t, e.s.FailReadyTask(e.ctx, r, kps.TaskInterrupted, "lost"))
+		must(t, e.s.FinishTask(e.ctx, r, kps.TaskOutcome{ErrorCode: kps.TaskInterrupted, ErrorMsg: "lost"}))
 		if e.version(project) <= before {
-			t.Fatal("FailReadyTask did not move the version")
+			t.Fatal("failing a claimed task did not move the version")
 		}
 	})
 	step("sweep an expired lease", true, func() {
@@ -303,7 +345,7 @@ func testVersionMovesWithProjectsGone(t *testing.T, e *env) {
 	}
 }
 
-// testScanVersionIsCurrent: the version ScanTasks returns is the project's version when nothing
+// testScanVersionIsCurrent: the version ReadTaskList returns is the project's version when nothing
 // changes in between, and a page read after a change carries a newer version and shows it.
 func testScanVersionIsCurrent(t *testing.T, e *env) {
 	e.keyPair(project, "kp", kps.ScopeDomain, alice)

@@ -1,0 +1,79 @@
+// Package wire holds the JSON bodies the HTTP API answers with that its Go client (client/)
+// reads too: one definition for the handlers that write them (api/kpsv3, api/keystone) and the
+// client that decodes them. It imports nothing.
+package wire
+
+// KeyPairCreated is CreateKeypairResp (kps-v3-api.md §2.1); PrivateKey is set only when the
+// service generated the key pair, and only in this answer.
+type KeyPairCreated struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	PublicKey   string `json:"public_key"`
+	PrivateKey  string `json:"private_key,omitempty"`
+	Fingerprint string `json:"fingerprint"`
+	UserID      string `json:"user_id"`
+}
+
+// KeyPairItem is the Keypair of a list (§2.2); frozen_state is a string here.
+type KeyPairItem struct {
+	Name            string `json:"name"`
+	Type            string `json:"type"`
+	Scope           string `json:"scope"`
+	PublicKey       string `json:"public_key"`
+	Fingerprint     string `json:"fingerprint"`
+	IsKeyProtection bool   `json:"is_key_protection"`
+	FrozenState     string `json:"frozen_state"`
+}
+
+// KeyPairDetail is KeypairDetail (§2.3); frozen_state is an integer here.
+type KeyPairDetail struct {
+	Name            string `json:"name"`
+	ID              int64  `json:"id"`
+	Type            string `json:"type"`
+	Scope           string `json:"scope"`
+	PublicKey       string `json:"public_key"`
+	Fingerprint     string `json:"fingerprint"`
+	IsKeyProtection bool   `json:"is_key_protection"`
+	Deleted         bool   `json:"deleted"`
+	Description     string `json:"description"`
+	UserID          string `json:"user_id"`
+	CreateTime      int64  `json:"create_time"`
+	UpdateTime      int64  `json:"update_time"`
+	FrozenState     int32  `json:"frozen_state"`
+	Algorithm       string `json:"algorithm"`
+}
+
+// Server is an inventory record as the service shows it (inventory.md); the credential never
+// appears, only whether one is stored.
+type Server struct {
+	ID               string   `json:"id"`
+	Name             string   `json:"name"`
+	Address          string   `json:"address"`
+	Port             int      `json:"port"`
+	User             string   `json:"user"`
+	HostKeys         []string `json:"host_keys"`
+	SSHDConfig       string   `json:"sshd_config"`
+	HasCredential    bool     `json:"has_credential"`
+	ReachByAdmin     bool     `json:"reach_by_admin"`
+	KeyPairName      string   `json:"keypair_name"`
+	PasswordDisabled bool     `json:"password_disabled"`
+	CreateTime       int64    `json:"create_time"`
+	UpdateTime       int64    `json:"update_time"`
+}
+
+// User is a Keystone user (auth.md §9); it never carries the password or its hash.
+type User struct {
+	ID                string  `json:"id"`
+	Name              string  `json:"name"`
+	DomainID          string  `json:"domain_id"`
+	Enabled           bool    `json:"enabled"`
+	Description       string  `json:"description"`
+	DefaultProjectID  string  `json:"default_project_id,omitempty"`
+	PasswordExpiresAt *string `json:"password_expires_at"`
+	Links             Link    `json:"links"`
+}
+
+// Link is the links member of a Keystone entity.
+type Link struct {
+	Self string `json:"self"`
+}

@@ -1,6 +1,0 @@
-//go:build !linux
-
-package main
-
-// scrubInitialEnviron does nothing where no /proc exposes the initial environment block.
-func scrubInitialEnviron(string) error { return nil }
