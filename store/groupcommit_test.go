@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,5 +209,116 @@ func TestTaskTransitionsKeepTheWriteVersion(t *testing.T) {
 	}
 	if v, _ := db.WriteVersion(); v == v0 { // a server registered: not a task transition
 		t.Fatal("other writes do not move the write version")
+	}
+}
+
+// joinBehind begins a write transaction that inserts k, starts a second writer (run) that
+// waits behind it, and commits the first once the second waits, so that the first's commit is
+// left to the second's group. It returns the first's Commit result (a channel) and the
+// second's.
+func joinBehind(t *testing.T, db *DB, k string, run func() error) (first, second chan error) {
+	t.Helper()
+	tx, err := db.beginWrite(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.exec(t.Context(), `INSERT INTO gc (k) VALUES (?)`, k); err != nil {
+		t.Fatal(err)
+	}
+	first, second = make(chan error, 1), make(chan error, 1)
+	go func() { second <- run() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting(db) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second writer never waited")
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
+	go func() { first <- tx.Commit() }()
+	return first, second
+}
+
+func within(t *testing.T, c chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-c:
+		return err
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s never returned", what)
+		return nil
+	}
+}
+
+// TestGroupCommitBrokenGroupTellsEveryMember: when a member's statement makes SQLite roll back
+// the whole transaction (here a trigger's RAISE(ROLLBACK); in production a full disk or an I/O
+// error), the members that had already committed into the group are told their commit failed
+// (it did: their change is not stored), the member that broke it gets its own error, and the
+// next transaction starts a sound group.
+func TestGroupCommitBrokenGroupTellsEveryMember(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	groupTable(t, db)
+	tx, err := db.beginWrite(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.exec(t.Context(), `CREATE TRIGGER gc_boom BEFORE INSERT ON gc WHEN NEW.k = 'boom'
+BEGIN SELECT RAISE(ROLLBACK, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	first, second := joinBehind(t, db, "first", func() error { return insert(t.Context(), db, "boom", true) })
+	if err := within(t, second, "the breaking writer"); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("the breaking writer: %v, want its own error", err)
+	}
+	if err := within(t, first, "the first writer's commit"); err == nil {
+		t.Fatal("the first writer was told its change is committed, though the group rolled back")
+	}
+	if keys(t, db)["first"] {
+		t.Fatal("the first writer's change is stored, though its commit failed")
+	}
+	if err := insert(t.Context(), db, "after", true); err != nil {
+		t.Fatalf("a transaction after the broken group: %v", err)
+	}
+	if !keys(t, db)["after"] {
+		t.Fatal("the transaction after the broken group is not stored")
+	}
+}
+
+// TestGroupCommitCancelledMemberKeepsOthers: a member whose context ends in the middle of its
+// transaction, even during a statement, rolls back only itself; the change of the member before it in the group, whose
+// commit it carried, is committed and stored.
+func TestGroupCommitCancelledMemberKeepsOthers(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	groupTable(t, db)
+	ctx, cancel := context.WithCancel(t.Context())
+	first, second := joinBehind(t, db, "first", func() error {
+		tx, err := db.beginWrite(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		// The context ends while a long INSERT runs: interrupted, SQLite would roll back the
+		// whole transaction, the first member's change with it.
+		time.AfterFunc(20*time.Millisecond, cancel)
+		if _, err := tx.exec(ctx, `INSERT INTO gc (k) WITH RECURSIVE c(i) AS (
+    SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300000) SELECT 'second' || i FROM c`); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return tx.Rollback() // the caller gave up: its change goes
+		}
+		return tx.Commit()
+	})
+	if err := within(t, second, "the cancelled writer"); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled writer: %v", err)
+	}
+	if err := within(t, first, "the first writer's commit"); err != nil {
+		t.Fatalf("the first writer's commit: %v", err)
+	}
+	got := keys(t, db)
+	if !got["first"] || got["second1"] {
+		t.Fatalf("stored first: %v, second: %v; want first and not second", got["first"], got["second1"])
 	}
 }
