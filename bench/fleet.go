@@ -28,7 +28,13 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 	if _, err := b.startHosts(maxN); err != nil {
 		return nil, err
 	}
-	ansible := !b.cfg.SkipAnsible && b.ensureTool("ansible-playbook", "ansible") && b.ensureTool("sshpass", "sshpass")
+	// ansible-core alone (which .ci/run installs for cli/inventory) has ansible-playbook but
+	// not the ansible.posix collection the play uses: every host would fail. Debian's ansible
+	// package brings the collections.
+	ansible := !b.cfg.SkipAnsible && b.ensureTool("ansible-playbook", "ansible") &&
+		b.ensure("the ansible.posix collection", func() bool {
+			return exec.Command("ansible-doc", "-t", "module", "ansible.posix.authorized_key").Run() == nil
+		}, "ansible") && b.ensureTool("sshpass", "sshpass")
 	if !b.cfg.SkipAnsible && !ansible {
 		b.logf("Ansible is not available: its rows are left out")
 	}
