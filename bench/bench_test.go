@@ -91,8 +91,11 @@ func TestHarness(t *testing.T) {
 			if r.Hosts != 2 || r.Failed != 0 || r.Wall.Runs != 1 || r.Wall.Median <= 0 {
 				t.Errorf("fleet row %+v", r)
 			}
-			if r.Tool == "OpenKPS" && r.CPU.Median <= 0 {
-				t.Errorf("no CPU time of kps serve: %+v", r)
+			if r.Tool == "OpenKPS" && (r.CPU.Median <= 0 || r.RSS.Median <= 0) {
+				t.Errorf("no CPU time or RSS of kps serve: %+v", r)
+			}
+			if r.Tool == "floor" && (r.ProcessMS.Median <= 0 || r.LoginMS.Median <= 0) {
+				t.Errorf("no cost of a process or an SSH login: %+v", r)
 			}
 		}
 		if tools["floor"] != 2 || tools["OpenKPS"] != 2 || (ansible && tools["Ansible"] != 2) || (!ansible && tools["Ansible"] != 0) {
@@ -103,7 +106,7 @@ func TestHarness(t *testing.T) {
 				t.Errorf("BENCHMARKS.md lacks %q:\n%s", want, report)
 			}
 		}
-		chart(t, res, "fleet.png")
+		chart(t, res, "fleet-2.png")
 	})
 	t.Run("query and scale", func(t *testing.T) {
 		t.Parallel()

@@ -100,14 +100,20 @@ func moduleRoot() (string, error) {
 // ensureTool finds a command, installing its Debian package (saying so) when it is missing.
 // It returns false when the command is still missing.
 func (b *bench) ensureTool(command string, packages ...string) bool {
-	if _, err := exec.LookPath(command); err == nil {
+	return b.ensure(command, func() bool { _, err := exec.LookPath(command); return err == nil }, packages...)
+}
+
+// ensure installs the Debian packages (saying so) when present reports what is named missing.
+// It returns false when it is still missing.
+func (b *bench) ensure(what string, present func() bool, packages ...string) bool {
+	if present() {
 		return true
 	}
 	if b.cfg.NoInstall {
-		b.logf("%s is missing (and -no-install): what needs it is left out", command)
+		b.logf("%s is missing (and -no-install): what needs it is left out", what)
 		return false
 	}
-	b.logf("%s is missing: installing the Debian package(s) %s (apt-get install)", command, strings.Join(packages, " "))
+	b.logf("%s is missing: installing the Debian package(s) %s (apt-get install)", what, strings.Join(packages, " "))
 	install := func() error {
 		if out, err := exec.Command("apt-get", "update", "-qq").CombinedOutput(); err != nil {
 			return fmt.Errorf("apt-get update: %v: %s", err, out)
@@ -120,11 +126,10 @@ func (b *bench) ensureTool(command string, packages ...string) bool {
 		return nil
 	}
 	if err := install(); err != nil {
-		b.logf("could not install %s: %v", command, err)
+		b.logf("could not install %s: %v", what, err)
 		return false
 	}
-	_, err := exec.LookPath(command)
-	return err == nil
+	return present()
 }
 
 // machine describes where the figures were measured.

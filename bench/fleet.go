@@ -28,7 +28,13 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 	if _, err := b.startHosts(maxN); err != nil {
 		return nil, err
 	}
-	ansible := !b.cfg.SkipAnsible && b.ensureTool("ansible-playbook", "ansible") && b.ensureTool("sshpass", "sshpass")
+	// ansible-core alone (which .ci/run installs for cli/inventory) has ansible-playbook but
+	// not the ansible.posix collection the play uses: every host would fail. Debian's ansible
+	// package brings the collections.
+	ansible := !b.cfg.SkipAnsible && b.ensureTool("ansible-playbook", "ansible") &&
+		b.ensure("the ansible.posix collection", func() bool {
+			return exec.Command("ansible-doc", "-t", "module", "ansible.posix.authorized_key").Run() == nil
+		}, "ansible") && b.ensureTool("sshpass", "sshpass")
 	if !b.cfg.SkipAnsible && !ansible {
 		b.logf("Ansible is not available: its rows are left out")
 	}
@@ -42,18 +48,34 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 		return nil, err
 	}
 	defer svc.Stop()
+	var other *service
+	if b.cfg.CompareKPS != "" {
+		if other, err = startService(ctx, b.cfg.CompareKPS, b.scratch("fleet-kps-compare"), "", workers); err != nil {
+			return nil, err
+		}
+		defer other.Stop()
+	}
 
 	var rows []FleetRow
 	for _, n := range b.cfg.Hosts {
 		for _, auth := range []string{"password", "key"} {
-			type series struct{ wall, cpu []float64 }
-			var floor, kpsS, ans series
+			type series struct{ wall, cpu, rss []float64 }
+			var floor, kpsS, ans, cmp series
+			var procMS, handshakeMS []float64
 			failed := map[string]int{}
 			for run := range b.cfg.Runs {
 				hosts, err := b.startHosts(n)
 				if err != nil {
 					return nil, err
 				}
+				// What a process and an SSH login cost on this machine right now, so that a slow
+				// day can be told from a regression (issue 18).
+				pm, hm, err := b.machineCosts(ctx, hosts[0], auth)
+				if err != nil {
+					return nil, err
+				}
+				procMS, handshakeMS = append(procMS, pm), append(handshakeMS, hm)
+				b.logf("N=%d %s run %d: a process costs %.2f ms, an SSH login %.1f ms", n, auth, run+1, pm, hm)
 				wall, cpu, bad, err := b.floorBind(ctx, hosts, auth)
 				if err != nil {
 					return nil, fmt.Errorf("floor: %w", err)
@@ -64,13 +86,26 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 				if _, err := b.startHosts(n); err != nil {
 					return nil, err
 				}
-				wall, cpu, bad, err = b.kpsBind(ctx, svc, hosts, auth)
+				var rss float64
+				wall, cpu, rss, bad, err = b.kpsBind(ctx, svc, hosts, auth)
 				if err != nil {
 					return nil, fmt.Errorf("OpenKPS: %w", err)
 				}
 				kpsS.wall, kpsS.cpu, failed["OpenKPS"] = append(kpsS.wall, wall), append(kpsS.cpu, cpu), failed["OpenKPS"]+bad
-				b.logf("N=%d %s run %d: OpenKPS %.2fs (cpu %.2fs, %d failed)", n, auth, run+1, wall, cpu, bad)
+				kpsS.rss = append(kpsS.rss, rss)
+				b.logf("N=%d %s run %d: OpenKPS %.2fs (cpu %.2fs, peak RSS %.1f MiB, %d failed), %.2f× the floor", n, auth, run+1, wall, cpu, rss, bad, wall/floor.wall[len(floor.wall)-1])
 
+				if other != nil {
+					if _, err := b.startHosts(n); err != nil {
+						return nil, err
+					}
+					wall, cpu, rss, bad, err = b.kpsBind(ctx, other, hosts, auth)
+					if err != nil {
+						return nil, fmt.Errorf("OpenKPS-compare: %w", err)
+					}
+					cmp.wall, cmp.cpu, cmp.rss, failed["OpenKPS-compare"] = append(cmp.wall, wall), append(cmp.cpu, cpu), append(cmp.rss, rss), failed["OpenKPS-compare"]+bad
+					b.logf("N=%d %s run %d: OpenKPS-compare %.2fs (cpu %.2fs, peak RSS %.1f MiB, %d failed), %.2f× the floor", n, auth, run+1, wall, cpu, rss, bad, wall/floor.wall[len(floor.wall)-1])
+				}
 				if ansible {
 					if _, err := b.startHosts(n); err != nil {
 						return nil, err
@@ -85,9 +120,16 @@ func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
 			}
 			rows = append(rows,
 				FleetRow{Hosts: n, Auth: auth, Tool: "floor", Wall: stat(floor.wall), CPU: stat(floor.cpu), Failed: failed["floor"],
-					Method: fmt.Sprintf("x/crypto/ssh, %d concurrent connections, one remote command per host", b.cfg.FloorParallel)},
+					Method:    fmt.Sprintf("x/crypto/ssh, %d concurrent connections, one remote command per host", b.cfg.FloorParallel),
+					ProcessMS: stat(procMS), LoginMS: stat(handshakeMS)},
 				FleetRow{Hosts: n, Auth: auth, Tool: "OpenKPS", Wall: stat(kpsS.wall), CPU: stat(kpsS.cpu), Failed: failed["OpenKPS"],
-					Method: fmt.Sprintf("batch-associate in tens, GET /running-tasks every 20 ms until none is left; --workers %d", workers)})
+					RSS: stat(kpsS.rss),
+					Method: fmt.Sprintf("batch-associate in tens, %d requests at once, GET /running-tasks every 20 ms until none is left; --workers %d",
+						submitConcurrency, workers)})
+			if other != nil {
+				rows = append(rows, FleetRow{Hosts: n, Auth: auth, Tool: "OpenKPS-compare", Wall: stat(cmp.wall), CPU: stat(cmp.cpu),
+					RSS: stat(cmp.rss), Failed: failed["OpenKPS-compare"], Method: "the same, with " + b.cfg.CompareKPS})
+			}
 			if ansible {
 				rows = append(rows, FleetRow{Hosts: n, Auth: auth, Tool: "Ansible", Wall: stat(ans.wall), CPU: stat(ans.cpu),
 					Failed: failed["Ansible"], Method: fmt.Sprintf("ansible.posix.authorized_key, forks=%d, pipelining", b.cfg.Forks)})
@@ -175,11 +217,17 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// submitConcurrency is how many batch-associate requests the harness has in flight at once,
+// as the CLI's fleet commands (cli/bind.go).
+const submitConcurrency = 4
+
 // kpsBind binds a new key pair to the hosts through the API as a user would: servers are
 // registered first (not timed; with their host keys pinned, and for key authentication with
 // the admin key as service credential), then the clock runs from the first batch-associate
-// to the moment no task of the project is READY or RUNNING. CPU is that of kps serve.
-func (b *bench) kpsBind(ctx context.Context, svc *service, hosts []*sshdtest.Host, auth string) (wall, cpu float64, failed int, err error) {
+// to the moment no task of the project is READY or RUNNING. The batches go out
+// submitConcurrency at a time, as `kps keypair bind` sends them. CPU is that of kps serve; rss
+// its largest VmRSS (MiB), sampled every 50 ms while the tasks run.
+func (b *bench) kpsBind(ctx context.Context, svc *service, hosts []*sshdtest.Host, auth string) (wall, cpu, rss float64, failed int, err error) {
 	b.seq++
 	name := fmt.Sprintf("fleet-%d", b.seq)
 	var kp struct {
@@ -188,7 +236,7 @@ func (b *bench) kpsBind(ctx context.Context, svc *service, hosts []*sshdtest.Hos
 		} `json:"keypair"`
 	}
 	if err := svc.call(ctx, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": name}}, 200, &kp); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	ids := make([]string, len(hosts))
 	err = parallel(len(hosts), 8, func(i int) error {
@@ -202,16 +250,18 @@ func (b *bench) kpsBind(ctx context.Context, svc *service, hosts []*sshdtest.Hos
 		return svc.call(ctx, "POST", "/servers", map[string]any{"server": srv}, 201, nil)
 	})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 
+	stopSampling := sampleRSS(svc.pid())
 	cpu0, err := cpuTime(svc.pid())
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	start := time.Now()
-	var taskIDs []string
-	for lo := 0; lo < len(hosts); lo += 10 {
+	taskIDs := make([]string, len(hosts))
+	err = parallel((len(hosts)+9)/10, submitConcurrency, func(batch int) error {
+		lo := batch * 10
 		var items []map[string]any
 		for i := lo; i < min(lo+10, len(hosts)); i++ {
 			srv := map[string]any{"id": ids[i]}
@@ -228,38 +278,101 @@ func (b *bench) kpsBind(ctx context.Context, svc *service, hosts []*sshdtest.Hos
 			} `json:"tasks"`
 		}
 		if err := svc.call(ctx, "POST", "/keypairs/batch-associate", map[string]any{"batch_keypairs": items}, 200, &out); err != nil {
-			return 0, 0, 0, err
+			return err
 		}
-		for _, t := range out.Tasks {
+		for i, t := range out.Tasks {
 			if t.Status != "SUCCESS" {
-				return 0, 0, 0, fmt.Errorf("batch-associate refused an item: %s", t.ErrorCode)
+				return fmt.Errorf("batch-associate refused an item: %s", t.ErrorCode)
 			}
-			taskIDs = append(taskIDs, t.TaskID)
+			taskIDs[lo+i] = t.TaskID
 		}
+		return nil
+	})
+	if err != nil {
+		stopSampling()
+		return 0, 0, 0, 0, err
 	}
 	submitted := time.Since(start)
 	if err := waitTasks(ctx, svc); err != nil {
-		return 0, 0, 0, err
+		stopSampling()
+		return 0, 0, 0, 0, err
 	}
 	wall = time.Since(start).Seconds()
+	rss = stopSampling()
 	b.logf("OpenKPS: %d tasks submitted in %.2fs", len(taskIDs), submitted.Seconds())
 	cpu1, err := cpuTime(svc.pid())
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	for i, id := range taskIDs {
 		var st struct {
 			Status string `json:"task_status"`
 		}
 		if err := svc.call(ctx, "GET", "/tasks/"+id, nil, 200, &st); err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, 0, err
 		}
 		if !strings.HasPrefix(st.Status, "SUCCESS_") || !hasKey(hosts[i], kp.Keypair.PublicKey) {
 			failed++
 			b.logf("OpenKPS: %s: task %s", hosts[i].Addr(), st.Status)
 		}
 	}
-	return wall, (cpu1 - cpu0).Seconds(), failed, nil
+	return wall, (cpu1 - cpu0).Seconds(), rss, failed, nil
+}
+
+// sampleRSS samples the VmRSS of pid every 50 ms until the returned function is called, which
+// returns the largest sample in MiB.
+func sampleRSS(pid int) func() float64 {
+	done, peak := make(chan struct{}), make(chan int64, 1)
+	go func() {
+		var most int64
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if rss, _, err := memory(pid); err == nil {
+				most = max(most, rss)
+			}
+			select {
+			case <-done:
+				peak <- most
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		return float64(<-peak) / (1 << 20)
+	}
+}
+
+// machineCosts measures what a process and an SSH login cost on this machine now: the
+// median wall time of a process started by sh (`/bin/ls /`, as in `time (for i in $(seq
+// 1000); do /bin/ls / >/dev/null; done)`, 300 of them) and of one SSH connection to h with
+// auth's method (TCP, key exchange, host key check, authentication; 15 in a row), in ms.
+func (b *bench) machineCosts(ctx context.Context, h *sshdtest.Host, auth string) (processMS, loginMS float64, err error) {
+	const procs = 300
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/ls / >/dev/null; i=$((i+1)); done", procs))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, 0, fmt.Errorf("timing processes: %v: %s", err, out)
+	}
+	processMS = float64(time.Since(start).Microseconds()) / 1000 / procs
+	methods := []ssh.AuthMethod{ssh.PublicKeys(b.keys.signer)}
+	if auth == "password" {
+		methods = []ssh.AuthMethod{ssh.Password(h.Password)}
+	}
+	var logins []float64
+	for range 15 {
+		t0 := time.Now()
+		c, err := ssh.Dial("tcp", h.Addr(), &ssh.ClientConfig{User: h.User, Auth: methods,
+			HostKeyCallback: ssh.FixedHostKey(h.PublicHostKey()), Timeout: 30 * time.Second})
+		if err != nil {
+			return 0, 0, fmt.Errorf("timing SSH logins: %w", err)
+		}
+		c.Close()
+		logins = append(logins, float64(time.Since(t0).Microseconds())/1000)
+	}
+	return processMS, stat(logins).Median, nil
 }
 
 // waitTasks waits until none of the project's tasks is READY or RUNNING, reading the running

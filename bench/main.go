@@ -58,6 +58,7 @@ type Config struct {
 	NoInstall     bool   // never apt-get install a missing tool: leave out what needs it
 	Note          string // a line for the report, e.g. "shared machine"
 	KPS           string // a built kps binary; empty: build ./cmd/kps
+	CompareKPS    string // fleet: another kps binary, run after OpenKPS in every run (tool "OpenKPS-compare")
 	Log           io.Writer
 }
 
@@ -105,6 +106,7 @@ func main() {
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the scratch directory (kps serve logs, Ansible files) and print its path")
 	fs.StringVar(&cfg.Note, "note", "", "a remark printed in the report (e.g. the machine was shared)")
 	fs.StringVar(&cfg.KPS, "kps", "", "a built kps binary (default: go build ./cmd/kps)")
+	fs.StringVar(&cfg.CompareKPS, "compare-kps", "", "fleet: also run this kps binary in every run, after OpenKPS, as \"OpenKPS-compare\"")
 	fs.Parse(os.Args[1:])
 	if fs.NArg() != 1 {
 		fs.Usage()

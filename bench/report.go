@@ -114,13 +114,19 @@ func fleetSection(p func(string, ...any), rows []FleetRow) {
 	p("* CPU: OpenKPS is `kps serve` (utime+stime from /proc/<pid>/stat over the run); the floor is the harness\n")
 	p("  process (getrusage); Ansible is ansible-playbook and every process it waited for (its ssh clients).\n")
 	p("  The sshd side is not counted for anyone.\n\n")
-	p("| Hosts | Auth | Tool | Wall (s) | Per host (ms) | CPU (s) | Failed hosts |\n|---:|---|---|---:|---:|---:|---:|\n")
+	p("* RSS: `kps serve`'s largest VmRSS (/proc/<pid>/status, sampled every 50 ms) while its tasks ran.\n")
+	p("* Machine: before each run, the time of one process started by sh (`/bin/ls /`, 300 in a row, as\n")
+	p("  `time (for i in $(seq 1000); do /bin/ls / >/dev/null; done)` measures it) and of one SSH login to a\n")
+	p("  test host with the row's method (TCP, key exchange, authentication; median of 15): what the day\n")
+	p("  charged, so that a slow day can be told from a regression.\n\n")
+	p("| Hosts | Auth | Tool | Wall (s) | Per host (ms) | CPU (s) | RSS (MiB) | Failed hosts |\n|---:|---|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		p("| %d | %s | %s | %s | %s | %s | %d |\n", r.Hosts, r.Auth, r.Tool, f(r.Wall, 1, 2), f(r.Wall, 1000/float64(r.Hosts), 1),
-			f(r.CPU, 1, 2), r.Failed)
+		p("| %d | %s | %s | %s | %s | %s | %s | %d |\n", r.Hosts, r.Auth, r.Tool, f(r.Wall, 1, 2), f(r.Wall, 1000/float64(r.Hosts), 1),
+			f(r.CPU, 1, 2), f(r.RSS, 1, 1), r.Failed)
 	}
-	p("\nRatios of the medians. Targets: OpenKPS ≤ 1.5× the floor; Ansible ≥ 5× OpenKPS.\n\n")
-	p("| Hosts | Auth | OpenKPS / floor | | Ansible / OpenKPS | |\n|---:|---|---:|---|---:|---|\n")
+	p("\nRatios of the medians, and the machine's costs during the runs. Targets (issue 18): OpenKPS ≤ 1.25× the floor;\n")
+	p("Ansible ≥ 5× OpenKPS; `kps serve` RSS ≤ 150 MB (143 MiB).\n\n")
+	p("| Hosts | Auth | OpenKPS / floor | | Ansible / OpenKPS | | RSS | | process (ms) | SSH login (ms) |\n|---:|---|---:|---|---:|---|---:|---|---:|---:|\n")
 	for _, g := range fleetGroups(rows) {
 		floor, kps, ans := g.tools["floor"], g.tools["OpenKPS"], g.tools["Ansible"]
 		a, b := "–", ""
@@ -128,10 +134,30 @@ func fleetSection(p func(string, ...any), rows []FleetRow) {
 			r := ans.Wall.Median / kps.Wall.Median
 			a, b = fmt.Sprintf("%.1f×", r), verdict(r >= 5)
 		}
+		m, mv := "–", ""
+		if kps.RSS.Runs > 0 {
+			m, mv = fmt.Sprintf("%.0f MiB", kps.RSS.Max), verdict(kps.RSS.Max*(1<<20) <= 150e6)
+		}
 		r := kps.Wall.Median / floor.Wall.Median
-		p("| %d | %s | %.2f× | %s | %s | %s |\n", g.hosts, g.auth, r, verdict(r <= 1.5), a, b)
+		p("| %d | %s | %.2f× | %s | %s | %s | %s | %s | %s | %s |\n", g.hosts, g.auth, r, verdict(r <= 1.25), a, b, m, mv,
+			f(floor.ProcessMS, 1, 2), f(floor.LoginMS, 1, 1))
 	}
-	p("\n![Per-host bind cost](bench/fleet.png)\n\n")
+	p("\n")
+	for _, n := range fleetSizes(rows) {
+		p("![Per-host bind cost, %d hosts](bench/fleet-%d.png)\n", n, n)
+	}
+	p("\n")
+}
+
+// fleetSizes are the fleet sizes of rows, in order.
+func fleetSizes(rows []FleetRow) []int {
+	var out []int
+	for _, r := range rows {
+		if !slices.Contains(out, r.Hosts) {
+			out = append(out, r.Hosts)
+		}
+	}
+	return out
 }
 
 type fleetGroup struct {
@@ -162,24 +188,33 @@ func nanGrid(series, groups int) [][]float64 {
 	return g
 }
 
+// fleetChart draws one chart per fleet size (fleet-<N>.png): the per-host wall time of each
+// tool, with passwords and with keys.
 func fleetChart(dir string, rows []FleetRow) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	groups := fleetGroups(rows)
-	c := barChart{Title: "Fleet bind: wall time per host (ms), median with min-max", YLabel: "ms per host",
-		Series: []string{"floor", "OpenKPS", "Ansible"}, Format: func(v float64) string { return fmt.Sprintf("%.0f", v) }}
-	c.Median, c.Min, c.Max = nanGrid(3, len(groups)), nanGrid(3, len(groups)), nanGrid(3, len(groups))
-	for gi, g := range groups {
-		c.Groups = append(c.Groups, fmt.Sprintf("N=%d %s", g.hosts, g.auth))
-		for si, tool := range c.Series {
-			if r, ok := g.tools[tool]; ok && r.Wall.Runs > 0 {
-				k := 1000 / float64(r.Hosts)
-				c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = r.Wall.Median*k, r.Wall.Min*k, r.Wall.Max*k
+	for _, n := range fleetSizes(rows) {
+		var groups []fleetGroup
+		for _, g := range fleetGroups(rows) {
+			if g.hosts == n {
+				groups = append(groups, g)
 			}
 		}
+		c := barChart{Title: fmt.Sprintf("Fleet bind of %d hosts: wall time per host (ms), median with min-max", n), YLabel: "ms per host",
+			Series: []string{"floor", "OpenKPS", "Ansible"}, Format: func(v float64) string { return fmt.Sprintf("%.0f", v) }}
+		c.Median, c.Min, c.Max = nanGrid(3, len(groups)), nanGrid(3, len(groups)), nanGrid(3, len(groups))
+		for gi, g := range groups {
+			c.Groups = append(c.Groups, fmt.Sprintf("N=%d %s", g.hosts, g.auth))
+			for si, tool := range c.Series {
+				if r, ok := g.tools[tool]; ok && r.Wall.Runs > 0 {
+					k := 1000 / float64(r.Hosts)
+					c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = r.Wall.Median*k, r.Wall.Min*k, r.Wall.Max*k
+				}
+			}
+		}
+		if err := c.write(filepath.Join(dir, fmt.Sprintf("fleet-%d.png", n))); err != nil {
+			return err
+		}
 	}
-	return c.write(filepath.Join(dir, "fleet.png"))
+	return nil
 }
 
 func querySection(p func(string, ...any), rows []QueryRow) {

@@ -40,6 +40,12 @@ type FleetRow struct {
 	Wall   Stat   `json:"wall_s"`
 	CPU    Stat   `json:"cpu_s"` // of the tool's own process(es); for OpenKPS of kps serve
 	Failed int    `json:"failed_hosts"`
+	// RSS is kps serve's largest VmRSS while its tasks ran (OpenKPS rows), in MiB.
+	RSS Stat `json:"rss_peak_mib,omitzero"`
+	// ProcessMS and LoginMS are what the machine charged, measured before each run (floor
+	// rows): a process started by sh, and one SSH login to a test host with the row's method.
+	ProcessMS Stat `json:"process_ms,omitzero"`
+	LoginMS   Stat `json:"ssh_login_ms,omitzero"`
 }
 
 // QueryRow is one wrk measurement of the failed-task list or of the bare handler (part 2).

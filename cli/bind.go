@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -182,9 +183,9 @@ key is REMOVED from authorized_keys on every server. Give --keep-login-key to ke
 bootstrap or personal key), or log in with the currently bound key pair's private key.
 
 Servers without a key pair are submitted ten at a time (batch-associate), bound ones one by one
-(associate). Progress shows done/failed/total, the time and the host being waited on; Ctrl-C
-stops waiting (exit 130) while the tasks go on in the service. Exit code 3 when some servers
-failed, 1 when all did.`
+(associate), four requests at once. Progress shows done/failed/total, the time and the host
+being waited on; Ctrl-C stops waiting (exit 130) while the tasks go on in the service. Exit code
+3 when some servers failed, 1 when all did.`
 
 func (a *app) bindCommand() *cobra.Command {
 	var f fleetFlags
@@ -381,7 +382,8 @@ func (a *app) printPlan(ctx context.Context, cl *client.Client, name string, res
 
 // submitBinds submits the binds: servers without a key pair ten at a time, bound ones (and
 // any the batch call found bound meanwhile) one by one, since only the single associate may
-// replace a bound key pair. Ctrl-C stops submitting; what was accepted goes on.
+// replace a bound key pair; submitConcurrency requests at a time. Ctrl-C stops submitting;
+// what was accepted goes on.
 func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*outcome, login *loginKey, f *fleetFlags) {
 	bind := func(o *outcome) client.Bind {
 		b := client.Bind{KeyPairName: o.KeyPair, ServerID: o.Server, DisablePassword: f.disablePassword, Port: f.port,
@@ -401,21 +403,26 @@ func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*out
 			batch = append(batch, o)
 		}
 	}
-	for start := 0; start < len(batch) && ctx.Err() == nil; start += 10 {
-		items := batch[start:min(start+10, len(batch))]
+	// The batches go out a few at a time: a fleet's submission is over in about the time of its
+	// slowest batch rather than the sum of all, and the first tasks start while the others are
+	// still being submitted (issue 18).
+	var mu sync.Mutex // guards single
+	batches := (len(batch) + 9) / 10
+	concurrently(ctx, batches, submitConcurrency, func(n int) {
+		items := batch[n*10 : min(n*10+10, len(batch))]
 		binds := make([]client.Bind, len(items))
 		for i, o := range items {
 			binds[i] = bind(o)
 		}
 		answers, err := cl.BatchBind(ctx, binds)
 		if ctx.Err() != nil {
-			break // not submitted: the interruption says so
+			return // not submitted: the interruption says so
 		}
 		if err != nil {
 			for _, o := range items {
 				o.refuse(err)
 			}
-			continue
+			return
 		}
 		for i, o := range items {
 			if i >= len(answers) {
@@ -427,26 +434,52 @@ func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*out
 			case s.Accepted():
 				o.TaskID, o.Status = s.TaskID, "SUBMITTED"
 			case s.ErrorCode == kps.ErrServerBound:
+				mu.Lock()
 				single = append(single, o) // bound since the plan was made
+				mu.Unlock()
 			default:
 				o.Status, o.ErrorCode, o.ErrorMsg = "FAILED", s.ErrorCode, inWords(s.ErrorMsg)
 			}
 		}
-	}
-	for _, o := range single {
-		if ctx.Err() != nil {
-			break
-		}
+	})
+	concurrently(ctx, len(single), submitConcurrency, func(i int) {
+		o := single[i]
 		s, err := cl.Bind(ctx, bind(o))
 		if ctx.Err() != nil {
-			break
+			return
 		}
 		if err != nil {
 			o.refuse(err)
-			continue
+			return
 		}
 		o.TaskID, o.Status = s.TaskID, "SUBMITTED"
+	})
+}
+
+// submitConcurrency is how many submissions a fleet command has in flight at once.
+const submitConcurrency = 4
+
+// concurrently calls fn(0), …, fn(n-1), at most width at a time, and returns when all calls
+// have returned. Once ctx ends no further call starts.
+func concurrently(ctx context.Context, n, width int, fn func(i int)) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, width)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if ctx.Err() == nil {
+				fn(i)
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 func (a *app) unbindCommand() *cobra.Command {
@@ -488,20 +521,21 @@ func (a *app) unbindCommand() *cobra.Command {
 		if login != nil {
 			cred = login.cred
 		}
-		for _, o := range results {
-			if o.Status != "" || ctx.Err() != nil {
-				continue
+		concurrently(ctx, len(results), submitConcurrency, func(i int) {
+			o := results[i]
+			if o.Status != "" {
+				return
 			}
 			s, err := cl.Unbind(ctx, o.Server, cred)
 			if ctx.Err() != nil {
-				break
+				return
 			}
 			if err != nil {
 				o.refuse(err)
-				continue
+				return
 			}
 			o.TaskID, o.Status = s.TaskID, "SUBMITTED"
-		}
+		})
 		return a.finishFleet(ctx, cl, results, f.noWait, "servers")
 	})
 	return cmd

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -125,5 +126,55 @@ func TestHashingIsBounded(t *testing.T) {
 	}
 	if _, err := cheap.Hash(context.Background(), "pw"); err != nil {
 		t.Fatalf("after the slots are free: %v", err)
+	}
+}
+
+// TestHashMemoryIsReturned: the memory of the computations of a burst is handed back to the
+// kernel once, a little after the last of them, and not while one runs.
+func TestHashMemoryIsReturned(t *testing.T) {
+	g := newHashGate(2)
+	var mu sync.Mutex
+	var calls []int // computations running at each return
+	g.release = func() {
+		g.mu.Lock()
+		running := g.running
+		g.mu.Unlock()
+		mu.Lock()
+		calls = append(calls, running)
+		mu.Unlock()
+	}
+	for range 5 {
+		release, err := g.acquire(t.Context(), priority)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		g.returnMemory()
+	}
+	// A computation still running when the delay is over holds the return back.
+	release, err := g.acquire(t.Context(), priority)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * freeDelay) // longer than the delay: nothing may be returned meanwhile
+	mu.Lock()
+	early := len(calls)
+	mu.Unlock()
+	release()
+	g.returnMemory()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(calls)
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if early != 0 || len(calls) != 1 || calls[0] != 0 {
+		t.Fatalf("returns %v (%d while a computation ran), want one, with none running", calls, early)
 	}
 }

@@ -3,21 +3,15 @@ package sshhost
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-)
 
-// keyIdentity is what makes two authorized_keys entries the same key (kps-v3-api.md §6.3): the
-// key type and the decoded blob. Options and comments do not count.
-type keyIdentity struct {
-	Type string
-	Blob string
-}
+	"github.com/openkps/kps/sshkey"
+)
 
 // authorizedKey is a public key given to the editor: its identity and comment.
 type authorizedKey struct {
-	id      keyIdentity
+	id      sshkey.Identity
 	comment string
 }
 
@@ -31,13 +25,14 @@ func (k authorizedKey) line() string {
 }
 
 // parsePublicKey parses a public key as the service stores it ("<type> <base64> [comment]",
-// options allowed and ignored). It must be a single line.
+// options allowed and ignored). It must be a single line. Its identity is what sshkey.ParseLine
+// finds, so that a key given to the editor and a line of the file compare alike.
 func parsePublicKey(s string) (authorizedKey, error) {
 	b := bytes.TrimRight([]byte(s), " \t\r\n")
 	if bytes.ContainsAny(b, "\r\n") {
 		return authorizedKey{}, errors.New("public key spans several lines")
 	}
-	id, rest, ok := parseKeyLine(b)
+	id, rest, ok := sshkey.ParseLine(b)
 	if !ok {
 		return authorizedKey{}, errors.New("public key not in authorized_keys format")
 	}
@@ -50,65 +45,6 @@ func parsePublicKey(s string) (authorizedKey, error) {
 	return authorizedKey{id: id, comment: string(comment)}, nil
 }
 
-// parseKeyLine classifies one line of authorized_keys (without its newline) the way sshd
-// reads it: a key line is a key type token and a base64 blob, optionally after an options
-// field. It returns the key's identity and what follows the blob (the comment).
-func parseKeyLine(line []byte) (id keyIdentity, rest []byte, ok bool) {
-	s := bytes.TrimLeft(line, " \t")
-	if len(s) == 0 || s[0] == '#' {
-		return keyIdentity{}, nil, false
-	}
-	if id, rest, ok := parseKey(s); ok {
-		return id, rest, true
-	}
-	// Not a key at the start: skip the options field as sshd does (up to the first space or
-	// tab outside double quotes; \" does not end a quoted string) and try once more.
-	quoted := false
-	i := 0
-	for ; i < len(s) && (quoted || (s[i] != ' ' && s[i] != '\t')); i++ {
-		if s[i] == '\\' && i+1 < len(s) && s[i+1] == '"' {
-			i++
-		} else if s[i] == '"' {
-			quoted = !quoted
-		}
-	}
-	if i >= len(s) {
-		return keyIdentity{}, nil, false
-	}
-	return parseKey(bytes.TrimLeft(s[i:], " \t"))
-}
-
-// parseKey reads "<type> <base64>" at the start of s. The blob must decode and name the same
-// type in its first field (the SSH wire encoding of every public key and certificate), which
-// is what sshd requires; this recognises key types without a list of them.
-func parseKey(s []byte) (id keyIdentity, rest []byte, ok bool) {
-	n := bytes.IndexAny(s, " \t")
-	if n <= 0 {
-		return keyIdentity{}, nil, false
-	}
-	typ := s[:n]
-	s = bytes.TrimLeft(s[n:], " \t")
-	n = bytes.IndexAny(s, " \t\r")
-	if n < 0 {
-		n = len(s)
-	}
-	encoded, rest := s[:n], s[n:]
-	blob, err := base64.StdEncoding.DecodeString(string(encoded))
-	if err != nil {
-		if blob, err = base64.RawStdEncoding.DecodeString(string(encoded)); err != nil {
-			return keyIdentity{}, nil, false
-		}
-	}
-	if len(blob) < 4 {
-		return keyIdentity{}, nil, false
-	}
-	l := binary.BigEndian.Uint32(blob)
-	if uint64(l) > uint64(len(blob)-4) || string(blob[4:4+l]) != string(typ) {
-		return keyIdentity{}, nil, false
-	}
-	return keyIdentity{Type: string(typ), Blob: string(blob)}, rest, true
-}
-
 // editAuthorizedKeys applies the editing rules of kps-v3-api.md §6.3 to the content of an
 // authorized_keys file: every key line whose identity is one of remove goes; install, when
 // set, is appended in normalised form as the last line unless a remaining line already has
@@ -116,7 +52,7 @@ func parseKey(s []byte) (id keyIdentity, rest []byte, ok bool) {
 // unterminated last line before appending. Should several remaining lines carry the
 // installed key, only the first stays, so that the key ends up exactly once.
 func editAuthorizedKeys(content []byte, install string, remove []string) ([]byte, error) {
-	removed := make(map[keyIdentity]bool, len(remove))
+	removed := make(map[sshkey.Identity]bool, len(remove))
 	for _, r := range remove {
 		k, err := parsePublicKey(r)
 		if err != nil {
@@ -142,7 +78,7 @@ func editAuthorizedKeys(content []byte, install string, remove []string) ([]byte
 		} else {
 			l, rest = rest, nil
 		}
-		if id, _, ok := parseKeyLine(bytes.TrimSuffix(l, []byte("\n"))); ok {
+		if id, _, ok := sshkey.ParseLine(bytes.TrimSuffix(l, []byte("\n"))); ok {
 			if removed[id] {
 				continue
 			}
@@ -173,7 +109,7 @@ func holdsKey(content []byte, key string) bool {
 		return false
 	}
 	for l := range bytes.Lines(content) {
-		if id, _, ok := parseKeyLine(bytes.TrimSuffix(l, []byte("\n"))); ok && id == k.id {
+		if id, _, ok := sshkey.ParseLine(bytes.TrimSuffix(l, []byte("\n"))); ok && id == k.id {
 			return true
 		}
 	}

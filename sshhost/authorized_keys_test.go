@@ -3,12 +3,10 @@ package sshhost
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
 	"strings"
 	"testing"
 
+	"github.com/openkps/kps/sshkey"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -30,78 +28,6 @@ func seedKey(t testing.TB, seed byte, comment string) string {
 
 // blob64 is the base64 field of a key line.
 func blob64(key string) string { return strings.Fields(key)[1] }
-
-func TestParseKeyLine(t *testing.T) {
-	k := seedKey(t, 1, "")
-	typ, b64 := "ssh-ed25519", blob64(k)
-	tests := []struct {
-		line    string
-		key     bool
-		comment string
-	}{
-		{k, true, ""},
-		{k + " alice@example", true, " alice@example"},
-		{"  \t" + k + "  two words ", true, "  two words "},
-		{`command="echo hi",no-pty ` + k + " c", true, " c"},
-		{`command="echo \"quoted\" ssh-rsa x",from="10.0.0.0/8" ` + k, true, ""},
-		{`environment="A=b c" ` + k, true, ""},
-		{`restrict,command="/bin/true" ` + k + "\r", true, "\r"},
-		{typ + " " + strings.TrimRight(b64, "="), true, ""}, // unpadded base64, as b64_pton accepts
-		{"", false, ""},
-		{"   ", false, ""},
-		{"# " + k, false, ""},
-		{"  #" + k, false, ""},
-		{typ, false, ""},
-		{typ + " !!!notbase64", false, ""},
-		{"ssh-rsa " + b64, false, ""},             // type and blob disagree
-		{`command="unterminated ` + k, false, ""}, // the quote swallows the key
-		{"no-pty ssh-ed25519", false, ""},         // options, type, no blob
-		{"garbage line with words", false, ""},    // unparseable
-		{typ + " " + base64.StdEncoding.EncodeToString([]byte{0, 0}), false, ""}, // short blob
-	}
-	for _, tt := range tests {
-		id, rest, ok := parseKeyLine([]byte(tt.line))
-		if ok != tt.key {
-			t.Errorf("parseKeyLine(%q) key = %v, want %v", tt.line, ok, tt.key)
-			continue
-		}
-		if !ok {
-			continue
-		}
-		want, _ := base64.StdEncoding.DecodeString(b64)
-		if id.Type != typ || id.Blob != string(want) {
-			t.Errorf("parseKeyLine(%q) identity = %q", tt.line, id.Type)
-		}
-		if string(rest) != tt.comment {
-			t.Errorf("parseKeyLine(%q) rest = %q, want %q", tt.line, rest, tt.comment)
-		}
-	}
-}
-
-func TestParseKeyLineRSAAndCertificateTypes(t *testing.T) {
-	rk, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := ssh.NewPublicKey(&rk.PublicKey)
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
-	if id, _, ok := parseKeyLine([]byte(line)); !ok || id.Type != "ssh-rsa" {
-		t.Errorf("RSA key not recognised: %v %q", ok, id.Type)
-	}
-
-	_, capriv, _ := ed25519.GenerateKey(rand.Reader)
-	ca, _ := ssh.NewSignerFromKey(capriv)
-	edpub, _, _ := ed25519.GenerateKey(rand.Reader)
-	epub, _ := ssh.NewPublicKey(edpub)
-	cert := &ssh.Certificate{Key: epub, CertType: ssh.UserCert, ValidPrincipals: []string{"u"}, ValidBefore: ssh.CertTimeInfinity}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
-	cline := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cert)))
-	if id, _, ok := parseKeyLine([]byte(cline)); !ok || id.Type != ssh.CertAlgoED25519v01 {
-		t.Errorf("certificate not recognised: %v %q", ok, id.Type)
-	}
-}
 
 func TestEditAuthorizedKeys(t *testing.T) {
 	a := seedKey(t, 1, "new@kps")
@@ -208,8 +134,8 @@ func FuzzEdit(f *testing.F) {
 			t.Fatal(err)
 		}
 
-		ids := func(ks []string) map[keyIdentity]bool {
-			m := map[keyIdentity]bool{}
+		ids := func(ks []string) map[sshkey.Identity]bool {
+			m := map[sshkey.Identity]bool{}
 			for _, k := range ks {
 				p, err := parsePublicKey(k)
 				if err != nil {
@@ -220,7 +146,7 @@ func FuzzEdit(f *testing.F) {
 			return m
 		}
 		managed := ids(remove)
-		var installID keyIdentity
+		var installID sshkey.Identity
 		if install != "" {
 			installID, _ = parseKeyLineString(install)
 			managed[installID] = true
@@ -254,7 +180,7 @@ func FuzzEdit(f *testing.F) {
 			t.Fatalf("unbind appended %q", rest)
 		}
 
-		count := map[keyIdentity]int{}
+		count := map[sshkey.Identity]int{}
 		for _, l := range splitLines(out) {
 			if id, ok := parseKeyLineString(strings.TrimSuffix(string(l), "\n")); ok {
 				count[id]++
@@ -276,8 +202,8 @@ func FuzzEdit(f *testing.F) {
 	})
 }
 
-func parseKeyLineString(s string) (keyIdentity, bool) {
-	id, _, ok := parseKeyLine([]byte(s))
+func parseKeyLineString(s string) (sshkey.Identity, bool) {
+	id, _, ok := sshkey.ParseLine([]byte(s))
 	return id, ok
 }
 

@@ -7,10 +7,16 @@
 // place, in one dialogue with the executor), one changes the daemon configuration (only when
 // the job asks for it). When the connection is lost while authorized_keys is being written, a
 // second connection settles what the host holds (see writeAuthorizedKeys).
+//
+// The files follow a task: executor.go is the plan (read → edit → write → configure → await);
+// dial.go connects and logs in; dialogue.go runs the scripts of scripts.go and reads their
+// output within the bounds of output.go; failure.go names what went wrong. The edits
+// themselves, authorized_keys.go and sshd_config.go, are functions of what was read, and
+// whether two keys are the same key is package sshkey's answer. It imports the root package
+// and sshkey, never the store: what it learns goes back through kps.HostJob's callbacks.
 package sshhost
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -18,14 +24,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
-	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/openkps/kps"
@@ -78,7 +80,7 @@ func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult
 		t.log.Warn("host task failed", "code", kps.ErrorCode(err), "error", err, "sessions", t.sessions, "duration", time.Since(start))
 		return kps.HostResult{}, err
 	}
-	t.log.Info("host task done", "password_disabled", res.PasswordDisabled, "authorized_keys_written", t.wrote, "sessions", t.sessions, "duration", time.Since(start))
+	t.log.Info("host task done", "password_disabled", res.PasswordDisabled, "authorized_keys_written", t.wrote, "sessions", t.sessions, "script", t.scriptOnly || t.job.DisablePassword || t.job.RestorePassword, "duration", time.Since(start))
 	return res, nil
 }
 
@@ -102,7 +104,7 @@ type task struct {
 	where    string // host:port
 	log      *slog.Logger
 	allowed  kps.AllowedTargets
-	metrics  Metrics       // nil: none
+	metrics  Metrics // nil: none
 	timeout  time.Duration // connect and handshake
 	auth     []ssh.AuthMethod
 	closers  []func() // of every connection made, in order
@@ -110,6 +112,10 @@ type task struct {
 	local    net.Addr // our end of the connection, as the host sees it (for sshd -T -C)
 	sessions int
 	wrote    bool
+	// files is the file transfer session, while it is open; scriptOnly says the task uses the
+	// script from now on (the host has no usable subsystem, or handed a step back).
+	files      *sftpSession
+	scriptOnly bool
 	// promptRefused says why a keyboard-interactive question went unanswered.
 	promptRefused string
 }
@@ -149,27 +155,34 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 	changeConfig := job.DisablePassword || job.RestorePassword
 	var st *hostState
 	for attempt := 0; ; attempt++ {
-		var d *dialogue
-		if d, st, err = t.readState(ctx, changeConfig); err != nil {
+		var ks keysSession
+		if ks, st, err = t.readState(ctx, changeConfig); err != nil {
 			return kps.HostResult{}, err
 		}
 		content, err := editAuthorizedKeys(st.authorizedKeys, install, job.RemoveKeys)
 		if err != nil {
-			d.close()
+			ks.close()
 			return kps.HostResult{}, fmt.Errorf("sshhost: %w", err)
 		}
 		if st.authorizedKeysExists && bytes.Equal(content, st.authorizedKeys) {
-			d.close()
+			ks.close()
 			break
 		}
 		if !st.authorizedKeysExists && len(content) == 0 {
-			d.close()
+			ks.close()
 			break // unbind on a host without the file: the desired state holds
 		}
 		// The key is written by this task only when the file does not hold it already: a bind
 		// of a key the host already holds (someone else's, say) writes at most the removals.
 		adds := install != "" && !holdsKey(st.authorizedKeys, install)
-		err = t.writeAuthorizedKeys(ctx, d, st, content, adds)
+		err = ks.write(ctx, st, content, adds)
+		var fb *fallback
+		if errors.As(err, &fb) {
+			// Nothing was changed, or what was staged is removed: the script does it all.
+			t.useScript(fb)
+			attempt--
+			continue
+		}
 		if errors.Is(err, errChanged) && attempt == 0 {
 			t.log.Info("authorized_keys changed while being edited; editing again")
 			continue
@@ -264,578 +277,24 @@ func (t *task) awaitDaemon(ctx context.Context, step string) error {
 	}
 }
 
-// authMethods builds the login methods of §6.1 step 4. A private key that cannot be used is
-// an authentication failure found before connecting.
-func (t *task) authMethods() ([]ssh.AuthMethod, error) {
-	switch t.job.Login.Type {
-	case kps.CredentialPassword:
-		password := t.job.Login.Key
-		rounds := 0
-		answer := func(_, _ string, questions []string, echos []bool) ([]string, error) {
-			// Only the password prompt is ever answered (§6.1 step 5): a question whose answer
-			// is not echoed, and not the new-password questions of an expired password.
-			// Prompts are localised ("Passwort:"), so the echo flag is what identifies them.
-			if rounds++; rounds > 3 {
-				t.promptRefused = "more than three keyboard-interactive rounds"
-				return nil, errors.New(t.promptRefused)
-			}
-			answers := make([]string, len(questions))
-			for i, q := range questions {
-				lq := strings.ToLower(q)
-				if echos[i] || strings.Contains(lq, "new") || strings.Contains(lq, "again") || strings.Contains(lq, "retype") {
-					t.promptRefused = "the host asked a keyboard-interactive question other than the password (an expired password?)"
-					return nil, errors.New(t.promptRefused)
-				}
-				answers[i] = password
-			}
-			return answers, nil
-		}
-		return []ssh.AuthMethod{ssh.Password(password), ssh.KeyboardInteractive(answer)}, nil
-	case kps.CredentialKeyPair:
-		signer, err := ssh.ParsePrivateKey([]byte(t.job.Login.Key))
-		if err != nil {
-			return nil, kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: the private key cannot be used (unparseable or passphrase-protected).", t.job.User, t.where)
-		}
-		return []ssh.AuthMethod{ssh.PublicKeys(signer)}, nil
-	default:
-		return nil, fmt.Errorf("sshhost: unknown credential type %q", t.job.Login.Type)
-	}
+// keysSession is the session that reads and writes authorized_keys: the file transfer
+// subsystem (files.go) or the task script's dialogue (writeAuthorizedKeys). write replaces
+// the file with content, announcing the write first when the content adds the job's key
+// (adds); it ends the session, except after errChanged, when the next read may use it again.
+type keysSession interface {
+	write(ctx context.Context, st *hostState, content []byte, adds bool) error
+	close()
 }
 
-// errHostKeyMismatch ends a handshake whose host key is not pinned.
-var errHostKeyMismatch = errors.New("host key mismatch")
-
-// close closes every connection the task made.
-func (t *task) close() {
-	for _, c := range t.closers {
-		c()
-	}
-	t.closers = nil
+func (d *dialogue) write(ctx context.Context, st *hostState, content []byte, adds bool) error {
+	return d.t.writeAuthorizedKeys(ctx, d, st, content, adds)
 }
 
-// dial connects, checks the host key and authenticates, and makes the connection the task's
-// client. The connection is closed by close, and as soon as ctx ends, which ends any session
-// in progress. A host key accepted on first use is required from then on: a second
-// connection of the same task checks it as strictly as a pinned one.
-func (t *task) dial(ctx context.Context) (err error) {
-	timeout := t.timeout
-	start := time.Now()
-	deadline := start.Add(timeout)
-	attempted := true
-	if t.metrics != nil {
-		defer func() {
-			if attempted {
-				t.metrics.SSHConnected(err == nil, time.Since(start))
-			}
-		}()
-	}
-	conn, err := t.dialer(net.Dialer{Deadline: deadline}).DialContext(ctx, "tcp", t.where)
-	if err != nil {
-		if ctx.Err() != nil {
-			return t.ctxError(ctx, "connecting")
-		}
-		// A target the operator forbids was never connected to: no attempt to record.
-		var refused *targetRefused
-		attempted = !errors.As(err, &refused)
-		return t.dialError(err)
-	}
-	closeOnDone := context.AfterFunc(ctx, func() { conn.Close() })
-	var client *ssh.Client
-	stop := func() {
-		closeOnDone()
-		if client != nil {
-			client.Close()
-		}
-		conn.Close()
-	}
-	_ = conn.SetDeadline(deadline)
-
-	var (
-		hostKeySeen string // presented key once the callback accepted it
-		mismatch    string // presented key when it was refused
-		pinErr      error
-	)
-	pins, algorithms := t.pins()
-	cfg := &ssh.ClientConfig{
-		User:              t.job.User,
-		Auth:              t.auth,
-		HostKeyAlgorithms: algorithms,
-		ClientVersion:     "SSH-2.0-OpenKPS",
-		// Runs during key exchange, before any credential is sent (§6.1 step 3).
-		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			presented := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
-			// Pinned keys decide even when none of them parses: that is a mismatch, never a
-			// reason to trust on first use.
-			if len(t.job.HostKeys) > 0 {
-				for _, p := range pins {
-					if bytes.Equal(p.Marshal(), key.Marshal()) {
-						hostKeySeen = presented
-						return nil
-					}
-				}
-				mismatch = key.Type() + " " + ssh.FingerprintSHA256(key)
-				return errHostKeyMismatch
-			}
-			if t.job.PinHostKey == nil {
-				pinErr = errors.New("sshhost: no pinned host key and no PinHostKey to record one")
-				return pinErr
-			}
-			if err := t.job.PinHostKey(ctx, presented); err != nil {
-				pinErr = err
-				return err
-			}
-			hostKeySeen = presented
-			return nil
-		},
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, t.where, cfg)
-	if err != nil {
-		stop()
-		var noCommon *ssh.AlgorithmNegotiationError
-		switch {
-		case mismatch != "":
-			return kps.Errorf(kps.TaskHostKeyMismatch, "Verifying the host key of %s before logging in as '%s' failed: the host presented %s, which is not a pinned host key.", t.where, t.job.User, mismatch)
-		case errors.As(err, &noCommon) && noCommon.What == "host key" && len(t.job.HostKeys) > 0:
-			// Only the pinned key types are asked for: a host whose key changed type has
-			// none of them. That is a changed host key too, and no credential was sent.
-			return kps.Errorf(kps.TaskHostKeyMismatch, "Verifying the host key of %s before logging in as '%s' failed: the host offers no key of the pinned types (it offers %s).", t.where, t.job.User, strings.Join(noCommon.RequestedAlgorithms, ", "))
-		case pinErr != nil:
-			var ke *kps.Error
-			if errors.As(pinErr, &ke) {
-				return ke
-			}
-			return fmt.Errorf("sshhost: recording the host key of %s: %w", t.where, pinErr)
-		case ctx.Err() != nil:
-			return t.ctxError(ctx, "the SSH handshake")
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return t.fail(kps.TaskTimeout, stepConnect, fmt.Sprintf("the SSH handshake did not complete within %s", timeout))
-		case hostKeySeen == "":
-			return t.fail(kps.TaskUnreachable, stepConnect, connReason(err)+" before the SSH handshake completed")
-		case t.promptRefused != "":
-			return kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: %s.", t.job.User, t.where, t.promptRefused)
-		case isAuthFailure(err):
-			return kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed.", t.job.User, t.where)
-		default:
-			// The host key was accepted, so the connection ended during authentication.
-			return kps.Errorf(kps.TaskAuthFailed, "SSH authentication as '%s' on %s failed: the connection closed during authentication.", t.job.User, t.where)
-		}
-	}
-	_ = conn.SetDeadline(time.Time{})
-	client = ssh.NewClient(c, chans, reqs)
-	t.closers = append(t.closers, stop)
-	t.client = client
-	t.local = conn.LocalAddr()
-	if len(t.job.HostKeys) == 0 {
-		t.job.HostKeys = []string{hostKeySeen}
-	}
-	t.log.Debug("connected", "host_key", hostKeySeen)
-	return nil
-}
-
-// pins parses the pinned host keys and chooses the host key algorithms to ask for: those of
-// the pinned keys (so that a host with several keys presents a pinned one), or, for trust on
-// first use, plain key algorithms only (a certificate is not something to pin).
-func (t *task) pins() ([]ssh.PublicKey, []string) {
-	var keys []ssh.PublicKey
-	var algos []string
-	seen := map[string]bool{}
-	add := func(a ...string) {
-		for _, x := range a {
-			if !seen[x] {
-				seen[x] = true
-				algos = append(algos, x)
-			}
-		}
-	}
-	for _, p := range t.job.HostKeys {
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p))
-		if err != nil {
-			t.log.Warn("ignoring an unparseable pinned host key")
-			continue
-		}
-		keys = append(keys, k)
-		if k.Type() == ssh.KeyAlgoRSA {
-			add(ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
-		} else {
-			add(k.Type())
-		}
-	}
-	if len(t.job.HostKeys) > 0 {
-		if len(algos) == 0 {
-			// Nothing usable is pinned: every presented key will mismatch.
-			add(ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSASHA512)
-		}
-		return keys, algos
-	}
-	add(ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
-		ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
-	return nil, algos
-}
-
-// dialer returns d with the operator's allowed targets checked on every address it is about
-// to connect to: after name resolution (so a name cannot lead elsewhere than its addresses
-// say), before the TCP connection is attempted (Control runs between socket and connect).
-func (t *task) dialer(d net.Dialer) *net.Dialer {
-	if t.allowed.Everything() {
-		return &d
-	}
-	allowed := t.allowed
-	d.Control = func(_, address string, _ syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil || !allowed.Allows(ap.Addr(), int(ap.Port())) {
-			return &targetRefused{address: address}
-		}
-		return nil
-	}
-	return &d
-}
-
-// targetRefused is a connection the allowed targets forbid; it was never attempted.
-type targetRefused struct{ address string }
-
-func (e *targetRefused) Error() string { return "target " + e.address + " is not allowed" }
-
-// dialError classifies a failed TCP connect (§6.1 step 2).
-func (t *task) dialError(err error) error {
-	var dns *net.DNSError
-	var refused *targetRefused
-	switch {
-	case errors.As(err, &refused):
-		return t.fail(kps.TaskUnreachable, stepConnect, "the target "+refused.address+" is not allowed: it is outside the networks and ports this service may connect to (the operator's allowed targets), so no connection was attempted")
-	case errors.As(err, &dns):
-		return t.fail(kps.TaskUnreachable, stepConnect, "the host name cannot be resolved")
-	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
-		return t.fail(kps.TaskTimeout, stepConnect, "the TCP connection timed out")
-	default:
-		return t.fail(kps.TaskUnreachable, stepConnect, connReason(err))
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// connReason names a connection failure without echoing arbitrary error text.
-func connReason(err error) string {
-	var errno syscall.Errno
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "the connection was refused"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "the connection was reset by the host"
-	case errors.As(err, &errno):
-		return errno.Error()
-	default:
-		return "the host closed the connection"
-	}
-}
-
-// isAuthFailure recognises a rejected credential. x/crypto reports a USERAUTH_FAILURE (type 51)
-// answering keyboard-interactive as an unexpected message when the server offers the method
-// with nothing behind it (sshd without PAM); that is a rejection too.
-func isAuthFailure(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "unable to authenticate") || strings.Contains(s, "unexpected message type 51")
-}
-
-// ctxError is the outcome of a task whose context ended: its deadline (KPS.6602) or a
-// cancellation, which only a shutting-down service does (KPS.6609).
-func (t *task) ctxError(ctx context.Context, during string) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return kps.Errorf(kps.TaskTimeout, "The task on %s as '%s' exceeded its deadline during %s.", t.where, t.job.User, during)
-	}
-	return kps.Errorf(kps.TaskInterrupted, "The task on %s as '%s' was interrupted during %s.", t.where, t.job.User, during)
-}
-
-// Steps, as they appear in messages.
-const (
-	stepConnect = "Connecting over SSH"
-	stepHome    = "Locating the home directory"
-	stepLocate  = "Reading ~/.ssh/authorized_keys"
-	stepWrite   = "Writing ~/.ssh/authorized_keys"
-	stepDisable = "Disabling SSH password login"
-	stepRestore = "Restoring SSH password login"
-)
-
-// fail builds the one-sentence message of a failed step.
-func (t *task) fail(code, step, reason string) error {
-	return kps.Errorf(code, "%s as '%s' on %s failed: %s.", step, t.job.User, t.where, reason)
-}
-
-// reasons are the failures the scripts recognise, in words.
-var reasons = map[string]string{
-	"no-user":                    "the user is unknown to getent passwd",
-	"no-home":                    "the user has no home directory",
-	"home-writable":              "the home directory is writable by group or others, so sshd (StrictModes) would ignore the key",
-	"ssh-dir-symlink":            "~/.ssh is a symbolic link",
-	"ssh-dir-not-directory":      "~/.ssh is not a directory",
-	"ssh-dir-owner":              "~/.ssh is owned by another user",
-	"ssh-dir-create":             "~/.ssh cannot be created",
-	"ssh-dir-mode":               "the mode of ~/.ssh cannot be set to 0700",
-	"authorized-keys-symlink":    "~/.ssh/authorized_keys is a symbolic link",
-	"authorized-keys-not-file":   "~/.ssh/authorized_keys is not a regular file",
-	"authorized-keys-unreadable": "~/.ssh/authorized_keys cannot be read",
-	"write-temp":                 "the temporary file cannot be written (disk full or read-only?)",
-	"write-incomplete":           "the new content did not arrive intact",
-	"fsync":                      "the temporary file cannot be flushed to disk",
-	"rename":                     "the temporary file cannot be renamed over authorized_keys",
-	"read-back":                  "the file read back differs from what was written",
-	"file-mode":                  "the file does not have mode 0600 after writing",
-	"file-owner":                 "the file is not owned by the user after writing",
-	"no-digest":                  "neither sha256sum nor openssl is installed",
-	"no-id":                      "the user's ID cannot be read (id -u)",
-	"no-privileges":              "root or password-less sudo (sudo -n) is needed to change the SSH daemon configuration",
-	"no-sshd":                    "the sshd binary cannot be found",
-	"sshd-config-symlink":        "the sshd configuration file is a symbolic link",
-	"sshd-config-missing":        "the sshd configuration file does not exist",
-	"sshd-config-unreadable":     "the sshd configuration file cannot be read",
-	"staged-missing":             "the staged temporary file is gone",
-	"target-symlink":             "the file to write is a symbolic link",
-	"changed":                    "the sshd configuration changed while it was being edited",
-	"write":                      "the configuration file cannot be written; the change was rolled back",
-	"validate":                   "sshd -t rejected the configuration; the change was rolled back",
-	"not-effective":              "sshd -T does not show password authentication off (another setting takes precedence); the change was rolled back",
-	"reload":                     "the SSH daemon could not be reloaded; the change was rolled back",
-}
-
-// errChanged reports that authorized_keys changed between reading and renaming.
-var errChanged = errors.New("authorized_keys changed concurrently")
-
-// run executes a script in a new session with the given arguments and stdin, and returns its
-// standard output, parsed as it arrives and within the bounds of output.go (a host that
-// sends more has its session closed at once). Failures are mapped to task outcomes with step
-// in the message.
-func (t *task) run(ctx context.Context, step, script string, args []string, stdin []byte) (*scriptOutput, error) {
-	sess, err := t.newSession(ctx, step)
-	if err != nil {
-		return nil, err
-	}
-	defer sess.Close()
-	var stderr limitedBuffer
-	stderr.max = 64 << 10
-	sess.Stderr = &stderr
-	sess.Stdin = bytes.NewReader(stdin)
-	start := time.Now()
-	stdout, err := sess.StdoutPipe()
-	if err == nil {
-		err = sess.Start(command(script, args))
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
-		}
-		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "the remote command cannot be started")}
-	}
-	counted := &countingReader{r: stdout}
-	out := newScriptOutput()
-	rerr := out.read(bufio.NewReaderSize(counted, 64<<10), "")
-	if bad := t.badOutput(step, rerr); bad != nil {
-		sess.Close()
-		if ctx.Err() != nil {
-			return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
-		}
-		return nil, bad
-	}
-	err = sess.Wait()
-	if ctx.Err() != nil {
-		return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
-	}
-	t.log.Debug("remote step", "step", step, "duration", time.Since(start), "stdout_bytes", counted.n)
-	if err == nil {
-		if out.complete() != nil {
-			return nil, t.fail(kps.TaskRemoteFailed, step, "the host's answer cannot be parsed")
-		}
-		return out, nil
-	}
-	return nil, t.exitError(step, err, out.other, stderr.String())
-}
-
-// badOutput maps a host's output past the bounds, or unlike anything the scripts print, to the
-// task's failure; nil for anything else (the output ended).
-func (t *task) badOutput(step string, err error) error {
-	var over *errOverflow
-	var bad *errMalformed
-	switch {
-	case errors.As(err, &over):
-		t.log.Warn("remote step failed", "step", step, "reason", over.what)
-		return t.fail(kps.TaskRemoteFailed, step, over.what)
-	case errors.As(err, &bad):
-		t.log.Warn("remote step failed", "step", step, "reason", bad.Error())
-		return t.fail(kps.TaskRemoteFailed, step, "the host's answer cannot be parsed")
-	}
-	return nil
-}
-
-// countingReader counts what passes through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// newSession opens a session on the task's connection.
-func (t *task) newSession(ctx context.Context, step string) (*ssh.Session, error) {
-	sess, err := t.client.NewSession()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, &lostError{t.ctxError(ctx, lowerFirst(step))}
-		}
-		return nil, &lostError{t.fail(kps.TaskRemoteFailed, step, "an SSH session cannot be opened")}
-	}
-	t.sessions++
-	return sess, nil
-}
-
-// command is the remote command line running script with args as its positional parameters.
-func command(script string, args []string) string {
-	cmd := "/bin/sh -c " + shellQuote(script) + " kps"
-	for _, a := range args {
-		cmd += " " + shellQuote(a)
-	}
-	return cmd
-}
-
-// exitError maps the end of a session that did not succeed (err from Wait or Run) to a task
-// outcome, from the "kps-fail" line of its output when the script printed one.
-func (t *task) exitError(step string, err error, stdout []byte, stderr string) error {
-	var exit *ssh.ExitError
-	if !errors.As(err, &exit) {
-		return &lostError{t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")}
-	}
-	if exit.ExitStatus() == 3 {
-		if code, reason, ok := failure(stdout); ok {
-			if code == "retry" {
-				return errChanged
-			}
-			if text, known := reasons[reason]; known {
-				t.log.Warn("remote step failed", "step", step, "reason", reason, "stderr", tail(stderr, 1024))
-				return t.fail("KPS."+code, step, text)
-			}
-		}
-	}
-	t.log.Warn("remote step failed", "step", step, "exit_status", exit.ExitStatus(), "stderr", tail(stderr, 1024))
-	// The script did not say what it had done (killed, or an unforeseen failure).
-	return &lostError{t.fail(kps.TaskRemoteFailed, step, fmt.Sprintf("a remote command exited with status %d", exit.ExitStatus()))}
-}
-
-func lowerFirst(s string) string { return strings.ToLower(s[:1]) + s[1:] }
-
-// dialogue is the task script's session (taskScript): the executor reads the state the
-// script prints, then answers on its stdin.
-type dialogue struct {
-	t      *task
-	ctx    context.Context
-	sess   *ssh.Session
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	read   *countingReader // under stdout: the output read so far
-	stderr limitedBuffer
-	out    *scriptOutput // everything the script printed so far, parsed
-	start  time.Time
-}
-
-// startDialogue starts taskScript with args in a new session.
-func (t *task) startDialogue(ctx context.Context, args []string) (*dialogue, error) {
-	sess, err := t.newSession(ctx, stepLocate)
-	if err != nil {
-		return nil, err
-	}
-	d := &dialogue{t: t, ctx: ctx, sess: sess, start: time.Now(), out: newScriptOutput()}
-	d.stderr.max = 64 << 10
-	sess.Stderr = &d.stderr
-	stdin, err1 := sess.StdinPipe()
-	stdout, err2 := sess.StdoutPipe()
-	if err = errors.Join(err1, err2); err == nil {
-		err = sess.Start(command(taskScript, args))
-	}
-	if err != nil {
-		sess.Close()
-		if ctx.Err() != nil {
-			return nil, &lostError{t.ctxError(ctx, lowerFirst(stepLocate))}
-		}
-		return nil, &lostError{t.fail(kps.TaskRemoteFailed, stepLocate, "the remote command cannot be started")}
-	}
-	d.read = &countingReader{r: stdout}
-	d.stdin, d.stdout = stdin, bufio.NewReaderSize(d.read, 64<<10)
-	return d, nil
-}
-
-// close ends the session; the script, told nothing more, ends without writing.
-func (d *dialogue) close() {
-	d.stdin.Close()
-	d.sess.Close()
-}
-
-// until reads the script's output up to the line marker, parsing it into d.out as it
-// arrives. When the output ends first, the session's exit status says why; when it passes the
-// bounds of output.go, the session is closed at once and the task fails.
-func (d *dialogue) until(step, marker string) error {
-	err := d.out.read(d.stdout, marker)
-	if err == nil {
-		d.t.log.Debug("remote step", "step", step, "duration", time.Since(d.start), "stdout_bytes", d.read.n)
-		d.start = time.Now()
-		return nil
-	}
-	if bad := d.t.badOutput(step, err); bad != nil {
-		d.sess.Close()
-		if d.ctx.Err() != nil {
-			return &lostError{d.t.ctxError(d.ctx, lowerFirst(step))}
-		}
-		return bad
-	}
-	return d.ended(step)
-}
-
-// ended waits for the exit status of a script whose output ended before the expected line.
-func (d *dialogue) ended(step string) error {
-	err := d.sess.Wait()
-	d.sess.Close()
-	if d.ctx.Err() != nil {
-		return &lostError{d.t.ctxError(d.ctx, lowerFirst(step))}
-	}
-	if err == nil {
-		return &lostError{d.t.fail(kps.TaskRemoteFailed, step, "the remote command ended early")}
-	}
-	return d.t.exitError(step, err, d.out.other, d.stderr.String())
-}
-
-// send writes to the script's stdin.
-func (d *dialogue) send(step string, b []byte) error {
-	if _, err := d.stdin.Write(b); err != nil {
-		d.sess.Close()
-		if d.ctx.Err() != nil {
-			return &lostError{d.t.ctxError(d.ctx, lowerFirst(step))}
-		}
-		return &lostError{d.t.fail(kps.TaskRemoteFailed, step, "the SSH session ended unexpectedly")}
-	}
-	return nil
-}
-
-// lostError is the failure of a session whose script may or may not have done its work: the
-// connection or the task's context ended before an exit status arrived, or the script ended
-// without saying why. err is the failure to report when that cannot be settled.
-type lostError struct{ err error }
-
-func (e *lostError) Error() string { return e.err.Error() }
-func (e *lostError) Unwrap() error { return e.err }
-
-// failure finds the "kps-fail <code> <reason>" line a script prints before exiting with 3.
-func failure(out []byte) (code, reason string, ok bool) {
-	for _, l := range bytes.Split(out, []byte("\n")) {
-		if f := strings.Fields(string(l)); len(f) == 3 && f[0] == "kps-fail" {
-			code, reason, ok = f[1], f[2], true
-		}
-	}
-	if ok && code != "retry" && (len(code) != 4 || strings.Trim(code, "0123456789") != "") {
-		return "", "", false
-	}
-	return code, reason, ok
+// useScript makes the rest of the task use the task script, for the reason given.
+func (t *task) useScript(fb *fallback) {
+	t.log.Info("using the task script", "reason", fb.reason)
+	t.scriptOnly = true
+	t.files = nil
 }
 
 // hostState is what the read session found.
@@ -855,10 +314,41 @@ func (t *task) sshdConfigPath() string {
 	return kps.DefaultSSHDConfig
 }
 
-// readState starts the task's session and reads the state it prints; with priv it also checks
-// privileges (before anything is changed, §6.5) and reads the daemon configuration. The
-// session stays open for the write (writeAuthorizedKeys) or is closed with d.close.
-func (t *task) readState(ctx context.Context, priv bool) (*dialogue, *hostState, error) {
+// readState reads the state a task starts from in the session that will write authorized_keys:
+// the file transfer subsystem (files.go) where the host offers it and the task does not
+// change the daemon configuration, else the task script's dialogue, which with priv also
+// checks privileges (before anything is changed, §6.5) and reads the daemon configuration.
+// The session stays open for the write (keysSession.write) or is closed with close.
+func (t *task) readState(ctx context.Context, priv bool) (keysSession, *hostState, error) {
+	if !priv && !t.scriptOnly {
+		if t.files == nil {
+			s, err := t.openSFTP(ctx)
+			var fb *fallback
+			switch {
+			case errors.As(err, &fb):
+				t.useScript(fb)
+			case err != nil:
+				return nil, nil, err
+			default:
+				t.files = s
+			}
+		}
+		if s := t.files; s != nil {
+			st, err := s.read(ctx)
+			var fb *fallback
+			switch {
+			case errors.As(err, &fb):
+				s.close()
+				t.useScript(fb)
+			case err != nil:
+				return nil, nil, err
+			default:
+				t.log.Debug("remote step", "step", stepLocate, "duration", time.Since(s.start), "file_transfer", "sftp")
+				s.start = time.Now()
+				return s, st, nil
+			}
+		}
+	}
 	args := []string{t.job.User, "-"}
 	if priv {
 		args = []string{t.job.User, "priv", t.sshdConfigPath(), privReadScript}
@@ -1102,35 +592,4 @@ func randomSuffix() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// shellQuote quotes s as one POSIX sh word.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// limitedBuffer keeps at most max bytes and remembers that more came.
-type limitedBuffer struct {
-	bytes.Buffer
-	max      int
-	overflow bool
-}
-
-// Write always reports success: a short write would make the session fail instead of
-// reporting the overflow.
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	n := len(p)
-	if b.Len()+n > b.max {
-		b.overflow = true
-		p = p[:max(0, b.max-b.Len())]
-	}
-	b.Buffer.Write(p)
-	return n, nil
 }

@@ -92,6 +92,12 @@ func (l *logSink) String() string {
 func setup(t *testing.T, opt sshdtest.Options) (*sshdtest.Host, *Executor, kps.HostJob, *logSink) {
 	t.Helper()
 	t.Parallel()
+	return setupHost(t, opt)
+}
+
+// setupHost is setup for a test that does not run in parallel with others.
+func setupHost(t *testing.T, opt sshdtest.Options) (*sshdtest.Host, *Executor, kps.HostJob, *logSink) {
+	t.Helper()
 	h := sshdtest.Start(t, opt)
 	logs := &logSink{}
 	e := &Executor{Logger: slogJSON(logs)}

@@ -187,8 +187,15 @@ func quiesce(t *testing.T, h *sshdtest.Host) {
 // failed with a task outcome code and a message. A cut during the write is settled over a
 // second connection (the proxy lets it through); for a few N in the write the host then
 // stays unreachable, and the job fails saying the outcome is unknown.
-func TestNetworkFaultsMidTask(t *testing.T) {
-	h, e, job, logs := setup(t, sshdtest.Options{})
+func TestNetworkFaultsMidTask(t *testing.T) { networkFaults(t, sshdtest.Options{}) }
+
+// TestNetworkFaultsMidTaskScript is TestNetworkFaultsMidTask on a host without the file transfer
+// subsystem: the task script's dialogue, which hosts without it and the tasks that change the
+// daemon configuration still use.
+func TestNetworkFaultsMidTaskScript(t *testing.T) { networkFaults(t, sshdtest.Options{NoSFTP: true}) }
+
+func networkFaults(t *testing.T, opt sshdtest.Options) {
+	h, e, job, logs := setup(t, opt)
 	oldKey, newKey, other := newKey(t, "old@kps"), newKey(t, "new@kps"), newKey(t, "unrelated")
 	old := "# managed by hand, keep\n" + other.public + "\n" + oldKey.public + "\n" +
 		"command=\"/bin/true\",no-pty " + other.public + " restricted\n"

@@ -55,6 +55,7 @@ func (e *Executor) Inspect(ctx context.Context, job kps.HostJob) (kps.HostInspec
 		where:   net.JoinHostPort(strings.Trim(job.Address, "[]"), strconv.Itoa(job.Port)),
 		log:     e.logger(),
 		allowed: e.AllowedTargets,
+		metrics: e.Metrics,
 	}
 	t.log = t.log.With("drift_check", job.TaskID, "host", t.where, "user", job.User)
 	defer t.close()

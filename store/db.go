@@ -55,6 +55,8 @@ type DB struct {
 
 	// lockouts is made with the DB (a pointer, so that the copies Audit makes share it).
 	lockouts *lockouts
+	// group runs the write transactions as commit groups (SQLite; nil on PostgreSQL).
+	group *groupWriter
 }
 
 var _ kps.Store = (*DB)(nil)
@@ -134,6 +136,9 @@ func (db *DB) Close() error {
 	if db.read != nil && db.read != db.write {
 		errs = append(errs, db.read.Close())
 	}
+	if db.group != nil {
+		db.group.close()
+	}
 	if db.write != nil {
 		errs = append(errs, db.write.Close())
 	}
@@ -149,12 +154,16 @@ func (db *DB) Close() error {
 // the service look down.
 func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
 
-// txn is a transaction with the one "now" every change in it uses.
+// txn is a transaction with the one "now" every change in it uses: a database/sql transaction,
+// or on SQLite's writer a transaction of a commit group (groupcommit.go).
 type txn struct {
-	tx    *sql.Tx
+	tx    txConn
 	eng   *engine
 	now   time.Time
 	write bool
+	// tasksOnly: the transaction changes tasks and bindings and nothing else (submitting,
+	// claiming, marking, extending, finishing), so it does not move WriteVersion.
+	tasksOnly bool
 	// changed are the projects whose task versions Commit bumps in this process (SQLite's
 	// taskChanged).
 	changed []string
@@ -168,6 +177,13 @@ type txn struct {
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
 // the write lock is taken up front and never upgraded).
 func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
+	if db.group != nil {
+		tx, err := db.group.begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &txn{tx: tx, eng: db.eng, now: db.clock(), write: true}, nil
+	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -175,6 +191,15 @@ func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
 	t := &txn{tx: tx, eng: db.eng, now: db.clock(), write: true, ctx: ctx, onAudit: db.onAudit}
 	t.addAudit(db.audit)
 	return t, nil
+}
+
+// txConn is what a txn runs its statements on and ends: *sql.Tx or *groupTx.
+type txConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	Commit() error
+	Rollback() error
 }
 
 // beginRead starts a read-only transaction: several queries see one snapshot.

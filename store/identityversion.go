@@ -14,8 +14,9 @@ import (
 // (iam/validation_cache.go, docs/decisions.md "Read-path caches").
 //
 //   - SQLite: this process is the database's only writer, so the number of write transactions
-//     it committed (WriteVersion) is one. It moves with every write, not only identity writes: a
-//     needless move costs a validation, and counting costs nothing.
+//     it committed (WriteVersion) is one. It moves with every write but those of tasks and
+//     bindings, not only identity writes: a needless move costs a validation, and counting
+//     costs nothing.
 //   - PostgreSQL: replicas write concurrently, so it is the row of identity_version (migration
 //     0007), bumped by triggers in the same transaction as the change; reading it costs a
 //     query, which a request makes together with its other per-request reads (ReadRequest).

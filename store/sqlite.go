@@ -152,8 +152,8 @@ func (db *DB) openSQLite(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	// One writer connection: writers queue in database/sql (fair, no busy-wait polling) rather
-	// than in SQLite's busy handler.
+	// One writer connection: writers queue for it in this process (groupcommit.go: in arrival
+	// order, and sharing commits) rather than in SQLite's busy handler.
 	db.write.SetMaxOpenConns(1)
 	db.write.SetMaxIdleConns(1)
 	db.write.SetConnMaxLifetime(0)
@@ -161,6 +161,7 @@ func (db *DB) openSQLite(ctx context.Context, path string) error {
 	if err := db.write.PingContext(ctx); err != nil {
 		return fmt.Errorf("open database %s: %w", path, err)
 	}
+	db.group = newGroupWriter(db.write)
 	// The writer connection switched the file to WAL; migrate before readers open it.
 	if err := db.migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database %s: %w", path, err)

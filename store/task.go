@@ -76,6 +76,7 @@ func (db *DB) SubmitTask(ctx context.Context, s kps.TaskSubmission, admit kps.Ta
 		return nil, err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	t, err := submitTask(ctx, tx, s, admit)
 	if err != nil {
 		return nil, err
@@ -98,6 +99,7 @@ func (db *DB) SubmitTasks(ctx context.Context, subs []kps.TaskSubmission, admit 
 		return nil, nil, err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	tasks, refused, err = submitBatch(ctx, tx, subs, admit)
 	if err != nil {
 		return nil, nil, err

@@ -203,6 +203,7 @@ func (db *DB) claim(ctx context.Context, statement, owner string, lease time.Dur
 		return nil, err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	t, err := scanTask(tx.queryRow(ctx, statement, owner, millis(tx.now.Add(lease)), millis(tx.now),
 		owner, millis(tx.now)))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -259,6 +260,7 @@ func (db *DB) underLease(ctx context.Context, t *kps.Task, statement string, arg
 		return time.Time{}, err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	values := make([]any, 0, len(args)+3)
 	for _, a := range args {
 		values = append(values, a(tx.now))
@@ -298,6 +300,7 @@ func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) er
 		return err
 	}
 	defer tx.Rollback()
+	tx.tasksOnly = true
 	if err := finishTask(ctx, tx, t, to, code, msg, o); err != nil {
 		return err
 	}

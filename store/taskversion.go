@@ -89,9 +89,12 @@ func projectsOf(rows *sql.Rows) (projects []string, n int, err error) {
 	return projects, n, rows.Err()
 }
 
-// WriteVersion returns the number of write transactions this process has committed and
-// whether that number moves with every change to the database, which holds only where this
-// process is its only writer (SQLite; not PostgreSQL, where replicas write too). Whatever was
-// read from the database is still current while it has not moved: the lockout reads are
-// remembered on it.
+// WriteVersion returns the number of write transactions this process has committed that may
+// have changed something other than tasks and bindings, and whether that number moves with
+// every such change to the database, which holds only where this process is its only writer
+// (SQLite; not PostgreSQL, where replicas write too). Whatever was read from the database
+// other than tasks and bindings is still current while it has not moved: the lockout reads
+// are remembered on it. The transactions of the task runner (claim, write mark, lease,
+// outcome) and submissions do not move it, so that a fleet's hundreds of task transitions a
+// second do not make every request of its polling clients read again.
 func (db *DB) WriteVersion() (int64, bool) { return db.eng.versions.writeVersion() }

@@ -31,12 +31,15 @@ func (v *sqliteVersions) taskChanged(_ context.Context, tx *txn, projects []stri
 	return nil
 }
 
-// committed counts the write transaction and bumps the projects whose tasks it changed.
+// committed counts the write transaction, unless it changed only tasks and bindings
+// (txn.tasksOnly), and bumps the projects whose tasks it changed.
 func (v *sqliteVersions) committed(tx *txn) {
 	if !tx.write {
 		return
 	}
-	v.writes.Add(1)
+	if !tx.tasksOnly {
+		v.writes.Add(1)
+	}
 	for _, p := range tx.changed {
 		c, ok := v.tasks.Load(p)
 		if !ok {

@@ -21,9 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/sshkey"
 )
 
 // Store is what the runner needs from persistence: the claims, leases, write marks and
@@ -414,21 +413,29 @@ func (r *Runner) run(t *kps.Task) {
 	if err != nil {
 		outcome = failure(err, r.jobs.Err() != nil, job)
 	}
-	// The outcome is recorded even while shutting down: a fresh context, bounded in time.
-	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer fcancel()
-	if ferr := r.store.FinishTask(fctx, t, outcome); errors.Is(ferr, kps.ErrLeaseLost) {
-		log.Warn("task lease lost before its outcome was recorded")
-	} else if ferr != nil {
-		log.Error("recording a task outcome failed", "err", ferr)
-	} else {
-		r.cfg.Metrics.TaskEnded(t.Operation, outcome.Success, outcome.ErrorCode, time.Since(t.Created))
-		if outcome.Success {
-			log.Info("task succeeded")
+	// The outcome is recorded while this worker goes on to claim its next task: the two
+	// commits can share one (SQLite's group commit), and the worker does not wait for this
+	// one's first (issue 18). The task stays RUNNING until it is recorded, so nothing else
+	// can run on its server meanwhile. Stop waits for it (r.wg).
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		// Recorded even while shutting down: a fresh context, bounded in time.
+		fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer fcancel()
+		if ferr := r.store.FinishTask(fctx, t, outcome); errors.Is(ferr, kps.ErrLeaseLost) {
+			log.Warn("task lease lost before its outcome was recorded")
+		} else if ferr != nil {
+			log.Error("recording a task outcome failed", "err", ferr)
 		} else {
-			log.Info("task failed", "code", outcome.ErrorCode, "reason", outcome.ErrorMsg)
+			r.cfg.Metrics.TaskEnded(t.Operation, outcome.Success, outcome.ErrorCode, time.Since(t.Created))
+			if outcome.Success {
+				log.Info("task succeeded")
+			} else {
+				log.Info("task failed", "code", outcome.ErrorCode, "reason", outcome.ErrorMsg)
+			}
 		}
-	}
+	}()
 }
 
 func (r *Runner) heartbeat(ctx context.Context, t *kps.Task, cancel context.CancelFunc, done, lost chan struct{}) {
@@ -482,7 +489,7 @@ func (r *Runner) attend(job *kps.HostJob, t *kps.Task) {
 			return err
 		}
 		for _, p := range pins {
-			if sameKey(p, key) {
+			if sshkey.SameKeyLine(p, key) {
 				return nil
 			}
 		}
@@ -502,11 +509,4 @@ func (r *Runner) attend(job *kps.HostJob, t *kps.Task) {
 		}
 		return nil
 	}
-}
-
-// sameKey compares two authorized_keys-style lines by key identity (type and blob).
-func sameKey(a, b string) bool {
-	ka, _, _, _, err1 := ssh.ParseAuthorizedKey([]byte(a))
-	kb, _, _, _, err2 := ssh.ParseAuthorizedKey([]byte(b))
-	return err1 == nil && err2 == nil && ka.Type() == kb.Type() && string(ka.Marshal()) == string(kb.Marshal())
 }

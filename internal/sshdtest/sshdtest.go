@@ -51,6 +51,10 @@ type Options struct {
 	// AuthorizedKeysFile is sshd's AuthorizedKeysFile (relative to the home, or absolute);
 	// "" is .ssh/authorized_keys. Another file makes a host whose sshd ignores what KPS writes.
 	AuthorizedKeysFile string
+	// NoSFTP leaves out the file transfer subsystem. By default the host offers it as the
+	// distributions' sshd_config does ("Subsystem sftp" with the packaged sftp-server, a
+	// process of its own per session; internal-sftp where none is installed).
+	NoSFTP bool
 }
 
 // Host is a running sshd with its login user.
@@ -83,11 +87,28 @@ type Host struct {
 	extra     string
 	akFile    string
 	noInclude bool
+	noSFTP    bool
 }
 
 // sshdCandidates are where distributions install the daemon; sshd must be started
 // with an absolute path because it re-executes itself (per connection and on SIGHUP).
 var sshdCandidates = []string{"/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd"}
+
+// sftpServerCandidates are where distributions install the file transfer server (Debian,
+// Red Hat, Arch, others).
+var sftpServerCandidates = []string{"/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
+	"/usr/lib/ssh/sftp-server", "/usr/libexec/sftp-server"}
+
+// SFTPServer is the subsystem command a host offers: the packaged sftp-server, or sshd's
+// built-in internal-sftp where none is installed.
+func SFTPServer() string {
+	for _, p := range sftpServerCandidates {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return "internal-sftp"
+}
 
 // accounts serialises useradd/userdel/chpasswd of this process: the shadow tools lock
 // /etc/passwd and fail instead of waiting when another one holds the lock. Other processes
@@ -157,6 +178,7 @@ func New(opt Options) (_ *Host, err error) {
 	h.extra = opt.Config
 	h.noInclude = opt.NoInclude
 	h.akFile = opt.AuthorizedKeysFile
+	h.noSFTP = opt.NoSFTP
 	if err := os.Mkdir(h.DropInDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -377,6 +399,10 @@ func (h *Host) writeConfig() error {
 	if h.noInclude {
 		include = ""
 	}
+	subsystem := "Subsystem sftp " + SFTPServer() + "\n"
+	if h.noSFTP {
+		subsystem = ""
+	}
 	cfg := include + fmt.Sprintf(`ListenAddress 127.0.0.1
 Port %[1]d
 HostKey %[2]s/ssh_host_ed25519_key
@@ -393,7 +419,7 @@ LogLevel VERBOSE
 LoginGraceTime 30
 MaxStartups 64:30:128
 PrintMotd no
-`, h.Port, h.Dir, h.PidFile, h.User, pam, password, akFile) + h.extra
+`, h.Port, h.Dir, h.PidFile, h.User, pam, password, akFile) + subsystem + h.extra
 	return os.WriteFile(h.ConfigPath, []byte(cfg), 0o644)
 }
 
@@ -667,4 +693,106 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// Process is one process the host's sshd started while it was traced, with the programs it
+// executed in order (none for a process sshd forked without executing anything).
+type Process struct {
+	PID   int
+	Execs []string
+}
+
+// Program is the last program the process executed, "" when it executed none.
+func (p Process) Program() string {
+	if len(p.Execs) == 0 {
+		return ""
+	}
+	return p.Execs[len(p.Execs)-1]
+}
+
+// TraceProcesses records every process the host's sshd starts (strace -f on the daemon) until
+// the returned function is called, which stops the trace and returns them. The daemon itself
+// is not among them. It needs strace (Debian package strace): without it the test is skipped,
+// or fails under KPS_REQUIRE_SSHD=1.
+func (h *Host) TraceProcesses(t testing.TB) func() []Process {
+	t.Helper()
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		if os.Getenv("KPS_REQUIRE_SSHD") == "1" {
+			t.Fatal("sshdtest: strace not found (KPS_REQUIRE_SSHD=1 requires it to count processes; Debian package strace)")
+		}
+		t.Skip("sshdtest: strace not found (Debian package strace)")
+	}
+	dir := t.TempDir()
+	pid := h.cmd.Process.Pid
+	cmd := exec.Command(strace, "-f", "-ff", "-e", "trace=execve", "-e", "signal=none", "-o", filepath.Join(dir, "p"), "-p", strconv.Itoa(pid))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("sshdtest: strace: %v", err)
+	}
+	// strace says "Process <pid> attached" once it traces the daemon.
+	attached := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		var seen []byte
+		signalled := false
+		for {
+			n, err := stderr.Read(buf)
+			seen = append(seen, buf[:n]...)
+			if !signalled && bytes.Contains(seen, []byte("attached")) {
+				attached <- nil
+				signalled = true
+			}
+			if err != nil {
+				if !signalled {
+					attached <- fmt.Errorf("strace ended: %s", seen)
+				}
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-attached:
+		if err != nil {
+			t.Fatalf("sshdtest: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("sshdtest: strace did not attach within 10s")
+	}
+	stopped := false
+	stop := func() []Process {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGINT) // strace detaches and exits
+			_ = cmd.Wait()
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "p.*"))
+		var procs []Process
+		for _, f := range files {
+			p, err := strconv.Atoi(strings.TrimPrefix(filepath.Ext(f), "."))
+			if err != nil || p == pid {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatalf("sshdtest: %v", err)
+			}
+			proc := Process{PID: p}
+			for _, l := range strings.Split(string(b), "\n") {
+				// execve("/bin/sh", ["sh", "-c", …], 0x… /* 5 vars */) = 0
+				if prog, ok := strings.CutPrefix(l, `execve("`); ok && strings.HasSuffix(l, "= 0") {
+					prog, _, _ = strings.Cut(prog, `"`)
+					proc.Execs = append(proc.Execs, prog)
+				}
+			}
+			procs = append(procs, proc)
+		}
+		return procs
+	}
+	t.Cleanup(func() { stop() })
+	return stop
 }

@@ -1,0 +1,324 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openkps/kps"
+)
+
+// groupTable is a table of its own for the group commit tests.
+func groupTable(t *testing.T, db *DB) {
+	t.Helper()
+	tx, err := db.beginWrite(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.exec(t.Context(), `CREATE TABLE gc (k TEXT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func insert(ctx context.Context, db *DB, k string, commit bool) error {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.exec(ctx, `INSERT INTO gc (k) VALUES (?)`, k); err != nil {
+		return err
+	}
+	if !commit {
+		return tx.Rollback()
+	}
+	return tx.Commit()
+}
+
+func keys(t *testing.T, db *DB) map[string]bool {
+	t.Helper()
+	rows, err := db.read.QueryContext(t.Context(), `SELECT k FROM gc`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = true
+	}
+	return out
+}
+
+// TestGroupCommit: write transactions that arrive together share commits (fewer COMMITs than
+// transactions), each one's Commit returns once its change is visible to the other connections,
+// a rolled-back or failed transaction of a group leaves the others' changes, and a second
+// process would find all of them (the file is closed and opened again).
+func TestGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kps.db")
+	db, err := OpenSQLite(t.Context(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupTable(t, db)
+	if err := insert(t.Context(), db, "dup", true); err != nil {
+		t.Fatal(err)
+	}
+	before := db.group.commits.Load()
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := fmt.Sprintf("k%03d", i)
+			switch i % 10 {
+			case 3: // rolled back
+				errs[i] = insert(t.Context(), db, k, false)
+			case 7: // fails: the key exists
+				if err := insert(t.Context(), db, "dup", true); err == nil {
+					errs[i] = errors.New("a duplicate key was inserted")
+				}
+			default:
+				if errs[i] = insert(t.Context(), db, k, true); errs[i] == nil {
+					// Committed means visible to the other connections.
+					var one int
+					if err := db.read.QueryRowContext(t.Context(), `SELECT 1 FROM gc WHERE k = ?`, k).Scan(&one); err != nil {
+						errs[i] = fmt.Errorf("%s committed but not visible: %w", k, err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	commits := db.group.commits.Load() - before
+	t.Logf("%d transactions in %d commits", n, commits)
+	if commits >= n {
+		t.Errorf("%d commits for %d concurrent transactions: none shared", commits, n)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, path, nil)
+	got := keys(t, db)
+	for i := range n {
+		k := fmt.Sprintf("k%03d", i)
+		if want := i%10 != 3 && i%10 != 7; got[k] != want {
+			t.Errorf("%s stored: %v, want %v", k, got[k], want)
+		}
+	}
+}
+
+// TestGroupCommitWaiterGivesUp: a writer that gives up while waiting (its context ends) does
+// not leave the transaction it waited behind uncommitted.
+func TestGroupCommitWaiterGivesUp(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	groupTable(t, db)
+	first, err := db.beginWrite(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.exec(t.Context(), `INSERT INTO gc (k) VALUES ('first')`); err != nil {
+		t.Fatal(err)
+	}
+	// A second writer waits for the first, then gives up.
+	ctx, cancel := context.WithCancel(t.Context())
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- insert(ctx, db, "second", true) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting(db) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second writer never waited")
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
+	// The first commits while the second still waits: its commit is left to the second…
+	committed := make(chan error, 1)
+	go func() { committed <- first.Commit() }()
+	cancel() // …which gives up.
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) && err != nil {
+		t.Fatalf("the second writer: %v", err)
+	}
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first writer's commit never came")
+	}
+	if !keys(t, db)["first"] {
+		t.Fatal("the first writer's change is not stored")
+	}
+}
+
+func waiting(db *DB) int {
+	db.group.mu.Lock()
+	defer db.group.mu.Unlock()
+	return db.group.waiting
+}
+
+// TestTaskTransitionsKeepTheWriteVersion: submitting, claiming, marking, extending and finishing
+// a task do not move WriteVersion (the version iam's validation cache and the lockout cache
+// are kept on), so that a fleet's task transitions do not make its polling clients validate
+// their token again on every request; any other write does.
+func TestTaskTransitionsKeepTheWriteVersion(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	v0, ok := db.WriteVersion()
+	if !ok {
+		t.Fatal("no write version on SQLite")
+	}
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	task, err := db.ClaimTask(ctx, "w", time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("claim: %v %v", task, err)
+	}
+	if err := db.MarkTaskWrite(ctx, task, kps.WriteKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ExtendLease(ctx, task, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishTask(ctx, task, kps.TaskOutcome{Success: true, PublicKey: "ssh-ed25519 AAAA"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := db.WriteVersion(); v != v0 {
+		t.Fatalf("task transitions moved the write version from %d to %d", v0, v)
+	}
+	if err := db.CreateServer(ctx, &kps.Server{ProjectID: "p", ID: "s2", Name: "s2", Address: "h", Port: 22,
+		User: "root", SSHDConfig: kps.DefaultSSHDConfig, ReachByAdmin: true}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := db.WriteVersion(); v == v0 { // a server registered: not a task transition
+		t.Fatal("other writes do not move the write version")
+	}
+}
+
+// joinBehind begins a write transaction that inserts k, starts a second writer (run) that
+// waits behind it, and commits the first once the second waits, so that the first's commit is
+// left to the second's group. It returns the first's Commit result (a channel) and the
+// second's.
+func joinBehind(t *testing.T, db *DB, k string, run func() error) (first, second chan error) {
+	t.Helper()
+	tx, err := db.beginWrite(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.exec(t.Context(), `INSERT INTO gc (k) VALUES (?)`, k); err != nil {
+		t.Fatal(err)
+	}
+	first, second = make(chan error, 1), make(chan error, 1)
+	go func() { second <- run() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting(db) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second writer never waited")
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
+	go func() { first <- tx.Commit() }()
+	return first, second
+}
+
+func within(t *testing.T, c chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-c:
+		return err
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s never returned", what)
+		return nil
+	}
+}
+
+// TestGroupCommitBrokenGroupTellsEveryMember: when a member's statement makes SQLite roll back
+// the whole transaction (here a trigger's RAISE(ROLLBACK); in production a full disk or an I/O
+// error), the members that had already committed into the group are told their commit failed
+// (it did: their change is not stored), the member that broke it gets its own error, and the
+// next transaction starts a sound group.
+func TestGroupCommitBrokenGroupTellsEveryMember(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	groupTable(t, db)
+	tx, err := db.beginWrite(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.exec(t.Context(), `CREATE TRIGGER gc_boom BEFORE INSERT ON gc WHEN NEW.k = 'boom'
+BEGIN SELECT RAISE(ROLLBACK, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	first, second := joinBehind(t, db, "first", func() error { return insert(t.Context(), db, "boom", true) })
+	if err := within(t, second, "the breaking writer"); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("the breaking writer: %v, want its own error", err)
+	}
+	if err := within(t, first, "the first writer's commit"); err == nil {
+		t.Fatal("the first writer was told its change is committed, though the group rolled back")
+	}
+	if keys(t, db)["first"] {
+		t.Fatal("the first writer's change is stored, though its commit failed")
+	}
+	if err := insert(t.Context(), db, "after", true); err != nil {
+		t.Fatalf("a transaction after the broken group: %v", err)
+	}
+	if !keys(t, db)["after"] {
+		t.Fatal("the transaction after the broken group is not stored")
+	}
+}
+
+// TestGroupCommitCancelledMemberKeepsOthers: a member whose context ends in the middle of its
+// transaction, even during a statement, rolls back only itself; the change of the member before it in the group, whose
+// commit it carried, is committed and stored.
+func TestGroupCommitCancelledMemberKeepsOthers(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	groupTable(t, db)
+	ctx, cancel := context.WithCancel(t.Context())
+	first, second := joinBehind(t, db, "first", func() error {
+		tx, err := db.beginWrite(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		// The context ends while a long INSERT runs: interrupted, SQLite would roll back the
+		// whole transaction, the first member's change with it.
+		time.AfterFunc(20*time.Millisecond, cancel)
+		if _, err := tx.exec(ctx, `INSERT INTO gc (k) WITH RECURSIVE c(i) AS (
+    SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300000) SELECT 'second' || i FROM c`); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return tx.Rollback() // the caller gave up: its change goes
+		}
+		return tx.Commit()
+	})
+	if err := within(t, second, "the cancelled writer"); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled writer: %v", err)
+	}
+	if err := within(t, first, "the first writer's commit"); err != nil {
+		t.Fatalf("the first writer's commit: %v", err)
+	}
+	got := keys(t, db)
+	if !got["first"] || got["second1"] {
+		t.Fatalf("stored first: %v, second: %v; want first and not second", got["first"], got["second1"])
+	}
+}
