@@ -104,7 +104,7 @@ type task struct {
 	where    string // host:port
 	log      *slog.Logger
 	allowed  kps.AllowedTargets
-	metrics  Metrics // nil: none
+	metrics  Metrics       // nil: none
 	timeout  time.Duration // connect and handshake
 	auth     []ssh.AuthMethod
 	closers  []func() // of every connection made, in order
