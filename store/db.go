@@ -177,16 +177,19 @@ type txn struct {
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
 // the write lock is taken up front and never upgraded).
 func (db *DB) beginWrite(ctx context.Context) (*txn, error) {
+	var tx txConn
 	if db.group != nil {
-		tx, err := db.group.begin(ctx)
+		gtx, err := db.group.begin(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return &txn{tx: tx, eng: db.eng, now: db.clock(), write: true}, nil
-	}
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		tx = gtx
+	} else {
+		stx, err := db.write.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+		tx = stx
 	}
 	t := &txn{tx: tx, eng: db.eng, now: db.clock(), write: true, ctx: ctx, onAudit: db.onAudit}
 	t.addAudit(db.audit)
