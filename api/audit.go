@@ -145,11 +145,11 @@ func authRefusal(err error) bool {
 	return errors.As(err, &f) && f.RefusalReason() != "role-too-low"
 }
 
-// ReadAuditQuery reads the query of an audit trail listing (docs/spec/audit.md): limit and
+// readAuditQuery reads the query of an audit trail listing (docs/spec/audit.md): limit and
 // offset as the task lists have them (default 100, at most 1000), and the filters action,
 // user_id, resource_id, since and until (RFC 3339, until exclusive). A filter given twice or a
 // bad time is 400 KPS.6003.
-func ReadAuditQuery(r *http.Request) (kps.AuditFilter, kps.Page, error) {
+func readAuditQuery(r *http.Request) (kps.AuditFilter, kps.Page, error) {
 	var f kps.AuditFilter
 	q, err := QueryOnce(r, "limit", "offset", "action", "user_id", "resource_id", "since", "until")
 	if err != nil {
@@ -177,11 +177,26 @@ func ReadAuditQuery(r *http.Request) (kps.AuditFilter, kps.Page, error) {
 	return f, p, nil
 }
 
-// WriteAuditEvents answers a page of the audit trail: {"total", "audit_events"}, newest first.
-func WriteAuditEvents(w http.ResponseWriter, events []kps.AuditEvent, total int) {
+// AuditLister is a service's listing of an audit trail (kps.AuditReader.AuditEvents, and the
+// identity manager's for the events without a project).
+type AuditLister func(ctx context.Context, p *kps.Principal, f kps.AuditFilter, pg kps.Page) ([]kps.AuditEvent, int, error)
+
+// ListAuditEvents answers an audit trail listing from list, for both trails (the project's,
+// the operator's): the query read (readAuditQuery), then {"total", "audit_events"}, newest
+// first, never cached.
+func ListAuditEvents(w http.ResponseWriter, r *http.Request, p *kps.Principal, list AuditLister) error {
+	f, page, err := readAuditQuery(r)
+	if err != nil {
+		return err
+	}
+	events, total, err := list(r.Context(), p, f, page)
+	if err != nil {
+		return err
+	}
 	if events == nil {
 		events = []kps.AuditEvent{}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	WriteJSON(w, http.StatusOK, kps.AuditPage{Total: total, Events: events})
+	return nil
 }

@@ -61,18 +61,24 @@ type Metrics interface {
 
 var _ kps.HostExecutor = (*Executor)(nil)
 
-// Execute performs one RESET, REPLACE or UNBIND on the job's host. A failure is a *kps.Error
-// with a task outcome code (KPS.6601–KPS.6610); any other error is internal.
-func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+// newTask is the connection state of one job on its host, logging with attrs, the host and
+// the login user (a task's, or a drift check's read, inspect.go).
+func (e *Executor) newTask(job kps.HostJob, attrs ...any) *task {
 	t := &task{
 		job:     job,
 		where:   net.JoinHostPort(strings.Trim(job.Address, "[]"), strconv.Itoa(job.Port)),
-		log:     e.logger(),
 		allowed: e.AllowedTargets,
 		metrics: e.Metrics,
 	}
-	t.log = t.log.With("task_id", job.TaskID, "server_id", job.ServerID, "project_id", job.ProjectID,
-		"operation", string(job.Operation), "host", t.where, "user", job.User)
+	t.log = e.logger().With(append(attrs, "host", t.where, "user", job.User)...)
+	return t
+}
+
+// Execute performs one RESET, REPLACE or UNBIND on the job's host. A failure is a *kps.Error
+// with a task outcome code (KPS.6601–KPS.6610); any other error is internal.
+func (e *Executor) Execute(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+	t := e.newTask(job, "task_id", job.TaskID, "server_id", job.ServerID, "project_id", job.ProjectID,
+		"operation", string(job.Operation))
 	start := time.Now()
 	res, err := t.execute(ctx, e.connectTimeout())
 	t.close()

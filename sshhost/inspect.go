@@ -3,7 +3,6 @@ package sshhost
 import (
 	"context"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -50,14 +49,7 @@ echo "done"
 // Inspect implements kps.HostInspector: it logs in as job.Login, with the host key rules of a
 // task (pinned keys, or trust on first use through job.PinHostKey), and reads the host.
 func (e *Executor) Inspect(ctx context.Context, job kps.HostJob) (kps.HostInspection, error) {
-	t := &task{
-		job:     job,
-		where:   net.JoinHostPort(strings.Trim(job.Address, "[]"), strconv.Itoa(job.Port)),
-		log:     e.logger(),
-		allowed: e.AllowedTargets,
-		metrics: e.Metrics,
-	}
-	t.log = t.log.With("drift_check", job.TaskID, "host", t.where, "user", job.User)
+	t := e.newTask(job, "drift_check", job.TaskID)
 	defer t.close()
 	start := time.Now()
 	var err error

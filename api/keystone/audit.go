@@ -11,14 +11,5 @@ import (
 // events without a project — logins, identity changes, refused authentications — for the
 // operator admin, newest first.
 func (a *API) listAuditEvents(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	f, page, err := api.ReadAuditQuery(r)
-	if err != nil {
-		return err
-	}
-	events, total, err := a.manager.AuditEvents(r.Context(), p, f, page)
-	if err != nil {
-		return err
-	}
-	api.WriteAuditEvents(w, events, total)
-	return nil
+	return api.ListAuditEvents(w, r, p, a.manager.AuditEvents)
 }

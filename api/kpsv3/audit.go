@@ -10,14 +10,5 @@ import (
 // listAuditEvents is GET /v3/{project_id}/audit-events (docs/spec/audit.md, our extension):
 // the project's audit trail for its admin, newest first.
 func (a *API) listAuditEvents(w http.ResponseWriter, r *http.Request, p *kps.Principal) error {
-	f, page, err := api.ReadAuditQuery(r)
-	if err != nil {
-		return err
-	}
-	events, total, err := a.audit.AuditEvents(r.Context(), p, f, page)
-	if err != nil {
-		return err
-	}
-	api.WriteAuditEvents(w, events, total)
-	return nil
+	return api.ListAuditEvents(w, r, p, a.audit.AuditEvents)
 }
