@@ -751,10 +751,7 @@ func TestAuditRefusedLoginsAndCredentials(t *testing.T) {
 		reader := s.addUser("audit-reader", "reader")
 		reader.wantError(403, "KPS.9006", "POST", "/keypairs", kp(map[string]any{"name": "nope"}))
 
-		var refused []auditEvent
-		for _, e := range s.auditEvents("", "&action=auth.refused") {
-			refused = append(refused, e)
-		}
+		refused := s.auditEvents("", "&action=auth.refused")
 		if len(refused) != 3 {
 			t.Fatalf("%d auth.refused events, want 3: %+v", len(refused), refused)
 		}

@@ -72,7 +72,7 @@ func TestReadFileWhateverTheSizeHint(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("size hint %d: read %d bytes, %v; want %d", hint, len(got), err, len(want))
 		}
-		got, err = c.readFile(h, hint, 1<<20, "f")
+		_, err = c.readFile(h, hint, 1<<20, "f")
 		if _, over := err.(*errOverflow); !over || !strings.Contains(err.Error(), "more than 1 MiB for f") {
 			t.Errorf("size hint %d, limit 1 MiB: %v", hint, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // A client of the SSH file transfer protocol, version 3 (draft-ietf-secsh-filexfer-02, the
@@ -104,20 +103,6 @@ type fileAttrs struct {
 	size     uint64
 	uid, gid uint32
 	perm     uint32 // type and mode bits, as st_mode
-}
-
-func (a fileAttrs) mode() os.FileMode {
-	m := os.FileMode(a.perm & 0o777)
-	switch a.perm & 0o170000 {
-	case 0o040000:
-		m |= os.ModeDir
-	case 0o120000:
-		m |= os.ModeSymlink
-	case 0o100000:
-	default:
-		m |= os.ModeIrregular
-	}
-	return m
 }
 
 // regular reports a regular file; the server sent the permissions (it always does).
