@@ -53,6 +53,14 @@ func (v keyPairView) table(w io.Writer) {
 }
 
 // checkName validates a key pair name before the service is asked.
+// keyPairArg accepts one positional argument, a valid key pair name.
+func keyPairArg(cmd *cobra.Command, args []string) error {
+	if err := exactArgs(1, "key pair name")(cmd, args); err != nil {
+		return err
+	}
+	return checkName(args[0])
+}
+
 func checkName(name string) error {
 	if !kps.ValidKeyPairName(name) {
 		return usagef("invalid key pair name %q: 1 to 64 letters, digits, '_' or '-'", name)
@@ -330,12 +338,9 @@ func (a *app) keypairList() *cobra.Command {
 }
 
 func (a *app) keypairShow() *cobra.Command {
-	cmd := &cobra.Command{Use: "show NAME", Short: "show one key pair", Args: exactArgs(1, "key pair name"),
+	cmd := &cobra.Command{Use: "show NAME", Short: "show one key pair", Args: keyPairArg,
 		Example: "kps keypair show web\nkps keypair show web -o yaml", ValidArgsFunction: a.completeKeyPairs(1)}
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		if err := checkName(args[0]); err != nil {
-			return err
-		}
 		cl, err := a.client()
 		if err != nil {
 			return err
@@ -347,13 +352,10 @@ func (a *app) keypairShow() *cobra.Command {
 
 func (a *app) keypairUpdate() *cobra.Command {
 	var desc string
-	cmd := &cobra.Command{Use: "update NAME", Short: "set a key pair's description", Args: exactArgs(1, "key pair name"),
+	cmd := &cobra.Command{Use: "update NAME", Short: "set a key pair's description", Args: keyPairArg,
 		Example: "kps keypair update web --description 'web tier'\nkps keypair update web --description ''", ValidArgsFunction: a.completeKeyPairs(1)}
 	cmd.Flags().StringVar(&desc, "description", "", "new description (may be empty)")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		if err := checkName(args[0]); err != nil {
-			return err
-		}
 		if !cmd.Flags().Changed("description") {
 			return usagef("give --description")
 		}
@@ -521,13 +523,10 @@ func (a *app) keypairBatchImport() *cobra.Command {
 
 func (a *app) privateKeyImport() *cobra.Command {
 	var file string
-	cmd := &cobra.Command{Use: "import NAME", Short: "host the private key of an existing key pair", Args: exactArgs(1, "key pair name"),
+	cmd := &cobra.Command{Use: "import NAME", Short: "host the private key of an existing key pair", Args: keyPairArg,
 		Example: "kps keypair private-key import web --private-key-file web.pem", ValidArgsFunction: a.completeKeyPairs(1)}
 	cmd.Flags().StringVar(&file, "private-key-file", "", "private key `file` (- for standard input)")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		if err := checkName(args[0]); err != nil {
-			return err
-		}
 		if file == "" {
 			return usagef("give --private-key-file")
 		}
@@ -557,15 +556,12 @@ func (a *app) privateKeyExport() *cobra.Command {
 	var out string
 	var show, force bool
 	cmd := &cobra.Command{Use: "export NAME", Short: "write a hosted private key to --out (mode 0600) or standard output (--show)",
-		Args: exactArgs(1, "key pair name"), ValidArgsFunction: a.completeKeyPairs(1),
+		Args: keyPairArg, ValidArgsFunction: a.completeKeyPairs(1),
 		Example: "kps keypair private-key export web --out web.pem\nkps keypair private-key export web --show | ssh-add -"}
 	cmd.Flags().StringVar(&out, "out", "", "`file` to write the private key to (mode 0600); it must not exist unless --force")
 	cmd.Flags().BoolVar(&force, "force", false, "replace the --out file if it exists")
 	cmd.Flags().BoolVar(&show, "show", false, "print the private key on standard output")
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		if err := checkName(args[0]); err != nil {
-			return err
-		}
 		if out == "" && !show {
 			return usagef("give --out FILE (or --show)")
 		}
@@ -600,12 +596,9 @@ func (a *app) privateKeyExport() *cobra.Command {
 }
 
 func (a *app) privateKeyClear() *cobra.Command {
-	cmd := &cobra.Command{Use: "clear NAME", Short: "delete the hosted private key (the key pair stays)", Args: exactArgs(1, "key pair name"),
+	cmd := &cobra.Command{Use: "clear NAME", Short: "delete the hosted private key (the key pair stays)", Args: keyPairArg,
 		Example: "kps keypair private-key clear web", ValidArgsFunction: a.completeKeyPairs(1)}
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		if err := checkName(args[0]); err != nil {
-			return err
-		}
 		cl, err := a.client()
 		if err != nil {
 			return err
