@@ -126,6 +126,16 @@ type loginKey struct {
 }
 
 // login reads the caller's credential: a password (standard input or a prompt) or a key file.
+// loginClient is login, then the client of the selected profile.
+func (a *app) loginClient(f *fleetFlags) (*loginKey, *client.Client, error) {
+	login, err := a.login(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := a.client()
+	return login, cl, err
+}
+
 func (a *app) login(f *fleetFlags) (*loginKey, error) {
 	n := 0
 	for _, given := range []bool{f.passwordStdin, f.askPassword, f.keyFile != ""} {
@@ -225,11 +235,7 @@ func (a *app) bindCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		login, err := a.login(&f)
-		if err != nil {
-			return err
-		}
-		cl, err := a.client()
+		login, cl, err := a.loginClient(&f)
 		if err != nil {
 			return err
 		}
@@ -498,11 +504,7 @@ func (a *app) unbindCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		login, err := a.login(&f)
-		if err != nil {
-			return err
-		}
-		cl, err := a.client()
+		login, cl, err := a.loginClient(&f)
 		if err != nil {
 			return err
 		}

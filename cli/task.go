@@ -338,11 +338,7 @@ func (a *app) taskRetry() *cobra.Command {
 		if len(args) > 0 && all {
 			return usagef("give task IDs or --all, not both")
 		}
-		login, err := a.login(&f)
-		if err != nil {
-			return err
-		}
-		cl, err := a.client()
+		login, cl, err := a.loginClient(&f)
 		if err != nil {
 			return err
 		}
