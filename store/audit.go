@@ -146,18 +146,5 @@ func scanAuditEvent(row scanner, extra ...any) (*kps.AuditEvent, error) {
 
 // PurgeAuditEvents implements kps.AuditStore: the retention sweep.
 func (db *DB) PurgeAuditEvents(ctx context.Context, olderThan time.Duration) (int, error) {
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	res, err := tx.exec(ctx, purgeAuditEvents, millis(tx.now.Add(-olderThan)))
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	return int(n), tx.Commit()
+	return db.deleteBefore(ctx, purgeAuditEvents, olderThan)
 }

@@ -232,6 +232,8 @@ func (db *DB) DeleteExpiredTokens(ctx context.Context, grace time.Duration) (int
 	return db.deleteBefore(ctx, deleteExpiredTokens, grace)
 }
 
+// deleteBefore runs query, a DELETE of what is older than its one parameter (milliseconds):
+// now less grace. It returns how many rows went.
 func (db *DB) deleteBefore(ctx context.Context, query string, grace time.Duration) (int, error) {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
