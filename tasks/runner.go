@@ -285,11 +285,7 @@ func (r *Runner) work(ctx context.Context) {
 			r.log.Error("claiming a task failed", "err", err)
 		}
 		if t == nil {
-			select {
-			case <-ctx.Done():
-			case <-r.wake:
-			case <-time.After(r.cfg.Poll):
-			}
+			r.idle(ctx, r.wake)
 			continue
 		}
 		// More may be waiting: let an idle sibling look now, not once this task ends. The
@@ -324,16 +320,21 @@ func (r *Runner) reserve(ctx context.Context) {
 			}
 		}
 		if t == nil {
-			select {
-			case <-ctx.Done():
-			case <-r.wakeReserve:
-			case <-time.After(r.cfg.Poll):
-			}
+			r.idle(ctx, r.wakeReserve)
 			continue
 		}
 		// Another idle project may be waiting too.
 		signal(r.wakeReserve)
 		r.run(t)
+	}
+}
+
+// idle waits for a wake-up on wake, the poll interval, or the end.
+func (r *Runner) idle(ctx context.Context, wake <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+	case <-wake:
+	case <-time.After(r.cfg.Poll):
 	}
 }
 
