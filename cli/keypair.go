@@ -53,6 +53,17 @@ func (v keyPairView) table(w io.Writer) {
 }
 
 // checkName validates a key pair name before the service is asked.
+// clientAndOut is the profile's client and, when out is given, the --out file the private key
+// will be written to, opened before anything is asked of the service (nil without --out).
+func (a *app) clientAndOut(out string, force bool) (*client.Client, *secretFile, error) {
+	cl, err := a.client()
+	if err != nil || out == "" {
+		return cl, nil, err
+	}
+	file, err := openSecretFile("--out", out, force)
+	return cl, file, err
+}
+
 // keyPairArg accepts one positional argument, a valid key pair name.
 func keyPairArg(cmd *cobra.Command, args []string) error {
 	if err := exactArgs(1, "key pair name")(cmd, args); err != nil {
@@ -110,17 +121,11 @@ func (a *app) keypairCreate() *cobra.Command {
 		if err := kps.ValidateDescription(desc); err != nil {
 			return usagef("--description: up to 255 characters without control characters")
 		}
-		cl, err := a.client()
+		cl, file, err := a.clientAndOut(out, force)
 		if err != nil {
 			return err
 		}
-		var file *secretFile
-		if out != "" {
-			if file, err = openSecretFile("--out", out, force); err != nil {
-				return err
-			}
-			defer file.abort()
-		}
+		defer file.abort()
 		var private string
 		if typ == kps.TypeX509 {
 			if bits != 0 || host {
@@ -565,17 +570,11 @@ func (a *app) privateKeyExport() *cobra.Command {
 		if out == "" && !show {
 			return usagef("give --out FILE (or --show)")
 		}
-		cl, err := a.client()
+		cl, file, err := a.clientAndOut(out, force)
 		if err != nil {
 			return err
 		}
-		var file *secretFile
-		if out != "" {
-			if file, err = openSecretFile("--out", out, force); err != nil {
-				return err
-			}
-			defer file.abort()
-		}
+		defer file.abort()
 		priv, err := cl.ExportPrivateKey(ctx, args[0])
 		if err != nil {
 			return err

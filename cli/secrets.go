@@ -201,8 +201,11 @@ func (s *secretFile) commit() error {
 	return nil
 }
 
-// abort removes the temporary file.
+// abort removes the temporary file; on nil (no --out) it does nothing.
 func (s *secretFile) abort() {
+	if s == nil {
+		return
+	}
 	s.tmp.Close()
 	os.Remove(s.tmp.Name())
 }
