@@ -11,6 +11,11 @@
 // The store keeps what needs a transaction: locks, counts behind limits, guarded transitions,
 // unique indexes.
 //
+// The OpenKPS extensions live here too: Rotations (rotations.go, kps-v3-api.md §8) drives
+// staged rotations one store transaction per step; Drift (drift.go, §7.2) reads hosts through
+// a kps.HostInspector and compares them with the bindings; Expirer (expiry.go, §7.1)
+// submits the UNBIND of a binding whose time is up.
+//
 // It imports the domain package, sshkey and small libraries, never api, store, iam or tasks:
 // those reach it, or it reaches them, only through the interfaces declared here and in the
 // root package, which cmd/kps wires.

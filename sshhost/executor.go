@@ -2,11 +2,16 @@
 // login user's ~/.ssh/authorized_keys and turns password login off and on again. It
 // implements kps.HostExecutor.
 //
-// One task is one SSH connection and at most two sessions: one reads the state and writes
-// authorized_keys (only when its content changes: stage the new file, then rename it into
-// place, in one dialogue with the executor), one changes the daemon configuration (only when
-// the job asks for it). When the connection is lost while authorized_keys is being written, a
-// second connection settles what the host holds (see writeAuthorizedKeys).
+// One task is one SSH connection. authorized_keys is read and written through the SSH file
+// transfer subsystem where the host offers it (files.go, sftp.go: stage the new file 0600,
+// fsync, posix-rename, read back), or through the task script where it does not (scripts.go);
+// a second session changes the daemon configuration only when the job asks for it. When the
+// connection is lost while authorized_keys is being written, a second connection settles what
+// the host holds (see writeAuthorizedKeys).
+//
+// Two more entry points reuse the same dial and host key rules: Staged (rotate.go) runs a
+// rotation's step (add the new key, verify a fresh login with it, only then remove the old),
+// and Executor.Inspect (inspect.go) reads a host for a drift check without writing anything.
 //
 // The files follow a task: executor.go is the plan (read → edit → write → configure → await);
 // dial.go connects and logs in; dialogue.go runs the scripts of scripts.go and reads their
