@@ -115,11 +115,13 @@ func (d *Drift) StartDriftCheck(ctx context.Context, p *kps.Principal, serverIDs
 	if err := st.CreateDriftCheck(ctx, c); err != nil {
 		return nil, err
 	}
-	caller := *p
+	// The check the caller gets back is not the one the background run fills in: the handler
+	// renders it while the run writes results and state.
+	caller, running := *p, *c
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.run(d.ctx, c, servers, &caller)
+		d.run(d.ctx, &running, servers, &caller)
 	}()
 	return c, nil
 }
