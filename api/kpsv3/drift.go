@@ -1,7 +1,6 @@
 package kpsv3
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/openkps/kps"
@@ -92,10 +91,7 @@ func viewDriftCheck(c *kps.DriftCheck, full bool) wire.DriftCheck {
 		}
 	}
 	if full {
-		// The domain's result carries the wire's JSON names; the copy keeps api/wire free of
-		// the domain package.
-		b, _ := json.Marshal(c.Results)
-		json.Unmarshal(b, &v.Results)
+		v.Results = c.Results
 		if v.Results == nil {
 			v.Results = []wire.DriftResult{}
 		}

@@ -1,5 +1,7 @@
 package wire
 
+import kps "github.com/openkps/kps"
+
 // The drift checks of kps-v3-api.md §7.2 (an OpenKPS extension).
 
 // DriftCheck is a drift check: its state, the servers it read and, when shown alone, what it
@@ -22,34 +24,13 @@ type DriftSummary struct {
 	Unreadable int `json:"unreadable"`
 }
 
-// DriftResult is what a check found on one server.
-type DriftResult struct {
-	ServerID           string     `json:"server_id"`
-	Checked            bool       `json:"checked"`
-	ErrorCode          string     `json:"error_code,omitempty"`
-	ErrorMsg           string     `json:"error_msg,omitempty"`
-	Drift              bool       `json:"drift"`
-	KeyPairName        string     `json:"keypair_name"`
-	BoundKey           string     `json:"bound_key"`
-	Unmanaged          []DriftKey `json:"unmanaged_keys"`
-	UnmanagedCount     int        `json:"unmanaged_count"`
-	Password           string     `json:"password_authentication"`
-	PasswordExpected   string     `json:"password_expected,omitempty"`
-	AuthorizedKeysFile string     `json:"authorized_keys_file,omitempty"`
-	FileMode           string     `json:"file_mode,omitempty"`
-	FileOwner          string     `json:"file_owner,omitempty"`
-	FileProblems       []string   `json:"file_problems"`
-	CheckTime          int64      `json:"check_time"`
-}
-
-// DriftKey is a key of authorized_keys nobody manages.
-type DriftKey struct {
-	Fingerprint string `json:"fingerprint"`
-	Type        string `json:"type"`
-	Comment     string `json:"comment"`
-	Options     string `json:"options"`
-	Line        int    `json:"line"`
-}
+// DriftResult is what a check found on one server, and DriftKey a key of authorized_keys
+// nobody manages: the domain's own types, which carry the wire's JSON names (they are stored
+// as JSON too).
+type (
+	DriftResult = kps.DriftResult
+	DriftKey    = kps.DriftKey
+)
 
 // DriftCheckResponse wraps one check.
 type DriftCheckResponse struct {

@@ -1,6 +1,7 @@
 // Package wire holds the JSON bodies the HTTP API answers with that its Go client (client/)
 // reads too: one definition for the handlers that write them (api/kpsv3, api/keystone) and the
-// client that decodes them. It imports nothing.
+// client that decodes them. It imports only the domain, for the few types whose JSON is the
+// wire's own (a drift result).
 package wire
 
 import "encoding/json"
