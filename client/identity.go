@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -129,22 +131,12 @@ func (c *Client) CreateDomain(ctx context.Context, name, description string) (*D
 		Name        string `json:"name"`
 		Description string `json:"description"`
 	}
-	var out struct {
-		Domain Domain `json:"domain"`
-	}
-	err := c.call(ctx, http.MethodPost, "/v3/domains", struct {
-		Domain domain `json:"domain"`
-	}{domain{name, description}}, &out)
-	return &out.Domain, err
+	return create[Domain](ctx, c, "/v3/domains", "domain", domain{name, description})
 }
 
 // ListDomains lists the domains the caller may see.
 func (c *Client) ListDomains(ctx context.Context) ([]Domain, error) {
-	var out struct {
-		Domains []Domain `json:"domains"`
-	}
-	err := c.call(ctx, http.MethodGet, "/v3/domains", nil, &out)
-	return out.Domains, err
+	return list[Domain](ctx, c, "/v3/domains", "domains")
 }
 
 // CreateProject creates a project; domainID "" is the caller's domain.
@@ -154,42 +146,22 @@ func (c *Client) CreateProject(ctx context.Context, name, domainID, description 
 		DomainID    string `json:"domain_id,omitempty"`
 		Description string `json:"description"`
 	}
-	var out struct {
-		Project Project `json:"project"`
-	}
-	err := c.call(ctx, http.MethodPost, "/v3/projects", struct {
-		Project project `json:"project"`
-	}{project{name, domainID, description}}, &out)
-	return &out.Project, err
+	return create[Project](ctx, c, "/v3/projects", "project", project{name, domainID, description})
 }
 
 // ListProjects lists the projects the caller may administer.
 func (c *Client) ListProjects(ctx context.Context) ([]Project, error) {
-	var out struct {
-		Projects []Project `json:"projects"`
-	}
-	err := c.call(ctx, http.MethodGet, "/v3/projects", nil, &out)
-	return out.Projects, err
+	return list[Project](ctx, c, "/v3/projects", "projects")
 }
 
 // CreateUser creates a user.
 func (c *Client) CreateUser(ctx context.Context, u NewUser) (*User, error) {
-	var out struct {
-		User User `json:"user"`
-	}
-	err := c.call(ctx, http.MethodPost, "/v3/users", struct {
-		User NewUser `json:"user"`
-	}{u}, &out)
-	return &out.User, err
+	return create[User](ctx, c, "/v3/users", "user", u)
 }
 
 // ListUsers lists the users the caller may administer.
 func (c *Client) ListUsers(ctx context.Context) ([]User, error) {
-	var out struct {
-		Users []User `json:"users"`
-	}
-	err := c.call(ctx, http.MethodGet, "/v3/users", nil, &out)
-	return out.Users, err
+	return list[User](ctx, c, "/v3/users", "users")
 }
 
 // DeleteUser deletes a user.
@@ -214,13 +186,7 @@ func (c *Client) CreateAccessKey(ctx context.Context, userID, description string
 		UserID      string `json:"user_id,omitempty"`
 		Description string `json:"description"`
 	}
-	var out struct {
-		Credential AccessKey `json:"credential"`
-	}
-	err := c.call(ctx, http.MethodPost, "/v3.0/OS-CREDENTIAL/credentials", struct {
-		Credential credential `json:"credential"`
-	}{credential{userID, description}}, &out)
-	return &out.Credential, err
+	return create[AccessKey](ctx, c, "/v3.0/OS-CREDENTIAL/credentials", "credential", credential{userID, description})
 }
 
 // ListAccessKeys lists the access keys of a user ("" is the caller).
@@ -229,14 +195,37 @@ func (c *Client) ListAccessKeys(ctx context.Context, userID string) ([]AccessKey
 	if userID != "" {
 		path += "?user_id=" + url.QueryEscape(userID)
 	}
-	var out struct {
-		Credentials []AccessKey `json:"credentials"`
-	}
-	err := c.call(ctx, http.MethodGet, path, nil, &out)
-	return out.Credentials, err
+	return list[AccessKey](ctx, c, path, "credentials")
 }
 
 // DeleteAccessKey deletes an access key.
 func (c *Client) DeleteAccessKey(ctx context.Context, access string) error {
 	return c.call(ctx, http.MethodDelete, "/v3.0/OS-CREDENTIAL/credentials/"+url.PathEscape(access), nil, nil)
+}
+
+// create posts in as {"<key>": in} and returns the answer's member of the same name: the
+// envelope of Keystone's create calls.
+func create[T any](ctx context.Context, c *Client, path, key string, in any) (*T, error) {
+	v := new(T)
+	return v, member(ctx, c, http.MethodPost, path, map[string]any{key: in}, key, v)
+}
+
+// list returns the answer's member key of a GET: the envelope of Keystone's lists.
+func list[T any](ctx context.Context, c *Client, path, key string) ([]T, error) {
+	var v []T
+	err := member(ctx, c, http.MethodGet, path, nil, key, &v)
+	return v, err
+}
+
+// member makes one call and decodes the answer's member key into out.
+func member(ctx context.Context, c *Client, method, path string, body any, key string, out any) error {
+	var answer map[string]json.RawMessage
+	if err := c.call(ctx, method, path, body, &answer); err != nil {
+		return err
+	}
+	raw, ok := answer[key]
+	if !ok {
+		return fmt.Errorf("the service's answer has no %q", key)
+	}
+	return decode(raw, out)
 }
