@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 
@@ -184,24 +183,7 @@ func (a *app) adminUserCreate() *cobra.Command {
 
 func generatePassword() string {
 	const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-	return randomString(alphabet, 24)
-}
-
-// randomString draws n characters of alphabet (at most 256) uniformly from the system's
-// CSPRNG, rejecting bytes that would bias the choice.
-func randomString(alphabet string, n int) string {
-	limit := 256 - 256%len(alphabet)
-	out := make([]byte, 0, n)
-	buf := make([]byte, 64)
-	for len(out) < n {
-		rand.Read(buf)
-		for _, b := range buf {
-			if int(b) < limit && len(out) < n {
-				out = append(out, alphabet[int(b)%len(alphabet)])
-			}
-		}
-	}
-	return string(out)
+	return kps.RandomString(alphabet, 24)
 }
 
 func (a *app) adminUserList() *cobra.Command {

@@ -2,7 +2,6 @@ package iam
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -131,20 +130,7 @@ const passwordAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 // generatePassword returns n characters drawn uniformly from passwordAlphabet (about 5.95 bits
 // each).
-func generatePassword(n int) string {
-	out := make([]byte, 0, n)
-	var buf [64]byte
-	for len(out) < n {
-		rand.Read(buf[:])
-		for _, b := range buf {
-			// 248 = 4·62: rejecting larger bytes keeps the draw uniform.
-			if b < 248 && len(out) < n {
-				out = append(out, passwordAlphabet[b%62])
-			}
-		}
-	}
-	return string(out)
-}
+func generatePassword(n int) string { return kps.RandomString(passwordAlphabet, n) }
 
 // createOnce writes content to path with mode 0600 unless path exists; won reports whether
 // this call created it. It writes a temporary file and hard-links it into place, because

@@ -28,20 +28,7 @@ const (
 )
 
 // newAccessKeyID returns 20 characters drawn uniformly from [A-Z0-9] (auth.md §3.1).
-func newAccessKeyID() string {
-	out := make([]byte, 0, accessKeyLen)
-	var buf [32]byte
-	for len(out) < accessKeyLen {
-		rand.Read(buf[:])
-		for _, b := range buf {
-			// 252 = 7·36: rejecting larger bytes keeps the draw uniform.
-			if b < 252 && len(out) < accessKeyLen {
-				out = append(out, accessKeyAlphabet[b%36])
-			}
-		}
-	}
-	return string(out)
-}
+func newAccessKeyID() string { return kps.RandomString(accessKeyAlphabet, accessKeyLen) }
 
 // newSecretKey returns 40 characters drawn uniformly from [A-Za-z0-9] (auth.md §3.1).
 func newSecretKey() string { return generatePassword(secretKeyLen) }

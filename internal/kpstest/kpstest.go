@@ -5,7 +5,6 @@ package kpstest
 
 import (
 	"context"
-	"crypto/rand"
 	"testing"
 
 	"github.com/openkps/kps"
@@ -48,7 +47,7 @@ func AccessKey(t testing.TB, m *daemon.Main, userName string) (ak, sk string) {
 		t.Fatalf("user %s: %v", userName, err)
 	}
 	const upper, alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	ak, sk = RandomString(upper, 20), RandomString(alnum, 40)
+	ak, sk = kps.RandomString(upper, 20), kps.RandomString(alnum, 40)
 	sealed, err := m.Sealer().Seal([]byte(sk), kps.AccessKeyAAD(ak))
 	if err != nil {
 		t.Fatal(err)
@@ -57,20 +56,4 @@ func AccessKey(t testing.TB, m *daemon.Main, userName string) (ak, sk string) {
 		t.Fatal(err)
 	}
 	return ak, sk
-}
-
-// RandomString is n characters drawn uniformly from alphabet (rejection sampling, no modulo bias).
-func RandomString(alphabet string, n int) string {
-	limit := 256 - 256%len(alphabet)
-	out := make([]byte, 0, n)
-	buf := make([]byte, 64)
-	for len(out) < n {
-		rand.Read(buf)
-		for _, b := range buf {
-			if int(b) < limit && len(out) < n {
-				out = append(out, alphabet[int(b)%len(alphabet)])
-			}
-		}
-	}
-	return string(out)
 }
