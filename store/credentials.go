@@ -395,15 +395,11 @@ func (db *DB) TouchAccessKey(ctx context.Context, access string) error {
 	if err != nil {
 		return err
 	}
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
+	_, err = db.inWrite(ctx, func(tx *txn) error {
+		_, err := tx.exec(ctx, touchAccessKey, millis(tx.now), access, millis(tx.now.Add(-kps.AccessKeyTouchInterval)))
 		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.exec(ctx, touchAccessKey, millis(tx.now), access, millis(tx.now.Add(-kps.AccessKeyTouchInterval))); err != nil {
-		return err
-	}
-	return tx.Commit()
+	})
+	return err
 }
 
 // Temporary credentials -----------------------------------------------------------------------

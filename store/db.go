@@ -174,6 +174,23 @@ type txn struct {
 	onAudit func(ev *kps.AuditEvent)
 }
 
+// inWrite runs fn in one write transaction and commits it; an error of fn's rolls it back. It
+// returns the transaction's time, which fn saw as tx.now.
+func (db *DB) inWrite(ctx context.Context, fn func(tx *txn) error) (time.Time, error) {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return time.Time{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return time.Time{}, err
+	}
+	return tx.now, nil
+}
+
 // beginWrite starts a write transaction (SQLite: BEGIN IMMEDIATE on the writer connection, so
 // the write lock is taken up front and never upgraded).
 func (db *DB) beginWrite(ctx context.Context) (*txn, error) {

@@ -34,19 +34,15 @@ func (db *DB) CreateDriftCheck(ctx context.Context, c *kps.DriftCheck) error {
 	if err != nil {
 		return err
 	}
-	tx, err := db.beginWrite(ctx)
+	now, err := db.inWrite(ctx, func(tx *txn) error {
+		tx.auditTarget(c.ID)
+		_, err := tx.exec(ctx, insertDriftCheck, c.ID, c.ProjectID, c.Scheduled, string(ids), millis(tx.now))
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	if _, err := tx.exec(ctx, insertDriftCheck, c.ID, c.ProjectID, c.Scheduled, string(ids), millis(tx.now)); err != nil {
-		return err
-	}
-	tx.auditTarget(c.ID)
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	c.State, c.Created = kps.DriftRunning, tx.now
+	c.State, c.Created = kps.DriftRunning, now
 	return nil
 }
 
@@ -56,31 +52,30 @@ func (db *DB) FinishDriftCheck(ctx context.Context, c *kps.DriftCheck) error {
 	if err != nil {
 		return err
 	}
-	tx, err := db.beginWrite(ctx)
+	// Each server's record keeps its own result (last_drift_check, drift).
+	now, err := db.inWrite(ctx, func(tx *txn) error {
+		if _, err := tx.exec(ctx, finishDriftCheck, string(results), millis(tx.now), c.ID); err != nil {
+			return err
+		}
+		for _, r := range c.Results {
+			summary, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			at := r.CheckTime
+			if at == 0 {
+				at = millis(tx.now)
+			}
+			if _, err := tx.exec(ctx, setServerDrift, at, string(summary), c.ProjectID, r.ServerID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	if _, err := tx.exec(ctx, finishDriftCheck, string(results), millis(tx.now), c.ID); err != nil {
-		return err
-	}
-	for _, r := range c.Results {
-		summary, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		at := r.CheckTime
-		if at == 0 {
-			at = millis(tx.now)
-		}
-		if _, err := tx.exec(ctx, setServerDrift, at, string(summary), c.ProjectID, r.ServerID); err != nil {
-			return err
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	c.State, c.Finished = kps.DriftDone, tx.now
+	c.State, c.Finished = kps.DriftDone, now
 	return nil
 }
 
