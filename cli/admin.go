@@ -37,11 +37,7 @@ func (a *app) adminDomainCreate() *cobra.Command {
 	cmd := &cobra.Command{Use: "create NAME", Short: "create a domain", Args: exactArgs(1, "domain name"),
 		Example: "kps admin domain create acme --description 'ACME Corp'"}
 	cmd.Flags().StringVar(&desc, "description", "", "description")
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		d, err := cl.CreateDomain(ctx, args[0], desc)
 		if err != nil {
 			return err
@@ -55,11 +51,7 @@ func (a *app) adminDomainCreate() *cobra.Command {
 
 func (a *app) adminDomainList() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "list the domains you may see", Args: noArgs, Example: "kps admin domain list -o json"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		ds, err := cl.ListDomains(ctx)
 		if err != nil {
 			return err
@@ -88,11 +80,7 @@ func (a *app) adminProjectCreate() *cobra.Command {
 		Example: "kps admin project create local-1_ops --description 'ops team'"}
 	cmd.Flags().StringVar(&desc, "description", "", "description")
 	cmd.Flags().StringVar(&domainID, "domain-id", "", "domain of the project (default: yours)")
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		p, err := cl.CreateProject(ctx, args[0], domainID, desc)
 		if err != nil {
 			return err
@@ -106,11 +94,7 @@ func (a *app) adminProjectCreate() *cobra.Command {
 
 func (a *app) adminProjectList() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "list the projects you administer", Args: noArgs, Example: "kps admin project list"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		ps, err := cl.ListProjects(ctx)
 		if err != nil {
 			return err
@@ -188,11 +172,7 @@ func generatePassword() string {
 
 func (a *app) adminUserList() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "list the users you administer", Args: noArgs, Example: "kps admin user list -o yaml"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		us, err := cl.ListUsers(ctx)
 		if err != nil {
 			return err
@@ -210,11 +190,7 @@ func (a *app) adminUserList() *cobra.Command {
 
 func (a *app) adminUserDelete() *cobra.Command {
 	cmd := &cobra.Command{Use: "delete USER_ID...", Short: "delete users", Args: minArgs(1, "user ID"), Example: "kps admin user delete 5f2e…"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		return a.eachName(args, "deleted", func(id string) error { return cl.DeleteUser(ctx, id) })
 	})
 	return cmd
@@ -271,11 +247,7 @@ func (a *app) adminCredentialCreate() *cobra.Command {
 		Example: "kps admin credential create --user-id <ID> --description ci\nkps admin credential create -o json > ak.json"}
 	cmd.Flags().StringVar(&userID, "user-id", "", "owner of the access key (default: you)")
 	cmd.Flags().StringVar(&desc, "description", "", "description")
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		k, err := cl.CreateAccessKey(ctx, userID, desc)
 		if err != nil {
 			return err
@@ -295,11 +267,7 @@ func (a *app) adminCredentialList() *cobra.Command {
 	var userID string
 	cmd := &cobra.Command{Use: "list", Short: "list access keys (never their secrets)", Args: noArgs, Example: "kps admin credential list --user-id <ID>"}
 	cmd.Flags().StringVar(&userID, "user-id", "", "whose access keys (default: yours)")
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		ks, err := cl.ListAccessKeys(ctx, userID)
 		if err != nil {
 			return err
@@ -318,11 +286,7 @@ func (a *app) adminCredentialList() *cobra.Command {
 func (a *app) adminCredentialDelete() *cobra.Command {
 	cmd := &cobra.Command{Use: "delete ACCESS_KEY...", Short: "delete access keys", Args: minArgs(1, "access key"),
 		Example: "kps admin credential delete AK1234…"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		return a.eachName(args, "deleted", func(ak string) error { return cl.DeleteAccessKey(ctx, ak) })
 	})
 	return cmd

@@ -45,6 +45,17 @@ func (o *outcome) refuse(err error) {
 	o.Status, o.ErrorCode, o.ErrorMsg = "FAILED", client.Code(err), errorText(err)
 }
 
+// submitted records the answer to one submission: its task, or the refusal. It reports
+// whether a task was submitted.
+func (o *outcome) submitted(s client.Submitted, err error) bool {
+	if err != nil {
+		o.refuse(err)
+		return false
+	}
+	o.TaskID, o.Status = s.TaskID, "SUBMITTED"
+	return true
+}
+
 // fleetFlags are what bind, rotate and unbind share: the servers, the caller's login
 // credential and waiting.
 type fleetFlags struct {
@@ -123,6 +134,19 @@ type loginKey struct {
 	file        string
 	fingerprint string // SHA256 of the key of --auth-key-file
 	public      *sshkey.PublicKey
+}
+
+// how says in words what logs in to the hosts: the key file or password given (a REPLACE), or
+// without one (a nil login) what the service holds, in the caller's words.
+func (l *loginKey) how(without string) string {
+	switch {
+	case l == nil:
+		return without
+	case l.file != "":
+		return "the key of " + l.file + " (REPLACE)"
+	default:
+		return "the password given (REPLACE)"
+	}
 }
 
 // login reads the caller's credential: a password (standard input or a prompt) or a key file.
@@ -333,14 +357,7 @@ func (a *app) printPlan(ctx context.Context, cl *client.Client, name string, res
 		return
 	}
 	w := a.con.Stderr
-	how := "each server's stored credential (RESET)"
-	switch {
-	case login == nil:
-	case login.file != "":
-		how = "the key of " + login.file + " (REPLACE)"
-	default:
-		how = "the password given (REPLACE)"
-	}
+	how := login.how("each server's stored credential (RESET)")
 	n := 0
 	for _, m := range order {
 		n += len(groups[m])
@@ -451,14 +468,9 @@ func (a *app) submitBinds(ctx context.Context, cl *client.Client, results []*out
 	concurrently(ctx, len(single), submitConcurrency, func(i int) {
 		o := single[i]
 		s, err := cl.Bind(ctx, bind(o))
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() == nil {
+			o.submitted(s, err)
 		}
-		if err != nil {
-			o.refuse(err)
-			return
-		}
-		o.TaskID, o.Status = s.TaskID, "SUBMITTED"
 	})
 }
 
@@ -529,14 +541,9 @@ func (a *app) unbindCommand() *cobra.Command {
 				return
 			}
 			s, err := cl.Unbind(ctx, o.Server, cred)
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				o.submitted(s, err)
 			}
-			if err != nil {
-				o.refuse(err)
-				return
-			}
-			o.TaskID, o.Status = s.TaskID, "SUBMITTED"
 		})
 		return a.finishFleet(ctx, cl, results, f.noWait, "servers")
 	})

@@ -346,6 +346,18 @@ func (a *app) leaf(run func(ctx context.Context, cmd *cobra.Command, args []stri
 	}
 }
 
+// withClient is leaf for a command that calls the service: run gets the client of the selected
+// profile.
+func (a *app) withClient(run func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error) func(*cobra.Command, []string) error {
+	return a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+		cl, err := a.client()
+		if err != nil {
+			return err
+		}
+		return run(ctx, cmd, args, cl)
+	})
+}
+
 // exactArgs accepts exactly n positional arguments, named what in the error.
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {

@@ -131,11 +131,7 @@ func (a *app) showDrift(c *client.DriftCheck) error {
 func (a *app) driftShow() *cobra.Command {
 	cmd := &cobra.Command{Use: "show [CHECK_ID]", Short: "show a drift check (the latest one by default) with its results",
 		Example: "kps drift show\nkps drift show 5d0c1e2a-… -o json", Args: cobra.MaximumNArgs(1)}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		id := ""
 		if len(args) == 1 {
 			id = args[0]

@@ -345,11 +345,7 @@ func (a *app) keypairList() *cobra.Command {
 func (a *app) keypairShow() *cobra.Command {
 	cmd := &cobra.Command{Use: "show NAME", Short: "show one key pair", Args: keyPairArg,
 		Example: "kps keypair show web\nkps keypair show web -o yaml", ValidArgsFunction: a.completeKeyPairs(1)}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		return a.showKeyPair(ctx, cl, args[0])
 	})
 	return cmd
@@ -382,11 +378,7 @@ func (a *app) keypairUpdate() *cobra.Command {
 func (a *app) keypairDelete() *cobra.Command {
 	cmd := &cobra.Command{Use: "delete NAME...", Short: "delete key pairs (exit 3 when some could not be)", Args: minArgs(1, "key pair name"),
 		Example: "kps keypair delete web old-key", ValidArgsFunction: a.completeKeyPairs(-1)}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		return a.eachName(args, "deleted", func(name string) error {
 			if err := checkName(name); err != nil {
 				return err
@@ -597,11 +589,7 @@ func (a *app) privateKeyExport() *cobra.Command {
 func (a *app) privateKeyClear() *cobra.Command {
 	cmd := &cobra.Command{Use: "clear NAME", Short: "delete the hosted private key (the key pair stays)", Args: keyPairArg,
 		Example: "kps keypair private-key clear web", ValidArgsFunction: a.completeKeyPairs(1)}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		if err := cl.ClearPrivateKey(ctx, args[0]); err != nil {
 			return err
 		}

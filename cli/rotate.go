@@ -125,14 +125,7 @@ func (a *app) rotateCommand() *cobra.Command {
 				return usagef("rotate replaces the key pair of bound servers: %s; use kps keypair bind", strings.Join(unbound, ", "))
 			}
 		}
-		how := "what the service holds (RESET)"
-		switch {
-		case login == nil:
-		case login.file != "":
-			how = "the key of " + login.file + " (REPLACE)"
-		default:
-			how = "the password given (REPLACE)"
-		}
+		how := login.how("what the service holds (RESET)")
 		r, err := cl.CreateRotation(ctx, req)
 		if err != nil {
 			return err
@@ -156,11 +149,7 @@ func (a *app) rotationCommand() *cobra.Command {
 		Example: "kps keypair rotation list\nkps keypair rotation show ID\nkps keypair rotation resume ID"}
 	list := &cobra.Command{Use: "list", Short: "list the project's rotations, newest first", Args: noArgs,
 		Example: "kps keypair rotation list\nkps keypair rotation list -o json"}
-	list.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	list.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		rs, _, err := cl.Rotations(ctx, 1000, 0)
 		if err != nil {
 			return err
@@ -176,11 +165,7 @@ func (a *app) rotationCommand() *cobra.Command {
 	})
 	show := &cobra.Command{Use: "show ID", Short: "show a rotation and each server's state", Args: exactArgs(1, "rotation ID"),
 		Example: "kps keypair rotation show 9b2c6a7e-5f1d-4c3b-8a2e-1d0f9e8c7b6a -o json"}
-	show.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	show.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		r, err := cl.Rotation(ctx, args[0])
 		if err != nil {
 			return err
@@ -196,11 +181,7 @@ func (a *app) rotationCommand() *cobra.Command {
 			c.Short = "resume a paused or halted rotation and follow it"
 			c.Flags().BoolVar(&noWait, "no-wait", false, "resume and return without following")
 		}
-		c.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
+		c.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 			r, err := cl.RotationAction(ctx, args[0], action)
 			if err != nil {
 				return err

@@ -331,11 +331,7 @@ func (a *app) serverList() *cobra.Command {
 func (a *app) serverShow() *cobra.Command {
 	cmd := &cobra.Command{Use: "show ID", Short: "show one server", Args: exactArgs(1, "server ID"),
 		Example: "kps server show web-01", ValidArgsFunction: a.completeServers(1)}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		s, err := cl.Server(ctx, args[0])
 		if err != nil {
 			return err
@@ -354,13 +350,10 @@ func (a *app) serverUpdate() *cobra.Command {
 	f.define(cmd)
 	cmd.Flags().BoolVar(&clearKeys, "clear-host-keys", false, "forget the pinned host keys (the next connection pins again) (admin)")
 	cmd.Flags().BoolVar(&clearCred, "clear-credential", false, "remove the service's stored credential (admin)")
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		var current *client.Server
 		if cmd.Flags().Changed("host-key-file") || cmd.Flags().Changed("host-key") {
+			var err error
 			if current, err = cl.Server(ctx, args[0]); err != nil {
 				return err
 			}
@@ -396,11 +389,7 @@ func (a *app) serverUpdate() *cobra.Command {
 func (a *app) serverRemove() *cobra.Command {
 	cmd := &cobra.Command{Use: "rm ID...", Aliases: []string{"remove", "delete"}, Short: "remove servers from the inventory (exit 3 when some could not be)",
 		Args: minArgs(1, "server ID"), ValidArgsFunction: a.completeServers(-1), Example: "kps server rm web-01 web-02"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		return a.eachName(args, "removed", func(id string) error { return cl.DeleteServer(ctx, id) })
 	})
 	return cmd

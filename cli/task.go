@@ -114,11 +114,7 @@ func (a *app) taskShow() *cobra.Command {
 	cmd := &cobra.Command{Use: "show TASK_ID", Short: "status of one task; a failed one with its code and message",
 		Args: exactArgs(1, "task ID"), ValidArgsFunction: a.completeTasks(true, true),
 		Example: "kps task show 3f2c\nkps task show 3f2c9a1e-… -o json"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		v, err := a.lookUpTask(ctx, cl, args[0])
 		if err != nil {
 			return err
@@ -240,11 +236,7 @@ func (a *app) taskList(failed bool) *cobra.Command {
 func (a *app) taskDeleteFailed() *cobra.Command {
 	cmd := &cobra.Command{Use: "delete-failed TASK_ID...", Short: "delete failed-task records", Args: minArgs(1, "task ID"),
 		ValidArgsFunction: a.completeTasks(true, false), Example: "kps task delete-failed 3f2c 9a1b"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		ids := make([]string, 0, len(args))
 		var prefixes []string
 		for _, arg := range args {
@@ -271,11 +263,7 @@ func (a *app) taskDeleteFailed() *cobra.Command {
 func (a *app) taskClearFailed() *cobra.Command {
 	cmd := &cobra.Command{Use: "clear-failed", Short: "delete every failed-task record of the project", Args: noArgs,
 		Example: "kps task clear-failed"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		if err := cl.DeleteFailedTasks(ctx); err != nil {
 			return err
 		}
@@ -288,11 +276,7 @@ func (a *app) taskWait() *cobra.Command {
 	cmd := &cobra.Command{Use: "wait TASK_ID...", Short: "wait for tasks to end, with progress and a summary (exit 3 if some failed)",
 		Args: minArgs(1, "task ID"), ValidArgsFunction: a.completeTasks(false, true),
 		Example: "kps task wait 3f2c 9a1b\nkps keypair bind web --servers-from fleet.txt --no-wait -o json | jq -r '.[].task_id' | xargs kps task wait"}
-	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		cl, err := a.client()
-		if err != nil {
-			return err
-		}
+	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
 		var results []*outcome
 		for _, arg := range args {
 			v, err := a.lookUpTask(ctx, cl, arg)
@@ -403,14 +387,9 @@ func (a *app) taskRetry() *cobra.Command {
 			default:
 				err = fmt.Errorf("task %s has an operation this command does not know: %s", t.TaskID, t.Status)
 			}
-			if ctx.Err() != nil {
-				continue // not submitted: the interruption says so
+			if ctx.Err() != nil || !o.submitted(s, err) {
+				continue // not submitted: the interruption or the refusal says so
 			}
-			if err != nil {
-				o.refuse(err)
-				continue
-			}
-			o.TaskID, o.Status = s.TaskID, "SUBMITTED"
 			// The new task carries the retry now: whatever it ends with, it is the record.
 			if err := cl.DeleteFailedTask(ctx, t.TaskID); err != nil && client.Code(err) != kps.ErrFailedNotFound {
 				fmt.Fprintf(a.con.Stderr, "kps: task %s was submitted again as %s, but deleting its failed record failed: %v\n", t.TaskID, s.TaskID, inWords(err.Error()))
