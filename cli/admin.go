@@ -50,16 +50,24 @@ func (a *app) adminDomainCreate() *cobra.Command {
 }
 
 func (a *app) adminDomainList() *cobra.Command {
-	cmd := &cobra.Command{Use: "list", Short: "list the domains you may see", Args: noArgs, Example: "kps admin domain list -o json"}
+	return listCommand(a, &cobra.Command{Use: "list", Short: "list the domains you may see", Args: noArgs, Example: "kps admin domain list -o json"},
+		func(ctx context.Context, cl *client.Client) ([]client.Domain, error) { return cl.ListDomains(ctx) },
+		[]string{"id", "name", "enabled", "description"},
+		func(d client.Domain) []any { return []any{d.ID, d.Name, d.Enabled, d.Description} })
+}
+
+// listCommand completes cmd as a list: fetch's items, as a table of columns (one row each) or
+// in the output format asked for.
+func listCommand[T any](a *app, cmd *cobra.Command, fetch func(context.Context, *client.Client) ([]T, error), columns []string, row func(T) []any) *cobra.Command {
 	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
-		ds, err := cl.ListDomains(ctx)
+		items, err := fetch(ctx, cl)
 		if err != nil {
 			return err
 		}
-		return a.emit(orEmpty(ds), func(w io.Writer) {
-			t := newTable(w, "id", "name", "enabled", "description")
-			for _, d := range ds {
-				t.row(d.ID, d.Name, d.Enabled, d.Description)
+		return a.emit(orEmpty(items), func(w io.Writer) {
+			t := newTable(w, columns...)
+			for _, item := range items {
+				t.row(row(item)...)
 			}
 			t.flush()
 		})
@@ -93,21 +101,10 @@ func (a *app) adminProjectCreate() *cobra.Command {
 }
 
 func (a *app) adminProjectList() *cobra.Command {
-	cmd := &cobra.Command{Use: "list", Short: "list the projects you administer", Args: noArgs, Example: "kps admin project list"}
-	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
-		ps, err := cl.ListProjects(ctx)
-		if err != nil {
-			return err
-		}
-		return a.emit(orEmpty(ps), func(w io.Writer) {
-			t := newTable(w, "id", "name", "domain_id", "enabled", "description")
-			for _, p := range ps {
-				t.row(p.ID, p.Name, p.DomainID, p.Enabled, p.Description)
-			}
-			t.flush()
-		})
-	})
-	return cmd
+	return listCommand(a, &cobra.Command{Use: "list", Short: "list the projects you administer", Args: noArgs, Example: "kps admin project list"},
+		func(ctx context.Context, cl *client.Client) ([]client.Project, error) { return cl.ListProjects(ctx) },
+		[]string{"id", "name", "domain_id", "enabled", "description"},
+		func(p client.Project) []any { return []any{p.ID, p.Name, p.DomainID, p.Enabled, p.Description} })
 }
 
 // newUserView is a created user, with its password when kps generated it.
@@ -171,21 +168,10 @@ func generatePassword() string {
 }
 
 func (a *app) adminUserList() *cobra.Command {
-	cmd := &cobra.Command{Use: "list", Short: "list the users you administer", Args: noArgs, Example: "kps admin user list -o yaml"}
-	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
-		us, err := cl.ListUsers(ctx)
-		if err != nil {
-			return err
-		}
-		return a.emit(orEmpty(us), func(w io.Writer) {
-			t := newTable(w, "id", "name", "domain_id", "enabled", "default_project_id")
-			for _, u := range us {
-				t.row(u.ID, u.Name, u.DomainID, u.Enabled, u.DefaultProjectID)
-			}
-			t.flush()
-		})
-	})
-	return cmd
+	return listCommand(a, &cobra.Command{Use: "list", Short: "list the users you administer", Args: noArgs, Example: "kps admin user list -o yaml"},
+		func(ctx context.Context, cl *client.Client) ([]client.User, error) { return cl.ListUsers(ctx) },
+		[]string{"id", "name", "domain_id", "enabled", "default_project_id"},
+		func(u client.User) []any { return []any{u.ID, u.Name, u.DomainID, u.Enabled, u.DefaultProjectID} })
 }
 
 func (a *app) adminUserDelete() *cobra.Command {
@@ -265,21 +251,15 @@ func (a *app) adminCredentialCreate() *cobra.Command {
 
 func (a *app) adminCredentialList() *cobra.Command {
 	var userID string
-	cmd := &cobra.Command{Use: "list", Short: "list access keys (never their secrets)", Args: noArgs, Example: "kps admin credential list --user-id <ID>"}
-	cmd.Flags().StringVar(&userID, "user-id", "", "whose access keys (default: yours)")
-	cmd.RunE = a.withClient(func(ctx context.Context, cmd *cobra.Command, args []string, cl *client.Client) error {
-		ks, err := cl.ListAccessKeys(ctx, userID)
-		if err != nil {
-			return err
-		}
-		return a.emit(orEmpty(ks), func(w io.Writer) {
-			t := newTable(w, "access", "user_id", "status", "created", "description")
-			for _, k := range ks {
-				t.row(k.Access, k.UserID, k.Status, k.CreateTime, k.Description)
-			}
-			t.flush()
+	cmd := listCommand(a, &cobra.Command{Use: "list", Short: "list access keys (never their secrets)", Args: noArgs, Example: "kps admin credential list --user-id <ID>"},
+		func(ctx context.Context, cl *client.Client) ([]client.AccessKey, error) {
+			return cl.ListAccessKeys(ctx, userID)
+		},
+		[]string{"access", "user_id", "status", "created", "description"},
+		func(k client.AccessKey) []any {
+			return []any{k.Access, k.UserID, k.Status, k.CreateTime, k.Description}
 		})
-	})
+	cmd.Flags().StringVar(&userID, "user-id", "", "whose access keys (default: yours)")
 	return cmd
 }
 
