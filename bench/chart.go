@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"slices"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -42,8 +43,40 @@ const (
 	marginB        = 70
 )
 
+// bar sets the bar of series in group to s (its median with min and max) times k, adding the
+// series or the group, in order of first use, when new.
+func (c *barChart) bar(series, group string, s Stat, k float64) {
+	si, gi := named(&c.Series, series), named(&c.Groups, group)
+	c.grow()
+	c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = s.Median*k, s.Min*k, s.Max*k
+}
+
+// named is the index of name in names, appended when new.
+func named(names *[]string, name string) int {
+	if i := slices.Index(*names, name); i >= 0 {
+		return i
+	}
+	*names = append(*names, name)
+	return len(*names) - 1
+}
+
+// grow gives every series a value (NaN: no bar) for every group.
+func (c *barChart) grow() {
+	for _, grid := range []*[][]float64{&c.Median, &c.Min, &c.Max} {
+		for len(*grid) < len(c.Series) {
+			*grid = append(*grid, nil)
+		}
+		for i := range *grid {
+			for len((*grid)[i]) < len(c.Groups) {
+				(*grid)[i] = append((*grid)[i], math.NaN())
+			}
+		}
+	}
+}
+
 // write renders the chart as a PNG file.
 func (c barChart) write(path string) error {
+	c.grow()
 	img := image.NewRGBA(image.Rect(0, 0, chartW, chartH))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
 	black := color.RGBA{0x20, 0x20, 0x20, 0xff}

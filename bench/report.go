@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,17 +176,6 @@ func fleetGroups(rows []FleetRow) []fleetGroup {
 	return out
 }
 
-func nanGrid(series, groups int) [][]float64 {
-	g := make([][]float64, series)
-	for i := range g {
-		g[i] = make([]float64, groups)
-		for j := range g[i] {
-			g[i][j] = math.NaN()
-		}
-	}
-	return g
-}
-
 // fleetChart draws one chart per fleet size (fleet-<N>.png): the per-host wall time of each
 // tool, with passwords and with keys.
 func fleetChart(dir string, rows []FleetRow) error {
@@ -200,13 +188,12 @@ func fleetChart(dir string, rows []FleetRow) error {
 		}
 		c := barChart{Title: fmt.Sprintf("Fleet bind of %d hosts: wall time per host (ms), median with min-max", n), YLabel: "ms per host",
 			Series: []string{"floor", "OpenKPS", "Ansible"}, Format: func(v float64) string { return fmt.Sprintf("%.0f", v) }}
-		c.Median, c.Min, c.Max = nanGrid(3, len(groups)), nanGrid(3, len(groups)), nanGrid(3, len(groups))
-		for gi, g := range groups {
-			c.Groups = append(c.Groups, fmt.Sprintf("N=%d %s", g.hosts, g.auth))
-			for si, tool := range c.Series {
+		for _, g := range groups {
+			group := fmt.Sprintf("N=%d %s", g.hosts, g.auth)
+			named(&c.Groups, group)
+			for _, tool := range c.Series {
 				if r, ok := g.tools[tool]; ok && r.Wall.Runs > 0 {
-					k := 1000 / float64(r.Hosts)
-					c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = r.Wall.Median*k, r.Wall.Min*k, r.Wall.Max*k
+					c.bar(tool, group, r.Wall, 1000/float64(r.Hosts))
 				}
 			}
 		}
@@ -294,24 +281,10 @@ func queryChart(dir string, rows []QueryRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	var series, groups []string
-	for _, r := range rows {
-		name := querySeries(r)
-		if !slices.Contains(series, name) {
-			series = append(series, name)
-		}
-		g := fmt.Sprintf("l%d o%d c%d", r.Limit, r.Offset, r.Conns)
-		if !slices.Contains(groups, g) {
-			groups = append(groups, g)
-		}
-	}
 	c := barChart{Title: "GET /failed-tasks: requests per second (wrk), median with min-max; l=limit o=offset c=connections",
-		YLabel: "requests/s", Series: series, Groups: groups, Format: func(v float64) string { return fmt.Sprintf("%.0f", v) }}
-	c.Median, c.Min, c.Max = nanGrid(len(series), len(groups)), nanGrid(len(series), len(groups)), nanGrid(len(series), len(groups))
+		YLabel: "requests/s", Format: func(v float64) string { return fmt.Sprintf("%.0f", v) }}
 	for _, r := range rows {
-		name := querySeries(r)
-		si, gi := slices.Index(series, name), slices.Index(groups, fmt.Sprintf("l%d o%d c%d", r.Limit, r.Offset, r.Conns))
-		c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = r.RPS.Median, r.RPS.Min, r.RPS.Max
+		c.bar(querySeries(r), fmt.Sprintf("l%d o%d c%d", r.Limit, r.Offset, r.Conns), r.RPS, 1)
 	}
 	return c.write(filepath.Join(dir, "query.png"))
 }
@@ -365,31 +338,18 @@ func scaleChart(dir string, rows []ScaleRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	var series, groups []string
-	for _, r := range rows {
-		if s := fmt.Sprintf("%d tasks", r.Tasks); !slices.Contains(series, s) {
-			series = append(series, s)
-		}
-		for _, g := range []string{r.Engine + " first", r.Engine + " sequential", r.Engine + " p50 wrk"} {
-			if !slices.Contains(groups, g) {
-				groups = append(groups, g)
-			}
-		}
-	}
 	c := barChart{Title: "GET /failed-tasks?limit=1000 latency (ms) against table size, median with min-max",
-		YLabel: "ms", Series: series, Groups: groups, Format: func(v float64) string { return fmt.Sprintf("%.1f", v) }}
-	c.Median, c.Min, c.Max = nanGrid(len(series), len(groups)), nanGrid(len(series), len(groups)), nanGrid(len(series), len(groups))
+		YLabel: "ms", Format: func(v float64) string { return fmt.Sprintf("%.1f", v) }}
 	for _, r := range rows {
-		si := slices.Index(series, fmt.Sprintf("%d tasks", r.Tasks))
+		named(&c.Series, fmt.Sprintf("%d tasks", r.Tasks))
 		for _, m := range []struct {
 			g string
 			s Stat
 		}{{" first", r.First}, {" sequential", r.Seq}, {" p50 wrk", r.P50}} {
-			if m.s.Runs == 0 {
-				continue
+			named(&c.Groups, r.Engine+m.g)
+			if m.s.Runs > 0 {
+				c.bar(fmt.Sprintf("%d tasks", r.Tasks), r.Engine+m.g, m.s, 1)
 			}
-			gi := slices.Index(groups, r.Engine+m.g)
-			c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = m.s.Median, m.s.Min, m.s.Max
 		}
 	}
 	return c.write(filepath.Join(dir, "scale.png"))
@@ -492,19 +452,17 @@ func rotateChart(dir string, rows []RotateRow) error {
 	groups := rotateGroups(rows)
 	c := barChart{Title: "Staged rotation: wall time per host (ms), median with min-max", YLabel: "ms per host",
 		Series: []string{"floor", "OpenKPS"}, Format: func(v float64) string { return fmt.Sprintf("%.1f", v) }}
-	c.Median, c.Min, c.Max = nanGrid(2, len(groups)), nanGrid(2, len(groups)), nanGrid(2, len(groups))
-	for gi, g := range groups {
+	for _, g := range groups {
+		var group string
 		for _, r := range g {
-			c.Groups = append(c.Groups, fmt.Sprintf("N=%d", r.Hosts))
+			group = fmt.Sprintf("N=%d", r.Hosts)
 			break
 		}
-		for si, tool := range c.Series {
-			r, ok := g[tool]
-			if !ok || r.Wall.Runs == 0 {
-				continue
+		named(&c.Groups, group)
+		for _, tool := range c.Series {
+			if r, ok := g[tool]; ok && r.Wall.Runs > 0 {
+				c.bar(tool, group, r.Wall, 1000/float64(r.Hosts))
 			}
-			k := 1000 / float64(r.Hosts)
-			c.Median[si][gi], c.Min[si][gi], c.Max[si][gi] = r.Wall.Median*k, r.Wall.Min*k, r.Wall.Max*k
 		}
 	}
 	return c.write(filepath.Join(dir, "rotate.png"))
