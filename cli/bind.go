@@ -149,6 +149,17 @@ func (l *loginKey) how(without string) string {
 	}
 }
 
+// fleetClient is what bind and unbind start with: the servers named, the caller's login, the
+// client.
+func (a *app) fleetClient(f *fleetFlags) ([]string, *loginKey, *client.Client, error) {
+	ids, err := a.serverIDs(f)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	login, cl, err := a.loginClient(f)
+	return ids, login, cl, err
+}
+
 // login reads the caller's credential: a password (standard input or a prompt) or a key file.
 // loginClient is login, then the client of the selected profile.
 func (a *app) loginClient(f *fleetFlags) (*loginKey, *client.Client, error) {
@@ -255,11 +266,7 @@ func (a *app) bindCommand() *cobra.Command {
 		if f.port < 0 || f.port > 65535 {
 			return usagef("--port %d: a port is from 1 to 65535", f.port)
 		}
-		ids, err := a.serverIDs(&f)
-		if err != nil {
-			return err
-		}
-		login, cl, err := a.loginClient(&f)
+		ids, login, cl, err := a.fleetClient(&f)
 		if err != nil {
 			return err
 		}
@@ -512,11 +519,7 @@ func (a *app) unbindCommand() *cobra.Command {
 	f.defineServers(cmd, a)
 	f.defineLogin(cmd, false)
 	cmd.RunE = a.leaf(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-		ids, err := a.serverIDs(&f)
-		if err != nil {
-			return err
-		}
-		login, cl, err := a.loginClient(&f)
+		ids, login, cl, err := a.fleetClient(&f)
 		if err != nil {
 			return err
 		}

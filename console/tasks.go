@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -66,28 +67,36 @@ func newTaskList(r *http.Request, pg client.TaskPage, limit, offset int) taskLis
 	return d
 }
 
+// taskPage reads one page of a task list at the request's limit (def when not given) and
+// offset, and the list's total.
+func taskPage(r *http.Request, def int, list func(ctx context.Context, limit, offset int) (client.TaskPage, error)) (taskList, int, error) {
+	limit := intParam(r, "limit", def, 1, 1000)
+	offset := intParam(r, "offset", 0, 0, 1<<31-1)
+	pg, err := list(r.Context(), limit, offset)
+	if err != nil {
+		return taskList{}, 0, err
+	}
+	return newTaskList(r, pg, limit, offset), pg.Total, nil
+}
+
 // failedTasks is the failed-task list of kps-v3-api.md §2.16, a page at a time.
 func (c *Console) failedTasks(w http.ResponseWriter, r *http.Request, s *session) error {
-	limit := intParam(r, "limit", 50, 1, 1000)
-	offset := intParam(r, "offset", 0, 0, 1<<31-1)
-	pg, err := s.api.ListFailedTasks(r.Context(), limit, offset)
+	list, _, err := taskPage(r, 50, s.api.ListFailedTasks)
 	if err != nil {
 		return err
 	}
-	c.render(w, r, s, http.StatusOK, "failed", &page{Title: "Failed tasks", Section: "failed", Data: newTaskList(r, pg, limit, offset)})
+	c.render(w, r, s, http.StatusOK, "failed", &page{Title: "Failed tasks", Section: "failed", Data: list})
 	return nil
 }
 
 // runningTasks is the list of queued and running tasks (§2.15), updated live.
 func (c *Console) runningTasks(w http.ResponseWriter, r *http.Request, s *session) error {
-	limit := intParam(r, "limit", 100, 1, 1000)
-	offset := intParam(r, "offset", 0, 0, 1<<31-1)
-	pg, err := s.api.ListRunningTasks(r.Context(), limit, offset)
+	list, total, err := taskPage(r, 100, s.api.ListRunningTasks)
 	if err != nil {
 		return err
 	}
-	p := &page{Title: "Running tasks", Section: "running", Data: newTaskList(r, pg, limit, offset)}
-	if pg.Total > 0 {
+	p := &page{Title: "Running tasks", Section: "running", Data: list}
+	if total > 0 {
 		p.Refresh = 3
 	}
 	c.render(w, r, s, http.StatusOK, "running", p)
