@@ -185,7 +185,7 @@ func (b *tab) writeControls() []string {
 			if (p === '/console/logout' || p === '/console/project') continue;
 			out.push('form ' + p);
 		}
-		for (const a of document.querySelectorAll('a[href$="/new"], a[href*="/retry"], a[href^="/console/bind?"]')) out.push('link ' + a.getAttribute('href'));
+		for (const a of document.querySelectorAll('a[href$="/new"], a[href*="/retry"], a[href^="/console/bind?"], a[href^="/console/rotations/new"]')) out.push('link ' + a.getAttribute('href'));
 		return out;
 	})()`)
 }
