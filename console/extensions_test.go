@@ -341,9 +341,19 @@ func TestConsoleBindTTL(t *testing.T) {
 	if running, _ := s.admin.ListRunningTasks(ctx, 10, 0); running.Total != 0 {
 		t.Fatal("a refused expiry submitted a task")
 	}
+	// With password login turned off only a hosted key could undo the binding, and contractor
+	// has none: the API refuses the server (KPS.6026), and the progress page says why.
 	form.Set("ttl", "8h")
-	start := time.Now()
+	form.Set("disable_password", "1")
 	r, _ := b.post("/console/bind", form, nil)
+	if loc := r.Header.Get("Location"); r.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "KPS.6026") {
+		t.Fatalf("an expiry nobody could undo: %d to %q, want the progress page with KPS.6026", r.StatusCode, loc)
+	} else if _, body := b.get(loc); !strings.Contains(body, "KPS.6026") || !strings.Contains(body, "could not be undone at its expiry") {
+		t.Fatalf("the progress page of the refused expiry:\n%s", body)
+	}
+	form.Del("disable_password")
+	start := time.Now()
+	r, _ = b.post("/console/bind", form, nil)
 	if r.StatusCode != http.StatusSeeOther || !strings.Contains(r.Header.Get("Location"), "/console/progress") {
 		t.Fatalf("bind with ttl 8h: %d to %q", r.StatusCode, r.Header.Get("Location"))
 	}
@@ -363,5 +373,8 @@ func TestConsoleBindTTL(t *testing.T) {
 	}
 	if _, body := b.get("/console/servers"); !strings.Contains(body, "expires "+shown) {
 		t.Errorf("the server list does not show the expiry %s", shown)
+	}
+	if _, body := b.get("/console/keypairs/contractor"); !strings.Contains(body, "expires "+shown) {
+		t.Errorf("the key pair's page does not show the expiry %s of its binding", shown)
 	}
 }
