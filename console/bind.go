@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/client"
@@ -49,6 +50,7 @@ type bindData struct {
 	Selected        map[string]bool
 	Login           string
 	Keep, Disable   bool
+	TTL             string // as typed: a duration or a time (kps-v3-api.md §7.1)
 	Error           string
 	MoreKeyPairs    bool
 	ServersListed   int
@@ -121,7 +123,7 @@ type submission struct {
 func (c *Console) bind(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := r.PostForm
 	d := bindData{KeyPair: f.Get("keypair"), Selected: map[string]bool{}, Login: f.Get("login"),
-		Keep: f.Get("keep_login_key") != "", Disable: f.Get("disable_password") != ""}
+		Keep: f.Get("keep_login_key") != "", Disable: f.Get("disable_password") != "", TTL: strings.TrimSpace(f.Get("ttl"))}
 	ids := slices.Compact(slices.Sorted(slices.Values(f["server"])))
 	for _, id := range ids {
 		d.Selected[id] = true
@@ -135,9 +137,12 @@ func (c *Console) bind(w http.ResponseWriter, r *http.Request, s *session) error
 		return nil
 	}
 	cred, keep, err := loginCredential(f)
+	ttl, ttlErr := parseTTL(d.TTL, time.Now())
 	switch {
 	case err != nil:
 		return again(http.StatusBadRequest, err.Error())
+	case ttlErr != nil:
+		return again(http.StatusBadRequest, ttlErr.Error())
 	case d.KeyPair == "":
 		return again(http.StatusBadRequest, "Choose the key pair to bind.")
 	case len(ids) == 0:
@@ -153,7 +158,7 @@ func (c *Console) bind(w http.ResponseWriter, r *http.Request, s *session) error
 		}
 	}
 	mk := func(id string) client.Bind {
-		return client.Bind{KeyPairName: d.KeyPair, ServerID: id, Auth: cred, KeepLoginKey: keep, DisablePassword: d.Disable}
+		return client.Bind{KeyPairName: d.KeyPair, ServerID: id, Auth: cred, KeepLoginKey: keep, DisablePassword: d.Disable, TTL: ttl}
 	}
 	var out []submission
 	var single, batch []string
@@ -390,6 +395,55 @@ func refusalText(code string) string {
 		return "Too many tasks are queued; try again later."
 	case kps.ErrForbidden:
 		return "Your role does not allow this."
+	case kps.ErrUndoableExpiry:
+		return "The binding could not be undone at its expiry: the server has no stored credential and the key pair no hosted key you may use."
 	}
 	return "Refused by the service."
+}
+
+// ttlError is what the bind form says of an expiry it cannot read.
+const ttlError = formError("Give the expiry as a duration such as 8h, 90m or 2d, or as a UTC time such as " +
+	"2026-12-08T06:00:00Z or 2026-12-08 06:00, from 1 second to 10 years ahead; leave it empty for a binding that never expires.")
+
+// parseTTL reads the bind form's expiry (kps-v3-api.md §7.1): a duration (Go's, a number of
+// seconds, or whole days "2d"), or a time — RFC 3339, or "YYYY-MM-DD HH:MM" in UTC, as a
+// datetime-local field sends it with a T — which becomes the time left until then, to the
+// second. Empty: no expiry.
+func parseTTL(text string, now time.Time) (time.Duration, error) {
+	if text == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		d = time.Duration(min(max(n, -1), 1<<32)) * time.Second
+	} else if days, ok := strings.CutSuffix(text, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil {
+			return 0, ttlError
+		}
+		d = time.Duration(min(max(n, -1), 1<<20)) * 24 * time.Hour
+	} else if x, err := time.ParseDuration(text); err == nil {
+		d = x
+		if d%time.Second != 0 {
+			return 0, formError("The expiry must be whole seconds, such as 90s or 1h30m.")
+		}
+	} else {
+		var at time.Time
+		for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+			if at, err = time.Parse(layout, text); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return 0, ttlError
+		}
+		if !at.After(now) {
+			return 0, formError("The expiry " + at.UTC().Format(time.RFC3339) + " has passed: give a time ahead, or a duration such as 8h.")
+		}
+		d = at.Sub(now).Round(time.Second)
+	}
+	if d < time.Second || d > kps.MaxBindingTTL {
+		return 0, ttlError
+	}
+	return d, nil
 }

@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -183,7 +185,7 @@ func (b *tab) writeControls() []string {
 			if (p === '/console/logout' || p === '/console/project') continue;
 			out.push('form ' + p);
 		}
-		for (const a of document.querySelectorAll('a[href$="/new"], a[href*="/retry"], a[href^="/console/bind?"]')) out.push('link ' + a.getAttribute('href'));
+		for (const a of document.querySelectorAll('a[href$="/new"], a[href*="/retry"], a[href^="/console/bind?"], a[href^="/console/rotations/new"]')) out.push('link ' + a.getAttribute('href'));
 		return out;
 	})()`)
 }
@@ -732,4 +734,217 @@ func silentListener(t *testing.T) int {
 		}
 	}()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitState waits until the element sel's data-state is want (htmx updates it in place).
+func (b *tab) waitState(sel, want string) {
+	b.t.Helper()
+	ctx, cancel := b.timeout(150 * time.Second)
+	defer cancel()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e !== null && e.dataset.state === %q; })()`, sel, want)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(140*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		b.t.Fatalf("%s never reached %s: %v (page %s, state %q)", sel, want, err, b.location(),
+			eval[string](b, fmt.Sprintf(`String((document.querySelector(%q) || {dataset: {}}).dataset.state)`, sel)))
+	}
+}
+
+// TestConsoleRotationAndDriftInBrowser drives the pages of issue 19's extensions in headless
+// Chromium against the built binary and two real sshd hosts: a staged rotation started from
+// the console form (batch 1, one canary) pauses after its canary, is resumed with the page's
+// button and completes, followed live by htmx; the new key then logs in to both hosts and the
+// old one to neither. A drift check started with "check now" finds the key planted by hand on
+// one host. A reader sees both pages without a button, and they read with JavaScript off.
+func TestConsoleRotationAndDriftInBrowser(t *testing.T) {
+	b := newBrowser(t)
+	var consoleMu sync.Mutex
+	var consoleProblems []string
+	go func() {
+		for m, err := range chromedp.Console(b.ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") {
+				consoleMu.Lock()
+				consoleProblems = append(consoleProblems, string(m.Type)+": "+m.Text)
+				consoleMu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		consoleMu.Lock()
+		defer consoleMu.Unlock()
+		if len(consoleProblems) > 0 {
+			t.Errorf("the browser's console reported:\n  %s", strings.Join(consoleProblems, "\n  "))
+		}
+	})
+	h1 := sshdtest.Start(t, sshdtest.Options{})
+	h2 := sshdtest.Start(t, sshdtest.Options{})
+	s := startService(t)
+	s.addUser(t, "rita", "reader-password-2026", kps.RoleReader)
+	ctx := context.Background()
+	for _, name := range []string{"ops-2025", "ops-2026"} {
+		if _, err := s.admin.CreateKeyPair(ctx, client.NewKeyPair{Name: name, HostPrivateKey: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hosts := map[string]*sshdtest.Host{"web-01": h1, "web-02": h2}
+	for id, h := range hosts {
+		keys := []string{h.HostKey}
+		if _, err := s.admin.CreateServer(ctx, client.ServerSpec{ID: id, Address: &h.Address, Port: &h.Port, User: &h.User,
+			HostKeys: &keys, Credential: &kps.Credential{Type: kps.CredentialPassword, Key: h.Password}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.admin.Bind(ctx, client.Bind{KeyPairName: "ops-2025", ServerID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for id := range hosts {
+		for {
+			srv, err := s.admin.Server(ctx, id)
+			if err == nil && srv.KeyPairName == "ops-2025" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not bound to ops-2025: %+v %v", id, srv, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	signer := func(name string) ssh.Signer {
+		pemText, err := s.admin.ExportPrivateKey(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sg, _, err := sshkey.ParsePrivateKey(pemText)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sg
+	}
+	oldKey, newKey := signer("ops-2025"), signer("ops-2026")
+
+	b.open(s.base, "/console/login?next=/console/rotations/new%3Ffrom%3Dops-2025")
+	b.do(chromedp.SendKeys(chromedp.ID("user"), "admin"), chromedp.SendKeys(chromedp.ID("password"), adminPassword))
+	if st := b.submit("main button[type=submit]"); st != http.StatusOK || !strings.Contains(b.location(), "/console/rotations/new") {
+		t.Fatalf("sign-in: status %d at %s", st, b.location())
+	}
+	// The staged rotation: every server of ops-2025 to ops-2026, one at a time, one canary.
+	b.do(chromedp.SetValue(chromedp.ID("keypair"), "ops-2026"), chromedp.SetValue(chromedp.ID("batch-size"), "1"),
+		chromedp.SetValue(chromedp.ID("canary"), "1"))
+	if from := eval[string](b, `document.getElementById('from').value`); from != "ops-2025" {
+		t.Fatalf("the form's from is %q, want ops-2025 from the link", from)
+	}
+	b.audit("new rotation")
+	if st := b.submit("#rotation-form button[type=submit]"); st != http.StatusOK || !strings.Contains(b.location(), "/console/rotations/") {
+		t.Fatalf("start rotation: status %d at %s", st, b.location())
+	}
+	eval[chromedp.Void](b, `window.kpsProbe = 'still this page'`)
+	b.waitState("#rotation-live", "PAUSED")
+	if probe := eval[string](b, `String(window.kpsProbe)`); probe != "still this page" {
+		t.Error("the rotation page was reloaded instead of updated in place by htmx")
+	}
+	if got := b.text("#rotation-count"); !strings.Contains(got, "1/2") {
+		t.Fatalf("after the canary the page says %q, want 1/2", got)
+	}
+	b.audit("rotation, paused after its canary")
+	b.shot("rotation-paused")
+	// The canary host already takes the new key and no longer the old one; the other is untouched.
+	pausedRows := eval[map[string]string](b, `Object.fromEntries([...document.querySelectorAll('#rotation-live tbody tr')].map(tr => [tr.cells[0].textContent.trim(), tr.cells[1].textContent.trim()]))`)
+	if pausedRows["web-01"] != "SUCCEEDED" || pausedRows["web-02"] != "PENDING" {
+		t.Fatalf("per-server states after the canary: %v", pausedRows)
+	}
+	if !h1.KeyLoginWorks(t, newKey) || h1.KeyLoginWorks(t, oldKey) || !h2.KeyLoginWorks(t, oldKey) {
+		t.Fatal("after the canary: web-01 should take only the new key, web-02 still the old one")
+	}
+	if st := b.submit("#rotation-resume"); st != http.StatusOK {
+		t.Fatalf("resume: status %d", st)
+	}
+	eval[chromedp.Void](b, `window.kpsProbe = 'still this page'`)
+	b.waitState("#rotation-live", "COMPLETED")
+	if probe := eval[string](b, `String(window.kpsProbe)`); probe != "still this page" {
+		t.Error("the rotation page was reloaded instead of updated in place by htmx")
+	}
+	if got := b.text("#rotation-count"); !strings.Contains(got, "2/2") {
+		t.Fatalf("the completed rotation says %q", got)
+	}
+	if n := eval[int](b, `document.querySelectorAll('#rotation-live form').length`); n != 0 {
+		t.Errorf("the completed rotation still offers %d actions", n)
+	}
+	b.audit("rotation, completed")
+	b.shot("rotation")
+	for id, h := range hosts {
+		if !h.KeyLoginWorks(t, newKey) || h.KeyLoginWorks(t, oldKey) {
+			t.Errorf("%s after the rotation: the new key must log in and the old one not", id)
+		}
+	}
+	b.open(s.base, "/console/rotations")
+	if got := b.text("table.rotations"); !strings.Contains(got, "COMPLETED") || !strings.Contains(got, "ops-2026") {
+		t.Fatalf("the rotation list shows:\n%s", got)
+	}
+	b.audit("rotations")
+
+	// A key planted by hand on web-02, then "check now".
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	planted, _ := ssh.NewPublicKey(pub)
+	content, _ := h2.AuthorizedKeys(t)
+	h2.WriteAuthorizedKeys(t, content+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(planted)))+" left-by-hand\n")
+	b.open(s.base, "/console/drift")
+	b.audit("drift checks")
+	if st := b.submit("#check-all"); st != http.StatusOK || !strings.Contains(b.location(), "/console/drift/") {
+		t.Fatalf("check now: status %d at %s", st, b.location())
+	}
+	b.waitState("#drift-check-live", "DONE")
+	rows := eval[map[string]string](b, `Object.fromEntries([...document.querySelectorAll('#drift-check-live tbody tr')].map(tr => [tr.cells[0].querySelector('a').textContent.trim(), [...tr.cells].slice(1).map(td => td.textContent.trim().replace(/\s+/g, ' ')).join(' | ')]))`)
+	if r := rows["web-01"]; !strings.HasPrefix(r, "OK") || !strings.Contains(r, "ops-2026: present") {
+		t.Errorf("web-01's result: %q", r)
+	}
+	if r := rows["web-02"]; !strings.HasPrefix(r, "DRIFT") || !strings.Contains(r, "ops-2026: present") ||
+		!strings.Contains(r, ssh.FingerprintSHA256(planted)) || !strings.Contains(r, "left-by-hand") {
+		t.Errorf("web-02's result: %q", r)
+	}
+	if d := b.text("#drift-drifted"); d != "1" {
+		t.Errorf("the check counts %s drifted servers, want 1", d)
+	}
+	b.audit("drift check")
+	b.shot("drift-check")
+	b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	for _, p := range []string{b.location()[len(s.base):], "/console/rotations", "/console/drift"} {
+		b.open(s.base, p)
+		if w := eval[[]int](b, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1] {
+			t.Errorf("at phone width %s is %dpx wide in a %dpx screen", p, w[0], w[1])
+		}
+		b.audit(p + ", phone width")
+	}
+	b.do(chromedp.EmulateViewport(1280, 860))
+	list, _, err := s.admin.Rotations(ctx, 1, 0)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("rotations: %v %v", list, err)
+	}
+	rotationPage := "/console/rotations/" + list[0].ID
+
+	// The reader: the same pages, no button.
+	b.submit(".signout button")
+	b.open(s.base, "/console/login")
+	b.do(chromedp.SendKeys(chromedp.ID("user"), "rita"), chromedp.SendKeys(chromedp.ID("password"), "reader-password-2026"))
+	b.submit("main button[type=submit]")
+	for _, p := range []string{"/console/rotations", rotationPage, "/console/rotations/new", "/console/drift", "/console/bind"} {
+		if st := b.open(s.base, p); st != http.StatusOK {
+			t.Fatalf("reader, %s: status %d", p, st)
+		}
+		if w := b.writeControls(); len(w) > 0 {
+			t.Errorf("the reader sees write controls on %s: %v", p, w)
+		}
+	}
+	// Without JavaScript the rotation reads.
+	noJS := b.newTab()
+	noJS.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return err
+	}))
+	noJS.open(s.base, rotationPage)
+	html, err := chromedp.Run(noJS.ctx, chromedp.OuterHTML(chromedp.CSS("#rotation-live")))
+	if err != nil || !strings.Contains(html, "COMPLETED") || !strings.Contains(html, "web-02") {
+		t.Fatalf("without JavaScript the rotation page reads %q (%v)", html, err)
+	}
 }

@@ -122,6 +122,16 @@ func (c *Console) routes() {
 	m.Handle("POST /console/tasks/failed/{id}/delete", c.signedIn(c.deleteFailedTask))
 	m.Handle("POST /console/tasks/failed/delete-all", c.signedIn(c.deleteFailedTasks))
 	m.Handle("GET /console/audit", c.signedIn(c.auditTrail))
+
+	m.Handle("GET /console/rotations", c.signedIn(c.rotations))
+	m.Handle("GET /console/rotations/new", c.signedIn(c.newRotationForm))
+	m.Handle("POST /console/rotations", c.signedIn(c.createRotation))
+	m.Handle("GET /console/rotations/{id}", c.signedIn(c.rotation))
+	m.Handle("POST /console/rotations/{id}/action", c.signedIn(c.rotationAction))
+
+	m.Handle("GET /console/drift", c.signedIn(c.driftChecks))
+	m.Handle("POST /console/drift", c.signedIn(c.startDriftCheck))
+	m.Handle("GET /console/drift/{id}", c.signedIn(c.driftCheck))
 }
 
 // contentSecurityPolicy allows the console's own scripts, styles and requests and nothing

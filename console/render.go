@@ -44,9 +44,8 @@ type userView struct {
 	Next                                   string // this page, for the project switcher
 }
 
-// section is an entry of the navigation. Rotations and drift results, specified by later
-// issues, are added here as entries with their own pages under
-// /console/<path> (docs/console/README.md).
+// section is an entry of the navigation; each has its pages under /console/<path>
+// (docs/console/README.md).
 type section struct {
 	Key, Title, Path string
 	Write            bool // only for users who may write (member)
@@ -60,6 +59,8 @@ var sections = []section{
 	{"bind", "Bind / rotate", Prefix + "bind", true, false},
 	{"running", "Running tasks", Prefix + "tasks/running", false, false},
 	{"failed", "Failed tasks", Prefix + "tasks/failed", false, false},
+	{"rotations", "Rotations", Prefix + "rotations", false, false},
+	{"drift", "Drift checks", Prefix + "drift", false, false},
 	{"audit", "Audit trail", Prefix + "audit", false, true},
 }
 
@@ -88,7 +89,26 @@ var funcs = template.FuncMap{
 		}
 		return m
 	},
-	"join": strings.Join,
+	"join":  strings.Join,
+	"state": stateClass,
+	"expiry": func(rfc3339 string) string {
+		t, err := time.Parse(time.RFC3339, rfc3339)
+		if err != nil {
+			return rfc3339
+		}
+		left := time.Until(t)
+		switch {
+		case left <= 0:
+			return formatTime(t) + " (due now)"
+		case left < time.Minute:
+			return fmt.Sprintf("%s (in %ds)", formatTime(t), int(left.Seconds()))
+		case left < time.Hour:
+			return fmt.Sprintf("%s (in %dm)", formatTime(t), int(left.Minutes()))
+		case left < 48*time.Hour:
+			return fmt.Sprintf("%s (in %dh%02dm)", formatTime(t), int(left.Hours()), int(left.Minutes())%60)
+		}
+		return fmt.Sprintf("%s (in %dd)", formatTime(t), int(left.Hours()/24))
+	},
 	"pemData": func(name, pem string) template.URL {
 		// A data: URL the browser downloads as name.pem; it never goes back to the server.
 		return template.URL("data:application/x-pem-file;base64," + base64.StdEncoding.EncodeToString([]byte(pem)))
@@ -286,12 +306,12 @@ func statusOf(code string) int {
 		kps.ErrForbidden, "KPS.9004", "KPS.9005":
 		return http.StatusForbidden
 	case kps.ErrTokenNotFound, kps.ErrIdentityNotFound, kps.ErrKeyPairNotFound, kps.ErrTaskNotFound,
-		kps.ErrFailedNotFound, kps.ErrServerNotFound, kps.ErrNoRoute:
+		kps.ErrFailedNotFound, kps.ErrServerNotFound, kps.ErrNoRoute, kps.ErrRotationNotFound, kps.ErrDriftCheckNotFound:
 		return http.StatusNotFound
 	case kps.ErrMethod:
 		return http.StatusMethodNotAllowed
 	case kps.ErrIdentityConflict, kps.ErrKeyPairExists, kps.ErrServerBusy, kps.ErrServerBound, kps.ErrServerNotBound,
-		kps.ErrKeyPairInUse, kps.ErrServerExists, kps.ErrUnconfirmedReach:
+		kps.ErrKeyPairInUse, kps.ErrServerExists, kps.ErrUnconfirmedReach, kps.ErrRotationState, kps.ErrUndoableExpiry:
 		return http.StatusConflict
 	case kps.ErrTooLarge:
 		return http.StatusRequestEntityTooLarge

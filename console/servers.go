@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -84,6 +85,7 @@ type serverForm struct {
 	ID, Name, Address, Port, User, HostKeys, SSHDConfig string
 	Server                                              *client.Server // the record, when editing
 	Task                                                *client.TaskEntry
+	Drift                                               *client.DriftResult // the last drift check's finding
 	Error                                               string
 }
 
@@ -106,6 +108,12 @@ func (c *Console) server(w http.ResponseWriter, r *http.Request, s *session) err
 		return err
 	}
 	d := formOf(srv)
+	if len(srv.Drift) > 0 && string(srv.Drift) != "null" {
+		var dr client.DriftResult
+		if json.Unmarshal(srv.Drift, &dr) == nil {
+			d.Drift = &dr
+		}
+	}
 	if tasks, err := lastTasks(r.Context(), s.api); err == nil {
 		d.Task = tasks[srv.ID]
 	}

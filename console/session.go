@@ -281,6 +281,8 @@ func sectionRoot(p string) string {
 		return Prefix + "tasks/running"
 	case "bind", "progress":
 		return Prefix + "bind"
+	case "rotations", "drift":
+		return Prefix + first
 	}
 	return Prefix
 }

@@ -3,9 +3,11 @@
 "use strict";
 (function () {
   function bindForm() {
+    // The server choice of the bind, rotation and drift forms.
     var all = document.getElementById("select-all");
     var count = document.getElementById("selected-count");
-    var boxes = document.querySelectorAll('#bind-form input[name="server"]');
+    var form = all && all.closest("form");
+    var boxes = form ? form.querySelectorAll('input[name="server"]') : [];
     if (!all || boxes.length === 0) {
       return;
     }
