@@ -3,7 +3,6 @@ package console
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/client"
@@ -11,15 +10,9 @@ import (
 
 // auditList is a page of the project's audit trail (docs/spec/audit.md), newest first.
 type auditList struct {
-	Events                 []kps.AuditEvent
-	Action, Resource       string
-	Total, Limit, Offset   int
-	First, Last            int
-	HasPrev, HasNext       bool
-	PrevOffset, NextOffset int
-	Sizes                  []int
-	// PrevURL and NextURL are the pager's links, with the filters.
-	PrevURL, NextURL string
+	Events           []kps.AuditEvent
+	Action, Resource string
+	offsetPager      // its links keep the filters
 }
 
 // auditTrail is the project's audit trail for its admin, a page at a time, filtered by action
@@ -32,23 +25,9 @@ func (c *Console) auditTrail(w http.ResponseWriter, r *http.Request, s *session)
 	if err != nil {
 		return err
 	}
-	d := auditList{Events: pg.Events, Action: q.Action, Resource: q.ResourceID, Total: pg.Total, Limit: limit, Offset: offset,
-		Sizes: pageSizes}
-	n := len(pg.Events)
-	d.First, d.Last = offset+1, offset+n
-	d.HasPrev, d.PrevOffset = offset > 0, max(offset-limit, 0)
-	d.HasNext, d.NextOffset = offset+n < pg.Total, offset+n
-	v := url.Values{"limit": {strconv.Itoa(limit)}}
-	if q.Action != "" {
-		v.Set("action", q.Action)
-	}
-	if q.ResourceID != "" {
-		v.Set("resource", q.ResourceID)
-	}
-	v.Set("offset", strconv.Itoa(d.PrevOffset))
-	d.PrevURL = "/console/audit?" + v.Encode()
-	v.Set("offset", strconv.Itoa(d.NextOffset))
-	d.NextURL = "/console/audit?" + v.Encode()
+	keep := url.Values{"action": {q.Action}, "resource": {q.ResourceID}}
+	d := auditList{Events: pg.Events, Action: q.Action, Resource: q.ResourceID,
+		offsetPager: newOffsetPager(Prefix+"audit", "events", keep, pg.Total, len(pg.Events), limit, offset)}
 	c.render(w, r, s, http.StatusOK, "audit", &page{Title: "Audit trail", Section: "audit", Data: d})
 	return nil
 }

@@ -49,7 +49,7 @@ func (c *Console) renderDriftList(w http.ResponseWriter, r *http.Request, s *ses
 		return err
 	}
 	d := driftList{Self: Prefix + "drift?" + r.URL.RawQuery, Error: msg,
-		offsetPager: newOffsetPager(Prefix+"drift", total, len(list), limit, offset)}
+		offsetPager: newOffsetPager(Prefix+"drift", "drift checks", nil, total, len(list), limit, offset)}
 	for _, x := range list {
 		v := driftViewOf(x)
 		d.Checks = append(d.Checks, v)

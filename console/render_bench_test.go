@@ -21,9 +21,7 @@ func BenchmarkRenderFailedPage1000(b *testing.B) {
 			TaskTime: strconv.FormatInt(now-int64(i)*1000, 10), ServerID: fmt.Sprintf("host-%04d", i), ServerName: fmt.Sprintf("host-%04d (rack %d)", i, i%40),
 			KeyPairName: "seed", ErrorCode: "KPS.6601", ErrorMsg: "Connecting over SSH as 'root' on 127.0.0.1:4711 failed: the connection was refused."})
 	}
-	d := newTaskList(httptest.NewRequest("GET", "/console/tasks/failed?limit=1000", nil), pg, 1000, 0)
-	_ = taskList{Total: pg.Total, Limit: 1000, Sizes: pageSizes, First: 1, Last: 1000, HasNext: true, NextOffset: 1000,
-		Self: "/console/tasks/failed?limit=1000", Back: "/console/tasks/failed?limit=1000"}
+	d := newTaskList(httptest.NewRequest("GET", "/console/tasks/failed?limit=1000", nil), "failed tasks", pg, 1000, 0)
 	p := &page{Title: "Failed tasks", Section: "failed", Data: d, User: &userView{Name: "admin", Domain: "Default", Project: "local-1",
 		CSRF: "0123456789abcdef0123456789abcdef0123456789a", Can: can{Write: true, Admin: true, Export: true}}}
 	var buf bytes.Buffer

@@ -13,26 +13,6 @@ import (
 
 // Staged rotations (kps-v3-api.md §8), through the API's /rotations routes like every other page.
 
-// offsetPager is the pager of a list the API pages with limit and offset.
-type offsetPager struct {
-	Total, Limit, Offset int
-	First, Last          int
-	HasPrev, HasNext     bool
-	PrevURL, NextURL     string
-	Sizes                []int
-}
-
-func newOffsetPager(path string, total, n, limit, offset int) offsetPager {
-	p := offsetPager{Total: total, Limit: limit, Offset: offset, First: offset + 1, Last: offset + n, Sizes: pageSizes,
-		HasPrev: offset > 0, HasNext: offset+n < total}
-	v := url.Values{"limit": {strconv.Itoa(limit)}}
-	v.Set("offset", strconv.Itoa(max(offset-limit, 0)))
-	p.PrevURL = path + "?" + v.Encode()
-	v.Set("offset", strconv.Itoa(offset+n))
-	p.NextURL = path + "?" + v.Encode()
-	return p
-}
-
 // rotationView is a rotation as the pages show it.
 type rotationView struct {
 	client.Rotation
@@ -75,7 +55,7 @@ func (c *Console) rotations(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	d := rotationList{Self: r.URL.RequestURI(), offsetPager: newOffsetPager(Prefix+"rotations", total, len(list), limit, offset)}
+	d := rotationList{Self: r.URL.RequestURI(), offsetPager: newOffsetPager(Prefix+"rotations", "rotations", nil, total, len(list), limit, offset)}
 	for _, x := range list {
 		v := viewOf(x)
 		d.Rotations = append(d.Rotations, v)

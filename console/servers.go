@@ -21,12 +21,8 @@ type serverRow struct {
 }
 
 type serverList struct {
-	Rows                   []serverRow
-	Total, Offset, Limit   int
-	Sizes                  []int
-	PrevOffset, NextOffset int
-	HasPrev, HasNext       bool
-	First, Last            int
+	Servers []serverRow
+	offsetPager
 }
 
 // lastTasks maps each server to its running task, else its newest failed one, as far as the
@@ -64,19 +60,12 @@ func (c *Console) servers(w http.ResponseWriter, r *http.Request, s *session) er
 	if err != nil {
 		return err
 	}
-	d := serverList{Total: pg.Total, Offset: offset, Limit: limit, Sizes: pageSizes}
+	d := serverList{offsetPager: newOffsetPager(Prefix+"servers", "servers", nil, pg.Total, len(pg.Servers), limit, offset)}
 	for _, srv := range pg.Servers {
-		d.Rows = append(d.Rows, serverRow{Server: srv, Task: tasks[srv.ID]})
+		d.Servers = append(d.Servers, serverRow{Server: srv, Task: tasks[srv.ID]})
 	}
-	d.fillPages(len(pg.Servers))
 	c.render(w, r, s, http.StatusOK, "servers", &page{Title: "Servers", Section: "servers", Data: d})
 	return nil
-}
-
-func (d *serverList) fillPages(n int) {
-	d.First, d.Last = d.Offset+1, d.Offset+n
-	d.HasPrev, d.PrevOffset = d.Offset > 0, max(d.Offset-d.Limit, 0)
-	d.HasNext, d.NextOffset = d.Offset+n < d.Total, d.Offset+n
 }
 
 // serverForm is the add or edit form of a server, with what was typed (never a secret).

@@ -35,28 +35,20 @@ func rowOf(t client.TaskEntry) taskRow {
 
 // taskList is a page of the running or the failed tasks, with the API's limit and offset.
 type taskList struct {
-	Tasks                  []taskRow
-	Total, Offset, Limit   int
-	Sizes                  []int
-	First, Last            int
-	PrevOffset, NextOffset int
-	HasPrev, HasNext       bool
-	Ready, Running         int // running list: how many of the page wait, how many run
-	Self                   string
-	Back                   string // this page, where a delete returns to
+	Tasks          []taskRow
+	Ready, Running int // running list: how many of the page wait, how many run
+	Self           string
+	Back           string // this page, where a delete returns to
+	offsetPager
 }
 
-func newTaskList(r *http.Request, pg client.TaskPage, limit, offset int) taskList {
+func newTaskList(r *http.Request, noun string, pg client.TaskPage, limit, offset int) taskList {
 	rows := make([]taskRow, len(pg.Tasks))
 	for i, t := range pg.Tasks {
 		rows[i] = rowOf(t)
 	}
-	d := taskList{Tasks: rows, Total: pg.Total, Offset: offset, Limit: limit, Sizes: pageSizes,
-		Self: r.URL.RequestURI(), Back: r.URL.RequestURI()}
-	n := len(pg.Tasks)
-	d.First, d.Last = offset+1, offset+n
-	d.HasPrev, d.PrevOffset = offset > 0, max(offset-limit, 0)
-	d.HasNext, d.NextOffset = offset+n < pg.Total, offset+n
+	d := taskList{Tasks: rows, Self: r.URL.RequestURI(), Back: r.URL.RequestURI(),
+		offsetPager: newOffsetPager(r.URL.Path, noun, nil, pg.Total, len(pg.Tasks), limit, offset)}
 	for _, t := range pg.Tasks {
 		if client.StatusPhase(t.Status) == kps.PhaseRunning {
 			d.Running++
@@ -69,19 +61,19 @@ func newTaskList(r *http.Request, pg client.TaskPage, limit, offset int) taskLis
 
 // taskPage reads one page of a task list at the request's limit (def when not given) and
 // offset, and the list's total.
-func taskPage(r *http.Request, def int, list func(ctx context.Context, limit, offset int) (client.TaskPage, error)) (taskList, int, error) {
+func taskPage(r *http.Request, noun string, def int, list func(ctx context.Context, limit, offset int) (client.TaskPage, error)) (taskList, int, error) {
 	limit := intParam(r, "limit", def, 1, 1000)
 	offset := intParam(r, "offset", 0, 0, 1<<31-1)
 	pg, err := list(r.Context(), limit, offset)
 	if err != nil {
 		return taskList{}, 0, err
 	}
-	return newTaskList(r, pg, limit, offset), pg.Total, nil
+	return newTaskList(r, noun, pg, limit, offset), pg.Total, nil
 }
 
 // failedTasks is the failed-task list of kps-v3-api.md §2.16, a page at a time.
 func (c *Console) failedTasks(w http.ResponseWriter, r *http.Request, s *session) error {
-	list, _, err := taskPage(r, 50, s.api.ListFailedTasks)
+	list, _, err := taskPage(r, "failed tasks", 50, s.api.ListFailedTasks)
 	if err != nil {
 		return err
 	}
@@ -91,7 +83,7 @@ func (c *Console) failedTasks(w http.ResponseWriter, r *http.Request, s *session
 
 // runningTasks is the list of queued and running tasks (§2.15), updated live.
 func (c *Console) runningTasks(w http.ResponseWriter, r *http.Request, s *session) error {
-	list, total, err := taskPage(r, 100, s.api.ListRunningTasks)
+	list, total, err := taskPage(r, "running tasks", 100, s.api.ListRunningTasks)
 	if err != nil {
 		return err
 	}
