@@ -91,10 +91,18 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
+// heading writes a section's title and reports whether it has rows to show; without any it
+// says how to measure them.
+func heading(p func(string, ...any), title string, rows int, measure string) bool {
+	p("## %s\n\n", title)
+	if rows == 0 {
+		p("Not measured yet (%s).\n\n", measure)
+	}
+	return rows > 0
+}
+
 func fleetSection(p func(string, ...any), rows []FleetRow) {
-	p("## 1. Fleet bind\n\n")
-	if len(rows) == 0 {
-		p("Not measured yet (`go -C bench run . fleet`).\n\n")
+	if !heading(p, "1. Fleet bind", len(rows), "`go -C bench run . fleet`") {
 		return
 	}
 	p("One new key pair bound to N hosts, each an OpenSSH sshd with its own login user, with the login\n")
@@ -205,9 +213,7 @@ func fleetChart(dir string, rows []FleetRow) error {
 }
 
 func querySection(p func(string, ...any), rows []QueryRow) {
-	p("## 2. The failed-task query\n\n")
-	if len(rows) == 0 {
-		p("Not measured yet (`go -C bench run . query`; it needs wrk).\n\n")
+	if !heading(p, "2. The failed-task query", len(rows), "`go -C bench run . query`; it needs wrk") {
 		return
 	}
 	total := 0
@@ -290,9 +296,7 @@ func queryChart(dir string, rows []QueryRow) error {
 }
 
 func scaleSection(p func(string, ...any), rows []ScaleRow) {
-	p("## 3. Scale: 1,000 against 1,000,000 tasks in the table\n\n")
-	if len(rows) == 0 {
-		p("Not measured yet (`go -C bench run . scale`).\n\n")
+	if !heading(p, "3. Scale: 1,000 against 1,000,000 tasks in the table", len(rows), "`go -C bench run . scale`") {
 		return
 	}
 	p("`GET /failed-tasks?limit=1000` in a table of N tasks over 100 projects; every project holds %d\n", scaleFailed)
@@ -356,9 +360,7 @@ func scaleChart(dir string, rows []ScaleRow) error {
 }
 
 func memorySection(p func(string, ...any), rows []MemoryRow) {
-	p("## 4. Memory\n\n")
-	if len(rows) == 0 {
-		p("Not measured yet (`go -C bench run . memory`).\n\n")
+	if !heading(p, "4. Memory", len(rows), "`go -C bench run . memory`") {
 		return
 	}
 	p("`kps serve` (SQLite) started on a data directory an earlier start bootstrapped: VmRSS (/proc/<pid>/status)\n")
@@ -392,9 +394,7 @@ func memorySection(p func(string, ...any), rows []MemoryRow) {
 }
 
 func rotateSection(p func(string, ...any), rows []RotateRow) {
-	p("## 5. Staged rotation\n\n")
-	if len(rows) == 0 {
-		p("Not measured yet (`go -C bench run . -n 1000 rotate`).\n\n")
+	if !heading(p, "5. Staged rotation", len(rows), "`go -C bench run . -n 1000 rotate`") {
 		return
 	}
 	p("One key pair rotated over N hosts (kps-v3-api.md §8), each an OpenSSH sshd with its own login user that\n")
