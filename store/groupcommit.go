@@ -42,6 +42,8 @@ const (
 // groupWriter runs the write transactions of one SQLite writer connection.
 type groupWriter struct {
 	pool *sql.DB
+	// maxAge is groupMaxAge (tests hold a group open longer).
+	maxAge time.Duration
 	// token is held by the transaction that runs now (a buffered channel of one: its waiting
 	// senders are served first come, first served).
 	token chan struct{}
@@ -68,7 +70,7 @@ type commitGroup struct {
 }
 
 func newGroupWriter(pool *sql.DB) *groupWriter {
-	return &groupWriter{pool: pool, token: make(chan struct{}, 1)}
+	return &groupWriter{pool: pool, maxAge: groupMaxAge, token: make(chan struct{}, 1)}
 }
 
 // groupTx is one write transaction: a savepoint of the group's SQLite transaction.
@@ -155,7 +157,7 @@ func (w *groupWriter) open(ctx context.Context) error {
 func (w *groupWriter) leave(failed bool) *commitGroup {
 	g := w.group
 	w.mu.Lock()
-	now := failed || w.waiting == 0 || w.members >= groupMaxMembers || time.Since(w.begun) >= groupMaxAge
+	now := failed || w.waiting == 0 || w.members >= groupMaxMembers || time.Since(w.begun) >= w.maxAge
 	w.deferred = !now
 	w.mu.Unlock()
 	if now {
@@ -207,6 +209,28 @@ func (t *groupTx) Commit() error {
 	g := t.w.leave(false)
 	<-g.done
 	return g.err
+}
+
+// CommitLater is Commit that hands the writer on without waiting for the group's commit:
+// committed waits for it and says whether the transaction's changes are durable (nil) or were
+// rolled back with their group. Until committed returns nil the caller must act as if the
+// transaction might never have happened; the transactions after it are in the same group or a
+// later one, so a later transaction's successful Commit implies this one's.
+func (t *groupTx) CommitLater() (committed func() error) {
+	if t.ended {
+		return func() error { return sql.ErrTxDone }
+	}
+	t.ended = true
+	if _, err := t.conn.ExecContext(context.Background(), "RELEASE "+savepoint); err != nil {
+		<-t.w.leave(true).done
+		return func() error { return fmt.Errorf("commit: %w", err) }
+	}
+	t.w.members++
+	g := t.w.leave(false)
+	return func() error {
+		<-g.done
+		return g.err
+	}
 }
 
 // Rollback undoes the transaction's changes and leaves the group's; a no-op once ended.
