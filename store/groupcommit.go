@@ -39,11 +39,18 @@ const (
 	groupMaxAge     = 20 * time.Millisecond
 )
 
+// lazyCommitDelay bounds how long a group whose last member can wait for its commit (a pending
+// claim, CommitLater) stays open for the next writer to join it, when nobody waits: a worker's
+// claim then shares the fsync of the next mark, outcome or claim instead of taking one of its
+// own, while its worker logs in to the host (tens of milliseconds). Every fsync holds the one
+// writer (issue 18: at 32 workers the writer spent about half its time in fsync).
+const lazyCommitDelay = 10 * time.Millisecond
+
 // groupWriter runs the write transactions of one SQLite writer connection.
 type groupWriter struct {
 	pool *sql.DB
-	// maxAge is groupMaxAge (tests hold a group open longer).
-	maxAge time.Duration
+	// maxAge is groupMaxAge and lazy lazyCommitDelay (tests change them).
+	maxAge, lazy time.Duration
 	// token is held by the transaction that runs now (a buffered channel of one: its waiting
 	// senders are served first come, first served).
 	token chan struct{}
@@ -70,7 +77,7 @@ type commitGroup struct {
 }
 
 func newGroupWriter(pool *sql.DB) *groupWriter {
-	return &groupWriter{pool: pool, maxAge: groupMaxAge, token: make(chan struct{}, 1)}
+	return &groupWriter{pool: pool, maxAge: groupMaxAge, lazy: lazyCommitDelay, token: make(chan struct{}, 1)}
 }
 
 // groupTx is one write transaction: a savepoint of the group's SQLite transaction.
@@ -155,16 +162,40 @@ func (w *groupWriter) open(ctx context.Context) error {
 // writer, when the group is full or old, or when it broke (failed); else the next writer
 // joins it and the commit comes with a later one. It returns the group to wait for.
 func (w *groupWriter) leave(failed bool) *commitGroup {
+	return w.leaveWith(failed, false)
+}
+
+// leaveWith is leave; lazy (a member that can wait for the commit) leaves the group open even
+// when nobody waits, for at most w.lazy: the next writer joins it, or a timer commits it.
+func (w *groupWriter) leaveWith(failed, lazy bool) *commitGroup {
 	g := w.group
 	w.mu.Lock()
-	now := failed || w.waiting == 0 || w.members >= groupMaxMembers || time.Since(w.begun) >= w.maxAge
+	full := failed || w.members >= groupMaxMembers || time.Since(w.begun) >= w.maxAge
+	now := full || (w.waiting == 0 && !lazy)
+	alone := !now && w.waiting == 0
 	w.deferred = !now
 	w.mu.Unlock()
 	if now {
 		w.commit(failed)
 	}
 	<-w.token
+	if alone {
+		time.AfterFunc(w.lazy, func() { w.commitOpen(g) })
+	}
 	return g
+}
+
+// commitOpen commits g if it is still the open group (a lazy member left it open and no writer
+// came to carry it on).
+func (w *groupWriter) commitOpen(g *commitGroup) {
+	w.token <- struct{}{}
+	if w.group == g {
+		w.mu.Lock()
+		w.deferred = false
+		w.mu.Unlock()
+		w.commit(false)
+	}
+	<-w.token
 }
 
 // commit ends the group's transaction (COMMIT, or ROLLBACK when it broke) and tells its
@@ -226,7 +257,7 @@ func (t *groupTx) CommitLater() (committed func() error) {
 		return func() error { return fmt.Errorf("commit: %w", err) }
 	}
 	t.w.members++
-	g := t.w.leave(false)
+	g := t.w.leaveWith(false, true)
 	return func() error {
 		<-g.done
 		return g.err
@@ -274,8 +305,10 @@ func (w *groupWriter) close() {
 	case <-time.After(5 * time.Second):
 		return // a writer still runs; the pool's Close ends it
 	}
+	// Every member of a group still open has ended its transaction and waits for the commit
+	// (a lazy one's timer has not fired yet): it is committed.
 	if w.group != nil {
-		w.commit(true)
+		w.commit(false)
 	}
 	if w.conn != nil {
 		w.conn.Close()

@@ -477,3 +477,50 @@ BEGIN SELECT RAISE(ROLLBACK, 'boom'); END`); err != nil {
 		t.Fatalf("claim after the rollback: %+v, %v", again, err)
 	}
 }
+
+// TestPendingClaimSharesTheNextCommit: a pending claim made while nobody waits for the writer
+// leaves its group open for the next writer, whose commit it shares (one COMMIT for both); with
+// no next writer its group commits on its own shortly after.
+func TestPendingClaimSharesTheNextCommit(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1", "s2")
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	submitReset(t, db, "00000000-0000-4000-8000-000000000002", "s2")
+
+	db.group.lazy = time.Hour // no timer within the test: only the next writer commits it
+	before := db.group.commits.Load()
+	task, committed, err := db.ClaimTaskPending(ctx, "w", time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("pending claim: %v, %v", task, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- committed() }()
+	select {
+	case err := <-done:
+		t.Fatalf("the lone pending claim committed at once (%v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := db.MarkTaskWrite(ctx, task, kps.WriteKey); err != nil { // the next writer
+		t.Fatal(err)
+	}
+	if err := within(t, done, "committed"); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.group.commits.Load() - before; n != 1 {
+		t.Fatalf("%d commits for the claim and the mark after it, want 1", n)
+	}
+
+	db.group.lazy = lazyCommitDelay
+	task, committed, err = db.ClaimTaskPending(ctx, "w", time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("pending claim: %v, %v", task, err)
+	}
+	go func() { done <- committed() }()
+	if err := within(t, done, "the lone claim's commit"); err != nil {
+		t.Fatal(err)
+	}
+	if read, err := db.Task(ctx, "p", task.ID); err != nil || read.Phase != kps.PhaseRunning {
+		t.Fatalf("after its commit the task reads %+v, %v", read, err)
+	}
+}
