@@ -65,6 +65,7 @@ type groupWriter struct {
 	conn    *sql.Conn
 	group   *commitGroup // the open SQLite transaction's group; nil when none is open
 	members int          // transactions that joined the group
+	eager   int          // members whose Commit waits for the group's commit (not CommitLater)
 	begun   time.Time
 	// commits counts the groups committed (tests).
 	commits atomic.Int64
@@ -154,7 +155,7 @@ func (w *groupWriter) open(ctx context.Context) error {
 		w.conn = nil
 		return fmt.Errorf("begin: %w", err)
 	}
-	w.group, w.members, w.begun = &commitGroup{done: make(chan struct{})}, 0, time.Now()
+	w.group, w.members, w.eager, w.begun = &commitGroup{done: make(chan struct{})}, 0, 0, time.Now()
 	return nil
 }
 
@@ -166,12 +167,13 @@ func (w *groupWriter) leave(failed bool) *commitGroup {
 }
 
 // leaveWith is leave; lazy (a member that can wait for the commit) leaves the group open even
-// when nobody waits, for at most w.lazy: the next writer joins it, or a timer commits it.
+// when nobody waits, for at most w.lazy, unless a member already waits for the commit: the
+// next writer joins it, or a timer commits it.
 func (w *groupWriter) leaveWith(failed, lazy bool) *commitGroup {
 	g := w.group
 	w.mu.Lock()
 	full := failed || w.members >= groupMaxMembers || time.Since(w.begun) >= w.maxAge
-	now := full || (w.waiting == 0 && !lazy)
+	now := full || (w.waiting == 0 && (!lazy || w.eager > 0))
 	alone := !now && w.waiting == 0
 	w.deferred = !now
 	w.mu.Unlock()
@@ -237,6 +239,7 @@ func (t *groupTx) Commit() error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	t.w.members++
+	t.w.eager++
 	g := t.w.leave(false)
 	<-g.done
 	return g.err

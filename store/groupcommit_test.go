@@ -524,3 +524,35 @@ func TestPendingClaimSharesTheNextCommit(t *testing.T) {
 		t.Fatalf("after its commit the task reads %+v, %v", read, err)
 	}
 }
+
+// TestPendingClaimDoesNotHoldBackAWaitingMember: a pending claim that is the last of a group in
+// which another member waits for the commit (it left the commit to the claim, which was
+// waiting) commits the group at once rather than leave it open for the next writer.
+func TestPendingClaimDoesNotHoldBackAWaitingMember(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	db.group.maxAge, db.group.lazy = time.Hour, time.Hour // only an eager commit ends the group
+	holder, err := db.beginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed := make(chan func() error, 1)
+	go func() {
+		task, committed, err := db.ClaimTaskPending(ctx, "w", time.Minute)
+		if err != nil || task == nil {
+			t.Errorf("pending claim: %v, %v", task, err)
+		}
+		claimed <- committed
+	}()
+	waitFor(t, db, 1)
+	first := make(chan error, 1)
+	go func() { first <- holder.Commit() }() // leaves its commit to the claim
+	if err := within(t, first, "the first writer, whose commit the claim carried"); err != nil {
+		t.Fatal(err)
+	}
+	if committed := <-claimed; committed == nil || committed() != nil {
+		t.Fatal("the claim was not committed with the first writer")
+	}
+}
