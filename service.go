@@ -201,6 +201,11 @@ type TaskStore interface {
 	// claimed only by its holder while the holder is alive (ReplicaStore), by anyone once it
 	// is not.
 	ClaimTask(ctx context.Context, owner string, lease time.Duration) (*Task, error)
+	// ClaimTaskPending is ClaimTask that may return before the claim is durable: committed
+	// waits until it is, and fails when it was undone (the task is READY again and the caller
+	// must drop it). Nothing outside the store may change for the task before committed
+	// returned nil. committed is nil when the task is.
+	ClaimTaskPending(ctx context.Context, owner string, lease time.Duration) (t *Task, committed func() error, err error)
 	// ClaimIdleProjectTask is ClaimTask restricted to projects with no RUNNING task: the claim
 	// of the reserve workers, which keep a project that runs nothing from waiting behind
 	// another project's stalled tasks.
@@ -306,6 +311,10 @@ type HostJob struct {
 	// returned nil: the runner persists the mark there, so that a crash after it is known to
 	// have possibly written, and one before it known not to have.
 	BeforeWrite func(ctx context.Context, step HostWrite) error
+	// AfterLogin, when set, is called once the job has logged in to the host, before its first
+	// session: nothing on the host changes before it returned nil (the runner waits there for
+	// its claim of the task to be durable, which the login overlaps).
+	AfterLogin func(ctx context.Context) error
 
 	// ServerID and ProjectID name the task's server for the executor's log lines.
 	ServerID, ProjectID string

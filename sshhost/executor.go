@@ -162,6 +162,11 @@ func (t *task) execute(ctx context.Context, timeout time.Duration) (kps.HostResu
 	if err := t.dial(ctx); err != nil {
 		return kps.HostResult{}, err
 	}
+	if job.AfterLogin != nil {
+		if err := job.AfterLogin(ctx); err != nil {
+			return kps.HostResult{}, err
+		}
+	}
 
 	changeConfig := job.DisablePassword || job.RestorePassword
 	var st *hostState

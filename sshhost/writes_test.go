@@ -287,3 +287,65 @@ func TestScriptOutputBounds(t *testing.T) {
 		t.Fatalf("second read: %v, other %q", err, o.other)
 	}
 }
+
+// TestAfterLoginComesBeforeAnyChange (issue 18): the job calls AfterLogin once it has logged in
+// and before anything on the host changes — an unbind as well, which announces no write — and
+// a refusal changes nothing: the runner waits there for its claim to be committed. A refused
+// login never reaches it.
+func TestAfterLoginComesBeforeAnyChange(t *testing.T) {
+	h, e, job, _ := setup(t, sshdtest.Options{})
+	key, foreign := newKey(t, "k"), newKey(t, "break-glass")
+	old := "# keep\n" + foreign.public + "\n"
+	h.WriteAuthorizedKeys(t, old)
+
+	var calls []string // what the host held at each call
+	hook := func(refuse error) func(context.Context) error {
+		return func(context.Context) error {
+			held, _ := h.AuthorizedKeys(t)
+			calls = append(calls, held)
+			return refuse
+		}
+	}
+	refused := kps.Errorf(kps.TaskInterrupted, "claim not committed")
+	for _, op := range []kps.Operation{kps.OpReset, kps.OpUnbind} {
+		j := job
+		j.Operation, j.InstallKey, j.RemoveKeys = op, key.public, nil
+		if op == kps.OpUnbind {
+			j.InstallKey, j.RemoveKeys = "", []string{foreign.public}
+		}
+		j.AfterLogin, calls = hook(refused), nil
+		_, err := execute(t, e, j)
+		if kps.ErrorCode(err) != kps.TaskInterrupted {
+			t.Fatalf("%s refused after login: %v", op, err)
+		}
+		if len(calls) != 1 || calls[0] != old {
+			t.Fatalf("%s: AfterLogin saw %q, want one call with the old content", op, calls)
+		}
+		if got, _ := h.AuthorizedKeys(t); got != old {
+			t.Fatalf("%s refused after login changed the host: %q", op, got)
+		}
+		left, _ := filepath.Glob(filepath.Join(h.Home, ".ssh", ".authorized_keys.kps-*"))
+		if len(left) != 0 {
+			t.Fatalf("%s refused after login staged %v", op, left)
+		}
+	}
+
+	bad := job
+	bad.InstallKey = key.public
+	bad.Login.Key = "not-the-password"
+	bad.AfterLogin, calls = hook(nil), nil
+	_, err := execute(t, e, bad)
+	wantCode(t, err, kps.TaskAuthFailed, h)
+	if len(calls) != 0 {
+		t.Fatal("AfterLogin was called for a refused login")
+	}
+
+	job.InstallKey, job.AfterLogin, calls = key.public, hook(nil), nil
+	mustExecute(t, e, job)
+	if len(calls) != 1 || calls[0] != old {
+		t.Fatalf("AfterLogin saw %q, want one call before the write", calls)
+	}
+	if got, _ := h.AuthorizedKeys(t); !strings.Contains(got, blob64(key.public)) {
+		t.Fatalf("the key was not written: %q", got)
+	}
+}

@@ -260,6 +260,33 @@ func (tx *txn) Commit() error {
 	return err
 }
 
+// commitLater is Commit for a caller that may go on before the transaction is durable (a
+// claim, whose worker logs in to the host meanwhile): on SQLite's group writer it returns once
+// the transaction has left the writer, and committed waits for its group's commit; elsewhere
+// (PostgreSQL, or a transaction with audit events to record) it commits first. The versions
+// count the transaction once committed, as Commit's do.
+func (tx *txn) commitLater() (committed func() error, err error) {
+	gtx, ok := tx.tx.(*groupTx)
+	if !ok || len(tx.audits) > 0 {
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		return func() error { return nil }, nil
+	}
+	wait := gtx.CommitLater()
+	done := make(chan struct{})
+	var cerr error
+	go func() {
+		cerr = wait()
+		tx.eng.versions.committed(tx)
+		close(done)
+	}()
+	return func() error {
+		<-done
+		return cerr
+	}, nil
+}
+
 // Rollback aborts the transaction; after Commit it is a no-op.
 func (tx *txn) Rollback() error { return tx.tx.Rollback() }
 

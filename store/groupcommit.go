@@ -39,9 +39,18 @@ const (
 	groupMaxAge     = 20 * time.Millisecond
 )
 
+// lazyCommitDelay bounds how long a group whose last member can wait for its commit (a pending
+// claim, CommitLater) stays open for the next writer to join it, when nobody waits: a worker's
+// claim then shares the fsync of the next mark, outcome or claim instead of taking one of its
+// own, while its worker logs in to the host (tens of milliseconds). Every fsync holds the one
+// writer (issue 18: at 32 workers the writer spent about half its time in fsync).
+const lazyCommitDelay = 10 * time.Millisecond
+
 // groupWriter runs the write transactions of one SQLite writer connection.
 type groupWriter struct {
 	pool *sql.DB
+	// maxAge is groupMaxAge and lazy lazyCommitDelay (tests change them).
+	maxAge, lazy time.Duration
 	// token is held by the transaction that runs now (a buffered channel of one: its waiting
 	// senders are served first come, first served).
 	token chan struct{}
@@ -56,6 +65,7 @@ type groupWriter struct {
 	conn    *sql.Conn
 	group   *commitGroup // the open SQLite transaction's group; nil when none is open
 	members int          // transactions that joined the group
+	eager   int          // members whose Commit waits for the group's commit (not CommitLater)
 	begun   time.Time
 	// commits counts the groups committed (tests).
 	commits atomic.Int64
@@ -68,7 +78,7 @@ type commitGroup struct {
 }
 
 func newGroupWriter(pool *sql.DB) *groupWriter {
-	return &groupWriter{pool: pool, token: make(chan struct{}, 1)}
+	return &groupWriter{pool: pool, maxAge: groupMaxAge, lazy: lazyCommitDelay, token: make(chan struct{}, 1)}
 }
 
 // groupTx is one write transaction: a savepoint of the group's SQLite transaction.
@@ -145,7 +155,7 @@ func (w *groupWriter) open(ctx context.Context) error {
 		w.conn = nil
 		return fmt.Errorf("begin: %w", err)
 	}
-	w.group, w.members, w.begun = &commitGroup{done: make(chan struct{})}, 0, time.Now()
+	w.group, w.members, w.eager, w.begun = &commitGroup{done: make(chan struct{})}, 0, 0, time.Now()
 	return nil
 }
 
@@ -153,16 +163,41 @@ func (w *groupWriter) open(ctx context.Context) error {
 // writer, when the group is full or old, or when it broke (failed); else the next writer
 // joins it and the commit comes with a later one. It returns the group to wait for.
 func (w *groupWriter) leave(failed bool) *commitGroup {
+	return w.leaveWith(failed, false)
+}
+
+// leaveWith is leave; lazy (a member that can wait for the commit) leaves the group open even
+// when nobody waits, for at most w.lazy, unless a member already waits for the commit: the
+// next writer joins it, or a timer commits it.
+func (w *groupWriter) leaveWith(failed, lazy bool) *commitGroup {
 	g := w.group
 	w.mu.Lock()
-	now := failed || w.waiting == 0 || w.members >= groupMaxMembers || time.Since(w.begun) >= groupMaxAge
+	full := failed || w.members >= groupMaxMembers || time.Since(w.begun) >= w.maxAge
+	now := full || (w.waiting == 0 && (!lazy || w.eager > 0))
+	alone := !now && w.waiting == 0
 	w.deferred = !now
 	w.mu.Unlock()
 	if now {
 		w.commit(failed)
 	}
 	<-w.token
+	if alone {
+		time.AfterFunc(w.lazy, func() { w.commitOpen(g) })
+	}
 	return g
+}
+
+// commitOpen commits g if it is still the open group (a lazy member left it open and no writer
+// came to carry it on).
+func (w *groupWriter) commitOpen(g *commitGroup) {
+	w.token <- struct{}{}
+	if w.group == g {
+		w.mu.Lock()
+		w.deferred = false
+		w.mu.Unlock()
+		w.commit(false)
+	}
+	<-w.token
 }
 
 // commit ends the group's transaction (COMMIT, or ROLLBACK when it broke) and tells its
@@ -204,9 +239,32 @@ func (t *groupTx) Commit() error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	t.w.members++
+	t.w.eager++
 	g := t.w.leave(false)
 	<-g.done
 	return g.err
+}
+
+// CommitLater is Commit that hands the writer on without waiting for the group's commit:
+// committed waits for it and says whether the transaction's changes are durable (nil) or were
+// rolled back with their group. Until committed returns nil the caller must act as if the
+// transaction might never have happened; the transactions after it are in the same group or a
+// later one, so a later transaction's successful Commit implies this one's.
+func (t *groupTx) CommitLater() (committed func() error) {
+	if t.ended {
+		return func() error { return sql.ErrTxDone }
+	}
+	t.ended = true
+	if _, err := t.conn.ExecContext(context.Background(), "RELEASE "+savepoint); err != nil {
+		<-t.w.leave(true).done
+		return func() error { return fmt.Errorf("commit: %w", err) }
+	}
+	t.w.members++
+	g := t.w.leaveWith(false, true)
+	return func() error {
+		<-g.done
+		return g.err
+	}
 }
 
 // Rollback undoes the transaction's changes and leaves the group's; a no-op once ended.
@@ -250,8 +308,10 @@ func (w *groupWriter) close() {
 	case <-time.After(5 * time.Second):
 		return // a writer still runs; the pool's Close ends it
 	}
+	// Every member of a group still open has ended its transaction and waits for the commit
+	// (a lazy one's timer has not fired yet): it is committed.
 	if w.group != nil {
-		w.commit(true)
+		w.commit(false)
 	}
 	if w.conn != nil {
 		w.conn.Close()

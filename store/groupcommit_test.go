@@ -327,3 +327,232 @@ func TestGroupCommitCancelledMemberKeepsOthers(t *testing.T) {
 		t.Fatalf("stored first: %v, second: %v; want first and not second", got["first"], got["second1"])
 	}
 }
+
+// waitFor waits until n writers wait for the group writer.
+func waitFor(t *testing.T, db *DB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting(db) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writers never waited", n)
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
+}
+
+// pendingClaimInGroup makes a pending claim that leaves its group's commit to a later writer:
+// a first writer holds the group writer, the claim waits behind it and next behind the claim;
+// once the first commits, the claim runs and returns while next holds the group open. It
+// returns the claim, its committed and the first writer's Commit result (a channel), and next,
+// which the caller ends.
+func pendingClaimInGroup(t *testing.T, db *DB, next func() error) (task *kps.Task, committed func() error, first, nextDone chan error) {
+	t.Helper()
+	ctx := t.Context()
+	db.group.maxAge = time.Hour // the group must not commit for its age while the test looks
+	holder, err := db.beginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type claim struct {
+		task      *kps.Task
+		committed func() error
+		err       error
+	}
+	claimed := make(chan claim, 1)
+	go func() {
+		var c claim
+		c.task, c.committed, c.err = db.ClaimTaskPending(ctx, "w", time.Minute)
+		claimed <- c
+	}()
+	waitFor(t, db, 1)
+	nextDone = make(chan error, 1)
+	go func() { nextDone <- next() }()
+	waitFor(t, db, 2)
+	first = make(chan error, 1)
+	go func() { first <- holder.Commit() }()
+	var c claim
+	select {
+	case c = <-claimed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the pending claim did not return while its group was open")
+	}
+	if c.err != nil || c.task == nil {
+		t.Fatalf("pending claim: %v, %v", c.task, c.err)
+	}
+	return c.task, c.committed, first, nextDone
+}
+
+// TestClaimTaskPendingReturnsBeforeItsCommit (issue 18): on SQLite a pending claim returns while
+// its commit group is still open — the claim is not yet visible to the other connections and
+// committed has not returned — and committed returns nil once the group commits, from when the
+// task reads RUNNING under the claim's lease and its project's task version has moved.
+func TestClaimTaskPendingReturnsBeforeItsCommit(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	submitted := submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	v0, _ := db.TaskVersion(ctx, "p")
+	release := make(chan struct{})
+	task, committed, first, next := pendingClaimInGroup(t, db, func() error {
+		tx, err := db.beginWrite(ctx)
+		if err != nil {
+			return err
+		}
+		<-release // holds the group open
+		return tx.Commit()
+	})
+	if task.ID != submitted.ID || task.Phase != kps.PhaseRunning || task.LeaseOwner != "w" || task.Attempt != 1 {
+		t.Fatalf("claimed %+v", task)
+	}
+	done := make(chan error, 1)
+	go func() { done <- committed() }()
+	select {
+	case err := <-done:
+		t.Fatalf("committed returned (%v) while the claim's group was open", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if read, err := db.Task(ctx, "p", task.ID); err != nil || read.Phase != kps.PhaseReady {
+		t.Fatalf("before the group's commit another connection reads %+v, %v; want it READY", read, err)
+	}
+	if v, _ := db.TaskVersion(ctx, "p"); v != v0 {
+		t.Fatalf("the task version moved to %d before the claim was committed", v)
+	}
+	close(release)
+	for what, c := range map[string]chan error{"committed": done, "the first writer": first, "the writer after": next} {
+		if err := within(t, c, what); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	read, err := db.Task(ctx, "p", task.ID)
+	if err != nil || read.Phase != kps.PhaseRunning || read.LeaseOwner != "w" || read.Attempt != 1 {
+		t.Fatalf("after the commit the task reads %+v, %v", read, err)
+	}
+	if v, _ := db.TaskVersion(ctx, "p"); v == v0 {
+		t.Fatal("the claim's commit did not move the task version")
+	}
+}
+
+// TestClaimTaskPendingUndoneWithItsGroup: a pending claim whose group is rolled back (a later
+// member breaks it, as a full disk would) is told so by committed; the task is READY again,
+// and so is the first writer of the group; the lost claim's write mark and outcome are refused (its worker changes nothing), and the
+// next claim takes the task.
+func TestClaimTaskPendingUndoneWithItsGroup(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	groupTable(t, db)
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.exec(ctx, `CREATE TRIGGER gc_boom BEFORE INSERT ON gc WHEN NEW.k = 'boom'
+BEGIN SELECT RAISE(ROLLBACK, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	task, committed, first, next := pendingClaimInGroup(t, db, func() error { return insert(ctx, db, "boom", true) })
+	if err := committed(); err == nil {
+		t.Fatal("committed returned nil for a claim rolled back with its group")
+	}
+	if err := within(t, next, "the breaking writer"); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("the breaking writer: %v", err)
+	}
+	if err := within(t, first, "the first writer"); err == nil {
+		t.Fatal("the first writer, of the same group, was told its change is committed")
+	}
+	if read, err := db.Task(ctx, "p", task.ID); err != nil || read.Phase != kps.PhaseReady {
+		t.Fatalf("after the rollback the task reads %+v, %v; want READY", read, err)
+	}
+	if err := db.MarkTaskWrite(ctx, task, kps.WriteKey); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("the undone claim's write mark: %v, want ErrLeaseLost", err)
+	}
+	if err := db.FinishTask(ctx, task, kps.TaskOutcome{Success: true}); !errors.Is(err, kps.ErrLeaseLost) {
+		t.Fatalf("the undone claim's outcome: %v, want ErrLeaseLost", err)
+	}
+	again, err := db.ClaimTask(ctx, "w2", time.Minute)
+	if err != nil || again == nil || again.ID != task.ID || again.LeaseOwner != "w2" {
+		t.Fatalf("claim after the rollback: %+v, %v", again, err)
+	}
+}
+
+// TestPendingClaimSharesTheNextCommit: a pending claim made while nobody waits for the writer
+// leaves its group open for the next writer, whose commit it shares (one COMMIT for both); with
+// no next writer its group commits on its own shortly after.
+func TestPendingClaimSharesTheNextCommit(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1", "s2")
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	submitReset(t, db, "00000000-0000-4000-8000-000000000002", "s2")
+
+	db.group.lazy = time.Hour // no timer within the test: only the next writer commits it
+	before := db.group.commits.Load()
+	task, committed, err := db.ClaimTaskPending(ctx, "w", time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("pending claim: %v, %v", task, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- committed() }()
+	select {
+	case err := <-done:
+		t.Fatalf("the lone pending claim committed at once (%v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := db.MarkTaskWrite(ctx, task, kps.WriteKey); err != nil { // the next writer
+		t.Fatal(err)
+	}
+	if err := within(t, done, "committed"); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.group.commits.Load() - before; n != 1 {
+		t.Fatalf("%d commits for the claim and the mark after it, want 1", n)
+	}
+
+	db.group.lazy = lazyCommitDelay
+	task, committed, err = db.ClaimTaskPending(ctx, "w", time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("pending claim: %v, %v", task, err)
+	}
+	go func() { done <- committed() }()
+	if err := within(t, done, "the lone claim's commit"); err != nil {
+		t.Fatal(err)
+	}
+	if read, err := db.Task(ctx, "p", task.ID); err != nil || read.Phase != kps.PhaseRunning {
+		t.Fatalf("after its commit the task reads %+v, %v", read, err)
+	}
+}
+
+// TestPendingClaimDoesNotHoldBackAWaitingMember: a pending claim that is the last of a group in
+// which another member waits for the commit (it left the commit to the claim, which was
+// waiting) commits the group at once rather than leave it open for the next writer.
+func TestPendingClaimDoesNotHoldBackAWaitingMember(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
+	db.group.maxAge, db.group.lazy = time.Hour, time.Hour // only an eager commit ends the group
+	holder, err := db.beginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed := make(chan func() error, 1)
+	go func() {
+		task, committed, err := db.ClaimTaskPending(ctx, "w", time.Minute)
+		if err != nil || task == nil {
+			t.Errorf("pending claim: %v, %v", task, err)
+		}
+		claimed <- committed
+	}()
+	waitFor(t, db, 1)
+	first := make(chan error, 1)
+	go func() { first <- holder.Commit() }() // leaves its commit to the claim
+	if err := within(t, first, "the first writer, whose commit the claim carried"); err != nil {
+		t.Fatal(err)
+	}
+	if committed := <-claimed; committed == nil || committed() != nil {
+		t.Fatal("the claim was not committed with the first writer")
+	}
+}

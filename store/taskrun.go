@@ -194,29 +194,61 @@ func (db *DB) ClaimIdleProjectTask(ctx context.Context, owner string, lease time
 	return db.claim(ctx, db.eng.claimIdleTask, owner, lease)
 }
 
-func (db *DB) claim(ctx context.Context, statement, owner string, lease time.Duration) (*kps.Task, error) {
-	if err := transition(kps.PhaseReady, kps.PhaseRunning); err != nil {
-		return nil, err
+// ClaimTaskPending is ClaimTask that returns as soon as the claim is made, before it is durable
+// (SQLite's group commit, groupcommit.go): committed waits until it is, and fails when the claim
+// was rolled back with its commit group, in which case the task is READY again and the caller
+// must drop it. The caller must change nothing outside the database for the task before
+// committed returned nil; what it writes to the database for the task afterwards (the write
+// marks, the outcome) commits after the claim, so their success implies the claim's. A worker
+// logs in to the host while the claim commits instead of before (issue 18). On PostgreSQL the
+// claim is committed when it returns. committed is nil when the task is.
+func (db *DB) ClaimTaskPending(ctx context.Context, owner string, lease time.Duration) (t *kps.Task, committed func() error, err error) {
+	tx, t, err := db.claimTx(ctx, db.eng.claimTask, owner, lease)
+	if err != nil || t == nil {
+		return nil, nil, err
 	}
-	tx, err := db.beginWrite(ctx)
+	defer tx.Rollback()
+	committed, err = tx.commitLater()
 	if err != nil {
+		return nil, nil, err
+	}
+	return t, committed, nil
+}
+
+func (db *DB) claim(ctx context.Context, statement, owner string, lease time.Duration) (*kps.Task, error) {
+	tx, t, err := db.claimTx(ctx, statement, owner, lease)
+	if err != nil || t == nil {
 		return nil, err
 	}
 	defer tx.Rollback()
+	return t, tx.Commit()
+}
+
+// claimTx runs a claim statement in a write transaction it leaves open when it claimed a task;
+// it ends the transaction itself when there is none or on an error.
+func (db *DB) claimTx(ctx context.Context, statement, owner string, lease time.Duration) (*txn, *kps.Task, error) {
+	if err := transition(kps.PhaseReady, kps.PhaseRunning); err != nil {
+		return nil, nil, err
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	tx.tasksOnly = true
 	t, err := scanTask(tx.queryRow(ctx, statement, owner, millis(tx.now.Add(lease)), millis(tx.now),
 		owner, millis(tx.now)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	if err == nil {
+		// READY_x became RUNNING_x: the running list changed.
+		err = tx.taskChanged(ctx, t.ProjectID)
 	}
 	if err != nil {
-		return nil, err
+		tx.Rollback()
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil, nil
+		}
+		return nil, nil, err
 	}
-	// READY_x became RUNNING_x: the running list changed.
-	if err := tx.taskChanged(ctx, t.ProjectID); err != nil {
-		return nil, err
-	}
-	return t, tx.Commit()
+	return tx, t, nil
 }
 
 // MarkTaskWrite records that t's host job reached a write step (kps.TaskStore): the guard is

@@ -28,7 +28,7 @@ import (
 // Store is what the runner needs from persistence: the claims, leases, write marks and
 // outcomes of tasks, the replicas' heartbeats, and the trust-on-first-use pin of a host key.
 type Store interface {
-	ClaimTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error)
+	ClaimTaskPending(ctx context.Context, owner string, lease time.Duration) (*kps.Task, func() error, error)
 	ClaimIdleProjectTask(ctx context.Context, owner string, lease time.Duration) (*kps.Task, error)
 	ExtendLease(ctx context.Context, t *kps.Task, lease time.Duration) error
 	MarkTaskWrite(ctx context.Context, t *kps.Task, step kps.HostWrite) error
@@ -280,7 +280,9 @@ func (r *Runner) dropStaleCredentials(ctx context.Context) error {
 func (r *Runner) work(ctx context.Context) {
 	defer r.wg.Done()
 	for ctx.Err() == nil {
-		t, err := r.store.ClaimTask(ctx, r.owner, r.cfg.Lease)
+		// The claim returns before it is durable: the worker logs in to the host while it
+		// commits, and waits for it only before the host may change (run).
+		t, committed, err := r.store.ClaimTaskPending(ctx, r.owner, r.cfg.Lease)
 		if err != nil && ctx.Err() == nil {
 			r.log.Error("claiming a task failed", "err", err)
 		}
@@ -296,7 +298,7 @@ func (r *Runner) work(ctx context.Context) {
 		// their poll lets them look.
 		signal(r.wake)
 		r.busy.Add(1)
-		r.run(t)
+		r.run(t, committed)
 		r.busy.Add(-1)
 	}
 }
@@ -325,7 +327,7 @@ func (r *Runner) reserve(ctx context.Context) {
 		}
 		// Another idle project may be waiting too.
 		signal(r.wakeReserve)
-		r.run(t)
+		r.run(t, nil)
 	}
 }
 
@@ -368,9 +370,23 @@ func (r *Runner) sweep(ctx context.Context) {
 }
 
 // run executes one claimed task and ends it. It never returns with the task RUNNING unless
-// the lease was lost, in which case whoever holds the task now ends it.
-func (r *Runner) run(t *kps.Task) {
+// the lease was lost, in which case whoever holds the task now ends it. committed, when not
+// nil, waits for the claim to be durable (kps.TaskStore.ClaimTaskPending): the job waits for
+// it once logged in, before the host may change, and the outcome is recorded only once it
+// returned nil. A claim undone with its commit group left the task READY: this worker drops it
+// (the task runs again, claimed anew) and changes nothing.
+func (r *Runner) run(t *kps.Task, committed func() error) {
 	log := r.log.With("task_id", t.ID, "server_id", t.ServerID, "project_id", t.ProjectID, "operation", t.Operation)
+	var claimErr error
+	var claimOnce sync.Once
+	claimed := func() error {
+		claimOnce.Do(func() {
+			if committed != nil {
+				claimErr = committed()
+			}
+		})
+		return claimErr
+	}
 	var caller *kps.Credential
 	if v, held := r.vault.LoadAndDelete(t.ID); held {
 		c := v.(heldCredential).cred
@@ -389,7 +405,7 @@ func (r *Runner) run(t *kps.Task) {
 	// For the executor's log lines, which name the task's server and project as the runner's do.
 	job.ServerID, job.ProjectID = t.ServerID, t.ProjectID
 	if err == nil {
-		r.attend(&job, t)
+		r.attend(&job, t, claimed)
 		var res kps.HostResult
 		res, err = r.executor.Execute(ctx, job)
 		if err != nil && plan.RetryWithoutRestore && kps.ErrorCode(err) == kps.TaskPrivileges {
@@ -405,6 +421,13 @@ func (r *Runner) run(t *kps.Task) {
 	}
 	cancel()
 	<-hbDone
+	if cerr := claimed(); cerr != nil {
+		log.Error("the claim of the task was not committed; the task is left to run again", "err", cerr)
+		if caller != nil { // for the worker that claims it again
+			r.vault.Store(t.ID, heldCredential{cred: *caller, since: time.Now()})
+		}
+		return
+	}
 	select {
 	case <-lost:
 		log.Warn("task lease lost; its outcome is discarded", "err", err)
@@ -483,7 +506,16 @@ func hostPort(j kps.HostJob) string {
 // attend gives job what it tells the runner on the way: the host key it met on first use,
 // which is pinned (trust on first use, under the store's guard), and each write step it is
 // about to begin, which is recorded under the lease before the job may go on.
-func (r *Runner) attend(job *kps.HostJob, t *kps.Task) {
+func (r *Runner) attend(job *kps.HostJob, t *kps.Task, claimed func() error) {
+	// Nothing on the host changes before the claim is durable: after a crash the task is READY
+	// (and nothing was done) or RUNNING (and the restart fails it, KPS.6609), as before the
+	// claim returned early.
+	job.AfterLogin = func(context.Context) error {
+		if err := claimed(); err != nil {
+			return kps.Errorf(kps.TaskInterrupted, "Task interrupted: the claim of the task was not recorded before writing to %s.", hostPort(*job))
+		}
+		return nil
+	}
 	job.PinHostKey = func(ctx context.Context, key string) error {
 		pins, err := r.store.PinHostKey(ctx, t.ProjectID, t.ServerID, key)
 		if err != nil {

@@ -651,3 +651,76 @@ func TestReserveWorkerStartsAnIdleProject(t *testing.T) {
 		}
 	}
 }
+
+// undoneClaims is the real store whose pending claims are reported undone (as when their
+// SQLite commit group is rolled back: a full disk, an I/O error). The claim itself is made, so
+// the task stays RUNNING under it: what the test looks at is what the runner does.
+type undoneClaims struct{ *store.DB }
+
+func (s undoneClaims) ClaimTaskPending(ctx context.Context, owner string, lease time.Duration) (*kps.Task, func() error, error) {
+	t, committed, err := s.DB.ClaimTaskPending(ctx, owner, lease)
+	if t != nil {
+		if cerr := committed(); cerr != nil {
+			return nil, nil, cerr
+		}
+		committed = func() error { return errors.New("the commit group was rolled back") }
+	}
+	return t, committed, err
+}
+
+// TestUndoneClaimChangesNothing (issue 18): a worker whose claim was not committed stops at
+// AfterLogin, before the host may change, records no outcome (the task is not its own), and
+// keeps the caller's credential for the task's next claim.
+func TestUndoneClaimChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	stopped := make(chan error, 1)
+	var wrote atomic.Bool
+	ex := executorFunc(func(ctx context.Context, job kps.HostJob) (kps.HostResult, error) {
+		if job.AfterLogin == nil {
+			stopped <- errors.New("the job has no AfterLogin")
+			return kps.HostResult{}, nil
+		}
+		if err := job.AfterLogin(ctx); err != nil { // as sshhost does once logged in
+			stopped <- err
+			return kps.HostResult{}, err
+		}
+		wrote.Store(true)
+		stopped <- nil
+		return kps.HostResult{}, nil
+	})
+	r := New(undoneClaims{f.db}, service.NewPlanner(f.db, f.sealer), ex, nil,
+		Config{Workers: 1, ReserveWorkers: -1, Poll: time.Hour})
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id := f.submit(t, r, "s1")
+	var err error
+	select {
+	case err = <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the task never ran")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Before Stop, which forgets every credential.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) { // poll interval
+		if _, held := r.vault.Load(id); held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Error("the caller's credential was not kept for the task's next claim")
+			break
+		}
+	}
+	r.Stop(ctx) // waits for the outcome the worker would have recorded
+	if kps.ErrorCode(err) != kps.TaskInterrupted || wrote.Load() {
+		t.Fatalf("the job went on past AfterLogin (%v) for a claim that was not committed", err)
+	}
+	if task := f.task(t, id); task.Phase != kps.PhaseRunning || task.ErrorCode != "" {
+		t.Fatalf("an outcome was recorded for a claim that was not committed: %+v", task)
+	}
+	if b, _ := f.db.Binding(context.Background(), f.project, "s1"); b != nil {
+		t.Fatalf("a binding was written: %+v", b)
+	}
+}

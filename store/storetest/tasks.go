@@ -28,6 +28,7 @@ var taskTests = map[string]func(*testing.T, *env){
 	"SubmitTasksBatchOneTransaction":   testSubmitTasks,
 	"ClaimOrderAndLease":               testClaimOrderAndLease,
 	"ClaimConcurrentEachOnce":          testClaimConcurrent,
+	"ClaimPendingIsAClaim":             testClaimPending,
 	"ExtendLease":                      testExtendLease,
 	"ExpiredLeaseFencesTheWorker":      testExpiredLeaseFencesWorker,
 	"StaleHandlesAreFenced":            testStaleHandlesFenced,
@@ -501,6 +502,45 @@ func testClaimOrderAndLease(t *testing.T, e *env) {
 	must(t, err)
 	if none != nil {
 		t.Fatalf("claimed %s twice", none.ID)
+	}
+}
+
+// testClaimPending: ClaimTaskPending takes the task ClaimTask would (fair order, lease, attempt),
+// and once its committed returned nil the claim is what every reader sees; on an empty queue
+// it returns no task and no committed.
+func testClaimPending(t *testing.T, e *env) {
+	task, committed, err := e.s.ClaimTaskPending(e.ctx, worker, lease)
+	if err != nil || task != nil || committed != nil {
+		t.Fatalf("pending claim of an empty queue = %+v, %v, %v", task, committed != nil, err)
+	}
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.server(project, "a", true)
+	e.server(project, "b", true)
+	e.server(otherProject, "c", true)
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	first := e.submit(resetOf(project, "kp", "a"))
+	e.submit(resetOf(project, "kp", "b"))
+	other := e.submit(resetOf(otherProject, "kp", "c"))
+	var claimed []*kps.Task
+	for _, want := range []string{first.ID, other.ID} { // fewest running first
+		task, committed, err := e.s.ClaimTaskPending(e.ctx, worker, lease)
+		must(t, err)
+		if task == nil || task.ID != want {
+			t.Fatalf("pending claim took %+v, want %s", task, want)
+		}
+		must(t, committed())
+		if task.Phase != kps.PhaseRunning || task.LeaseOwner != worker || task.Attempt != 1 ||
+			!task.LeaseExpires.Equal(e.clock.Now().Add(lease)) {
+			t.Fatalf("pending claim = %+v", task)
+		}
+		if read := e.task(task.ProjectID, task.ID); *read != *task {
+			t.Fatalf("read back %+v, claimed %+v", read, task)
+		}
+		claimed = append(claimed, task)
+	}
+	for _, task := range claimed {
+		must(t, e.s.MarkTaskWrite(e.ctx, task, kps.WriteKey))
+		must(t, e.s.FinishTask(e.ctx, task, kps.TaskOutcome{Success: true, PublicKey: "ssh-ed25519 AAAA"}))
 	}
 }
 
