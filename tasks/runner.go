@@ -277,29 +277,42 @@ func (r *Runner) dropStaleCredentials(ctx context.Context) error {
 	return nil
 }
 
+// work is a worker: it claims the tasks of any project, fairly (ClaimTask), one at a time.
 func (r *Runner) work(ctx context.Context) {
-	defer r.wg.Done()
-	for ctx.Err() == nil {
-		// The claim returns before it is durable: the worker logs in to the host while it
-		// commits, and waits for it only before the host may change (run).
-		t, committed, err := r.store.ClaimTaskPending(ctx, r.owner, r.cfg.Lease)
-		if err != nil && ctx.Err() == nil {
-			r.log.Error("claiming a task failed", "err", err)
-		}
-		if t == nil {
-			r.idle(ctx, r.wake)
-			continue
-		}
-		// More may be waiting: let an idle sibling look now, not once this task ends. The
-		// claims follow one another (one writer), and the chain stops at the first worker that
-		// finds nothing, so a batch costs one empty claim, not one per task. The reserve
-		// workers are not woken here: while one project keeps every worker busy they would
-		// look, after every claim, for a project with nothing running; a submission (Wake) or
-		// their poll lets them look.
-		signal(r.wake)
+	// The claim returns before it is durable: the worker logs in to the host while it commits,
+	// and waits for it only before the host may change (run).
+	claim := func(ctx context.Context) (*kps.Task, func() error, error) {
+		return r.store.ClaimTaskPending(ctx, r.owner, r.cfg.Lease)
+	}
+	// After a claim more may be waiting: an idle sibling looks now, not once this task ends.
+	// The claims follow one another (one writer), and the chain stops at the first worker that
+	// finds nothing, so a batch costs one empty claim, not one per task. The reserve workers
+	// are not woken: while one project keeps every worker busy they would look, after every
+	// claim, for a project with nothing running; a submission (Wake) or their poll lets them
+	// look.
+	r.claimLoop(ctx, "", r.wake, claim, func(t *kps.Task, committed func() error) {
 		r.busy.Add(1)
 		r.run(t, committed)
 		r.busy.Add(-1)
+	})
+}
+
+// claimLoop claims a task with claim and runs it, until ctx ends; when there is nothing to
+// claim it waits on wake, which it signals after each claim. who names the worker in a log
+// line.
+func (r *Runner) claimLoop(ctx context.Context, who string, wake chan struct{}, claim func(context.Context) (*kps.Task, func() error, error), run func(*kps.Task, func() error)) {
+	defer r.wg.Done()
+	for ctx.Err() == nil {
+		t, committed, err := claim(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("claiming a task"+who+" failed", "err", err)
+		}
+		if t == nil {
+			r.idle(ctx, wake)
+			continue
+		}
+		signal(wake)
+		run(t, committed)
 	}
 }
 
@@ -311,24 +324,15 @@ func (r *Runner) work(ctx context.Context) {
 // to it. The claim is fair in either case: a worker that frees up takes a task of the project
 // with the fewest running tasks (ClaimTask).
 func (r *Runner) reserve(ctx context.Context) {
-	defer r.wg.Done()
-	for ctx.Err() == nil {
-		var t *kps.Task
-		if r.busy.Load() >= int64(r.cfg.Workers) {
-			var err error
-			t, err = r.store.ClaimIdleProjectTask(ctx, r.owner, r.cfg.Lease)
-			if err != nil && ctx.Err() == nil {
-				r.log.Error("claiming a task for a reserve worker failed", "err", err)
-			}
+	claim := func(ctx context.Context) (*kps.Task, func() error, error) {
+		if r.busy.Load() < int64(r.cfg.Workers) {
+			return nil, nil, nil
 		}
-		if t == nil {
-			r.idle(ctx, r.wakeReserve)
-			continue
-		}
-		// Another idle project may be waiting too.
-		signal(r.wakeReserve)
-		r.run(t, nil)
+		t, err := r.store.ClaimIdleProjectTask(ctx, r.owner, r.cfg.Lease)
+		return t, nil, err
 	}
+	// After a claim another idle project may be waiting too: the next reserve worker looks.
+	r.claimLoop(ctx, " for a reserve worker", r.wakeReserve, claim, r.run)
 }
 
 // idle waits for a wake-up on wake, the poll interval, or the end.
