@@ -234,7 +234,17 @@ func (r *Runner) Stop(ctx context.Context) {
 // credential it holds wait for it, however long the queue.
 func (r *Runner) announce(ctx context.Context) {
 	defer r.wg.Done()
-	tick := time.NewTicker(r.cfg.Lease / 3)
+	every(ctx, r.cfg.Lease/3, func() bool {
+		if err := r.store.HeartbeatReplica(ctx, r.owner, r.cfg.Lease); err != nil && ctx.Err() == nil {
+			r.log.Error("renewing the replica heartbeat failed", "replica", r.owner, "err", err)
+		}
+		return true
+	})
+}
+
+// every calls f every d until ctx ends or f returns false.
+func every(ctx context.Context, d time.Duration, f func() bool) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
@@ -242,8 +252,8 @@ func (r *Runner) announce(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if err := r.store.HeartbeatReplica(ctx, r.owner, r.cfg.Lease); err != nil && ctx.Err() == nil {
-			r.log.Error("renewing the replica heartbeat failed", "replica", r.owner, "err", err)
+		if !f() {
+			return
 		}
 	}
 }
@@ -346,15 +356,8 @@ func (r *Runner) idle(ctx context.Context, wake <-chan struct{}) {
 
 func (r *Runner) sweep(ctx context.Context) {
 	defer r.wg.Done()
-	tick := time.NewTicker(r.cfg.Lease / 2)
-	defer tick.Stop()
 	lastPurge := time.Time{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, r.cfg.Lease/2, func() bool {
 		if n, err := r.store.FailExpiredTasks(ctx, false); err != nil {
 			r.log.Error("sweeping expired leases failed", "err", err)
 		} else if n > 0 {
@@ -370,7 +373,8 @@ func (r *Runner) sweep(ctx context.Context) {
 				r.log.Error("purging succeeded tasks failed", "err", err)
 			}
 		}
-	}
+		return true
+	})
 }
 
 // run executes one claimed task and ends it. It never returns with the task RUNNING unless
@@ -468,22 +472,16 @@ func (r *Runner) run(t *kps.Task, committed func() error) {
 
 func (r *Runner) heartbeat(ctx context.Context, t *kps.Task, cancel context.CancelFunc, done, lost chan struct{}) {
 	defer close(done)
-	tick := time.NewTicker(r.cfg.Lease / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, r.cfg.Lease/3, func() bool {
 		if err := r.store.ExtendLease(ctx, t, r.cfg.Lease); errors.Is(err, kps.ErrLeaseLost) {
 			close(lost)
 			cancel()
-			return
+			return false
 		} else if err != nil && ctx.Err() == nil {
 			r.log.Error("renewing a task lease failed", "task_id", t.ID, "server_id", t.ServerID, "project_id", t.ProjectID, "err", err)
 		}
-	}
+		return true
+	})
 }
 
 // failure turns an executor or preparation error into the failed outcome.
