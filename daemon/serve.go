@@ -485,7 +485,7 @@ func (m *Main) Run(ctx context.Context) error {
 	rotations := &rotationLoop{}
 	m.rotations = rotations
 	executor := &sshhost.Executor{Logger: m.Log, AllowedTargets: targets, Metrics: sshMetrics(reg)}
-	m.runner = tasks.New(taskEnds{m.store, rotations.wake}, kpsservice.NewPlanner(m.store, sealer),
+	m.runner = tasks.New(taskEnds{m.store, rotations}, kpsservice.NewPlanner(m.store, sealer),
 		sshhost.Staged{Executor: executor}, m.Log, tasks.Config{
 			Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 			// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
