@@ -13,14 +13,14 @@ import (
 // The rotation machine of kps-v3-api.md §8 as every engine keeps it: one AdvanceRotation step
 // records the servers whose tasks ended and submits the next ones in one transaction.
 var rotationTests = map[string]func(*testing.T, *env){
-	"BatchesAndCompletion":  testRotationBatches,
-	"HaltPastMaxFailures":   testRotationHalt,
-	"CanaryPause":           testRotationCanary,
-	"InterruptedRetried":    testRotationInterrupted,
-	"CancelSkipsPending":    testRotationCancel,
-	"FromBoundKeyPair":      testRotationFromKeyPair,
-	"RefusedServerFails":    testRotationRefused,
-	"StepNamesTheVerifyKey": testRotationStep,
+	"BatchesAndCompletion":   testRotationBatches,
+	"HaltPastMaxFailures":    testRotationHalt,
+	"CanaryPause":            testRotationCanary,
+	"InterruptedRetried":     testRotationInterrupted,
+	"CancelSkipsPending":     testRotationCancel,
+	"FromBoundKeyPair":       testRotationFromKeyPair,
+	"RefusedServerFails":     testRotationRefused,
+	"StepNamesTheVerifyKey":  testRotationStep,
 	"FinishAdvancesTogether": testRotationFinishAdvances,
 }
 
