@@ -529,7 +529,7 @@ func (m *Main) Run(ctx context.Context) error {
 	svc := kpsservice.New(m.store, sealer, m.runner, users, kpsservice.Config{KeyPairQuota: cfg.KeyPairQuota,
 		KeyPairsPerUser: cfg.KeyPairUserQuota, MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject,
 		ServerQuota: cfg.ServerQuota, AllowedTargets: targets})
-	if err := m.startLoops(ctx, executor); err != nil {
+	if err := m.startLoops(ctx, executor, reg); err != nil {
 		return err
 	}
 	rotations.start(kpsservice.NewRotations(m.store, sealer, m.runner, kpsservice.Config{MaxQueued: cfg.MaxQueued,
@@ -707,10 +707,13 @@ var (
 // startLoops starts the expiry of bindings and, with --drift-interval, the scheduled drift
 // checks (kps-v3-api.md §7). A sole instance first marks the drift checks a previous process
 // left RUNNING as INTERRUPTED.
-func (m *Main) startLoops(ctx context.Context, executor *sshhost.Executor) error {
+func (m *Main) startLoops(ctx context.Context, executor *sshhost.Executor, reg *metrics.Registry) error {
 	cfg := &m.Config
 	m.drift = &kpsservice.Drift{Store: m.store, Sealer: m.sealer, Inspector: executor, Log: m.Log,
 		Concurrency: cfg.Workers, Timeout: cfg.TaskTimeout}
+	if reg != nil {
+		m.drift.Observe = reg.DriftChecked
+	}
 	if !cfg.postgres() {
 		if err := m.store.InterruptDriftChecks(ctx); err != nil {
 			return fmt.Errorf("recovering drift checks: %w", err)
