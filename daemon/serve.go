@@ -709,20 +709,26 @@ var (
 // left RUNNING as INTERRUPTED.
 func (m *Main) startLoops(ctx context.Context, executor *sshhost.Executor, reg *metrics.Registry) error {
 	cfg := &m.Config
+	// A drift check's lease is the tasks' (--lease): a replica that dies leaves its checks
+	// RUNNING for that long at most.
 	m.drift = &kpsservice.Drift{Store: m.store, Sealer: m.sealer, Inspector: executor, Log: m.Log,
-		Concurrency: cfg.Workers, Timeout: cfg.TaskTimeout}
+		Concurrency: cfg.Workers, Timeout: cfg.TaskTimeout, Lease: cfg.Lease}
 	if reg != nil {
 		m.drift.Observe = reg.DriftChecked
 	}
 	if !cfg.postgres() {
-		if err := m.store.InterruptDriftChecks(ctx); err != nil {
+		if _, err := m.store.InterruptDriftChecks(ctx, true); err != nil {
 			return fmt.Errorf("recovering drift checks: %w", err)
 		}
 	}
 	loops, stop := context.WithCancel(context.Background())
 	m.stopLoops = stop
 	expirer := &kpsservice.Expirer{Store: m.store, Dispatcher: m.runner, Log: m.Log, Interval: cfg.ExpiryInterval}
-	m.loops.Add(1)
+	m.loops.Add(2)
+	go func() {
+		defer m.loops.Done()
+		m.drift.Maintain(loops)
+	}()
 	go func() {
 		defer m.loops.Done()
 		expirer.Run(loops)

@@ -30,3 +30,4 @@ CREATE INDEX rotation_servers_pending ON rotation_servers (project_id, rotation_
 -- process renews; a check whose lease passed is INTERRUPTED by any replica (its process died).
 -- The checks running before this migration hold none, and are interrupted at once.
 ALTER TABLE drift_checks ADD COLUMN lease BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX drift_checks_running ON drift_checks (lease) WHERE state = 'RUNNING';
