@@ -198,7 +198,7 @@ func testDriftCheckLease(t *testing.T, e *env) {
 	sweep(0)
 	e.clock.Advance(8 * time.Second)
 	must(t, e.s.RenewDriftChecks(e.ctx, []string{"alive"}, 10*time.Second))
-	e.clock.Advance(5 * time.Second) // dead and young: 13s old, lease 10s; alive renewed 5s ago
+	e.clock.Advance(5 * time.Second)                                                     // dead and young: 13s old, lease 10s; alive renewed 5s ago
 	must(t, e.s.CreateDriftCheck(e.ctx, &kps.DriftCheck{ID: "new", ProjectID: project})) // the default lease
 	sweep(2)
 	if state("dead") != kps.DriftInterrupted || state("young") != kps.DriftInterrupted || state("alive") != kps.DriftRunning || state("new") != kps.DriftRunning {
