@@ -13,15 +13,16 @@ import (
 // The rotation machine of kps-v3-api.md §8 as every engine keeps it: one AdvanceRotation step
 // records the servers whose tasks ended and submits the next ones in one transaction.
 var rotationTests = map[string]func(*testing.T, *env){
-	"BatchesAndCompletion":   testRotationBatches,
-	"HaltPastMaxFailures":    testRotationHalt,
-	"CanaryPause":            testRotationCanary,
-	"InterruptedRetried":     testRotationInterrupted,
-	"CancelSkipsPending":     testRotationCancel,
-	"FromBoundKeyPair":       testRotationFromKeyPair,
-	"RefusedServerFails":     testRotationRefused,
-	"StepNamesTheVerifyKey":  testRotationStep,
-	"FinishAdvancesTogether": testRotationFinishAdvances,
+	"BatchesAndCompletion":    testRotationBatches,
+	"HaltPastMaxFailures":     testRotationHalt,
+	"CanaryPause":             testRotationCanary,
+	"InterruptedRetried":      testRotationInterrupted,
+	"CancelSkipsPending":      testRotationCancel,
+	"FromBoundKeyPair":        testRotationFromKeyPair,
+	"RefusedServerFails":      testRotationRefused,
+	"StepNamesTheVerifyKey":   testRotationStep,
+	"FinishAdvancesTogether":  testRotationFinishAdvances,
+	"DeletedWithTheirProject": testRotationsDeletedWithProject,
 }
 
 // rotation creates a rotation of alice to key pair "new" over servers s0..s(n-1), each with a
@@ -319,5 +320,46 @@ func testRotationFinishAdvances(t *testing.T, e *env) {
 	must(t, err)
 	if n != 0 || task.Phase != kps.PhaseFailed || task.ErrorCode != kps.TaskAuthFailed {
 		t.Fatalf("a task of no rotation: submitted %d, %s %s", n, task.Phase, task.ErrorCode)
+	}
+}
+
+// A project's rotations — their servers' rows and sealed keys included, whatever their state —
+// and its drift checks go with the project, and with its domain; another project's stay.
+func testRotationsDeletedWithProject(t *testing.T, e *env) {
+	d, _ := e.domain("acme")
+	dev, ops := e.project(d.ID, region+"_dev"), e.project(d.ID, region+"_ops")
+	other, _ := e.domain("other")
+	kept := e.project(other.ID, region+"_kept")
+	history := func(projectID string) *kps.Rotation {
+		e.server(projectID, "web", true)
+		r := &kps.Rotation{ID: uuid.NewString(), ProjectID: projectID, UserID: alice, KeyPairName: "new", BatchSize: 1,
+			PrivateKey: []byte("sealed:given")}
+		must(t, e.s.CreateRotation(e.ctx, r, []string{"web"}))
+		must(t, e.s.CreateDriftCheck(e.ctx, &kps.DriftCheck{ID: "check-" + projectID, ProjectID: projectID}))
+		must(t, e.s.DeleteServer(e.ctx, projectID, "web")) // a project holding servers is not deleted
+		return r
+	}
+	gone := func(r *kps.Rotation, want bool) {
+		t.Helper()
+		_, err := e.s.Rotation(e.ctx, r.ProjectID, r.ID)
+		list, total, lerr := e.s.ListRotations(e.ctx, r.ProjectID, kps.Page{})
+		must(t, lerr)
+		_, derr := e.s.DriftCheck(e.ctx, r.ProjectID, "check-"+r.ProjectID)
+		if want && (kps.ErrorCode(err) != kps.ErrRotationNotFound || len(list) != 0 || total != 0 || kps.ErrorCode(derr) != kps.ErrDriftCheckNotFound) {
+			t.Fatalf("project %s deleted, its rotation: %v, listed %d; its drift check: %v", r.ProjectID, err, total, derr)
+		}
+		if !want && (err != nil || total != 1 || derr != nil) {
+			t.Fatalf("rotation of a project not deleted: %v, listed %d; drift check: %v", err, total, derr)
+		}
+	}
+	rDev, rOps, rKept := history(dev.ID), history(ops.ID), history(kept.ID)
+	must(t, e.s.DeleteProject(e.ctx, dev.ID))
+	gone(rDev, true)
+	gone(rOps, false)
+	must(t, e.s.DeleteDomain(e.ctx, d.ID))
+	gone(rOps, true)
+	gone(rKept, false)
+	if refs, err := e.s.ActiveRotations(e.ctx); err != nil || len(refs) != 1 || refs[0].ID != rKept.ID {
+		t.Fatalf("active rotations after the deletions: %+v %v", refs, err)
 	}
 }
