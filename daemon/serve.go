@@ -61,7 +61,8 @@ type Config struct {
 	// DriftInterval runs a drift check of every server of every project this often (0: never;
 	// kps-v3-api.md §7.2).
 	DriftInterval time.Duration
-	// ExpiryInterval is how often the service looks for expired bindings (1s when zero).
+	// ExpiryInterval is how often the service looks for expired bindings (1s when zero;
+	// --expiry-interval, 100ms to 1h).
 	ExpiryInterval time.Duration
 
 	// KeyPairUserQuota is Nova's per-user key pair limit (nova-keypairs.md §11): -1 none, 0 no
@@ -142,9 +143,10 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.IntVar(&c.ServerQuota, "server-quota", 10000, "servers per project (0: no limit)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "token lifetime (5m to 24h)")
 	fs.IntVar(&c.LoginQueue, "login-queue", 0, "logins that may wait for a password hash slot before more are refused with 429 (0: four per slot open to logins, half the CPUs)")
-	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task lease; a worker silent for this long loses its task")
+	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task and drift check lease; a worker silent for this long loses its task, a drift check is interrupted")
 	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
 	fs.DurationVar(&c.DriftInterval, "drift-interval", 0, "run a drift check of every server of every project this often, e.g. 6h (0: only on request)")
+	fs.DurationVar(&c.ExpiryInterval, "expiry-interval", time.Second, "how often to look for expired bindings (expires_at) and unbind them, 100ms to 1h")
 	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "soft memory limit of the Go runtime, e.g. 256MiB or 1GiB, or off (default: GOMEMLIMIT when set, else 128MiB)")
@@ -217,6 +219,9 @@ func (c *Config) validate() error {
 	}
 	if c.DriftInterval < 0 {
 		return usageError{fmt.Errorf("--drift-interval must not be negative")}
+	}
+	if c.ExpiryInterval != 0 && (c.ExpiryInterval < 100*time.Millisecond || c.ExpiryInterval > time.Hour) {
+		return usageError{fmt.Errorf("--expiry-interval must be from 100ms to 1h")}
 	}
 	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
 		return usageError{fmt.Errorf("--max-connections and --max-connections-per-ip must not be negative")}
