@@ -38,6 +38,8 @@ FROM rotation_servers WHERE project_id = ? AND rotation_id = ? ORDER BY seq`
 	selectRotationRunning = `SELECT rs.seq, rs.task_id, rs.attempts, t.phase, t.error_code, t.error_msg
 FROM rotation_servers rs LEFT JOIN tasks t ON t.id = rs.task_id
 WHERE rs.project_id = ? AND rs.rotation_id = ? AND rs.state = 'RUNNING'`
+	// The one server of a task that ended, as the task's outcome settles it.
+	selectRotationTaskRunning = selectRotationRunning + ` AND rs.task_id = ?`
 	selectRotationPending = `SELECT seq, server_id FROM rotation_servers
 WHERE project_id = ? AND rotation_id = ? AND state = 'PENDING' AND seq < ? ORDER BY seq LIMIT ?`
 	settleRotationServer = `UPDATE rotation_servers SET state = ?, error_code = ?, error_msg = ?, updated = ?
@@ -360,7 +362,7 @@ func (db *DB) AdvanceRotation(ctx context.Context, ref kps.RotationRef, submit f
 	if err != nil {
 		return 0, err
 	}
-	submitted, err := advanceRotation(ctx, tx, r, submit, admit)
+	submitted, err := advanceRotation(ctx, tx, r, "", submit, admit)
 	if err != nil {
 		return 0, err
 	}
@@ -406,7 +408,10 @@ func (db *DB) FinishRotationTask(ctx context.Context, t *kps.Task, o kps.TaskOut
 	}
 	submitted := 0
 	if r != nil {
-		if submitted, err = advanceRotation(ctx, tx, r, submit, admit); err != nil {
+		// Only t's server is settled here: the servers of tasks that ended otherwise (the
+		// sweeper's) are the driver's, woken by their end, so that a step per finished task
+		// does not read every server in flight again.
+		if submitted, err = advanceRotation(ctx, tx, r, t.ID, submit, admit); err != nil {
 			return 0, err
 		}
 	}
@@ -417,11 +422,11 @@ func (db *DB) FinishRotationTask(ctx context.Context, t *kps.Task, o kps.TaskOut
 	return submitted, nil
 }
 
-// advanceRotation is one step of r, locked by tx: the servers whose tasks ended are recorded,
-// the rotation halts, pauses or completes as the rules say, and the next servers' tasks are
-// submitted.
-func advanceRotation(ctx context.Context, tx *txn, r *rotationRow, submit func(r *kps.Rotation, serverID string) kps.TaskSubmission, admit kps.TaskAdmission) (int, error) {
-	changed, err := settleRotationServers(ctx, tx, r)
+// advanceRotation is one step of r, locked by tx: the servers whose tasks ended are recorded
+// (only the server of task taskID when it is set), the rotation halts, pauses or completes as
+// the rules say, and the next servers' tasks are submitted.
+func advanceRotation(ctx context.Context, tx *txn, r *rotationRow, taskID string, submit func(r *kps.Rotation, serverID string) kps.TaskSubmission, admit kps.TaskAdmission) (int, error) {
+	changed, err := settleRotationServers(ctx, tx, r, taskID)
 	if err != nil {
 		return 0, err
 	}
@@ -467,14 +472,19 @@ func advanceRotation(ctx context.Context, tx *txn, r *rotationRow, submit func(r
 	return submitted, nil
 }
 
-// settleRotationServers records the outcome of the servers whose tasks ended.
-func settleRotationServers(ctx context.Context, tx *txn, r *rotationRow) (changed bool, err error) {
+// settleRotationServers records the outcome of the servers whose tasks ended: every one in
+// flight, or only task taskID's when it is set.
+func settleRotationServers(ctx context.Context, tx *txn, r *rotationRow, taskID string) (changed bool, err error) {
 	type running struct {
 		seq, attempts    int
 		taskID           string
 		phase, code, msg sql.NullString
 	}
-	rows, err := tx.query(ctx, selectRotationRunning, r.ProjectID, r.ID)
+	q, args := selectRotationRunning, []any{r.ProjectID, r.ID}
+	if taskID != "" {
+		q, args = selectRotationTaskRunning, append(args, taskID)
+	}
+	rows, err := tx.query(ctx, q, args...)
 	if err != nil {
 		return false, err
 	}
