@@ -47,7 +47,14 @@ type DriftCheck struct {
 	Results   []DriftResult
 	Created   time.Time
 	Finished  time.Time
+	// Lease is how long the process that runs the check holds it without renewing
+	// (RenewDriftChecks): once it passes, the check is taken for dead and INTERRUPTED. Read by
+	// CreateDriftCheck only; 0 is DriftCheckLease.
+	Lease time.Duration
 }
+
+// DriftCheckLease is the default lease of a running drift check (DriftCheck.Lease).
+const DriftCheckLease = 30 * time.Second
 
 // DriftResult is what a drift check found on one server. Checked is false when the host could
 // not be read (ErrorCode, ErrorMsg say why); then nothing else is known.
@@ -121,8 +128,12 @@ type DriftStore interface {
 	DriftCheck(ctx context.Context, projectID, id string) (*DriftCheck, error)
 	// ListDriftChecks returns the project's checks, newest first, without their results.
 	ListDriftChecks(ctx context.Context, projectID string, p Page) ([]DriftCheck, int, error)
-	// InterruptDriftChecks marks RUNNING checks INTERRUPTED (at the start of a sole instance).
-	InterruptDriftChecks(ctx context.Context) error
+	// InterruptDriftChecks marks INTERRUPTED the RUNNING checks whose lease has passed (their
+	// process died), or every RUNNING check when all is set (the start of a sole instance),
+	// and returns how many.
+	InterruptDriftChecks(ctx context.Context, all bool) (int, error)
+	// RenewDriftChecks extends the lease of those of the checks ids that still run to now+lease.
+	RenewDriftChecks(ctx context.Context, ids []string, lease time.Duration) error
 	// DriftProjects lists the projects that have servers, for the scheduled checks.
 	DriftProjects(ctx context.Context) ([]string, error)
 }

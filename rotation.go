@@ -182,6 +182,10 @@ type RotationStore interface {
 	// ActiveRotations lists the rotations with work left, oldest first.
 	ActiveRotations(ctx context.Context) ([]RotationRef, error)
 	AdvanceRotation(ctx context.Context, ref RotationRef, submit func(r *Rotation, serverID string) TaskSubmission, admit TaskAdmission) (submitted int, err error)
+	// FinishRotationTask records the outcome of running task t as FinishTask does and, when t
+	// is the task of a rotation's server, advances that rotation in the same transaction as
+	// AdvanceRotation would: the next servers' tasks are READY when the outcome commits.
+	FinishRotationTask(ctx context.Context, t *Task, o TaskOutcome, submit func(r *Rotation, serverID string) TaskSubmission, admit TaskAdmission) (submitted int, err error)
 	// RotationStep returns what the task of a rotation needs, nil when the task is no
 	// rotation's.
 	RotationStep(ctx context.Context, projectID, taskID string) (*RotationStep, error)

@@ -32,12 +32,15 @@ func (l *rotationLoop) start(svc *kpsservice.Rotations) {
 
 // wake tells the driver that a task ended.
 func (l *rotationLoop) wake() {
-	l.mu.Lock()
-	svc := l.svc
-	l.mu.Unlock()
-	if svc != nil {
+	if svc := l.service(); svc != nil {
 		svc.Wake()
 	}
+}
+
+func (l *rotationLoop) service() *kpsservice.Rotations {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.svc
 }
 
 // stop ends the driver before the runner stops: what it would submit waits for the next start,
@@ -52,16 +55,21 @@ func (l *rotationLoop) stop() {
 	}
 }
 
-// taskEnds is the runner's store, telling the rotations when a task ended.
+// taskEnds is the runner's store, telling the rotations when a task ended: once their driver
+// runs, a task's outcome is recorded by it, with the step of the task's rotation in the same
+// transaction (service.Rotations.FinishTask).
 type taskEnds struct {
 	tasks.Store
-	ended func()
+	loop *rotationLoop
 }
 
 // FinishTask implements tasks.Store.
 func (s taskEnds) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) error {
+	if svc := s.loop.service(); svc != nil {
+		return svc.FinishTask(ctx, t, o)
+	}
 	err := s.Store.FinishTask(ctx, t, o)
-	s.ended()
+	s.loop.wake()
 	return err
 }
 
@@ -69,7 +77,7 @@ func (s taskEnds) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome
 func (s taskEnds) FailExpiredTasks(ctx context.Context, all bool) (int, error) {
 	n, err := s.Store.FailExpiredTasks(ctx, all)
 	if n > 0 {
-		s.ended()
+		s.loop.wake()
 	}
 	return n, err
 }

@@ -61,7 +61,8 @@ type Config struct {
 	// DriftInterval runs a drift check of every server of every project this often (0: never;
 	// kps-v3-api.md §7.2).
 	DriftInterval time.Duration
-	// ExpiryInterval is how often the service looks for expired bindings (1s when zero).
+	// ExpiryInterval is how often the service looks for expired bindings (1s when zero;
+	// --expiry-interval, 100ms to 1h).
 	ExpiryInterval time.Duration
 
 	// KeyPairUserQuota is Nova's per-user key pair limit (nova-keypairs.md §11): -1 none, 0 no
@@ -142,9 +143,10 @@ func (c *Config) flags() *flag.FlagSet {
 	fs.IntVar(&c.ServerQuota, "server-quota", 10000, "servers per project (0: no limit)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "token lifetime (5m to 24h)")
 	fs.IntVar(&c.LoginQueue, "login-queue", 0, "logins that may wait for a password hash slot before more are refused with 429 (0: four per slot open to logins, half the CPUs)")
-	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task lease; a worker silent for this long loses its task")
+	fs.DurationVar(&c.Lease, "lease", 30*time.Second, "task and drift check lease; a worker silent for this long loses its task, a drift check is interrupted")
 	fs.DurationVar(&c.TaskTimeout, "task-timeout", 120*time.Second, "deadline of one task")
 	fs.DurationVar(&c.DriftInterval, "drift-interval", 0, "run a drift check of every server of every project this often, e.g. 6h (0: only on request)")
+	fs.DurationVar(&c.ExpiryInterval, "expiry-interval", time.Second, "how often to look for expired bindings (expires_at) and unbind them, 100ms to 1h")
 	fs.DurationVar(&c.Shutdown, "shutdown-grace", 20*time.Second, "time running tasks get to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "soft memory limit of the Go runtime, e.g. 256MiB or 1GiB, or off (default: GOMEMLIMIT when set, else 128MiB)")
@@ -217,6 +219,9 @@ func (c *Config) validate() error {
 	}
 	if c.DriftInterval < 0 {
 		return usageError{fmt.Errorf("--drift-interval must not be negative")}
+	}
+	if c.ExpiryInterval != 0 && (c.ExpiryInterval < 100*time.Millisecond || c.ExpiryInterval > time.Hour) {
+		return usageError{fmt.Errorf("--expiry-interval must be from 100ms to 1h")}
 	}
 	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
 		return usageError{fmt.Errorf("--max-connections and --max-connections-per-ip must not be negative")}
@@ -485,7 +490,7 @@ func (m *Main) Run(ctx context.Context) error {
 	rotations := &rotationLoop{}
 	m.rotations = rotations
 	executor := &sshhost.Executor{Logger: m.Log, AllowedTargets: targets, Metrics: sshMetrics(reg)}
-	m.runner = tasks.New(taskEnds{m.store, rotations.wake}, kpsservice.NewPlanner(m.store, sealer),
+	m.runner = tasks.New(taskEnds{m.store, rotations}, kpsservice.NewPlanner(m.store, sealer),
 		sshhost.Staged{Executor: executor}, m.Log, tasks.Config{
 			Workers: cfg.Workers, ReserveWorkers: reserve, Lease: cfg.Lease, TaskTimeout: cfg.TaskTimeout,
 			// On a shared PostgreSQL other replicas may hold live leases: only expired ones are
@@ -529,7 +534,7 @@ func (m *Main) Run(ctx context.Context) error {
 	svc := kpsservice.New(m.store, sealer, m.runner, users, kpsservice.Config{KeyPairQuota: cfg.KeyPairQuota,
 		KeyPairsPerUser: cfg.KeyPairUserQuota, MaxQueued: cfg.MaxQueued, MaxProjectTasks: cfg.MaxQueuedPerProject,
 		ServerQuota: cfg.ServerQuota, AllowedTargets: targets})
-	if err := m.startLoops(ctx, executor); err != nil {
+	if err := m.startLoops(ctx, executor, reg); err != nil {
 		return err
 	}
 	rotations.start(kpsservice.NewRotations(m.store, sealer, m.runner, kpsservice.Config{MaxQueued: cfg.MaxQueued,
@@ -707,19 +712,28 @@ var (
 // startLoops starts the expiry of bindings and, with --drift-interval, the scheduled drift
 // checks (kps-v3-api.md §7). A sole instance first marks the drift checks a previous process
 // left RUNNING as INTERRUPTED.
-func (m *Main) startLoops(ctx context.Context, executor *sshhost.Executor) error {
+func (m *Main) startLoops(ctx context.Context, executor *sshhost.Executor, reg *metrics.Registry) error {
 	cfg := &m.Config
+	// A drift check's lease is the tasks' (--lease): a replica that dies leaves its checks
+	// RUNNING for that long at most.
 	m.drift = &kpsservice.Drift{Store: m.store, Sealer: m.sealer, Inspector: executor, Log: m.Log,
-		Concurrency: cfg.Workers, Timeout: cfg.TaskTimeout}
+		Concurrency: cfg.Workers, Timeout: cfg.TaskTimeout, Lease: cfg.Lease}
+	if reg != nil {
+		m.drift.Observe = reg.DriftChecked
+	}
 	if !cfg.postgres() {
-		if err := m.store.InterruptDriftChecks(ctx); err != nil {
+		if _, err := m.store.InterruptDriftChecks(ctx, true); err != nil {
 			return fmt.Errorf("recovering drift checks: %w", err)
 		}
 	}
 	loops, stop := context.WithCancel(context.Background())
 	m.stopLoops = stop
 	expirer := &kpsservice.Expirer{Store: m.store, Dispatcher: m.runner, Log: m.Log, Interval: cfg.ExpiryInterval}
-	m.loops.Add(1)
+	m.loops.Add(2)
+	go func() {
+		defer m.loops.Done()
+		m.drift.Maintain(loops)
+	}()
 	go func() {
 		defer m.loops.Done()
 		expirer.Run(loops)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/openkps/kps/daemon"
+	"github.com/openkps/kps/internal/hostilessh"
 	"github.com/openkps/kps/internal/pgtest"
 	"github.com/openkps/kps/internal/sshdtest"
 )
@@ -425,4 +426,47 @@ func TestDriftCheckLogin(t *testing.T) {
 	if strings.Contains(m.Log(t), "Accepted") {
 		t.Fatal("the stored credential was sent to a reach no admin set")
 	}
+}
+
+// TestDriftCheckOfAStoppedProcess: a drift check RUNNING when the process running it stops does
+// not stay RUNNING. While its process lives it stays RUNNING past its lease (renewed); once the
+// process is gone, on SQLite the next start INTERRUPTs it, on PostgreSQL another replica does
+// when the lease has passed, with no restart.
+func TestDriftCheckOfAStoppedProcess(t *testing.T) {
+	t.Parallel()
+	forEngines(t, func(t *testing.T, engine func(*daemon.Config)) {
+		postgres := strings.HasSuffix(t.Name(), "postgres")
+		lease := func(c *daemon.Config) { c.Lease = 2 * time.Second }
+		a := setup(t, engine, lease)
+		var b *service
+		if postgres {
+			b = setup(t, engine, lease)
+		}
+		host := hostilessh.Start(t, hostilessh.Options{Behavior: hostilessh.Stall})
+		a.must(201, "POST", "/servers", map[string]any{"server": map[string]any{"id": "stalls", "address": host.Address,
+			"port": host.Port, "user": "deploy", "host_keys": []string{host.HostKey},
+			"credential": map[string]any{"type": "password", "key": "never-answered"}}})
+		id := str(a.must(200, "POST", "/drift-checks", map[string]any{"servers": []string{"stalls"}})["drift_check"].(map[string]any)["id"])
+		status := func(s *service) any {
+			return s.must(200, "GET", "/drift-checks/"+id, nil)["drift_check"].(map[string]any)["status"]
+		}
+		// Two leases long, the check of a live process stays RUNNING (a sweep runs every
+		// third of a lease, on both replicas).
+		for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if st := status(a); st != "RUNNING" {
+				t.Fatalf("the check of a live process is %v", st)
+			}
+		}
+		a.main.Close()
+		if !postgres {
+			b = setup(t, engine, lease) // the restart
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for status(b) != "INTERRUPTED" {
+			if time.Now().After(deadline) {
+				t.Fatalf("the check of a stopped process is still %v", status(b))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }

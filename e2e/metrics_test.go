@@ -311,7 +311,7 @@ func checkCardinality(t *testing.T, f metricsFamilies, names ...string) {
 		"kps_ssh_connect_seconds": {"outcome"}, "kps_http_requests_total": {"api", "route", "code"},
 		"kps_http_request_duration_seconds": {"api", "route"}, "kps_auth_failures_total": {"reason"},
 		"kps_build_info": {"version"}, "kps_tasks_swept_total": nil, "kps_tasks_queued": nil, "kps_tasks_running": nil,
-		"kps_tasks_oldest_queued_seconds": nil,
+		"kps_tasks_oldest_queued_seconds": nil, "kps_drift_checks_total": {"trigger", "outcome"}, "kps_drift_servers": {"state"},
 	}
 	for name, fam := range f {
 		if !strings.HasPrefix(name, "kps_") {
@@ -361,4 +361,49 @@ func TestMetricsListenerOfItsOwn(t *testing.T) {
 	if off.main.MetricsAddr() != "" {
 		t.Fatalf("a metrics listener without --metrics-listen: %s", off.main.MetricsAddr())
 	}
+}
+
+// TestDriftMetrics: every drift check this replica finishes is counted by its outcome (the
+// worst of its servers), and kps_drift_servers holds the servers of the last one per state —
+// with no label naming a server or project.
+func TestDriftMetrics(t *testing.T) {
+	t.Parallel()
+	s := setup(t, withMetrics)
+	clean, byHand, gone := sshdtest.Start(t, sshdtest.Options{}), sshdtest.Start(t, sshdtest.Options{}), sshdtest.Start(t, sshdtest.Options{})
+	for id, h := range map[string]*sshdtest.Host{"drift-clean": clean, "drift-by-hand": byHand, "drift-gone": gone} {
+		s.addHost(id, h, map[string]any{"credential": map[string]any{"type": "password", "key": h.Password}})
+	}
+	byHand.WriteAuthorizedKeys(t, ed25519Line(t, "by-hand")+"\n")
+	gone.Stop()
+
+	check := func(ids ...string) {
+		t.Helper()
+		id := str(s.must(200, "POST", "/drift-checks", map[string]any{"servers": ids})["drift_check"].(map[string]any)["id"])
+		if c := s.waitDrift(id); c["status"] != "DONE" {
+			t.Fatalf("drift check ended %v", c)
+		}
+	}
+	want := func(f metricsFamilies, name string, labels map[string]string, v float64) {
+		t.Helper()
+		if got, _ := f.value(name, labels); got != v {
+			t.Errorf("%s%v = %v, want %v", name, labels, got, v)
+		}
+	}
+	check("drift-clean")
+	f, _ := scrape(t, s.base+"/metrics")
+	want(f, "kps_drift_checks_total", map[string]string{"trigger": "request", "outcome": "in_sync"}, 1)
+	want(f, "kps_drift_servers", map[string]string{"state": "in_sync"}, 1)
+	want(f, "kps_drift_servers", map[string]string{"state": "drifted"}, 0)
+
+	check("drift-clean", "drift-by-hand")
+	check("drift-clean", "drift-by-hand", "drift-gone")
+	f, _ = scrape(t, s.base+"/metrics")
+	want(f, "kps_drift_checks_total", map[string]string{"trigger": "request", "outcome": "in_sync"}, 1)
+	want(f, "kps_drift_checks_total", map[string]string{"trigger": "request", "outcome": "drifted"}, 1)
+	want(f, "kps_drift_checks_total", map[string]string{"trigger": "request", "outcome": "unreadable"}, 1)
+	want(f, "kps_drift_checks_total", nil, 3)
+	for state, n := range map[string]float64{"in_sync": 1, "drifted": 1, "unreadable": 1} {
+		want(f, "kps_drift_servers", map[string]string{"state": state}, n)
+	}
+	checkCardinality(t, f, "drift-clean", "drift-by-hand", "drift-gone")
 }

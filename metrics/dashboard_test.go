@@ -29,6 +29,7 @@ func exported(t *testing.T) map[string]bool {
 	r.SSHConnected(true, time.Millisecond)
 	r.HTTPRequest("kps", "GET /v3/{project_id}/failed-tasks", 200, time.Millisecond)
 	r.AuthFailure("password-wrong")
+	r.DriftChecked(&kps.DriftCheck{Results: []kps.DriftResult{{Checked: true}}})
 	fams, err := r.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)

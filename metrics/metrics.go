@@ -73,6 +73,8 @@ type Registry struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	authFailures *prometheus.CounterVec
+	driftChecks  *prometheus.CounterVec
+	driftServers *prometheus.GaugeVec
 }
 
 // New returns a Registry with every metric of the service registered.
@@ -109,11 +111,17 @@ func New(o Options) *Registry {
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kps_auth_failures_total",
 			Help: "Refused authentications and authorizations, by the reason key their log line carries (auth.md §11.4)."},
 			[]string{"reason"}),
+		driftChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kps_drift_checks_total",
+			Help: "Drift checks this replica finished, by trigger (request, schedule) and outcome: unreadable when a server could not be read, else drifted when a server drifted, else in_sync."},
+			[]string{"trigger", "outcome"}),
+		driftServers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kps_drift_servers",
+			Help: "Servers of the last drift check this replica finished (of any project), by state (in_sync, drifted, unreadable)."},
+			[]string{"state"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kps_build_info",
 		Help: "Always 1; the version label is the binary's.", ConstLabels: prometheus.Labels{"version": o.Version}})
 	buildInfo.Set(1)
-	r.reg.MustRegister(r.tasks, r.taskDuration, r.swept, r.sshConnect, r.httpRequests, r.httpDuration, r.authFailures, buildInfo,
+	r.reg.MustRegister(r.tasks, r.taskDuration, r.swept, r.sshConnect, r.httpRequests, r.httpDuration, r.authFailures, r.driftChecks, r.driftServers, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.Queue != nil {
 		r.reg.MustRegister(&queueCollector{queue: o.Queue, log: o.Log})
@@ -204,6 +212,46 @@ func (r *Registry) AuthFailure(reason string) {
 		reason = other
 	}
 	r.authFailures.WithLabelValues(reason).Inc()
+}
+
+// Drift states, of a server and (the worst of its servers) of a check.
+const (
+	inSync     = "in_sync"
+	drifted    = "drifted"
+	unreadable = "unreadable"
+)
+
+// DriftChecked records a finished drift check (service.Drift.Observe): counted by its trigger
+// and outcome, and its servers per state become kps_drift_servers. The three states are
+// always exported, 0 included, so that a check that found nothing resets what the one before
+// it found.
+func (r *Registry) DriftChecked(c *kps.DriftCheck) {
+	n := map[string]int{inSync: 0, drifted: 0, unreadable: 0}
+	for _, res := range c.Results {
+		switch {
+		case !res.Checked:
+			n[unreadable]++
+		case res.Drift:
+			n[drifted]++
+		default:
+			n[inSync]++
+		}
+	}
+	out := inSync
+	switch {
+	case n[unreadable] > 0:
+		out = unreadable
+	case n[drifted] > 0:
+		out = drifted
+	}
+	trigger := "request"
+	if c.Scheduled {
+		trigger = "schedule"
+	}
+	r.driftChecks.WithLabelValues(trigger, out).Inc()
+	for state, v := range n {
+		r.driftServers.WithLabelValues(state).Set(float64(v))
+	}
 }
 
 // reasonKey is the form of a refusal's reason key.

@@ -72,6 +72,13 @@ type Drift struct {
 	Timeout     time.Duration
 	// Observe, when set, receives every finished check (a metrics registry, say).
 	Observe func(c *kps.DriftCheck)
+	// Lease is how long a check this process runs stays RUNNING without a renewal by Maintain
+	// (kps.DriftCheckLease when zero): a process that dies leaves its checks to be
+	// INTERRUPTED by whoever runs Maintain next — another replica, or this one restarted.
+	Lease time.Duration
+
+	mu      sync.Mutex
+	running map[string]bool // the checks this process runs, whose leases Maintain renews
 
 	once   sync.Once
 	ctx    context.Context
@@ -87,11 +94,63 @@ func (d *Drift) init() {
 		if d.Log == nil {
 			d.Log = slog.New(slog.DiscardHandler)
 		}
+		d.running = map[string]bool{}
 	})
 }
 
-// Stop ends the checks under way (they stay RUNNING, and are INTERRUPTED at the next start of
-// a sole instance) and waits for their goroutines.
+func (d *Drift) lease() time.Duration {
+	if d.Lease > 0 {
+		return d.Lease
+	}
+	return kps.DriftCheckLease
+}
+
+// hold and release keep the set of checks whose leases Maintain renews.
+func (d *Drift) hold(id string) {
+	d.mu.Lock()
+	d.running[id] = true
+	d.mu.Unlock()
+}
+
+func (d *Drift) release(id string) {
+	d.mu.Lock()
+	delete(d.running, id)
+	d.mu.Unlock()
+}
+
+// Maintain renews the leases of the checks this process runs every third of the lease, and
+// INTERRUPTs the RUNNING checks whose lease has passed — those of a process that died — until
+// ctx ends.
+func (d *Drift) Maintain(ctx context.Context) {
+	d.init()
+	t := time.NewTicker(d.lease() / 3)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		ids := make([]string, 0, len(d.running))
+		for id := range d.running {
+			ids = append(ids, id)
+		}
+		d.mu.Unlock()
+		if err := d.Store.RenewDriftChecks(ctx, ids, d.lease()); err != nil && ctx.Err() == nil {
+			d.Log.Error("renewing the leases of drift checks failed", "err", err)
+		}
+		if n, err := d.Store.InterruptDriftChecks(ctx, false); err != nil && ctx.Err() == nil {
+			d.Log.Error("interrupting dead drift checks failed", "err", err)
+		} else if n > 0 {
+			d.Log.Warn("drift checks interrupted: the process running them stopped renewing their lease", "drift_checks", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends the checks under way and waits for their goroutines. They stay RUNNING until they
+// are INTERRUPTED: at the next start of a sole instance, or by Maintain (of any replica) once
+// their lease passes.
 func (d *Drift) Stop() {
 	d.init()
 	d.cancel()
@@ -106,7 +165,7 @@ func (d *Drift) StartDriftCheck(ctx context.Context, p *kps.Principal, serverIDs
 	if err != nil {
 		return nil, err
 	}
-	c := &kps.DriftCheck{ID: uuid.NewString(), ProjectID: p.ProjectID, ServerIDs: serverIDs}
+	c := &kps.DriftCheck{ID: uuid.NewString(), ProjectID: p.ProjectID, ServerIDs: serverIDs, Lease: d.lease()}
 	// The start is recorded in the check's own transaction (docs/spec/audit.md).
 	var st kps.DriftStore = d.Store
 	if p.Audit != nil {
@@ -115,6 +174,7 @@ func (d *Drift) StartDriftCheck(ctx context.Context, p *kps.Principal, serverIDs
 	if err := st.CreateDriftCheck(ctx, c); err != nil {
 		return nil, err
 	}
+	d.hold(c.ID)
 	// The check the caller gets back is not the one the background run fills in: the handler
 	// renders it while the run writes results and state.
 	caller, running := *p, *c
@@ -192,13 +252,14 @@ func (d *Drift) RunSchedule(ctx context.Context, interval time.Duration) {
 			if err != nil || len(servers) == 0 {
 				continue
 			}
-			c := &kps.DriftCheck{ID: uuid.NewString(), ProjectID: project, Scheduled: true}
+			c := &kps.DriftCheck{ID: uuid.NewString(), ProjectID: project, Scheduled: true, Lease: d.lease()}
 			if err := d.Store.CreateDriftCheck(ctx, c); err != nil {
 				if ctx.Err() == nil {
 					d.Log.Error("scheduled drift check: creating it failed", "project_id", project, "err", err)
 				}
 				continue
 			}
+			d.hold(c.ID)
 			d.run(ctx, c, servers, nil)
 		}
 	}
@@ -207,6 +268,7 @@ func (d *Drift) RunSchedule(ctx context.Context, interval time.Duration) {
 // run reads every server, at most Concurrency at once, and records the results. caller is nil
 // for a scheduled check.
 func (d *Drift) run(ctx context.Context, c *kps.DriftCheck, servers []kps.Server, caller *kps.Principal) {
+	defer d.release(c.ID)
 	conc := d.Concurrency
 	if conc <= 0 {
 		conc = 16

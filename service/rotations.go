@@ -200,6 +200,24 @@ func (s *Rotations) RotationAction(ctx context.Context, p *kps.Principal, id, ac
 	return r, nil
 }
 
+// FinishTask records the outcome of task t, a worker's, and advances t's rotation in the same
+// transaction when t is a rotation's (FinishRotationTask): the freed worker finds the next
+// server's task at once, without a step of Run and its commit in between. Run is woken when
+// nothing was submitted: the task may be no rotation's yet have held a server that a rotation
+// waits for.
+func (s *Rotations) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) error {
+	n, err := s.store.FinishRotationTask(ctx, t, o, s.submission, AdmitTask)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.dispatcher.Wake()
+	} else {
+		s.Wake()
+	}
+	return nil
+}
+
 // Wake asks Run for a step at once: a task ended, or a rotation was created or resumed.
 func (s *Rotations) Wake() {
 	select {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/openkps/kps"
 )
@@ -13,8 +14,8 @@ import (
 // written when it ends, and each checked server's record updated in the same transaction.
 
 const (
-	insertDriftCheck = `INSERT INTO drift_checks (id, project_id, state, scheduled, servers, results, created)
-VALUES (?, ?, 'RUNNING', ?, ?, '[]', ?)`
+	insertDriftCheck = `INSERT INTO drift_checks (id, project_id, state, scheduled, servers, results, created, lease)
+VALUES (?, ?, 'RUNNING', ?, ?, '[]', ?, ?)`
 	finishDriftCheck = `UPDATE drift_checks SET state = 'DONE', results = ?, finished = ?
 WHERE id = ? AND state = 'RUNNING'`
 	setServerDrift   = `UPDATE servers SET last_drift_check = ?, drift = ? WHERE project_id = ? AND id = ?`
@@ -24,6 +25,8 @@ FROM drift_checks WHERE project_id = ? AND id = ?`
 FROM drift_checks WHERE project_id = ? ORDER BY created DESC, id LIMIT ? OFFSET ?`
 	countDriftChecks      = `SELECT COUNT(*) FROM drift_checks WHERE project_id = ?`
 	interruptDriftChecks  = `UPDATE drift_checks SET state = 'INTERRUPTED', finished = ? WHERE state = 'RUNNING'`
+	interruptDeadChecks   = `UPDATE drift_checks SET state = 'INTERRUPTED', finished = ? WHERE state = 'RUNNING' AND lease < ?`
+	renewDriftCheck       = `UPDATE drift_checks SET lease = ? WHERE id = ? AND state = 'RUNNING'`
 	selectServerProjects  = `SELECT DISTINCT project_id FROM servers ORDER BY project_id`
 	driftCheckNotFoundMsg = "Drift check '%s' does not exist."
 )
@@ -34,9 +37,14 @@ func (db *DB) CreateDriftCheck(ctx context.Context, c *kps.DriftCheck) error {
 	if err != nil {
 		return err
 	}
+	lease := c.Lease
+	if lease <= 0 {
+		lease = kps.DriftCheckLease
+	}
 	now, err := db.inWrite(ctx, func(tx *txn) error {
 		tx.auditTarget(c.ID)
-		_, err := tx.exec(ctx, insertDriftCheck, c.ID, c.ProjectID, c.Scheduled, string(ids), millis(tx.now))
+		_, err := tx.exec(ctx, insertDriftCheck, c.ID, c.ProjectID, c.Scheduled, string(ids), millis(tx.now),
+			millis(tx.now.Add(lease)))
 		return err
 	})
 	if err != nil {
@@ -139,14 +147,42 @@ func (db *DB) ListDriftChecks(ctx context.Context, projectID string, p kps.Page)
 }
 
 // InterruptDriftChecks implements kps.DriftStore.
-func (db *DB) InterruptDriftChecks(ctx context.Context) error {
+func (db *DB) InterruptDriftChecks(ctx context.Context, all bool) (int, error) {
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var res sql.Result
+	if all {
+		res, err = tx.exec(ctx, interruptDriftChecks, millis(tx.now))
+	} else {
+		res, err = tx.exec(ctx, interruptDeadChecks, millis(tx.now), millis(tx.now))
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return int(n), tx.Commit()
+}
+
+// RenewDriftChecks implements kps.DriftStore.
+func (db *DB) RenewDriftChecks(ctx context.Context, ids []string, lease time.Duration) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.exec(ctx, interruptDriftChecks, millis(tx.now)); err != nil {
-		return err
+	for _, id := range ids {
+		if _, err := tx.exec(ctx, renewDriftCheck, millis(tx.now.Add(lease)), id); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }

@@ -67,7 +67,16 @@ LIMIT ? OFFSET ?`
     OR EXISTS (SELECT 1 FROM servers s WHERE s.project_id = p.id)
     OR EXISTS (SELECT 1 FROM tasks t WHERE t.project_id = p.id AND t.phase IN ('READY', 'RUNNING')))`
 	deleteProjectTasks = `DELETE FROM tasks WHERE project_id = ?`
-	deleteDomainTasks  = `DELETE FROM tasks WHERE project_id IN (SELECT id FROM projects WHERE domain_id = ?)
+	// The project's rotations (their sealed keys and logins with them, whatever their state:
+	// the servers they rotate are gone) and drift checks are its history too.
+	deleteProjectRotationServers = `DELETE FROM rotation_servers WHERE project_id = ?`
+	deleteProjectRotations       = `DELETE FROM rotations WHERE project_id = ?`
+	deleteProjectDriftChecks     = `DELETE FROM drift_checks WHERE project_id = ?`
+	inDomain                     = ` WHERE project_id IN (SELECT id FROM projects WHERE domain_id = ?)`
+	deleteDomainRotationServers  = `DELETE FROM rotation_servers` + inDomain
+	deleteDomainRotations        = `DELETE FROM rotations` + inDomain
+	deleteDomainDriftChecks      = `DELETE FROM drift_checks` + inDomain
+	deleteDomainTasks            = `DELETE FROM tasks WHERE project_id IN (SELECT id FROM projects WHERE domain_id = ?)
 RETURNING project_id`
 	// A user's default project may be deleted; the user then has none.
 	clearDefaultProject   = `UPDATE users SET default_project_id = NULL WHERE default_project_id = ?`
@@ -359,7 +368,8 @@ func (db *DB) DeleteDomain(ctx context.Context, id string) error {
 	if err := tx.taskChanged(ctx, changed...); err != nil {
 		return err
 	}
-	for _, q := range []string{clearDefaultProjectOf, deleteUsersOf, deleteProjectsOf, deleteDomain} {
+	for _, q := range []string{deleteDomainRotationServers, deleteDomainRotations, deleteDomainDriftChecks,
+		clearDefaultProjectOf, deleteUsersOf, deleteProjectsOf, deleteDomain} {
 		if _, err := tx.exec(ctx, q, id); err != nil {
 			return err
 		}
@@ -508,7 +518,8 @@ func (db *DB) DeleteProject(ctx context.Context, id string) error {
 	if err := revokeProject(ctx, tx, id); err != nil {
 		return err
 	}
-	for _, q := range []string{deleteProjectTasks, clearDefaultProject, deleteProject} {
+	for _, q := range []string{deleteProjectTasks, deleteProjectRotationServers, deleteProjectRotations,
+		deleteProjectDriftChecks, clearDefaultProject, deleteProject} {
 		if _, err := tx.exec(ctx, q, id); err != nil {
 			return err
 		}

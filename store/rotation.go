@@ -20,10 +20,11 @@ const rotationRetries = 3
 
 const (
 	rotationColumns = `r.project_id, r.id, r.user_id, r.keypair_name, r.from_keypair, r.batch_size, r.max_failures,
-    r.canary, r.canary_done, r.may_export, r.state, r.reason, r.private_key, r.login, r.created, r.updated, r.failed_base`
+    r.canary, r.canary_done, r.may_export, r.state, r.reason, r.private_key, r.login, r.created, r.updated, r.failed_base,
+    r.n_pending, r.n_running, r.n_succeeded, r.n_failed, r.n_skipped`
 	insertRotation = `INSERT INTO rotations (project_id, id, user_id, keypair_name, from_keypair, batch_size,
-    max_failures, canary, may_export, state, private_key, login, created, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)`
+    max_failures, canary, may_export, state, private_key, login, created, updated, n_pending)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?)`
 	insertRotationServer = `INSERT INTO rotation_servers (project_id, rotation_id, seq, server_id, state, updated)
 VALUES (?, ?, ?, ?, 'PENDING', ?)`
 	selectBoundServers = `SELECT server_id FROM bindings WHERE project_id = ? AND keypair_name = ? ORDER BY server_id`
@@ -31,14 +32,14 @@ VALUES (?, ?, ?, ?, 'PENDING', ?)`
 	selectRotation     = `SELECT ` + rotationColumns + ` FROM rotations r WHERE r.project_id = ? AND r.id = ?`
 	listRotations      = `SELECT ` + rotationColumns + `, COUNT(*) OVER () FROM rotations r WHERE r.project_id = ?
 ORDER BY r.created DESC, r.id LIMIT ? OFFSET ?`
-	countRotationServers = `SELECT state, COUNT(*) FROM rotation_servers WHERE project_id = ? AND rotation_id = ?
-GROUP BY state`
 	selectRotationServers = `SELECT server_id, state, task_id, attempts, error_code, error_msg, updated
 FROM rotation_servers WHERE project_id = ? AND rotation_id = ? ORDER BY seq`
 	// The servers in flight with their tasks; a task that is gone (deleted) reads as NULL.
 	selectRotationRunning = `SELECT rs.seq, rs.task_id, rs.attempts, t.phase, t.error_code, t.error_msg
 FROM rotation_servers rs LEFT JOIN tasks t ON t.id = rs.task_id
 WHERE rs.project_id = ? AND rs.rotation_id = ? AND rs.state = 'RUNNING'`
+	// The one server of a task that ended, as the task's outcome settles it.
+	selectRotationTaskRunning = selectRotationRunning + ` AND rs.task_id = ?`
 	selectRotationPending = `SELECT seq, server_id FROM rotation_servers
 WHERE project_id = ? AND rotation_id = ? AND state = 'PENDING' AND seq < ? ORDER BY seq LIMIT ?`
 	settleRotationServer = `UPDATE rotation_servers SET state = ?, error_code = ?, error_msg = ?, updated = ?
@@ -47,16 +48,17 @@ WHERE project_id = ? AND rotation_id = ? AND seq = ?`
 WHERE project_id = ? AND rotation_id = ? AND seq = ? AND state = 'PENDING'`
 	countCanaryLeft = `SELECT COUNT(*) FROM rotation_servers
 WHERE project_id = ? AND rotation_id = ? AND seq < ? AND state IN ('PENDING', 'RUNNING')`
-	updateRotation = `UPDATE rotations SET state = ?, reason = ?, canary_done = ?, failed_base = ?, private_key = ?, login = ?, updated = ?
+	updateRotation = `UPDATE rotations SET state = ?, reason = ?, canary_done = ?, failed_base = ?, private_key = ?, login = ?, updated = ?,
+    n_pending = ?, n_running = ?, n_succeeded = ?, n_failed = ?, n_skipped = ?
 WHERE project_id = ? AND id = ?`
 	skipPendingServers = `UPDATE rotation_servers SET state = 'SKIPPED', updated = ?
 WHERE project_id = ? AND rotation_id = ? AND state = 'PENDING'`
-	selectActiveRotations = `SELECT r.project_id, r.id FROM rotations r
-WHERE r.state = 'RUNNING' OR EXISTS (SELECT 1 FROM rotation_servers rs
-    WHERE rs.project_id = r.project_id AND rs.rotation_id = r.id AND rs.state = 'RUNNING')
-ORDER BY r.created, r.id`
+	// Its condition is the one of the partial index rotations_active.
+	selectActiveRotations = `SELECT project_id, id FROM rotations WHERE state = 'RUNNING' OR n_running > 0
+ORDER BY created, id`
 	// The private key a rotation's task verifies with: the one given to the rotation, else
 	// the target key pair's hosted one.
+	selectTaskRotation = `SELECT rotation_id FROM rotation_servers WHERE task_id = ? AND project_id = ?`
 	selectRotationStep = `SELECT r.id, r.keypair_name, r.private_key, k.private_key, r.login
 FROM rotation_servers rs JOIN rotations r ON r.project_id = rs.project_id AND r.id = rs.rotation_id
 LEFT JOIN keypairs k ON k.project_id = r.project_id AND k.name = r.keypair_name
@@ -76,10 +78,13 @@ func scanRotation(row scanner, extra ...any) (*rotationRow, error) {
 		created, updated int64
 	)
 	dest := append([]any{&r.ProjectID, &r.ID, &r.UserID, &r.KeyPairName, &r.FromKeyPair, &r.BatchSize, &r.MaxFailures,
-		&r.Canary, &r.CanaryDone, &r.MayExport, &state, &r.Reason, &r.PrivateKey, &r.Login, &created, &updated, &r.failedBase}, extra...)
+		&r.Canary, &r.CanaryDone, &r.MayExport, &state, &r.Reason, &r.PrivateKey, &r.Login, &created, &updated, &r.failedBase,
+		&r.Totals.Pending, &r.Totals.Running, &r.Totals.Succeeded, &r.Totals.Failed, &r.Totals.Skipped}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
+	t := &r.Totals
+	t.Servers = t.Pending + t.Running + t.Succeeded + t.Failed + t.Skipped
 	r.State = kps.RotationState(state)
 	r.Created, r.Updated = fromMillis(created), fromMillis(updated)
 	return &r, nil
@@ -134,7 +139,7 @@ func (db *DB) CreateRotation(ctx context.Context, r *kps.Rotation, servers []str
 	}
 	r.Created, r.Updated, r.State = tx.now, tx.now, kps.RotationRunning
 	if _, err := tx.exec(ctx, insertRotation, r.ProjectID, r.ID, r.UserID, r.KeyPairName, r.FromKeyPair, r.BatchSize,
-		r.MaxFailures, r.Canary, r.MayExport, r.PrivateKey, r.Login, millis(tx.now), millis(tx.now)); err != nil {
+		r.MaxFailures, r.Canary, r.MayExport, r.PrivateKey, r.Login, millis(tx.now), millis(tx.now), len(servers)); err != nil {
 		return err
 	}
 	tx.auditTarget(r.ID)
@@ -177,7 +182,6 @@ func (db *DB) Rotation(ctx context.Context, projectID, id string) (*kps.Rotation
 		}
 		s.State, s.Updated = kps.RotationServerState(state), fromMillis(updated)
 		r.Servers = append(r.Servers, s)
-		addTotals(&r.Totals, s.State, 1)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -219,48 +223,32 @@ func (db *DB) ListRotations(ctx context.Context, projectID string, pg kps.Page) 
 	if err := rows.Err(); err != nil {
 		return nil, 0, err
 	}
-	for i := range out {
-		if out[i].Totals, err = rotationTotals(ctx, tx, projectID, out[i].ID); err != nil {
-			return nil, 0, err
-		}
-	}
 	return out, total, nil
 }
 
-func addTotals(t *kps.RotationTotals, s kps.RotationServerState, n int) {
-	t.Servers += n
-	switch s {
-	case kps.RotationServerPending:
-		t.Pending += n
-	case kps.RotationServerRunning:
-		t.Running += n
-	case kps.RotationServerSucceeded:
-		t.Succeeded += n
-	case kps.RotationServerFailed:
-		t.Failed += n
-	case kps.RotationServerSkipped:
-		t.Skipped += n
-	}
+// moveServers counts n servers of t moving from state from to state to: the totals on the
+// rotation's row follow every change of a server's state in the transaction that makes it
+// (saveRotation writes them).
+func moveServers(t *kps.RotationTotals, from, to kps.RotationServerState, n int) {
+	*totalOf(t, from) -= n
+	*totalOf(t, to) += n
 }
 
-func rotationTotals(ctx context.Context, tx *txn, projectID, id string) (kps.RotationTotals, error) {
-	var t kps.RotationTotals
-	rows, err := tx.query(ctx, countRotationServers, projectID, id)
-	if err != nil {
-		return t, err
+func totalOf(t *kps.RotationTotals, s kps.RotationServerState) *int {
+	switch s {
+	case kps.RotationServerPending:
+		return &t.Pending
+	case kps.RotationServerRunning:
+		return &t.Running
+	case kps.RotationServerSucceeded:
+		return &t.Succeeded
+	case kps.RotationServerFailed:
+		return &t.Failed
+	case kps.RotationServerSkipped:
+		return &t.Skipped
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			state string
-			n     int
-		)
-		if err := rows.Scan(&state, &n); err != nil {
-			return t, err
-		}
-		addTotals(&t, kps.RotationServerState(state), n)
-	}
-	return t, rows.Err()
+	// Not a state the store writes: counted nowhere rather than in the wrong total.
+	return new(int)
 }
 
 // lockRotation reads a rotation for a change: on PostgreSQL its row stays locked to the
@@ -286,8 +274,9 @@ func (tx *txn) saveRotation(ctx context.Context, r *rotationRow, idle bool) erro
 		r.PrivateKey, r.Login = nil, nil
 	}
 	r.Updated = tx.now
+	t := r.Totals
 	_, err := tx.exec(ctx, updateRotation, string(r.State), r.Reason, r.CanaryDone, r.failedBase, r.PrivateKey,
-		r.Login, millis(tx.now), r.ProjectID, r.ID)
+		r.Login, millis(tx.now), t.Pending, t.Running, t.Succeeded, t.Failed, t.Skipped, r.ProjectID, r.ID)
 	return err
 }
 
@@ -309,21 +298,23 @@ func (db *DB) SetRotationState(ctx context.Context, projectID, id string, from [
 	if !allowed {
 		return nil, kps.Errorf(kps.ErrRotationState, "Rotation '%s' is %s: the action does not apply.", id, r.State)
 	}
-	totals, err := rotationTotals(ctx, tx, projectID, id)
-	if err != nil {
-		return nil, err
-	}
 	if r.State == kps.RotationHalted && to == kps.RotationRunning {
 		// Resuming a halt accepts the failures so far: the next max_failures+1 halt it again.
-		r.failedBase = totals.Failed
+		r.failedBase = r.Totals.Failed
 	}
 	if to == kps.RotationCancelled {
-		if _, err := tx.exec(ctx, skipPendingServers, millis(tx.now), projectID, id); err != nil {
+		res, err := tx.exec(ctx, skipPendingServers, millis(tx.now), projectID, id)
+		if err != nil {
 			return nil, err
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		moveServers(&r.Totals, kps.RotationServerPending, kps.RotationServerSkipped, int(n))
 	}
 	r.State, r.Reason = to, reason
-	if err := tx.saveRotation(ctx, r, totals.Running == 0); err != nil {
+	if err := tx.saveRotation(ctx, r, r.Totals.Running == 0); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -371,14 +362,75 @@ func (db *DB) AdvanceRotation(ctx context.Context, ref kps.RotationRef, submit f
 	if err != nil {
 		return 0, err
 	}
-	changed, err := settleRotationServers(ctx, tx, r)
+	submitted, err := advanceRotation(ctx, tx, r, "", submit, admit)
 	if err != nil {
 		return 0, err
 	}
-	totals, err := rotationTotals(ctx, tx, r.ProjectID, r.ID)
+	return submitted, tx.Commit()
+}
+
+// FinishRotationTask implements kps.RotationStore: the outcome of task t recorded as
+// FinishTask records it, and, when t is a server's task of a rotation, the step of that
+// rotation in the same transaction — its next servers are READY when the outcome commits, and
+// a worker that frees up finds them without waiting for another commit (kps-v3-api.md §8.4).
+func (db *DB) FinishRotationTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome, submit func(r *kps.Rotation, serverID string) kps.TaskSubmission, admit kps.TaskAdmission) (int, error) {
+	to, code, msg, err := finishedPhase(o)
 	if err != nil {
 		return 0, err
 	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var (
+		r          *rotationRow
+		rotationID string
+	)
+	err = tx.queryRow(ctx, selectTaskRotation, t.ID, t.ProjectID).Scan(&rotationID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		tx.tasksOnly = true
+	case err != nil:
+		return 0, err
+	default:
+		// The rotation is locked before the task is changed, in the order of a step (the
+		// rotation, then its tasks), so that two replicas' transactions cannot deadlock.
+		if r, err = lockRotation(ctx, tx, t.ProjectID, rotationID); kps.ErrorCode(err) == kps.ErrRotationNotFound {
+			r, err = nil, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if err := finishTask(ctx, tx, t, to, code, msg, o); err != nil {
+		return 0, err
+	}
+	submitted := 0
+	if r != nil {
+		// Only t's server is settled here: the servers of tasks that ended otherwise (the
+		// sweeper's) are the driver's, woken by their end, so that a step per finished task
+		// does not read every server in flight again.
+		if submitted, err = advanceRotation(ctx, tx, r, t.ID, submit, admit); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	t.Phase, t.ErrorCode, t.ErrorMsg, t.Updated = to, code, msg, tx.now
+	return submitted, nil
+}
+
+// advanceRotation is one step of r, locked by tx: the servers whose tasks ended are recorded
+// (only the server of task taskID when it is set), the rotation halts, pauses or completes as
+// the rules say, and the next servers' tasks are submitted.
+func advanceRotation(ctx context.Context, tx *txn, r *rotationRow, taskID string, submit func(r *kps.Rotation, serverID string) kps.TaskSubmission, admit kps.TaskAdmission) (int, error) {
+	changed, err := settleRotationServers(ctx, tx, r, taskID)
+	if err != nil {
+		return 0, err
+	}
+	totals := &r.Totals
 	before := r.State
 	halt := func() {
 		if r.State == kps.RotationRunning && totals.Failed-r.failedBase > r.MaxFailures {
@@ -397,7 +449,7 @@ func (db *DB) AdvanceRotation(ctx context.Context, ref kps.RotationRef, submit f
 			r.Reason = fmt.Sprintf("The %d canary servers are done: resume to rotate the others.", r.Canary)
 		}
 	}
-	submitted := 0
+	var submitted int
 	if r.State == kps.RotationRunning && totals.Running < r.BatchSize && totals.Pending > 0 {
 		upTo := kps.RotationMaxServers + 1
 		if r.Canary > 0 && !r.CanaryDone {
@@ -407,9 +459,6 @@ func (db *DB) AdvanceRotation(ctx context.Context, ref kps.RotationRef, submit f
 			return 0, err
 		}
 		changed = true
-		if totals, err = rotationTotals(ctx, tx, r.ProjectID, r.ID); err != nil {
-			return 0, err
-		}
 		halt()
 	}
 	if !r.State.Terminal() && totals.Pending == 0 && totals.Running == 0 {
@@ -420,17 +469,22 @@ func (db *DB) AdvanceRotation(ctx context.Context, ref kps.RotationRef, submit f
 			return 0, err
 		}
 	}
-	return submitted, tx.Commit()
+	return submitted, nil
 }
 
-// settleRotationServers records the outcome of the servers whose tasks ended.
-func settleRotationServers(ctx context.Context, tx *txn, r *rotationRow) (changed bool, err error) {
+// settleRotationServers records the outcome of the servers whose tasks ended: every one in
+// flight, or only task taskID's when it is set.
+func settleRotationServers(ctx context.Context, tx *txn, r *rotationRow, taskID string) (changed bool, err error) {
 	type running struct {
 		seq, attempts    int
 		taskID           string
 		phase, code, msg sql.NullString
 	}
-	rows, err := tx.query(ctx, selectRotationRunning, r.ProjectID, r.ID)
+	q, args := selectRotationRunning, []any{r.ProjectID, r.ID}
+	if taskID != "" {
+		q, args = selectRotationTaskRunning, append(args, taskID)
+	}
+	rows, err := tx.query(ctx, q, args...)
 	if err != nil {
 		return false, err
 	}
@@ -469,6 +523,7 @@ func settleRotationServers(ctx context.Context, tx *txn, r *rotationRow) (change
 		if _, err := tx.exec(ctx, settleRotationServer, string(state), code, msg, millis(tx.now), r.ProjectID, r.ID, x.seq); err != nil {
 			return false, err
 		}
+		moveServers(&r.Totals, kps.RotationServerRunning, state, 1)
 		changed = true
 	}
 	return changed, nil
@@ -517,11 +572,13 @@ func startRotationServers(ctx context.Context, tx *txn, r *rotationRow, n, upTo 
 				millis(tx.now), r.ProjectID, r.ID, seq); err != nil {
 				return 0, err
 			}
+			moveServers(&r.Totals, kps.RotationServerPending, kps.RotationServerFailed, 1)
 			continue
 		}
 		if _, err := tx.exec(ctx, startRotationServer, tasks[i].ID, millis(tx.now), r.ProjectID, r.ID, seq); err != nil {
 			return 0, err
 		}
+		moveServers(&r.Totals, kps.RotationServerPending, kps.RotationServerRunning, 1)
 		started++
 	}
 	return started, nil

@@ -313,18 +313,8 @@ func (db *DB) underLease(ctx context.Context, t *kps.Task, statement string, arg
 // written. A failure without a code is recorded as KPS.6610 so that failed tasks always carry
 // one (§3.5 T5). A message longer than 1,000 bytes is cut (capErrorMsg).
 func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) error {
-	to, code, msg := kps.PhaseSuccess, "", ""
-	if !o.Success {
-		to, code, msg = kps.PhaseFailed, o.ErrorCode, o.ErrorMsg
-		if code == "" {
-			code = kps.TaskRemoteFailed
-		}
-		if msg == "" {
-			msg = "Task failed."
-		}
-		msg = capErrorMsg(msg)
-	}
-	if err := transition(kps.PhaseRunning, to); err != nil {
+	to, code, msg, err := finishedPhase(o)
+	if err != nil {
 		return err
 	}
 	tx, err := db.beginWrite(ctx)
@@ -341,6 +331,22 @@ func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) er
 	}
 	t.Phase, t.ErrorCode, t.ErrorMsg, t.Updated = to, code, msg, tx.now
 	return nil
+}
+
+// finishedPhase is the phase, code and message a running task ends with for outcome o.
+func finishedPhase(o kps.TaskOutcome) (to kps.Phase, code, msg string, err error) {
+	to = kps.PhaseSuccess
+	if !o.Success {
+		to, code, msg = kps.PhaseFailed, o.ErrorCode, o.ErrorMsg
+		if code == "" {
+			code = kps.TaskRemoteFailed
+		}
+		if msg == "" {
+			msg = "Task failed."
+		}
+		msg = capErrorMsg(msg)
+	}
+	return to, code, msg, transition(kps.PhaseRunning, to)
 }
 
 func finishTask(ctx context.Context, tx *txn, t *kps.Task, to kps.Phase, code, msg string, o kps.TaskOutcome) error {

@@ -12,6 +12,7 @@ var extensionTests = map[string]func(*testing.T, *env){
 	"ExpiringBindingLifecycle":   testExpiringBindingLifecycle,
 	"ExpiringBindMustBeUndoable": testExpiringBindMustBeUndoable,
 	"DriftChecks":                testDriftChecks,
+	"DriftCheckLease":            testDriftCheckLease,
 }
 
 // A bind's expiry reaches the binding only with its success; the binding is due once the
@@ -163,11 +164,50 @@ func testDriftChecks(t *testing.T, e *env) {
 	if total != 2 || len(list) != 1 || list[0].ID != "c2" || !list[0].Scheduled {
 		t.Fatalf("list: %d %+v", total, list)
 	}
-	must(t, e.s.InterruptDriftChecks(e.ctx))
+	if n, err := e.s.InterruptDriftChecks(e.ctx, true); err != nil || n != 1 {
+		t.Fatalf("interrupting every running check: %d, %v", n, err)
+	}
 	if got, _ := e.s.DriftCheck(e.ctx, project, "c2"); got.State != kps.DriftInterrupted {
 		t.Fatalf("after the interruption: %+v", got)
 	}
 	if got, _ := e.s.DriftCheck(e.ctx, project, "c1"); got.State != kps.DriftDone {
 		t.Fatalf("a finished check was interrupted: %+v", got)
 	}
+}
+
+// A running check whose lease passed — its process stopped renewing it — is INTERRUPTED by a
+// sweep of anyone; one whose lease is renewed, or has not passed, is not; a renewal does not
+// bring an ended check back.
+func testDriftCheckLease(t *testing.T, e *env) {
+	e.server(project, "web", true)
+	for _, id := range []string{"dead", "alive", "young"} {
+		must(t, e.s.CreateDriftCheck(e.ctx, &kps.DriftCheck{ID: id, ProjectID: project, Lease: 10 * time.Second}))
+	}
+	sweep := func(want int) {
+		t.Helper()
+		if n, err := e.s.InterruptDriftChecks(e.ctx, false); err != nil || n != want {
+			t.Fatalf("sweep interrupted %d (%v), want %d", n, err, want)
+		}
+	}
+	state := func(id string) string {
+		t.Helper()
+		c, err := e.s.DriftCheck(e.ctx, project, id)
+		must(t, err)
+		return c.State
+	}
+	sweep(0)
+	e.clock.Advance(8 * time.Second)
+	must(t, e.s.RenewDriftChecks(e.ctx, []string{"alive"}, 10*time.Second))
+	e.clock.Advance(5 * time.Second)                                                     // dead and young: 13s old, lease 10s; alive renewed 5s ago
+	must(t, e.s.CreateDriftCheck(e.ctx, &kps.DriftCheck{ID: "new", ProjectID: project})) // the default lease
+	sweep(2)
+	if state("dead") != kps.DriftInterrupted || state("young") != kps.DriftInterrupted || state("alive") != kps.DriftRunning || state("new") != kps.DriftRunning {
+		t.Fatalf("after the sweep: dead %s, young %s, alive %s, new %s", state("dead"), state("young"), state("alive"), state("new"))
+	}
+	must(t, e.s.RenewDriftChecks(e.ctx, []string{"dead"}, time.Hour))
+	if state("dead") != kps.DriftInterrupted {
+		t.Fatal("a renewal brought an interrupted check back")
+	}
+	e.clock.Advance(kps.DriftCheckLease + time.Second)
+	sweep(2)
 }

@@ -13,14 +13,16 @@ import (
 // The rotation machine of kps-v3-api.md §8 as every engine keeps it: one AdvanceRotation step
 // records the servers whose tasks ended and submits the next ones in one transaction.
 var rotationTests = map[string]func(*testing.T, *env){
-	"BatchesAndCompletion":  testRotationBatches,
-	"HaltPastMaxFailures":   testRotationHalt,
-	"CanaryPause":           testRotationCanary,
-	"InterruptedRetried":    testRotationInterrupted,
-	"CancelSkipsPending":    testRotationCancel,
-	"FromBoundKeyPair":      testRotationFromKeyPair,
-	"RefusedServerFails":    testRotationRefused,
-	"StepNamesTheVerifyKey": testRotationStep,
+	"BatchesAndCompletion":    testRotationBatches,
+	"HaltPastMaxFailures":     testRotationHalt,
+	"CanaryPause":             testRotationCanary,
+	"InterruptedRetried":      testRotationInterrupted,
+	"CancelSkipsPending":      testRotationCancel,
+	"FromBoundKeyPair":        testRotationFromKeyPair,
+	"RefusedServerFails":      testRotationRefused,
+	"StepNamesTheVerifyKey":   testRotationStep,
+	"FinishAdvancesTogether":  testRotationFinishAdvances,
+	"DeletedWithTheirProject": testRotationsDeletedWithProject,
 }
 
 // rotation creates a rotation of alice to key pair "new" over servers s0..s(n-1), each with a
@@ -51,10 +53,38 @@ func (e *env) advance(r *kps.Rotation) int {
 	return n
 }
 
+// readRotation reads r, and checks that the totals kept on its row are its servers counted,
+// in the read of one rotation and in the list alike.
 func (e *env) readRotation(r *kps.Rotation) *kps.Rotation {
 	e.t.Helper()
 	got, err := e.s.Rotation(e.ctx, r.ProjectID, r.ID)
 	must(e.t, err)
+	var counted kps.RotationTotals
+	for _, s := range got.Servers {
+		counted.Servers++
+		switch s.State {
+		case kps.RotationServerPending:
+			counted.Pending++
+		case kps.RotationServerRunning:
+			counted.Running++
+		case kps.RotationServerSucceeded:
+			counted.Succeeded++
+		case kps.RotationServerFailed:
+			counted.Failed++
+		case kps.RotationServerSkipped:
+			counted.Skipped++
+		}
+	}
+	if got.Totals != counted {
+		e.t.Fatalf("rotation totals %+v, its servers counted %+v", got.Totals, counted)
+	}
+	list, _, err := e.s.ListRotations(e.ctx, r.ProjectID, kps.Page{})
+	must(e.t, err)
+	for _, l := range list {
+		if l.ID == r.ID && l.Totals != counted {
+			e.t.Fatalf("listed totals %+v, its servers counted %+v", l.Totals, counted)
+		}
+	}
 	return got
 }
 
@@ -248,5 +278,88 @@ func testRotationStep(t *testing.T, e *env) {
 	}
 	if step, err := e.s.RotationStep(e.ctx, project, newTaskID()); err != nil || step != nil {
 		t.Fatalf("a task of no rotation: %+v %v", step, err)
+	}
+}
+
+// A rotation's task ending records its outcome and submits the next server in one
+// transaction; a task of no rotation ends as FinishTask ends it.
+func testRotationFinishAdvances(t *testing.T, e *env) {
+	r, _ := e.rotation(4, 2, 0, 0)
+	e.advance(r)
+	submit := func(r *kps.Rotation, serverID string) kps.TaskSubmission {
+		return kps.TaskSubmission{ID: newTaskID(), ProjectID: r.ProjectID, UserID: r.UserID, Operation: kps.OpReset,
+			KeyPairName: r.KeyPairName, ServerID: serverID, MayExport: r.MayExport}
+	}
+	first := e.readRotation(r).Servers[0]
+	task := e.claim(first.TaskID)
+	n, err := e.s.FinishRotationTask(e.ctx, task, kps.TaskOutcome{Success: true, PublicKey: task.PublicKey}, submit, service.AdmitTask)
+	must(t, err)
+	if n != 1 || task.Phase != kps.PhaseSuccess {
+		t.Fatalf("finishing a rotation's task submitted %d (task %s), want 1", n, task.Phase)
+	}
+	got := e.readRotation(r)
+	wantTotals(t, got, kps.RotationRunning, kps.RotationTotals{Servers: 4, Pending: 1, Running: 2, Succeeded: 1})
+	if got.Servers[2].State != kps.RotationServerRunning || e.binding(project, "s0").KeyPairName != "new" {
+		t.Fatalf("after the finish: %+v", got.Servers)
+	}
+	// Finished again (a worker whose lease was lost): refused, nothing changes.
+	if _, err := e.s.FinishRotationTask(e.ctx, task, kps.TaskOutcome{Success: true}, submit, service.AdmitTask); err == nil {
+		t.Fatal("a task finished twice")
+	}
+	wantTotals(t, e.readRotation(r), kps.RotationRunning, kps.RotationTotals{Servers: 4, Pending: 1, Running: 2, Succeeded: 1})
+
+	e.server(project, "plain", true)
+	other := e.submit(resetOf(project, "new", "plain"))
+	for task = nil; task == nil || task.ID != other.ID; {
+		var err error
+		if task, err = e.s.ClaimTask(e.ctx, worker, lease); err != nil || task == nil {
+			t.Fatalf("claiming the task of no rotation: %v %v", task, err)
+		}
+	}
+	n, err = e.s.FinishRotationTask(e.ctx, task, kps.TaskOutcome{ErrorCode: kps.TaskAuthFailed, ErrorMsg: "no"}, submit, service.AdmitTask)
+	must(t, err)
+	if n != 0 || task.Phase != kps.PhaseFailed || task.ErrorCode != kps.TaskAuthFailed {
+		t.Fatalf("a task of no rotation: submitted %d, %s %s", n, task.Phase, task.ErrorCode)
+	}
+}
+
+// A project's rotations — their servers' rows and sealed keys included, whatever their state —
+// and its drift checks go with the project, and with its domain; another project's stay.
+func testRotationsDeletedWithProject(t *testing.T, e *env) {
+	d, _ := e.domain("acme")
+	dev, ops := e.project(d.ID, region+"_dev"), e.project(d.ID, region+"_ops")
+	other, _ := e.domain("other")
+	kept := e.project(other.ID, region+"_kept")
+	history := func(projectID string) *kps.Rotation {
+		e.server(projectID, "web", true)
+		r := &kps.Rotation{ID: uuid.NewString(), ProjectID: projectID, UserID: alice, KeyPairName: "new", BatchSize: 1,
+			PrivateKey: []byte("sealed:given")}
+		must(t, e.s.CreateRotation(e.ctx, r, []string{"web"}))
+		must(t, e.s.CreateDriftCheck(e.ctx, &kps.DriftCheck{ID: "check-" + projectID, ProjectID: projectID}))
+		must(t, e.s.DeleteServer(e.ctx, projectID, "web")) // a project holding servers is not deleted
+		return r
+	}
+	gone := func(r *kps.Rotation, want bool) {
+		t.Helper()
+		_, err := e.s.Rotation(e.ctx, r.ProjectID, r.ID)
+		list, total, lerr := e.s.ListRotations(e.ctx, r.ProjectID, kps.Page{})
+		must(t, lerr)
+		_, derr := e.s.DriftCheck(e.ctx, r.ProjectID, "check-"+r.ProjectID)
+		if want && (kps.ErrorCode(err) != kps.ErrRotationNotFound || len(list) != 0 || total != 0 || kps.ErrorCode(derr) != kps.ErrDriftCheckNotFound) {
+			t.Fatalf("project %s deleted, its rotation: %v, listed %d; its drift check: %v", r.ProjectID, err, total, derr)
+		}
+		if !want && (err != nil || total != 1 || derr != nil) {
+			t.Fatalf("rotation of a project not deleted: %v, listed %d; drift check: %v", err, total, derr)
+		}
+	}
+	rDev, rOps, rKept := history(dev.ID), history(ops.ID), history(kept.ID)
+	must(t, e.s.DeleteProject(e.ctx, dev.ID))
+	gone(rDev, true)
+	gone(rOps, false)
+	must(t, e.s.DeleteDomain(e.ctx, d.ID))
+	gone(rOps, true)
+	gone(rKept, false)
+	if refs, err := e.s.ActiveRotations(e.ctx); err != nil || len(refs) != 1 || refs[0].ID != rKept.ID {
+		t.Fatalf("active rotations after the deletions: %+v %v", refs, err)
 	}
 }
