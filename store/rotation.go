@@ -40,7 +40,7 @@ FROM rotation_servers rs LEFT JOIN tasks t ON t.id = rs.task_id
 WHERE rs.project_id = ? AND rs.rotation_id = ? AND rs.state = 'RUNNING'`
 	// The one server of a task that ended, as the task's outcome settles it.
 	selectRotationTaskRunning = selectRotationRunning + ` AND rs.task_id = ?`
-	selectRotationPending = `SELECT seq, server_id FROM rotation_servers
+	selectRotationPending     = `SELECT seq, server_id FROM rotation_servers
 WHERE project_id = ? AND rotation_id = ? AND state = 'PENDING' AND seq < ? ORDER BY seq LIMIT ?`
 	settleRotationServer = `UPDATE rotation_servers SET state = ?, error_code = ?, error_msg = ?, updated = ?
 WHERE project_id = ? AND rotation_id = ? AND seq = ?`
