@@ -162,17 +162,6 @@ func (a *API) routes() {
 		m.Handle(pattern, a.authenticated(&api.AuditRoute{Action: action, Status: status, Target: target, PathTarget: pathTarget}, h))
 	}
 	ok, created, empty := http.StatusOK, http.StatusCreated, http.StatusNoContent
-	// collection registers a Keystone collection at path, its members at path/{item}: list
-	// and show; create (201), update (by the method given, 200) and delete (204), audited as
-	// the three actions on target, the last two naming the member by its wildcard.
-	collection := func(path, item, update, target string, actions [3]string, list, show, create, change, remove handlerFunc) {
-		member := path + "/{" + item + "}"
-		route("GET "+path, list)
-		route("GET "+member, show)
-		audited("POST "+path, actions[0], created, target, "", create)
-		audited(update+" "+member, actions[1], ok, target, item, change)
-		audited("DELETE "+member, actions[2], empty, target, item, remove)
-	}
 
 	route("GET /v3/auth/tokens", a.checkToken)
 	route("HEAD /v3/auth/tokens", a.checkToken)
@@ -182,28 +171,35 @@ func (a *API) routes() {
 	route("GET /v3/auth/catalog", a.showCatalog)
 	route("GET /v3/roles", a.listRoles)
 
-	collection("/v3/projects", "project", "PATCH", kps.TargetProject,
-		[3]string{kps.ActionProjectCreate, kps.ActionProjectUpdate, kps.ActionProjectDelete},
-		a.listProjects, a.showProject, a.createProject, a.updateProject, a.deleteProject)
+	route("GET /v3/projects", a.listProjects)
+	audited("POST /v3/projects", kps.ActionProjectCreate, created, kps.TargetProject, "", a.createProject)
+	route("GET /v3/projects/{project}", a.showProject)
+	audited("PATCH /v3/projects/{project}", kps.ActionProjectUpdate, ok, kps.TargetProject, "project", a.updateProject)
+	audited("DELETE /v3/projects/{project}", kps.ActionProjectDelete, empty, kps.TargetProject, "project", a.deleteProject)
 	audited("PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}", kps.ActionRoleGrant, empty, kps.TargetRole, "", a.grantRole)
 	audited("DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
 
-	collection("/v3/users", "user_id", "PATCH", kps.TargetUser,
-		[3]string{kps.ActionUserCreate, kps.ActionUserUpdate, kps.ActionUserDelete},
-		a.listUsers, a.showUser, a.createUser, a.updateUser, a.deleteUser)
+	route("GET /v3/users", a.listUsers)
+	route("GET /v3/users/{user_id}", a.showUser)
+	audited("POST /v3/users", kps.ActionUserCreate, created, kps.TargetUser, "", a.createUser)
+	audited("PATCH /v3/users/{user_id}", kps.ActionUserUpdate, ok, kps.TargetUser, "user_id", a.updateUser)
+	audited("DELETE /v3/users/{user_id}", kps.ActionUserDelete, empty, kps.TargetUser, "user_id", a.deleteUser)
 	audited("POST /v3/users/{user_id}/password", kps.ActionPasswordChange, empty, kps.TargetUser, "user_id", a.changePassword)
 	route("GET /v3/users/{user_id}/projects", a.listUserProjects)
 
-	collection("/v3/domains", "domain_id", "PATCH", kps.TargetDomain,
-		[3]string{kps.ActionDomainCreate, kps.ActionDomainUpdate, kps.ActionDomainDelete},
-		a.listDomains, a.showDomain, a.createDomain, a.updateDomain, a.deleteDomain)
+	route("GET /v3/domains", a.listDomains)
+	route("GET /v3/domains/{domain_id}", a.showDomain)
+	audited("POST /v3/domains", kps.ActionDomainCreate, created, kps.TargetDomain, "", a.createDomain)
+	audited("PATCH /v3/domains/{domain_id}", kps.ActionDomainUpdate, ok, kps.TargetDomain, "domain_id", a.updateDomain)
+	audited("DELETE /v3/domains/{domain_id}", kps.ActionDomainDelete, empty, kps.TargetDomain, "domain_id", a.deleteDomain)
 	audited("PUT /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", kps.ActionRoleGrant, empty, kps.TargetRole, "", a.grantRole)
 	audited("DELETE /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
 
-	// Huawei's access keys (auth.md §9) are a collection too, updated with PUT.
-	collection("/v3.0/OS-CREDENTIAL/credentials", "access_key", "PUT", kps.TargetCredential,
-		[3]string{kps.ActionCredentialCreate, kps.ActionCredentialUpdate, kps.ActionCredentialDelete},
-		a.listCredentials, a.showCredential, a.createCredential, a.updateCredential, a.deleteCredential)
+	audited("POST /v3.0/OS-CREDENTIAL/credentials", kps.ActionCredentialCreate, created, kps.TargetCredential, "", a.createCredential)
+	route("GET /v3.0/OS-CREDENTIAL/credentials", a.listCredentials)
+	route("GET /v3.0/OS-CREDENTIAL/credentials/{access_key}", a.showCredential)
+	audited("PUT /v3.0/OS-CREDENTIAL/credentials/{access_key}", kps.ActionCredentialUpdate, ok, kps.TargetCredential, "access_key", a.updateCredential)
+	audited("DELETE /v3.0/OS-CREDENTIAL/credentials/{access_key}", kps.ActionCredentialDelete, empty, kps.TargetCredential, "access_key", a.deleteCredential)
 	audited("POST /v3.0/OS-CREDENTIAL/securitytokens", kps.ActionTemporaryCredential, created, kps.TargetCredential, "", a.createSecurityToken)
 
 	// The operator's audit trail: the events without a project (docs/spec/audit.md).
