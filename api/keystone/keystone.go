@@ -89,13 +89,13 @@ type API struct {
 	auth      *api.Authenticator
 	errs      *api.Errors
 	publicURL string
-	mux       *http.ServeMux
+	mux       *api.Mux
 }
 
 // New returns the identity API. manager is nil in external identity mode (auth.md §10.2): the
 // management routes are then not served.
 func New(tokens Tokens, manager Manager, auth *api.Authenticator, errs *api.Errors, publicURL string) *API {
-	a := &API{tokens: tokens, manager: manager, auth: auth, errs: errs, publicURL: publicURL, mux: http.NewServeMux()}
+	a := &API{tokens: tokens, manager: manager, auth: auth, errs: errs, publicURL: publicURL, mux: api.NewMux()}
 	a.routes()
 	return a
 }
@@ -104,13 +104,16 @@ func New(tokens Tokens, manager Manager, auth *api.Authenticator, errs *api.Erro
 // header): the service-wide routes the router mounts at the root, such as /healthz.
 func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
 
+// Routes are the patterns the family registered.
+func (a *API) Routes() []string { return a.mux.Patterns() }
+
 // ServeHTTP serves the identity routes; any other path or method is 404 KPS.6205 or 405
 // KPS.6206 in the identity body.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The Huawei SDK quotes this header in its IAM error messages (auth.md §8).
 	w.Header().Set("X-IAM-Trace-Id", w.Header().Get("X-Request-Id"))
 	defer api.Recover(w, r, a.Fail)
-	api.Serve(a.mux, w, r, a.Fail)
+	api.Serve(a.mux.ServeMux, w, r, a.Fail)
 }
 
 // Fail renders err in the identity body.
@@ -171,35 +174,38 @@ func (a *API) routes() {
 	route("GET /v3/auth/catalog", a.showCatalog)
 	route("GET /v3/roles", a.listRoles)
 
-	route("GET /v3/projects", a.listProjects)
-	audited("POST /v3/projects", kps.ActionProjectCreate, created, kps.TargetProject, "", a.createProject)
-	route("GET /v3/projects/{project}", a.showProject)
-	audited("PATCH /v3/projects/{project}", kps.ActionProjectUpdate, ok, kps.TargetProject, "project", a.updateProject)
-	audited("DELETE /v3/projects/{project}", kps.ActionProjectDelete, empty, kps.TargetProject, "project", a.deleteProject)
-	audited("PUT /v3/projects/{project}/users/{user_id}/roles/{role_id}", kps.ActionRoleGrant, empty, kps.TargetRole, "", a.grantRole)
-	audited("DELETE /v3/projects/{project}/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
+	// A managed collection: list and show, then create (201), update (200) and delete (204),
+	// audited on target with its three actions. The manager decides who may.
+	collection := func(path, id, target, update string, actions [3]string, list, show, create, change, remove handlerFunc) {
+		member := path + "/{" + id + "}"
+		route("GET "+path, list)
+		route("GET "+member, show)
+		audited("POST "+path, actions[0], created, target, "", create)
+		audited(update+" "+member, actions[1], ok, target, id, change)
+		audited("DELETE "+member, actions[2], empty, target, id, remove)
+	}
+	// Role assignments on a project or a domain (auth.md §3.4, §9).
+	grants := func(member string) {
+		audited("PUT "+member+"/users/{user_id}/roles/{role_id}", kps.ActionRoleGrant, empty, kps.TargetRole, "", a.grantRole)
+		audited("DELETE "+member+"/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
+	}
 
-	route("GET /v3/users", a.listUsers)
-	route("GET /v3/users/{user_id}", a.showUser)
-	audited("POST /v3/users", kps.ActionUserCreate, created, kps.TargetUser, "", a.createUser)
-	audited("PATCH /v3/users/{user_id}", kps.ActionUserUpdate, ok, kps.TargetUser, "user_id", a.updateUser)
-	audited("DELETE /v3/users/{user_id}", kps.ActionUserDelete, empty, kps.TargetUser, "user_id", a.deleteUser)
+	collection("/v3/projects", "project", kps.TargetProject, http.MethodPatch, [3]string{kps.ActionProjectCreate, kps.ActionProjectUpdate, kps.ActionProjectDelete},
+		a.listProjects, a.showProject, a.createProject, a.updateProject, a.deleteProject)
+	grants("/v3/projects/{project}")
+
+	collection("/v3/users", "user_id", kps.TargetUser, http.MethodPatch, [3]string{kps.ActionUserCreate, kps.ActionUserUpdate, kps.ActionUserDelete},
+		a.listUsers, a.showUser, a.createUser, a.updateUser, a.deleteUser)
 	audited("POST /v3/users/{user_id}/password", kps.ActionPasswordChange, empty, kps.TargetUser, "user_id", a.changePassword)
 	route("GET /v3/users/{user_id}/projects", a.listUserProjects)
 
-	route("GET /v3/domains", a.listDomains)
-	route("GET /v3/domains/{domain_id}", a.showDomain)
-	audited("POST /v3/domains", kps.ActionDomainCreate, created, kps.TargetDomain, "", a.createDomain)
-	audited("PATCH /v3/domains/{domain_id}", kps.ActionDomainUpdate, ok, kps.TargetDomain, "domain_id", a.updateDomain)
-	audited("DELETE /v3/domains/{domain_id}", kps.ActionDomainDelete, empty, kps.TargetDomain, "domain_id", a.deleteDomain)
-	audited("PUT /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", kps.ActionRoleGrant, empty, kps.TargetRole, "", a.grantRole)
-	audited("DELETE /v3/domains/{domain_id}/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
+	collection("/v3/domains", "domain_id", kps.TargetDomain, http.MethodPatch, [3]string{kps.ActionDomainCreate, kps.ActionDomainUpdate, kps.ActionDomainDelete},
+		a.listDomains, a.showDomain, a.createDomain, a.updateDomain, a.deleteDomain)
+	grants("/v3/domains/{domain_id}")
 
-	audited("POST /v3.0/OS-CREDENTIAL/credentials", kps.ActionCredentialCreate, created, kps.TargetCredential, "", a.createCredential)
-	route("GET /v3.0/OS-CREDENTIAL/credentials", a.listCredentials)
-	route("GET /v3.0/OS-CREDENTIAL/credentials/{access_key}", a.showCredential)
-	audited("PUT /v3.0/OS-CREDENTIAL/credentials/{access_key}", kps.ActionCredentialUpdate, ok, kps.TargetCredential, "access_key", a.updateCredential)
-	audited("DELETE /v3.0/OS-CREDENTIAL/credentials/{access_key}", kps.ActionCredentialDelete, empty, kps.TargetCredential, "access_key", a.deleteCredential)
+	// Huawei IAM's access keys (auth.md §3.5, §9): an update is a PUT.
+	collection("/v3.0/OS-CREDENTIAL/credentials", "access_key", kps.TargetCredential, http.MethodPut, [3]string{kps.ActionCredentialCreate, kps.ActionCredentialUpdate, kps.ActionCredentialDelete},
+		a.listCredentials, a.showCredential, a.createCredential, a.updateCredential, a.deleteCredential)
 	audited("POST /v3.0/OS-CREDENTIAL/securitytokens", kps.ActionTemporaryCredential, created, kps.TargetCredential, "", a.createSecurityToken)
 
 	// The operator's audit trail: the events without a project (docs/spec/audit.md).

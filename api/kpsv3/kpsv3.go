@@ -28,7 +28,7 @@ type API struct {
 	lists    *tasklist.Lists
 	auth     *api.Authenticator
 	errs     *api.Errors
-	mux      *http.ServeMux
+	mux      *api.Mux
 }
 
 // Services are what the KPS v3 handlers act through.
@@ -50,7 +50,7 @@ type Services struct {
 // errs.
 func New(services Services, auth *api.Authenticator, errs *api.Errors) *API {
 	a := &API{keyPairs: services.KeyPairs, tasks: services.Tasks, servers: services.Servers, audit: services.Audit, drift: services.Drift, rotate: services.Rotations, lists: services.Lists,
-		auth: auth, errs: errs, mux: http.NewServeMux()}
+		auth: auth, errs: errs, mux: api.NewMux()}
 	a.routes()
 	return a
 }
@@ -114,11 +114,14 @@ func (a *API) routes() {
 	}
 }
 
+// Routes are the patterns the family registered.
+func (a *API) Routes() []string { return a.mux.Patterns() }
+
 // ServeHTTP serves the KPS v3 routes; another path or method under /v3/{project_id} is 404
 // KPS.6205 or 405 KPS.6206, decided before authentication (§1.4).
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer api.Recover(w, r, a.fail)
-	api.Serve(a.mux, w, r, a.fail)
+	api.Serve(a.mux.ServeMux, w, r, a.fail)
 }
 
 // fail renders err in the KPS body.

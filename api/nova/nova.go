@@ -47,22 +47,33 @@ type API struct {
 	// base is <base> of §3.3: the configured compute link prefix, by default the public URL
 	// followed by /compute, never the request's Host.
 	base string
-	mux  *http.ServeMux
+	mux  *api.Mux
+	// trees are the muxes of the key pair routes (routes).
+	trees []*api.Mux
 }
 
 // New returns the Nova API on keyPairs; computeLinkPrefix is <base> of its links (Nova's
 // compute_link_prefix, nova-keypairs.md §3.3).
 func New(keyPairs KeyPairs, auth *api.Authenticator, errs *api.Errors, computeLinkPrefix string) *API {
-	a := &API{keyPairs: keyPairs, auth: auth, errs: errs, base: strings.TrimSuffix(computeLinkPrefix, "/"), mux: http.NewServeMux()}
+	a := &API{keyPairs: keyPairs, auth: auth, errs: errs, base: strings.TrimSuffix(computeLinkPrefix, "/"), mux: api.NewMux()}
 	a.routes(a.mux)
 	return a
+}
+
+// Routes are the patterns the family registered, the key pair routes of every tree included.
+func (a *API) Routes() []string {
+	routes := a.mux.Patterns()
+	for _, t := range a.trees {
+		routes = append(routes, t.Patterns()...)
+	}
+	return routes
 }
 
 // ServeHTTP serves every path under /compute, /v2 and /v2.1; what no route serves is Nova's
 // 404 or 405.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer api.Recover(w, r, a.fail)
-	api.Serve(a.mux, w, r, a.fail)
+	api.Serve(a.mux.ServeMux, w, r, a.fail)
 }
 
 // tree is a tree of the Nova API: a path prefix, and whether it is legacy v2 (no
@@ -107,7 +118,7 @@ var keyPairRoutes = []string{
 
 // routes registers the Nova API on mux: the version documents (§3, no authentication), and one
 // handler per tree that serves the key pair routes from its two muxes.
-func (a *API) routes(mux *http.ServeMux) {
+func (a *API) routes(mux *api.Mux) {
 	mux.HandleFunc("GET /compute", a.versions)
 	mux.HandleFunc("GET /compute/{$}", a.versions)
 	v20 := func(w http.ResponseWriter, r *http.Request) { a.version(w, true) }
@@ -117,7 +128,8 @@ func (a *API) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /compute/v2.1", v21)
 	mux.HandleFunc("GET /compute/v2.1/{$}", v21)
 
-	withProject, projectless := http.NewServeMux(), http.NewServeMux()
+	withProject, projectless := api.NewMux(), api.NewMux()
+	a.trees = []*api.Mux{withProject, projectless}
 	// Clients normally strip the project id before discovery; the document is served anyway
 	// (on the project mux: /compute/v2.1/os-keypairs is never a project id).
 	withProject.HandleFunc("GET /compute/v2.1/{project_id}", v21)
@@ -275,7 +287,7 @@ func (n *request) atLeast(minor int) bool { return !n.legacy && n.minor >= minor
 
 // treeHandler serves every other path under prefix/: the key pair routes of the tree's two muxes
 // (a trailing slash on the collection is the collection, §2.1), and Nova's 404 and 405.
-func (a *API) treeHandler(prefix string, withProject, projectless *http.ServeMux) http.Handler {
+func (a *API) treeHandler(prefix string, withProject, projectless *api.Mux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := withProject
 		if strings.HasPrefix(r.URL.Path, prefix+"/os-keypairs") {
@@ -287,7 +299,7 @@ func (a *API) treeHandler(prefix string, withProject, projectless *http.ServeMux
 			r2.URL.RawPath = strings.TrimSuffix(r.URL.RawPath, "/")
 			r = r2
 		}
-		api.Serve(m, w, r, func(w http.ResponseWriter, r *http.Request, err error) {
+		api.Serve(m.ServeMux, w, r, func(w http.ResponseWriter, r *http.Request, err error) {
 			setRequestID(w)
 			if kps.ErrorCode(err) == kps.ErrMethod {
 				err = faultf(405, "The method specified is not allowed for this resource.")

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/openkps/kps"
@@ -82,29 +83,7 @@ func New(cfg Config, d Deps) http.Handler {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	if cfg.ComputeLinkPrefix == "" {
-		cfg.ComputeLinkPrefix = cfg.PublicURL + "/compute"
-	}
-	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
-	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Metrics: d.Metrics, Audit: d.Audit}
-
-	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader, Drift: d.Drift, Rotations: d.Rotations,
-		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
-	identity := keystone.New(d.Tokens, d.Manager, auth, errs, cfg.PublicURL)
-	compute := nova.New(d.KeyPairs, auth, errs, cfg.ComputeLinkPrefix)
-
-	health := &api.Health{Ping: d.Ping, Log: d.Log, Fail: identity.Fail}
-	identity.Handle("GET /healthz", http.HandlerFunc(health.Live))
-	identity.Handle("GET /readyz", http.HandlerFunc(health.Ready))
-	openAPI := cfg.OpenAPI
-	identity.Handle("GET /openapi.json", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPI)
-	}))
-	if cfg.Metrics != nil {
-		identity.Handle("GET /metrics", cfg.Metrics)
-	}
+	kpsAPI, identity, compute := families(cfg, d)
 
 	m := &mux{ServeMux: http.NewServeMux(), families: map[string]family{}, fallback: family{identity, Identity}}
 	// The identity paths (auth.md §1.3): the version documents, and /v3/<segment> for the
@@ -125,6 +104,51 @@ func New(cfg Config, d Deps) http.Handler {
 		edge.Access = d.Log
 	}
 	return edge.Handler(m)
+}
+
+// families builds the three families on d (whose Log is set), the service-wide routes on the
+// identity family.
+func families(cfg Config, d Deps) (*kpsv3.API, *keystone.API, *nova.API) {
+	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	if cfg.ComputeLinkPrefix == "" {
+		cfg.ComputeLinkPrefix = cfg.PublicURL + "/compute"
+	}
+	errs := &api.Errors{Log: d.Log, PublicURL: cfg.PublicURL}
+	auth := &api.Authenticator{Identity: d.Identity, Reads: d.Reads, Proxies: cfg.TrustedProxies, Log: d.Log, Metrics: d.Metrics, Audit: d.Audit}
+	kpsAPI := kpsv3.New(kpsv3.Services{KeyPairs: d.KeyPairs, Tasks: d.Tasks, Servers: d.Servers, Audit: d.AuditReader, Drift: d.Drift, Rotations: d.Rotations,
+		Lists: tasklist.New(d.TaskLists, cfg.TaskListCacheBytes)}, auth, errs)
+	identity := keystone.New(d.Tokens, d.Manager, auth, errs, cfg.PublicURL)
+	compute := nova.New(d.KeyPairs, auth, errs, cfg.ComputeLinkPrefix)
+
+	health := &api.Health{Ping: d.Ping, Log: d.Log, Fail: identity.Fail}
+	identity.Handle("GET /healthz", http.HandlerFunc(health.Live))
+	identity.Handle("GET /readyz", http.HandlerFunc(health.Ready))
+	openAPI := cfg.OpenAPI
+	identity.Handle("GET /openapi.json", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	}))
+	if cfg.Metrics != nil {
+		identity.Handle("GET /metrics", cfg.Metrics)
+	}
+	return kpsAPI, identity, compute
+}
+
+// Routes are the "METHOD /path" patterns of the API New builds with cfg and d: what its families
+// registered, in no order (docs/openapi_test.go compares them with openapi.json). Patterns
+// without a method (the mounts) are not routes.
+func Routes(cfg Config, d Deps) []string {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	kpsAPI, identity, compute := families(cfg, d)
+	var routes []string
+	for _, p := range slices.Concat(kpsAPI.Routes(), identity.Routes(), compute.Routes()) {
+		if strings.Contains(p, " ") {
+			routes = append(routes, p)
+		}
+	}
+	return routes
 }
 
 // The families' names in the metrics and access lines (api.SetFamily).
