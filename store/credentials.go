@@ -234,21 +234,12 @@ func (db *DB) DeleteExpiredTokens(ctx context.Context, grace time.Duration) (int
 
 // deleteBefore runs query, a DELETE of what is older than its one parameter (milliseconds):
 // now less grace. It returns how many rows went.
-func (db *DB) deleteBefore(ctx context.Context, query string, grace time.Duration) (int, error) {
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	res, err := tx.exec(ctx, query, millis(tx.now.Add(-grace)))
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	return int(n), tx.Commit()
+func (db *DB) deleteBefore(ctx context.Context, query string, grace time.Duration) (n int, err error) {
+	_, err = db.inWrite(ctx, func(tx *txn) error {
+		n, err = tx.execCount(ctx, query, millis(tx.now.Add(-grace)))
+		return err
+	})
+	return n, err
 }
 
 // Access keys ---------------------------------------------------------------------------------

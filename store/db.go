@@ -329,15 +329,18 @@ func (tx *txn) lock(ctx context.Context, l lock, args ...any) error {
 
 // execOne runs a guarded statement and reports whether it changed exactly one row.
 func (tx *txn) execOne(ctx context.Context, q string, args ...any) (bool, error) {
+	n, err := tx.execCount(ctx, q, args...)
+	return n == 1, err
+}
+
+// execCount runs a statement and returns how many rows it changed.
+func (tx *txn) execCount(ctx context.Context, q string, args ...any) (int, error) {
 	res, err := tx.exec(ctx, q, args...)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	n, err := res.RowsAffected()
-	if err != nil {
-		return false, err
-	}
-	return n == 1, nil
+	return int(n), err
 }
 
 // exists reports whether q returns a row.

@@ -147,26 +147,16 @@ func (db *DB) ListDriftChecks(ctx context.Context, projectID string, p kps.Page)
 }
 
 // InterruptDriftChecks implements kps.DriftStore.
-func (db *DB) InterruptDriftChecks(ctx context.Context, all bool) (int, error) {
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	var res sql.Result
-	if all {
-		res, err = tx.exec(ctx, interruptDriftChecks, millis(tx.now))
-	} else {
-		res, err = tx.exec(ctx, interruptDeadChecks, millis(tx.now), millis(tx.now))
-	}
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	return int(n), tx.Commit()
+func (db *DB) InterruptDriftChecks(ctx context.Context, all bool) (n int, err error) {
+	_, err = db.inWrite(ctx, func(tx *txn) error {
+		if all {
+			n, err = tx.execCount(ctx, interruptDriftChecks, millis(tx.now))
+		} else {
+			n, err = tx.execCount(ctx, interruptDeadChecks, millis(tx.now), millis(tx.now))
+		}
+		return err
+	})
+	return n, err
 }
 
 // RenewDriftChecks implements kps.DriftStore.

@@ -303,15 +303,11 @@ func (db *DB) SetRotationState(ctx context.Context, projectID, id string, from [
 		r.failedBase = r.Totals.Failed
 	}
 	if to == kps.RotationCancelled {
-		res, err := tx.exec(ctx, skipPendingServers, millis(tx.now), projectID, id)
+		n, err := tx.execCount(ctx, skipPendingServers, millis(tx.now), projectID, id)
 		if err != nil {
 			return nil, err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return nil, err
-		}
-		moveServers(&r.Totals, kps.RotationServerPending, kps.RotationServerSkipped, int(n))
+		moveServers(&r.Totals, kps.RotationServerPending, kps.RotationServerSkipped, n)
 	}
 	r.State, r.Reason = to, reason
 	if err := tx.saveRotation(ctx, r, r.Totals.Running == 0); err != nil {

@@ -317,19 +317,14 @@ func (db *DB) FinishTask(ctx context.Context, t *kps.Task, o kps.TaskOutcome) er
 	if err != nil {
 		return err
 	}
-	tx, err := db.beginWrite(ctx)
+	now, err := db.inWrite(ctx, func(tx *txn) error {
+		tx.tasksOnly = true
+		return finishTask(ctx, tx, t, to, code, msg, o)
+	})
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	tx.tasksOnly = true
-	if err := finishTask(ctx, tx, t, to, code, msg, o); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	t.Phase, t.ErrorCode, t.ErrorMsg, t.Updated = to, code, msg, tx.now
+	t.Phase, t.ErrorCode, t.ErrorMsg, t.Updated = to, code, msg, now
 	return nil
 }
 

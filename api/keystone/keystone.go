@@ -190,22 +190,18 @@ func (a *API) routes() {
 		audited("DELETE "+member+"/users/{user_id}/roles/{role_id}", kps.ActionRoleRevoke, empty, kps.TargetRole, "", a.revokeRole)
 	}
 
-	collection("/v3/projects", "project", kps.TargetProject, http.MethodPatch, [3]string{kps.ActionProjectCreate, kps.ActionProjectUpdate, kps.ActionProjectDelete},
-		a.listProjects, a.showProject, a.createProject, a.updateProject, a.deleteProject)
+	collection("/v3/projects", "project", kps.TargetProject, http.MethodPatch, [3]string{kps.ActionProjectCreate, kps.ActionProjectUpdate, kps.ActionProjectDelete}, a.listProjects, a.showProject, a.createProject, a.updateProject, a.deleteProject)
 	grants("/v3/projects/{project}")
 
-	collection("/v3/users", "user_id", kps.TargetUser, http.MethodPatch, [3]string{kps.ActionUserCreate, kps.ActionUserUpdate, kps.ActionUserDelete},
-		a.listUsers, a.showUser, a.createUser, a.updateUser, a.deleteUser)
+	collection("/v3/users", "user_id", kps.TargetUser, http.MethodPatch, [3]string{kps.ActionUserCreate, kps.ActionUserUpdate, kps.ActionUserDelete}, a.listUsers, a.showUser, a.createUser, a.updateUser, a.deleteUser)
 	audited("POST /v3/users/{user_id}/password", kps.ActionPasswordChange, empty, kps.TargetUser, "user_id", a.changePassword)
 	route("GET /v3/users/{user_id}/projects", a.listUserProjects)
 
-	collection("/v3/domains", "domain_id", kps.TargetDomain, http.MethodPatch, [3]string{kps.ActionDomainCreate, kps.ActionDomainUpdate, kps.ActionDomainDelete},
-		a.listDomains, a.showDomain, a.createDomain, a.updateDomain, a.deleteDomain)
+	collection("/v3/domains", "domain_id", kps.TargetDomain, http.MethodPatch, [3]string{kps.ActionDomainCreate, kps.ActionDomainUpdate, kps.ActionDomainDelete}, a.listDomains, a.showDomain, a.createDomain, a.updateDomain, a.deleteDomain)
 	grants("/v3/domains/{domain_id}")
 
 	// Huawei IAM's access keys (auth.md §3.5, §9): an update is a PUT.
-	collection("/v3.0/OS-CREDENTIAL/credentials", "access_key", kps.TargetCredential, http.MethodPut, [3]string{kps.ActionCredentialCreate, kps.ActionCredentialUpdate, kps.ActionCredentialDelete},
-		a.listCredentials, a.showCredential, a.createCredential, a.updateCredential, a.deleteCredential)
+	collection("/v3.0/OS-CREDENTIAL/credentials", "access_key", kps.TargetCredential, http.MethodPut, [3]string{kps.ActionCredentialCreate, kps.ActionCredentialUpdate, kps.ActionCredentialDelete}, a.listCredentials, a.showCredential, a.createCredential, a.updateCredential, a.deleteCredential)
 	audited("POST /v3.0/OS-CREDENTIAL/securitytokens", kps.ActionTemporaryCredential, created, kps.TargetCredential, "", a.createSecurityToken)
 
 	// The operator's audit trail: the events without a project (docs/spec/audit.md).
