@@ -21,10 +21,7 @@ import (
 // by Ansible, with password and with key authentication, each run interleaved so that the three
 // see the same machine.
 func (b *bench) fleet(ctx context.Context) ([]FleetRow, error) {
-	maxN := 0
-	for _, n := range b.cfg.Hosts {
-		maxN = max(maxN, n)
-	}
+	maxN := b.maxHosts()
 	if _, err := b.startHosts(maxN); err != nil {
 		return nil, err
 	}

@@ -42,6 +42,15 @@ func newAdminKey(dir string) (*adminKey, error) {
 	return k, os.WriteFile(k.path, []byte(k.pem), 0o600)
 }
 
+// maxHosts is the largest fleet size the run measures (-n); the hosts are started once for it.
+func (b *bench) maxHosts() int {
+	n := 0
+	for _, h := range b.cfg.Hosts {
+		n = max(n, h)
+	}
+	return n
+}
+
 // startHosts makes sure at least n sshd test hosts run, each with its own user, and accepting
 // the admin key. Hosts are started a few at a time: each is a useradd, a chpasswd and an sshd.
 func (b *bench) startHosts(n int) ([]*sshdtest.Host, error) {

@@ -4,10 +4,11 @@ import (
 	"context"
 
 	"fmt"
-	"github.com/openkps/kps/internal/sshdtest"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/openkps/kps/internal/sshdtest"
 )
 
 // memory measures part 4: VmRSS of a fresh kps serve (SQLite) once idle, then the largest
@@ -15,10 +16,7 @@ import (
 // they have ended. The tasks go to servers spread over the test hosts, so that the workers
 // edit different hosts at the same time.
 func (b *bench) memory(ctx context.Context) ([]MemoryRow, error) {
-	nHosts := 0
-	for _, n := range b.cfg.Hosts {
-		nHosts = max(nHosts, n)
-	}
+	nHosts := b.maxHosts()
 	nHosts = min(nHosts, b.cfg.MemoryTasks)
 	hosts, err := b.startHosts(nHosts)
 	if err != nil {

@@ -67,10 +67,7 @@ func loadAvg() string {
 // rotation, kps-v3-api.md §8) and by the floor doing the same with bare x/crypto/ssh, at the
 // same concurrency, the two interleaved run by run so that they see the same machine.
 func (b *bench) rotate(ctx context.Context) ([]RotateRow, error) {
-	maxN := 0
-	for _, n := range b.cfg.Hosts {
-		maxN = max(maxN, n)
-	}
+	maxN := b.maxHosts()
 	if _, err := b.startHosts(maxN); err != nil {
 		return nil, err
 	}
