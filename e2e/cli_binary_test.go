@@ -230,6 +230,11 @@ func testRotateFleet(t *testing.T, bin string) {
 	if !strings.Contains(r.stderr, "stays in authorized_keys (--keep-login-key)") {
 		t.Fatalf("plan with --keep-login-key: %s", r.stderr)
 	}
+	// The plan says which key pair each server moves from and to, and whose key leaves.
+	if !regexp.MustCompile(`kps: plan for 1 server, logging in with .*bootstrap\.pem.*:\n  web-2027 → ops: web-00\n`).MatchString(r.stderr) ||
+		!strings.Contains(r.stderr, "kps: removed from authorized_keys: the key of web-2027\n") {
+		t.Fatalf("bind plan: %s", r.stderr)
+	}
 	if !hosts[0].KeyLoginWorks(t, bootSigner) || !hosts[0].KeyLoginWorks(t, signerOf(t, filepath.Join(op.dir, "ops.pem"))) || hosts[0].KeyLoginWorks(t, fresh) {
 		t.Fatal("--keep-login-key: the bootstrap key or the new one does not log in, or the replaced one still does")
 	}
