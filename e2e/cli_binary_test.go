@@ -490,6 +490,13 @@ func testTerminal(t *testing.T, bin string) {
 func testAnsibleImport(t *testing.T, bin string) {
 	op, s := newOperator(t, bin)
 	a, b := sshdtest.Start(t, sshdtest.Options{}), sshdtest.Start(t, sshdtest.Options{})
+	// app-b is reached with a key file, as Ansible would: its public half is on the host.
+	bKey, _, err := sshkey.Generate(sshkey.AlgorithmED25519, 0, "ansible")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bKeyFile := op.file("app-b.pem", bKey, 0o600)
+	b.WriteAuthorizedKeys(t, string(ssh.MarshalAuthorizedKey(signerOf(t, bKeyFile).PublicKey())))
 	// The parent group's vars give a user and port that only the db hosts keep: the web host
 	// lines override them, as in Ansible.
 	inv := fmt.Sprintf(`[db]
@@ -497,7 +504,7 @@ db-[1:2] ansible_host=127.0.0.1
 
 [web]
 app-a ansible_port=%d ansible_password=%s ansible_user=%s
-app-b ansible_port=%d ansible_password=%s ansible_user=%s
+app-b ansible_port=%d ansible_ssh_private_key_file=%s ansible_user=%s
 
 [web:vars]
 ansible_host=127.0.0.1
@@ -510,7 +517,7 @@ db
 ansible_user=nobody-here
 ansible_port=22
 kps_sshd_config=/etc/ssh/sshd_config
-`, a.Port, a.Password, a.User, b.Port, b.Password, b.User)
+`, a.Port, a.Password, a.User, b.Port, bKeyFile, b.User)
 	path := op.file("hosts", inv, 0o600)
 	r := op.must(0, "", "server", "import", path, "--dry-run", "-o", "json")
 	var rows []struct {
@@ -521,7 +528,8 @@ kps_sshd_config=/etc/ssh/sshd_config
 	}
 	json.Unmarshal([]byte(r.stdout), &rows)
 	if len(rows) != 4 || rows[0].ID != "db-1" || rows[1].ID != "db-2" || rows[0].User != "nobody-here" || rows[0].Port != 22 ||
-		rows[2].ID != "app-a" || rows[2].Port != a.Port || rows[2].User != a.User || !strings.Contains(rows[2].Result, "credential from ansible_password") {
+		rows[2].ID != "app-a" || rows[2].Port != a.Port || rows[2].User != a.User || !strings.Contains(rows[2].Result, "credential from ansible_password") ||
+		rows[3].ID != "app-b" || !strings.Contains(rows[3].Result, "credential from "+bKeyFile) {
 		t.Fatalf("dry run: %s", r.stdout)
 	}
 	s.wantError(404, "KPS.6204", "GET", "/servers/app-a", nil)
@@ -536,6 +544,11 @@ kps_sshd_config=/etc/ssh/sshd_config
 	r = op.must(0, "", "keypair", "bind", "inv", "--servers", "app-a,app-b")
 	if !strings.Contains(r.stdout, "2 succeeded, 0 failed") {
 		t.Fatalf("bind: %s", r.stdout)
+	}
+	// The stored credentials logged in: the password on app-a, the key file on app-b.
+	bound := signerOf(t, filepath.Join(op.dir, "inv.pem"))
+	if !a.KeyLoginWorks(t, bound) || !b.KeyLoginWorks(t, bound) {
+		t.Fatal("the bound key does not log in on app-a and app-b")
 	}
 	// A construct kps cannot honour refuses the host by name.
 	op.file("jump", "[web]\nhidden ansible_ssh_common_args='-o ProxyJump=bastion'\nshown\n", 0o600)
