@@ -901,6 +901,35 @@ func TestAuditTrailReaders(t *testing.T) {
 			t.Errorf("%s reads the operator's trail: %d %v", c.token[:8], code, out)
 		}
 	}
+	// user_id, since (inclusive) and until (exclusive) reach the trail through the query.
+	member.must(200, "POST", "/keypairs", kp(map[string]any{"name": "by-member"}))
+	var mine, theirs auditEvent
+	for _, e := range admin.auditEvents(s.project, "&action=keypair.create") {
+		switch e.TargetID {
+		case "read-me":
+			mine = e
+		case "by-member":
+			theirs = e
+		}
+	}
+	if mine.ID == 0 || theirs.ID == 0 || mine.UserID == theirs.UserID || mine.Time >= theirs.Time {
+		t.Fatalf("the two creations: %+v %+v", mine, theirs)
+	}
+	ids := func(evs []auditEvent) (out []string) {
+		for _, e := range evs {
+			out = append(out, e.TargetID)
+		}
+		return out
+	}
+	if got := admin.auditEvents(s.project, "&user_id="+theirs.UserID); len(got) != 1 || got[0].ID != theirs.ID {
+		t.Errorf("user_id=%s: %v", theirs.UserID, ids(got))
+	}
+	if got := admin.auditEvents(s.project, "&action=keypair.create&since="+theirs.Time); len(got) != 1 || got[0].ID != theirs.ID {
+		t.Errorf("since=%s: %v", theirs.Time, ids(got))
+	}
+	if got := admin.auditEvents(s.project, "&action=keypair.create&until="+theirs.Time); len(got) != 1 || got[0].ID != mine.ID {
+		t.Errorf("until=%s: %v", theirs.Time, ids(got))
+	}
 	for _, q := range []string{"?limit=0", "?limit=1001", "?offset=-1", "?since=yesterday", "?until=2025-13-01T00:00:00Z", "?action=a&action=b"} {
 		if code, out := admin.call("GET", "/audit-events"+q, nil); code != 400 || !strings.HasPrefix(str(out["error_code"]), "KPS.600") {
 			t.Errorf("GET audit-events%s: %d %v", q, code, out)
