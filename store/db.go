@@ -164,6 +164,9 @@ type txn struct {
 	// tasksOnly: the transaction changes tasks and bindings and nothing else (submitting,
 	// claiming, marking, extending, finishing), so it does not move WriteVersion.
 	tasksOnly bool
+	// sawUncommitted: the transaction began after others of its SQLite commit group that
+	// changed rows not committed yet (groupTx.sharesChanges; set by claims, which ask).
+	sawUncommitted bool
 	// changed are the projects whose task versions Commit bumps in this process (SQLite's
 	// taskChanged).
 	changed []string

@@ -64,6 +64,7 @@ type groupWriter struct {
 	// Under the token:
 	conn    *sql.Conn
 	group   *commitGroup // the open SQLite transaction's group; nil when none is open
+	changes int64        // total_changes() of the connection when the group's transaction began
 	members int          // transactions that joined the group
 	eager   int          // members whose Commit waits for the group's commit (not CommitLater)
 	begun   time.Time
@@ -155,8 +156,25 @@ func (w *groupWriter) open(ctx context.Context) error {
 		w.conn = nil
 		return fmt.Errorf("begin: %w", err)
 	}
+	if err := w.conn.QueryRowContext(context.WithoutCancel(ctx), "SELECT total_changes()").Scan(&w.changes); err != nil {
+		_, _ = w.conn.ExecContext(context.Background(), "ROLLBACK")
+		w.conn.Close()
+		w.conn = nil
+		return fmt.Errorf("begin: %w", err)
+	}
 	w.group, w.members, w.eager, w.begun = &commitGroup{done: make(chan struct{})}, 0, 0, time.Now()
 	return nil
+}
+
+// sharesChanges reports whether the group's transactions before t changed rows that are not
+// committed yet (rows a rolled-back one changed count too: the answer errs on the side of yes).
+// t sees them; the other connections do not until the group commits.
+func (t *groupTx) sharesChanges(ctx context.Context) (bool, error) {
+	var n int64
+	if err := t.conn.QueryRowContext(ctx, "SELECT total_changes()").Scan(&n); err != nil {
+		return false, err
+	}
+	return n != t.w.changes, nil
 }
 
 // leave hands the writer on. The group's transaction commits now when nobody waits for the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openkps/kps"
+	"github.com/openkps/kps/service"
 )
 
 // groupTable is a table of its own for the group commit tests.
@@ -554,5 +555,83 @@ func TestPendingClaimDoesNotHoldBackAWaitingMember(t *testing.T) {
 	}
 	if committed := <-claimed; committed == nil || committed() != nil {
 		t.Fatal("the claim was not committed with the first writer")
+	}
+}
+
+// TestPendingClaimOfAnUncommittedTaskWaitsForIt: a claim whose commit group holds changes not
+// committed yet — here the submission of the very task it claims, as a rotation submits a
+// server's task in the transaction that ends the one before — sees them, and the worker's next
+// reads (its plan: the task's rotation, its server's binding) come from other connections,
+// which do not until the group commits. So that claim returns only once it is committed: when
+// ClaimTaskPending returns, another connection reads the task as claimed. Before, the claim
+// returned at once and the planner found no such task (KPS.6609 in TestCLIBinary/RotateFleet).
+func TestPendingClaimOfAnUncommittedTaskWaitsForIt(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "kps.db"), nil)
+	ctx := t.Context()
+	fixture(t, db, "s1")
+	db.group.maxAge, db.group.lazy = time.Hour, time.Hour // only an eager commit ends the group
+	holder, err := db.beginWrite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "00000000-0000-4000-8000-000000000001"
+	submitted := make(chan error, 1)
+	go func() {
+		_, err := db.SubmitTask(ctx, kps.TaskSubmission{ID: id, ProjectID: "p", UserID: "u",
+			Operation: kps.OpReset, KeyPairName: "kp", ServerID: "s1"}, service.AdmitTask)
+		submitted <- err
+	}()
+	waitFor(t, db, 1)
+	type claim struct {
+		task *kps.Task
+		err  error
+	}
+	claimed := make(chan claim, 1)
+	go func() {
+		task, committed, err := db.ClaimTaskPending(ctx, "w", time.Minute)
+		if err == nil && task != nil {
+			// What the worker reads next, through another connection.
+			if read, rerr := db.Task(ctx, "p", task.ID); rerr != nil || read.Phase != kps.PhaseRunning {
+				err = fmt.Errorf("when the claim returned another connection read %+v, %v; want it RUNNING", read, rerr)
+			} else {
+				err = committed()
+			}
+		}
+		claimed <- claim{task, err}
+	}()
+	waitFor(t, db, 2)
+	release := make(chan struct{})
+	next := make(chan error, 1)
+	go func() {
+		tx, err := db.beginWrite(ctx)
+		if err != nil {
+			next <- err
+			return
+		}
+		<-release // holds the group open
+		next <- tx.Commit()
+	}()
+	waitFor(t, db, 3)
+	first := make(chan error, 1)
+	go func() { first <- holder.Commit() }()
+	select {
+	case c := <-claimed:
+		t.Fatalf("the claim returned (%+v, %v) before the submission it saw was committed", c.task, c.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	var c claim
+	select {
+	case c = <-claimed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the claim never returned")
+	}
+	if c.err != nil || c.task == nil || c.task.ID != id {
+		t.Fatalf("claim: %+v, %v", c.task, c.err)
+	}
+	for what, ch := range map[string]chan error{"the holder": first, "the submission": submitted, "the writer after": next} {
+		if err := within(t, ch, what); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
 	}
 }

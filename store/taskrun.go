@@ -208,6 +208,16 @@ func (db *DB) ClaimTaskPending(ctx context.Context, owner string, lease time.Dur
 		return nil, nil, err
 	}
 	defer tx.Rollback()
+	if tx.sawUncommitted {
+		// The claim may have seen what its group's earlier transactions changed — the task
+		// itself, submitted in the group, or its server's binding, changed by the task before
+		// it — and what the worker reads next (its plan) comes from other connections, which
+		// see it only once the group commits: it waits for the commit, as ClaimTask does.
+		if err := tx.Commit(); err != nil {
+			return nil, nil, err
+		}
+		return t, func() error { return nil }, nil
+	}
 	committed, err = tx.commitLater()
 	if err != nil {
 		return nil, nil, err
@@ -235,6 +245,12 @@ func (db *DB) claimTx(ctx context.Context, statement, owner string, lease time.D
 		return nil, nil, err
 	}
 	tx.tasksOnly = true
+	if gtx, ok := tx.tx.(*groupTx); ok {
+		if tx.sawUncommitted, err = gtx.sharesChanges(ctx); err != nil {
+			tx.Rollback()
+			return nil, nil, err
+		}
+	}
 	t, err := scanTask(tx.queryRow(ctx, statement, owner, millis(tx.now.Add(lease)), millis(tx.now),
 		owner, millis(tx.now)))
 	if err == nil {
