@@ -53,7 +53,8 @@ func text(fragment string) string {
 // pair's public key, with its fingerprint and no private key anywhere; an invalid or missing
 // public key is refused with a visible sentence and creates nothing. Bound to a real sshd host
 // through the bind form, the imported key pair shows in the server list's row, whose last task
-// is then the failed bind that followed, with its status, code and key pair.
+// is the bind that succeeded (the newest task the service keeps, inventory.md), then the failed
+// bind that followed, with its status, code and a link to the task; the server page agrees.
 func TestConsoleImportAndServerList(t *testing.T) {
 	h := sshdtest.Start(t, sshdtest.Options{})
 	s := startService(t)
@@ -138,13 +139,19 @@ func TestConsoleImportAndServerList(t *testing.T) {
 		}
 	}
 
-	// Bind the imported key pair to web with the stored login: the key logs in, and the row
-	// names the key pair. A task that succeeded is in no task list: the last task stays empty.
+	// Bind the imported key pair to web with the stored login: the key logs in, the row names
+	// the key pair, and its last task is the bind that succeeded, linked to its page.
 	token = b.csrf("/console/bind")
 	r, _ = b.post("/console/bind", url.Values{"csrf": {token}, "keypair": {"imported"}, "server": {"web"}, "login": {"service"}}, nil)
-	if r.StatusCode != http.StatusSeeOther || !strings.Contains(r.Header.Get("Location"), "/console/progress") {
-		t.Fatalf("bind: %d to %q", r.StatusCode, r.Header.Get("Location"))
+	loc := r.Header.Get("Location")
+	if r.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "/console/progress") {
+		t.Fatalf("bind: %d to %q", r.StatusCode, loc)
 	}
+	lu, err := url.Parse(loc)
+	if err != nil || len(lu.Query()["t"]) != 1 {
+		t.Fatalf("bind: progress URL %q names no single task", loc)
+	}
+	bound := lu.Query().Get("t")
 	waitFor(t, "the bind succeeds", 90*time.Second, func() bool {
 		srv, err := s.admin.Server(ctx, "web")
 		return err == nil && srv.KeyPairName == "imported"
@@ -153,8 +160,26 @@ func TestConsoleImportAndServerList(t *testing.T) {
 		t.Fatal("the imported key does not log in after the bind")
 	}
 	row := serverRow(t, b, "web")
-	if !strings.Contains(row["Key pair"], `<a href="/console/keypairs/imported">imported</a>`) || text(row["Last task"]) != "—" {
-		t.Fatalf("web after the bind: key pair %q, last task %q", row["Key pair"], row["Last task"])
+	if !strings.Contains(row["Key pair"], `<a href="/console/keypairs/imported">imported</a>`) {
+		t.Fatalf("web after the bind: key pair %q", row["Key pair"])
+	}
+	wantLastTask := func(cell, status, code, id string) {
+		t.Helper()
+		want := status + " "
+		if code != "" {
+			want += code + " "
+		}
+		want += "task " + id[:8] + " · "
+		if !strings.Contains(cell, `<span class="status status-`+strings.ToLower(strings.SplitN(status, "_", 2)[0])+`">`+status+`</span>`) ||
+			!strings.HasPrefix(text(cell), want) || !strings.Contains(cell, `<a href="/console/progress?t=`+id+`">`) ||
+			(code != "") != strings.Contains(cell, `<code class="code-error">`+code+`</code>`) {
+			t.Fatalf("last task reads %q (%s), want %q… linked to task %s", text(cell), cell, want, id)
+		}
+	}
+	wantLastTask(row["Last task"], "SUCCESS_RESET", "", bound)
+	if _, body := b.get("/console/servers/web"); !strings.Contains(body, `<a href="/console/progress?t=`+bound+`">`) ||
+		!strings.Contains(body, `<span class="status status-success">SUCCESS_RESET</span>`) {
+		t.Errorf("web's page does not show the bind as its last task:\n%s", body)
 	}
 	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey))
 	if err != nil {
@@ -194,13 +219,16 @@ func TestConsoleImportAndServerList(t *testing.T) {
 	if !strings.Contains(row["Key pair"], `<a href="/console/keypairs/imported">imported</a>`) {
 		t.Errorf("web after the failed rotation: key pair %q, want imported still", row["Key pair"])
 	}
-	last := row["Last task"]
-	if !strings.Contains(last, `<span class="status status-failed">`+failed.Status+`</span>`) ||
-		!strings.Contains(last, `<code class="code-error">`+failed.ErrorCode+`</code>`) ||
-		!strings.HasPrefix(text(last), failed.Status+" "+failed.ErrorCode+" next · ") {
-		t.Fatalf("web's last task reads %q, want %s %s of key pair next", last, failed.Status, failed.ErrorCode)
+	// The failure, newer than the success, is the last task now.
+	wantLastTask(row["Last task"], failed.Status, failed.ErrorCode, failed.TaskID)
+	if _, body := b.get("/console/servers/web"); !strings.Contains(body, `<a href="/console/progress?t=`+failed.TaskID+`">`) ||
+		!strings.Contains(body, `<code class="code-error">`+failed.ErrorCode+`</code>`) {
+		t.Errorf("web's page does not show the failure as its last task:\n%s", body)
 	}
 	if row := serverRow(t, b, "idle"); text(row["Last task"]) != "—" {
 		t.Errorf("idle shows web's task: %q", row["Last task"])
+	}
+	if _, body := b.get("/console/servers/idle"); !strings.Contains(body, "none kept") {
+		t.Errorf("idle's page shows a last task:\n%s", body)
 	}
 }
