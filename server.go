@@ -39,7 +39,24 @@ type Server struct {
 	// ("" before the first).
 	LastDriftCheck time.Time
 	Drift          string
+
+	// LastTask is the server's newest task the service still keeps (an OpenKPS inventory
+	// extension, inventory.md): a succeeded one for its retention (kps-v3-api.md §3), a failed
+	// one until it is deleted. Read-only; nil when none is kept.
+	LastTask *ServerTask
 }
+
+// ServerTask is the summary of a task a server record carries as its last task.
+type ServerTask struct {
+	ID        string
+	Operation Operation
+	Phase     Phase
+	Created   time.Time
+	ErrorCode string // "" unless the task failed
+}
+
+// Status is the task's status in the KPS form (SUCCESS_RESET).
+func (t *ServerTask) Status() string { return Status(t.Phase, t.Operation) }
 
 // Credential is a login secret for a host: a password or a private key. It exists in clear
 // only in memory.

@@ -2,12 +2,14 @@ package console_test
 
 import (
 	"context"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openkps/kps"
 	"github.com/openkps/kps/client"
@@ -72,8 +74,31 @@ func TestConsolePagingExportAndDelete(t *testing.T) {
 		link(body, "next") != "/console/tasks/failed?limit=2&offset=4" {
 		t.Fatalf("paging of failed tasks:\n%s", body)
 	}
-	if !strings.Contains(body, "KPS.6601") {
-		t.Error("the failed-task page shows no code")
+	// Each row shows its task as the API lists it: the time (UTC, to the second, and as a
+	// machine-readable datetime), the server, the key pair with the operation, the code and
+	// the message.
+	for i, m := range regexp.MustCompile(`(?s)<tr id="task-[0-9a-f-]+">(.*?)</tr>`).FindAllStringSubmatch(body, -1) {
+		task, c := page.Tasks[2+i], cells(m[1])
+		created := task.Created()
+		if created.IsZero() || task.ErrorMsg == "" || task.KeyPairName != "seed" {
+			t.Fatalf("the API's failed task: %+v", task)
+		}
+		wantTime := `<time datetime="` + created.UTC().Format(time.RFC3339) + `">` + created.UTC().Format("2006-01-02 15:04:05Z") + `</time>`
+		if c["Time"] != wantTime {
+			t.Errorf("task %s: time cell %q, want %q", task.TaskID, c["Time"], wantTime)
+		}
+		if got := text(c["Server"]); got != task.ServerID+" "+task.ServerName {
+			t.Errorf("task %s: server cell %q, want %s and %s", task.TaskID, got, task.ServerID, task.ServerName)
+		}
+		if got, want := text(c["Task"]), task.KeyPairName+" "+string(task.Operation()); got != want {
+			t.Errorf("task %s: task cell %q, want %q", task.TaskID, got, want)
+		}
+		if got := text(c["Code"]); got != task.ErrorCode || got != "KPS.6601" {
+			t.Errorf("task %s: code cell %q, want %s (KPS.6601)", task.TaskID, got, task.ErrorCode)
+		}
+		if got := html.UnescapeString(c["Message"]); got != task.ErrorMsg {
+			t.Errorf("task %s: message cell %q, want %q", task.TaskID, got, task.ErrorMsg)
+		}
 	}
 
 	// Export the hosted key: a file, byte for byte what the API exports.

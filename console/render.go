@@ -70,6 +70,7 @@ var funcs = template.FuncMap{
 	"time":     formatTime,
 	"millis":   func(ms int64) string { return formatTime(time.UnixMilli(ms)) },
 	"ago":      ago,
+	"agoMs":    func(ms int64) string { return ago(time.UnixMilli(ms)) },
 	"phase":    func(status string) string { return strings.ToLower(string(client.StatusPhase(status))) },
 	"op":       func(status string) string { return string(client.StatusOperation(status)) },
 	"short":    func(id string) string { return id[:min(len(id), 8)] },

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -12,40 +11,11 @@ import (
 	"github.com/openkps/kps/client"
 )
 
-// serverRow is a server of the list with its last task the task lists know: the running one,
-// else its newest failure. Succeeded tasks are in no list (kps-v3-api.md §3.2); the binding
-// (keypair_name) is what they leave behind.
-type serverRow struct {
-	client.Server
-	Task *client.TaskEntry
-}
-
+// serverList is a page of the inventory. Each record carries its last task (the newest the
+// service keeps, a succeeded one included: inventory.md), which the page shows as it is.
 type serverList struct {
-	Servers []serverRow
+	Servers []client.Server
 	offsetPager
-}
-
-// lastTasks maps each server to its running task, else its newest failed one, as far as the
-// first page (1000) of each list goes.
-func lastTasks(ctx context.Context, api *client.Client) (map[string]*client.TaskEntry, error) {
-	out := map[string]*client.TaskEntry{}
-	running, err := api.ListRunningTasks(ctx, 1000, 0)
-	if err != nil {
-		return nil, err
-	}
-	failed, err := api.ListFailedTasks(ctx, 1000, 0)
-	if err != nil {
-		return nil, err
-	}
-	// Both lists are newest first: the first entry of a server is its last task.
-	for _, list := range [][]client.TaskEntry{running.Tasks, failed.Tasks} {
-		for i := range list {
-			if _, ok := out[list[i].ServerID]; !ok {
-				out[list[i].ServerID] = &list[i]
-			}
-		}
-	}
-	return out, nil
 }
 
 // servers is the inventory, a page at a time (limit/offset, inventory.md).
@@ -56,14 +26,8 @@ func (c *Console) servers(w http.ResponseWriter, r *http.Request, s *session) er
 	if err != nil {
 		return err
 	}
-	tasks, err := lastTasks(r.Context(), s.api)
-	if err != nil {
-		return err
-	}
-	d := serverList{offsetPager: newOffsetPager(Prefix+"servers", "servers", nil, pg.Total, len(pg.Servers), limit, offset)}
-	for _, srv := range pg.Servers {
-		d.Servers = append(d.Servers, serverRow{Server: srv, Task: tasks[srv.ID]})
-	}
+	d := serverList{Servers: pg.Servers,
+		offsetPager: newOffsetPager(Prefix+"servers", "servers", nil, pg.Total, len(pg.Servers), limit, offset)}
 	c.render(w, r, s, http.StatusOK, "servers", &page{Title: "Servers", Section: "servers", Data: d})
 	return nil
 }
@@ -72,8 +36,7 @@ func (c *Console) servers(w http.ResponseWriter, r *http.Request, s *session) er
 type serverForm struct {
 	New                                                 bool
 	ID, Name, Address, Port, User, HostKeys, SSHDConfig string
-	Server                                              *client.Server // the record, when editing
-	Task                                                *client.TaskEntry
+	Server                                              *client.Server      // the record, when editing
 	Drift                                               *client.DriftResult // the last drift check's finding
 	Error                                               string
 }
@@ -102,9 +65,6 @@ func (c *Console) server(w http.ResponseWriter, r *http.Request, s *session) err
 		if json.Unmarshal(srv.Drift, &dr) == nil {
 			d.Drift = &dr
 		}
-	}
-	if tasks, err := lastTasks(r.Context(), s.api); err == nil {
-		d.Task = tasks[srv.ID]
 	}
 	c.render(w, r, s, http.StatusOK, "server", &page{Title: "Server " + srv.ID, Section: "servers", Data: d})
 	return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -106,6 +107,9 @@ func TestResetWithServiceCredential(t *testing.T) {
 	s.addHost("db-01", h, map[string]any{"host_keys": []string{h.HostKey}})
 	s.addHost("db-02", h, nil)
 	s.must(200, "POST", "/keypairs", map[string]any{"keypair": map[string]any{"name": "ops", "scope": "domain"}})
+	if last := lastTask(s, "db-01"); last != nil {
+		t.Fatalf("db-01's last task before any: %v", last)
+	}
 
 	// RESET needs the service credential.
 	s.wantError(400, "KPS.6021", "POST", "/keypairs/associate", map[string]any{"keypair_name": "ops", "server": map[string]any{"id": "db-02"}})
@@ -133,6 +137,21 @@ func TestResetWithServiceCredential(t *testing.T) {
 			t.Fatalf("batch item %d: %v, want %s", i, it, code)
 		}
 	}
+	// The server records carry their last task, a succeeded one too (kept 7 days); a refused
+	// batch item submitted none.
+	wantLastTask(t, lastTask(s, "db-01"), ok["task_id"], "SUCCESS_RESET", "")
+	if last := lastTask(s, "db-02"); last != nil {
+		t.Fatalf("db-02's last task after a refused item: %v", last)
+	}
+	// A failure is the last task, with its code; db-01's stays its own.
+	out = s.must(200, "POST", "/keypairs/associate", map[string]any{"keypair_name": "ops",
+		"server": map[string]any{"id": "db-02", "auth": map[string]any{"type": "password", "key": "not " + h.Password}}})
+	if st := s.waitTask(out["task_id"].(string)); st != "FAILED_REPLACE" {
+		t.Fatalf("a bind with a wrong password ended %s", st)
+	}
+	failure := s.failedTask(out["task_id"].(string))
+	wantLastTask(t, lastTask(s, "db-02"), out["task_id"], "FAILED_REPLACE", str(failure["task_error_code"]))
+	wantLastTask(t, lastTask(s, "db-01"), ok["task_id"], "SUCCESS_RESET", "")
 	// A bound server is refused by batch associate (KPS.6303).
 	out = s.must(200, "POST", "/keypairs/batch-associate", map[string]any{"batch_keypairs": []any{
 		map[string]any{"keypair_name": "ops", "server": map[string]any{"id": "db-01"}}}})
@@ -146,6 +165,37 @@ func TestResetWithServiceCredential(t *testing.T) {
 	}
 	if content, _ := h.AuthorizedKeys(t); strings.TrimSpace(content) != "" {
 		t.Fatalf("authorized_keys after unbind: %q", content)
+	}
+	wantLastTask(t, lastTask(s, "db-01"), out["task_id"], "SUCCESS_UNBIND", "")
+}
+
+// lastTask returns a server's last_task (nil for null) as GET /servers/{id} shows it, after
+// checking that GET /servers shows the same.
+func lastTask(s *service, id string) map[string]any {
+	s.t.Helper()
+	srv := s.must(200, "GET", "/servers/"+id, nil)["server"].(map[string]any)
+	last, present := srv["last_task"]
+	if !present {
+		s.t.Fatalf("server %s without last_task: %v", id, srv)
+	}
+	for _, it := range s.must(200, "GET", "/servers", nil)["servers"].([]any) {
+		if m := it.(map[string]any); m["id"] == id && !reflect.DeepEqual(m["last_task"], last) {
+			s.t.Fatalf("server %s: the list's last_task %v, the record's %v", id, m["last_task"], last)
+		}
+	}
+	if last == nil {
+		return nil
+	}
+	return last.(map[string]any)
+}
+
+// wantLastTask asserts a last_task's task, status and error code (absent unless it failed).
+func wantLastTask(t *testing.T, last map[string]any, id any, status, code string) {
+	t.Helper()
+	gotCode, hasCode := last["error_code"]
+	if last == nil || last["id"] != id || last["task_status"] != status || (code == "") == hasCode ||
+		(hasCode && gotCode != code) || last["create_time"] == nil || last["create_time"].(float64) <= 0 {
+		t.Fatalf("last_task %v, want task %v %s error code %q", last, id, status, code)
 	}
 }
 

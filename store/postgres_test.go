@@ -299,6 +299,58 @@ func TestPostgresTaskListPlan(t *testing.T) {
 	rows.Close()
 }
 
+// TestPostgresServerLastTaskPlan: on PostgreSQL, a server's last task (one server, or a page
+// of them) is a backward index-only scan of tasks_by_server that stops at the first entry, then
+// one primary-key lookup, once per server of the page, never a scan of the tasks table.
+func TestPostgresServerLastTaskPlan(t *testing.T) {
+	db := openPostgresTest(t, pgtest.Schema(t), nil)
+	ctx := t.Context()
+	// 20,000 tasks over 100 projects, each on its own server s<g>; p7 has 200 of those servers.
+	if _, err := db.write.ExecContext(ctx, seedTasksPostgres, 1, 20_000, 1, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.write.ExecContext(ctx, `INSERT INTO servers (project_id, id, name, address, port, login_user,
+    host_keys, sshd_config, created, updated)
+SELECT 'p' || (g % 100), 's' || g, 's' || g, 'h', 22, 'root', '[]', '/etc/ssh/sshd_config', 1, 1
+FROM generate_series(1, 20000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.write.ExecContext(ctx, "ANALYZE tasks, servers"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, query string
+		args        []any
+		loops       string
+	}{
+		{"one server", selectServer, []any{"p7", "s107"}, "loops=1"},
+		{"page", listServers, []any{"p7", 50, 100}, "loops=50"},
+	} {
+		rows, err := db.read.QueryContext(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "+db.bind(c.query), c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, line)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		plan := strings.Join(lines, "\n")
+		if !strings.Contains(plan, "Index Only Scan Backward using tasks_by_server on tasks t (actual rows=1 "+c.loops+")") ||
+			!strings.Contains(plan, "Index Scan using tasks_pkey on tasks lt (actual rows=1 "+c.loops+")") ||
+			strings.Contains(plan, "Seq Scan on tasks") || strings.Contains(plan, "Bitmap Heap Scan on tasks") {
+			t.Errorf("%s: plan\n%s", c.name, plan)
+		}
+	}
+}
+
 // TestPostgresServerLockLetsBindingsIn: the lock a submission takes on a server row does not
 // block a binding's insert for that server (whose foreign key locks the row FOR KEY SHARE). A
 // finishing task upserts its binding after it bumped its project's task version, which the

@@ -16,16 +16,23 @@ const (
 	serverColumns = `s.project_id, s.id, s.name, s.address, s.port, s.login_user, s.host_keys,
     s.sshd_config, s.credential, s.reach_by_admin, s.created, s.updated,
     COALESCE(b.keypair_name, ''), COALESCE(b.password_disabled, FALSE), COALESCE(b.expires_at, 0),
-    s.last_drift_check, s.drift`
+    s.last_drift_check, s.drift, lt.id, lt.operation, lt.phase, lt.created, lt.error_code`
+	// The server's last task (inventory.md): its newest task the service still keeps, found
+	// by the subquery on tasks_by_server (project_id, server_id, seq) as the one highest seq,
+	// read from the index alone, then fetched by its primary key (docs/query-plans.md).
+	serverJoins = `
+LEFT JOIN bindings b ON b.project_id = s.project_id AND b.server_id = s.id
+LEFT JOIN tasks lt ON lt.seq = (SELECT t.seq FROM tasks t WHERE t.project_id = s.project_id AND t.server_id = s.id
+    ORDER BY t.seq DESC LIMIT 1)`
 	selectServer = `SELECT ` + serverColumns + `
-FROM servers s LEFT JOIN bindings b ON b.project_id = s.project_id AND b.server_id = s.id
+FROM servers s` + serverJoins + `
 WHERE s.project_id = ? AND s.id = ?`
-	// Ordered by id (inventory.md); total by COUNT(*) OVER () with the page.
-	listServers = `SELECT ` + serverColumns + `, COUNT(*) OVER ()
-FROM servers s LEFT JOIN bindings b ON b.project_id = s.project_id AND b.server_id = s.id
-WHERE s.project_id = ?
-ORDER BY s.id
-LIMIT ? OFFSET ?`
+	// Ordered by id (inventory.md); total by COUNT(*) OVER () with the page. The page is cut
+	// first, so that the binding and the last task are looked up for its rows only.
+	listServers = `SELECT ` + serverColumns + `, s.total
+FROM (SELECT *, COUNT(*) OVER () AS total FROM servers WHERE project_id = ? ORDER BY id LIMIT ? OFFSET ?) s` +
+		serverJoins + `
+ORDER BY s.id`
 	countServers = `SELECT COUNT(*) FROM servers WHERE project_id = ?`
 
 	updateServer = `UPDATE servers SET name = ?, address = ?, port = ?, login_user = ?, host_keys = ?,
@@ -127,10 +134,13 @@ func scanServer(row scanner, extra ...any) (*kps.Server, error) {
 		hostKeys         string
 		created, updated int64
 		expires, drifted int64
+		// The last task's columns are NULL when the service keeps no task of the server.
+		taskID, taskOp, taskPhase, taskError sql.NullString
+		taskCreated                          sql.NullInt64
 	)
 	dest := append([]any{&s.ProjectID, &s.ID, &s.Name, &s.Address, &s.Port, &s.User, &hostKeys,
 		&s.SSHDConfig, &s.Credential, &s.ReachByAdmin, &created, &updated, &s.KeyPairName, &s.PasswordDisabled,
-		&expires, &drifted, &s.Drift}, extra...)
+		&expires, &drifted, &s.Drift, &taskID, &taskOp, &taskPhase, &taskCreated, &taskError}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -144,6 +154,13 @@ func scanServer(row scanner, extra ...any) (*kps.Server, error) {
 	}
 	if drifted > 0 {
 		s.LastDriftCheck = fromMillis(drifted)
+	}
+	if taskID.Valid {
+		s.LastTask = &kps.ServerTask{ID: taskID.String, Operation: kps.Operation(taskOp.String),
+			Phase: kps.Phase(taskPhase.String), Created: fromMillis(taskCreated.Int64)}
+		if s.LastTask.Phase == kps.PhaseFailed {
+			s.LastTask.ErrorCode = taskError.String
+		}
 	}
 	return &s, nil
 }

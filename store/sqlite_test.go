@@ -315,6 +315,11 @@ func TestQueryPlans(t *testing.T) {
 		{"sweeper", "SELECT id FROM tasks WHERE phase = 'RUNNING' AND lease_expires < ?", "tasks_running_leases", []any{1}, 0},
 		{"purge", "SELECT id FROM tasks WHERE phase = 'SUCCESS' AND created < ?", "tasks_succeeded", []any{1}, 0},
 		{"key pair page", listKeyPairsAfter, "sqlite_autoindex_keypairs", []any{"p", "u", "m", 10}, 0},
+		// A server's last task: its highest seq from tasks_by_server alone, then that one row
+		// by its rowid; on a page of servers, once per row of the page (the sort is the
+		// window's, as before the last task).
+		{"server's last task", selectServer, "SEARCH lt USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN; CORRELATED SCALAR SUBQUERY 1; SEARCH t USING COVERING INDEX tasks_by_server (project_id=? AND server_id=?)", []any{"p", "s"}, 0},
+		{"servers' last tasks", listServers, "SEARCH lt USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN; CORRELATED SCALAR SUBQUERY 2; SEARCH t USING COVERING INDEX tasks_by_server (project_id=? AND server_id=?)", []any{"p", 10, 0}, 1},
 	} {
 		rows, err := db.read.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {

@@ -32,6 +32,9 @@ func viewServer(s *kps.Server) wire.Server {
 	if s.Drift != "" {
 		v.Drift = json.RawMessage(s.Drift)
 	}
+	if t := s.LastTask; t != nil {
+		v.LastTask = &wire.ServerTask{ID: t.ID, TaskStatus: t.Status(), CreateTime: t.Created.UnixMilli(), ErrorCode: t.ErrorCode}
+	}
 	return v
 }
 

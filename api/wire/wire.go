@@ -68,6 +68,18 @@ type Server struct {
 	Drift            json.RawMessage `json:"drift"`
 	CreateTime       int64           `json:"create_time"`
 	UpdateTime       int64           `json:"update_time"`
+	// LastTask is the server's newest task the service still keeps (an OpenKPS inventory
+	// extension, inventory.md), null when it keeps none. Read-only.
+	LastTask *ServerTask `json:"last_task"`
+}
+
+// ServerTask is a server's last task: its ID, status (SUCCESS_RESET), creation time (epoch
+// ms) and, when it failed, its error code.
+type ServerTask struct {
+	ID         string `json:"id"`
+	TaskStatus string `json:"task_status"`
+	CreateTime int64  `json:"create_time"`
+	ErrorCode  string `json:"error_code,omitempty"`
 }
 
 // User is a Keystone user (auth.md §9); it never carries the password or its hash.

@@ -24,6 +24,7 @@ var serverTests = map[string]func(*testing.T, *env){
 	"PinHostKeyConcurrentFirstUsers":  testPinHostKeyConcurrent,
 	"DeleteKeepsFinishedTasksAndName": testServerDeleteKeepsTasks,
 	"ReachByAdminIsKept":              testServerReachByAdmin,
+	"LastTaskIsTheNewestKept":         testServerLastTask,
 }
 
 func testServerCreateAndRead(t *testing.T, e *env) {
@@ -371,4 +372,100 @@ func testServerReachByAdmin(t *testing.T, e *env) {
 	if !got.ReachByAdmin || !reach("member") {
 		t.Fatal("an admin's confirmation was not recorded")
 	}
+}
+
+// testServerLastTask: a server record carries its newest task the service still keeps
+// (inventory.md, last_task), the same in the record and in the list, and only its own: not
+// another server's, not a task of a server by the same ID in another project.
+func testServerLastTask(t *testing.T, e *env) {
+	e.server(project, "web-01", true)
+	e.server(project, "web-02", true)
+	e.server(otherProject, "web-01", true)
+	e.keyPair(project, "kp", kps.ScopeDomain, alice)
+	e.keyPair(otherProject, "kp", kps.ScopeDomain, alice)
+	last := func(id string) *kps.ServerTask {
+		t.Helper()
+		s, err := e.s.Server(e.ctx, project, id)
+		must(t, err)
+		list, total, err := e.s.ListServers(e.ctx, project, kps.Page{Limit: 10})
+		must(t, err)
+		if total != 2 || len(list) != 2 {
+			t.Fatalf("list: %d servers of %d", len(list), total)
+		}
+		for _, l := range list {
+			if l.ID == id && !sameServerTask(l.LastTask, s.LastTask) {
+				t.Fatalf("%s: the list's last task %s, the server's %s", id, fmtServerTask(l.LastTask), fmtServerTask(s.LastTask))
+			}
+		}
+		return s.LastTask
+	}
+	want := func(id string, got *kps.ServerTask, task *kps.Task, phase kps.Phase, code string) {
+		t.Helper()
+		if got == nil || got.ID != task.ID || got.Operation != task.Operation || got.Phase != phase ||
+			!got.Created.Equal(task.Created) || got.ErrorCode != code {
+			t.Fatalf("%s: last task %s, want %s %s created %v error %q", id, fmtServerTask(got), task.ID,
+				kps.Status(phase, task.Operation), task.Created, code)
+		}
+	}
+	if got := last("web-01"); got != nil {
+		t.Fatalf("before any task: last task %s", fmtServerTask(got))
+	}
+
+	// The other project's web-01 gets a task: it never shows in this project.
+	e.run(resetOf(otherProject, "kp", "web-01"), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down"})
+	if got := last("web-01"); got != nil {
+		t.Fatalf("the other project's task leaks in: %s", fmtServerTask(got))
+	}
+
+	e.clock.Advance(time.Second)
+	submitted := e.submit(resetOf(project, "kp", "web-01"))
+	want("web-01", last("web-01"), submitted, kps.PhaseReady, "")
+	if got := last("web-02"); got != nil {
+		t.Fatalf("web-01's task shows on web-02: %s", fmtServerTask(got))
+	}
+	failed := e.claim(submitted.ID)
+	must(t, e.s.FinishTask(e.ctx, failed, kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down"}))
+	want("web-01", last("web-01"), submitted, kps.PhaseFailed, kps.TaskUnreachable)
+
+	// A later success is the last task; the older failure stays in the failed list only.
+	e.clock.Advance(time.Second)
+	k, err := e.s.KeyPair(e.ctx, project, "kp", alice)
+	must(t, err)
+	succeeded := e.run(resetOf(project, "kp", "web-01"), kps.TaskOutcome{Success: true, PublicKey: k.PublicKey})
+	want("web-01", last("web-01"), succeeded, kps.PhaseSuccess, "")
+
+	// web-02: a success, then a failure; deleting the failure brings back the success.
+	e.clock.Advance(time.Second)
+	ok2 := e.run(resetOf(project, "kp", "web-02"), kps.TaskOutcome{Success: true, PublicKey: k.PublicKey})
+	e.clock.Advance(time.Second)
+	failed2 := e.run(unbindOf(project, "web-02", false), kps.TaskOutcome{ErrorCode: kps.TaskUnreachable, ErrorMsg: "down"})
+	want("web-02", last("web-02"), failed2, kps.PhaseFailed, kps.TaskUnreachable)
+	want("web-01", last("web-01"), succeeded, kps.PhaseSuccess, "")
+	must(t, e.s.DeleteFailedTask(e.ctx, project, failed2.ID))
+	want("web-02", last("web-02"), ok2, kps.PhaseSuccess, "")
+
+	// Past the retention of succeeded tasks, a server whose tasks are all gone has none again.
+	e.clock.Advance(8 * 24 * time.Hour)
+	_, err = e.s.PurgeSucceededTasks(e.ctx, 7*24*time.Hour)
+	must(t, err)
+	if got := last("web-02"); got != nil {
+		t.Fatalf("after the purge: last task %s", fmtServerTask(got))
+	}
+	// web-01 keeps its old failure: the newest task the service still keeps.
+	want("web-01", last("web-01"), submitted, kps.PhaseFailed, kps.TaskUnreachable)
+}
+
+func sameServerTask(a, b *kps.ServerTask) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ID == b.ID && a.Operation == b.Operation && a.Phase == b.Phase && a.Created.Equal(b.Created) &&
+		a.ErrorCode == b.ErrorCode
+}
+
+func fmtServerTask(t *kps.ServerTask) string {
+	if t == nil {
+		return "none"
+	}
+	return t.ID + " " + t.Status() + " " + t.Created.String() + " " + t.ErrorCode
 }
