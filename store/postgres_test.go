@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -257,24 +258,8 @@ func TestPostgresTaskListPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, offset := range []int{0, 15} {
-			rows, err := conn.QueryContext(ctx, fmt.Sprintf(
-				"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE failed_page('p7', 'p7', 10, %d)", offset))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var lines []string
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				lines = append(lines, line)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			plan := strings.Join(lines, "\n")
+			plan := planText(t)(conn.QueryContext(ctx, fmt.Sprintf(
+				"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE failed_page('p7', 'p7', 10, %d)", offset)))
 			// The total may be counted from either index; the page comes from tasks_failed_list.
 			if strings.Count(plan, "Index Only Scan using") != 2 ||
 				!strings.Contains(plan, "Index Only Scan using tasks_failed_list on tasks tasks_1") ||
@@ -326,23 +311,7 @@ FROM generate_series(1, 20000) g`); err != nil {
 		{"one server", selectServer, []any{"p7", "s107"}, "loops=1"},
 		{"page", listServers, []any{"p7", 50, 100}, "loops=50"},
 	} {
-		rows, err := db.read.QueryContext(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "+db.bind(c.query), c.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var lines []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, line)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		plan := strings.Join(lines, "\n")
+		plan := planText(t)(db.read.QueryContext(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "+db.bind(c.query), c.args...))
 		if !strings.Contains(plan, "Index Only Scan Backward using tasks_by_server on tasks t (actual rows=1 "+c.loops+")") ||
 			!strings.Contains(plan, "Index Scan using tasks_pkey on tasks lt (actual rows=1 "+c.loops+")") ||
 			strings.Contains(plan, "Seq Scan on tasks") || strings.Contains(plan, "Bitmap Heap Scan on tasks") {
@@ -385,5 +354,29 @@ func TestPostgresServerLockLetsBindingsIn(t *testing.T) {
 	defer other.Rollback()
 	if _, err := other.exec(tctx, upsertBinding, project, "s1", "k", "ssh-ed25519 AAAA", false, int64(1)); err != nil {
 		t.Fatalf("a binding's insert waited for the server lock of a submission: %v", err)
+	}
+}
+
+// planText returns a function that reads the lines of an EXPLAIN's answer as one text, failing
+// t on an error (called on a query's results: planText(t)(conn.QueryContext(...))).
+func planText(t *testing.T) func(*sql.Rows, error) string {
+	return func(rows *sql.Rows, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var lines []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
 	}
 }
