@@ -489,7 +489,9 @@ func TestPendingClaimSharesTheNextCommit(t *testing.T) {
 	submitReset(t, db, "00000000-0000-4000-8000-000000000001", "s1")
 	submitReset(t, db, "00000000-0000-4000-8000-000000000002", "s2")
 
-	db.group.lazy = time.Hour // no timer within the test: only the next writer commits it
+	// No timer within the test, and no group too old (the race detector can make a claim take
+	// longer than groupMaxAge): only the next writer commits it.
+	db.group.lazy, db.group.maxAge = time.Hour, time.Hour
 	before := db.group.commits.Load()
 	task, committed, err := db.ClaimTaskPending(ctx, "w", time.Minute)
 	if err != nil || task == nil {
@@ -512,7 +514,7 @@ func TestPendingClaimSharesTheNextCommit(t *testing.T) {
 		t.Fatalf("%d commits for the claim and the mark after it, want 1", n)
 	}
 
-	db.group.lazy = lazyCommitDelay
+	db.group.lazy, db.group.maxAge = lazyCommitDelay, groupMaxAge
 	task, committed, err = db.ClaimTaskPending(ctx, "w", time.Minute)
 	if err != nil || task == nil {
 		t.Fatalf("pending claim: %v, %v", task, err)
