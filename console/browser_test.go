@@ -281,29 +281,7 @@ func (b *tab) failedRows() map[string]string {
 // check. It takes the screenshots of docs/console (KPS_CONSOLE_SCREENSHOTS=1 writes them there).
 func TestConsoleInBrowser(t *testing.T) {
 	b := newBrowser(t)
-	// Whatever the pages tell the browser's console: a Content-Security-Policy violation (an
-	// inline script or style, a foreign source) or an uncaught exception fails the test.
-	var consoleMu sync.Mutex
-	var consoleProblems []string
-	go func() {
-		for m, err := range chromedp.Console(b.ctx) {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") {
-				consoleMu.Lock()
-				consoleProblems = append(consoleProblems, string(m.Type)+": "+m.Text)
-				consoleMu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		consoleMu.Lock()
-		defer consoleMu.Unlock()
-		if len(consoleProblems) > 0 {
-			t.Errorf("the browser's console reported:\n  %s", strings.Join(consoleProblems, "\n  "))
-		}
-	})
+	b.failOnConsoleProblems(t)
 	h1 := sshdtest.Start(t, sshdtest.Options{})
 	h2 := sshdtest.Start(t, sshdtest.Options{})
 	s := startService(t)
@@ -756,27 +734,7 @@ func (b *tab) waitState(sel, want string) {
 // one host. A reader sees both pages without a button, and they read with JavaScript off.
 func TestConsoleRotationAndDriftInBrowser(t *testing.T) {
 	b := newBrowser(t)
-	var consoleMu sync.Mutex
-	var consoleProblems []string
-	go func() {
-		for m, err := range chromedp.Console(b.ctx) {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") {
-				consoleMu.Lock()
-				consoleProblems = append(consoleProblems, string(m.Type)+": "+m.Text)
-				consoleMu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		consoleMu.Lock()
-		defer consoleMu.Unlock()
-		if len(consoleProblems) > 0 {
-			t.Errorf("the browser's console reported:\n  %s", strings.Join(consoleProblems, "\n  "))
-		}
-	})
+	b.failOnConsoleProblems(t)
 	h1 := sshdtest.Start(t, sshdtest.Options{})
 	h2 := sshdtest.Start(t, sshdtest.Options{})
 	s := startService(t)
@@ -947,4 +905,31 @@ func TestConsoleRotationAndDriftInBrowser(t *testing.T) {
 	if err != nil || !strings.Contains(html, "COMPLETED") || !strings.Contains(html, "web-02") {
 		t.Fatalf("without JavaScript the rotation page reads %q (%v)", html, err)
 	}
+}
+
+// failOnConsoleProblems fails t, when it ends, if the pages told the browser's console of a
+// Content-Security-Policy violation (an inline script or style, a foreign source) or an
+// uncaught exception.
+func (b *tab) failOnConsoleProblems(t *testing.T) {
+	var mu sync.Mutex
+	var problems []string
+	go func() {
+		for m, err := range chromedp.Console(b.ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") {
+				mu.Lock()
+				problems = append(problems, string(m.Type)+": "+m.Text)
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(problems) > 0 {
+			t.Errorf("the browser's console reported:\n  %s", strings.Join(problems, "\n  "))
+		}
+	})
 }
